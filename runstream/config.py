@@ -1,0 +1,139 @@
+"""Every setting runstream reads, in one place.
+
+Each component builds a :class:`Settings` once (``Settings.from_env()``) and
+passes it down; nothing else reads ``os.environ``. Every variable is optional
+and the defaults below make a local stack on one machine work out of the box.
+
+=================================  ===========================================  ==========================
+variable                           meaning                                      default
+=================================  ===========================================  ==========================
+RUNSTREAM_HOME                     state directory: data, logs, pids, spools    ``./.runstream``
+RUNSTREAM_KAFKA_PORT               broker port of the local Kafka               39092
+RUNSTREAM_KAFKA_CONTROLLER_PORT    KRaft controller port of the local Kafka     39093
+RUNSTREAM_KAFKA_BOOTSTRAP          bootstrap servers (overrides the port)       ``127.0.0.1:<kafka port>``
+RUNSTREAM_PG_PORT                  port of the local PostgreSQL                 35432
+RUNSTREAM_DATABASE_URL             asyncpg DSN (overrides the port)             ``postgresql://runstream@127.0.0.1:<pg port>/runstream``
+RUNSTREAM_QUERY_HOST               address the query service binds              127.0.0.1
+RUNSTREAM_QUERY_PORT               port of the query service                    38080
+RUNSTREAM_QUERY_URL                where clients reach the query service        ``http://127.0.0.1:<query port>``
+RUNSTREAM_INGEST_METRICS_PORT      Prometheus port of the first ingest worker   38081
+RUNSTREAM_TOKEN                    bearer token the query service demands       unset: no auth
+RUNSTREAM_TOPIC                    events topic                                 ``runstream.events``
+RUNSTREAM_DLQ_TOPIC                dead-letter topic                            ``runstream.dead-letter``
+RUNSTREAM_TOPIC_PARTITIONS         partitions of the events topic               12
+RUNSTREAM_GROUP_ID                 ingest consumer group                        ``runstream-ingest``
+RUNSTREAM_ARTIFACTS_DIR            artifact store directory                     ``<home>/artifacts``
+=================================  ===========================================  ==========================
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["ConfigError", "Settings"]
+
+
+class ConfigError(ValueError):
+    """A setting has a value runstream cannot use; the message names it."""
+
+
+def _port(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        port = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a port number") from None
+    if not 0 < port < 65536:
+        raise ConfigError(f"{name}={port} is outside 1..65535")
+    return port
+
+
+def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from None
+    if value < 1:
+        raise ConfigError(f"{name}={value} must be at least 1")
+    return value
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    """Resolved configuration shared by the SDK, ingest, query and the stack."""
+
+    home: Path = Path(".runstream")
+    kafka_port: int = 39092
+    kafka_controller_port: int = 39093
+    kafka_bootstrap: str = "127.0.0.1:39092"
+    pg_port: int = 35432
+    database_url: str = "postgresql://runstream@127.0.0.1:35432/runstream"
+    query_host: str = "127.0.0.1"
+    query_port: int = 38080
+    query_url: str = "http://127.0.0.1:38080"
+    ingest_metrics_port: int = 38081
+    token: str | None = field(default=None, repr=False)
+    topic: str = "runstream.events"
+    dlq_topic: str = "runstream.dead-letter"
+    topic_partitions: int = 12
+    group_id: str = "runstream-ingest"
+    artifacts_dir: Path = Path(".runstream/artifacts")
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        """Read ``RUNSTREAM_*`` variables, falling back to the documented defaults."""
+        env = os.environ if env is None else env
+        home = Path(env.get("RUNSTREAM_HOME") or ".runstream").absolute()
+        kafka_port = _port(env, "RUNSTREAM_KAFKA_PORT", 39092)
+        pg_port = _port(env, "RUNSTREAM_PG_PORT", 35432)
+        query_port = _port(env, "RUNSTREAM_QUERY_PORT", 38080)
+        return cls(
+            home=home,
+            kafka_port=kafka_port,
+            kafka_controller_port=_port(env, "RUNSTREAM_KAFKA_CONTROLLER_PORT", 39093),
+            kafka_bootstrap=env.get("RUNSTREAM_KAFKA_BOOTSTRAP") or f"127.0.0.1:{kafka_port}",
+            pg_port=pg_port,
+            database_url=env.get("RUNSTREAM_DATABASE_URL")
+            or f"postgresql://runstream@127.0.0.1:{pg_port}/runstream",
+            query_host=env.get("RUNSTREAM_QUERY_HOST") or "127.0.0.1",
+            query_port=query_port,
+            query_url=(env.get("RUNSTREAM_QUERY_URL") or f"http://127.0.0.1:{query_port}").rstrip("/"),
+            ingest_metrics_port=_port(env, "RUNSTREAM_INGEST_METRICS_PORT", 38081),
+            token=env.get("RUNSTREAM_TOKEN") or None,
+            topic=env.get("RUNSTREAM_TOPIC") or "runstream.events",
+            dlq_topic=env.get("RUNSTREAM_DLQ_TOPIC") or "runstream.dead-letter",
+            topic_partitions=_positive_int(env, "RUNSTREAM_TOPIC_PARTITIONS", 12),
+            group_id=env.get("RUNSTREAM_GROUP_ID") or "runstream-ingest",
+            artifacts_dir=Path(env.get("RUNSTREAM_ARTIFACTS_DIR") or home / "artifacts").absolute(),
+        )
+
+    def as_env(self) -> dict[str, str]:
+        """The variables that make a child process resolve to these same settings."""
+        env = {
+            "RUNSTREAM_HOME": str(self.home),
+            "RUNSTREAM_KAFKA_PORT": str(self.kafka_port),
+            "RUNSTREAM_KAFKA_CONTROLLER_PORT": str(self.kafka_controller_port),
+            "RUNSTREAM_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+            "RUNSTREAM_PG_PORT": str(self.pg_port),
+            "RUNSTREAM_DATABASE_URL": self.database_url,
+            "RUNSTREAM_QUERY_HOST": self.query_host,
+            "RUNSTREAM_QUERY_PORT": str(self.query_port),
+            "RUNSTREAM_QUERY_URL": self.query_url,
+            "RUNSTREAM_INGEST_METRICS_PORT": str(self.ingest_metrics_port),
+            "RUNSTREAM_TOPIC": self.topic,
+            "RUNSTREAM_DLQ_TOPIC": self.dlq_topic,
+            "RUNSTREAM_TOPIC_PARTITIONS": str(self.topic_partitions),
+            "RUNSTREAM_GROUP_ID": self.group_id,
+            "RUNSTREAM_ARTIFACTS_DIR": str(self.artifacts_dir),
+        }
+        if self.token is not None:
+            env["RUNSTREAM_TOKEN"] = self.token
+        return env
