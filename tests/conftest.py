@@ -1,0 +1,138 @@
+"""Session fixtures: real Kafka and PostgreSQL, plus ingest and query processes.
+
+By default the suite starts its own Kafka broker and PostgreSQL cluster with
+the project's stack code, in a temporary state directory on free ports, and
+stops them at the end. To reuse running services instead, set both
+``RUNSTREAM_TEST_KAFKA_BOOTSTRAP`` (host:port) and ``RUNSTREAM_TEST_PG_DSN``
+(a DSN to any database on a server where the user may create databases).
+
+Every session gets its own database, topics and consumer group, so runs of the
+suite never see each other's data.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+import pytest_asyncio
+
+from ingest.schema import migrate
+from runstream.config import Settings
+from runstream.stack import LocalStack
+from tests.support import free_port, wait_http_ok
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
+    """(kafka bootstrap, admin DSN) of real services for this test session."""
+    bootstrap = os.environ.get("RUNSTREAM_TEST_KAFKA_BOOTSTRAP")
+    dsn = os.environ.get("RUNSTREAM_TEST_PG_DSN")
+    if bootstrap and dsn:
+        yield bootstrap, dsn
+        return
+    home = tmp_path_factory.mktemp("stack")
+    env = {
+        "RUNSTREAM_HOME": str(home),
+        "RUNSTREAM_KAFKA_PORT": str(free_port()),
+        "RUNSTREAM_KAFKA_CONTROLLER_PORT": str(free_port()),
+        "RUNSTREAM_PG_PORT": str(free_port()),
+    }
+    stack = LocalStack(Settings.from_env(env))
+    stack.start_infrastructure()
+    try:
+        yield stack.settings.kafka_bootstrap, stack.settings.database_url
+    finally:
+        stack.stop()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def settings(services: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> Settings:
+    """Settings for a fresh, migrated database and topics private to this session."""
+    bootstrap, admin_dsn = services
+    name = f"rs_test_{uuid.uuid4().hex[:12]}"
+    admin = await asyncpg.connect(admin_dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    dsn = admin_dsn.rsplit("/", 1)[0] + "/" + name
+    await migrate(dsn)
+    home = tmp_path_factory.mktemp("home")
+    return Settings.from_env(
+        {
+            "RUNSTREAM_HOME": str(home),
+            "RUNSTREAM_KAFKA_BOOTSTRAP": bootstrap,
+            "RUNSTREAM_DATABASE_URL": dsn,
+            "RUNSTREAM_TOPIC": f"{name}.events",
+            "RUNSTREAM_DLQ_TOPIC": f"{name}.dead-letter",
+            "RUNSTREAM_TOPIC_PARTITIONS": "4",
+            "RUNSTREAM_GROUP_ID": f"{name}-ingest",
+            "RUNSTREAM_QUERY_PORT": str(free_port()),
+            "RUNSTREAM_INGEST_METRICS_PORT": str(free_port()),
+        }
+    )
+
+
+@pytest_asyncio.fixture(scope="session")
+async def db(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
+    """A pool on the session's database, for assertions on what is stored."""
+    async with asyncpg.create_pool(settings.database_url, min_size=1, max_size=4) as pool:
+        yield pool
+
+
+def _spawn(module: str, settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+    env = {**os.environ, **settings.as_env(), "PYTHONPATH": str(ROOT)}
+    with log.open("ab") as out:
+        return subprocess.Popen([sys.executable, "-m", module], env=env, stdout=out, stderr=subprocess.STDOUT)
+
+
+def _terminate(proc: subprocess.Popen[bytes]) -> None:
+    proc.terminate()
+    try:
+        proc.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+@pytest.fixture(scope="session")
+def spawn(settings: Settings) -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
+    """Start ``python -m <module>`` with the session's settings; all are stopped at the end."""
+    procs: list[subprocess.Popen[bytes]] = []
+
+    def start(module: str, overrides: Settings | None = None) -> subprocess.Popen[bytes]:
+        proc = _spawn(module, overrides or settings, settings.home / f"{module}-{len(procs)}.log")
+        procs.append(proc)
+        return proc
+
+    yield start
+    for proc in procs:
+        if proc.poll() is None:
+            _terminate(proc)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def ingest_worker(settings: Settings, spawn: Callable[..., Any]) -> subprocess.Popen[bytes]:
+    """One ingest worker consuming the session's topic."""
+    proc: subprocess.Popen[bytes] = spawn("ingest")
+    await wait_http_ok(f"http://127.0.0.1:{settings.ingest_metrics_port}/metrics", proc)
+    return proc
+
+
+@pytest_asyncio.fixture(scope="session")
+async def query_service(settings: Settings, spawn: Callable[..., Any]) -> str:
+    """The query service on the session's database; returns its base URL."""
+    proc = spawn("query")
+    await wait_http_ok(f"{settings.query_url}/health", proc)
+    return settings.query_url
+
