@@ -13,8 +13,10 @@ suite never see each other's data.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -40,7 +42,10 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, st
     if bootstrap and dsn:
         yield bootstrap, dsn
         return
-    home = tmp_path_factory.mktemp("stack")
+    # Not under pytest's private temp dir: as root, PostgreSQL runs as the
+    # postgres user, which must be able to reach its data directory.
+    home = Path(tempfile.mkdtemp(prefix="runstream-test-"))
+    home.chmod(0o755)
     env = {
         "RUNSTREAM_HOME": str(home),
         "RUNSTREAM_KAFKA_PORT": str(free_port()),
@@ -53,6 +58,7 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, st
         yield stack.settings.kafka_bootstrap, stack.settings.database_url
     finally:
         stack.stop()
+        shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest_asyncio.fixture(scope="session")

@@ -1,0 +1,47 @@
+# The two entry points of the README: `make demo` and `make test`.
+# Everything installs itself: system packages (when root and missing), the
+# virtual environment, Kafka's jars. State lives under RUNSTREAM_HOME.
+
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+export RUNSTREAM_HOME ?= $(CURDIR)/.runstream
+
+.PHONY: demo test down status system-deps install bench chaos
+
+demo: install
+	$(BIN)/runstream up
+	$(BIN)/python examples/ridge_sweep.py
+
+down:
+	@if [ -x $(BIN)/runstream ]; then $(BIN)/runstream down; else echo "nothing installed"; fi
+
+status: install
+	$(BIN)/runstream status
+
+test: install
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+install: system-deps $(VENV)/.installed
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[test,demo]'
+	touch $@
+
+# Java, Maven and the PostgreSQL server binaries; installed from Debian's
+# packages when we are root and they are missing, otherwise we say what to do.
+system-deps:
+	@missing=""; \
+	command -v java >/dev/null || missing="$$missing openjdk-17-jre-headless"; \
+	command -v mvn >/dev/null || missing="$$missing maven"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || missing="$$missing postgresql"; \
+	$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
+	if [ -n "$$missing" ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	  else \
+	    echo "missing:$$missing -- install them (e.g. sudo apt-get install$$missing) and run make again" >&2; exit 1; \
+	  fi; \
+	fi

@@ -1,0 +1,127 @@
+"""The whole local stack: Kafka, PostgreSQL, the ingest worker and the query service."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import sys
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+from runstream.config import Settings
+from runstream.stack import _process
+from runstream.stack._kafka import KafkaBroker, ensure_topic
+from runstream.stack._postgres import PostgresCluster
+
+__all__ = ["ComponentStatus", "LocalStack"]
+
+
+@dataclass(frozen=True)
+class ComponentStatus:
+    name: str
+    pid: int | None
+    port: int
+    healthy: bool
+
+
+class LocalStack:
+    """Starts and stops the stack's processes; all state lives under ``settings.home``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.kafka = KafkaBroker(settings)
+        self.postgres = PostgresCluster(settings)
+
+    @property
+    def config_file(self) -> Path:
+        return self.settings.home / "config.json"
+
+    def _pid_file(self, name: str) -> Path:
+        return self.settings.home / "pids" / f"{name}.pid"
+
+    def start_infrastructure(self) -> None:
+        """Kafka and PostgreSQL, the schema migrated and the topics created."""
+        from ingest.schema import migrate  # the schema belongs to ingest
+
+        self.settings.home.mkdir(parents=True, exist_ok=True)
+        self.kafka.start()
+        self.postgres.start()
+        asyncio.run(migrate(self.settings.database_url))
+        asyncio.run(self._create_topics())
+
+    async def _create_topics(self) -> None:
+        s = self.settings
+        await ensure_topic(s.kafka_bootstrap, s.topic, s.topic_partitions)
+        await ensure_topic(s.kafka_bootstrap, s.dlq_topic, 1)
+
+    def start(self) -> None:
+        """Everything, then the config file the SDK's ``Workspace.from_config()`` reads."""
+        self.start_infrastructure()
+        self._start_service("ingest", f"http://127.0.0.1:{self.settings.ingest_metrics_port}/metrics")
+        self._start_service("query", f"{self.settings.query_url}/health")
+        self.config_file.write_text(
+            json.dumps(
+                {
+                    "kafka_bootstrap": self.settings.kafka_bootstrap,
+                    "query_url": self.settings.query_url,
+                    "topic": self.settings.topic,
+                },
+                indent=2,
+            )
+        )
+
+    def _start_service(self, module: str, health_url: str) -> None:
+        pid_file = self._pid_file(module)
+        if not _process.alive(_process.read_pid(pid_file)):
+            _process.spawn_detached(
+                [sys.executable, "-m", module],
+                pid_file=pid_file,
+                log_file=self.settings.home / "logs" / f"{module}.log",
+                env={**os.environ, **self.settings.as_env()},
+            )
+        asyncio.run(_wait_http_ok(health_url, pid_file))
+
+    def stop(self) -> list[str]:
+        """Stop what ``start`` started, newest first; return the names of those that were running."""
+        stopped = [name for name in ("query", "ingest") if _process.stop_pid(self._pid_file(name))]
+        if self.kafka.stop():
+            stopped.append("kafka")
+        if self.postgres.stop():
+            stopped.append("postgres")
+        return stopped
+
+    def status(self) -> list[ComponentStatus]:
+        s = self.settings
+        return [
+            ComponentStatus("kafka", self.kafka.pid(), s.kafka_port, self.kafka.pid() is not None),
+            ComponentStatus("postgres", self.postgres.pid(), s.pg_port, self.postgres.running()),
+            self._service_status("ingest", s.ingest_metrics_port, f"http://127.0.0.1:{s.ingest_metrics_port}/metrics"),
+            self._service_status("query", s.query_port, f"{s.query_url}/health"),
+        ]
+
+    def _service_status(self, name: str, port: int, health_url: str) -> ComponentStatus:
+        pid = _process.read_pid(self._pid_file(name))
+        running = _process.alive(pid)
+        return ComponentStatus(name, pid if running else None, port, running and _http_ok(health_url))
+
+
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - our own loopback URL
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+async def _wait_http_ok(url: str, pid_file: Path, timeout_seconds: float = 60.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_seconds
+    while not await loop.run_in_executor(None, _http_ok, url):
+        if not _process.alive(_process.read_pid(pid_file)):
+            raise RuntimeError(f"{pid_file.stem} exited during start; see its log under logs/")
+        if loop.time() > deadline:
+            raise RuntimeError(f"{url} did not answer 200 within {timeout_seconds}s")
+        await asyncio.sleep(0.2)
