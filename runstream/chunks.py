@@ -1,0 +1,135 @@
+"""How scalar points are packed into rows of ``point_chunks`` and read back.
+
+A row of PostgreSQL costs ~24 bytes of header before any data, so a
+row per point cannot get near our 16 bytes per point; a chunk of points per
+row can (see ``docs/storage-layout.md`` for the measurements). Ingest encodes
+with :func:`encode_chunk`; the query service decodes with :func:`decode_chunk`.
+Both use numpy so that no per-point Python work happens on either side.
+
+Within a chunk:
+
+- ``values``: little-endian float64 (kinds float, int, bool), exact for NaN and
+  ±Inf; ``texts`` holds the values of kind ``str`` instead.
+- ``steps``: arithmetic progressions (the usual 0, 1, 2, ...) are stored as
+  ``step_start`` + ``step_stride`` alone; anything else as an int64 array.
+- ``times``: microsecond deltas as uint32 when every delta fits (the usual
+  case: they compress well), else absolute float64 seconds. The length tells
+  which: ``4 * n`` or ``8 * n`` bytes.
+- ordinals: consecutive within a chunk from one producer session, so only
+  ``ord_start`` is stored; a gap makes the chunk carry them as int64 ``ords``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+
+__all__ = ["CHUNK_COLUMNS", "DecodedChunk", "decode_chunk", "encode_chunk"]
+
+#: Column order of the records :func:`encode_chunk` returns (after series_id).
+CHUNK_COLUMNS = (
+    "series_id", "time_start", "time_end", "n", "ord_start", "ords",
+    "step_start", "step_stride", "step_min", "step_max", "steps",
+    "times", "value_min", "value_max", "value_last", "values", "texts",
+)
+
+_U32_MAX = np.iinfo(np.uint32).max
+
+
+@dataclass(frozen=True, slots=True)
+class DecodedChunk:
+    steps: npt.NDArray[np.int64]
+    times: npt.NDArray[np.float64]
+    ordinals: npt.NDArray[np.int64]
+    values: npt.NDArray[np.float64] | None
+    texts: list[str] | None
+
+
+def _finite_stats(values: npt.NDArray[np.float64]) -> tuple[float | None, float | None]:
+    finite = values[np.isfinite(values)]
+    if finite.size == 0:
+        return None, None
+    return float(finite.min()), float(finite.max())
+
+
+def encode_chunk(
+    series_id: int,
+    steps: Sequence[int],
+    times: Sequence[float],
+    ordinals: Sequence[int],
+    values: Sequence[Any],
+    *,
+    is_text: bool = False,
+) -> tuple[Any, ...]:
+    """One ``point_chunks`` record (in :data:`CHUNK_COLUMNS` order) for points of one series."""
+    n = len(steps)
+    if n == 0 or not n == len(times) == len(ordinals) == len(values):
+        raise ValueError("a chunk needs at least one point and columns of equal length")
+    step_arr = np.asarray(steps, dtype=np.int64)
+    time_arr = np.asarray(times, dtype=np.float64)
+    ord_arr = np.asarray(ordinals, dtype=np.int64)
+
+    stride = int(step_arr[1] - step_arr[0]) if n > 1 else 1
+    arithmetic = n == 1 or bool((np.diff(step_arr) == stride).all())
+    consecutive = n == 1 or bool((np.diff(ord_arr) == 1).all())
+
+    micros = np.round(time_arr * 1e6)
+    deltas = np.diff(micros, prepend=micros[0])
+    if bool((deltas >= 0).all()) and bool((deltas <= _U32_MAX).all()):
+        times_blob = deltas.astype("<u4").tobytes()
+        time_start = float(micros[0] / 1e6)
+    else:
+        times_blob = time_arr.astype("<f8").tobytes()
+        time_start = float(time_arr[0])
+
+    if is_text:
+        value_min = value_max = value_last = None
+        values_blob, texts = None, [str(v) for v in values]
+    else:
+        value_arr = np.asarray(values, dtype=np.float64)
+        value_min, value_max = _finite_stats(value_arr)
+        value_last = float(value_arr[-1])
+        values_blob, texts = value_arr.astype("<f8").tobytes(), None
+
+    return (
+        series_id, time_start, float(time_arr.max()), n, int(ord_arr[0]),
+        None if consecutive else ord_arr.astype("<i8").tobytes(),
+        int(step_arr[0]), stride if arithmetic else 0, int(step_arr.min()), int(step_arr.max()),
+        None if arithmetic else step_arr.astype("<i8").tobytes(),
+        times_blob, value_min, value_max, value_last, values_blob, texts,
+    )
+
+
+def decode_chunk(
+    *,
+    n: int,
+    time_start: float,
+    ord_start: int,
+    ords: bytes | None,
+    step_start: int,
+    step_stride: int,
+    steps: bytes | None,
+    times: bytes,
+    values: bytes | None,
+    texts: Sequence[str] | None,
+) -> DecodedChunk:
+    """Inverse of :func:`encode_chunk`, from a row's columns."""
+    if steps is None:
+        step_arr = step_start + step_stride * np.arange(n, dtype=np.int64)
+    else:
+        step_arr = np.frombuffer(steps, dtype="<i8").astype(np.int64)
+    if len(times) == 4 * n:
+        micros = round(time_start * 1e6) + np.cumsum(np.frombuffer(times, dtype="<u4"), dtype=np.int64)
+        time_arr = micros / 1e6
+    else:
+        time_arr = np.frombuffer(times, dtype="<f8").astype(np.float64)
+    if ords is None:
+        ord_arr = ord_start + np.arange(n, dtype=np.int64)
+    else:
+        ord_arr = np.frombuffer(ords, dtype="<i8").astype(np.int64)
+    value_arr = None if values is None else np.frombuffer(values, dtype="<f8").astype(np.float64)
+    return DecodedChunk(step_arr, time_arr, ord_arr, value_arr, None if texts is None else list(texts))
