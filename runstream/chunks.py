@@ -8,7 +8,7 @@ Both use numpy so that no per-point Python work happens on either side.
 
 Within a chunk:
 
-- ``values``: little-endian float64 (kinds float, int, bool), exact for NaN and
+- ``vals``: little-endian float64 (kinds float, int, bool), exact for NaN and
   ±Inf; ``texts`` holds the values of kind ``str`` instead.
 - ``steps``: arithmetic progressions (the usual 0, 1, 2, ...) are stored as
   ``step_start`` + ``step_stride`` alone; anything else as an int64 array.
@@ -34,7 +34,7 @@ __all__ = ["CHUNK_COLUMNS", "DecodedChunk", "decode_chunk", "encode_chunk"]
 CHUNK_COLUMNS = (
     "series_id", "time_start", "time_end", "n", "ord_start", "ords",
     "step_start", "step_stride", "step_min", "step_max", "steps",
-    "times", "value_min", "value_max", "value_last", "values", "texts",
+    "times", "value_min", "value_max", "value_last", "vals", "texts",
 )
 
 _U32_MAX = np.iinfo(np.uint32).max
@@ -114,7 +114,7 @@ def decode_chunk(
     step_stride: int,
     steps: bytes | None,
     times: bytes,
-    values: bytes | None,
+    vals: bytes | None,
     texts: Sequence[str] | None,
 ) -> DecodedChunk:
     """Inverse of :func:`encode_chunk`, from a row's columns."""
@@ -131,5 +131,5 @@ def decode_chunk(
         ord_arr = ord_start + np.arange(n, dtype=np.int64)
     else:
         ord_arr = np.frombuffer(ords, dtype="<i8").astype(np.int64)
-    value_arr = None if values is None else np.frombuffer(values, dtype="<f8").astype(np.float64)
+    value_arr = None if vals is None else np.frombuffer(vals, dtype="<f8").astype(np.float64)
     return DecodedChunk(step_arr, time_arr, ord_arr, value_arr, None if texts is None else list(texts))

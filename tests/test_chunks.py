@@ -21,7 +21,7 @@ def _bits(x: float) -> bytes:
 def _decode(record: tuple[object, ...]):  # type: ignore[no-untyped-def]
     row = dict(zip(CHUNK_COLUMNS, record, strict=True))
     return decode_chunk(**{k: row[k] for k in (
-        "n", "time_start", "ord_start", "ords", "step_start", "step_stride", "steps", "times", "values", "texts")})
+        "n", "time_start", "ord_start", "ords", "step_start", "step_stride", "steps", "times", "vals", "texts")})
 
 
 points = st.integers(min_value=1, max_value=300).flatmap(
