@@ -1,0 +1,24 @@
+"""runstream ingest: the Kafka -> PostgreSQL consumer.
+
+Run one worker with ``python -m ingest`` (settings from ``RUNSTREAM_*``), or
+embed one::
+
+    async with IngestWorker(Settings.from_env()) as worker:
+        await worker.wait()
+"""
+
+from ._decoder import DeadLetter
+from ._errors import IngestConfigError, IngestError, IngestStartError, IngestStateError
+from ._options import IngestOptions
+from ._worker import IngestWorker, run_worker
+
+__all__ = [
+    "DeadLetter",
+    "IngestConfigError",
+    "IngestError",
+    "IngestOptions",
+    "IngestStartError",
+    "IngestStateError",
+    "IngestWorker",
+    "run_worker",
+]

@@ -1,0 +1,66 @@
+"""The dead-letter topic: original bytes plus where they came from and why.
+
+Each dead letter is produced with the source record's key and value untouched
+and these headers (UTF-8): ``source_topic``, ``source_partition``,
+``source_offset``, ``reason`` (a short code such as ``not_json`` or
+``unknown_run``) and ``message`` (a human-readable explanation).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Final
+
+from aiokafka import AIOKafkaProducer
+
+from ._decoder import DeadLetter
+
+__all__ = ["DeadLetterProducer", "dead_letter_headers"]
+
+_MAX_MESSAGE_CHARS: Final = 2000
+
+
+def dead_letter_headers(letter: DeadLetter) -> list[tuple[str, bytes]]:
+    """The headers that say where a dead letter came from and why."""
+    source = letter.source
+    return [
+        ("source_topic", source.topic.encode()),
+        ("source_partition", str(source.partition).encode()),
+        ("source_offset", str(source.offset).encode()),
+        ("reason", letter.reason.encode()),
+        ("message", letter.message[:_MAX_MESSAGE_CHARS].encode("utf-8", "replace")),
+    ]
+
+
+class DeadLetterProducer:
+    """Sends dead letters and waits until Kafka has them (acks=all)."""
+
+    def __init__(self, *, bootstrap_servers: str, topic: str) -> None:
+        self._topic = topic
+        self._producer = AIOKafkaProducer(
+            bootstrap_servers=bootstrap_servers,
+            acks="all",
+            enable_idempotence=True,
+            max_request_size=16 * 1024 * 1024,
+        )
+        self._started = False
+
+    async def start(self) -> None:
+        await self._producer.start()
+        self._started = True
+
+    async def stop(self) -> None:
+        if self._started:
+            self._started = False
+            await self._producer.stop()
+
+    async def __call__(self, letters: Sequence[DeadLetter]) -> None:
+        """Send ``letters``; returns once every one is acknowledged."""
+        futures = [
+            await self._producer.send(
+                self._topic, value=letter.source.value, key=letter.source.key, headers=dead_letter_headers(letter)
+            )
+            for letter in letters
+        ]
+        await asyncio.gather(*futures)

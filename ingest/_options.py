@@ -1,0 +1,55 @@
+"""Tuning knobs of one worker, validated in one place.
+
+Connection settings (Kafka, PostgreSQL, topics, group, metrics port) come from
+:class:`runstream.config.Settings`; these are the worker's own trade-offs
+between latency, throughput and memory, with defaults that suit one worker on
+a small machine.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ._errors import IngestConfigError
+
+__all__ = ["IngestOptions"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class IngestOptions:
+    """How a worker batches, retries and stops.
+
+    A flush (one PostgreSQL transaction) happens when the records in hand hold
+    ``flush_max_points`` scalar points or ``flush_max_records`` records, or the
+    oldest of them has waited ``flush_interval_seconds``.
+    """
+
+    flush_max_points: int = 500_000
+    flush_max_records: int = 20_000
+    flush_interval_seconds: float = 0.1
+    fetch_max_records: int = 5_000
+    fetch_timeout_seconds: float = 0.05
+    retry_initial_seconds: float = 0.1
+    retry_max_seconds: float = 5.0
+    start_timeout_seconds: float = 60.0
+    stop_timeout_seconds: float = 30.0
+    revoke_timeout_seconds: float = 10.0
+    metrics_host: str = "127.0.0.1"
+
+    def __post_init__(self) -> None:
+        for name in ("flush_max_points", "flush_max_records", "fetch_max_records"):
+            if getattr(self, name) < 1:
+                raise IngestConfigError(f"{name}={getattr(self, name)} must be at least 1")
+        for name in (
+            "flush_interval_seconds",
+            "fetch_timeout_seconds",
+            "retry_initial_seconds",
+            "retry_max_seconds",
+            "start_timeout_seconds",
+            "stop_timeout_seconds",
+            "revoke_timeout_seconds",
+        ):
+            if not getattr(self, name) >= 0:
+                raise IngestConfigError(f"{name}={getattr(self, name)} must be a non-negative number of seconds")
+        if self.retry_max_seconds < self.retry_initial_seconds:
+            raise IngestConfigError("retry_max_seconds must not be below retry_initial_seconds")

@@ -1,0 +1,299 @@
+"""What one flush writes, worked out in memory before any SQL runs.
+
+The planner walks the flush's records in consumption order against the state
+read at the start of the transaction (runs, series, producer sessions) and
+folds them into a :class:`Plan`: new experiments and runs, one final update per
+run, status history, series to create or widen, and the columns to COPY.
+
+Each record is first *checked* against that state without changing it, then
+*applied*; a record that cannot be stored (events for a run nobody started, a
+metric whose type clashes with its series) becomes a dead letter as a whole and
+leaves no trace in the plan, so the records around it are unaffected.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import orjson
+
+from runstream.events import TERMINAL_STATUSES, Event, encode_json_value
+
+from ._decoder import DeadLetter, Decoded
+from ._status import accepts
+
+__all__ = ["Plan", "RunState", "RunUpdate", "SeriesKey", "SeriesState", "build_plan"]
+
+SeriesKey = tuple[str, str]  # (run id, series name)
+_ENTRY_KINDS: Final = {"list": "list", "row": "row", "table": "table", "image": "image"}
+_ENTRY_FIELD: Final = {"list": "values", "row": "columns", "table": "columns", "image": "file"}
+
+
+@dataclass(slots=True)
+class RunState:
+    """What the planner needs to know about a stored run."""
+
+    status: str
+
+
+@dataclass(slots=True)
+class SeriesState:
+    """A series as stored (``id`` set) or as this flush will create it."""
+
+    id: int | None
+    kind: str
+    value_type: str | None
+    next_position: int = 0
+
+
+@dataclass(slots=True)
+class RunUpdate:
+    """The net effect of a flush on one existing or new run."""
+
+    status: str | None = None
+    ended_at: float | None = None
+    error: Any = None
+    heartbeat_at: float | None = None
+    tags: dict[str, str | None] = field(default_factory=dict)
+    properties: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(slots=True)
+class NewRun:
+    run_id: str
+    experiment: str
+    display_name: str | None
+    parent_id: str | None
+    time: float
+
+
+@dataclass(slots=True)
+class ScalarColumns:
+    """Points of one series in this flush, column-wise, ready for COPY."""
+
+    steps: list[int] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)
+    ordinals: list[int] = field(default_factory=list)
+    values: list[Any] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Plan:
+    """Everything one transaction writes."""
+
+    dead: list[DeadLetter] = field(default_factory=list)
+    batches: int = 0
+    duplicates: int = 0
+    points: int = 0
+    ignored_statuses: int = 0
+    experiments: set[str] = field(default_factory=set)
+    new_runs: dict[str, NewRun] = field(default_factory=dict)
+    run_updates: dict[str, RunUpdate] = field(default_factory=dict)
+    history: list[tuple[str, str, float, str | None]] = field(default_factory=list)
+    series: dict[SeriesKey, SeriesState] = field(default_factory=dict)
+    widened: set[SeriesKey] = field(default_factory=set)
+    scalars: dict[SeriesKey, ScalarColumns] = field(default_factory=dict)
+    # (series key, time, position, JSON text)
+    entries: list[tuple[SeriesKey, float, int, str]] = field(default_factory=list)
+    sessions: dict[str, tuple[str, int]] = field(default_factory=dict)
+
+
+class _Reject(Exception):
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def build_plan(
+    records: Iterable[Decoded | DeadLetter],
+    runs: Mapping[str, RunState],
+    series: Mapping[SeriesKey, SeriesState],
+    sessions: Mapping[str, int],
+) -> Plan:
+    """Fold ``records`` into a plan; the mappings are the stored state (not modified)."""
+    plan = Plan()
+    planner = _Planner(plan, dict(runs), series, dict(sessions))
+    for record in records:
+        if isinstance(record, DeadLetter):
+            plan.dead.append(record)
+        else:
+            planner.add(record)
+    return plan
+
+
+class _Planner:
+    def __init__(
+        self,
+        plan: Plan,
+        runs: dict[str, RunState],
+        stored_series: Mapping[SeriesKey, SeriesState],
+        last_seq: dict[str, int],
+    ) -> None:
+        self.plan = plan
+        self.runs = runs
+        self.stored_series = stored_series
+        self.last_seq = last_seq
+
+    def add(self, record: Decoded) -> None:
+        batch = record.batch
+        if batch.seq <= self.last_seq.get(batch.session_id, 0):
+            self.plan.duplicates += 1
+            return
+        try:
+            self._check(batch.run_id, batch.events)
+        except _Reject as exc:
+            self.plan.dead.append(DeadLetter(record.source, exc.reason, str(exc)))
+            return
+        self.last_seq[batch.session_id] = batch.seq
+        self.plan.sessions[batch.session_id] = (batch.run_id, batch.seq)
+        self.plan.batches += 1
+        self.plan.points += record.points
+        for event in batch.events:
+            _APPLY[event["type"]](self, batch.run_id, event)
+
+    # --- checks (read-only) ---------------------------------------------------
+
+    def _series_state(self, key: SeriesKey) -> SeriesState | None:
+        return self.plan.series.get(key) or self.stored_series.get(key)
+
+    def _check(self, run_id: str, events: list[Event]) -> None:
+        known = run_id in self.runs
+        seen: dict[str, tuple[str, str | None]] = {}
+        for event in events:
+            kind = event["type"]
+            if kind == "run_started":
+                known = True
+            elif not known:
+                raise _Reject("unknown_run", f"run {run_id} has a {kind} event before any run_started")
+            if kind == "scalars":
+                wanted: tuple[str, str | None] = ("scalar", event["kind"])
+            elif kind in _ENTRY_KINDS:
+                wanted = (_ENTRY_KINDS[kind], None)
+            else:
+                continue
+            name = event["name"]
+            state = self._series_state((run_id, name))
+            have = seen.get(name) or ((state.kind, state.value_type) if state else None)
+            seen[name] = _merge_types(run_id, name, have, wanted)
+
+    # --- application ----------------------------------------------------------
+
+    def _update(self, run_id: str) -> RunUpdate:
+        update = self.plan.run_updates.get(run_id)
+        if update is None:
+            update = self.plan.run_updates[run_id] = RunUpdate()
+        return update
+
+    def _set_status(self, run_id: str, status: str, time: float, error: Any) -> None:
+        state = self.runs[run_id]
+        if not accepts(state.status, status):
+            self.plan.ignored_statuses += 1
+            return
+        state.status = status
+        update = self._update(run_id)
+        update.status = status
+        error_json = None if error is None else orjson.dumps(encode_json_value(error)).decode()
+        if error is not None:
+            update.error = error_json
+        if status in TERMINAL_STATUSES:
+            update.ended_at = time
+        self.plan.history.append((run_id, status, time, error_json))
+
+    def _run_started(self, run_id: str, event: Event) -> None:
+        if run_id in self.runs:
+            return  # a resumed or replayed start: the run and its status stand
+        self.runs[run_id] = RunState("Running")
+        self.plan.experiments.add(event["experiment"])
+        self.plan.new_runs[run_id] = NewRun(
+            run_id, event["experiment"], event.get("display_name"), event.get("parent"), float(event["time"])
+        )
+        self.plan.history.append((run_id, "Running", float(event["time"]), None))
+
+    def _status(self, run_id: str, event: Event) -> None:
+        self._set_status(run_id, event["status"], float(event["time"]), event.get("error"))
+
+    def _heartbeat(self, run_id: str, event: Event) -> None:
+        time = float(event["time"])
+        update = self._update(run_id)
+        if update.heartbeat_at is None or time > update.heartbeat_at:
+            update.heartbeat_at = time
+        if self.runs[run_id].status == "NotResponding":
+            self._set_status(run_id, "Running", time, None)
+
+    def _tags(self, run_id: str, event: Event) -> None:
+        self._update(run_id).tags.update(event["tags"])
+
+    def _properties(self, run_id: str, event: Event) -> None:
+        props = self._update(run_id).properties
+        for key, value in event["properties"].items():
+            props.setdefault(key, value)  # add only: the first value wins
+
+    def _series(self, key: SeriesKey, kind: str, value_type: str | None) -> SeriesState:
+        state = self.plan.series.get(key)
+        if state is None:
+            stored = self.stored_series.get(key)
+            if stored is None:
+                state = SeriesState(None, kind, value_type)
+            else:
+                state = SeriesState(stored.id, stored.kind, stored.value_type, stored.next_position)
+            self.plan.series[key] = state
+        if kind == "scalar" and state.value_type != value_type:
+            # _check allowed only int <-> float, which widens to float.
+            if state.value_type == "int":
+                self.plan.widened.add(key)
+            state.value_type = "float"
+        return state
+
+    def _scalars(self, run_id: str, event: Event) -> None:
+        if not event["steps"]:
+            return
+        key = (run_id, event["name"])
+        self._series(key, "scalar", event["kind"])
+        columns = self.plan.scalars.get(key)
+        if columns is None:
+            columns = self.plan.scalars[key] = ScalarColumns()
+        columns.steps += event["steps"]
+        columns.times += event["times"]
+        columns.ordinals += event["ordinals"]
+        columns.values += event["values"]
+
+    def _entry(self, run_id: str, event: Event) -> None:
+        kind = event["type"]
+        state = self._series((run_id, event["name"]), _ENTRY_KINDS[kind], None)
+        # Non-finite floats keep their wire encoding: jsonb cannot hold NaN.
+        value = orjson.dumps(encode_json_value(event[_ENTRY_FIELD[kind]])).decode()
+        self.plan.entries.append(((run_id, event["name"]), float(event["time"]), state.next_position, value))
+        state.next_position += 1
+
+
+def _merge_types(
+    run_id: str, name: str, have: tuple[str, str | None] | None, wanted: tuple[str, str | None]
+) -> tuple[str, str | None]:
+    if have is None or have == wanted:
+        return wanted
+    if have[0] == wanted[0] == "scalar" and {have[1], wanted[1]} == {"int", "float"}:
+        return ("scalar", "float")
+    raise _Reject(
+        "type_conflict",
+        f"run {run_id} series {name!r} holds {_describe(have)}, the record logs {_describe(wanted)}",
+    )
+
+
+def _describe(kind: tuple[str, str | None]) -> str:
+    return f"{kind[1]} scalars" if kind[0] == "scalar" else f"{kind[0]} entries"
+
+
+_APPLY: Final = {
+    "run_started": _Planner._run_started,
+    "status": _Planner._status,
+    "heartbeat": _Planner._heartbeat,
+    "tags": _Planner._tags,
+    "properties": _Planner._properties,
+    "scalars": _Planner._scalars,
+    "list": _Planner._entry,
+    "row": _Planner._entry,
+    "table": _Planner._entry,
+    "image": _Planner._entry,
+}

@@ -1,0 +1,384 @@
+"""The ingest worker: a facade over a consumer, a decoder, a writer and a sink.
+
+The loop::
+
+    getmany -> decode each record (bad ones become dead letters) -> hold
+    when the records in hand reach a size or age bound: flush
+        one transaction: data + producer sessions + consumer offsets,
+        dead letters produced before COMMIT
+        then (advisory only) commit the same offsets to Kafka
+
+PostgreSQL is the source of truth for offsets. On every partition assignment
+the worker seeks to the stored next offset (the beginning when none), and the
+writer's offset check drops anything already stored, so rebalances, crashes
+and retries neither lose nor duplicate a record.
+
+While a flush fails (PostgreSQL down), the worker keeps the records in hand,
+pauses its partitions so memory stays bounded, keeps polling so it stays in
+the group, and retries with capped exponential backoff. On revocation it
+writes what it holds for the revoked partitions if it can do so promptly.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Iterable
+from contextlib import AsyncExitStack
+from types import TracebackType
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import KafkaError
+
+from runstream.config import Settings
+
+from ._decoder import DeadLetter, Decoded, Source, decode_record
+from ._dlq import DeadLetterProducer
+from ._errors import IngestStartError, IngestStateError
+from ._metrics import IngestMetrics, MetricsServer
+from ._options import IngestOptions
+from ._topics import ensure_topics
+from ._writer import FlushResult, Writer
+
+__all__ = ["IngestWorker", "run_worker"]
+
+log = logging.getLogger("ingest")
+
+
+class IngestWorker:
+    """One consumer in the ingest group, writing to PostgreSQL.
+
+    ``start()`` creates the topics if missing, connects, joins the group and
+    serves metrics on ``metrics_port`` (default ``settings.ingest_metrics_port``;
+    0 disables the server). ``stop()`` finishes the batch in hand, commits,
+    leaves the group and closes everything; it is idempotent. ``async with``
+    does both.
+    """
+
+    def __init__(
+        self, settings: Settings, *, options: IngestOptions | None = None, metrics_port: int | None = None
+    ) -> None:
+        self.settings = settings
+        self.options = options or IngestOptions()
+        self.metrics = IngestMetrics()
+        self._metrics_port = settings.ingest_metrics_port if metrics_port is None else metrics_port
+        self._state = "new"
+        self._stack = AsyncExitStack()
+        self._consumer: AIOKafkaConsumer | None = None
+        self._writer: Writer | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._stop_requested = asyncio.Event()
+        self._stop_deadline = float("inf")
+        self._flush_lock = asyncio.Lock()
+        self._pending: list[Decoded | DeadLetter] = []
+        self._pending_points = 0
+        self._pending_since = 0.0
+
+    # --- lifecycle ---------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._state != "new":
+            raise IngestStateError(f"an ingest worker can be started once; this one is {self._state}")
+        self._state = "starting"
+        try:
+            await self._start()
+        except BaseException:
+            self._state = "stopped"
+            await self._stack.aclose()
+            raise
+        self._state = "running"
+
+    async def _start(self) -> None:
+        s, o = self.settings, self.options
+        topics = {s.topic: s.topic_partitions, s.dlq_topic: s.topic_partitions}
+        await _retrying("create topics", o, lambda: ensure_topics(s.kafka_bootstrap, topics))
+        pool = await _retrying(
+            "connect to PostgreSQL", o, lambda: asyncpg.create_pool(s.database_url, min_size=1, max_size=2)
+        )
+        self._stack.push_async_callback(pool.close)
+        dlq = DeadLetterProducer(bootstrap_servers=s.kafka_bootstrap, topic=s.dlq_topic)
+        await _retrying("start the dead-letter producer", o, dlq.start)
+        self._stack.push_async_callback(dlq.stop)
+        self._writer = Writer(pool, s.topic, dlq)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=s.kafka_bootstrap,
+            group_id=s.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+            fetch_max_bytes=64 * 1024 * 1024,
+        )
+        await _retrying("start the consumer", o, consumer.start)
+        self._stack.push_async_callback(consumer.stop)
+        consumer.subscribe([s.topic], listener=_Listener(self))
+        self._consumer = consumer
+        self._task = asyncio.create_task(self._consume(), name="ingest-consume")
+        self._stack.push_async_callback(self._finish_task)
+        if self._metrics_port:
+            server = MetricsServer(self.metrics, host=o.metrics_host, port=self._metrics_port)
+            await server.start()
+            self._stack.push_async_callback(server.stop)
+        log.info("ingest worker consuming %s as %s", s.topic, s.group_id)
+
+    async def stop(self) -> None:
+        """Finish the batch in hand, commit, leave the group, close. Idempotent."""
+        if self._state in ("new", "stopped"):
+            self._state = "stopped"
+            return
+        self._state = "stopped"
+        self._request_stop()
+        await self._stack.aclose()
+
+    async def wait(self) -> None:
+        """Return when the worker's loop ends; raise what ended it, if anything."""
+        if self._task is None:
+            raise IngestStateError("the worker is not started")
+        await asyncio.shield(self._task)
+
+    async def __aenter__(self) -> IngestWorker:
+        await self.start()
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.stop()
+
+    def _request_stop(self) -> None:
+        if not self._stop_requested.is_set():
+            self._stop_deadline = time.monotonic() + self.options.stop_timeout_seconds
+            self._stop_requested.set()
+
+    async def _finish_task(self) -> None:
+        self._request_stop()
+        if self._task is not None:
+            with contextlib.suppress(Exception):
+                await self._task
+
+    # --- the loop ----------------------------------------------------------------
+
+    async def _consume(self) -> None:
+        consumer, o = self._consumer, self.options
+        assert consumer is not None  # noqa: S101 - set by _start before the task exists
+        while not self._stop_requested.is_set():
+            fetched = await consumer.getmany(
+                timeout_ms=int(o.fetch_timeout_seconds * 1000), max_records=o.fetch_max_records
+            )
+            self._hold(fetched.values())
+            if self._pending and self._flush_due():
+                await self._flush()
+        if self._pending:
+            await self._flush()
+
+    def _hold(self, fetched: Iterable[list[object]]) -> None:
+        for messages in fetched:
+            for m in messages:
+                if not self._pending:
+                    self._pending_since = time.monotonic()
+                record = decode_record(Source(m.topic, m.partition, m.offset, m.key, m.value))  # type: ignore[attr-defined]
+                if isinstance(record, Decoded):
+                    self._pending_points += record.points
+                self._pending.append(record)
+            self.metrics.records.inc(len(messages))
+
+    def _flush_due(self) -> bool:
+        o = self.options
+        return (
+            self._pending_points >= o.flush_max_points
+            or len(self._pending) >= o.flush_max_records
+            or time.monotonic() - self._pending_since >= o.flush_interval_seconds
+        )
+
+    async def _flush(self) -> None:
+        """Write the records in hand, retrying until stored or the stop deadline."""
+        async with self._flush_lock:
+            records, self._pending, self._pending_points = self._pending, [], 0
+            delay = self.options.retry_initial_seconds
+            paused = False
+            try:
+                while True:
+                    try:
+                        result = await self._write(records)
+                        break
+                    except Exception as exc:  # an outage, not data: the writer isolates bad records
+                        self.metrics.retries.inc()
+                        if time.monotonic() + delay > self._stop_deadline:
+                            log.error("giving up a flush of %d records at shutdown: %s", len(records), exc)
+                            return  # nothing was committed: the records will be consumed again
+                        log.warning("flush of %d records failed, retrying in %.2fs: %r", len(records), delay, exc)
+                        paused = self._pause() or paused
+                        await self._backoff(delay)
+                        delay = min(delay * 2, self.options.retry_max_seconds)
+            finally:
+                if paused and self._consumer is not None:
+                    self._consumer.resume(*self._consumer.assignment())
+        await self._after_commit(result)
+
+    async def _write(self, records: list[Decoded | DeadLetter]) -> FlushResult:
+        assert self._writer is not None  # noqa: S101
+        started = time.perf_counter()
+        result = await self._writer.write(records)
+        self.metrics.write_seconds.observe(time.perf_counter() - started)
+        return result
+
+    def _pause(self) -> bool:
+        if self._consumer is None:
+            return False
+        self._consumer.pause(*self._consumer.assignment())
+        return True
+
+    async def _backoff(self, delay: float) -> None:
+        """Sleep ``delay`` while polling, so the group does not evict this worker."""
+        consumer = self._consumer
+        deadline = time.monotonic() + delay
+        while (remaining := deadline - time.monotonic()) > 0:
+            if consumer is None:
+                await asyncio.sleep(remaining)
+                return
+            # Partitions are paused; newly assigned ones may still deliver one fetch.
+            fetched = await consumer.getmany(timeout_ms=int(min(remaining, 0.5) * 1000) or 1, max_records=100)
+            self._hold(fetched.values())
+            consumer.pause(*consumer.assignment())
+
+    async def _after_commit(self, result: FlushResult) -> None:
+        m = self.metrics
+        m.flushes.inc()
+        m.points.inc(result.points)
+        m.batches.inc(result.batches)
+        m.duplicates.inc(result.duplicates)
+        m.already_stored.inc(result.already_stored)
+        m.ignored_statuses.inc(result.ignored_statuses)
+        for letter in result.dead:
+            m.dead_letters.labels(letter.reason).inc()
+            log.warning(
+                "dead-lettered partition=%d offset=%d reason=%s: %s",
+                letter.source.partition,
+                letter.source.offset,
+                letter.reason,
+                letter.message,
+            )
+        consumer = self._consumer
+        if consumer is None:
+            return
+        topic = self.settings.topic
+        assigned = consumer.assignment()
+        offsets = {TopicPartition(topic, p): o for p, o in result.next_offsets.items()}
+        offsets = {tp: o for tp, o in offsets.items() if tp in assigned}
+        for tp, offset in offsets.items():
+            highwater = consumer.highwater(tp)
+            if highwater is not None:
+                m.lag.labels(str(tp.partition)).set(max(0, highwater - offset))
+        for partition, stored in result.stale.items():
+            tp = TopicPartition(topic, partition)
+            if tp in assigned and await consumer.position(tp) < stored:
+                consumer.seek(tp, stored)  # someone else stored these already
+        if offsets:
+            try:
+                await consumer.commit(offsets)  # advisory: PostgreSQL holds the truth
+            except KafkaError as exc:
+                log.debug("advisory Kafka commit failed: %r", exc)
+
+    # --- rebalancing -------------------------------------------------------------
+
+    async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
+        consumer, writer = self._consumer, self._writer
+        if consumer is None or writer is None or not assigned:
+            return
+        try:
+            stored = await asyncio.wait_for(
+                writer.stored_offsets(tp.partition for tp in assigned), self.options.revoke_timeout_seconds
+            )
+        except Exception as exc:
+            # Kafka's committed offsets never run ahead of PostgreSQL's, and the
+            # writer drops what is already stored: safe, only slower.
+            log.warning("could not read stored offsets (%r); starting from Kafka's committed offsets", exc)
+            return
+        for tp in assigned:
+            if tp.partition in stored:
+                consumer.seek(tp, stored[tp.partition])
+            else:
+                await consumer.seek_to_beginning(tp)
+        log.info("assigned partitions %s", sorted(tp.partition for tp in assigned))
+
+    async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
+        if not revoked:
+            return
+        partitions = {tp.partition for tp in revoked}
+        try:
+            await asyncio.wait_for(self._flush_lock.acquire(), self.options.revoke_timeout_seconds)
+        except TimeoutError:
+            self._drop(partitions)
+            return
+        try:
+            if self._pending and self._writer is not None:
+                records, self._pending, self._pending_points = self._pending, [], 0
+                try:
+                    result = await self._write(records)
+                except Exception as exc:
+                    log.warning("could not write held records on revocation (%r); the new owner will", exc)
+                    self._pending = [r for r in records if r.source.partition not in partitions]
+                    self._recount()
+                else:
+                    await self._after_commit(result)
+        finally:
+            self._flush_lock.release()
+        log.info("revoked partitions %s", sorted(partitions))
+
+    def _drop(self, partitions: set[int]) -> None:
+        self._pending = [r for r in self._pending if r.source.partition not in partitions]
+        self._recount()
+
+    def _recount(self) -> None:
+        self._pending_points = sum(r.points for r in self._pending if isinstance(r, Decoded))
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    def __init__(self, worker: IngestWorker) -> None:
+        self._worker = worker
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        await self._worker._on_revoked(revoked)
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        await self._worker._on_assigned(assigned)
+
+
+async def _retrying(what: str, options: IngestOptions, attempt: object) -> object:
+    """Call ``attempt()`` until it succeeds or ``start_timeout_seconds`` pass."""
+    deadline = time.monotonic() + options.start_timeout_seconds
+    delay = options.retry_initial_seconds
+    while True:
+        try:
+            return await attempt()  # type: ignore[operator]
+        except (OSError, KafkaError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            if time.monotonic() + delay > deadline:
+                raise IngestStartError(f"could not {what}: {exc!r}") from exc
+            log.warning("could not %s (%r), retrying in %.2fs", what, exc, delay)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, options.retry_max_seconds)
+
+
+def run_worker(settings: Settings, *, options: IngestOptions | None = None) -> None:
+    """Run one worker until SIGTERM or SIGINT, then stop it cleanly (blocking)."""
+    asyncio.run(_serve(settings, options))
+
+
+async def _serve(settings: Settings, options: IngestOptions | None) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    async with IngestWorker(settings, options=options) as worker:
+        stopped = asyncio.create_task(stop.wait())
+        ended = asyncio.create_task(worker.wait())
+        await asyncio.wait({stopped, ended}, return_when=asyncio.FIRST_COMPLETED)
+        stopped.cancel()
+        if ended.done():
+            ended.result()  # the loop ended on its own: raise why
+        else:
+            ended.cancel()
+    log.info("ingest worker stopped")

@@ -1,0 +1,324 @@
+"""One flush = one PostgreSQL transaction: data, producer sessions and offsets.
+
+Exactly once rests on two facts written atomically with the data:
+
+* ``consumer_offsets`` holds, per partition, the next offset to consume. The
+  transaction first locks the rows of the partitions it writes and keeps only
+  records at or past the stored offset. So a record is stored once even when
+  two workers hold the same partition across a rebalance, or a flush is
+  retried after a failure at an unknown point: whoever commits first wins and
+  the other drops what is already stored.
+* ``producer_sessions`` holds the last batch ``seq`` per producer session, so a
+  batch the SDK sent twice is dropped.
+
+A flush that PostgreSQL refuses because of one record's *content* (a NUL
+character in a name, a too-long key...) is bisected until the bad record is
+alone; that one is dead-lettered with reason ``db_rejected`` and the rest are
+stored. Any other failure propagates; the caller retries the same records,
+which the offset check makes safe.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from itertools import chain, repeat
+from typing import Any, Final
+
+import asyncpg
+import orjson
+
+from ._decoder import DeadLetter, Decoded
+from ._plan import Plan, RunState, SeriesKey, SeriesState, build_plan
+
+__all__ = ["DATA_ERRORS", "FlushResult", "Writer"]
+
+log = logging.getLogger(__name__)
+
+#: Errors that mean "this content cannot be stored", as opposed to an outage.
+DATA_ERRORS: Final = (
+    asyncpg.exceptions.DataError,
+    asyncpg.exceptions.IntegrityConstraintViolationError,
+    asyncpg.exceptions.ProgramLimitExceededError,
+    asyncpg.exceptions._base.DataError,  # client-side encoding of a parameter
+    OverflowError,
+    UnicodeError,
+)
+
+Record = Decoded | DeadLetter
+DeadLetterSink = Callable[[Sequence[DeadLetter]], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class FlushResult:
+    """What a flush stored. ``stale`` maps partitions whose records were all
+    already stored (by another worker, or an earlier attempt) to the stored
+    next offset, so the caller can skip ahead."""
+
+    next_offsets: dict[int, int] = field(default_factory=dict)
+    stale: dict[int, int] = field(default_factory=dict)
+    batches: int = 0
+    points: int = 0
+    duplicates: int = 0
+    ignored_statuses: int = 0
+    already_stored: int = 0
+    dead: list[DeadLetter] = field(default_factory=list)
+
+    def merge(self, later: FlushResult) -> FlushResult:
+        self.next_offsets.update(later.next_offsets)
+        for partition, offset in later.stale.items():
+            if partition not in self.next_offsets:
+                self.stale[partition] = offset
+        for partition in later.next_offsets:
+            self.stale.pop(partition, None)
+        self.batches += later.batches
+        self.points += later.points
+        self.duplicates += later.duplicates
+        self.ignored_statuses += later.ignored_statuses
+        self.already_stored += later.already_stored
+        self.dead += later.dead
+        return self
+
+
+def _ts(epoch_seconds: float | None) -> datetime | None:
+    return None if epoch_seconds is None else datetime.fromtimestamp(epoch_seconds, UTC)
+
+
+class Writer:
+    """Writes flushes of records for one topic through a pool."""
+
+    def __init__(self, pool: asyncpg.Pool, topic: str, dead_letters: DeadLetterSink) -> None:
+        self._pool = pool
+        self._topic = topic
+        self._dead_letters = dead_letters
+
+    async def write(self, records: Sequence[Record]) -> FlushResult:
+        """Store ``records`` (in consumption order per partition) exactly once."""
+        if not records:
+            return FlushResult()
+        try:
+            return await self._write_once(records)
+        except DATA_ERRORS as exc:
+            if len(records) == 1:
+                record = records[0]
+                log.warning(
+                    "PostgreSQL refused record partition=%d offset=%d: %s",
+                    record.source.partition,
+                    record.source.offset,
+                    exc,
+                )
+                return await self._write_once([DeadLetter(record.source, "db_rejected", f"{type(exc).__name__}: {exc}")])
+            middle = len(records) // 2
+            first = await self.write(records[:middle])
+            return first.merge(await self.write(records[middle:]))
+
+    async def stored_offsets(self, partitions: Iterable[int]) -> dict[int, int]:
+        """The next offset to consume for each partition that has one stored."""
+        rows = await self._pool.fetch(
+            "SELECT partition, next_offset FROM consumer_offsets WHERE topic = $1 AND partition = ANY($2::int[])",
+            self._topic,
+            sorted(partitions),
+        )
+        return {row["partition"]: row["next_offset"] for row in rows}
+
+    async def _write_once(self, records: Sequence[Record]) -> FlushResult:
+        result = FlushResult()
+        async with self._pool.acquire() as conn, conn.transaction():
+            stored = await self._lock_offsets(conn, {r.source.partition for r in records})
+            kept = [r for r in records if r.source.offset >= stored[r.source.partition]]
+            result.already_stored = len(records) - len(kept)
+            for record in kept:
+                result.next_offsets[record.source.partition] = record.source.offset + 1
+            result.stale = {p: o for p, o in stored.items() if p not in result.next_offsets}
+            plan = await self._plan(conn, kept)
+            await self._apply(conn, plan)
+            await self._store_offsets(conn, result.next_offsets)
+            if plan.dead:
+                # Before COMMIT: a crash in between re-sends (at least once)
+                # rather than losing the dead letter.
+                await self._dead_letters(plan.dead)
+        result.batches, result.points, result.duplicates = plan.batches, plan.points, plan.duplicates
+        result.ignored_statuses, result.dead = plan.ignored_statuses, plan.dead
+        return result
+
+    # --- reads -------------------------------------------------------------------
+
+    async def _lock_offsets(self, conn: asyncpg.Connection, partitions: set[int]) -> dict[int, int]:
+        ordered = sorted(partitions)  # one lock order for every worker: no deadlocks
+        await conn.execute(
+            "INSERT INTO consumer_offsets (topic, partition, next_offset)"
+            " SELECT $1, p, 0 FROM unnest($2::int[]) AS p ON CONFLICT DO NOTHING",
+            self._topic,
+            ordered,
+        )
+        rows = await conn.fetch(
+            "SELECT partition, next_offset FROM consumer_offsets"
+            " WHERE topic = $1 AND partition = ANY($2::int[]) ORDER BY partition FOR UPDATE",
+            self._topic,
+            ordered,
+        )
+        return {row["partition"]: row["next_offset"] for row in rows}
+
+    async def _plan(self, conn: asyncpg.Connection, records: list[Record]) -> Plan:
+        decoded = [r for r in records if isinstance(r, Decoded)]
+        session_ids = list({r.batch.session_id for r in decoded})
+        run_ids = list({r.batch.run_id for r in decoded})
+        keys = list(
+            {
+                (r.batch.run_id, e["name"])
+                for r in decoded
+                for e in r.batch.events
+                if "name" in e and e["type"] != "run_started"
+            }
+        )
+        sessions: dict[str, int] = {}
+        runs: dict[str, RunState] = {}
+        series: dict[SeriesKey, SeriesState] = {}
+        if session_ids:
+            for row in await conn.fetch(
+                "SELECT session_id, last_seq FROM producer_sessions WHERE session_id = ANY($1::uuid[])", session_ids
+            ):
+                sessions[str(row["session_id"])] = row["last_seq"]
+        if run_ids:
+            for row in await conn.fetch("SELECT id, status FROM runs WHERE id = ANY($1::uuid[])", run_ids):
+                runs[str(row["id"])] = RunState(row["status"])
+        if keys:
+            for row in await conn.fetch(
+                "SELECT s.id, s.run_id, s.name, s.kind, s.value_type,"
+                " CASE WHEN s.kind <> 'scalar' THEN"
+                "  (SELECT coalesce(max(e.position) + 1, 0) FROM series_entries e WHERE e.series_id = s.id)"
+                " ELSE 0 END AS next_position"
+                " FROM series s JOIN unnest($1::uuid[], $2::text[]) AS k(run_id, name)"
+                " ON s.run_id = k.run_id AND s.name = k.name",
+                [k[0] for k in keys],
+                [k[1] for k in keys],
+            ):
+                series[(str(row["run_id"]), row["name"])] = SeriesState(
+                    row["id"], row["kind"], row["value_type"], row["next_position"]
+                )
+        return build_plan(records, runs, series, sessions)
+
+    # --- writes ------------------------------------------------------------------
+
+    async def _apply(self, conn: asyncpg.Connection, plan: Plan) -> None:
+        await self._write_runs(conn, plan)
+        ids = await self._write_series(conn, plan)
+        if plan.scalars:
+            await conn.copy_records_to_table(
+                "points",
+                columns=["series_id", "step", "time", "ordinal", "value", "text_value"],
+                records=self._point_records(plan, ids),
+            )
+        if plan.entries:
+            await conn.copy_records_to_table(
+                "series_entries",
+                columns=["series_id", "time", "position", "value"],
+                records=[(ids[key], time, position, value) for key, time, position, value in plan.entries],
+            )
+        if plan.sessions:
+            await conn.execute(
+                "INSERT INTO producer_sessions (session_id, run_id, last_seq)"
+                " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[])"
+                " ON CONFLICT (session_id) DO UPDATE"
+                " SET last_seq = greatest(producer_sessions.last_seq, EXCLUDED.last_seq)",
+                list(plan.sessions),
+                [run for run, _ in plan.sessions.values()],
+                [seq for _, seq in plan.sessions.values()],
+            )
+
+    async def _write_runs(self, conn: asyncpg.Connection, plan: Plan) -> None:
+        if plan.experiments:
+            names = sorted(plan.experiments)
+            await conn.execute(
+                "INSERT INTO experiments (name) SELECT unnest($1::text[]) ON CONFLICT (name) DO NOTHING", names
+            )
+            rows = await conn.fetch("SELECT id, name FROM experiments WHERE name = ANY($1::text[])", names)
+            experiment_ids = {row["name"]: row["id"] for row in rows}
+            new = list(plan.new_runs.values())
+            await conn.execute(
+                "INSERT INTO runs (id, experiment_id, display_name, parent_id, status, created_at, started_at)"
+                " SELECT r.id, r.experiment_id, r.display_name, r.parent_id, 'Running', r.t, r.t"
+                " FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::uuid[], $5::timestamptz[])"
+                " AS r(id, experiment_id, display_name, parent_id, t)"
+                " ON CONFLICT (id) DO NOTHING",
+                [r.run_id for r in new],
+                [experiment_ids[r.experiment] for r in new],
+                [r.display_name for r in new],
+                [r.parent_id for r in new],
+                [_ts(r.time) for r in new],
+            )
+        if plan.run_updates:
+            await conn.executemany(
+                "UPDATE runs SET status = coalesce($2, status), ended_at = coalesce($3, ended_at),"
+                " error = coalesce($4::jsonb, error), heartbeat_at = greatest(heartbeat_at, $5),"
+                " tags = tags || $6::jsonb, properties = $7::jsonb || properties WHERE id = $1",
+                [
+                    (
+                        run_id,
+                        u.status,
+                        _ts(u.ended_at),
+                        u.error,
+                        _ts(u.heartbeat_at),
+                        orjson.dumps(u.tags).decode(),
+                        orjson.dumps(u.properties).decode(),
+                    )
+                    for run_id, u in plan.run_updates.items()
+                ],
+            )
+        if plan.history:
+            await conn.executemany(
+                "INSERT INTO status_history (run_id, status, time, error) VALUES ($1, $2, $3, $4::jsonb)",
+                [(run_id, status, _ts(time), error) for run_id, status, time, error in plan.history],
+            )
+
+    async def _write_series(self, conn: asyncpg.Connection, plan: Plan) -> dict[SeriesKey, int]:
+        ids = {key: state.id for key, state in plan.series.items() if state.id is not None}
+        new = [(key, state) for key, state in plan.series.items() if state.id is None]
+        if new:
+            columns: list[list[Any]] = [[k[0] for k, _ in new], [k[1] for k, _ in new]]
+            await conn.execute(
+                "INSERT INTO series (run_id, name, kind, value_type)"
+                " SELECT * FROM unnest($1::uuid[], $2::text[], $3::text[], $4::text[])"
+                " ON CONFLICT (run_id, name) DO NOTHING",
+                *columns,
+                [s.kind for _, s in new],
+                [s.value_type for _, s in new],
+            )
+            rows = await conn.fetch(
+                "SELECT s.id, s.run_id, s.name FROM series s JOIN unnest($1::uuid[], $2::text[]) AS k(run_id, name)"
+                " ON s.run_id = k.run_id AND s.name = k.name",
+                *columns,
+            )
+            ids.update({(str(row["run_id"]), row["name"]): row["id"] for row in rows})
+        widened = [ids[key] for key in plan.widened if plan.series[key].id is not None]
+        if widened:
+            await conn.execute(
+                "UPDATE series SET value_type = 'float' WHERE id = ANY($1::bigint[]) AND value_type = 'int'", widened
+            )
+        return ids  # type: ignore[return-value]
+
+    @staticmethod
+    def _point_records(plan: Plan, ids: dict[SeriesKey, int]) -> Iterable[tuple[Any, ...]]:
+        # zip over the columns: no Python code runs per point.
+        parts = []
+        for key, c in plan.scalars.items():
+            sid = repeat(ids[key])
+            if plan.series[key].value_type == "str":
+                parts.append(zip(sid, c.steps, c.times, c.ordinals, repeat(None), c.values, strict=False))
+            else:
+                parts.append(zip(sid, c.steps, c.times, c.ordinals, c.values, repeat(None), strict=False))
+        return chain.from_iterable(parts)
+
+    async def _store_offsets(self, conn: asyncpg.Connection, next_offsets: dict[int, int]) -> None:
+        if not next_offsets:
+            return
+        partitions = sorted(next_offsets)
+        await conn.execute(
+            "UPDATE consumer_offsets SET next_offset = greatest(next_offset, x.o)"
+            " FROM unnest($2::int[], $3::bigint[]) AS x(p, o) WHERE topic = $1 AND partition = x.p",
+            self._topic,
+            partitions,
+            [next_offsets[p] for p in partitions],
+        )
