@@ -1,0 +1,78 @@
+"""The application: middlewares, routes, and the resources opened in ``cleanup_ctx``."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from typing import Final
+
+from aiohttp import web
+
+from runstream.config import Settings
+
+from . import _web_files, _web_metrics, _web_pages, _web_runs
+from ._artifacts import ArtifactStore, LocalArtifactStore
+from ._auth import make_auth_middleware
+from ._db import Database, create_pool
+from ._errors import make_error_middleware
+from ._json import json_response
+from ._state import ARTIFACTS, DATABASE, MAX_UPLOAD_BYTES, SETTINGS
+
+__all__ = ["DEFAULT_MAX_UPLOAD_BYTES", "create_app", "serve"]
+
+DEFAULT_MAX_UPLOAD_BYTES: Final = 1 << 30
+_log = logging.getLogger("query")
+
+
+async def _health(request: web.Request) -> web.Response:
+    return json_response({"status": "ok"})
+
+
+def create_app(
+    settings: Settings,
+    *,
+    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
+    artifact_store: ArtifactStore | None = None,
+) -> web.Application:
+    """Build the service; the database pool and artifact store open when the app starts.
+
+    ``max_upload_bytes`` caps one uploaded file; ``artifact_store`` replaces the
+    local content-addressed directory under ``settings.artifacts_dir``.
+    """
+    if max_upload_bytes < 1:
+        raise ValueError(f"max_upload_bytes must be at least 1, got {max_upload_bytes}")
+    middlewares = [make_error_middleware(_web_pages.error_page)]
+    if settings.token:
+        middlewares.append(make_auth_middleware(settings.token))
+    app = web.Application(middlewares=middlewares)
+    app[SETTINGS] = settings
+    app[MAX_UPLOAD_BYTES] = max_upload_bytes
+    app[ARTIFACTS] = artifact_store or LocalArtifactStore(settings.artifacts_dir)
+    app.cleanup_ctx.append(_resources)
+    app.router.add_get("/health", _health)
+    for module in (_web_runs, _web_metrics, _web_files, _web_pages):
+        app.router.add_routes(module.routes)
+    return app
+
+
+async def _resources(app: web.Application) -> AsyncIterator[None]:
+    store = app[ARTIFACTS]
+    await store.start()
+    try:
+        pool = await create_pool(app[SETTINGS].database_url)
+        try:
+            app[DATABASE] = Database(pool)
+            yield
+        finally:
+            await pool.close()
+    finally:
+        await store.stop()
+
+
+def serve(settings: Settings, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES) -> None:
+    """Serve on ``settings.query_host:query_port`` until SIGINT or SIGTERM, then shut down cleanly."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    app = create_app(settings, max_upload_bytes=max_upload_bytes)
+    _log.info("query service on http://%s:%d", settings.query_host, settings.query_port)
+    web.run_app(app, host=settings.query_host, port=settings.query_port, print=None, shutdown_timeout=10.0)

@@ -1,0 +1,270 @@
+"""Every SQL statement the query service runs, behind one class over an asyncpg pool.
+
+The service only reads ingest's tables (schema 0001); the one table it writes
+is ``files``. Results come back as plain JSON-ready dicts: times as ISO-8601
+UTC strings (``2026-01-02T03:04:05.123456Z``) or ``None``.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any, Final
+
+import asyncpg
+import orjson
+
+from ._errors import BadRequest, Conflict
+from ._metrics import SeriesData
+
+__all__ = ["Database", "FileRecord", "RunPage", "create_pool", "iso"]
+
+_RUN_COLUMNS: Final = """
+    r.id, e.name AS experiment, r.display_name, r.parent_id, r.status, r.created_at, r.started_at,
+    r.ended_at, r.heartbeat_at, r.error, r.tags, r.properties
+"""
+_TIME_FIELDS: Final = ("created_at", "started_at", "ended_at", "heartbeat_at")
+
+
+def iso(value: datetime | None) -> str | None:
+    if value is None:
+        return None
+    return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    # jsonb as Python values (arrays of jsonb included) instead of strings.
+    await conn.set_type_codec(
+        "jsonb",
+        encoder=lambda v: orjson.dumps(v).decode(),
+        decoder=orjson.loads,
+        schema="pg_catalog",
+        format="text",
+    )
+
+
+async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
+    pool: asyncpg.Pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection)
+    return pool
+
+
+def _run_dict(record: asyncpg.Record) -> dict[str, Any]:
+    run = dict(record)
+    run["id"] = str(run["id"])
+    run["parent_id"] = str(run["parent_id"]) if run["parent_id"] is not None else None
+    for key in _TIME_FIELDS:
+        run[key] = iso(run[key])
+    return run
+
+
+@dataclass(frozen=True, slots=True)
+class RunPage:
+    runs: list[dict[str, Any]]
+    next_cursor: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    name: str
+    size: int
+    digest: str
+    content_type: str
+    created_at: str | None
+
+    def as_json(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "size": self.size,
+            "digest": self.digest,
+            "content_type": self.content_type,
+            "created_at": self.created_at,
+        }
+
+
+def _file(record: asyncpg.Record) -> FileRecord:
+    return FileRecord(record["name"], record["size"], record["digest"], record["content_type"], iso(record["created_at"]))
+
+
+def _encode_cursor(created_at: datetime, run_id: uuid.UUID) -> str:
+    raw = orjson.dumps([created_at.astimezone(UTC).isoformat(), str(run_id)])
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        created, run_id = orjson.loads(raw)
+        when = datetime.fromisoformat(created)
+        if when.tzinfo is None:
+            raise ValueError("naive time")
+        return when, uuid.UUID(run_id)
+    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
+        raise BadRequest("cursor is not one this service issued", code="bad_cursor", parameter="cursor") from None
+
+
+class Database:
+    """The queries; holds a pool it does not own (the app's cleanup context does)."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    # --- runs -------------------------------------------------------------
+
+    async def get_run(self, run_id: uuid.UUID) -> dict[str, Any] | None:
+        record = await self._pool.fetchrow(
+            f"SELECT {_RUN_COLUMNS} FROM runs r JOIN experiments e ON e.id = r.experiment_id WHERE r.id = $1",
+            run_id,
+        )
+        return _run_dict(record) if record is not None else None
+
+    async def run_has_data(self, run_id: uuid.UUID) -> bool:
+        """Whether anything at all is stored for the run (metrics may precede its run_started)."""
+        known: bool = await self._pool.fetchval(
+            "SELECT EXISTS (SELECT 1 FROM runs WHERE id = $1) OR EXISTS (SELECT 1 FROM series WHERE run_id = $1)",
+            run_id,
+        )
+        return known
+
+    async def list_runs(
+        self, *, experiment: str | None, status: str | None, limit: int, cursor: str | None
+    ) -> RunPage:
+        after = _decode_cursor(cursor) if cursor else (None, None)
+        records = await self._pool.fetch(
+            f"""
+            SELECT {_RUN_COLUMNS}, r.created_at AS sort_created FROM runs r
+            JOIN experiments e ON e.id = r.experiment_id
+            WHERE ($1::text IS NULL OR e.name = $1)
+              AND ($2::text IS NULL OR r.status = $2)
+              AND ($3::timestamptz IS NULL OR (r.created_at, r.id) < ($3::timestamptz, $4::uuid))
+            ORDER BY r.created_at DESC, r.id DESC
+            LIMIT $5
+            """,
+            experiment,
+            status,
+            after[0],
+            after[1],
+            limit + 1,
+        )
+        more = len(records) > limit
+        records = records[:limit]
+        runs = []
+        for record in records:
+            run = _run_dict(record)
+            del run["sort_created"]
+            runs.append(run)
+        next_cursor = _encode_cursor(records[-1]["sort_created"], records[-1]["id"]) if more else None
+        return RunPage(runs, next_cursor)
+
+    async def list_experiments(self) -> list[dict[str, Any]]:
+        records = await self._pool.fetch(
+            """
+            SELECT e.name, e.created_at, count(r.id) AS run_count,
+                   greatest(max(r.created_at), max(r.started_at), max(r.ended_at), max(r.heartbeat_at))
+                       AS last_activity
+            FROM experiments e LEFT JOIN runs r ON r.experiment_id = e.id
+            GROUP BY e.id
+            ORDER BY last_activity DESC NULLS LAST, e.name
+            """
+        )
+        return [
+            {
+                "name": r["name"],
+                "run_count": r["run_count"],
+                "created_at": iso(r["created_at"]),
+                "last_activity": iso(r["last_activity"] or r["created_at"]),
+            }
+            for r in records
+        ]
+
+    async def experiment_exists(self, name: str) -> bool:
+        found: bool = await self._pool.fetchval("SELECT EXISTS (SELECT 1 FROM experiments WHERE name = $1)", name)
+        return found
+
+    # --- metrics ----------------------------------------------------------
+
+    async def series(self, run_id: uuid.UUID, name: str | None = None) -> list[SeriesData]:
+        """Each series of the run (or the one named) with its points or entries in logging order."""
+        records = await self._pool.fetch(
+            """
+            SELECT s.name, s.kind, s.value_type, pts.vals, pts.texts, ent.entries
+            FROM series s
+            LEFT JOIN LATERAL (
+                SELECT array_agg(p.value ORDER BY p.time, p.ordinal) AS vals,
+                       array_agg(p.text_value ORDER BY p.time, p.ordinal) AS texts
+                FROM points p WHERE p.series_id = s.id
+            ) pts ON s.kind = 'scalar'
+            LEFT JOIN LATERAL (
+                SELECT array_agg(e.value ORDER BY e.time, e.position) AS entries
+                FROM series_entries e WHERE e.series_id = s.id
+            ) ent ON s.kind <> 'scalar'
+            WHERE s.run_id = $1 AND ($2::text IS NULL OR s.name = $2)
+            ORDER BY s.name
+            """,
+            run_id,
+            name,
+        )
+        return [
+            SeriesData(
+                name=r["name"],
+                kind=r["kind"],
+                value_type=r["value_type"],
+                values=r["vals"] or (),
+                texts=r["texts"] or (),
+                entries=r["entries"] or (),
+            )
+            for r in records
+        ]
+
+    # --- files ------------------------------------------------------------
+
+    async def list_files(self, run_id: uuid.UUID) -> list[FileRecord]:
+        records = await self._pool.fetch(
+            "SELECT name, size, digest, content_type, created_at FROM files WHERE run_id = $1 ORDER BY name", run_id
+        )
+        return [_file(r) for r in records]
+
+    async def get_file(self, run_id: uuid.UUID, name: str) -> FileRecord | None:
+        record = await self._pool.fetchrow(
+            "SELECT name, size, digest, content_type, created_at FROM files WHERE run_id = $1 AND name = $2",
+            run_id,
+            name,
+        )
+        return _file(record) if record is not None else None
+
+    async def add_file(
+        self, run_id: uuid.UUID, name: str, *, digest: str, size: int, content_type: str, overwrite: bool
+    ) -> FileRecord:
+        """Record a file; the same content again is a no-op, other content needs ``overwrite``."""
+        async with self._pool.acquire() as conn, conn.transaction():
+            existing = await conn.fetchrow(
+                "SELECT name, size, digest, content_type, created_at FROM files"
+                " WHERE run_id = $1 AND name = $2 FOR UPDATE",
+                run_id,
+                name,
+            )
+            if existing is not None and existing["digest"] == digest and existing["content_type"] == content_type:
+                return _file(existing)
+            if existing is not None and not overwrite:
+                raise Conflict(
+                    f"file {name!r} already exists in run {run_id} with other content; add ?overwrite=true to replace it",
+                    code="file_exists",
+                    parameter="name",
+                )
+            record = await conn.fetchrow(
+                """
+                INSERT INTO files (run_id, name, digest, size, content_type) VALUES ($1, $2, $3, $4, $5)
+                ON CONFLICT (run_id, name) DO UPDATE
+                    SET digest = EXCLUDED.digest, size = EXCLUDED.size,
+                        content_type = EXCLUDED.content_type, created_at = now()
+                RETURNING name, size, digest, content_type, created_at
+                """,
+                run_id,
+                name,
+                digest,
+                size,
+                content_type,
+            )
+            return _file(record)

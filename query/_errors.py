@@ -1,0 +1,163 @@
+"""The query service's errors, and the one table that maps them to HTTP.
+
+Handlers raise domain errors; :func:`error_middleware` turns every one of them
+into a JSON body ``{"error": {"code", "message", "parameter"}}`` with the status
+from :data:`STATUS`. Anything else that escapes a handler is logged and answered
+500 with no details, so a client never sees a stack trace.
+
+Errors::
+
+    QueryError                      -- root; ``code`` and ``parameter`` for the body
+    ├── BadRequest (ValueError)     -- 400: a malformed id, name, number or cursor
+    ├── Unauthorized                -- 401: missing or wrong bearer token
+    ├── NotFound (LookupError)      -- 404: no such run, file, experiment or route
+    ├── MethodNotAllowed            -- 405
+    ├── Conflict                    -- 409: a file name already holds other content
+    └── PayloadTooLarge (ValueError)-- 413: an upload over the size limit
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Final
+
+import orjson
+from aiohttp import web
+
+__all__ = [
+    "STATUS",
+    "BadRequest",
+    "Conflict",
+    "MethodNotAllowed",
+    "NotFound",
+    "PayloadTooLarge",
+    "QueryError",
+    "Unauthorized",
+    "error_body",
+    "error_middleware",
+]
+
+_log = logging.getLogger("query")
+
+
+class QueryError(Exception):
+    """Root of the query service's errors; ``code`` is a short machine-readable name."""
+
+    default_code = "error"
+
+    def __init__(self, message: str, *, code: str | None = None, parameter: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.default_code
+        self.parameter = parameter
+
+
+class BadRequest(QueryError, ValueError):
+    default_code = "bad_request"
+
+
+class Unauthorized(QueryError):
+    default_code = "unauthorized"
+
+
+class NotFound(QueryError, LookupError):
+    default_code = "not_found"
+
+
+class MethodNotAllowed(QueryError):
+    default_code = "method_not_allowed"
+
+
+class Conflict(QueryError):
+    default_code = "conflict"
+
+
+class PayloadTooLarge(QueryError, ValueError):
+    default_code = "payload_too_large"
+
+
+#: The one place a domain error becomes an HTTP status (most specific class wins).
+STATUS: Final[Mapping[type[QueryError], int]] = {
+    BadRequest: 400,
+    Unauthorized: 401,
+    NotFound: 404,
+    MethodNotAllowed: 405,
+    Conflict: 409,
+    PayloadTooLarge: 413,
+}
+
+# aiohttp raises its own HTTP exceptions for routing and protocol problems;
+# they become the same JSON shape.
+_HTTP_CODES: Final[Mapping[int, str]] = {
+    400: "bad_request",
+    404: "not_found",
+    405: "method_not_allowed",
+    413: "payload_too_large",
+    414: "uri_too_long",
+    431: "headers_too_large",
+}
+
+
+def status_of(error: QueryError) -> int:
+    for cls in type(error).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]  # type: ignore[index]
+    return 500
+
+
+def error_body(code: str, message: str, parameter: str | None = None) -> bytes:
+    return orjson.dumps({"error": {"code": code, "message": message, "parameter": parameter}})
+
+
+def _json_error(status: int, code: str, message: str, parameter: str | None = None) -> web.Response:
+    return web.Response(status=status, body=error_body(code, message, parameter), content_type="application/json")
+
+
+#: Renders an error for a browser page instead of JSON: (status, title, message) -> response.
+PageRenderer = Callable[[int, str, str], web.Response]
+
+
+def make_error_middleware(render_page: PageRenderer) -> Callable[..., Awaitable[web.StreamResponse]]:
+    """Build the middleware; ``render_page`` answers errors on non-API paths as HTML."""
+
+    def respond(request: web.Request, status: int, code: str, message: str, parameter: str | None) -> web.Response:
+        if _wants_html(request):
+            return render_page(status, code.replace("_", " "), message)
+        response = _json_error(status, code, message, parameter)
+        if status == 401:
+            response.headers["WWW-Authenticate"] = 'Bearer realm="runstream"'
+        return response
+
+    @web.middleware
+    async def error_middleware(
+        request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+    ) -> web.StreamResponse:
+        try:
+            return await handler(request)
+        except QueryError as exc:
+            return respond(request, status_of(exc), exc.code, exc.message, exc.parameter)
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            code = _HTTP_CODES.get(exc.status, "http_error")
+            message = exc.reason if exc.status != 404 else f"no route for {request.method} {request.path}"
+            response = respond(request, exc.status, code, message, None)
+            if exc.status == 405 and "Allow" in exc.headers:
+                response.headers["Allow"] = exc.headers["Allow"]
+            return response
+        except Exception:
+            _log.exception("unexpected error answering %s %s", request.method, request.path)
+            return respond(request, 500, "internal", "internal server error", None)
+
+    return error_middleware
+
+
+def _wants_html(request: web.Request) -> bool:
+    # Pages live outside /api; everything under /api (and /health) speaks JSON.
+    path = request.path
+    return not (path.startswith("/api/") or path == "/api" or path == "/health")
+
+
+# Default, JSON-only middleware, for apps without pages.
+error_middleware = make_error_middleware(lambda status, title, message: _json_error(status, "error", message))

@@ -1,0 +1,19 @@
+"""Typed application state shared by the handlers."""
+
+from __future__ import annotations
+
+from typing import Final
+
+from aiohttp import web
+
+from runstream.config import Settings
+
+from ._artifacts import ArtifactStore
+from ._db import Database
+
+__all__ = ["ARTIFACTS", "DATABASE", "MAX_UPLOAD_BYTES", "SETTINGS"]
+
+SETTINGS: Final = web.AppKey("settings", Settings)
+DATABASE: Final = web.AppKey("database", Database)
+ARTIFACTS: Final = web.AppKey("artifacts", ArtifactStore)
+MAX_UPLOAD_BYTES: Final = web.AppKey("max_upload_bytes", int)

@@ -1,0 +1,76 @@
+"""Checks on request input: every malformed value becomes a :class:`BadRequest` naming it."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Final
+
+from ._errors import BadRequest
+
+__all__ = ["MAX_FILE_NAME_CHARS", "check_file_name", "check_metric_name", "parse_int", "parse_run_id"]
+
+MAX_FILE_NAME_CHARS: Final = 1024
+MAX_METRIC_NAME_CHARS: Final = 255
+_CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def parse_run_id(raw: str, parameter: str = "run_id") -> uuid.UUID:
+    """A run id in any form :class:`uuid.UUID` reads; canonicalised by the caller with ``str``."""
+    if len(raw) > 64:
+        raise BadRequest(f"{parameter} is not a UUID (too long)", code="bad_run_id", parameter=parameter)
+    try:
+        return uuid.UUID(raw)
+    except ValueError:
+        raise BadRequest(f"{parameter} {raw!r} is not a UUID", code="bad_run_id", parameter=parameter) from None
+
+
+def check_file_name(name: str) -> str:
+    """A run-relative file name; refuses anything that could leave the run's namespace.
+
+    ``name`` is the already URL-decoded value, so ``%2e%2e%2f`` arrives here as
+    ``../`` and is refused like the literal form.
+    """
+
+    def bad(why: str) -> BadRequest:
+        return BadRequest(f"file name {name[:100]!r} {why}", code="bad_file_name", parameter="name")
+
+    if not name:
+        raise bad("is empty")
+    if len(name) > MAX_FILE_NAME_CHARS:
+        raise bad(f"is longer than {MAX_FILE_NAME_CHARS} characters")
+    if _CONTROL.search(name):
+        raise bad("contains a control character")
+    if "\\" in name:
+        raise bad("contains a backslash")
+    if name.startswith("/"):
+        raise bad("is an absolute path")
+    segments = name.split("/")
+    if any(s in ("..", ".") for s in segments):
+        raise bad("contains a '.' or '..' segment")
+    if any(s == "" for s in segments):
+        raise bad("contains an empty segment")
+    return name
+
+
+def check_metric_name(name: str) -> str:
+    if not name:
+        raise BadRequest("metric name is empty", code="bad_metric_name", parameter="name")
+    if len(name) > MAX_METRIC_NAME_CHARS:
+        raise BadRequest(
+            f"metric name is longer than {MAX_METRIC_NAME_CHARS} characters", code="bad_metric_name", parameter="name"
+        )
+    if _CONTROL.search(name):
+        raise BadRequest("metric name contains a control character", code="bad_metric_name", parameter="name")
+    return name
+
+
+def parse_int(raw: str | None, parameter: str, *, default: int, minimum: int, maximum: int) -> int:
+    if raw is None:
+        return default
+    if not re.fullmatch(r"[0-9]{1,12}", raw):
+        raise BadRequest(f"{parameter} {raw[:40]!r} is not a non-negative integer", parameter=parameter)
+    value = int(raw)
+    if not minimum <= value <= maximum:
+        raise BadRequest(f"{parameter} must be between {minimum} and {maximum}, got {value}", parameter=parameter)
+    return value

@@ -1,0 +1,96 @@
+"""Run files: streamed upload into the artifact store, listing, streamed download."""
+
+from __future__ import annotations
+
+import mimetypes
+import re
+from typing import Final
+from urllib.parse import quote
+
+from aiohttp import web
+
+from ._errors import BadRequest, NotFound, PayloadTooLarge
+from ._json import json_response
+from ._state import ARTIFACTS, DATABASE, MAX_UPLOAD_BYTES
+from ._validate import check_file_name, parse_run_id
+
+__all__ = ["routes"]
+
+routes = web.RouteTableDef()
+
+_READ_BYTES: Final = 1 << 18
+_CONTENT_TYPE: Final = re.compile(
+    r"^[A-Za-z0-9][\w.+-]*/[\w.+-]+(\s*;\s*[\w.+-]+=(\"?)[\w.+/-]+\2)*$", re.ASCII
+)
+# Shown in the browser; anything else (HTML, SVG, scripts) downloads, so an
+# uploaded file can never run script in the service's origin.
+_INLINE: Final = re.compile(r"^(image/(png|jpeg|gif|webp|bmp)|text/plain|application/json|application/pdf)\b")
+_BOOLS: Final = {"true": True, "1": True, "false": False, "0": False}
+
+
+def _content_type(request: web.Request, name: str) -> str:
+    given = request.headers.get("Content-Type", "").strip()
+    if given and given.split(";")[0].strip().lower() != "application/octet-stream":
+        if len(given) > 255 or not _CONTENT_TYPE.match(given):
+            raise BadRequest(f"Content-Type {given[:80]!r} is not a media type", parameter="Content-Type")
+        return given
+    guessed, _ = mimetypes.guess_type(name, strict=False)
+    return guessed or "application/octet-stream"
+
+
+def _overwrite(request: web.Request) -> bool:
+    raw = request.query.get("overwrite", "false").lower()
+    if raw not in _BOOLS:
+        raise BadRequest(f"overwrite must be true or false, got {raw[:20]!r}", parameter="overwrite")
+    return _BOOLS[raw]
+
+
+@routes.put("/api/runs/{run_id}/files/{name:.+}")
+async def put_file(request: web.Request) -> web.Response:
+    """Store the body as the run's file ``name``; the run need not be ingested yet."""
+    run_id = parse_run_id(request.match_info["run_id"])
+    name = check_file_name(request.match_info["name"])
+    content_type = _content_type(request, name)
+    overwrite = _overwrite(request)
+    limit = request.app[MAX_UPLOAD_BYTES]
+    if request.content_length is not None and request.content_length > limit:
+        raise PayloadTooLarge(f"upload of {request.content_length} bytes exceeds the limit of {limit}", parameter="body")
+    blob = await request.app[ARTIFACTS].put(request.content.iter_chunked(_READ_BYTES), max_bytes=limit)
+    record = await request.app[DATABASE].add_file(
+        run_id, name, digest=blob.digest, size=blob.size, content_type=content_type, overwrite=overwrite
+    )
+    return json_response(record.as_json(), status=201)
+
+
+@routes.get("/api/runs/{run_id}/files")
+async def list_files(request: web.Request) -> web.Response:
+    run_id = parse_run_id(request.match_info["run_id"])
+    files = await request.app[DATABASE].list_files(run_id)
+    return json_response({"files": [f.as_json() for f in files]})
+
+
+@routes.get("/api/runs/{run_id}/files/{name:.+}")
+async def get_file(request: web.Request) -> web.StreamResponse:
+    run_id = parse_run_id(request.match_info["run_id"])
+    name = check_file_name(request.match_info["name"])
+    record = await request.app[DATABASE].get_file(run_id, name)
+    if record is None:
+        raise NotFound(f"run {run_id} has no file {name!r}", code="file_not_found", parameter="name")
+    store = request.app[ARTIFACTS]
+    blob = await store.get(record.digest)
+    disposition = "inline" if _INLINE.match(record.content_type) else "attachment"
+    headers = {
+        "Content-Type": record.content_type,
+        "Content-Disposition": f"{disposition}; filename*=UTF-8''{quote(name.rsplit('/', 1)[-1])}",
+        "X-Content-Type-Options": "nosniff",
+        "Content-Security-Policy": "sandbox",
+    }
+    if blob.path is not None:
+        return web.FileResponse(blob.path, headers=headers)
+    response = web.StreamResponse(headers=headers)
+    response.content_length = blob.size
+    await response.prepare(request)
+    async for chunk in store.read(blob):
+        await response.write(chunk)
+    await response.write_eof()
+    return response

@@ -1,0 +1,197 @@
+"""The HTML pages: experiments, one experiment's runs, and a run (the SDK's portal URL)."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from aiohttp import web
+
+from runstream.events import TERMINAL_STATUSES
+
+from . import _html as h
+from ._db import Database, FileRecord
+from ._errors import NotFound
+from ._metrics import EMPTY, SeriesData, metric_value
+from ._state import DATABASE
+from ._validate import parse_run_id
+
+__all__ = ["error_page", "routes"]
+
+routes = web.RouteTableDef()
+
+_RUNS_PER_PAGE: Final = 100
+_TABLE_ROWS: Final = 200
+_REFRESH_SECONDS: Final = 10
+
+
+def _html(text: str, status: int = 200) -> web.Response:
+    return web.Response(status=status, text=text, content_type="text/html", charset="utf-8")
+
+
+def error_page(status: int, title: str, message: str) -> web.Response:
+    return _html(h.page(title, f"<h1>{h.esc(status)} {h.esc(title)}</h1><p>{h.esc(message)}</p>"), status)
+
+
+@routes.get("/")
+async def experiments_page(request: web.Request) -> web.Response:
+    experiments = await request.app[DATABASE].list_experiments()
+    rows = [
+        (
+            f'<a href="{h.esc(h.url("experiments", e["name"]))}">{h.esc(e["name"])}</a>',
+            h.esc(e["run_count"]),
+            h.esc(e["last_activity"] or ""),
+        )
+        for e in experiments
+    ]
+    body = "<h1>Experiments</h1>" + (
+        h.table(["experiment", "runs", "last activity"], rows, raw=True) if rows else "<p>No experiments yet.</p>"
+    )
+    return _html(h.page("Experiments", body))
+
+
+@routes.get("/experiments/{name:.+}")
+async def experiment_page(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    db = request.app[DATABASE]
+    if not await db.experiment_exists(name):
+        raise NotFound(f"no experiment {name!r}", code="experiment_not_found", parameter="name")
+    cursor = request.query.get("cursor")
+    page = await db.list_runs(experiment=name, status=None, limit=_RUNS_PER_PAGE, cursor=cursor)
+    rows = [
+        (
+            f'<a href="{h.esc(h.url("runs", r["id"]))}">{h.esc(r["display_name"] or r["id"])}</a>',
+            f'<span class="status {h.esc(r["status"])}">{h.esc(r["status"])}</span>',
+            h.esc(r["started_at"] or r["created_at"] or ""),
+            h.esc(r["ended_at"] or ""),
+            h.esc(", ".join(f"{k}={v}" if v is not None else k for k, v in (r["tags"] or {}).items())),
+        )
+        for r in page.runs
+    ]
+    more = (
+        f'<p><a href="{h.esc(h.url("experiments", name))}?cursor={h.esc(page.next_cursor)}">older runs</a></p>'
+        if page.next_cursor
+        else ""
+    )
+    body = f"<h1>Experiment {h.esc(name)}</h1>" + h.table(["run", "status", "started", "ended", "tags"], rows, raw=True)
+    return _html(h.page(name, body + more))
+
+
+@routes.get("/runs/{run_id}")
+async def run_page(request: web.Request) -> web.Response:
+    """Status, times, tags, properties, files and every metric of one run."""
+    run_id = parse_run_id(request.match_info["run_id"])
+    db: Database = request.app[DATABASE]
+    run = await db.get_run(run_id)
+    if run is None and not await db.run_has_data(run_id):
+        raise NotFound(f"no run {run_id}", code="run_not_found", parameter="run_id")
+    series = await db.series(run_id)
+    files = await db.list_files(run_id)
+    title = (run or {}).get("display_name") or str(run_id)
+    body = f"<h1>Run {h.esc(title)}</h1>" + _details(run, str(run_id)) + _files(str(run_id), files)
+    body += "<h2>Metrics</h2>" + ("".join(_metric(s, str(run_id)) for s in series) or "<p>No metrics yet.</p>")
+    live = run is None or run["status"] not in TERMINAL_STATUSES
+    return _html(h.page(title, body, refresh_seconds=_REFRESH_SECONDS if live else None))
+
+
+def _details(run: dict[str, Any] | None, run_id: str) -> str:
+    if run is None:
+        return f"<p class=muted>Run {h.esc(run_id)}: metrics are stored but its start is not ingested yet.</p>"
+    experiment = f'<a href="{h.esc(h.url("experiments", run["experiment"]))}">{h.esc(run["experiment"])}</a>'
+    parent = f'<a href="{h.esc(h.url("runs", run["parent_id"]))}">{h.esc(run["parent_id"])}</a>' if run["parent_id"] else ""
+    fields = [
+        ("id", h.esc(run["id"])),
+        ("experiment", experiment),
+        ("status", f'<span class="status {h.esc(run["status"])}">{h.esc(run["status"])}</span>'),
+        ("parent", parent),
+        ("created", h.esc(run["created_at"] or "")),
+        ("started", h.esc(run["started_at"] or "")),
+        ("ended", h.esc(run["ended_at"] or "")),
+        ("last heartbeat", h.esc(run["heartbeat_at"] or "")),
+    ]
+    out = "<h2>Details</h2>" + h.table(["field", "value"], fields, raw=True)
+    if run["error"]:
+        out += f"<h2>Error</h2><pre>{h.esc(h.json_text(run['error']))}</pre>"
+    out += "<h2>Tags</h2>" + _mapping(run["tags"])
+    out += "<h2>Properties</h2>" + _mapping(run["properties"])
+    return out
+
+
+def _mapping(values: dict[str, Any] | None) -> str:
+    if not values:
+        return "<p class=muted>none</p>"
+    return h.table(["key", "value"], [(k, "" if v is None else v) for k, v in values.items()])
+
+
+def _file_url(run_id: str, name: str) -> str:
+    return h.url("api", "runs", run_id, "files", name)
+
+
+def _files(run_id: str, files: list[FileRecord]) -> str:
+    if not files:
+        return "<h2>Files</h2><p class=muted>none</p>"
+    rows = [
+        (
+            f'<a href="{h.esc(_file_url(run_id, f.name))}">{h.esc(f.name)}</a>',
+            h.esc(f.size),
+            h.esc(f.content_type),
+        )
+        for f in files
+    ]
+    return "<h2>Files</h2>" + h.table(["name", "bytes", "type"], rows, raw=True)
+
+
+def _metric(s: SeriesData, run_id: str) -> str:
+    value = metric_value(s)
+    if value is EMPTY:
+        return ""
+    head = f'<section class="metric" data-metric="{h.esc(s.name)}"><h3>{h.esc(s.name)}</h3>'
+    return head + _metric_body(s, value, run_id) + "</section>"
+
+
+def _metric_body(s: SeriesData, value: Any, run_id: str) -> str:
+    if s.kind == "scalar":
+        return _scalar(s, value)
+    if s.kind == "image":
+        names = value if isinstance(value, list) else [value]
+        links = (f'<a href="{h.esc(_file_url(run_id, str(n)))}">{h.esc(n)}</a>' for n in names)
+        return "<p>image: " + ", ".join(links) + "</p>"
+    if s.kind == "list":
+        lists = value if len(s.entries) > 1 else [value]
+        charts = "".join(h.chart_svg(v, label=s.name) for v in lists if isinstance(v, list))
+        return charts + f"<pre>{h.esc(_clip(h.json_text(value)))}</pre>"
+    if s.kind in ("row", "table") and isinstance(value, dict):
+        return _columns(s.name, value)
+    return f"<pre>{h.esc(_clip(h.json_text(value)))}</pre>"
+
+
+def _scalar(s: SeriesData, value: Any) -> str:
+    values = value if isinstance(value, list) else [value]
+    summary = h.table(["points", "last"], [(str(len(values)), _show(values[-1]))])
+    if s.value_type == "str":
+        recent = [(str(i), _show(v)) for i, v in enumerate(values)][-20:]
+        return summary + h.table(["#", "value"], recent)
+    return summary + h.chart_svg(list(s.values), label=s.name)
+
+
+def _columns(name: str, columns: dict[str, Any]) -> str:
+    lists = {k: (v if isinstance(v, list) else [v]) for k, v in columns.items()}
+    count = max((len(v) for v in lists.values()), default=0)
+    numeric = [k for k, v in lists.items() if v and all(isinstance(x, int | float) for x in v)]
+    chart = h.chart_svg(lists[numeric[1]], lists[numeric[0]], label=f"{name}: {numeric[1]} over {numeric[0]}") if len(
+        numeric
+    ) >= 2 else ""
+    rows = [[_show(v[i]) if i < len(v) else "" for v in lists.values()] for i in range(min(count, _TABLE_ROWS))]
+    more = f"<p class=muted>first {_TABLE_ROWS} of {count} rows</p>" if count > _TABLE_ROWS else ""
+    return chart + h.table(list(lists), rows) + more
+
+
+def _show(value: Any) -> str:
+    if isinstance(value, dict) and "$float" in value:
+        return str(value["$float"])
+    if isinstance(value, str):
+        return value
+    return h.json_text(value) if isinstance(value, list | dict) else str(value)
+
+
+def _clip(text: str, limit: int = 4000) -> str:
+    return text if len(text) <= limit else text[:limit] + "\n…"

@@ -1,0 +1,51 @@
+"""Run and experiment endpoints: details, listing with keyset pagination, experiments."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from ._errors import BadRequest, NotFound
+from ._json import json_response
+from ._state import DATABASE
+from ._validate import parse_int, parse_run_id
+
+__all__ = ["routes"]
+
+routes = web.RouteTableDef()
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 1000
+
+
+def _single(request: web.Request, name: str) -> str | None:
+    values = request.query.getall(name, [])
+    if len(values) > 1:
+        raise BadRequest(f"{name} is given {len(values)} times", parameter=name)
+    return values[0] if values else None
+
+
+@routes.get("/api/runs/{run_id}")
+async def get_run(request: web.Request) -> web.Response:
+    run_id = parse_run_id(request.match_info["run_id"])
+    run = await request.app[DATABASE].get_run(run_id)
+    if run is None:
+        raise NotFound(f"no run {run_id}", code="run_not_found", parameter="run_id")
+    return json_response(run)
+
+
+@routes.get("/api/runs")
+async def list_runs(request: web.Request) -> web.Response:
+    """Runs newest first; ``next_cursor`` (or null) fetches the following page."""
+    limit = parse_int(_single(request, "limit"), "limit", default=DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT)
+    page = await request.app[DATABASE].list_runs(
+        experiment=_single(request, "experiment"),
+        status=_single(request, "status"),
+        limit=limit,
+        cursor=_single(request, "cursor"),
+    )
+    return json_response({"runs": page.runs, "next_cursor": page.next_cursor})
+
+
+@routes.get("/api/experiments")
+async def list_experiments(request: web.Request) -> web.Response:
+    return json_response({"experiments": await request.app[DATABASE].list_experiments()})
