@@ -14,6 +14,8 @@ from typing import Final
 
 from aiokafka import AIOKafkaProducer
 
+from runstream.events import MAX_RECORD_BYTES
+
 from ._decoder import DeadLetter
 
 __all__ = ["DeadLetterProducer", "dead_letter_headers"]
@@ -42,7 +44,7 @@ class DeadLetterProducer:
             bootstrap_servers=bootstrap_servers,
             acks="all",
             enable_idempotence=True,
-            max_request_size=16 * 1024 * 1024,
+            max_request_size=2 * MAX_RECORD_BYTES + 64 * 1024,
         )
         self._started = False
 

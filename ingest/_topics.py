@@ -12,11 +12,16 @@ from typing import Final
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 
+from runstream.events import MAX_RECORD_BYTES
+
 __all__ = ["ensure_topics"]
 
 log = logging.getLogger(__name__)
 
 _ALREADY_EXISTS: Final = TopicAlreadyExistsError.errno
+# Above the format's limit, so that an oversized record reaches ingest and is
+# dead-lettered with its reason instead of failing in the producer.
+_MAX_MESSAGE_BYTES: Final = 2 * MAX_RECORD_BYTES
 
 
 async def ensure_topics(bootstrap_servers: str, topics: dict[str, int]) -> None:
@@ -31,7 +36,15 @@ async def ensure_topics(bootstrap_servers: str, topics: dict[str, int]) -> None:
         brokers = len((await admin.describe_cluster())["brokers"])
         replication = min(3, max(1, brokers))
         response = await admin.create_topics(
-            [NewTopic(name, num_partitions=n, replication_factor=replication) for name, n in missing.items()]
+            [
+                NewTopic(
+                    name,
+                    num_partitions=n,
+                    replication_factor=replication,
+                    topic_configs={"max.message.bytes": str(_MAX_MESSAGE_BYTES)},
+                )
+                for name, n in missing.items()
+            ]
         )
         for topic_error in response.topic_errors:
             name, code = topic_error[0], topic_error[1]
