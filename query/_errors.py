@@ -1,9 +1,10 @@
 """The query service's errors, and the one table that maps them to HTTP.
 
-Handlers raise domain errors; :func:`error_middleware` turns every one of them
-into a JSON body ``{"error": {"code", "message", "parameter"}}`` with the status
+Handlers raise domain errors; :func:`make_error_middleware` turns every one of
+them into a JSON body ``{"error": {"code", "message", "parameter"}}`` with the status
 from :data:`STATUS`. Anything else that escapes a handler is logged and answered
-500 with no details, so a client never sees a stack trace.
+500 with no details, so a client never sees a stack trace. A browser (a
+request accepting ``text/html`` outside ``/api``) gets the same as an HTML page.
 
 Errors::
 
@@ -35,7 +36,8 @@ __all__ = [
     "QueryError",
     "Unauthorized",
     "error_body",
-    "error_middleware",
+    "make_error_middleware",
+    "status_of",
 ]
 
 _log = logging.getLogger("query")
@@ -154,10 +156,9 @@ def make_error_middleware(render_page: PageRenderer) -> Callable[..., Awaitable[
 
 
 def _wants_html(request: web.Request) -> bool:
-    # Pages live outside /api; everything under /api (and /health) speaks JSON.
+    # Browsers (which ask for text/html) get an error page outside /api; API
+    # clients, scripts and tests get the JSON body everywhere.
     path = request.path
-    return not (path.startswith("/api/") or path == "/api" or path == "/health")
-
-
-# Default, JSON-only middleware, for apps without pages.
-error_middleware = make_error_middleware(lambda status, title, message: _json_error(status, "error", message))
+    if path.startswith("/api/") or path in ("/api", "/health"):
+        return False
+    return "text/html" in request.headers.get("Accept", "")

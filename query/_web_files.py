@@ -19,6 +19,9 @@ __all__ = ["routes"]
 routes = web.RouteTableDef()
 
 _READ_BYTES: Final = 1 << 18
+# Any characters, newlines included, so that every bad name reaches the name
+# check and is answered 400 rather than falling through to a 404.
+_FILE_ROUTE: Final = r"/api/runs/{run_id}/files/{name:[\s\S]+}"
 _CONTENT_TYPE: Final = re.compile(
     r"^[A-Za-z0-9][\w.+-]*/[\w.+-]+(\s*;\s*[\w.+-]+=(\"?)[\w.+/-]+\2)*$", re.ASCII
 )
@@ -45,7 +48,7 @@ def _overwrite(request: web.Request) -> bool:
     return _BOOLS[raw]
 
 
-@routes.put("/api/runs/{run_id}/files/{name:.+}")
+@routes.put(_FILE_ROUTE)
 async def put_file(request: web.Request) -> web.Response:
     """Store the body as the run's file ``name``; the run need not be ingested yet."""
     run_id = parse_run_id(request.match_info["run_id"])
@@ -69,7 +72,7 @@ async def list_files(request: web.Request) -> web.Response:
     return json_response({"files": [f.as_json() for f in files]})
 
 
-@routes.get("/api/runs/{run_id}/files/{name:.+}")
+@routes.get(_FILE_ROUTE)
 async def get_file(request: web.Request) -> web.StreamResponse:
     run_id = parse_run_id(request.match_info["run_id"])
     name = check_file_name(request.match_info["name"])

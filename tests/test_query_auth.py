@@ -1,0 +1,89 @@
+"""Bearer-token auth: with RUNSTREAM_TOKEN set, everything but /health needs the token."""
+
+from __future__ import annotations
+
+import dataclasses
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import aiohttp
+import asyncpg
+import orjson
+import pytest_asyncio
+
+from runstream.config import Settings
+from tests.support import free_port, wait_http_ok
+from tests.test_query_seed import seed_run, seed_scalars
+
+TOKEN = "s3cret"
+
+
+@pytest_asyncio.fixture(scope="module")
+async def secured(settings: Settings, spawn: Callable[..., Any]) -> str:
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = spawn("query", dataclasses.replace(settings, token=TOKEN, query_port=port, query_url=url))
+    await wait_http_ok(f"{url}/health", proc)
+    return url
+
+
+async def request(method: str, url: str, token: str | None = None, header: str | None = None) -> tuple[int, Any, str]:
+    headers = {}
+    if header is not None:
+        headers["Authorization"] = header
+    elif token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    async with aiohttp.ClientSession() as session, session.request(method, url, headers=headers, data=b"x") as resp:
+        body = await resp.read()
+        parsed = orjson.loads(body) if resp.content_type == "application/json" else body.decode()
+        return resp.status, parsed, resp.headers.get("WWW-Authenticate", "")
+
+
+async def test_health_needs_no_token(secured: str) -> None:
+    status, body, _ = await request("GET", f"{secured}/health")
+    assert (status, body) == (200, {"status": "ok"})
+
+
+async def test_every_route_needs_the_token(secured: str, db: asyncpg.Pool) -> None:
+    run_id = await seed_run(db, experiment="auth")
+    await seed_scalars(db, run_id, "acc", "float", [0.5])
+    routes = [  # (method, path, status with the right token)
+        ("GET", f"/api/runs/{run_id}", 200),
+        ("GET", f"/api/runs/{run_id}/metrics", 200),
+        ("PUT", f"/api/runs/{run_id}/files/a.txt", 201),
+        ("GET", f"/api/runs/{run_id}/files", 200),
+        ("GET", f"/api/runs/{run_id}/files/a.txt", 200),
+        ("GET", "/api/experiments", 200),
+        ("GET", "/api/runs?experiment=auth", 200),
+        ("GET", "/", 200),
+        ("GET", "/experiments/auth", 200),
+        ("GET", f"/runs/{run_id}", 200),
+        ("GET", "/api/no-such-route", 404),  # no route discovery without the token
+        ("GET", "/api/runs/not-a-uuid", 400),  # nor input checks
+    ]
+    for method, path, _ in routes:
+        for header, code in (
+            (None, "missing_token"),
+            ("Bearer wrong", "bad_token"),
+            ("Bearer s3cre", "bad_token"),
+            ("Bearer s3cret-and-more", "bad_token"),
+            ("Basic czNjcmV0", "bad_token"),
+            ("s3cret", "bad_token"),
+            ("Bearer ", "bad_token"),
+        ):
+            status, body, challenge = await request(method, secured + path, header=header)
+            assert status == 401, (method, path, header)
+            assert body == {"error": {"code": code, "message": body["error"]["message"], "parameter": None}}
+            assert challenge.startswith("Bearer")
+
+    for method, path, want in routes:
+        status, body, _ = await request(method, secured + path, token=TOKEN)
+        assert status == want, (method, path, body)
+    status, body, _ = await request("GET", f"{secured}/api/runs/{run_id}/metrics", header=f"bearer {TOKEN}")
+    assert (status, body) == (200, {"acc": 0.5})
+
+
+async def test_open_service_needs_no_token(query_service: str) -> None:
+    status, body, _ = await request("GET", f"{query_service}/api/runs/{uuid.uuid4()}")
+    assert status == 404 and body["error"]["code"] == "run_not_found"

@@ -1,0 +1,74 @@
+"""The HTML pages: experiments, an experiment's runs, and the run page the SDK links to."""
+
+from __future__ import annotations
+
+import html
+import math
+import uuid
+
+import aiohttp
+import asyncpg
+
+from tests.test_query_seed import get, get_text, seed_entries, seed_run, seed_scalars
+
+
+async def test_run_page_shows_everything(query_service: str, db: asyncpg.Pool) -> None:
+    experiment = f"pages-{uuid.uuid4().hex[:6]}"
+    run_id = await seed_run(
+        db,
+        experiment=experiment,
+        display_name="ridge <b>sweep</b>",
+        status="Completed",
+        tags={"owner": "ana", "<script>alert(1)</script>": "x"},
+        properties={"git": "abc123"},
+    )
+    await seed_scalars(db, run_id, "mse", "float", [3.0, 2.0, math.nan, 1.0, math.inf])
+    await seed_scalars(db, run_id, "alpha", "float", [0.5])
+    await seed_scalars(db, run_id, "epoch", "int", list(range(5000)))
+    await seed_scalars(db, run_id, "phase", "str", ["warmup", "train"])
+    await seed_entries(db, run_id, "alphas", "list", [[0.1, 0.2, 0.3]])
+    await seed_entries(db, run_id, "alpha vs mse", "row", [{"alpha": 0.1, "mse": 2.0}, {"alpha": 0.2, "mse": 1.0}])
+    await seed_entries(db, run_id, "sine", "table", [{"angle": [0, 1, 2], "sine": [0.0, 0.84, 0.91]}])
+    await seed_entries(db, run_id, "plot", "image", ["plot.png"])
+    async with aiohttp.ClientSession() as session:
+        async with session.put(f"{query_service}/api/runs/{run_id}/files/outputs/model.pkl", data=b"model") as resp:
+            assert resp.status == 201
+
+    status, ctype, text = await get_text(f"{query_service}/runs/{run_id}")
+    assert (status, ctype) == (200, "text/html")
+    for name in ("mse", "alpha", "epoch", "phase", "alphas", "alpha vs mse", "sine", "plot"):
+        assert f'data-metric="{html.escape(name)}"' in text, name
+    assert text.count("<svg") >= 5  # mse, alpha, epoch, alphas, the row and table charts
+    assert "Completed" in text and experiment in text and "abc123" in text and "owner" in text
+    assert f'href="/api/runs/{run_id}/files/outputs/model.pkl"' in text
+    assert "ridge &lt;b&gt;sweep&lt;/b&gt;" in text
+    assert "<script>" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert "warmup" in text and "train" in text
+    # A finished run's page does not refresh itself.
+    assert 'http-equiv="refresh"' not in text
+
+    status, _, text = await get_text(f"{query_service}/experiments/{experiment}")
+    assert status == 200 and f'href="/runs/{run_id}"' in text and "Completed" in text
+    status, _, text = await get_text(f"{query_service}/")
+    assert status == 200 and f'href="/experiments/{experiment}"' in text
+
+
+async def test_running_run_page_refreshes(query_service: str, db: asyncpg.Pool) -> None:
+    run_id = await seed_run(db, status="Running")
+    status, _, text = await get_text(f"{query_service}/runs/{run_id}")
+    assert status == 200 and 'http-equiv="refresh"' in text and "No metrics yet" in text
+
+
+async def test_page_errors(query_service: str) -> None:
+    missing = uuid.uuid4()
+    # A browser gets an HTML error page, any other client JSON.
+    status, ctype, text = await get_text(f"{query_service}/runs/{missing}", headers={"Accept": "text/html"})
+    assert (status, ctype) == (404, "text/html") and str(missing) in text
+    status, body = await get(f"{query_service}/runs/{missing}")
+    assert status == 404 and body["error"]["code"] == "run_not_found"
+    status, body = await get(f"{query_service}/runs/nope")
+    assert status == 400 and body["error"]["parameter"] == "run_id"
+    status, body = await get(f"{query_service}/experiments/no-such-experiment-{missing}")
+    assert status == 404 and body["error"]["code"] == "experiment_not_found"
+    status, ctype, text = await get_text(f"{query_service}/no/such/page", headers={"Accept": "text/html"})
+    assert (status, ctype) == (404, "text/html")
