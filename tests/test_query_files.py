@@ -7,7 +7,7 @@ import hashlib
 import io
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ import pytest_asyncio
 import yarl
 from aiohttp import web
 
-from query import create_app
+from query import LocalArtifactStore, StoredBlob, create_app
 from runstream.config import Settings
 from tests.support import free_port
 
@@ -213,3 +213,25 @@ async def test_upload_size_limit(small_limit_service: tuple[str, Path]) -> None:
     assert blobs(artifacts) == {hashlib.sha256(b"x" * 1000).hexdigest()}
     async with aiohttp.ClientSession() as session, session.get(base) as resp:
         assert [f["name"] for f in orjson.loads(await resp.read())["files"]] == ["exact.bin"]
+
+
+# --- unexpected errors: a store that breaks, plugged in at the store seam ---------
+
+
+class _BrokenStore(LocalArtifactStore):
+    async def put(self, chunks: AsyncIterable[bytes], *, max_bytes: int) -> StoredBlob:
+        raise RuntimeError("disk on fire: /secret/path")
+
+
+async def test_unexpected_error_is_500_without_details(settings: Settings, tmp_path: Path) -> None:
+    app = create_app(settings, artifact_store=_BrokenStore(tmp_path))
+    runner = web.AppRunner(app)
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    try:
+        status, body = await put(f"http://127.0.0.1:{port}/api/runs/{uuid.uuid4()}/files/a.txt", b"x")
+    finally:
+        await runner.cleanup()
+    assert status == 500
+    assert body == {"error": {"code": "internal", "message": "internal server error", "parameter": None}}
