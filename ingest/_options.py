@@ -34,6 +34,9 @@ class IngestOptions:
     start_timeout_seconds: float = 60.0
     stop_timeout_seconds: float = 30.0
     revoke_timeout_seconds: float = 10.0
+    # A killed worker's partitions wait this long before moving to another
+    # worker; 6 s is the broker's default minimum.
+    session_timeout_seconds: float = 6.0
     metrics_host: str = "127.0.0.1"
 
     def __post_init__(self) -> None:
@@ -48,6 +51,7 @@ class IngestOptions:
             "start_timeout_seconds",
             "stop_timeout_seconds",
             "revoke_timeout_seconds",
+            "session_timeout_seconds",
         ):
             if not getattr(self, name) >= 0:
                 raise IngestConfigError(f"{name}={getattr(self, name)} must be a non-negative number of seconds")

@@ -111,6 +111,8 @@ class IngestWorker:
             auto_offset_reset="earliest",
             max_partition_fetch_bytes=8 * 1024 * 1024,
             fetch_max_bytes=64 * 1024 * 1024,
+            session_timeout_ms=int(o.session_timeout_seconds * 1000),
+            heartbeat_interval_ms=max(100, int(o.session_timeout_seconds * 1000 / 3)),
         )
         await _retrying("start the consumer", o, consumer.start)
         self._stack.push_async_callback(consumer.stop)
@@ -297,11 +299,12 @@ class IngestWorker:
             # writer drops what is already stored: safe, only slower.
             log.warning("could not read stored offsets (%r); starting from Kafka's committed offsets", exc)
             return
+        fresh = [tp for tp in assigned if tp.partition not in stored]
         for tp in assigned:
             if tp.partition in stored:
                 consumer.seek(tp, stored[tp.partition])
-            else:
-                await consumer.seek_to_beginning(tp)
+        if fresh:
+            await consumer.seek_to_beginning(*fresh)
         log.info("assigned partitions %s", sorted(tp.partition for tp in assigned))
 
     async def _on_revoked(self, revoked: set[TopicPartition]) -> None:

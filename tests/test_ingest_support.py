@@ -84,3 +84,55 @@ async def dead_letters(settings: Settings, wanted: set[tuple[int, int]], timeout
     finally:
         await consumer.stop()
     return found
+
+
+class Stream:
+    """A deterministic stream of float batches over several runs, and its check."""
+
+    def __init__(self, runs: int, batches_per_run: int, points_per_batch: int) -> None:
+        self.runs = [new_id() for _ in range(runs)]
+        self.sessions = [new_id() for _ in range(runs)]
+        self.batches_per_run = batches_per_run
+        self.points_per_batch = points_per_batch
+
+    @property
+    def total(self) -> int:
+        return len(self.runs) * self.batches_per_run * self.points_per_batch
+
+    def records(self) -> list[tuple[str, bytes]]:
+        """(key, value) in an order that interleaves the runs."""
+        out = []
+        n = self.points_per_batch
+        for b in range(self.batches_per_run):
+            for i, (run, session) in enumerate(zip(self.runs, self.sessions, strict=True)):
+                events: list[dict[str, Any]] = [started(f"stream-{i}")] if b == 0 else []
+                steps = range(b * n, (b + 1) * n)
+                events.append(scalars_event("loss", "float", list(steps), [T0 + s for s in steps], list(steps),
+                                            [s * 0.5 + i for s in steps]))
+                out.append((run, raw(run, session, b + 1, *events)))
+        return out
+
+    async def stored(self, db: asyncpg.Pool) -> int:
+        return int(await db.fetchval(
+            "SELECT count(*) FROM points p JOIN series s ON s.id = p.series_id WHERE s.run_id = ANY($1::uuid[])",
+            self.runs))
+
+    async def check_exactly_once(self, db: asyncpg.Pool) -> None:
+        n = self.batches_per_run * self.points_per_batch
+        for i, run in enumerate(self.runs):
+            row = await db.fetchrow(
+                "SELECT count(*) AS n, count(DISTINCT p.step) AS steps, min(p.step) AS lo, max(p.step) AS hi,"
+                " sum(p.value - p.step * 0.5) AS offset_sum, count(DISTINCT s.id) AS series"
+                " FROM points p JOIN series s ON s.id = p.series_id WHERE s.run_id = $1", run)
+            assert dict(row) == {"n": n, "steps": n, "lo": 0, "hi": n - 1, "offset_sum": float(i * n), "series": 1}
+        assert await db.fetchval("SELECT count(*) FROM runs WHERE id = ANY($1::uuid[])", self.runs) == len(self.runs)
+        assert await db.fetchval(
+            "SELECT count(*) FROM status_history WHERE run_id = ANY($1::uuid[])", self.runs) == len(self.runs)
+
+
+async def produce_all(settings: Settings, topic: str, records: list[tuple[str, bytes]]) -> None:
+    async with AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5,
+                                max_request_size=16 * 1024 * 1024) as producer:
+        futures = [await producer.send(topic, value=value, key=key.encode()) for key, value in records]
+        for future in futures:
+            await future
