@@ -47,7 +47,10 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    pool: asyncpg.Pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, init=_init_connection)
+    # JIT compilation costs more than it saves on these short queries.
+    pool: asyncpg.Pool = await asyncpg.create_pool(
+        dsn, min_size=min_size, max_size=max_size, init=_init_connection, server_settings={"jit": "off"}
+    )
     return pool
 
 
@@ -186,20 +189,29 @@ class Database:
     # --- metrics ----------------------------------------------------------
 
     async def series(self, run_id: uuid.UUID, name: str | None = None) -> list[SeriesData]:
-        """Each series of the run (or the one named) with its points or entries in logging order."""
+        """Each series of the run (or the one named) with its points or entries in logging order.
+
+        The arrays are aggregated from subqueries that read the rows in order
+        off the (series_id, time, ordinal) index: PostgreSQL keeps that order
+        into ``array_agg``, and it is several times faster on a million points
+        than an ``array_agg(... ORDER BY ...)``, which sorts again.
+        """
         records = await self._pool.fetch(
             """
-            SELECT s.name, s.kind, s.value_type, pts.vals, pts.texts, ent.entries
+            SELECT s.name, s.kind, s.value_type,
+                CASE WHEN s.kind = 'scalar' AND s.value_type IS DISTINCT FROM 'str' THEN (
+                    SELECT array_agg(o.value) FROM (
+                        SELECT p.value FROM points p WHERE p.series_id = s.id ORDER BY p.time, p.ordinal
+                    ) o) END AS vals,
+                CASE WHEN s.kind = 'scalar' AND s.value_type = 'str' THEN (
+                    SELECT array_agg(o.text_value) FROM (
+                        SELECT p.text_value FROM points p WHERE p.series_id = s.id ORDER BY p.time, p.ordinal
+                    ) o) END AS texts,
+                CASE WHEN s.kind <> 'scalar' THEN (
+                    SELECT array_agg(o.value) FROM (
+                        SELECT e.value FROM series_entries e WHERE e.series_id = s.id ORDER BY e.time, e.position
+                    ) o) END AS entries
             FROM series s
-            LEFT JOIN LATERAL (
-                SELECT array_agg(p.value ORDER BY p.time, p.ordinal) AS vals,
-                       array_agg(p.text_value ORDER BY p.time, p.ordinal) AS texts
-                FROM points p WHERE p.series_id = s.id
-            ) pts ON s.kind = 'scalar'
-            LEFT JOIN LATERAL (
-                SELECT array_agg(e.value ORDER BY e.time, e.position) AS entries
-                FROM series_entries e WHERE e.series_id = s.id
-            ) ent ON s.kind <> 'scalar'
             WHERE s.run_id = $1 AND ($2::text IS NULL OR s.name = $2)
             ORDER BY s.name
             """,

@@ -5,8 +5,7 @@ What this module reads (the storage contract with ingest, schema 0001):
 * ``series.kind = 'scalar'``: one ``points`` row per ``run.log``. ``value_type``
   says how to read them: ``float`` and ``int`` from ``points.value`` (an int
   series that later received a float widens to ``float``), ``bool`` from
-  ``points.value`` as 0/1, ``str`` from ``points.text_value``. A point whose
-  ``value`` is NULL falls back to its ``text_value``.
+  ``points.value`` as 0/1, ``str`` from ``points.text_value``.
 * ``list`` / ``row`` / ``table`` / ``image``: one ``series_entries`` row per call,
   ``value`` being the logged list, the ``{column: value}`` row, the
   ``{column: [values]}`` table, or the image's file name (a JSON string, or an
@@ -88,15 +87,16 @@ def _collapse(values: list[Any]) -> Any:
 
 
 def _scalars(s: SeriesData) -> list[Any]:
-    texts = s.texts or [None] * len(s.values)
     vt = s.value_type
     if vt == "str":
-        return [t if t is not None else _float(v) for v, t in zip(s.values, texts, strict=True)]
+        return list(s.texts)
     if vt == "int":
-        return [_int(v) if v is not None else t for v, t in zip(s.values, texts, strict=True)]
+        return [_int(v) for v in s.values]
     if vt == "bool":
-        return [bool(v) if v is not None and v == v else t for v, t in zip(s.values, texts, strict=True)]
-    return [_float(v) if v is not None else t for v, t in zip(s.values, texts, strict=True)]
+        return [bool(v) if v is not None and v == v else v for v in s.values]
+    if all(math.isfinite(v) for v in s.values if v is not None):
+        return list(s.values)  # the common case: no per-value work
+    return [_float(v) for v in s.values]
 
 
 def _float(v: float | None) -> Any:
@@ -105,8 +105,8 @@ def _float(v: float | None) -> Any:
     return encode_json_value(v)
 
 
-def _int(v: float) -> Any:
-    return int(v) if math.isfinite(v) else encode_json_value(v)
+def _int(v: float | None) -> Any:
+    return int(v) if v is not None and math.isfinite(v) else _float(v)
 
 
 def _image_name(entry: Any) -> Any:
