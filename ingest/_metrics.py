@@ -47,6 +47,10 @@ class IngestMetrics:
             "runstream_ingest_consumer_lag", "Records behind the partition's high watermark", ["partition"], registry=r
         )
 
+        self.assigned = Gauge(
+            "runstream_ingest_assigned_partitions", "Partitions of the events topic this worker owns", registry=r
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)
 

@@ -305,6 +305,7 @@ class IngestWorker:
                 consumer.seek(tp, stored[tp.partition])
         if fresh:
             await consumer.seek_to_beginning(*fresh)
+        self.metrics.assigned.set(len(consumer.assignment()))
         log.info("assigned partitions %s", sorted(tp.partition for tp in assigned))
 
     async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
@@ -329,6 +330,7 @@ class IngestWorker:
                     await self._after_commit(result)
         finally:
             self._flush_lock.release()
+        self.metrics.assigned.set(0)
         log.info("revoked partitions %s", sorted(partitions))
 
     def _drop(self, partitions: set[int]) -> None:

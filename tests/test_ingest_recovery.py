@@ -8,6 +8,7 @@ import subprocess
 from collections.abc import Callable
 from typing import Any
 
+import aiohttp
 import asyncpg
 
 from runstream.config import Settings
@@ -30,6 +31,14 @@ async def start_worker(spawn: Callable[..., subprocess.Popen[bytes]], settings: 
     proc = spawn("ingest", settings)
     await wait_http_ok(f"http://127.0.0.1:{settings.ingest_metrics_port}/metrics", proc)
     return proc
+
+
+async def assigned_partitions(settings: Settings) -> float:
+    url = f"http://127.0.0.1:{settings.ingest_metrics_port}/metrics"
+    async with aiohttp.ClientSession() as session, session.get(url) as resp:
+        text = await resp.text()
+    [line] = [line for line in text.splitlines() if line.startswith("runstream_ingest_assigned_partitions ")]
+    return float(line.split()[1])
 
 
 async def test_sigkill_mid_stream_then_restart_stores_every_point_once(
@@ -76,4 +85,29 @@ async def test_sigterm_finishes_the_batch_in_hand_and_exits_0(
     await eventually(lambda: stream.stored(db), lambda n: n >= stream.total, what="all points stored")
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == 0
+    await stream.check_exactly_once(db)
+
+
+async def test_two_workers_one_killed_the_other_takes_over(
+    settings: Settings, db: asyncpg.Pool, spawn: Any
+) -> None:
+    mine = private(settings, "pair")
+    other = dataclasses.replace(mine, ingest_metrics_port=free_port())
+    stream = Stream(runs=8, batches_per_run=50, points_per_batch=1000)
+    records = stream.records()
+    first = await start_worker(spawn, mine)
+    second = await start_worker(spawn, other)
+
+    async def shares() -> list[float]:
+        return [await assigned_partitions(s) for s in (mine, other)]
+
+    await eventually(shares, lambda got: sum(got) == 4 and min(got) >= 1, what="both workers own partitions")
+    await produce_all(mine, mine.topic, records[: len(records) // 2])
+    await eventually(lambda: stream.stored(db), lambda n: n > 0, interval_seconds=0.01, what="progress")
+    first.kill()
+    first.wait()
+    await produce_all(mine, mine.topic, records[len(records) // 2:])
+    await eventually(lambda: stream.stored(db), lambda n: n >= stream.total, what="all points stored")
+    assert second.poll() is None
+    assert await assigned_partitions(other) == 4
     await stream.check_exactly_once(db)

@@ -1,0 +1,101 @@
+"""The worker in-process: its public surface, metrics, and a real PostgreSQL outage."""
+
+from __future__ import annotations
+
+import dataclasses
+from urllib.parse import urlsplit, urlunsplit
+
+import aiohttp
+import asyncpg
+import pytest
+
+import ingest
+from ingest import IngestConfigError, IngestOptions, IngestStateError, IngestWorker
+from runstream.config import Settings
+from tests.support import eventually, free_port
+from tests.test_ingest_recovery import private
+from tests.test_ingest_support import Stream, TcpProxy, produce_all
+
+
+def test_public_names_are_pinned() -> None:
+    assert sorted(ingest.__all__) == [
+        "DeadLetter",
+        "IngestConfigError",
+        "IngestError",
+        "IngestOptions",
+        "IngestStartError",
+        "IngestStateError",
+        "IngestWorker",
+        "run_worker",
+    ]
+
+
+@pytest.mark.parametrize(
+    "bad", [{"flush_max_points": 0}, {"flush_interval_seconds": -1.0}, {"retry_initial_seconds": 2.0, "retry_max_seconds": 1.0}]
+)
+def test_options_are_validated(bad: dict[str, float]) -> None:
+    with pytest.raises(IngestConfigError) as info:
+        IngestOptions(**bad)  # type: ignore[arg-type]
+    assert isinstance(info.value, ValueError)
+    assert next(iter(bad)) in str(info.value)
+
+
+async def test_metrics_count_what_was_written_and_lifecycle_is_strict(settings: Settings, db: asyncpg.Pool) -> None:
+    mine = private(settings, "metrics")
+    stream = Stream(runs=2, batches_per_run=5, points_per_batch=100)
+    worker = IngestWorker(mine)
+    async with worker:
+        await produce_all(mine, mine.topic, stream.records() + [(stream.runs[0], b"garbage")])
+        await eventually(lambda: stream.stored(db), lambda n: n >= stream.total, what="all points stored")
+
+        async def scrape() -> dict[str, float]:
+            url = f"http://127.0.0.1:{mine.ingest_metrics_port}/metrics"
+            async with aiohttp.ClientSession() as session, session.get(url) as resp:
+                assert resp.status == 200
+                text = await resp.text()
+            return {
+                line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines()
+                if line and not line.startswith("#")
+            }
+
+        metrics = await eventually(
+            scrape, lambda m: m.get('runstream_ingest_dead_lettered_records_total{reason="not_json"}') == 1.0
+        )
+        assert metrics["runstream_ingest_points_written_total"] == stream.total
+        assert metrics["runstream_ingest_batches_written_total"] == 10
+        assert metrics["runstream_ingest_retries_total"] == 0
+        assert metrics["runstream_ingest_write_seconds_count"] >= 1
+        with pytest.raises(IngestStateError):
+            await worker.start()
+    await worker.stop()  # idempotent
+    with pytest.raises(IngestStateError):
+        await worker.start()
+    await stream.check_exactly_once(db)
+
+
+async def test_postgres_outage_retries_without_losing_or_duplicating(settings: Settings, db: asyncpg.Pool) -> None:
+    url = urlsplit(settings.database_url)
+    proxy = TcpProxy(url.hostname or "127.0.0.1", url.port or 5432)
+    port = await proxy.start()
+    through_proxy = urlunsplit(url._replace(netloc=f"{url.username}@127.0.0.1:{port}"))
+    mine = dataclasses.replace(private(settings, "outage"), database_url=through_proxy)
+    stream = Stream(runs=3, batches_per_run=40, points_per_batch=500)
+    records = stream.records()
+    first, second = records[:30], records[30:]
+    options = IngestOptions(retry_initial_seconds=0.05, retry_max_seconds=0.5)
+    async with IngestWorker(mine, options=options, metrics_port=free_port()) as worker:
+        await produce_all(mine, mine.topic, first)
+        await eventually(lambda: stream.stored(db), lambda n: n >= 30 * 500, what="first part stored")
+        await proxy.cut()
+        await produce_all(mine, mine.topic, second)
+
+        async def retries() -> float:
+            return worker.metrics.registry.get_sample_value("runstream_ingest_retries_total") or 0.0
+
+        await eventually(retries, lambda n: n >= 3, what="retries during the outage")
+        assert await stream.stored(db) == 30 * 500  # nothing written while PostgreSQL is away
+        await proxy.start()
+        await eventually(lambda: stream.stored(db), lambda n: n >= stream.total, what="all points stored")
+    await proxy.cut()
+    await stream.check_exactly_once(db)
