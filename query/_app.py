@@ -10,13 +10,14 @@ from aiohttp import web
 
 from runstream.config import Settings
 
-from . import _web_files, _web_metrics, _web_pages, _web_runs
+from . import _web_files, _web_metrics, _web_pages, _web_runs, _web_series
 from ._artifacts import ArtifactStore, LocalArtifactStore
 from ._auth import make_auth_middleware
 from ._db import Database, create_pool
 from ._errors import make_error_middleware
 from ._json import json_response
-from ._state import ARTIFACTS, DATABASE, MAX_UPLOAD_BYTES, SETTINGS
+from ._series import SeriesReader
+from ._state import ARTIFACTS, DATABASE, MAX_UPLOAD_BYTES, SERIES, SETTINGS
 
 __all__ = ["DEFAULT_MAX_UPLOAD_BYTES", "create_app", "serve"]
 
@@ -50,7 +51,7 @@ def create_app(
     app[ARTIFACTS] = artifact_store or LocalArtifactStore(settings.artifacts_dir)
     app.cleanup_ctx.append(_resources)
     app.router.add_get("/health", _health)
-    for module in (_web_runs, _web_metrics, _web_files, _web_pages):
+    for module in (_web_runs, _web_metrics, _web_series, _web_files, _web_pages):
         app.router.add_routes(module.routes)
     return app
 
@@ -62,6 +63,7 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         pool = await create_pool(app[SETTINGS].database_url)
         try:
             app[DATABASE] = Database(pool)
+            app[SERIES] = SeriesReader(pool)
             yield
         finally:
             await pool.close()

@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import math
 import re
 import uuid
 from typing import Final
 
 from ._errors import BadRequest
 
-__all__ = ["MAX_FILE_NAME_CHARS", "check_file_name", "check_metric_name", "parse_int", "parse_run_id"]
+__all__ = [
+    "MAX_FILE_NAME_CHARS",
+    "check_file_name",
+    "check_metric_name",
+    "parse_float",
+    "parse_int",
+    "parse_run_id",
+    "parse_step",
+]
 
 MAX_FILE_NAME_CHARS: Final = 1024
 MAX_METRIC_NAME_CHARS: Final = 255
@@ -73,4 +82,26 @@ def parse_int(raw: str | None, parameter: str, *, default: int, minimum: int, ma
     value = int(raw)
     if not minimum <= value <= maximum:
         raise BadRequest(f"{parameter} must be between {minimum} and {maximum}, got {value}", parameter=parameter)
+    return value
+
+
+def parse_step(raw: str | None, parameter: str) -> int | None:
+    """An optional step bound: any 64-bit integer."""
+    if raw is None:
+        return None
+    if not re.fullmatch(r"-?[0-9]{1,19}", raw) or not -(2**63) <= int(raw) < 2**63:
+        raise BadRequest(f"{parameter} {raw[:40]!r} is not a 64-bit integer", parameter=parameter)
+    return int(raw)
+
+
+def parse_float(raw: str | None, parameter: str) -> float | None:
+    """An optional finite number (epoch seconds for time bounds)."""
+    if raw is None:
+        return None
+    try:
+        value = float(raw) if len(raw) <= 40 else math.nan
+    except ValueError:
+        value = math.nan
+    if not math.isfinite(value):
+        raise BadRequest(f"{parameter} {raw[:40]!r} is not a finite number", parameter=parameter)
     return value

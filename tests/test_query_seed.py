@@ -136,3 +136,25 @@ async def get_text(url: str, *, headers: dict[str, str] | None = None) -> tuple[
     """Status, content type and text of a GET."""
     async with aiohttp.ClientSession() as session, session.get(url, headers=headers) as resp:
         return resp.status, resp.content_type, await resp.text()
+
+
+async def append_points(db: asyncpg.Pool, run_id: uuid.UUID, name: str, points: Sequence[tuple[int, float, int, float]]) -> None:
+    """More (step, time, ordinal, value) points for an existing numeric series."""
+    async with db.acquire() as conn, conn.transaction():
+        series_id = await conn.fetchval("SELECT id FROM series WHERE run_id = $1 AND name = $2", run_id, name)
+        await conn.copy_records_to_table(
+            "points",
+            records=[(series_id, step, time, ordinal, value, None) for step, time, ordinal, value in points],
+            columns=["series_id", "step", "time", "ordinal", "value", "text_value"],
+        )
+
+
+async def bump_session(db: asyncpg.Pool, run_id: uuid.UUID, session_id: uuid.UUID, last_seq: int) -> None:
+    """What ingest does with every stored batch: record the session's last batch number."""
+    await db.execute(
+        "INSERT INTO producer_sessions (session_id, run_id, last_seq) VALUES ($1, $2, $3)"
+        " ON CONFLICT (session_id) DO UPDATE SET last_seq = EXCLUDED.last_seq",
+        session_id,
+        run_id,
+        last_seq,
+    )

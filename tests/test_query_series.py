@@ -1,0 +1,152 @@
+"""Scalar series as columns: ranges, keyset pages, downsampling that keeps extremes, several runs."""
+
+from __future__ import annotations
+
+import math
+import uuid
+
+import asyncpg
+
+from tests.test_query_seed import append_points, bump_session, get, seed_entries, seed_run, seed_scalars
+
+T0 = 1_700_000_000.0
+
+
+async def test_full_series_columns_and_ranges(query_service: str, db: asyncpg.Pool) -> None:
+    run_id = await seed_run(db)
+    values = [0.5, 1.5, math.nan, 2.5, math.inf, 3.5]
+    await seed_scalars(db, run_id, "loss", "float", values, times=[T0 + i for i in range(6)])
+    base = f"{query_service}/api/runs/{run_id}/series?name=loss"
+    status, body = await get(base)
+    assert status == 200
+    assert body == {
+        "run_id": str(run_id),
+        "name": "loss",
+        "value_type": "float",
+        "steps": [0, 1, 2, 3, 4, 5],
+        "times": [T0 + i for i in range(6)],
+        "values": [0.5, 1.5, {"$float": "NaN"}, 2.5, {"$float": "Infinity"}, 3.5],
+        "downsampled": False,
+        "next_cursor": None,
+    }
+    status, body = await get(f"{base}&start_step=1&end_step=3")
+    assert body["steps"] == [1, 2, 3]
+    status, body = await get(f"{base}&start_time={T0 + 4}")
+    assert body["steps"] == [4, 5] and body["values"] == [{"$float": "Infinity"}, 3.5]
+    status, body = await get(f"{base}&start_step=100")
+    assert (status, body["steps"], body["values"]) == (200, [], [])
+
+
+async def test_keyset_pages_cover_every_point_once(query_service: str, db: asyncpg.Pool) -> None:
+    run_id = await seed_run(db)
+    n = 25
+    # Several points share a clock tick; the ordinal keeps their order across page boundaries.
+    times = [T0 + i // 4 for i in range(n)]
+    await seed_scalars(db, run_id, "acc", "int", list(range(n)), times=times, insert_order=list(reversed(range(n))))
+    url = f"{query_service}/api/runs/{run_id}/series?name=acc&limit=4"
+    steps: list[int] = []
+    values: list[int] = []
+    pages = 0
+    while url:
+        status, body = await get(url)
+        assert status == 200 and len(body["steps"]) <= 4
+        steps += body["steps"]
+        values += body["values"]
+        pages += 1
+        cursor = body["next_cursor"]
+        url = f"{query_service}/api/runs/{run_id}/series?name=acc&limit=4&cursor={cursor}" if cursor else ""
+    assert pages == 7
+    assert steps == list(range(n)) and values == list(range(n))
+    assert all(type(v) is int for v in values)
+
+
+async def test_downsampling_keeps_extremes(query_service: str, db: asyncpg.Pool) -> None:
+    run_id = await seed_run(db)
+    n = 20_000
+    values = [math.sin(i / 500) for i in range(n)]
+    values[12_345] = 50.0  # a spike
+    values[777] = -40.0  # a dip
+    await seed_scalars(db, run_id, "signal", "float", values, times=[T0 + i * 0.01 for i in range(n)])
+    status, body = await get(f"{query_service}/api/runs/{run_id}/series?name=signal&max_points=200")
+    assert status == 200 and body["downsampled"] is True
+    assert 100 <= len(body["values"]) <= 200
+    assert len(body["steps"]) == len(body["times"]) == len(body["values"])
+    assert body["steps"] == sorted(body["steps"])  # in time order
+    # Every kept point is a real point: its value is the one logged at its step.
+    assert all(values[s] == v for s, v in zip(body["steps"], body["values"], strict=True))
+    assert max(body["values"]) == 50.0 and body["steps"][body["values"].index(50.0)] == 12_345
+    assert min(body["values"]) == -40.0 and body["steps"][body["values"].index(-40.0)] == 777
+    # Buckets span the whole range: the first and last kept points are near its ends.
+    assert body["steps"][0] < n // 100 and body["steps"][-1] >= n - n // 100
+
+    # A range that holds no more than max_points comes back whole.
+    status, body = await get(f"{query_service}/api/runs/{run_id}/series?name=signal&max_points=200&end_step=149")
+    assert body["downsampled"] is False and body["steps"] == list(range(150))
+
+
+async def test_downsampled_answers_follow_new_data(query_service: str, db: asyncpg.Pool) -> None:
+    run_id = await seed_run(db)
+    session = uuid.uuid4()
+    await seed_scalars(db, run_id, "live", "float", [float(i % 7) for i in range(1000)])
+    await bump_session(db, run_id, session, 1)
+    url = f"{query_service}/api/runs/{run_id}/series?name=live&max_points=50"
+    status, first = await get(url)
+    assert status == 200 and max(first["values"]) == 6.0
+    assert await get(url) == (200, first)  # from the cache, identical
+    # Ingest stores another batch: new points and the session's seq in one transaction.
+    await append_points(db, run_id, "live", [(1000, T0 + 1000, 1000, 99.0)])
+    await bump_session(db, run_id, session, 2)
+    status, second = await get(url)
+    assert max(second["values"]) == 99.0 and second["steps"][-1] == 1000
+
+
+async def test_compare_runs(query_service: str, db: asyncpg.Pool) -> None:
+    a = await seed_run(db)
+    b = await seed_run(db)
+    missing = uuid.uuid4()
+    await seed_scalars(db, a, "loss", "float", [3.0, 2.0])
+    await seed_scalars(db, b, "loss", "float", [4.0, 1.0, 0.5])
+    status, body = await get(f"{query_service}/api/series?name=loss&run={a}&run={b}&run={missing}&max_points=10")
+    assert status == 200
+    assert body["name"] == "loss"
+    assert [(s["run_id"], s["values"]) for s in body["series"]] == [
+        (str(a), [3.0, 2.0]),
+        (str(b), [4.0, 1.0, 0.5]),
+        (str(missing), []),
+    ]
+
+
+async def test_series_bad_input(query_service: str, db: asyncpg.Pool) -> None:
+    run_id = await seed_run(db)
+    await seed_scalars(db, run_id, "phase", "str", ["a", "b"])
+    await seed_scalars(db, run_id, "x", "float", [1.0])
+    await seed_entries(db, run_id, "row", "row", [{"a": 1}])
+    base = f"{query_service}/api/runs/{run_id}/series"
+    cases = [
+        ("", 400, "bad_request", "name"),
+        ("?name=", 400, "bad_metric_name", "name"),
+        ("?name=x&max_points=1", 400, "bad_request", "max_points"),
+        ("?name=x&max_points=abc", 400, "bad_request", "max_points"),
+        ("?name=x&max_points=1000000000", 400, "bad_request", "max_points"),
+        ("?name=x&limit=0", 400, "bad_request", "limit"),
+        ("?name=x&cursor=%%%", 400, "bad_cursor", "cursor"),
+        ("?name=x&cursor=WzEsMl0&max_points=10", 400, "bad_request", "cursor"),
+        ("?name=x&start_step=1.5", 400, "bad_request", "start_step"),
+        ("?name=x&end_step=99999999999999999999", 400, "bad_request", "end_step"),
+        ("?name=x&start_time=nan", 400, "bad_request", "start_time"),
+        ("?name=x&end_time=inf", 400, "bad_request", "end_time"),
+        ("?name=x&end_time=soon", 400, "bad_request", "end_time"),
+        ("?name=phase&max_points=10", 400, "bad_request", "max_points"),
+        ("?name=row", 400, "not_scalar", "name"),
+        ("?name=nothing", 404, "metric_not_found", "name"),
+    ]
+    for query_string, want_status, code, parameter in cases:
+        status, body = await get(base + query_string)
+        assert (status, body["error"]["code"], body["error"]["parameter"]) == (want_status, code, parameter), query_string
+    status, body = await get(f"{query_service}/api/runs/{uuid.uuid4()}/series?name=x")
+    assert (status, body["error"]["code"]) == (404, "run_not_found")
+    for query_string, parameter in (("name=x", "run"), ("name=x&run=nope", "run"), (f"run={run_id}", "name")):
+        status, body = await get(f"{query_service}/api/series?{query_string}")
+        assert (status, body["error"]["parameter"]) == (400, parameter), query_string
+    status, body = await get(f"{base}?name=phase")
+    assert body["values"] == ["a", "b"] and body["value_type"] == "str"
