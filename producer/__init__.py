@@ -1,0 +1,58 @@
+"""The runstream SDK: log metrics from a training script, the Azure ML v1 way.
+
+::
+
+    from producer import Experiment, Workspace
+
+    run = Experiment(Workspace.from_config(), "mnist").start_logging()
+    for step, loss in enumerate(losses):
+        run.log("loss", loss)          # appends to a buffer; a thread publishes to Kafka
+    run.complete()                     # uploads ./outputs, delivers, marks Completed
+
+Limits: metric, column, tag and property names are 1..255 characters without
+control characters (``MAX_NAME_CHARS``); string values are at most
+``MAX_STRING_CHARS`` characters; integers and steps fit in 64 bits; one list,
+row or table entry encodes to at most ~8 MB. NaN and ±Inf are values.
+"""
+
+from producer._errors import (
+    BufferFullError,
+    DeliveryError,
+    FlushTimeoutError,
+    MetricTypeError,
+    MetricValueError,
+    OfflineRunError,
+    ProducerError,
+    QueryServiceError,
+    RunClosedError,
+    RunFailedError,
+    RunNotFoundError,
+    WorkspaceConfigError,
+)
+from producer._experiment import Experiment
+from producer._run import ENV_EXPERIMENT, ENV_RUN_ID, Run
+from producer._validate import MAX_NAME_CHARS, MAX_STRING_CHARS
+from producer._workspace import LoggingOptions, Workspace
+
+__all__ = [
+    "ENV_EXPERIMENT",
+    "ENV_RUN_ID",
+    "MAX_NAME_CHARS",
+    "MAX_STRING_CHARS",
+    "BufferFullError",
+    "DeliveryError",
+    "Experiment",
+    "FlushTimeoutError",
+    "LoggingOptions",
+    "MetricTypeError",
+    "MetricValueError",
+    "OfflineRunError",
+    "ProducerError",
+    "QueryServiceError",
+    "Run",
+    "RunClosedError",
+    "RunFailedError",
+    "RunNotFoundError",
+    "Workspace",
+    "WorkspaceConfigError",
+]

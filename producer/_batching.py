@@ -1,0 +1,78 @@
+"""Turn drained buffer items into encoded records of at most MAX_RECORD_BYTES.
+
+Sizes are estimated from upper bounds (every number at its longest JSON
+form), so each event is encoded once, inside ``encode_batch``; a chunk whose
+bound exceeds the budget is split in halves, which keeps points in order.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import orjson
+
+from producer._buffer import Chunk, Item
+from runstream.events import MAX_RECORD_BYTES, Batch, Event, encode_batch, scalars_event
+
+#: Room for the envelope: version, run and session ids, seq.
+_BUDGET = MAX_RECORD_BYTES - 4096
+# Longest JSON forms: a step or ordinal (int64, comma), a time (repr of a double, comma).
+_INT_BYTES = 21
+_TIME_BYTES = 25
+_VALUE_BYTES = {"float": 11, "int": 21, "bool": 6}
+
+
+def chunk_bound(chunk: Chunk) -> int:
+    """An upper bound of the encoded size of ``chunk`` as one scalars event."""
+    n = len(chunk.steps)
+    base = 200 + 6 * len(chunk.name) + n * (2 * _INT_BYTES + _TIME_BYTES)
+    per_value = _VALUE_BYTES.get(chunk.kind)
+    if per_value is not None:
+        return base + n * per_value
+    return base + sum(6 * len(v) + 3 for v in chunk.values)
+
+
+def split_chunk(chunk: Chunk, budget: int = _BUDGET) -> Iterator[Chunk]:
+    """``chunk`` in order, in pieces whose bound fits ``budget``."""
+    if chunk_bound(chunk) <= budget or len(chunk.steps) <= 1:
+        yield chunk
+        return
+    half = len(chunk.steps) // 2
+    for part in (slice(None, half), slice(half, None)):
+        yield from split_chunk(
+            Chunk(chunk.name, chunk.kind, chunk.values[part], chunk.steps[part], chunk.times[part], chunk.ordinals[part]),
+            budget,
+        )
+
+
+def to_events(items: list[Item]) -> Iterator[tuple[Event, int]]:
+    """Each item as an event with its size bound."""
+    for item in items:
+        if isinstance(item, Chunk):
+            for piece in split_chunk(item):
+                event = scalars_event(piece.name, piece.kind, piece.steps, piece.times, piece.ordinals, piece.values)
+                yield event, chunk_bound(piece)
+        else:
+            yield item, len(orjson.dumps(item))
+
+
+def group(items: list[Item], budget: int = _BUDGET) -> Iterator[list[Event]]:
+    """Consecutive events packed greedily into groups that fit ``budget``."""
+    current: list[Event] = []
+    size = 0
+    for event, bound in to_events(items):
+        if current and size + bound + 1 > budget:
+            yield current
+            current, size = [], 0
+        current.append(event)
+        size += bound + 1
+    if current:
+        yield current
+
+
+def encode(run_id: str, session_id: str, seq: int, events: list[Event]) -> bytes:
+    """One record; the bounds guarantee the size, this checks it."""
+    value = encode_batch(Batch(run_id, session_id, seq, events))
+    if len(value) > MAX_RECORD_BYTES:
+        raise ValueError(f"record of {len(value)} bytes exceeds {MAX_RECORD_BYTES}")
+    return value

@@ -1,0 +1,260 @@
+"""The in-memory buffer between ``run.log()`` and the background sender.
+
+Scalars are kept columnar per metric name (values, steps, times, ordinals),
+which makes ``append_float`` a handful of array appends under one lock and
+lets the sender build ``scalars`` events without reshaping. Any other event
+(tags, lists, status...) first *seals* the pending columns into chunks, so
+the sealed list is in the order the caller produced things, and a run's
+events keep their order on the wire.
+
+Memory is bounded by counting points (and list/table cells) from the moment
+they are appended until the sender reports them delivered. Crossing
+``flush_points`` undrained wakes the sender; reaching ``max_points``
+undelivered makes the caller wait up to ``wait_seconds`` and then raises
+:class:`BufferFullError` without buffering the value. All three thresholds are
+folded into one number, ``_limit``, so the hot path does a single comparison.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from array import array
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from producer._errors import BufferFullError, DeliveryError, RunClosedError
+from runstream.events import Event, ScalarKind
+
+_now = time.time
+
+
+def _new_values(kind: ScalarKind) -> Any:
+    if kind == "float":
+        return array("d")
+    if kind == "int":
+        return array("q")
+    return []
+
+
+class Columns:
+    """Pending points of one metric name, all of one kind; ``count`` numbers the name's points."""
+
+    __slots__ = ("name", "kind", "values", "steps", "times", "ordinals", "count")
+
+    def __init__(self, name: str, kind: ScalarKind) -> None:
+        self.name = name
+        self.kind: ScalarKind = kind
+        self.values: Any = _new_values(kind)
+        self.steps = array("q")
+        self.times = array("d")
+        self.ordinals = array("q")
+        self.count = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """Sealed points of one name and kind, in logging order."""
+
+    name: str
+    kind: ScalarKind
+    values: Any
+    steps: array[int]
+    times: array[float]
+    ordinals: array[int]
+
+
+Item = Chunk | Event
+
+
+class Buffer:
+    """Thread-safe; written by the caller's threads, drained by the sender."""
+
+    def __init__(self, *, flush_points: int, max_points: int, wait_seconds: float, wake: Callable[[], None]) -> None:
+        self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
+        self._flush_points = flush_points
+        self._max_points = max_points
+        self._wait_seconds = wait_seconds
+        self._wake = wake
+        self._columns: dict[str, Columns] = {}
+        #: name -> columns for names whose pending kind is float: the caller's fast path.
+        self.fast: dict[str, Columns] = {}
+        self._sealed: list[Item] = []
+        self._total = 0  # weight appended since creation
+        self._drained = 0  # weight handed to the sender
+        self._delivered = 0  # weight the sender reported delivered
+        self._limit = flush_points
+        self._closed = False
+        self._failure: BaseException | None = None
+        self.blocked_calls = 0
+        self.blocked_seconds = 0.0
+
+    # --- the caller's side ------------------------------------------------
+
+    def append_float(self, columns: Columns, value: float) -> None:
+        """The hot path: one float with an automatic step, for a name already of kind float."""
+        t = _now()
+        with self._lock:
+            if self._total >= self._limit:
+                self._make_room()
+            n = columns.count
+            columns.values.append(value)
+            columns.steps.append(n)
+            columns.times.append(t)
+            columns.ordinals.append(n)
+            columns.count = n + 1
+            self._total += 1
+
+    def append(self, name: str, kind: ScalarKind, value: Any, step: int | None) -> None:
+        """Any validated scalar; switches the name's pending kind when it changes."""
+        t = _now()
+        with self._lock:
+            if self._closed:
+                raise RunClosedError(f"metric {name!r}: the run is closed to new data")
+            if self._total >= self._limit:
+                self._make_room()
+            columns = self._columns_for(name, kind)
+            n = columns.count
+            columns.values.append(value)
+            columns.steps.append(n if step is None else step)
+            columns.times.append(t)
+            columns.ordinals.append(n)
+            columns.count = n + 1
+            self._total += 1
+
+    def add_event(self, event: Event, weight: int = 1, *, wait_for_room: bool = True) -> None:
+        """A non-scalar event, after every point logged before it.
+
+        The sender adds its heartbeats with ``wait_for_room=False``: it must
+        never wait for room only it can make.
+        """
+        with self._lock:
+            if self._closed:
+                raise RunClosedError(f"{event.get('name') or event['type']!r}: the run is closed to new data")
+            if wait_for_room and self._total >= self._limit:
+                self._make_room()
+            self._seal_all()
+            self._sealed.append(event)
+            self._total += weight
+
+    def close(self, final: Event | None = None) -> None:
+        """Refuse further data; ``final`` (a status event) is the last thing buffered. Idempotent."""
+        with self._lock:
+            if self._closed:
+                return
+            if final is not None:
+                self._seal_all()
+                self._sealed.append(final)
+                self._total += 1
+            self._closed = True
+            self.fast.clear()
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def _columns_for(self, name: str, kind: ScalarKind) -> Columns:
+        columns = self._columns.get(name)
+        if columns is None:
+            columns = self._columns[name] = Columns(name, kind)
+        elif columns.kind != kind:
+            self._seal(columns)
+            columns.kind = kind
+            columns.values = _new_values(kind)
+        if kind == "float":
+            self.fast[name] = columns
+        else:
+            self.fast.pop(name, None)
+        return columns
+
+    def _make_room(self) -> None:
+        # Called with the lock held, when a threshold folded into _limit is reached.
+        if self._failure is not None:
+            raise DeliveryError(f"the run's sender has stopped: {self._failure}") from self._failure
+        if self._total - self._drained >= self._flush_points:
+            self._wake()
+        if self._total - self._delivered < self._max_points:
+            self._limit = self._delivered + self._max_points
+            return
+        self.blocked_calls += 1
+        started = time.monotonic()
+        room = self._changed.wait_for(
+            lambda: self._total - self._delivered < self._max_points or self._failure is not None,
+            timeout=self._wait_seconds,
+        )
+        self.blocked_seconds += time.monotonic() - started
+        if self._failure is not None:
+            raise DeliveryError(f"the run's sender has stopped: {self._failure}") from self._failure
+        if not room:
+            raise BufferFullError(
+                f"{self._total - self._delivered} points are waiting for Kafka, the maximum is "
+                f"{self._max_points}; waited {self._wait_seconds}s for room"
+            )
+        self._update_limit()
+
+    # --- the sender's side ------------------------------------------------
+
+    def drain(self) -> tuple[list[Item], int]:
+        """Everything pending, in order, and the weight mark to report delivered afterwards."""
+        with self._lock:
+            self._seal_all()
+            items, self._sealed = self._sealed, []
+            self._drained = self._total
+            self._update_limit()
+            return items, self._total
+
+    def delivered(self, mark: int) -> None:
+        """The sender delivered everything drained up to ``mark``."""
+        with self._lock:
+            self._delivered = max(self._delivered, mark)
+            self._update_limit()
+            self._changed.notify_all()
+
+    def fail(self, error: BaseException) -> None:
+        """The sender stopped for good; waiting callers get a DeliveryError."""
+        with self._lock:
+            self._failure = error
+            self._limit = 0
+            self._changed.notify_all()
+
+    def mark(self) -> int:
+        """The weight appended so far: flush waits until this much is delivered."""
+        with self._lock:
+            return self._total
+
+    def pending(self) -> int:
+        """Weight appended and not yet delivered."""
+        with self._lock:
+            return self._total - self._delivered
+
+    def wait_delivered(self, mark: int, timeout_seconds: float) -> bool:
+        """Block until ``mark`` is delivered (True), the sender failed, or the timeout (False)."""
+        with self._lock:
+            self._changed.wait_for(lambda: self._delivered >= mark or self._failure is not None, timeout_seconds)
+            if self._delivered < mark and self._failure is not None:
+                raise DeliveryError(f"the run's sender has stopped: {self._failure}") from self._failure
+            return self._delivered >= mark
+
+    def _update_limit(self) -> None:
+        if self._failure is not None:
+            self._limit = 0
+        else:
+            self._limit = min(self._drained + self._flush_points, self._delivered + self._max_points)
+
+    def _seal_all(self) -> None:
+        for columns in self._columns.values():
+            if columns.steps:
+                self._seal(columns)
+
+    def _seal(self, columns: Columns) -> None:
+        if not columns.steps:
+            return
+        self._sealed.append(
+            Chunk(columns.name, columns.kind, columns.values, columns.steps, columns.times, columns.ordinals)
+        )
+        columns.values = _new_values(columns.kind)
+        columns.steps = array("q")
+        columns.times = array("d")
+        columns.ordinals = array("q")

@@ -1,0 +1,93 @@
+"""The errors the SDK raises on purpose.
+
+Bad input is reported at the call site, before anything is buffered, and the
+message names the metric (or tag, property, file) and the problem::
+
+    ProducerError                          -- root of everything below
+    ├── MetricTypeError (TypeError)        -- a value of a type the call cannot log
+    ├── MetricValueError (ValueError)      -- a bad name, value, step or shape
+    ├── WorkspaceConfigError (ValueError)  -- a config file or setting the SDK cannot use
+    ├── RunClosedError (RuntimeError)      -- logging to a run that is completed, failed or canceled
+    ├── OfflineRunError (RuntimeError)     -- a call that needs the query service, on an offline run
+    ├── BufferFullError (TimeoutError)     -- log() waited ``buffer_timeout_seconds`` for room
+    ├── FlushTimeoutError (TimeoutError)   -- flush()/complete() could not deliver in time
+    ├── DeliveryError                      -- Kafka refused the run's records for good
+    ├── RunFailedError                     -- wait_for_completion() saw the run fail
+    └── QueryServiceError                  -- the query service answered an error or is unreachable
+        └── RunNotFoundError (LookupError) -- it does not know the run (yet)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ProducerError(Exception):
+    """Root of every error the runstream SDK raises on purpose."""
+
+
+class MetricTypeError(ProducerError, TypeError):
+    """A value whose type the call cannot log; ``metric`` names the metric."""
+
+    def __init__(self, metric: str, problem: str) -> None:
+        super().__init__(f"metric {metric!r}: {problem}")
+        self.metric = metric
+
+
+class MetricValueError(ProducerError, ValueError):
+    """A bad name, value, step or shape; ``metric`` names the metric."""
+
+    def __init__(self, metric: str, problem: str) -> None:
+        super().__init__(f"metric {metric!r}: {problem}")
+        self.metric = metric
+
+
+class WorkspaceConfigError(ProducerError, ValueError):
+    """A workspace config file or setting that cannot be used."""
+
+
+class RunClosedError(ProducerError, RuntimeError):
+    """The run has reached a terminal status in this process; it takes no more data."""
+
+
+class OfflineRunError(ProducerError, RuntimeError):
+    """The call needs the query service, and this run is offline."""
+
+
+class BufferFullError(ProducerError, TimeoutError):
+    """log() waited for the sender to make room and the wait timed out.
+
+    The value was not buffered; the caller may retry, flush or fail the run.
+    """
+
+
+class FlushTimeoutError(ProducerError, TimeoutError):
+    """Some buffered data was not delivered to Kafka within the timeout."""
+
+
+class DeliveryError(ProducerError):
+    """Kafka refused the run's records with an error that retrying cannot fix."""
+
+
+class RunFailedError(ProducerError):
+    """wait_for_completion(raise_on_error=True) saw the run end ``Failed``."""
+
+    def __init__(self, run_id: str, error: Any) -> None:
+        super().__init__(f"run {run_id} failed: {error!r}")
+        self.run_id = run_id
+        self.error = error
+
+
+class QueryServiceError(ProducerError):
+    """The query service answered with an error status or could not be reached.
+
+    ``status`` is the HTTP status, or None when no answer came.
+    """
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class RunNotFoundError(QueryServiceError, LookupError):
+    """The query service does not know the run (it may not be ingested yet)."""

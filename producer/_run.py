@@ -1,0 +1,607 @@
+"""The run facade: validation at the call site, then the buffer; the sender does the rest.
+
+A ``Run`` object owns one *producer session* per process: a session id, a
+buffer and one background sender. A forked child gets a fresh session (new id,
+empty buffer, its own sender started on first use) and never touches the
+parent's thread; the parent's pending points stay the parent's to send.
+
+Module state is limited to what ``get_context`` and fork-safety need: the
+context run of this process, and a weak set of live runs to reset after a
+fork and to flush at interpreter exit (a safety net: ``complete()`` and
+``flush()`` are the guarantee).
+"""
+
+from __future__ import annotations
+
+import atexit
+import io
+import os
+import sys
+import time
+import traceback
+import uuid
+import weakref
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import IO, TYPE_CHECKING, Any
+
+import orjson
+
+from producer import _validate
+from producer._errors import (
+    MetricTypeError,
+    MetricValueError,
+    OfflineRunError,
+    ProducerError,
+    RunClosedError,
+    RunFailedError,
+    RunNotFoundError,
+)
+from producer._http import QueryClient, quote
+from producer._sender import Sender
+from producer._sinks import KafkaSink, Sink, SpoolSink
+from producer._workspace import Workspace
+from runstream.config import Settings
+from runstream.events import MAX_RECORD_BYTES, TERMINAL_STATUSES, Event, encode_json_value
+
+if TYPE_CHECKING:
+    from producer._experiment import Experiment
+
+#: Environment of a process started for a run: ``Run.get_context()`` returns that run.
+ENV_RUN_ID = "RUNSTREAM_RUN_ID"
+ENV_EXPERIMENT = "RUNSTREAM_EXPERIMENT"
+_EVENT_BUDGET = MAX_RECORD_BYTES - 64 * 1024
+_MAX_FILE_NAME_CHARS = 1024
+
+_live_runs: weakref.WeakSet[Run] = weakref.WeakSet()
+_context_run: Run | None = None
+
+
+class Run:
+    """One training run. ``Run(experiment, run_id)`` attaches to an existing run.
+
+    Use ``Experiment.start_logging()`` to create one, or ``Run.get_context()``
+    inside a process started for a run.
+    """
+
+    def __init__(
+        self,
+        experiment: Experiment,
+        run_id: str,
+        *,
+        outputs: str | os.PathLike[str] | None = None,
+        display_name: str | None = None,
+        parent_id: str | None = None,
+        offline: bool = False,
+        spool_dir: str | os.PathLike[str] | None = None,
+    ) -> None:
+        try:
+            self.id = str(uuid.UUID(str(run_id)))
+        except ValueError:
+            raise ValueError(f"run id {run_id!r} is not a UUID") from None
+        self.experiment = experiment
+        self.display_name = display_name
+        self.parent_id = parent_id
+        self.offline = offline
+        self._workspace: Workspace = experiment.workspace
+        self._options = self._workspace.options
+        self._outputs = None if outputs is None else Path(outputs)
+        self._spool_dir = Path(spool_dir) if spool_dir is not None else Settings.from_env().home / "spool"
+        self._http = QueryClient(self._workspace.query_url, self._workspace.token, self._options.request_timeout_seconds)
+        self._status: str | None = None  # local view; None: attached, unknown until asked
+        self._tags: dict[str, str | None] = {}
+        self._properties: dict[str, str] = {}
+        self._names: set[str] = set()
+        self._image_counts: dict[str, int] = {}
+        self._new_session()
+        _live_runs.add(self)
+
+    def __repr__(self) -> str:
+        return f"Run(id={self.id!r}, experiment={self.experiment.name!r}, status={self._status!r})"
+
+    # --- sessions -----------------------------------------------------------
+
+    def _new_session(self) -> None:
+        self.session_id = str(uuid.uuid4())
+        self._pid = os.getpid()
+        o = self._options
+        self._sender = Sender(
+            run_id=self.id,
+            session_id=self.session_id,
+            sink=self._make_sink(),
+            flush_points=o.flush_points,
+            max_points=o.max_buffered_points,
+            wait_seconds=o.buffer_timeout_seconds,
+            flush_interval_seconds=o.flush_interval_seconds,
+            heartbeat_interval_seconds=o.heartbeat_interval_seconds,
+        )
+        self._buffer = self._sender.buffer
+        # The hot path reads these two directly: no attribute chain per call.
+        self._fast = self._buffer.fast
+        self._append_float = self._buffer.append_float
+
+    def _make_sink(self) -> Sink:
+        if self.offline:
+            return SpoolSink(self._spool_dir / self.id / f"{self.session_id}.jsonl")
+        ws = self._workspace
+        return KafkaSink(
+            bootstrap=ws.kafka_bootstrap,
+            topic=ws.topic,
+            compression=self._options.compression,
+            request_timeout_seconds=self._options.request_timeout_seconds,
+        )
+
+    def _after_fork_in_child(self) -> None:
+        # The parent's thread does not exist here and its locks may be held:
+        # start over with a session of our own.
+        self._new_session()
+
+    def _sending(self) -> Sender:
+        sender = self._sender
+        if not sender.started:
+            sender.start()
+        return sender
+
+    # --- logging ------------------------------------------------------------
+
+    def log(self, name: str, value: Any, description: str = "", step: int | None = None) -> None:
+        """Log one value (bool, int, float or str; numpy scalars too) of the metric ``name``.
+
+        Costs well under a microsecond for a float of an already-logged name:
+        it only appends to the buffer. ``step`` defaults to the count of the
+        name's points so far in this process.
+        """
+        columns = self._fast.get(name)
+        if columns is not None and type(value) is float and step is None:
+            self._append_float(columns, value)
+            return
+        self._log_any(name, value, step)
+
+    def _log_any(self, name: str, value: Any, step: Any) -> None:
+        self._check_name(name)
+        kind, stored = _validate.scalar(name, value)
+        if step is not None:
+            step = _validate.step(name, step)
+        self._check_open(name)
+        self._sending()
+        self._buffer.append(name, kind, stored, step)
+
+    def log_list(self, name: str, value: Any, description: str = "") -> None:
+        """Log a list of values as one entry of the metric ``name``."""
+        self._check_name(name)
+        values = _validate.values(name, value)
+        self._publish_sized(name, {"type": "list", "name": name, "time": time.time(), "values": values}, len(values))
+
+    def log_row(self, name: str, description: str | None = None, **columns: Any) -> None:
+        """Log one row of the table ``name``: ``log_row("loss", epoch=1, value=0.3)``."""
+        self._check_name(name)
+        row = _validate.row(name, columns)
+        self._publish_sized(name, {"type": "row", "name": name, "time": time.time(), "columns": row}, len(row))
+
+    def log_table(self, name: str, value: Mapping[str, Any], description: str = "") -> None:
+        """Log a table ``{column: [values]}``; columns must have equal lengths."""
+        self._check_name(name)
+        table = _validate.table(name, value)
+        weight = sum(len(v) for v in table.values())
+        self._publish_sized(name, {"type": "table", "name": name, "time": time.time(), "columns": table}, weight)
+
+    def log_image(self, name: str, path: str | os.PathLike[str] | None = None, plot: Any = None, description: str = "") -> None:
+        """Log an image from a file (``path``) or a matplotlib figure or pyplot (``plot``), exactly one.
+
+        The image is uploaded as a file of the run, then an ``image`` event
+        names that file.
+        """
+        self._check_name(name)
+        if (path is None) == (plot is None):
+            raise MetricValueError(name, "log_image() takes exactly one of path or plot")
+        if path is not None:
+            source = Path(path)
+            if not source.is_file():
+                raise MetricValueError(name, f"log_image() path {str(source)!r} is not a file")
+            data, suffix = source.read_bytes(), source.suffix.lower() or ".png"
+        else:
+            data, suffix = _render_png(name, plot), ".png"
+        self._check_open(name)
+        count = self._image_counts.get(name, 0)
+        safe = name.replace("/", "_").replace("\\", "_")
+        file_name = f"images/{safe}{suffix}" if count == 0 else f"images/{safe}_{count}{suffix}"
+        self._store_bytes(file_name, data)
+        self._image_counts[name] = count + 1
+        self._publish({"type": "image", "name": name, "time": time.time(), "file": file_name})
+
+    # --- tags and properties ------------------------------------------------
+
+    def tag(self, key: str, value: str | None = None) -> None:
+        """Tag the run with ``key`` and an optional string value."""
+        self.set_tags({key: value})
+
+    def set_tags(self, tags: Mapping[str, str | None]) -> None:
+        """Set several tags at once."""
+        if not isinstance(tags, Mapping):
+            raise MetricTypeError(repr(tags)[:40], f"set_tags() takes a dict, got {type(tags).__name__}")
+        checked = {_validate.name(k, "tag"): _validate.tag_value(k, v) for k, v in tags.items()}
+        if not checked:
+            return
+        self._publish({"type": "tags", "time": time.time(), "tags": checked})
+        self._tags.update(checked)
+
+    def get_tags(self) -> dict[str, str | None]:
+        """The run's tags: the query service's view, updated with this process's own."""
+        return {**self._remote_field("tags"), **self._tags}
+
+    def add_properties(self, properties: Mapping[str, str]) -> None:
+        """Add immutable properties; changing an existing one raises ValueError."""
+        if not isinstance(properties, Mapping):
+            raise MetricTypeError(repr(properties)[:40], f"add_properties() takes a dict, got {type(properties).__name__}")
+        checked = {_validate.name(k, "property"): _validate.property_value(k, v) for k, v in properties.items()}
+        for key, value in checked.items():
+            if key in self._properties and self._properties[key] != value:
+                raise MetricValueError(
+                    key, f"property is already {self._properties[key]!r}; properties cannot be changed, only added"
+                )
+        new = {k: v for k, v in checked.items() if k not in self._properties}
+        if not new:
+            return
+        self._publish({"type": "properties", "time": time.time(), "properties": new})
+        self._properties.update(new)
+
+    def get_properties(self) -> dict[str, str]:
+        """The run's properties: the query service's view, updated with this process's own."""
+        return {**self._remote_field("properties"), **self._properties}
+
+    def _remote_field(self, key: str) -> dict[str, Any]:
+        if self.offline:
+            return {}
+        try:
+            details = self._http.get_json(f"/api/runs/{self.id}")
+        except RunNotFoundError:
+            return {}  # not ingested yet: our own copy is all there is
+        value = details.get(key) if isinstance(details, dict) else None
+        return dict(value) if isinstance(value, dict) else {}
+
+    # --- files --------------------------------------------------------------
+
+    def upload_file(self, name: str, path_or_stream: str | os.PathLike[str] | IO[bytes]) -> Any:
+        """Upload a file (a path or a binary stream) as the run's file ``name``."""
+        name = _file_name(name)
+        if isinstance(path_or_stream, str | os.PathLike):
+            source = Path(path_or_stream)
+            if not source.is_file():
+                raise MetricValueError(name, f"upload_file() path {str(source)!r} is not a file")
+            if self.offline:
+                return self._spool_file(name, source.read_bytes())
+            with source.open("rb") as stream:
+                return self._http.put(self._file_path(name), stream, source.stat().st_size, "application/octet-stream")
+        if not hasattr(path_or_stream, "read"):
+            raise MetricTypeError(name, f"upload_file() takes a path or a binary stream, got {type(path_or_stream).__name__}")
+        data = path_or_stream.read()
+        if isinstance(data, str):
+            raise MetricTypeError(name, "upload_file() needs a binary stream, got a text stream")
+        return self._store_bytes(name, bytes(data))
+
+    def upload_folder(self, name: str, path: str | os.PathLike[str]) -> list[str]:
+        """Upload every file under ``path`` as ``name/<relative path>``; returns the names."""
+        prefix = _file_name(name.rstrip("/") if isinstance(name, str) else name)
+        root = Path(path)
+        if not root.is_dir():
+            raise MetricValueError(prefix, f"upload_folder() path {str(root)!r} is not a directory")
+        names = []
+        for file in sorted(_walk(root)):
+            names.append(f"{prefix}/{file.relative_to(root).as_posix()}")
+            self.upload_file(names[-1], file)
+        return names
+
+    def get_file_names(self) -> list[str]:
+        """Names of the run's files, as the query service lists them."""
+        self._require_online("get_file_names")
+        doc = self._http.get_json(f"/api/runs/{self.id}/files")
+        return [entry["name"] for entry in doc.get("files", [])]
+
+    def download_file(self, name: str, output_file_path: str | os.PathLike[str] | None = None) -> Path:
+        """Download the run's file ``name`` to ``output_file_path`` (a file, or a directory to put it in)."""
+        self._require_online("download_file")
+        name = _file_name(name)
+        target = Path(output_file_path) if output_file_path is not None else Path(Path(name).name)
+        if target.is_dir():
+            target = target / Path(name).name
+        self._http.download(self._file_path(name), target)
+        return target
+
+    def _file_path(self, name: str) -> str:
+        return f"/api/runs/{self.id}/files/{quote(name)}"
+
+    def _store_bytes(self, name: str, data: bytes) -> Any:
+        if self.offline:
+            return self._spool_file(name, data)
+        return self._http.put(self._file_path(name), io.BytesIO(data), len(data), "application/octet-stream")
+
+    def _spool_file(self, name: str, data: bytes) -> None:
+        # Offline runs keep their files beside their spool, for `runstream sync`.
+        target = self._spool_dir / self.id / "files" / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+
+    def _upload_outputs(self) -> None:
+        if self._outputs is not None and self._outputs.is_dir():
+            self.upload_folder("outputs", self._outputs)
+
+    # --- lifecycle ----------------------------------------------------------
+
+    def _start(self) -> None:
+        now = time.time()
+        self._publish(
+            {
+                "type": "run_started",
+                "time": now,
+                "experiment": self.experiment.name,
+                "display_name": self.display_name,
+                "parent": self.parent_id,
+            }
+        )
+        self._publish({"type": "status", "time": now, "status": "Running", "error": None})
+        self._status = "Running"
+
+    def complete(self, *, timeout_seconds: float | None = None) -> None:
+        """Upload ``outputs``, deliver everything, then mark the run ``Completed``.
+
+        Blocks until Kafka has the data (at most ``timeout_seconds``, default
+        ``close_timeout_seconds``). Completing a completed run does nothing.
+        """
+        if self._status == "Completed":
+            return
+        self._check_open("complete()")
+        self._upload_outputs()
+        self._finish("Completed", None, timeout_seconds)
+
+    def fail(self, error_details: Any = None, *, timeout_seconds: float | None = None) -> None:
+        """Mark the run ``Failed`` with ``error_details`` (an exception, a str or a dict)."""
+        if self._status == "Failed":
+            return
+        self._check_open("fail()")
+        self._finish("Failed", _error_object(error_details), timeout_seconds)
+
+    def cancel(self, *, timeout_seconds: float | None = None) -> None:
+        """Mark the run ``Canceled``."""
+        if self._status == "Canceled":
+            return
+        self._check_open("cancel()")
+        self._finish("Canceled", None, timeout_seconds)
+
+    def _finish(self, status: str, error: Any, timeout_seconds: float | None) -> None:
+        sender = self._sending()
+        self._buffer.close({"type": "status", "time": time.time(), "status": status, "error": error})
+        self._status = status
+        sender.stop(self._options.close_timeout_seconds if timeout_seconds is None else timeout_seconds)
+
+    def flush(self, timeout_seconds: float | None = None) -> None:
+        """Block until everything logged so far is in Kafka (or the spool, offline)."""
+        if not self._sender.started:
+            return
+        if self._buffer.closed:
+            return  # complete()/fail()/cancel() already delivered everything
+        self._sender.flush(self._options.close_timeout_seconds if timeout_seconds is None else timeout_seconds)
+
+    def __enter__(self) -> Run:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._status in TERMINAL_STATUSES:
+            return
+        if exc is None:
+            self.complete()
+        else:
+            self.fail(exc)
+
+    def _check_name(self, name: str) -> None:
+        if name not in self._names:
+            _validate.name(name)
+            self._names.add(name)
+
+    def _check_open(self, what: str) -> None:
+        if self._status in TERMINAL_STATUSES:
+            raise RunClosedError(f"{what}: run {self.id} is {self._status}; it takes no more data")
+
+    def _publish(self, event: Event, weight: int = 1) -> None:
+        self._check_open(repr(event.get("name", event["type"])))
+        self._sending()
+        self._buffer.add_event(event, weight)
+
+    def _publish_sized(self, name: str, event: Event, weight: int) -> None:
+        size = len(orjson.dumps(event))
+        if size > _EVENT_BUDGET:
+            raise MetricValueError(name, f"encoded entry of {size} bytes exceeds the limit of {_EVENT_BUDGET} bytes")
+        self._publish(event, weight + 1)
+
+    # --- reading back (query service) ---------------------------------------
+
+    def _require_online(self, what: str) -> None:
+        if self.offline:
+            raise OfflineRunError(f"{what}: run {self.id} is offline; there is no query service to ask")
+
+    def get_status(self) -> str:
+        """The run's status as the query service reports it (offline: the local status)."""
+        if self.offline:
+            return self._status or "NotStarted"
+        return str(self._http.get_json(f"/api/runs/{self.id}")["status"])
+
+    def get_details(self) -> dict[str, Any]:
+        """The query service's record of the run, plus this process's ``producer`` counters."""
+        if self.offline:
+            details: dict[str, Any] = {"id": self.id, "status": self.get_status(), "tags": dict(self._tags)}
+            details["properties"] = dict(self._properties)
+        else:
+            details = dict(self._http.get_json(f"/api/runs/{self.id}"))
+        details["producer"] = self.stats()
+        return details
+
+    def stats(self) -> dict[str, Any]:
+        """This process's counters: what the session sent, retried and had to wait for."""
+        sender, buffer = self._sender, self._buffer
+        return {
+            "session": self.session_id,
+            "records_sent": sender.records_sent,
+            "bytes_sent": sender.bytes_sent,
+            "retries": sender.retries,
+            "reopens": sender.reopens,
+            "heartbeats": sender.heartbeats,
+            "pending": buffer.pending(),
+            "blocked_calls": buffer.blocked_calls,
+            "blocked_seconds": buffer.blocked_seconds,
+            "spilled": 0,  # spilling to disk is not implemented yet
+        }
+
+    def get_metrics(self, name: str | None = None, recursive: bool = False) -> dict[str, Any]:
+        """The logged metrics in Azure ML's shapes, from the query service."""
+        self._require_online("get_metrics")
+        params = {}
+        if name is not None:
+            params["name"] = name
+        if recursive:
+            params["recursive"] = "true"
+        result: dict[str, Any] = self._http.get_json(f"/api/runs/{self.id}/metrics", params or None)
+        return result
+
+    def wait_for_completion(
+        self,
+        show_output: bool = False,
+        raise_on_error: bool = True,
+        *,
+        timeout_seconds: float | None = None,
+        poll_interval_seconds: float = 0.5,
+    ) -> dict[str, Any]:
+        """Poll the query service until the run's status is terminal; returns the details.
+
+        With ``raise_on_error``, a ``Failed`` run raises :class:`RunFailedError`.
+        ``timeout_seconds`` (default: no limit) raises TimeoutError.
+        """
+        self._require_online("wait_for_completion")
+        if show_output:
+            print(f"RunId: {self.id}\nWeb View: {self.get_portal_url()}", flush=True)
+        deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
+        while True:
+            try:
+                details = dict(self._http.get_json(f"/api/runs/{self.id}"))
+            except RunNotFoundError:
+                details = {"status": None}  # not ingested yet
+            if details.get("status") in TERMINAL_STATUSES:
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                raise TimeoutError(f"run {self.id} still {details.get('status')} after {timeout_seconds}s")
+            time.sleep(poll_interval_seconds)
+        if show_output:
+            print(f"Execution Summary\n=================\nRunId: {self.id}\nStatus: {details['status']}", flush=True)
+        if details["status"] == "Failed" and raise_on_error:
+            raise RunFailedError(self.id, details.get("error"))
+        return details
+
+    def get_portal_url(self) -> str:
+        """The run's page in the query service."""
+        return f"{self._workspace.query_url}/runs/{self.id}"
+
+    # --- context ------------------------------------------------------------
+
+    def get_environment(self) -> dict[str, str]:
+        """Variables under which ``Run.get_context()`` in a child process returns this run."""
+        return {**self._workspace.as_env(), ENV_RUN_ID: self.id, ENV_EXPERIMENT: self.experiment.name}
+
+    @classmethod
+    def get_context(cls, *, env: Mapping[str, str] | None = None) -> Run:
+        """The run this process was started for, or an offline run recording to the local spool.
+
+        The same object is returned on every call in a process (and in its
+        forked children, each with its own producer session).
+        """
+        global _context_run
+        if _context_run is None:
+            _context_run = _context_from_env(os.environ if env is None else env)
+        return _context_run
+
+
+def _context_from_env(env: Mapping[str, str]) -> Run:
+    from producer._experiment import Experiment
+
+    settings = Settings.from_env(env)
+    run_id = env.get(ENV_RUN_ID)
+    spool = settings.home / "spool"
+    if run_id:
+        experiment = Experiment(Workspace.from_settings(settings), env.get(ENV_EXPERIMENT) or "Default")
+        run = Run(experiment, run_id, spool_dir=spool)
+        run._status = "Running"
+        return run
+    experiment = Experiment(Workspace.from_settings(settings), "offline")
+    run = Run(experiment, str(uuid.uuid4()), offline=True, spool_dir=spool, outputs="./outputs")
+    run._start()
+    return run
+
+
+def _render_png(name: str, plot: Any) -> bytes:
+    savefig = getattr(plot, "savefig", None)
+    if savefig is None:
+        raise MetricTypeError(name, f"log_image() plot must be a matplotlib figure or pyplot, got {type(plot).__name__}")
+    out = io.BytesIO()
+    savefig(out, format="png")
+    return out.getvalue()
+
+
+def _file_name(name: Any) -> str:
+    """A run file name: a relative path with '/' separators, no control characters."""
+    if not isinstance(name, str):
+        raise MetricTypeError(repr(name), f"file name must be a str, got {type(name).__name__}")
+    if len(name) > _MAX_FILE_NAME_CHARS:
+        raise MetricValueError(name[:40] + "...", f"file name is longer than {_MAX_FILE_NAME_CHARS} characters")
+    found = _validate.CONTROL.search(name)
+    if found:
+        raise MetricValueError(name, f"file name contains the control character {found.group()!r}")
+    normalized = name.replace("\\", "/")
+    if normalized.startswith("/") or any(p in ("", ".", "..") for p in normalized.split("/")):
+        raise MetricValueError(name, "file name must be a non-empty relative path without '.' or '..' segments")
+    return normalized
+
+
+def _walk(root: Path) -> Iterator[Path]:
+    for directory, _, files in os.walk(root):
+        for file in files:
+            yield Path(directory) / file
+
+
+def _error_object(details: Any) -> Any:
+    if details is None:
+        return None
+    if isinstance(details, BaseException):
+        return {
+            "type": type(details).__name__,
+            "message": str(details),
+            "traceback": "".join(traceback.format_exception(details)),
+        }
+    if isinstance(details, str):
+        return {"message": details}
+    if isinstance(details, Mapping):
+        encoded = encode_json_value(dict(details))
+        try:
+            orjson.dumps(encoded)
+        except TypeError as exc:
+            raise MetricTypeError("error_details", f"fail() details must be JSON-serialisable: {exc}") from None
+        return encoded
+    raise MetricTypeError("error_details", f"fail() takes an exception, a str or a dict, got {type(details).__name__}")
+
+
+def _after_fork_in_child() -> None:
+    for run in list(_live_runs):
+        run._after_fork_in_child()
+
+
+def _flush_at_exit() -> None:
+    for run in list(_live_runs):
+        if run._pid != os.getpid() or not run._sender.started:
+            continue
+        try:
+            run._sender.stop(run._options.close_timeout_seconds)
+        except ProducerError as exc:
+            print(f"runstream: {exc}", file=sys.stderr)
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(_flush_at_exit)

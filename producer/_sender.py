@@ -1,0 +1,245 @@
+"""The background sender: one thread, its own asyncio loop, one sink.
+
+The loop wakes when the buffer asks (``flush_points`` reached), when a flush
+is requested, or every ``flush_interval_seconds``; it drains the buffer,
+packs the items into records (``seq`` numbered from 1 without gaps for the
+session) and publishes them one after the other, so the run's records stay in
+order on their partition. A record that fails is retried with the same bytes
+and the same ``seq`` (ingest drops a duplicate by seq) until it is delivered,
+the failure proves fatal, or ``stop`` gives up at its deadline. Only then is
+the buffer told what was delivered, which is what frees room for ``log()``.
+
+Heartbeats go through the buffer like any event, so they are ordered with
+the data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+
+from producer import _batching
+from producer._buffer import Buffer
+from producer._errors import DeliveryError, FlushTimeoutError
+from producer._sinks import Sink, is_fatal, needs_reopen
+from runstream.events import Event
+
+_BACKOFF_SECONDS = (0.1, 0.25, 0.5, 1.0, 2.0)
+
+
+class _Aborted(Exception):
+    """stop() gave up waiting; leave what is undelivered."""
+
+
+class Sender:
+    """Publishes one producer session's buffer. ``start()`` / ``flush()`` / idempotent ``stop()``."""
+
+    def __init__(
+        self,
+        *,
+        run_id: str,
+        session_id: str,
+        sink: Sink,
+        flush_points: int,
+        max_points: int,
+        wait_seconds: float,
+        flush_interval_seconds: float,
+        heartbeat_interval_seconds: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.run_id = run_id
+        self.session_id = session_id
+        self._key = run_id.encode()
+        self._sink = sink
+        self._interval = flush_interval_seconds
+        self._heartbeat = heartbeat_interval_seconds
+        self._clock = clock
+        self.buffer = Buffer(flush_points=flush_points, max_points=max_points, wait_seconds=wait_seconds, wake=self.wake)
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._wakeup: asyncio.Event | None = None
+        self._ready = threading.Event()
+        self._stopping = False
+        self._aborted = False
+        self._stopped = False
+        self.error: BaseException | None = None
+        self.seq = 0
+        self.records_sent = 0
+        self.bytes_sent = 0
+        self.retries = 0
+        self.reopens = 0
+        self.heartbeats = 0
+
+    # --- lifecycle (caller's threads) --------------------------------------
+
+    @property
+    def started(self) -> bool:
+        return self._thread is not None
+
+    def start(self) -> None:
+        """Start the thread; idempotent. Returns once its loop accepts wake-ups."""
+        with self._lock:
+            if self._thread is not None:
+                return
+            if self._stopped:
+                raise RuntimeError("Sender.start after stop")
+            self._thread = threading.Thread(
+                target=self._thread_main, name=f"runstream-sender-{self.run_id[:8]}", daemon=True
+            )
+            self._thread.start()
+        self._ready.wait()
+
+    def wake(self) -> None:
+        """Ask the loop to drain now; safe from any thread, a no-op before start."""
+        loop, wakeup = self._loop, self._wakeup
+        if loop is not None and wakeup is not None and not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(wakeup.set)
+            except RuntimeError:  # the loop closed in between
+                pass
+
+    def flush(self, timeout_seconds: float) -> None:
+        """Block until everything buffered before the call is delivered."""
+        self.start()
+        mark = self.buffer.mark()
+        self.wake()
+        if not self.buffer.wait_delivered(mark, timeout_seconds):
+            raise FlushTimeoutError(
+                f"run {self.run_id}: {self.buffer.pending()} points or events not delivered to Kafka "
+                f"within {timeout_seconds}s (retries so far: {self.retries})"
+            )
+
+    def stop(self, timeout_seconds: float) -> None:
+        """Deliver what is buffered, then stop the thread; idempotent.
+
+        Raises FlushTimeoutError if the deadline passes first (the thread is
+        stopped anyway) and DeliveryError if Kafka refused the data for good.
+        """
+        with self._lock:
+            if self._stopped:
+                return
+            self._stopped = True
+            thread = self._thread
+            self._stopping = True
+        if thread is None:
+            return
+        self.wake()
+        thread.join(timeout_seconds)
+        if thread.is_alive():
+            self._aborted = True
+            self.wake()
+            thread.join(5.0)
+        pending = self.buffer.pending()
+        if self.error is not None:
+            raise DeliveryError(f"run {self.run_id}: Kafka refused the run's data: {self.error}") from self.error
+        if pending:
+            raise FlushTimeoutError(
+                f"run {self.run_id}: {pending} points or events not delivered to Kafka "
+                f"within {timeout_seconds}s (retries: {self.retries})"
+            )
+
+    # --- the thread ----------------------------------------------------------
+
+    def _thread_main(self) -> None:
+        try:
+            asyncio.run(self._main())
+        except BaseException as exc:  # noqa: BLE001 - reported through the buffer to the caller
+            self.error = exc
+            self.buffer.fail(exc)
+        finally:
+            self._ready.set()
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wakeup = asyncio.Event()
+        self._ready.set()
+        try:
+            await self._open()
+            await self._pump()
+        except _Aborted:
+            pass
+        finally:
+            await self._sink.close()
+
+    async def _open(self) -> None:
+        attempt = 0
+        while True:
+            try:
+                await self._sink.open()
+                return
+            except Exception as exc:  # noqa: BLE001 - the broker may simply not be up yet
+                if is_fatal(exc):
+                    raise
+                await self._backoff(attempt)
+                attempt += 1
+
+    async def _pump(self) -> None:
+        assert self._wakeup is not None  # noqa: S101 - set by _main
+        next_heartbeat = time.monotonic() + self._heartbeat
+        while True:
+            timeout = min(self._interval, max(0.0, next_heartbeat - time.monotonic()))
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), timeout)
+            except TimeoutError:
+                pass
+            self._wakeup.clear()
+            if time.monotonic() >= next_heartbeat:
+                next_heartbeat = time.monotonic() + self._heartbeat
+                self._add_heartbeat()
+            items, mark = self.buffer.drain()
+            if items:
+                for events in _batching.group(items):
+                    await self._publish(events)
+            self.buffer.delivered(mark)
+            if self._stopping and self.buffer.pending() == 0:
+                return
+
+    def _add_heartbeat(self) -> None:
+        if self.buffer.closed or self._stopping:
+            return
+        heartbeat: Event = {"type": "heartbeat", "time": self._clock()}
+        try:
+            self.buffer.add_event(heartbeat, wait_for_room=False)
+        except Exception:  # noqa: BLE001 - closed in between, or full: a heartbeat can be skipped
+            return
+        self.heartbeats += 1
+
+    async def _publish(self, events: list[Event]) -> None:
+        self.seq += 1
+        value = _batching.encode(self.run_id, self.session_id, self.seq, events)
+        attempt = 0
+        while True:
+            try:
+                await self._sink.publish(self._key, value)
+            except Exception as exc:  # noqa: BLE001 - classified below
+                if is_fatal(exc):
+                    raise
+                self.retries += 1
+                await self._backoff(attempt)
+                attempt += 1
+                if needs_reopen(exc):
+                    await self._reopen()
+                continue
+            self.records_sent += 1
+            self.bytes_sent += len(value)
+            return
+
+    async def _reopen(self) -> None:
+        self.reopens += 1
+        await self._sink.close()
+        await self._open()
+
+    async def _backoff(self, attempt: int) -> None:
+        if self._aborted:
+            raise _Aborted
+        delay = _BACKOFF_SECONDS[min(attempt, len(_BACKOFF_SECONDS) - 1)]
+        assert self._wakeup is not None  # noqa: S101 - set by _main
+        # Sleep, but let stop()'s abort cut the wait short.
+        deadline = time.monotonic() + delay
+        while time.monotonic() < deadline:
+            if self._aborted:
+                raise _Aborted
+            await asyncio.sleep(min(0.05, deadline - time.monotonic()))

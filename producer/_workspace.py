@@ -1,0 +1,176 @@
+"""Where runs are sent: the Kafka bootstrap servers, the topic, the query service, the token.
+
+``Workspace.from_config()`` reads ``<RUNSTREAM_HOME>/config.json`` (written by
+``runstream up``) when it exists and ``RUNSTREAM_*`` variables otherwise. The
+token never comes from the file: only from ``RUNSTREAM_TOKEN`` or the
+constructor, so a config file can be shared without leaking it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aiokafka import codec
+
+from producer._errors import WorkspaceConfigError
+from runstream.config import Settings
+
+_CONFIG_KEYS = ("kafka_bootstrap", "query_url", "topic")
+
+
+def _default_compression() -> str | None:
+    # Fastest codec this installation can both write and (ingest, same venv) read.
+    for name, available in (("zstd", codec.has_zstd), ("lz4", codec.has_lz4), ("gzip", codec.has_gzip)):
+        if available():
+            return name
+    return None
+
+
+@dataclass(frozen=True, kw_only=True)
+class LoggingOptions:
+    """How a run buffers and sends; the defaults suit a training loop on one machine.
+
+    ``flush_points`` / ``flush_interval_seconds``: the sender publishes when this
+    many points are waiting or this long has passed, whichever comes first.
+    ``max_buffered_points``: points held in memory (buffered or in flight);
+    past it ``log()`` blocks up to ``buffer_timeout_seconds``, then raises
+    :class:`BufferFullError`. ``close_timeout_seconds`` bounds ``complete()``,
+    ``fail()``, ``cancel()`` and the flush at interpreter exit.
+    """
+
+    flush_points: int = 50_000
+    flush_interval_seconds: float = 0.2
+    max_buffered_points: int = 2_000_000
+    buffer_timeout_seconds: float = 30.0
+    heartbeat_interval_seconds: float = 5.0
+    close_timeout_seconds: float = 60.0
+    request_timeout_seconds: float = 30.0
+    compression: str | None = field(default_factory=_default_compression)
+
+    def __post_init__(self) -> None:
+        for key in ("flush_points", "max_buffered_points"):
+            value = getattr(self, key)
+            if type(value) is not int or value < 1:
+                raise WorkspaceConfigError(f"LoggingOptions.{key} must be a positive int, got {value!r}")
+        if self.max_buffered_points < self.flush_points:
+            raise WorkspaceConfigError(
+                f"LoggingOptions.max_buffered_points ({self.max_buffered_points}) "
+                f"is below flush_points ({self.flush_points})"
+            )
+        for key in (
+            "flush_interval_seconds",
+            "buffer_timeout_seconds",
+            "heartbeat_interval_seconds",
+            "close_timeout_seconds",
+            "request_timeout_seconds",
+        ):
+            value = getattr(self, key)
+            if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
+                raise WorkspaceConfigError(f"LoggingOptions.{key} must be a positive number of seconds, got {value!r}")
+        if self.compression not in (None, "gzip", "lz4", "zstd", "snappy"):
+            raise WorkspaceConfigError(f"LoggingOptions.compression {self.compression!r} is not gzip, lz4, zstd, snappy or None")
+
+
+class Workspace:
+    """Connection settings shared by the experiments and runs created from it."""
+
+    def __init__(
+        self,
+        *,
+        kafka_bootstrap: str,
+        query_url: str,
+        token: str | None = None,
+        topic: str = "runstream.events",
+        options: LoggingOptions | None = None,
+    ) -> None:
+        for key, value in (("kafka_bootstrap", kafka_bootstrap), ("query_url", query_url), ("topic", topic)):
+            if not isinstance(value, str) or not value.strip():
+                raise WorkspaceConfigError(f"Workspace {key} must be a non-empty str, got {value!r}")
+        if not query_url.startswith(("http://", "https://")):
+            raise WorkspaceConfigError(f"Workspace query_url {query_url!r} is not an http(s) URL")
+        if token is not None and not isinstance(token, str):
+            raise WorkspaceConfigError("Workspace token must be a str or None")
+        self.kafka_bootstrap = kafka_bootstrap
+        self.query_url = query_url.rstrip("/")
+        self.token = token or None
+        self.topic = topic
+        self.options = options or LoggingOptions()
+
+    def __repr__(self) -> str:
+        return f"Workspace(kafka_bootstrap={self.kafka_bootstrap!r}, query_url={self.query_url!r}, topic={self.topic!r})"
+
+    @classmethod
+    def from_settings(cls, settings: Settings, *, options: LoggingOptions | None = None) -> Workspace:
+        """The workspace the given settings describe (tests, services)."""
+        return cls(
+            kafka_bootstrap=settings.kafka_bootstrap,
+            query_url=settings.query_url,
+            token=settings.token,
+            topic=settings.topic,
+            options=options,
+        )
+
+    @classmethod
+    def from_config(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        *,
+        options: LoggingOptions | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> Workspace:
+        """Read ``path`` (a config.json or a directory holding one), else ``<RUNSTREAM_HOME>/config.json``.
+
+        Without a file, the ``RUNSTREAM_*`` environment variables (and their
+        defaults) apply. An explicit ``path`` that does not exist is an error.
+        """
+        settings = Settings.from_env(env)
+        if path is None:
+            file = settings.home / "config.json"
+            if not file.exists():
+                return cls.from_settings(settings, options=options)
+        else:
+            file = Path(path)
+            if file.is_dir():
+                file = file / "config.json"
+            if not file.exists():
+                raise WorkspaceConfigError(f"workspace config file {file} does not exist")
+        values = _read_config(file)
+        return cls(
+            kafka_bootstrap=values.get("kafka_bootstrap", settings.kafka_bootstrap),
+            query_url=values.get("query_url", settings.query_url),
+            token=settings.token,
+            topic=values.get("topic", settings.topic),
+            options=options,
+        )
+
+    def as_env(self) -> dict[str, str]:
+        """Variables that make ``Workspace.from_config()`` in a child process resolve to this workspace."""
+        env = {
+            "RUNSTREAM_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
+            "RUNSTREAM_QUERY_URL": self.query_url,
+            "RUNSTREAM_TOPIC": self.topic,
+        }
+        if self.token is not None:
+            env["RUNSTREAM_TOKEN"] = self.token
+        return env
+
+
+def _read_config(file: Path) -> dict[str, str]:
+    try:
+        doc: Any = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise WorkspaceConfigError(f"cannot read workspace config {file}: {exc}") from None
+    if not isinstance(doc, dict):
+        raise WorkspaceConfigError(f"workspace config {file} is not a JSON object")
+    values: dict[str, str] = {}
+    for key in _CONFIG_KEYS:
+        if key in doc:
+            if not isinstance(doc[key], str) or not doc[key]:
+                raise WorkspaceConfigError(f"workspace config {file}: {key} must be a non-empty string")
+            values[key] = doc[key]
+    return values
