@@ -10,7 +10,7 @@ from aiohttp import web
 
 from runstream.config import Settings
 
-from . import _web_files, _web_metrics, _web_pages, _web_runs, _web_series
+from . import _openapi, _web_files, _web_metrics, _web_pages, _web_runs, _web_series
 from ._artifacts import ArtifactStore, LocalArtifactStore
 from ._auth import make_auth_middleware
 from ._db import Database, create_pool
@@ -51,7 +51,7 @@ def create_app(
     app[ARTIFACTS] = artifact_store or LocalArtifactStore(settings.artifacts_dir)
     app.cleanup_ctx.append(_resources)
     app.router.add_get("/health", _health)
-    for module in (_web_runs, _web_metrics, _web_series, _web_files, _web_pages):
+    for module in (_openapi, _web_runs, _web_metrics, _web_series, _web_files, _web_pages):
         app.router.add_routes(module.routes)
     return app
 

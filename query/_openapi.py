@@ -1,0 +1,237 @@
+"""The OpenAPI 3 description of the JSON API, served at ``/api/openapi.json``.
+
+Written by hand next to the handlers; a test checks that every route the app
+serves is described here and every described route is served.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from aiohttp import web
+
+from ._json import json_response
+
+__all__ = ["SPEC", "routes"]
+
+routes = web.RouteTableDef()
+
+
+def _param(name: str, where: str, schema: dict[str, Any], description: str, required: bool = False) -> dict[str, Any]:
+    return {"name": name, "in": where, "required": required or where == "path", "schema": schema, "description": description}
+
+
+_RUN_ID = _param("run_id", "path", {"type": "string", "format": "uuid"}, "The run's id")
+_FILE_NAME = _param(
+    "name", "path", {"type": "string", "maxLength": 1024}, "File name in the run; '/' separates folders"
+)
+_METRIC = _param("name", "query", {"type": "string", "minLength": 1, "maxLength": 255}, "Metric name", required=True)
+_RANGE = [
+    _param("start_step", "query", {"type": "integer"}, "Lowest step (inclusive)"),
+    _param("end_step", "query", {"type": "integer"}, "Highest step (inclusive)"),
+    _param("start_time", "query", {"type": "number"}, "Earliest time, epoch seconds (inclusive)"),
+    _param("end_time", "query", {"type": "number"}, "Latest time, epoch seconds (inclusive)"),
+    _param("max_points", "query", {"type": "integer", "minimum": 2, "maximum": 100000}, "Downsample to at most this many points"),
+    _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000000, "default": 100000}, "Page size at full resolution"),
+    _param("cursor", "query", {"type": "string"}, "next_cursor of the previous page"),
+]
+
+
+def _ok(schema: dict[str, Any], description: str = "OK", status: str = "200") -> dict[str, Any]:
+    return {status: {"description": description, "content": {"application/json": {"schema": schema}}}}
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+_ERRORS: Final = {
+    str(status): {"description": text, "content": {"application/json": {"schema": _ref("Error")}}}
+    for status, text in ((400, "Bad input"), (401, "Missing or wrong token"), (404, "Not found"))
+}
+_NULLABLE_TIME: Final = {"type": "string", "format": "date-time", "nullable": True}
+_SERIES_COLUMNS: Final = {
+    "type": "object",
+    "properties": {
+        "value_type": {"type": "string", "nullable": True, "enum": ["float", "int", "bool", "str", None]},
+        "steps": {"type": "array", "items": {"type": "integer"}},
+        "times": {"type": "array", "items": {"type": "number"}},
+        "values": {"type": "array", "items": {}},
+        "downsampled": {"type": "boolean"},
+        "next_cursor": {"type": "string", "nullable": True},
+    },
+}
+
+SPEC: Final[dict[str, Any]] = {
+    "openapi": "3.0.3",
+    "info": {
+        "title": "runstream query service",
+        "version": "1",
+        "description": (
+            "Runs, metrics and files of ML training runs. Non-finite floats in any JSON value are "
+            'written as {"$float": "NaN" | "Infinity" | "-Infinity"}. When the service has a token, '
+            "every path but /health needs 'Authorization: Bearer <token>'."
+        ),
+    },
+    "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "required": ["error"],
+                "properties": {
+                    "error": {
+                        "type": "object",
+                        "required": ["code", "message", "parameter"],
+                        "properties": {
+                            "code": {"type": "string"},
+                            "message": {"type": "string"},
+                            "parameter": {"type": "string", "nullable": True},
+                        },
+                    }
+                },
+            },
+            "Run": {
+                "type": "object",
+                "properties": {
+                    "id": {"type": "string", "format": "uuid"},
+                    "experiment": {"type": "string"},
+                    "display_name": {"type": "string", "nullable": True},
+                    "parent_id": {"type": "string", "format": "uuid", "nullable": True},
+                    "status": {"type": "string"},
+                    "created_at": {"type": "string", "format": "date-time"},
+                    "started_at": _NULLABLE_TIME,
+                    "ended_at": _NULLABLE_TIME,
+                    "heartbeat_at": _NULLABLE_TIME,
+                    "error": {"type": "object", "nullable": True},
+                    "tags": {"type": "object", "additionalProperties": {"type": "string", "nullable": True}},
+                    "properties": {"type": "object", "additionalProperties": {"type": "string"}},
+                },
+            },
+            "File": {
+                "type": "object",
+                "properties": {
+                    "name": {"type": "string"},
+                    "size": {"type": "integer"},
+                    "digest": {"type": "string", "description": "sha256 of the content, hex"},
+                    "content_type": {"type": "string"},
+                    "created_at": {"type": "string", "format": "date-time"},
+                },
+            },
+            "SeriesColumns": _SERIES_COLUMNS,
+        },
+    },
+    "security": [{"bearer": []}],
+    "paths": {
+        "/health": {
+            "get": {"summary": "Liveness", "security": [], "responses": _ok({"type": "object"})},
+        },
+        "/api/openapi.json": {"get": {"summary": "This document", "responses": _ok({"type": "object"})}},
+        "/api/experiments": {
+            "get": {
+                "summary": "Experiments with run counts and last activity, most recently active first",
+                "responses": _ok({"type": "object", "properties": {"experiments": {"type": "array", "items": {}}}}),
+            }
+        },
+        "/api/runs": {
+            "get": {
+                "summary": "Runs, newest first, in keyset pages",
+                "parameters": [
+                    _param("experiment", "query", {"type": "string"}, "Only this experiment's runs"),
+                    _param("status", "query", {"type": "string"}, "Only runs in this status"),
+                    _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}, "Page size"),
+                    _param("cursor", "query", {"type": "string"}, "next_cursor of the previous page"),
+                ],
+                "responses": {
+                    **_ok(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "runs": {"type": "array", "items": _ref("Run")},
+                                "next_cursor": {"type": "string", "nullable": True},
+                            },
+                        }
+                    ),
+                    "400": _ERRORS["400"],
+                },
+            }
+        },
+        "/api/runs/{run_id}": {
+            "get": {
+                "summary": "One run's status and details",
+                "parameters": [_RUN_ID],
+                "responses": {**_ok(_ref("Run")), **_ERRORS},
+            }
+        },
+        "/api/runs/{run_id}/metrics": {
+            "get": {
+                "summary": "Azure ML v1 get_metrics(): {name: value | [values] | {column: ...}}",
+                "description": (
+                    "A scalar logged once is the bare value, N times a list in logging order; log_list once is the "
+                    "list, N times a list of lists; log_row/log_table a dict of columns ({col: value} for exactly "
+                    "one row, {col: [...]} otherwise, None where a row lacks the column); log_image the file name."
+                ),
+                "parameters": [_RUN_ID, {**_METRIC, "required": False}],
+                "responses": {**_ok({"type": "object"}), **_ERRORS},
+            }
+        },
+        "/api/runs/{run_id}/series": {
+            "get": {
+                "summary": "One scalar metric as columns, by range, paged or downsampled (min/max per bucket)",
+                "parameters": [_RUN_ID, _METRIC, *_RANGE],
+                "responses": {**_ok(_ref("SeriesColumns")), **_ERRORS},
+            }
+        },
+        "/api/series": {
+            "get": {
+                "summary": "One scalar metric from several runs, for one chart",
+                "parameters": [
+                    _param(
+                        "run", "query", {"type": "array", "items": {"type": "string", "format": "uuid"}, "maxItems": 50},
+                        "Run ids (repeat the parameter)", required=True,
+                    ),
+                    _METRIC,
+                    *[p for p in _RANGE if p["name"] != "cursor"],
+                ],
+                "responses": {**_ok({"type": "object"}), "400": _ERRORS["400"], "401": _ERRORS["401"]},
+            }
+        },
+        "/api/runs/{run_id}/files": {
+            "get": {
+                "summary": "The run's files",
+                "parameters": [_RUN_ID],
+                "responses": {
+                    **_ok({"type": "object", "properties": {"files": {"type": "array", "items": _ref("File")}}}),
+                    **_ERRORS,
+                },
+            }
+        },
+        "/api/runs/{run_id}/files/{name}": {
+            "get": {
+                "summary": "Download a file (streamed, with its content type)",
+                "parameters": [_RUN_ID, _FILE_NAME],
+                "responses": {"200": {"description": "The content"}, **_ERRORS},
+            },
+            "put": {
+                "summary": "Upload a file (streamed body); the same content again is a no-op",
+                "parameters": [
+                    _RUN_ID,
+                    _FILE_NAME,
+                    _param("overwrite", "query", {"type": "boolean", "default": False}, "Replace other content"),
+                ],
+                "requestBody": {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+                "responses": {
+                    **_ok(_ref("File"), "Stored", "201"),
+                    **_ERRORS,
+                    "409": {"description": "The name holds other content", "content": {"application/json": {"schema": _ref("Error")}}},
+                    "413": {"description": "Over the size limit", "content": {"application/json": {"schema": _ref("Error")}}},
+                },
+            },
+        },
+    },
+}
+
+
+@routes.get("/api/openapi.json")
+async def openapi(request: web.Request) -> web.Response:
+    return json_response(SPEC)
