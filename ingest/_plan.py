@@ -152,6 +152,8 @@ class _Planner:
         self.plan.points += record.points
         for event in batch.events:
             _APPLY[event["type"]](self, batch.run_id, event)
+        if batch.run_id in self.runs:
+            self._update(batch.run_id)  # every run heard from gets seen_at = now()
 
     # --- checks (read-only) ---------------------------------------------------
 

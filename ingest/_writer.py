@@ -32,6 +32,7 @@ import orjson
 
 from ._decoder import DeadLetter, Decoded
 from ._plan import Plan, RunState, SeriesKey, SeriesState, build_plan
+from ._summary import summarize
 
 __all__ = ["DATA_ERRORS", "FlushResult", "Writer"]
 
@@ -182,7 +183,11 @@ class Writer:
             ):
                 sessions[str(row["session_id"])] = row["last_seq"]
         if run_ids:
-            for row in await conn.fetch("SELECT id, status FROM runs WHERE id = ANY($1::uuid[])", run_ids):
+            # FOR UPDATE: the liveness sweep must not change a status between
+            # this read and this transaction's update of it.
+            for row in await conn.fetch(
+                "SELECT id, status FROM runs WHERE id = ANY($1::uuid[]) ORDER BY id FOR UPDATE", run_ids
+            ):
                 runs[str(row["id"])] = RunState(row["status"])
         if keys:
             for row in await conn.fetch(
@@ -211,6 +216,8 @@ class Writer:
                 columns=["series_id", "step", "time", "ordinal", "value", "text_value"],
                 records=self._point_records(plan, ids),
             )
+        if plan.scalars:
+            await self._write_summaries(conn, plan, ids)
         if plan.entries:
             await conn.copy_records_to_table(
                 "series_entries",
@@ -250,22 +257,21 @@ class Writer:
                 [_ts(r.time) for r in new],
             )
         if plan.run_updates:
-            await conn.executemany(
-                "UPDATE runs SET status = coalesce($2, status), ended_at = coalesce($3, ended_at),"
-                " error = coalesce($4::jsonb, error), heartbeat_at = greatest(heartbeat_at, $5),"
-                " tags = tags || $6::jsonb, properties = $7::jsonb || properties WHERE id = $1",
-                [
-                    (
-                        run_id,
-                        u.status,
-                        _ts(u.ended_at),
-                        u.error,
-                        _ts(u.heartbeat_at),
-                        orjson.dumps(u.tags).decode(),
-                        orjson.dumps(u.properties).decode(),
-                    )
-                    for run_id, u in plan.run_updates.items()
-                ],
+            updates = list(plan.run_updates.items())
+            await conn.execute(
+                "UPDATE runs AS r SET status = coalesce(u.status, r.status), ended_at = coalesce(u.ended_at, r.ended_at),"
+                " error = coalesce(u.error, r.error), heartbeat_at = greatest(r.heartbeat_at, u.heartbeat_at),"
+                " tags = r.tags || u.tags, properties = u.properties || r.properties, seen_at = now()"
+                " FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::jsonb[], $5::timestamptz[],"
+                " $6::jsonb[], $7::jsonb[]) AS u(id, status, ended_at, error, heartbeat_at, tags, properties)"
+                " WHERE r.id = u.id",
+                [run_id for run_id, _ in updates],
+                [u.status for _, u in updates],
+                [_ts(u.ended_at) for _, u in updates],
+                [u.error for _, u in updates],
+                [_ts(u.heartbeat_at) for _, u in updates],
+                [orjson.dumps(u.tags).decode() for _, u in updates],
+                [orjson.dumps(u.properties).decode() for _, u in updates],
             )
         if plan.history:
             await conn.executemany(
@@ -298,6 +304,27 @@ class Writer:
                 "UPDATE series SET value_type = 'float' WHERE id = ANY($1::bigint[]) AND value_type = 'int'", widened
             )
         return ids  # type: ignore[return-value]
+
+    @staticmethod
+    async def _write_summaries(conn: asyncpg.Connection, plan: Plan, ids: dict[SeriesKey, int]) -> None:
+        rows = [(ids[key], *summarize(columns, plan.series[key].value_type == "str")) for key, columns in plan.scalars.items()]
+        await conn.execute(
+            "UPDATE series AS s SET point_count = s.point_count + u.n,"
+            " min_value = least(s.min_value, u.min_value), max_value = greatest(s.max_value, u.max_value),"
+            " max_step = greatest(s.max_step, u.max_step),"
+            " last_step = CASE WHEN u.newer THEN u.last_step ELSE s.last_step END,"
+            " last_time = CASE WHEN u.newer THEN u.last_time ELSE s.last_time END,"
+            " last_ordinal = CASE WHEN u.newer THEN u.last_ordinal ELSE s.last_ordinal END,"
+            " last_value = CASE WHEN u.newer THEN u.last_value ELSE s.last_value END,"
+            " last_text = CASE WHEN u.newer THEN u.last_text ELSE s.last_text END"
+            " FROM (SELECT v.*, (t.last_time IS NULL OR (v.last_time, v.last_ordinal) >= (t.last_time, t.last_ordinal))"
+            "       AS newer FROM unnest($1::bigint[], $2::bigint[], $3::float8[], $4::float8[], $5::bigint[],"
+            "       $6::bigint[], $7::float8[], $8::bigint[], $9::float8[], $10::text[])"
+            "       AS v(id, n, min_value, max_value, max_step, last_step, last_time, last_ordinal, last_value, last_text)"
+            "       JOIN series t ON t.id = v.id) AS u"
+            " WHERE s.id = u.id",
+            *zip(*rows, strict=True),
+        )
 
     @staticmethod
     def _point_records(plan: Plan, ids: dict[SeriesKey, int]) -> Iterable[tuple[Any, ...]]:

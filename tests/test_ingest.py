@@ -59,6 +59,19 @@ async def test_scalars_of_every_kind_round_trip(
     history = await db.fetch("SELECT status, time FROM status_history WHERE run_id = $1 ORDER BY time", run)
     assert [(h["status"], h["time"].timestamp()) for h in history] == [("Running", T0), ("Completed", T0 + 100)]
     assert await db.fetchval("SELECT last_seq FROM producer_sessions WHERE session_id = $1", session) == 3
+    assert row["seen_at"] is not None
+    summary = {
+        r["name"]: tuple(r)[1:]
+        for r in await db.fetch(
+            "SELECT name, point_count, min_value, max_value, max_step, last_step, last_time, last_ordinal,"
+            " last_value, last_text FROM series WHERE run_id = $1", run)
+    }
+    assert summary == {
+        "loss": (7, -0.0, 5e300, 6, 6, T0 + 3, 6, 5e300, None),
+        "epoch": (3, float(-(2**62)), 2.0, 2, 2, T0 + 2, 2, float(-(2**62)), None),
+        "ok": (2, 0.0, 1.0, 1, 1, T0 + 1, 1, 0.0, None),
+        "phase": (3, None, None, 2, 2, T0 + 2, 2, None, "train ✓"),
+    }
 
 
 async def _status_of(db: asyncpg.Pool, run: str) -> str | None:
@@ -179,12 +192,15 @@ async def test_int_series_widens_to_float(
     run, session = new_id(), new_id()
     await send(producer, settings.topic, run, [
         raw(run, session, 1, started(), scalars("n", "int", [1, 2])),
-        raw(run, session, 2, scalars("n", "float", [2.5], first_step=2)),
-        raw(run, session, 3, scalars("n", "int", [4], first_step=3)),
+        raw(run, session, 2, scalars("n", "float", [2.5], first_step=2, time=T0 + 2, first_ordinal=2)),
+        raw(run, session, 3, scalars("n", "int", [4], first_step=3, time=T0 + 3, first_ordinal=3)),
     ])
     await _wait_session(db, session, 3)
     assert await db.fetchval("SELECT value_type FROM series WHERE run_id = $1 AND name = 'n'", run) == "float"
     assert [(p[0], p[3]) for p in await points(db, run, "n")] == [(0, 1.0), (1, 2.0), (2, 2.5), (3, 4.0)]
+    summary = await db.fetchrow(
+        "SELECT point_count, min_value, max_value, last_step, last_value FROM series WHERE run_id = $1", run)
+    assert tuple(summary) == (4, 1.0, 4.0, 3, 4.0)
 
 
 async def test_bad_records_go_to_the_dead_letter_topic_and_good_ones_are_stored(

@@ -1,0 +1,88 @@
+"""Measure one worker's ingest rate: ``python -m ingest.bench [--points N]``.
+
+Pre-produces float batches (like the SDK's) to a fresh topic of its own, then
+starts an in-process worker and times until PostgreSQL holds every record
+(consumer_offsets says so). Prints points per second. Uses the settings from
+``RUNSTREAM_*`` for Kafka and PostgreSQL; the topic and group are ``bench-*``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import time
+import uuid
+
+import asyncpg
+from aiokafka import AIOKafkaProducer
+
+from runstream.config import Settings
+from runstream.events import Batch, encode_batch, scalars_event
+
+from ._options import IngestOptions
+from ._worker import IngestWorker
+
+
+def _records(points: int, runs: int, metrics: int, per_event: int) -> list[tuple[bytes, bytes]]:
+    out = []
+    run_ids = [str(uuid.uuid4()) for _ in range(runs)]
+    sessions = [str(uuid.uuid4()) for _ in range(runs)]
+    per_batch = metrics * per_event
+    t0 = time.time()
+    for b in range(max(1, points // (per_batch * runs))):
+        for run, session in zip(run_ids, sessions, strict=True):
+            events = []
+            if b == 0:
+                events.append({"type": "run_started", "time": t0, "experiment": "bench", "display_name": None})
+            steps = list(range(b * per_event, (b + 1) * per_event))
+            times = [t0 + s * 0.001 for s in steps]
+            for m in range(metrics):
+                events.append(scalars_event(f"m{m}", "float", steps, times, steps, [s * 0.5 + m for s in steps]))
+            out.append((run.encode(), encode_batch(Batch(run, session, b + 1, events))))
+    return out
+
+
+async def _main(points: int, runs: int, metrics: int, per_event: int) -> None:
+    base = Settings.from_env()
+    tag = uuid.uuid4().hex[:8]
+    settings = dataclasses.replace(
+        base, topic=f"bench-{tag}.events", dlq_topic=f"bench-{tag}.dlq", group_id=f"bench-{tag}"
+    )
+    records = _records(points, runs, metrics, per_event)
+    total_points = len(records) * metrics * per_event
+    # Create the topics first (the worker would), so production lands on every partition.
+    from ._topics import ensure_topics
+
+    await ensure_topics(settings.kafka_bootstrap, {settings.topic: settings.topic_partitions})
+    started = time.perf_counter()
+    async with AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=20, max_request_size=16 << 20) as p:
+        futures = [await p.send(settings.topic, value=v, key=k) for k, v in records]
+        await asyncio.gather(*futures)
+    print(f"produced {len(records)} records, {total_points} points in {time.perf_counter() - started:.2f}s")
+    async with asyncpg.create_pool(settings.database_url, min_size=1, max_size=1) as pool:
+        started = time.perf_counter()
+        async with IngestWorker(settings, options=IngestOptions(), metrics_port=0):
+            while True:
+                done = await pool.fetchval(
+                    "SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets WHERE topic = $1", settings.topic
+                )
+                if done >= len(records):
+                    break
+                await asyncio.sleep(0.05)
+            elapsed = time.perf_counter() - started
+    print(f"ingested {total_points} points in {elapsed:.2f}s: {total_points / elapsed:,.0f} points/s (incl. start)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--points", type=int, default=2_000_000)
+    parser.add_argument("--runs", type=int, default=4)
+    parser.add_argument("--metrics", type=int, default=5)
+    parser.add_argument("--per-event", type=int, default=2000)
+    args = parser.parse_args()
+    asyncio.run(_main(args.points, args.runs, args.metrics, args.per_event))
+
+
+if __name__ == "__main__":
+    main()
