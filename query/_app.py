@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import AsyncIterator
 from typing import Final
@@ -10,14 +11,15 @@ from aiohttp import web
 
 from runstream.config import Settings
 
-from . import _openapi, _web_files, _web_metrics, _web_pages, _web_runs, _web_series
+from . import _openapi, _web_files, _web_metrics, _web_pages, _web_runs, _web_series, _web_stream
 from ._artifacts import ArtifactStore, LocalArtifactStore
 from ._auth import make_auth_middleware
 from ._db import Database, create_pool
 from ._errors import make_error_middleware
 from ._json import json_response
 from ._series import SeriesReader
-from ._state import ARTIFACTS, DATABASE, MAX_UPLOAD_BYTES, SERIES, SETTINGS
+from ._live import LiveHub
+from ._state import ARTIFACTS, DATABASE, LIVE, MAX_UPLOAD_BYTES, SERIES, SETTINGS
 
 __all__ = ["DEFAULT_MAX_UPLOAD_BYTES", "create_app", "serve"]
 
@@ -34,14 +36,18 @@ def create_app(
     *,
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     artifact_store: ArtifactStore | None = None,
+    live_interval_seconds: float = 0.5,
 ) -> web.Application:
     """Build the service; the database pool and artifact store open when the app starts.
 
     ``max_upload_bytes`` caps one uploaded file; ``artifact_store`` replaces the
-    local content-addressed directory under ``settings.artifacts_dir``.
+    local content-addressed directory under ``settings.artifacts_dir``;
+    ``live_interval_seconds`` is how often a watched run is checked for news.
     """
     if max_upload_bytes < 1:
         raise ValueError(f"max_upload_bytes must be at least 1, got {max_upload_bytes}")
+    if not live_interval_seconds > 0:
+        raise ValueError(f"live_interval_seconds must be positive, got {live_interval_seconds}")
     middlewares = [make_error_middleware(_web_pages.error_page)]
     if settings.token:
         middlewares.append(make_auth_middleware(settings.token))
@@ -49,14 +55,22 @@ def create_app(
     app[SETTINGS] = settings
     app[MAX_UPLOAD_BYTES] = max_upload_bytes
     app[ARTIFACTS] = artifact_store or LocalArtifactStore(settings.artifacts_dir)
-    app.cleanup_ctx.append(_resources)
+    app.cleanup_ctx.append(functools.partial(_resources, live_interval_seconds=live_interval_seconds))
+    app.on_shutdown.append(_end_streams)
     app.router.add_get("/health", _health)
-    for module in (_openapi, _web_runs, _web_metrics, _web_series, _web_files, _web_pages):
+    for module in (_openapi, _web_runs, _web_metrics, _web_series, _web_stream, _web_files, _web_pages):
         app.router.add_routes(module.routes)
     return app
 
 
-async def _resources(app: web.Application) -> AsyncIterator[None]:
+async def _end_streams(app: web.Application) -> None:
+    # Before the server waits for open connections: live streams end now
+    # instead of holding shutdown up until its timeout.
+    if LIVE in app:
+        await app[LIVE].stop()
+
+
+async def _resources(app: web.Application, *, live_interval_seconds: float) -> AsyncIterator[None]:
     store = app[ARTIFACTS]
     await store.start()
     try:
@@ -64,7 +78,11 @@ async def _resources(app: web.Application) -> AsyncIterator[None]:
         try:
             app[DATABASE] = Database(pool)
             app[SERIES] = SeriesReader(pool)
-            yield
+            app[LIVE] = LiveHub(pool, app[DATABASE], app[SERIES], interval_seconds=live_interval_seconds)
+            try:
+                yield
+            finally:
+                await app[LIVE].stop()
         finally:
             await pool.close()
     finally:

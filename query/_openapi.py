@@ -196,6 +196,16 @@ SPEC: Final[dict[str, Any]] = {
                 "responses": {**_ok({"type": "object"}), "400": _ERRORS["400"], "401": _ERRORS["401"]},
             }
         },
+        "/api/runs/{run_id}/stream": {
+            "get": {
+                "summary": "Server-Sent Events: 'run' (details, on connect and on change), 'points' (new scalar points)",
+                "parameters": [_RUN_ID],
+                "responses": {
+                    "200": {"description": "An event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                    **_ERRORS,
+                },
+            }
+        },
         "/api/runs/{run_id}/files": {
             "get": {
                 "summary": "The run's files",

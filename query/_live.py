@@ -1,0 +1,255 @@
+"""Live updates: one watcher per watched run, shared by every client streaming it.
+
+A :class:`RunWatcher` wakes every ``interval_seconds`` while at least one
+client is subscribed and asks PostgreSQL one cheap question: has the run's data
+version (see :mod:`._series`) or its status row changed? Only then does it read
+the new points, by index range after the last (time, ordinal) it sent for each
+series, and hand one batched event to every subscriber. So N browsers on a run
+cost one small query per interval, not N, and points are pushed at most
+``1 / interval_seconds`` times a second.
+
+A subscriber whose queue is full (a client that stopped reading) is dropped;
+its stream ends and an ``EventSource`` reconnects by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import math
+import uuid
+from dataclasses import dataclass, field
+from typing import Any, Final
+
+import asyncpg
+
+from runstream.events import encode_json_value
+
+from ._db import Database
+from ._series import SeriesReader
+
+__all__ = ["LiveEvent", "LiveHub", "Subscription"]
+
+_log = logging.getLogger("query.live")
+_QUEUE_EVENTS: Final = 64
+
+
+@dataclass(frozen=True, slots=True)
+class LiveEvent:
+    """``kind`` is ``run`` (details changed) or ``points`` (new points per metric); ``None`` ends a stream."""
+
+    kind: str
+    data: dict[str, Any]
+
+
+@dataclass(eq=False)
+class Subscription:
+    queue: asyncio.Queue[LiveEvent | None] = field(default_factory=lambda: asyncio.Queue(_QUEUE_EVENTS))
+
+    async def next(self) -> LiveEvent | None:
+        return await self.queue.get()
+
+
+class RunWatcher:
+    """Polls one run for changes while it has subscribers."""
+
+    def __init__(self, run_id: uuid.UUID, hub: LiveHub) -> None:
+        self.run_id = run_id
+        self._hub = hub
+        self.subscribers: set[Subscription] = set()
+        self._cursors: dict[int, tuple[float, int]] = {}
+        self._names: dict[int, tuple[str, str | None]] = {}
+        self._version: tuple[int, int] | None = None
+        self._run: dict[str, Any] | None = None
+        self._task: asyncio.Task[None] | None = None
+        #: Set once the starting point is read: later points are news to subscribers.
+        self.ready = asyncio.Event()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name=f"live-{self.run_id}")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        for sub in list(self.subscribers):
+            _offer(sub, None)
+
+    async def _loop(self) -> None:
+        primed = False
+        try:
+            while True:
+                try:
+                    if primed:
+                        await self._tick()
+                    else:
+                        await self._prime()
+                        primed = True
+                except (asyncpg.PostgresError, OSError) as exc:
+                    # A database hiccup: skip this round, the next one catches up.
+                    _log.warning("live update for run %s failed: %s", self.run_id, exc)
+                finally:
+                    self.ready.set()
+                await asyncio.sleep(self._hub.interval_seconds)
+        except Exception:
+            _log.exception("live updates for run %s stopped", self.run_id)
+            for sub in list(self.subscribers):
+                _offer(sub, None, force=True)
+
+    async def _prime(self) -> None:
+        """Start from what is stored now: clients load history through the series API."""
+        self._run = await self._hub.db.get_run(self.run_id)
+        self._version = await self._hub.series.data_version(self.run_id)
+        await self._refresh_series(start_at_end=True)
+
+    async def _refresh_series(self, *, start_at_end: bool) -> None:
+        records = await self._hub.pool.fetch(
+            """
+            SELECT s.id, s.name, s.value_type, last.time, last.ordinal
+            FROM series s
+            LEFT JOIN LATERAL (
+                SELECT p.time, p.ordinal FROM points p WHERE p.series_id = s.id
+                ORDER BY p.time DESC, p.ordinal DESC LIMIT 1
+            ) last ON $2
+            WHERE s.run_id = $1 AND s.kind = 'scalar'
+            """,
+            self.run_id,
+            start_at_end,
+        )
+        for r in records:
+            if r["id"] in self._names:
+                continue
+            self._names[r["id"]] = (r["name"], r["value_type"])
+            known_end = (r["time"], r["ordinal"]) if start_at_end and r["time"] is not None else None
+            self._cursors[r["id"]] = known_end or (-math.inf, -(2**63))
+
+    async def _tick(self) -> None:
+        run = await self._hub.db.get_run(self.run_id)
+        if run != self._run:
+            self._run = run
+            if run is not None:
+                self._publish(LiveEvent("run", run))
+        version = await self._hub.series.data_version(self.run_id)
+        if version == self._version:
+            return
+        self._version = version
+        await self._refresh_series(start_at_end=False)
+        points = await self._new_points()
+        if points:
+            self._publish(LiveEvent("points", {"run_id": str(self.run_id), "metrics": points}))
+
+    async def _new_points(self) -> dict[str, dict[str, list[Any]]]:
+        ids = list(self._cursors)
+        if not ids:
+            return {}
+        records = await self._hub.pool.fetch(
+            """
+            SELECT c.id, p.step, p.time, p.ordinal, p.value, p.text_value
+            FROM unnest($1::bigint[], $2::float8[], $3::bigint[]) AS c(id, t, o)
+            JOIN LATERAL (
+                SELECT * FROM points p WHERE p.series_id = c.id AND (p.time, p.ordinal) > (c.t, c.o)
+                ORDER BY p.time, p.ordinal LIMIT $4
+            ) p ON true
+            ORDER BY c.id, p.time, p.ordinal
+            """,
+            ids,
+            [self._cursors[i][0] for i in ids],
+            [self._cursors[i][1] for i in ids],
+            self._hub.max_points_per_event,
+        )
+        out: dict[str, dict[str, list[Any]]] = {}
+        for r in records:
+            name, value_type = self._names[r["id"]]
+            cols = out.setdefault(name, {"steps": [], "times": [], "values": []})
+            cols["steps"].append(r["step"])
+            cols["times"].append(r["time"])
+            cols["values"].append(_value(value_type, r["value"], r["text_value"]))
+            self._cursors[r["id"]] = (r["time"], r["ordinal"])
+        return out
+
+    def _publish(self, event: LiveEvent) -> None:
+        for sub in list(self.subscribers):
+            if not _offer(sub, event):
+                # Not reading: end its stream rather than buffer without bound.
+                self.subscribers.discard(sub)
+                _offer(sub, None, force=True)
+
+
+def _offer(sub: Subscription, event: LiveEvent | None, *, force: bool = False) -> bool:
+    if force:
+        while sub.queue.full():
+            sub.queue.get_nowait()
+    try:
+        sub.queue.put_nowait(event)
+        return True
+    except asyncio.QueueFull:
+        return False
+
+
+def _value(value_type: str | None, value: float | None, text: str | None) -> Any:
+    if value_type == "str":
+        return text
+    if value is None:
+        return None
+    if value_type == "int" and math.isfinite(value):
+        return int(value)
+    if value_type == "bool":
+        return bool(value)
+    return encode_json_value(value)
+
+
+class LiveHub:
+    """The watchers of one app; ``stop()`` ends every stream (at shutdown)."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        db: Database,
+        series: SeriesReader,
+        *,
+        interval_seconds: float = 0.5,
+        max_points_per_event: int = 10_000,
+    ) -> None:
+        self.pool = pool
+        self.db = db
+        self.series = series
+        self.interval_seconds = interval_seconds
+        self.max_points_per_event = max_points_per_event
+        self._watchers: dict[uuid.UUID, RunWatcher] = {}
+        self._stopped = False
+
+    async def subscribe(self, run_id: uuid.UUID) -> Subscription:
+        """A new subscription, returned once the run's watcher knows where "new" starts."""
+        if self._stopped:
+            raise RuntimeError("the live hub is stopped")
+        watcher = self._watchers.get(run_id)
+        if watcher is None:
+            watcher = self._watchers[run_id] = RunWatcher(run_id, self)
+        sub = Subscription()
+        watcher.subscribers.add(sub)
+        watcher.start()
+        await watcher.ready.wait()
+        return sub
+
+    async def unsubscribe(self, run_id: uuid.UUID, sub: Subscription) -> None:
+        watcher = self._watchers.get(run_id)
+        if watcher is None:
+            return
+        watcher.subscribers.discard(sub)
+        if not watcher.subscribers:
+            del self._watchers[run_id]
+            await watcher.stop()
+
+    @property
+    def watched_runs(self) -> int:
+        return len(self._watchers)
+
+    async def stop(self) -> None:
+        self._stopped = True
+        watchers, self._watchers = list(self._watchers.values()), {}
+        for watcher in watchers:
+            await watcher.stop()

@@ -1,0 +1,82 @@
+"""Live updates over Server-Sent Events: new points and status changes reach every subscriber."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import uuid
+from typing import Any
+
+import aiohttp
+import asyncpg
+import orjson
+
+from tests.test_query_seed import append_points, bump_session, get, seed_run, seed_scalars
+
+T0 = 1_700_000_000.0
+DEADLINE_SECONDS = 15.0
+
+
+class EventReader:
+    """Parses ``event:``/``data:`` frames off an open SSE response."""
+
+    def __init__(self, resp: aiohttp.ClientResponse) -> None:
+        self.resp = resp
+
+    async def next(self) -> tuple[str, Any]:
+        async def read() -> tuple[str, Any]:
+            kind, data = "message", b""
+            while True:
+                line = (await self.resp.content.readline()).rstrip(b"\n")
+                if not line:
+                    if data:
+                        return kind, orjson.loads(data)
+                    continue
+                if line.startswith(b"event: "):
+                    kind = line[7:].decode()
+                elif line.startswith(b"data: "):
+                    data += line[6:]
+
+        return await asyncio.wait_for(read(), DEADLINE_SECONDS)
+
+
+async def test_stream_pushes_points_and_status(query_service: str, db: asyncpg.Pool) -> None:
+    run_id = await seed_run(db, status="Running")
+    session = uuid.uuid4()
+    await seed_scalars(db, run_id, "loss", "float", [3.0, 2.0])
+    await bump_session(db, run_id, session, 1)
+    url = f"{query_service}/api/runs/{run_id}/stream"
+    async with aiohttp.ClientSession() as client:
+        async with client.get(url) as first, client.get(url) as second:
+            assert first.status == 200 and first.content_type == "text/event-stream"
+            readers = [EventReader(first), EventReader(second)]
+            for reader in readers:
+                kind, data = await reader.next()
+                assert kind == "run" and data["id"] == str(run_id) and data["status"] == "Running"
+
+            # Ingest stores a batch: two new points on the old series and a new series.
+            await append_points(db, run_id, "loss", [(2, T0 + 2, 2, 1.5), (3, T0 + 3, 3, math.nan)])
+            await seed_scalars(db, run_id, "epoch", "int", [1], times=[T0 + 3])
+            await bump_session(db, run_id, session, 2)
+            for reader in readers:
+                kind, data = await reader.next()
+                assert kind == "points"
+                assert data == {
+                    "run_id": str(run_id),
+                    "metrics": {
+                        "loss": {"steps": [2, 3], "times": [T0 + 2, T0 + 3], "values": [1.5, {"$float": "NaN"}]},
+                        "epoch": {"steps": [0], "times": [T0 + 3], "values": [1]},
+                    },
+                }
+
+            await db.execute("UPDATE runs SET status = 'Completed', ended_at = now() WHERE id = $1", run_id)
+            for reader in readers:
+                kind, data = await reader.next()
+                assert kind == "run" and data["status"] == "Completed" and data["ended_at"] is not None
+
+
+async def test_stream_errors(query_service: str) -> None:
+    status, body = await get(f"{query_service}/api/runs/{uuid.uuid4()}/stream")
+    assert status == 404 and body["error"]["code"] == "run_not_found"
+    status, body = await get(f"{query_service}/api/runs/nope/stream")
+    assert status == 400 and body["error"]["parameter"] == "run_id"
