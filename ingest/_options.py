@@ -38,6 +38,11 @@ class IngestOptions:
     # worker; 6 s is the broker's default minimum.
     session_timeout_seconds: float = 6.0
     metrics_host: str = "127.0.0.1"
+    # Liveness: a Running run silent this long turns NotResponding, one
+    # silent for failed_after_seconds turns Failed. Interval 0 disables.
+    not_responding_after_seconds: float = 60.0
+    failed_after_seconds: float = 300.0
+    liveness_interval_seconds: float = 5.0
 
     def __post_init__(self) -> None:
         for name in ("flush_max_points", "flush_max_records", "fetch_max_records"):
@@ -52,8 +57,13 @@ class IngestOptions:
             "stop_timeout_seconds",
             "revoke_timeout_seconds",
             "session_timeout_seconds",
+            "not_responding_after_seconds",
+            "failed_after_seconds",
+            "liveness_interval_seconds",
         ):
             if not getattr(self, name) >= 0:
                 raise IngestConfigError(f"{name}={getattr(self, name)} must be a non-negative number of seconds")
+        if self.failed_after_seconds < self.not_responding_after_seconds:
+            raise IngestConfigError("failed_after_seconds must not be below not_responding_after_seconds")
         if self.retry_max_seconds < self.retry_initial_seconds:
             raise IngestConfigError("retry_max_seconds must not be below retry_initial_seconds")

@@ -39,6 +39,7 @@ from runstream.config import Settings
 from ._decoder import DeadLetter, Decoded, Source, decode_record
 from ._dlq import DeadLetterProducer
 from ._errors import IngestStartError, IngestStateError
+from ._liveness import LivenessSweeper
 from ._metrics import IngestMetrics, MetricsServer
 from ._options import IngestOptions
 from ._topics import ensure_topics
@@ -100,6 +101,15 @@ class IngestWorker:
             "connect to PostgreSQL", o, lambda: asyncpg.create_pool(s.database_url, min_size=1, max_size=2)
         )
         self._stack.push_async_callback(pool.close)
+        if o.liveness_interval_seconds > 0:
+            sweeper = LivenessSweeper(
+                pool,
+                not_responding_after_seconds=o.not_responding_after_seconds,
+                failed_after_seconds=o.failed_after_seconds,
+                interval_seconds=o.liveness_interval_seconds,
+            )
+            sweeper.start()
+            self._stack.push_async_callback(sweeper.stop)
         dlq = DeadLetterProducer(bootstrap_servers=s.kafka_bootstrap, topic=s.dlq_topic)
         await _retrying("start the dead-letter producer", o, dlq.start)
         self._stack.push_async_callback(dlq.stop)

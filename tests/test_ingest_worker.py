@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import dataclasses
+import time
+import uuid
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
+import orjson
 import pytest
 
 import ingest
 from ingest import IngestConfigError, IngestOptions, IngestStateError, IngestWorker
+from ingest.schema import migrate
 from runstream.config import Settings
 from tests.support import eventually, free_port
 from tests.test_ingest_recovery import private
-from tests.test_ingest_support import Stream, TcpProxy, produce_all
+from tests.test_ingest_support import Stream, TcpProxy, new_id, produce_all, raw, started
 
 
 def test_public_names_are_pinned() -> None:
@@ -99,3 +103,57 @@ async def test_postgres_outage_retries_without_losing_or_duplicating(settings: S
         await eventually(lambda: stream.stored(db), lambda n: n >= stream.total, what="all points stored")
     await proxy.cut()
     await stream.check_exactly_once(db)
+
+
+async def test_silent_runs_turn_not_responding_then_failed(
+    settings: Settings, services: tuple[str, str]
+) -> None:
+    # A database of its own: the fast sweep here would touch every other test's runs.
+    name = f"ingest_live_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(services[1])
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    try:
+        await _check_liveness(settings, services[1].rsplit("/", 1)[0] + "/" + name)
+    finally:
+        admin = await asyncpg.connect(services[1])
+        try:
+            await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await admin.close()
+
+
+async def _check_liveness(settings: Settings, dsn: str) -> None:
+    await migrate(dsn)
+    mine = dataclasses.replace(private(settings, "live"), database_url=dsn)
+    options = IngestOptions(not_responding_after_seconds=0.5, failed_after_seconds=3.0, liveness_interval_seconds=0.05)
+    quiet, back, s1, s2 = new_id(), new_id(), new_id(), new_id()
+    async with asyncpg.create_pool(dsn, min_size=1, max_size=2) as db, IngestWorker(
+        mine, options=options, metrics_port=0
+    ):
+
+        async def statuses() -> dict[str, str]:
+            rows = await db.fetch("SELECT id, status FROM runs WHERE id = ANY($1::uuid[])", [quiet, back])
+            return {str(r["id"]): r["status"] for r in rows}
+
+        now = time.time()
+        await produce_all(mine, mine.topic, [(quiet, raw(quiet, s1, 1, started(time=now))),
+                                             (back, raw(back, s2, 1, started(time=now)))])
+        await eventually(statuses, lambda s: s == {quiet: "NotResponding", back: "NotResponding"})
+        await produce_all(mine, mine.topic, [(back, raw(back, s2, 2, {"type": "heartbeat", "time": time.time()}))])
+        await eventually(statuses, lambda s: s[back] == "Running" and s[quiet] == "NotResponding")
+        await eventually(statuses, lambda s: s[quiet] == "Failed", timeout_seconds=20)
+        await produce_all(mine, mine.topic, [(quiet, raw(quiet, s1, 2, {"type": "heartbeat", "time": time.time()}))])
+        await eventually(
+            lambda: db.fetchval("SELECT last_seq FROM producer_sessions WHERE session_id = $1", s1),
+            lambda seq: seq == 2,
+        )
+        row = await db.fetchrow("SELECT status, error, ended_at FROM runs WHERE id = $1", quiet)
+        assert row["status"] == "Failed" and orjson.loads(row["error"]) == {"reason": "no heartbeat"}
+        assert row["ended_at"] is not None
+        history = await db.fetch("SELECT status FROM status_history WHERE run_id = $1 ORDER BY time", quiet)
+        assert [h["status"] for h in history] == ["Running", "NotResponding", "Failed"]
+        history = await db.fetch("SELECT status FROM status_history WHERE run_id = $1 ORDER BY time", back)
+        assert [h["status"] for h in history][:3] == ["Running", "NotResponding", "Running"]

@@ -1,0 +1,97 @@
+"""The liveness sweep: silent runs turn NotResponding, then Failed.
+
+A run is *silent* when ingest has stored nothing for it (``runs.seen_at``,
+ingest's own clock, so producer clock skew does not matter) for a while. A
+silent ``Running`` run becomes ``NotResponding``; a ``NotResponding`` run
+silent for longer becomes ``Failed`` with the error ``{"reason": "no
+heartbeat"}``. A heartbeat that arrives in between brings the run back to
+``Running`` (the writer's status rules); nothing brings back a ``Failed`` run.
+
+Every worker sweeps; ``FOR UPDATE SKIP LOCKED`` and re-checking the status in
+the same statement make concurrent sweeps and flushes safe.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Final
+
+import asyncpg
+import orjson
+
+__all__ = ["LivenessSweeper"]
+
+log = logging.getLogger(__name__)
+
+NO_HEARTBEAT: Final = orjson.dumps({"reason": "no heartbeat"}).decode()
+
+_TO_NOT_RESPONDING: Final = """
+WITH stale AS (
+    SELECT id FROM runs
+    WHERE status = 'Running' AND coalesce(seen_at, created_at) < now() - make_interval(secs => $1)
+    FOR UPDATE SKIP LOCKED
+), changed AS (
+    UPDATE runs AS r SET status = 'NotResponding' FROM stale WHERE r.id = stale.id RETURNING r.id
+)
+INSERT INTO status_history (run_id, status, time) SELECT id, 'NotResponding', now() FROM changed
+"""
+
+_TO_FAILED: Final = """
+WITH stale AS (
+    SELECT id FROM runs
+    WHERE status = 'NotResponding' AND coalesce(seen_at, created_at) < now() - make_interval(secs => $1)
+    FOR UPDATE SKIP LOCKED
+), changed AS (
+    UPDATE runs AS r SET status = 'Failed', ended_at = now(), error = $2::jsonb
+    FROM stale WHERE r.id = stale.id RETURNING r.id
+)
+INSERT INTO status_history (run_id, status, time, error) SELECT id, 'Failed', now(), $2::jsonb FROM changed
+"""
+
+
+class LivenessSweeper:
+    """Sweeps every ``interval_seconds`` until stopped."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        not_responding_after_seconds: float,
+        failed_after_seconds: float,
+        interval_seconds: float,
+    ) -> None:
+        self._pool = pool
+        self._not_responding_after = not_responding_after_seconds
+        self._failed_after = failed_after_seconds
+        self._interval = interval_seconds
+        self._task: asyncio.Task[None] | None = None
+
+    async def sweep(self) -> tuple[int, int]:
+        """One pass; returns how many runs turned (NotResponding, Failed)."""
+        async with self._pool.acquire() as conn:
+            failed = await conn.execute(_TO_FAILED, self._failed_after, NO_HEARTBEAT)
+            silent = await conn.execute(_TO_NOT_RESPONDING, self._not_responding_after)
+        return int(silent.rsplit(" ", 1)[1]), int(failed.rsplit(" ", 1)[1])
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._loop(), name="ingest-liveness")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                silent, failed = await self.sweep()
+                if silent or failed:
+                    log.info("liveness: %d runs NotResponding, %d Failed (no heartbeat)", silent, failed)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                log.warning("liveness sweep failed (%r); next try in %.1fs", exc, self._interval)
+            await asyncio.sleep(self._interval)
