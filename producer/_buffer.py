@@ -39,18 +39,26 @@ def _new_values(kind: ScalarKind) -> Any:
 
 
 class Columns:
-    """Pending points of one metric name, all of one kind; ``count`` numbers the name's points."""
+    """Pending points of one metric name, all of one kind.
 
-    __slots__ = ("name", "kind", "values", "steps", "times", "ordinals", "count")
+    ``count`` numbers the name's points in this session (the ordinals). The
+    pending points are always consecutive ordinals, ``count - len(times)``
+    onwards, so ordinals are not stored; nor are steps while every pending
+    step is automatic (equal to the ordinal): ``steps`` stays None until an
+    explicit step arrives.
+    """
+
+    __slots__ = ("name", "kind", "values", "steps", "times", "count", "fast")
 
     def __init__(self, name: str, kind: ScalarKind) -> None:
         self.name = name
         self.kind: ScalarKind = kind
         self.values: Any = _new_values(kind)
-        self.steps = array("q")
+        self.steps: array[int] | None = None
         self.times = array("d")
-        self.ordinals = array("q")
         self.count = 0
+        #: kind float, automatic steps, buffer open: append_float may take the short cut.
+        self.fast = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,9 +68,9 @@ class Chunk:
     name: str
     kind: ScalarKind
     values: Any
-    steps: array[int]
+    steps: array[int] | range
     times: array[float]
-    ordinals: array[int]
+    ordinals: range
 
 
 Item = Chunk | Event
@@ -94,35 +102,48 @@ class Buffer:
     # --- the caller's side ------------------------------------------------
 
     def append_float(self, columns: Columns, value: float) -> None:
-        """The hot path: one float with an automatic step, for a name already of kind float."""
+        """The hot path: one float with an automatic step, for a name in :attr:`fast`."""
         t = _now()
         with self._lock:
-            if self._total >= self._limit:
-                self._make_room()
-            n = columns.count
-            columns.values.append(value)
-            columns.steps.append(n)
-            columns.times.append(t)
-            columns.ordinals.append(n)
-            columns.count = n + 1
-            self._total += 1
+            if columns.fast and self._total < self._limit:
+                columns.values.append(value)
+                columns.times.append(t)
+                columns.count += 1
+                self._total += 1
+                return
+            # Another thread changed the name's kind or steps, or a threshold is reached.
+            self._append_locked(columns.name, "float", value, None, t)
 
     def append(self, name: str, kind: ScalarKind, value: Any, step: int | None) -> None:
         """Any validated scalar; switches the name's pending kind when it changes."""
         t = _now()
         with self._lock:
-            if self._closed:
-                raise RunClosedError(f"metric {name!r}: the run is closed to new data")
-            if self._total >= self._limit:
-                self._make_room()
-            columns = self._columns_for(name, kind)
-            n = columns.count
-            columns.values.append(value)
+            self._append_locked(name, kind, value, step, t)
+
+    def _append_locked(self, name: str, kind: ScalarKind, value: Any, step: int | None, t: float) -> None:
+        if self._closed:
+            raise RunClosedError(f"metric {name!r}: the run is closed to new data")
+        if self._total >= self._limit:
+            self._make_room()
+        columns = self._columns_for(name, kind)
+        n = columns.count
+        if step is not None and step != n and columns.steps is None:
+            # First explicit step of this chunk: materialise the automatic ones.
+            columns.steps = array("q", range(n - len(columns.times), n))
+            self._set_fast(columns, False)
+        if columns.steps is not None:
             columns.steps.append(n if step is None else step)
-            columns.times.append(t)
-            columns.ordinals.append(n)
-            columns.count = n + 1
-            self._total += 1
+        columns.values.append(value)
+        columns.times.append(t)
+        columns.count = n + 1
+        self._total += 1
+
+    def _set_fast(self, columns: Columns, on: bool) -> None:
+        columns.fast = on
+        if on:
+            self.fast[columns.name] = columns
+        else:
+            self.fast.pop(columns.name, None)
 
     def add_event(self, event: Event, weight: int = 1, *, wait_for_room: bool = True) -> None:
         """A non-scalar event, after every point logged before it.
@@ -149,7 +170,8 @@ class Buffer:
                 self._sealed.append(final)
                 self._total += 1
             self._closed = True
-            self.fast.clear()
+            for columns in self._columns.values():
+                self._set_fast(columns, False)
 
     @property
     def closed(self) -> bool:
@@ -163,10 +185,7 @@ class Buffer:
             self._seal(columns)
             columns.kind = kind
             columns.values = _new_values(kind)
-        if kind == "float":
-            self.fast[name] = columns
-        else:
-            self.fast.pop(name, None)
+        self._set_fast(columns, kind == "float" and columns.steps is None)
         return columns
 
     def _make_room(self) -> None:
@@ -245,16 +264,17 @@ class Buffer:
 
     def _seal_all(self) -> None:
         for columns in self._columns.values():
-            if columns.steps:
+            if columns.times:
                 self._seal(columns)
 
     def _seal(self, columns: Columns) -> None:
-        if not columns.steps:
+        n = len(columns.times)
+        if not n:
             return
-        self._sealed.append(
-            Chunk(columns.name, columns.kind, columns.values, columns.steps, columns.times, columns.ordinals)
-        )
+        ordinals = range(columns.count - n, columns.count)
+        steps = ordinals if columns.steps is None else columns.steps
+        self._sealed.append(Chunk(columns.name, columns.kind, columns.values, steps, columns.times, ordinals))
         columns.values = _new_values(columns.kind)
-        columns.steps = array("q")
+        columns.steps = None
         columns.times = array("d")
-        columns.ordinals = array("q")
+        self._set_fast(columns, columns.kind == "float" and not self._closed)
