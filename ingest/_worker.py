@@ -26,9 +26,10 @@ import contextlib
 import logging
 import signal
 import time
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack
 from types import TracebackType
+from typing import TypeVar
 
 import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
@@ -48,6 +49,7 @@ from ._writer import FlushResult, Writer
 __all__ = ["IngestWorker", "run_worker"]
 
 log = logging.getLogger("ingest")
+T = TypeVar("T")
 
 
 class IngestWorker:
@@ -97,7 +99,7 @@ class IngestWorker:
         s, o = self.settings, self.options
         topics = {s.topic: s.topic_partitions, s.dlq_topic: s.topic_partitions}
         await _retrying("create topics", o, lambda: ensure_topics(s.kafka_bootstrap, topics))
-        pool = await _retrying(
+        pool: asyncpg.Pool = await _retrying(
             "connect to PostgreSQL", o, lambda: asyncpg.create_pool(s.database_url, min_size=1, max_size=2)
         )
         self._stack.push_async_callback(pool.close)
@@ -362,13 +364,13 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
         await self._worker._on_assigned(assigned)
 
 
-async def _retrying(what: str, options: IngestOptions, attempt: object) -> object:
+async def _retrying(what: str, options: IngestOptions, attempt: Callable[[], Awaitable[T]]) -> T:
     """Call ``attempt()`` until it succeeds or ``start_timeout_seconds`` pass."""
     deadline = time.monotonic() + options.start_timeout_seconds
     delay = options.retry_initial_seconds
     while True:
         try:
-            return await attempt()  # type: ignore[operator]
+            return await attempt()
         except (OSError, KafkaError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             if time.monotonic() + delay > deadline:
                 raise IngestStartError(f"could not {what}: {exc!r}") from exc

@@ -110,7 +110,9 @@ class Writer:
                     record.source.offset,
                     exc,
                 )
-                return await self._write_once([DeadLetter(record.source, "db_rejected", f"{type(exc).__name__}: {exc}")])
+                return await self._write_once(
+                    [DeadLetter(record.source, "db_rejected", f"{type(exc).__name__}: {exc}")]
+                )
             middle = len(records) // 2
             first = await self.write(records[:middle])
             return first.merge(await self.write(records[middle:]))
@@ -259,8 +261,9 @@ class Writer:
         if plan.run_updates:
             updates = list(plan.run_updates.items())
             await conn.execute(
-                "UPDATE runs AS r SET status = coalesce(u.status, r.status), ended_at = coalesce(u.ended_at, r.ended_at),"
-                " error = coalesce(u.error, r.error), heartbeat_at = greatest(r.heartbeat_at, u.heartbeat_at),"
+                "UPDATE runs AS r SET status = coalesce(u.status, r.status),"
+                " ended_at = coalesce(u.ended_at, r.ended_at), error = coalesce(u.error, r.error),"
+                " heartbeat_at = greatest(r.heartbeat_at, u.heartbeat_at),"
                 " tags = r.tags || u.tags, properties = u.properties || r.properties, seen_at = now()"
                 " FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::jsonb[], $5::timestamptz[],"
                 " $6::jsonb[], $7::jsonb[]) AS u(id, status, ended_at, error, heartbeat_at, tags, properties)"
@@ -280,7 +283,7 @@ class Writer:
             )
 
     async def _write_series(self, conn: asyncpg.Connection, plan: Plan) -> dict[SeriesKey, int]:
-        ids = {key: state.id for key, state in plan.series.items() if state.id is not None}
+        ids: dict[SeriesKey, int] = {key: state.id for key, state in plan.series.items() if state.id is not None}
         new = [(key, state) for key, state in plan.series.items() if state.id is None]
         if new:
             columns: list[list[Any]] = [[k[0] for k, _ in new], [k[1] for k, _ in new]]
@@ -303,11 +306,14 @@ class Writer:
             await conn.execute(
                 "UPDATE series SET value_type = 'float' WHERE id = ANY($1::bigint[]) AND value_type = 'int'", widened
             )
-        return ids  # type: ignore[return-value]
+        return ids
 
     @staticmethod
     async def _write_summaries(conn: asyncpg.Connection, plan: Plan, ids: dict[SeriesKey, int]) -> None:
-        rows = [(ids[key], *summarize(columns, plan.series[key].value_type == "str")) for key, columns in plan.scalars.items()]
+        rows = [
+            (ids[key], *summarize(columns, plan.series[key].value_type == "str"))
+            for key, columns in plan.scalars.items()
+        ]
         await conn.execute(
             "UPDATE series AS s SET point_count = s.point_count + u.n,"
             " min_value = least(s.min_value, u.min_value), max_value = greatest(s.max_value, u.max_value),"
@@ -317,10 +323,12 @@ class Writer:
             " last_ordinal = CASE WHEN u.newer THEN u.last_ordinal ELSE s.last_ordinal END,"
             " last_value = CASE WHEN u.newer THEN u.last_value ELSE s.last_value END,"
             " last_text = CASE WHEN u.newer THEN u.last_text ELSE s.last_text END"
-            " FROM (SELECT v.*, (t.last_time IS NULL OR (v.last_time, v.last_ordinal) >= (t.last_time, t.last_ordinal))"
-            "       AS newer FROM unnest($1::bigint[], $2::bigint[], $3::float8[], $4::float8[], $5::bigint[],"
+            " FROM (SELECT v.*,"
+            "       (t.last_time IS NULL OR (v.last_time, v.last_ordinal) >= (t.last_time, t.last_ordinal)) AS newer"
+            "       FROM unnest($1::bigint[], $2::bigint[], $3::float8[], $4::float8[], $5::bigint[],"
             "       $6::bigint[], $7::float8[], $8::bigint[], $9::float8[], $10::text[])"
-            "       AS v(id, n, min_value, max_value, max_step, last_step, last_time, last_ordinal, last_value, last_text)"
+            "       AS v(id, n, min_value, max_value, max_step,"
+            "            last_step, last_time, last_ordinal, last_value, last_text)"
             "       JOIN series t ON t.id = v.id) AS u"
             " WHERE s.id = u.id",
             *zip(*rows, strict=True),

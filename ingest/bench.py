@@ -56,7 +56,9 @@ async def _main(points: int, runs: int, metrics: int, per_event: int) -> None:
 
     await ensure_topics(settings.kafka_bootstrap, {settings.topic: settings.topic_partitions})
     started = time.perf_counter()
-    async with AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=20, max_request_size=16 << 20) as p:
+    async with AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, linger_ms=20, max_request_size=16 << 20
+    ) as p:
         futures = [await p.send(settings.topic, value=v, key=k) for k, v in records]
         await asyncio.gather(*futures)
     print(f"produced {len(records)} records, {total_points} points in {time.perf_counter() - started:.2f}s")

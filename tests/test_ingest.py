@@ -13,7 +13,19 @@ from aiokafka import AIOKafkaProducer
 
 from runstream.config import Settings
 from tests.support import eventually
-from tests.test_ingest_support import T0, dead_letters, new_id, points, raw, run_row, same_floats, scalars, send, started, status
+from tests.test_ingest_support import (
+    T0,
+    dead_letters,
+    new_id,
+    points,
+    raw,
+    run_row,
+    same_floats,
+    scalars,
+    send,
+    started,
+    status,
+)
 
 
 @pytest_asyncio.fixture(scope="session")
@@ -27,13 +39,24 @@ async def test_scalars_of_every_kind_round_trip(
 ) -> None:
     run, session = new_id(), new_id()
     floats = [0.5, math.nan, math.inf, -math.inf, -0.0, 1e-300, 5e300]
-    await send(producer, settings.topic, run, [
-        raw(run, session, 1, started("exp-kinds"), scalars("loss", "float", floats[:3])),
-        raw(run, session, 2, scalars("loss", "float", floats[3:], first_step=3, first_ordinal=3),
-            scalars("epoch", "int", [1, 2, -(2**62)]), scalars("ok", "bool", [True, False]),
-            scalars("phase", "str", ["warmup", "", "train ✓"])),
-        raw(run, session, 3, status("Completed", T0 + 100)),
-    ])
+    await send(
+        producer,
+        settings.topic,
+        run,
+        [
+            raw(run, session, 1, started("exp-kinds"), scalars("loss", "float", floats[:3])),
+            raw(
+                run,
+                session,
+                2,
+                scalars("loss", "float", floats[3:], first_step=3, first_ordinal=3),
+                scalars("epoch", "int", [1, 2, -(2**62)]),
+                scalars("ok", "bool", [True, False]),
+                scalars("phase", "str", ["warmup", "", "train ✓"]),
+            ),
+            raw(run, session, 3, status("Completed", T0 + 100)),
+        ],
+    )
 
     async def completed() -> str | None:
         row = await run_row(db, run)
@@ -55,7 +78,10 @@ async def test_scalars_of_every_kind_round_trip(
     assert row["display_name"] == "a run"
     assert row["started_at"].timestamp() == T0 and row["created_at"].timestamp() == T0
     assert row["ended_at"].timestamp() == T0 + 100
-    assert await db.fetchval("SELECT e.name FROM experiments e JOIN runs r ON r.experiment_id = e.id WHERE r.id = $1", run) == "exp-kinds"
+    assert (
+        await db.fetchval("SELECT e.name FROM experiments e JOIN runs r ON r.experiment_id = e.id WHERE r.id = $1", run)
+        == "exp-kinds"
+    )
     history = await db.fetch("SELECT status, time FROM status_history WHERE run_id = $1 ORDER BY time", run)
     assert [(h["status"], h["time"].timestamp()) for h in history] == [("Running", T0), ("Completed", T0 + 100)]
     assert await db.fetchval("SELECT last_seq FROM producer_sessions WHERE session_id = $1", session) == 3
@@ -64,7 +90,9 @@ async def test_scalars_of_every_kind_round_trip(
         r["name"]: tuple(r)[1:]
         for r in await db.fetch(
             "SELECT name, point_count, min_value, max_value, max_step, last_step, last_time, last_ordinal,"
-            " last_value, last_text FROM series WHERE run_id = $1", run)
+            " last_value, last_text FROM series WHERE run_id = $1",
+            run,
+        )
     }
     assert summary == {
         "loss": (7, -0.0, 5e300, 6, 6, T0 + 3, 6, 5e300, None),
@@ -91,20 +119,46 @@ async def test_lists_rows_tables_images_keep_order_and_non_finite_values(
 ) -> None:
     run, session = new_id(), new_id()
     nan = {"$float": "NaN"}
-    await send(producer, settings.topic, run, [
-        raw(run, session, 1, started(),
-            {"type": "list", "name": "alphas", "time": T0, "values": [0.1, 1, nan, "x", None]},
-            {"type": "row", "name": "fit", "time": T0 + 1, "columns": {"alpha": 0.1, "mse": {"$float": "Infinity"}}},
-            {"type": "row", "name": "fit", "time": T0 + 1, "columns": {"alpha": 1.0, "mse": 2.5}}),
-        raw(run, session, 2,
-            {"type": "table", "name": "confusion", "time": T0 + 2, "columns": {"a": [1, 2], "b": [3, {"$float": "-Infinity"}]}},
-            {"type": "image", "name": "sample", "time": T0 + 3, "file": "images/sample-0.png"},
-            {"type": "row", "name": "fit", "time": T0 + 4, "columns": {"alpha": 10.0, "mse": 3.5}}),
-    ])
+    await send(
+        producer,
+        settings.topic,
+        run,
+        [
+            raw(
+                run,
+                session,
+                1,
+                started(),
+                {"type": "list", "name": "alphas", "time": T0, "values": [0.1, 1, nan, "x", None]},
+                {
+                    "type": "row",
+                    "name": "fit",
+                    "time": T0 + 1,
+                    "columns": {"alpha": 0.1, "mse": {"$float": "Infinity"}},
+                },
+                {"type": "row", "name": "fit", "time": T0 + 1, "columns": {"alpha": 1.0, "mse": 2.5}},
+            ),
+            raw(
+                run,
+                session,
+                2,
+                {
+                    "type": "table",
+                    "name": "confusion",
+                    "time": T0 + 2,
+                    "columns": {"a": [1, 2], "b": [3, {"$float": "-Infinity"}]},
+                },
+                {"type": "image", "name": "sample", "time": T0 + 3, "file": "images/sample-0.png"},
+                {"type": "row", "name": "fit", "time": T0 + 4, "columns": {"alpha": 10.0, "mse": 3.5}},
+            ),
+        ],
+    )
     await _wait_session(db, session, 2)
     rows = await db.fetch(
         "SELECT s.name, s.kind, s.value_type, e.time, e.position, e.value FROM series_entries e"
-        " JOIN series s ON s.id = e.series_id WHERE s.run_id = $1 ORDER BY s.name, e.position", run)
+        " JOIN series s ON s.id = e.series_id WHERE s.run_id = $1 ORDER BY s.name, e.position",
+        run,
+    )
     got = [(r["name"], r["kind"], r["value_type"], r["time"], r["position"], orjson.loads(r["value"])) for r in rows]
     assert got == [
         ("alphas", "list", None, T0, 0, [0.1, 1, nan, "x", None]),
@@ -120,14 +174,28 @@ async def test_tags_merge_and_properties_are_add_only(
     settings: Settings, db: asyncpg.Pool, producer: AIOKafkaProducer, ingest_worker: Any
 ) -> None:
     run, session = new_id(), new_id()
-    await send(producer, settings.topic, run, [
-        raw(run, session, 1, started(),
-            {"type": "tags", "time": T0, "tags": {"team": "vision", "flag": None}},
-            {"type": "properties", "time": T0, "properties": {"lr": "0.1", "seed": "7"}}),
-        raw(run, session, 2,
-            {"type": "tags", "time": T0 + 1, "tags": {"team": "nlp", "new": "x"}},
-            {"type": "properties", "time": T0 + 1, "properties": {"lr": "0.5", "batch": "32"}}),
-    ])
+    await send(
+        producer,
+        settings.topic,
+        run,
+        [
+            raw(
+                run,
+                session,
+                1,
+                started(),
+                {"type": "tags", "time": T0, "tags": {"team": "vision", "flag": None}},
+                {"type": "properties", "time": T0, "properties": {"lr": "0.1", "seed": "7"}},
+            ),
+            raw(
+                run,
+                session,
+                2,
+                {"type": "tags", "time": T0 + 1, "tags": {"team": "nlp", "new": "x"}},
+                {"type": "properties", "time": T0 + 1, "properties": {"lr": "0.5", "batch": "32"}},
+            ),
+        ],
+    )
     await _wait_session(db, session, 2)
     row = await run_row(db, run)
     assert row is not None
@@ -140,18 +208,35 @@ async def test_status_never_moves_backwards(
 ) -> None:
     done, flaky, session1, session2 = new_id(), new_id(), new_id(), new_id()
     error = {"type": "RuntimeError", "message": "boom", "value": {"$float": "NaN"}}
-    await send(producer, settings.topic, done, [
-        raw(done, session1, 1, started()),
-        raw(done, session1, 2, status("Failed", T0 + 10, error)),
-        raw(done, session1, 3, status("Running", T0 + 5), status("Completed", T0 + 11),
-            {"type": "heartbeat", "time": T0 + 12}, scalars("late", "float", [1.0])),
-    ])
-    await send(producer, settings.topic, flaky, [
-        raw(flaky, session2, 1, started()),
-        raw(flaky, session2, 2, status("NotResponding", T0 + 60)),
-        raw(flaky, session2, 3, {"type": "heartbeat", "time": T0 + 70}),
-        raw(flaky, session2, 4, status("Starting", T0 + 71), status("Finalizing", T0 + 80)),
-    ])
+    await send(
+        producer,
+        settings.topic,
+        done,
+        [
+            raw(done, session1, 1, started()),
+            raw(done, session1, 2, status("Failed", T0 + 10, error)),
+            raw(
+                done,
+                session1,
+                3,
+                status("Running", T0 + 5),
+                status("Completed", T0 + 11),
+                {"type": "heartbeat", "time": T0 + 12},
+                scalars("late", "float", [1.0]),
+            ),
+        ],
+    )
+    await send(
+        producer,
+        settings.topic,
+        flaky,
+        [
+            raw(flaky, session2, 1, started()),
+            raw(flaky, session2, 2, status("NotResponding", T0 + 60)),
+            raw(flaky, session2, 3, {"type": "heartbeat", "time": T0 + 70}),
+            raw(flaky, session2, 4, status("Starting", T0 + 71), status("Finalizing", T0 + 80)),
+        ],
+    )
     await _wait_session(db, session1, 3)
     await _wait_session(db, session2, 4)
     row = await run_row(db, done)
@@ -169,7 +254,11 @@ async def test_status_never_moves_backwards(
     assert row["ended_at"] is None
     history = await db.fetch("SELECT status, time FROM status_history WHERE run_id = $1 ORDER BY time", flaky)
     assert [(h["status"], h["time"].timestamp()) for h in history] == [
-        ("Running", T0), ("NotResponding", T0 + 60), ("Running", T0 + 70), ("Finalizing", T0 + 80)]
+        ("Running", T0),
+        ("NotResponding", T0 + 60),
+        ("Running", T0 + 70),
+        ("Finalizing", T0 + 80),
+    ]
 
 
 async def test_a_resent_batch_is_stored_once(
@@ -190,16 +279,22 @@ async def test_int_series_widens_to_float(
     settings: Settings, db: asyncpg.Pool, producer: AIOKafkaProducer, ingest_worker: Any
 ) -> None:
     run, session = new_id(), new_id()
-    await send(producer, settings.topic, run, [
-        raw(run, session, 1, started(), scalars("n", "int", [1, 2])),
-        raw(run, session, 2, scalars("n", "float", [2.5], first_step=2, time=T0 + 2, first_ordinal=2)),
-        raw(run, session, 3, scalars("n", "int", [4], first_step=3, time=T0 + 3, first_ordinal=3)),
-    ])
+    await send(
+        producer,
+        settings.topic,
+        run,
+        [
+            raw(run, session, 1, started(), scalars("n", "int", [1, 2])),
+            raw(run, session, 2, scalars("n", "float", [2.5], first_step=2, time=T0 + 2, first_ordinal=2)),
+            raw(run, session, 3, scalars("n", "int", [4], first_step=3, time=T0 + 3, first_ordinal=3)),
+        ],
+    )
     await _wait_session(db, session, 3)
     assert await db.fetchval("SELECT value_type FROM series WHERE run_id = $1 AND name = 'n'", run) == "float"
     assert [(p[0], p[3]) for p in await points(db, run, "n")] == [(0, 1.0), (1, 2.0), (2, 2.5), (3, 4.0)]
     summary = await db.fetchrow(
-        "SELECT point_count, min_value, max_value, last_step, last_value FROM series WHERE run_id = $1", run)
+        "SELECT point_count, min_value, max_value, last_step, last_value FROM series WHERE run_id = $1", run
+    )
     assert tuple(summary) == (4, 1.0, 4.0, 3, 4.0)
 
 
@@ -228,8 +323,22 @@ async def test_bad_records_go_to_the_dead_letter_topic_and_good_ones_are_stored(
         (doc(session=17), "bad_session_id"),
         (doc(seq=0), "bad_shape"),
         (doc(events=[{"type": "telemetry", "time": T0}]), "bad_event_type"),
-        (doc(events=[{"type": "scalars", "name": "x", "kind": "int", "steps": [0], "times": [T0], "ordinals": [0],
-                      "values": ["one"]}]), "bad_value"),
+        (
+            doc(
+                events=[
+                    {
+                        "type": "scalars",
+                        "name": "x",
+                        "kind": "int",
+                        "steps": [0],
+                        "times": [T0],
+                        "ordinals": [0],
+                        "values": ["one"],
+                    }
+                ]
+            ),
+            "bad_value",
+        ),
         (doc(events=[{"type": "tags", "time": T0, "tags": ["a"]}]), "bad_shape"),
         (doc(events=[{"type": "heartbeat", "time": "noon"}]), "bad_shape"),
         (doc(events=[{"type": "status", "time": T0, "status": "Sleeping"}]), "bad_status"),

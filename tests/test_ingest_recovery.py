@@ -53,11 +53,10 @@ async def test_sigkill_mid_stream_then_restart_stores_every_point_once(
     for k in range(rounds):
         # Produce a slice, then kill the worker as soon as it has stored part of it.
         before = await stream.stored(db)
-        await produce_all(mine, mine.topic, records[k * size:(k + 1) * size])
+        await produce_all(mine, mine.topic, records[k * size : (k + 1) * size])
         if k == rounds - 1:
             break
-        await eventually(lambda: stream.stored(db), lambda n, b=before: n > b, interval_seconds=0.01,
-                         what="progress")
+        await eventually(lambda: stream.stored(db), lambda n, b=before: n > b, interval_seconds=0.01, what="progress")
         proc.kill()
         proc.wait()
         proc = await start_worker(spawn, mine)
@@ -67,9 +66,7 @@ async def test_sigkill_mid_stream_then_restart_stores_every_point_once(
     await stream.check_exactly_once(db)
 
 
-async def test_sigterm_finishes_the_batch_in_hand_and_exits_0(
-    settings: Settings, db: asyncpg.Pool, spawn: Any
-) -> None:
+async def test_sigterm_finishes_the_batch_in_hand_and_exits_0(settings: Settings, db: asyncpg.Pool, spawn: Any) -> None:
     mine = private(settings, "term")
     stream = Stream(runs=2, batches_per_run=50, points_per_batch=2000)
     proc = await start_worker(spawn, mine)
@@ -79,7 +76,8 @@ async def test_sigterm_finishes_the_batch_in_hand_and_exits_0(
     assert proc.wait(timeout=30) == 0
     # Whatever was stored was stored whole: the offsets match the data.
     stored_offsets = await db.fetchval(
-        "SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets WHERE topic = $1", mine.topic)
+        "SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets WHERE topic = $1", mine.topic
+    )
     assert await stream.stored(db) == stored_offsets * stream.points_per_batch
     proc = await start_worker(spawn, mine)
     await eventually(lambda: stream.stored(db), lambda n: n >= stream.total, what="all points stored")
@@ -88,9 +86,7 @@ async def test_sigterm_finishes_the_batch_in_hand_and_exits_0(
     await stream.check_exactly_once(db)
 
 
-async def test_two_workers_one_killed_the_other_takes_over(
-    settings: Settings, db: asyncpg.Pool, spawn: Any
-) -> None:
+async def test_two_workers_one_killed_the_other_takes_over(settings: Settings, db: asyncpg.Pool, spawn: Any) -> None:
     mine = private(settings, "pair")
     other = dataclasses.replace(mine, ingest_metrics_port=free_port())
     stream = Stream(runs=8, batches_per_run=50, points_per_batch=1000)
@@ -106,7 +102,7 @@ async def test_two_workers_one_killed_the_other_takes_over(
     await eventually(lambda: stream.stored(db), lambda n: n > 0, interval_seconds=0.01, what="progress")
     first.kill()
     first.wait()
-    await produce_all(mine, mine.topic, records[len(records) // 2:])
+    await produce_all(mine, mine.topic, records[len(records) // 2 :])
     await eventually(lambda: stream.stored(db), lambda n: n >= stream.total, what="all points stored")
     assert second.poll() is None
     assert await assigned_partitions(other) == 4

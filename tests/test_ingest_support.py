@@ -26,19 +26,31 @@ def raw(run: str, session: str, seq: int, *events: dict[str, Any]) -> bytes:
 
 
 def started(experiment: str = "exp", time: float = T0, display_name: str | None = "a run", parent: str | None = None):
-    return {"type": "run_started", "time": time, "experiment": experiment, "display_name": display_name,
-            "parent": parent}
+    return {
+        "type": "run_started",
+        "time": time,
+        "experiment": experiment,
+        "display_name": display_name,
+        "parent": parent,
+    }
 
 
 def status(name: str, time: float, error: Any = None) -> dict[str, Any]:
     return {"type": "status", "time": time, "status": name, "error": error}
 
 
-def scalars(name: str, kind: str, values: list[Any], *, first_step: int = 0, time: float = T0,
-            first_ordinal: int = 0) -> dict[str, Any]:
+def scalars(
+    name: str, kind: str, values: list[Any], *, first_step: int = 0, time: float = T0, first_ordinal: int = 0
+) -> dict[str, Any]:
     n = len(values)
-    return scalars_event(name, kind, [first_step + i for i in range(n)], [time + i for i in range(n)],  # type: ignore[arg-type]
-                         [first_ordinal + i for i in range(n)], values)
+    return scalars_event(
+        name,
+        kind,
+        [first_step + i for i in range(n)],
+        [time + i for i in range(n)],  # type: ignore[arg-type]
+        [first_ordinal + i for i in range(n)],
+        values,
+    )
 
 
 async def send(producer: AIOKafkaProducer, topic: str, run: str, values: list[bytes]) -> list[tuple[int, int]]:
@@ -53,7 +65,10 @@ async def send(producer: AIOKafkaProducer, topic: str, run: str, values: list[by
 async def points(db: asyncpg.Pool, run: str, name: str) -> list[tuple[int, float, int, Any, Any]]:
     rows = await db.fetch(
         "SELECT p.step, p.time, p.ordinal, p.value, p.text_value FROM points p JOIN series s ON s.id = p.series_id"
-        " WHERE s.run_id = $1 AND s.name = $2 ORDER BY p.step, p.ordinal", run, name)
+        " WHERE s.run_id = $1 AND s.name = $2 ORDER BY p.step, p.ordinal",
+        run,
+        name,
+    )
     return [tuple(r) for r in rows]
 
 
@@ -62,14 +77,19 @@ async def run_row(db: asyncpg.Pool, run: str) -> asyncpg.Record | None:
 
 
 def same_floats(a: list[float], b: list[float]) -> bool:
-    return len(a) == len(b) and all(
-        (math.isnan(x) and math.isnan(y)) or x == y for x, y in zip(a, b, strict=True))
+    return len(a) == len(b) and all((math.isnan(x) and math.isnan(y)) or x == y for x, y in zip(a, b, strict=True))
 
 
-async def dead_letters(settings: Settings, wanted: set[tuple[int, int]], timeout_ms: int = 30000) -> dict[tuple[int, int], dict[str, Any]]:
+async def dead_letters(
+    settings: Settings, wanted: set[tuple[int, int]], timeout_ms: int = 30000
+) -> dict[tuple[int, int], dict[str, Any]]:
     """Read the DLQ from the start until every (partition, offset) in ``wanted`` is found."""
-    consumer = AIOKafkaConsumer(settings.dlq_topic, bootstrap_servers=settings.kafka_bootstrap,
-                                auto_offset_reset="earliest", enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(
+        settings.dlq_topic,
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+    )
     await consumer.start()
     found: dict[tuple[int, int], dict[str, Any]] = {}
     try:
@@ -108,15 +128,21 @@ class Stream:
             for i, (run, session) in enumerate(zip(self.runs, self.sessions, strict=True)):
                 events: list[dict[str, Any]] = [started(f"stream-{i}")] if b == 0 else []
                 steps = range(b * n, (b + 1) * n)
-                events.append(scalars_event("loss", "float", list(steps), [T0 + s for s in steps], list(steps),
-                                            [s * 0.5 + i for s in steps]))
+                events.append(
+                    scalars_event(
+                        "loss", "float", list(steps), [T0 + s for s in steps], list(steps), [s * 0.5 + i for s in steps]
+                    )
+                )
                 out.append((run, raw(run, session, b + 1, *events)))
         return out
 
     async def stored(self, db: asyncpg.Pool) -> int:
-        return int(await db.fetchval(
-            "SELECT count(*) FROM points p JOIN series s ON s.id = p.series_id WHERE s.run_id = ANY($1::uuid[])",
-            self.runs))
+        return int(
+            await db.fetchval(
+                "SELECT count(*) FROM points p JOIN series s ON s.id = p.series_id WHERE s.run_id = ANY($1::uuid[])",
+                self.runs,
+            )
+        )
 
     async def check_exactly_once(self, db: asyncpg.Pool) -> None:
         n = self.batches_per_run * self.points_per_batch
@@ -124,16 +150,20 @@ class Stream:
             row = await db.fetchrow(
                 "SELECT count(*) AS n, count(DISTINCT p.step) AS steps, min(p.step) AS lo, max(p.step) AS hi,"
                 " sum(p.value - p.step * 0.5) AS offset_sum, count(DISTINCT s.id) AS series"
-                " FROM points p JOIN series s ON s.id = p.series_id WHERE s.run_id = $1", run)
+                " FROM points p JOIN series s ON s.id = p.series_id WHERE s.run_id = $1",
+                run,
+            )
             assert dict(row) == {"n": n, "steps": n, "lo": 0, "hi": n - 1, "offset_sum": float(i * n), "series": 1}
         assert await db.fetchval("SELECT count(*) FROM runs WHERE id = ANY($1::uuid[])", self.runs) == len(self.runs)
         assert await db.fetchval(
-            "SELECT count(*) FROM status_history WHERE run_id = ANY($1::uuid[])", self.runs) == len(self.runs)
+            "SELECT count(*) FROM status_history WHERE run_id = ANY($1::uuid[])", self.runs
+        ) == len(self.runs)
 
 
 async def produce_all(settings: Settings, topic: str, records: list[tuple[str, bytes]]) -> None:
-    async with AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5,
-                                max_request_size=16 * 1024 * 1024) as producer:
+    async with AIOKafkaProducer(
+        bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5, max_request_size=16 * 1024 * 1024
+    ) as producer:
         futures = [await producer.send(topic, value=value, key=key.encode()) for key, value in records]
         for future in futures:
             await future

@@ -35,7 +35,12 @@ def test_public_names_are_pinned() -> None:
 
 
 @pytest.mark.parametrize(
-    "bad", [{"flush_max_points": 0}, {"flush_interval_seconds": -1.0}, {"retry_initial_seconds": 2.0, "retry_max_seconds": 1.0}]
+    "bad",
+    [
+        {"flush_max_points": 0},
+        {"flush_interval_seconds": -1.0},
+        {"retry_initial_seconds": 2.0, "retry_max_seconds": 1.0},
+    ],
 )
 def test_options_are_validated(bad: dict[str, float]) -> None:
     with pytest.raises(IngestConfigError) as info:
@@ -105,9 +110,7 @@ async def test_postgres_outage_retries_without_losing_or_duplicating(settings: S
     await stream.check_exactly_once(db)
 
 
-async def test_silent_runs_turn_not_responding_then_failed(
-    settings: Settings, services: tuple[str, str]
-) -> None:
+async def test_silent_runs_turn_not_responding_then_failed(settings: Settings, services: tuple[str, str]) -> None:
     # A database of its own: the fast sweep here would touch every other test's runs.
     name = f"ingest_live_{uuid.uuid4().hex[:10]}"
     admin = await asyncpg.connect(services[1])
@@ -130,8 +133,9 @@ async def _check_liveness(settings: Settings, dsn: str) -> None:
     mine = dataclasses.replace(private(settings, "live"), database_url=dsn)
     options = IngestOptions(not_responding_after_seconds=0.5, failed_after_seconds=3.0, liveness_interval_seconds=0.05)
     quiet, back, s1, s2 = new_id(), new_id(), new_id(), new_id()
-    async with asyncpg.create_pool(dsn, min_size=1, max_size=2) as db, IngestWorker(
-        mine, options=options, metrics_port=0
+    async with (
+        asyncpg.create_pool(dsn, min_size=1, max_size=2) as db,
+        IngestWorker(mine, options=options, metrics_port=0),
     ):
 
         async def statuses() -> dict[str, str]:
@@ -139,8 +143,11 @@ async def _check_liveness(settings: Settings, dsn: str) -> None:
             return {str(r["id"]): r["status"] for r in rows}
 
         now = time.time()
-        await produce_all(mine, mine.topic, [(quiet, raw(quiet, s1, 1, started(time=now))),
-                                             (back, raw(back, s2, 1, started(time=now)))])
+        await produce_all(
+            mine,
+            mine.topic,
+            [(quiet, raw(quiet, s1, 1, started(time=now))), (back, raw(back, s2, 1, started(time=now)))],
+        )
         await eventually(statuses, lambda s: s == {quiet: "NotResponding", back: "NotResponding"})
         await produce_all(mine, mine.topic, [(back, raw(back, s2, 2, {"type": "heartbeat", "time": time.time()}))])
         await eventually(statuses, lambda s: s[back] == "Running" and s[quiet] == "NotResponding")
