@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Final
 
 from aiohttp import web
@@ -24,6 +25,7 @@ from ._state import ARTIFACTS, DATABASE, LIVE, MAX_UPLOAD_BYTES, SERIES, SETTING
 __all__ = ["DEFAULT_MAX_UPLOAD_BYTES", "create_app", "serve"]
 
 DEFAULT_MAX_UPLOAD_BYTES: Final = 1 << 30
+STATIC_DIR: Final = Path(__file__).parent / "static"
 _log = logging.getLogger("query")
 
 
@@ -58,6 +60,7 @@ def create_app(
     app.cleanup_ctx.append(functools.partial(_resources, live_interval_seconds=live_interval_seconds))
     app.on_shutdown.append(_end_streams)
     app.router.add_get("/health", _health)
+    app.router.add_static("/static/", STATIC_DIR, name="static")
     for module in (_openapi, _web_runs, _web_metrics, _web_series, _web_stream, _web_files, _web_pages):
         app.router.add_routes(module.routes)
     return app

@@ -30,7 +30,7 @@ vertical-align:top}th{background:#f3f4f8}nav{margin-bottom:1em;color:#667}a{colo
 .status{display:inline-block;padding:.1em .6em;border-radius:1em;background:#eef;font-weight:600}
 .Completed{background:#d8f3dc}.Failed{background:#fbd5d5}.Running{background:#d6e8fb}.Canceled{background:#eee}
 .NotResponding{background:#fde9c8}svg.chart{background:#fafbfd;border:1px solid #dde}
-.muted{color:#778}pre{background:#f6f7fa;padding:.5em;overflow:auto;max-height:20em}
+.muted{color:#778}.chart{min-height:40px;max-width:1000px}pre{background:#f6f7fa;padding:.5em;overflow:auto;max-height:20em}
 """
 
 
@@ -47,12 +47,16 @@ def json_text(value: Any) -> str:
     return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
 
 
-def page(title: str, body: str, *, refresh_seconds: int | None = None) -> str:
-    refresh = f'<meta http-equiv="refresh" content="{refresh_seconds}">' if refresh_seconds else ""
+def page(title: str, body: str, *, scripts: Sequence[str] = (), styles: Sequence[str] = (), live: bool = False) -> str:
+    """A whole document; ``live`` pages reload every few seconds where JavaScript is off."""
+    head = "".join(f'<link rel="stylesheet" href="{esc(href)}">' for href in styles)
+    if live:
+        head += '<noscript><meta http-equiv="refresh" content="10"></noscript>'
+    tail = "".join(f'<script src="{esc(src)}" defer></script>' for src in scripts)
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
         '<meta name="viewport" content="width=device-width,initial-scale=1">'
-        f"{refresh}<title>{esc(title)} · runstream</title><style>{_STYLE}</style></head>"
+        f"{head}<title>{esc(title)} · runstream</title><style>{_STYLE}</style>{tail}</head>"
         f'<body><nav><a href="/">runstream</a></nav>{body}</body></html>'
     )
 

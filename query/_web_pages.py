@@ -21,11 +21,22 @@ routes = web.RouteTableDef()
 
 _RUNS_PER_PAGE: Final = 100
 _TABLE_ROWS: Final = 200
-_REFRESH_SECONDS: Final = 10
+
+
+# Scripts only from this service, no inline script; inline styles are the page's own.
+_CSP: Final = (
+    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
+    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+)
+_RUN_SCRIPTS: Final = ("/static/vendor/uplot/uPlot.iife.min.js", "/static/run.js")
+_RUN_STYLES: Final = ("/static/vendor/uplot/uPlot.min.css",)
 
 
 def _html(text: str, status: int = 200) -> web.Response:
-    return web.Response(status=status, text=text, content_type="text/html", charset="utf-8")
+    response = web.Response(status=status, text=text, content_type="text/html", charset="utf-8")
+    response.headers["Content-Security-Policy"] = _CSP
+    response.headers["X-Content-Type-Options"] = "nosniff"
+    return response
 
 
 def error_page(status: int, title: str, message: str) -> web.Response:
@@ -88,9 +99,17 @@ async def run_page(request: web.Request) -> web.Response:
     files = await db.list_files(run_id)
     title = (run or {}).get("display_name") or str(run_id)
     body = f"<h1>Run {h.esc(title)}</h1>" + _details(run, str(run_id)) + _files(str(run_id), files)
-    body += "<h2>Metrics</h2>" + ("".join(_metric(s, str(run_id)) for s in series) or "<p>No metrics yet.</p>")
+    metrics = "".join(_metric(s, str(run_id)) for s in series) or '<p id="no-metrics">No metrics yet.</p>'
+    body += f'<h2>Metrics</h2><div id="metrics">{metrics}</div>'
     live = run is None or run["status"] not in TERMINAL_STATUSES
-    return _html(h.page(title, body, refresh_seconds=_REFRESH_SECONDS if live else None))
+    document = h.page(
+        title,
+        f'<div id="run" data-run-id="{h.esc(run_id)}">{body}</div>',
+        scripts=_RUN_SCRIPTS,
+        styles=_RUN_STYLES,
+        live=live,
+    )
+    return _html(document)
 
 
 def _details(run: dict[str, Any] | None, run_id: str) -> str:
@@ -101,11 +120,11 @@ def _details(run: dict[str, Any] | None, run_id: str) -> str:
     fields = [
         ("id", h.esc(run["id"])),
         ("experiment", experiment),
-        ("status", f'<span class="status {h.esc(run["status"])}">{h.esc(run["status"])}</span>'),
+        ("status", f'<span id="run-status" class="status {h.esc(run["status"])}">{h.esc(run["status"])}</span>'),
         ("parent", parent),
         ("created", h.esc(run["created_at"] or "")),
         ("started", h.esc(run["started_at"] or "")),
-        ("ended", h.esc(run["ended_at"] or "")),
+        ("ended", f'<span id="run-ended">{h.esc(run["ended_at"] or "")}</span>'),
         ("last heartbeat", h.esc(run["heartbeat_at"] or "")),
     ]
     out = "<h2>Details</h2>" + h.table(["field", "value"], fields, raw=True)
@@ -170,7 +189,9 @@ def _scalar(s: SeriesData, value: Any) -> str:
     if s.value_type == "str":
         recent = [(str(i), _show(v)) for i, v in enumerate(values)][-20:]
         return summary + h.table(["#", "value"], recent)
-    return summary + h.chart_svg(list(s.values), label=s.name)
+    # The SVG is the no-JavaScript view; run.js replaces it with a live chart.
+    return summary + f'<div class="chart" data-chart="{h.esc(s.name)}">{h.chart_svg(list(s.values), label=s.name)}</div>'
+
 
 
 def _columns(name: str, columns: dict[str, Any]) -> str:

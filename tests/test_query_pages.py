@@ -46,6 +46,7 @@ async def test_run_page_shows_everything(query_service: str, db: asyncpg.Pool) -
     assert "warmup" in text and "train" in text
     # A finished run's page does not refresh itself.
     assert 'http-equiv="refresh"' not in text
+    assert f'data-chart="mse"' in text and "/static/run.js" in text
 
     status, _, text = await get_text(f"{query_service}/experiments/{experiment}")
     assert status == 200 and f'href="/runs/{run_id}"' in text and "Completed" in text
@@ -56,7 +57,8 @@ async def test_run_page_shows_everything(query_service: str, db: asyncpg.Pool) -
 async def test_running_run_page_refreshes(query_service: str, db: asyncpg.Pool) -> None:
     run_id = await seed_run(db, status="Running")
     status, _, text = await get_text(f"{query_service}/runs/{run_id}")
-    assert status == 200 and 'http-equiv="refresh"' in text and "No metrics yet" in text
+    # Without JavaScript it reloads itself; with it, run.js streams updates instead.
+    assert status == 200 and '<noscript><meta http-equiv="refresh"' in text and "No metrics yet" in text
 
 
 async def test_page_errors(query_service: str) -> None:
@@ -72,3 +74,17 @@ async def test_page_errors(query_service: str) -> None:
     assert status == 404 and body["error"]["code"] == "experiment_not_found"
     status, ctype, text = await get_text(f"{query_service}/no/such/page", headers={"Accept": "text/html"})
     assert (status, ctype) == (404, "text/html")
+
+
+async def test_static_assets_are_served(query_service: str) -> None:
+    for path, ctype in (
+        ("/static/run.js", "javascript"),
+        ("/static/vendor/uplot/uPlot.iife.min.js", "javascript"),
+        ("/static/vendor/uplot/uPlot.min.css", "text/css"),
+        ("/static/vendor/uplot/LICENSE.txt", "text/plain"),
+    ):
+        status, got, text = await get_text(query_service + path)
+        assert status == 200 and got.endswith(ctype), (path, got)
+        assert text
+    status, _, _ = await get_text(query_service + "/static/../_app.py")
+    assert status in (403, 404)

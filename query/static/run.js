@@ -1,0 +1,123 @@
+// The run page's live charts: one uPlot chart per scalar metric, loaded
+// downsampled to the chart's pixel width, then extended from the run's
+// Server-Sent Events stream without reloading the page. Without JavaScript the
+// server-rendered SVG stays in place.
+(function () {
+  "use strict";
+  const root = document.getElementById("run");
+  if (!root || typeof uPlot === "undefined") return;
+  const runId = root.dataset.runId;
+  const charts = {};
+  // For tests and for the curious: the charts and how many updates arrived.
+  window.runstream = { charts: charts, updates: 0, ready: 0 };
+
+  // Non-finite floats arrive as {"$float": ...}; a chart shows them as gaps.
+  function num(v) {
+    if (v !== null && typeof v === "object") return null;
+    if (typeof v === "boolean") return v ? 1 : 0;
+    return typeof v === "number" ? v : null;
+  }
+
+  function monotonic(xs) {
+    for (let i = 1; i < xs.length; i++) if (xs[i] < xs[i - 1]) return false;
+    return true;
+  }
+
+  function draw(name, el, steps, times, values) {
+    // uPlot wants ascending x: steps when they are, else seconds into the run.
+    const byStep = monotonic(steps);
+    const t0 = times.length ? times[0] : 0;
+    const chart = {
+      byStep: byStep,
+      t0: t0,
+      xs: byStep ? steps.slice() : times.map((t) => t - t0),
+      ys: values.map(num),
+    };
+    el.textContent = "";
+    const width = Math.max(300, Math.min(el.clientWidth || 640, 1000));
+    chart.u = new uPlot(
+      {
+        width: width,
+        height: 200,
+        scales: { x: { time: false } },
+        axes: [{ label: byStep ? "step" : "seconds" }, {}],
+        series: [{ label: byStep ? "step" : "s" }, { label: name, stroke: "#2450b2", width: 1.5, spanGaps: false }],
+        legend: { live: true },
+      },
+      [chart.xs, chart.ys],
+      el,
+    );
+    charts[name] = chart;
+    return chart;
+  }
+
+  async function load(el) {
+    const name = el.dataset.chart;
+    const width = Math.max(2, Math.floor(el.clientWidth || 640));
+    const url = "/api/runs/" + runId + "/series?name=" + encodeURIComponent(name) + "&max_points=" + width * 2;
+    try {
+      const resp = await fetch(url, { credentials: "same-origin" });
+      if (!resp.ok) return;
+      const body = await resp.json();
+      draw(name, el, body.steps, body.times, body.values);
+    } finally {
+      window.runstream.ready += 1;
+    }
+  }
+
+  function section(name) {
+    const metrics = document.getElementById("metrics");
+    const sec = document.createElement("section");
+    sec.className = "metric";
+    sec.dataset.metric = name;
+    const title = document.createElement("h3");
+    title.textContent = name;
+    const el = document.createElement("div");
+    el.className = "chart";
+    el.dataset.chart = name;
+    sec.append(title, el);
+    metrics.append(sec);
+    const empty = document.getElementById("no-metrics");
+    if (empty) empty.remove();
+    return el;
+  }
+
+  function append(name, cols) {
+    let chart = charts[name];
+    if (!chart) {
+      const el = document.querySelector('[data-chart="' + CSS.escape(name) + '"]') || section(name);
+      if (el.dataset.loading) return; // its history is still loading and will include these points
+      chart = draw(name, el, cols.steps, cols.times, cols.values);
+      return;
+    }
+    const xs = chart.byStep ? cols.steps : cols.times.map((t) => t - chart.t0);
+    for (let i = 0; i < xs.length; i++) {
+      chart.xs.push(xs[i]);
+      chart.ys.push(num(cols.values[i]));
+    }
+    chart.u.setData([chart.xs, chart.ys]);
+  }
+
+  const els = Array.from(document.querySelectorAll("[data-chart]"));
+  els.forEach((el) => {
+    el.dataset.loading = "1";
+    load(el).finally(() => delete el.dataset.loading);
+  });
+
+  const stream = new EventSource("/api/runs/" + runId + "/stream");
+  stream.addEventListener("points", (ev) => {
+    const data = JSON.parse(ev.data);
+    for (const [name, cols] of Object.entries(data.metrics)) append(name, cols);
+    window.runstream.updates += 1;
+  });
+  stream.addEventListener("run", (ev) => {
+    const run = JSON.parse(ev.data);
+    const status = document.getElementById("run-status");
+    if (status) {
+      status.textContent = run.status;
+      status.className = "status " + run.status;
+    }
+    const ended = document.getElementById("run-ended");
+    if (ended && run.ended_at) ended.textContent = run.ended_at;
+  });
+})();
