@@ -15,7 +15,7 @@ from ._metrics import EMPTY, SeriesData, metric_value
 from ._state import DATABASE
 from ._validate import parse_run_id
 
-__all__ = ["error_page", "routes"]
+__all__ = ["error_page", "html_response", "routes"]
 
 routes = web.RouteTableDef()
 
@@ -32,7 +32,7 @@ _RUN_SCRIPTS: Final = ("/static/vendor/uplot/uPlot.iife.min.js", "/static/run.js
 _RUN_STYLES: Final = ("/static/vendor/uplot/uPlot.min.css",)
 
 
-def _html(text: str, status: int = 200) -> web.Response:
+def html_response(text: str, status: int = 200) -> web.Response:
     response = web.Response(status=status, text=text, content_type="text/html", charset="utf-8")
     response.headers["Content-Security-Policy"] = _CSP
     response.headers["X-Content-Type-Options"] = "nosniff"
@@ -40,7 +40,7 @@ def _html(text: str, status: int = 200) -> web.Response:
 
 
 def error_page(status: int, title: str, message: str) -> web.Response:
-    return _html(h.page(title, f"<h1>{h.esc(status)} {h.esc(title)}</h1><p>{h.esc(message)}</p>"), status)
+    return html_response(h.page(title, f"<h1>{h.esc(status)} {h.esc(title)}</h1><p>{h.esc(message)}</p>"), status)
 
 
 @routes.get("/")
@@ -57,7 +57,7 @@ async def experiments_page(request: web.Request) -> web.Response:
     body = "<h1>Experiments</h1>" + (
         h.table(["experiment", "runs", "last activity"], rows, raw=True) if rows else "<p>No experiments yet.</p>"
     )
-    return _html(h.page("Experiments", body))
+    return html_response(h.page("Experiments", body))
 
 
 @routes.get("/experiments/{name:.+}")
@@ -84,7 +84,7 @@ async def experiment_page(request: web.Request) -> web.Response:
         else ""
     )
     body = f"<h1>Experiment {h.esc(name)}</h1>" + h.table(["run", "status", "started", "ended", "tags"], rows, raw=True)
-    return _html(h.page(name, body + more))
+    return html_response(h.page(name, body + more))
 
 
 @routes.get("/runs/{run_id}")
@@ -109,7 +109,7 @@ async def run_page(request: web.Request) -> web.Response:
         styles=_RUN_STYLES,
         live=live,
     )
-    return _html(document)
+    return html_response(document)
 
 
 def _details(run: dict[str, Any] | None, run_id: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import urllib.parse
 import uuid
 from collections.abc import Callable
 from typing import Any
@@ -87,3 +88,51 @@ async def test_every_route_needs_the_token(secured: str, db: asyncpg.Pool) -> No
 async def test_open_service_needs_no_token(query_service: str) -> None:
     status, body, _ = await request("GET", f"{query_service}/api/runs/{uuid.uuid4()}")
     assert status == 404 and body["error"]["code"] == "run_not_found"
+
+
+async def test_browser_login_sets_a_session_cookie(secured: str, db: asyncpg.Pool) -> None:
+    run_id = await seed_run(db, experiment="auth")
+    page = f"/runs/{run_id}"
+    html = {"Accept": "text/html"}
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as browser:
+        async with browser.get(secured + page, headers=html, allow_redirects=False) as resp:
+            assert resp.status == 303
+            assert urllib.parse.unquote(resp.headers["Location"]) == f"/login?next=/runs/{run_id}"
+        async with browser.get(secured + resp.headers["Location"], headers=html) as resp:
+            assert resp.status == 200 and 'name="token"' in await resp.text()
+        async with browser.post(
+            f"{secured}/login", data={"token": "wrong", "next": page}, allow_redirects=False
+        ) as resp:
+            assert resp.status == 401 and "not valid" in await resp.text()
+        assert len(browser.cookie_jar) == 0
+        async with browser.post(f"{secured}/login", data={"token": TOKEN, "next": page}, allow_redirects=False) as resp:
+            assert resp.status == 303 and resp.headers["Location"] == page
+            cookie = resp.headers["Set-Cookie"]
+            assert "HttpOnly" in cookie and "SameSite=Strict" in cookie and TOKEN not in cookie
+        # The cookie opens the pages, the API and the event stream (which cannot send headers).
+        async with browser.get(secured + page, headers=html) as resp:
+            assert resp.status == 200 and str(run_id) in await resp.text()
+        async with browser.get(f"{secured}/api/runs/{run_id}") as resp:
+            assert resp.status == 200
+        async with browser.get(f"{secured}/api/runs/{run_id}/stream") as resp:
+            assert resp.status == 200 and resp.content_type == "text/event-stream"
+        async with browser.post(f"{secured}/logout", allow_redirects=False) as resp:
+            assert resp.status == 303
+        async with browser.get(f"{secured}/api/runs/{run_id}") as resp:
+            assert resp.status == 401
+
+    async with aiohttp.ClientSession() as client:
+        # No open redirect, whatever "next" says.
+        for evil in ("//evil.example/x", "https://evil.example/", "/\\evil.example"):
+            async with client.post(
+                f"{secured}/login", data={"token": TOKEN, "next": evil}, allow_redirects=False
+            ) as resp:
+                assert resp.status == 303 and resp.headers["Location"] == "/", evil
+        # A forged cookie is worth nothing.
+        async with client.get(
+            f"{secured}/api/runs/{run_id}", headers={"Cookie": "runstream_session=" + "0" * 64}
+        ) as resp:
+            assert resp.status == 401
+        # Static assets (the chart library, the page script) need no token.
+        async with client.get(f"{secured}/static/run.js") as resp:
+            assert resp.status == 200
