@@ -1,0 +1,193 @@
+"""Bad input: every error names the metric and the problem, and nothing is buffered.
+
+Also the workspace's configuration: config file, environment, token.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from producer import (
+    MAX_NAME_CHARS,
+    MAX_STRING_CHARS,
+    Experiment,
+    LoggingOptions,
+    MetricTypeError,
+    MetricValueError,
+    Run,
+    Workspace,
+    WorkspaceConfigError,
+)
+from runstream.config import Settings
+from tests.test_producer import consume_run, events_of, points, topic, workspace  # noqa: F401 - fixtures
+
+Call = Callable[[Run], Any]
+
+TYPE_ERRORS: list[tuple[str, Call, str]] = [
+    ("list", lambda r: r.log("m", [1.0, 2.0]), "use log_list"),
+    ("tuple", lambda r: r.log("m", (1.0,)), "use log_list"),
+    ("generator", lambda r: r.log("m", (x for x in range(3))), "use log_list"),
+    ("ndarray", lambda r: r.log("m", np.arange(3.0)), "use log_list"),
+    ("dict", lambda r: r.log("m", {"a": 1}), "log_row"),
+    ("None", lambda r: r.log("m", None), "got NoneType"),
+    ("bytes", lambda r: r.log("m", b"x"), "got bytes"),
+    ("object", lambda r: r.log("m", object()), "got object"),
+    ("name type", lambda r: r.log(3, 1.0), "must be a str"),
+    ("float step", lambda r: r.log("m", 1.0, step=1.5), "step must be an int"),
+    ("bool step", lambda r: r.log("m", 1.0, step=True), "step must be an int"),
+    ("list of str", lambda r: r.log_list("m", "abc"), "takes a list"),
+    ("list of dict", lambda r: r.log_list("m", [{"a": 1}]), "got a dict"),
+    ("row value", lambda r: r.log_row("m", x=[1, 2]), "use log_list"),
+    ("table not dict", lambda r: r.log_table("m", [1, 2]), "dict of columns"),
+    ("table column", lambda r: r.log_table("m", {"a": 5}), "takes a list"),
+    ("plot", lambda r: r.log_image("m", plot=object()), "matplotlib"),
+    ("tag value", lambda r: r.tag("m", 3), "tag value must be a str"),
+    ("property value", lambda r: r.add_properties({"m": 1}), "property value must be a str"),
+    ("fail details", lambda r: r.fail(3.5), "fail() takes"),
+]
+
+VALUE_ERRORS: list[tuple[str, Call, str]] = [
+    ("empty name", lambda r: r.log("", 1.0), "name is empty"),
+    ("long name", lambda r: r.log("m" * (MAX_NAME_CHARS + 1), 1.0), f"more than {MAX_NAME_CHARS}"),
+    ("newline", lambda r: r.log("m\nx", 1.0), "control character '\\n'"),
+    ("nul", lambda r: r.log("m\x00", 1.0), "control character"),
+    ("long string", lambda r: r.log("m", "x" * (MAX_STRING_CHARS + 1)), f"more than {MAX_STRING_CHARS}"),
+    ("huge int", lambda r: r.log("m", 2**63), "does not fit in 64 bits"),
+    ("huge step", lambda r: r.log("m", 1.0, step=2**64), "does not fit in 64 bits"),
+    ("unequal table", lambda r: r.log_table("m", {"a": [1, 2], "b": [1]}), "differ in length (a=2, b=1)"),
+    ("empty table", lambda r: r.log_table("m", {}), "at least one column"),
+    ("empty row", lambda r: r.log_row("m"), "at least one column"),
+    ("image both", lambda r: r.log_image("m", path="x.png", plot=object()), "exactly one of path or plot"),
+    ("image neither", lambda r: r.log_image("m"), "exactly one of path or plot"),
+    ("image missing", lambda r: r.log_image("m", path="/nonexistent/x.png"), "is not a file"),
+    ("column name", lambda r: r.log_row("m", **{"": 1}), "column name is empty"),
+    ("tag name", lambda r: r.tag("", "v"), "tag name is empty"),
+    ("file name", lambda r: r.upload_file("../m", __file__), "relative path"),
+    ("absolute file", lambda r: r.upload_file("/m", __file__), "relative path"),
+    ("missing file", lambda r: r.upload_file("m", "/nonexistent"), "is not a file"),
+    ("huge list", lambda r: r.log_list("m", ["x" * 4000] * 3000), "exceeds the limit"),
+]
+
+
+@pytest.fixture
+def run(workspace: Workspace) -> Run:  # noqa: F811 - the imported fixture
+    return Experiment(workspace, "validation").start_logging(outputs=None)
+
+
+@pytest.mark.parametrize(("case", "call", "message"), TYPE_ERRORS, ids=[c[0] for c in TYPE_ERRORS])
+def test_type_errors_name_the_metric(run: Run, case: str, call: Call, message: str) -> None:
+    with pytest.raises(MetricTypeError) as info:
+        call(run)
+    assert isinstance(info.value, TypeError)
+    assert message in str(info.value)
+    if case not in ("name type", "fail details"):
+        assert info.value.metric == "m" and "'m'" in str(info.value)
+    run.complete()
+
+
+@pytest.mark.parametrize(("case", "call", "message"), VALUE_ERRORS, ids=[c[0] for c in VALUE_ERRORS])
+def test_value_errors_name_the_metric(run: Run, case: str, call: Call, message: str) -> None:
+    with pytest.raises(MetricValueError) as info:
+        call(run)
+    assert isinstance(info.value, ValueError)
+    assert message in str(info.value)
+    run.complete()
+
+
+async def test_rejected_values_are_not_buffered(settings: Settings, run: Run) -> None:
+    run.log("m", 1.0)
+    for _, call, _ in TYPE_ERRORS + VALUE_ERRORS:
+        with pytest.raises((TypeError, ValueError)):
+            call(run)
+    run.log("m", 2.0)
+    run.complete()
+    events = events_of(await consume_run(settings, run.id))
+    assert points(events, "m") == [(0, 0, 1.0), (1, 1, 2.0)]
+    kinds = [e["type"] for e in events]
+    assert kinds == ["run_started", "status", "scalars", "status"]
+
+
+def test_properties_are_add_only(run: Run) -> None:
+    run.add_properties({"owner": "me"})
+    with pytest.raises(MetricValueError, match="'owner': property is already 'me'"):
+        run.add_properties({"owner": "you", "other": "x"})
+    assert run._properties == {"owner": "me"}  # the bad call added nothing
+    run.complete()
+
+
+def test_non_finite_values_are_accepted(run: Run) -> None:
+    for value in (math.nan, math.inf, -math.inf, np.float32("nan")):
+        run.log("m", value)
+    run.log_list("l", [math.nan, math.inf])
+    run.log_row("r", a=-math.inf)
+    run.complete()
+
+
+# --- workspace -------------------------------------------------------------
+
+
+def test_from_config_reads_the_file_and_takes_the_token_from_env(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(
+        json.dumps({"kafka_bootstrap": "k:1", "query_url": "http://q:2/", "topic": "t", "token": "from-file"})
+    )
+    env = {"RUNSTREAM_HOME": str(tmp_path), "RUNSTREAM_TOKEN": "secret", "RUNSTREAM_KAFKA_BOOTSTRAP": "env:9"}
+    ws = Workspace.from_config(env=env)
+    assert (ws.kafka_bootstrap, ws.query_url, ws.topic, ws.token) == ("k:1", "http://q:2", "t", "secret")
+    assert "secret" not in repr(ws)
+    assert Workspace.from_config(tmp_path, env={}).token is None  # never from the file
+    assert Workspace.from_config(tmp_path / "config.json", env={}).kafka_bootstrap == "k:1"
+
+
+def test_from_config_without_a_file_uses_the_environment(tmp_path: Path) -> None:
+    env = {"RUNSTREAM_HOME": str(tmp_path), "RUNSTREAM_KAFKA_PORT": "1234", "RUNSTREAM_TOPIC": "x"}
+    ws = Workspace.from_config(env=env)
+    assert (ws.kafka_bootstrap, ws.query_url, ws.topic) == ("127.0.0.1:1234", "http://127.0.0.1:38080", "x")
+    assert Workspace.from_config(env=ws.as_env() | {"RUNSTREAM_HOME": str(tmp_path)}).kafka_bootstrap == "127.0.0.1:1234"
+
+
+def test_from_config_errors(tmp_path: Path) -> None:
+    with pytest.raises(WorkspaceConfigError, match="does not exist"):
+        Workspace.from_config(tmp_path / "nope.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(WorkspaceConfigError, match="cannot read"):
+        Workspace.from_config(bad)
+    bad.write_text(json.dumps({"topic": 3}))
+    with pytest.raises(WorkspaceConfigError, match="topic must be a non-empty string"):
+        Workspace.from_config(bad)
+    with pytest.raises(WorkspaceConfigError, match="query_url"):
+        Workspace(kafka_bootstrap="k:1", query_url="ftp://x")
+
+
+def test_from_settings(settings: Settings) -> None:
+    ws = Workspace.from_settings(settings)
+    assert (ws.kafka_bootstrap, ws.query_url, ws.topic) == (settings.kafka_bootstrap, settings.query_url, settings.topic)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"flush_points": 0}, "flush_points must be a positive int"),
+        ({"max_buffered_points": 10, "flush_points": 100}, "below flush_points"),
+        ({"flush_interval_seconds": 0}, "flush_interval_seconds must be a positive number"),
+        ({"heartbeat_interval_seconds": -1}, "heartbeat_interval_seconds"),
+        ({"compression": "brotli"}, "compression"),
+    ],
+)
+def test_logging_options_are_validated(overrides: dict[str, Any], message: str) -> None:
+    with pytest.raises(WorkspaceConfigError, match=message):
+        LoggingOptions(**overrides)
+
+
+def test_experiment_name_is_validated(workspace: Workspace) -> None:  # noqa: F811
+    with pytest.raises(MetricValueError, match="experiment name is empty"):
+        Experiment(workspace, "")
+    with pytest.raises(TypeError):
+        Experiment("not a workspace", "x")  # type: ignore[arg-type]
