@@ -55,7 +55,7 @@ def page(title: str, body: str, *, scripts: Sequence[str] = (), styles: Sequence
     tail = "".join(f'<script src="{esc(src)}" defer></script>' for src in scripts)
     return (
         "<!doctype html><html lang=en><head><meta charset=utf-8>"
-        '<meta name="viewport" content="width=device-width,initial-scale=1">'
+        '<meta name="viewport" content="width=device-width,initial-scale=1"><link rel="icon" href="data:,">'
         f"{head}<title>{esc(title)} · runstream</title><style>{_STYLE}</style>{tail}</head>"
         f'<body><nav><a href="/">runstream</a></nav>{body}</body></html>'
     )

@@ -1,0 +1,76 @@
+"""The run page in a real browser (Debian's Chromium driven by Playwright): charts, live updates, no JS errors."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest_asyncio
+from playwright.async_api import Browser, async_playwright
+
+from tests.test_query_seed import append_points, bump_session, seed_entries, seed_run, seed_scalars
+
+ROOT = Path(__file__).resolve().parent.parent
+SCREENSHOTS = ROOT / "test-results"
+CHROMIUM = "/usr/bin/chromium"
+T0 = 1_700_000_000.0
+WAIT_MS = 15_000
+
+
+@pytest_asyncio.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+async def test_run_page_charts_update_live(query_service: str, db: asyncpg.Pool, browser: Browser) -> None:
+    run_id = await seed_run(db, status="Running", display_name="browser run", tags={"lr": "0.1"})
+    session = uuid.uuid4()
+    await seed_scalars(db, run_id, "loss", "float", [1 / (i + 1) for i in range(50)])
+    await seed_scalars(db, run_id, "accuracy", "float", [i / 100 for i in range(30)])
+    await seed_entries(db, run_id, "alphas", "list", [[0.1, 0.2]])
+    await bump_session(db, run_id, session, 1)
+
+    page = await browser.new_page(viewport={"width": 1200, "height": 1400})
+    errors: list[Any] = []
+    page.on("pageerror", lambda exc: errors.append(exc))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    await page.goto(f"{query_service}/runs/{run_id}")
+    await page.wait_for_function("() => window.runstream && window.runstream.ready === 2", timeout=WAIT_MS)
+
+    # One uPlot chart per scalar metric, each with its x series and one line.
+    assert await page.locator(".chart .uplot").count() == 2
+    shape = await page.evaluate(
+        "() => Object.fromEntries(Object.entries(window.runstream.charts)"
+        ".map(([k, c]) => [k, [c.u.series.length, c.xs.length]]))"
+    )
+    assert shape == {"loss": [2, 50], "accuracy": [2, 30]}
+
+    # New points and a new metric arrive while the page is open: the charts change without a reload.
+    await page.evaluate("() => { window.__marker = 'same page'; }")
+    await append_points(db, run_id, "loss", [(50 + i, T0 + 50 + i, 50 + i, 0.01) for i in range(5)])
+    await seed_scalars(db, run_id, "lr", "float", [0.1, 0.05], times=[T0 + 60, T0 + 61])
+    await bump_session(db, run_id, session, 2)
+    await page.wait_for_function(
+        "() => window.runstream.charts.loss && window.runstream.charts.loss.xs.length === 55"
+        " && window.runstream.charts.lr && window.runstream.charts.lr.xs.length === 2",
+        timeout=WAIT_MS,
+    )
+    assert await page.locator(".chart .uplot").count() == 3
+    await db.execute("UPDATE runs SET status = 'Completed', ended_at = now() WHERE id = $1", run_id)
+    await page.wait_for_function(
+        "() => document.getElementById('run-status').textContent === 'Completed'", timeout=WAIT_MS
+    )
+    assert await page.evaluate("() => window.__marker") == "same page"
+
+    SCREENSHOTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(SCREENSHOTS / "run-page.png"), full_page=True)
+    assert errors == []
+    await page.close()
