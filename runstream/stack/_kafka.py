@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import logging
 import os
 import shutil
 import subprocess
@@ -148,6 +149,16 @@ class KafkaBroker:
         """Return once a client can create a topic and produce to it."""
         deadline = time.monotonic() + timeout_seconds
         bootstrap = self.settings.kafka_bootstrap
+        # Refused connections are expected while the broker boots; say nothing of them.
+        client_log = logging.getLogger("aiokafka")
+        level = client_log.level
+        client_log.setLevel(logging.CRITICAL)
+        try:
+            await self._probe_until_ready(bootstrap, deadline, timeout_seconds)
+        finally:
+            client_log.setLevel(level)
+
+    async def _probe_until_ready(self, bootstrap: str, deadline: float, timeout_seconds: float) -> None:
         while True:
             if not _process.alive(_process.read_pid(self.pid_file)):
                 raise RuntimeError(f"Kafka exited during start; see {self.log_file}")

@@ -15,21 +15,25 @@ __all__ = ["alive", "read_pid", "spawn_detached", "stop_pid"]
 def spawn_detached(
     argv: Sequence[str], *, pid_file: Path, log_file: Path, env: Mapping[str, str], cwd: Path | None = None
 ) -> int:
-    """Start ``argv`` in its own session, output appended to ``log_file``; record its pid."""
+    """Start ``argv`` in its own session, output appended to ``log_file``; record its pid.
+
+    A shell starts it in the background and exits, so the service is not our
+    child: it outlives us, and no Popen object is left to reap it.
+    """
     log_file.parent.mkdir(parents=True, exist_ok=True)
     pid_file.parent.mkdir(parents=True, exist_ok=True)
-    with log_file.open("ab") as log:
-        proc = subprocess.Popen(
-            list(argv),
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            stdin=subprocess.DEVNULL,
-            env=dict(env),
-            cwd=cwd,
-            start_new_session=True,
-        )
-    pid_file.write_text(str(proc.pid))
-    return proc.pid
+    result = subprocess.run(
+        ["/bin/sh", "-c", '"$@" </dev/null >>"$RUNSTREAM_SERVICE_LOG" 2>&1 & echo $!', "sh", *argv],
+        env={**env, "RUNSTREAM_SERVICE_LOG": str(log_file)},
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=True,
+        start_new_session=True,
+    )
+    pid = int(result.stdout.strip())
+    pid_file.write_text(str(pid))
+    return pid
 
 
 def read_pid(pid_file: Path) -> int | None:
