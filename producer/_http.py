@@ -79,7 +79,10 @@ def _error_message(exc: urllib.error.HTTPError) -> str:
     except ValueError:
         return raw.decode("utf-8", "replace")[:500]
     if isinstance(doc, dict) and "error" in doc:
-        return str(doc["error"])
+        error = doc["error"]
+        if isinstance(error, dict) and "message" in error:
+            return f"{error.get('code', 'error')}: {error['message']}"
+        return str(error)
     return str(doc)[:500]
 
 

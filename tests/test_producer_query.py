@@ -1,0 +1,178 @@
+"""The SDK's read-back and file methods on the real stack: SDK -> Kafka -> ingest -> query -> SDK."""
+
+from __future__ import annotations
+
+import io
+import math
+import struct
+import urllib.request
+import zlib
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from producer import (
+    Experiment,
+    QueryServiceError,
+    Run,
+    RunFailedError,
+    RunNotFoundError,
+    Workspace,
+)
+from runstream.config import Settings
+from tests.support import free_port, wait_http_ok
+from tests.test_producer import topic, workspace  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.usefixtures("ingest_worker", "query_service")
+
+
+def _png(width: int = 2, height: int = 1) -> bytes:
+    """A valid tiny PNG, made without any imaging library."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    raw = b"".join(b"\x00" + b"\xff\x00\x00" * width for _ in range(height))
+    header = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b"")
+
+
+class Figure:
+    """Stands in for a matplotlib figure: the SDK only calls ``savefig(file, format="png")``."""
+
+    def __init__(self) -> None:
+        self.calls: list[str] = []
+
+    def savefig(self, out: io.BytesIO, format: str) -> None:  # noqa: A002 - matplotlib's name
+        self.calls.append(format)
+        out.write(_png(3, 3))
+
+
+def test_the_azure_workflow_reads_back_exactly(workspace: Workspace, tmp_path: Path, capsys: Any) -> None:  # noqa: F811
+    outputs = tmp_path / "outputs"
+    (outputs / "sub").mkdir(parents=True)
+    (outputs / "model.txt").write_bytes(b"weights")
+    (outputs / "sub" / "log.txt").write_bytes(b"line\n")
+    snapshot = tmp_path / "src"
+    snapshot.mkdir()
+    (snapshot / "train.py").write_text("print('hi')\n")
+    image = tmp_path / "roc.png"
+    image.write_bytes(_png())
+    figure = Figure()
+
+    run = Experiment(workspace, "azure-workflow").start_logging(
+        display_name="sweep", outputs=outputs, snapshot_directory=snapshot
+    )
+    run.log("alpha", 0.03)
+    for value in (1.0, math.nan, math.inf, -math.inf, 0.5):
+        run.log("mse", value)
+    run.log("epochs", 3)
+    run.log("name", "ridge")
+    run.log_list("fib", [0, 1, 1, 2, 3, 5])
+    run.log_row("curve", x=1, y=0.4)
+    run.log_row("curve", x=2, y=0.7, z=1.0)
+    run.log_table("sine", {"angle": [0.0, 1.0], "sin": [0.0, math.sin(1.0)]})
+    run.log_image("roc", path=image)
+    run.log_image("plot", plot=figure)
+    run.tag("selected", "yes")
+    run.set_tags({"flag": None})
+    run.add_properties({"owner": "ml"})
+    run.upload_file("extra/model.pkl", image)
+    run.upload_file("extra/stream.bin", io.BytesIO(b"\x00\x01binary"))
+    assert run.get_portal_url() == f"{workspace.query_url}/runs/{run.id}"
+    run.complete()
+
+    details = run.wait_for_completion(show_output=True, timeout_seconds=90, poll_interval_seconds=0.1)
+    assert details["status"] == "Completed"
+    printed = capsys.readouterr().out
+    assert run.id in printed and run.get_portal_url() in printed and "Status: Completed" in printed
+    assert run.get_status() == "Completed"
+    details = run.get_details()
+    assert details["id"] == run.id and details["experiment"] == "azure-workflow"
+    assert details["display_name"] == "sweep" and details["error"] is None
+    assert details["started_at"] and details["ended_at"]
+    assert details["producer"]["records_sent"] >= 1 and details["producer"]["pending"] == 0
+
+    metrics = run.get_metrics()
+    assert metrics["alpha"] == 0.03
+    mse = metrics["mse"]
+    assert mse[0] == 1.0 and math.isnan(mse[1]) and mse[2:] == [math.inf, -math.inf, 0.5]
+    assert metrics["epochs"] == 3
+    assert metrics["name"] == "ridge"
+    assert metrics["fib"] == [0, 1, 1, 2, 3, 5]
+    assert metrics["curve"] == {"x": [1, 2], "y": [0.4, 0.7], "z": [None, 1.0]}
+    assert metrics["sine"] == {"angle": [0.0, 1.0], "sin": [0.0, math.sin(1.0)]}
+    assert metrics["roc"] == "images/roc.png"
+    assert metrics["plot"] == "images/plot.png"
+    assert figure.calls == ["png"]
+    assert run.get_metrics("alpha") == {"alpha": 0.03}
+    assert run.get_metrics("nothing") == {}
+
+    assert run.get_tags() == {"selected": "yes", "flag": None}
+    assert run.get_properties() == {"owner": "ml"}
+    names = set(run.get_file_names())
+    assert names >= {
+        "outputs/model.txt",
+        "outputs/sub/log.txt",
+        "snapshot/train.py",
+        "images/roc.png",
+        "images/plot.png",
+        "extra/model.pkl",
+        "extra/stream.bin",
+    }
+    target = run.download_file("extra/stream.bin", tmp_path / "down" / "s.bin")
+    assert target.read_bytes() == b"\x00\x01binary"
+    into_dir = run.download_file("outputs/sub/log.txt", tmp_path)
+    assert into_dir == tmp_path / "log.txt" and into_dir.read_bytes() == b"line\n"
+    with urllib.request.urlopen(run.get_portal_url(), timeout=10) as page:  # noqa: S310 - the test's service
+        assert page.status == 200
+
+
+def test_a_failed_run_raises_on_wait(workspace: Workspace) -> None:  # noqa: F811
+    run = Experiment(workspace, "failing-wait").start_logging(outputs=None)
+    run.fail(ValueError("diverged"))
+    with pytest.raises(RunFailedError, match="diverged") as info:
+        run.wait_for_completion(timeout_seconds=90, poll_interval_seconds=0.1)
+    assert info.value.error["type"] == "ValueError"
+    details = run.wait_for_completion(raise_on_error=False, timeout_seconds=90)
+    assert details["status"] == "Failed" and details["error"]["message"] == "diverged"
+
+
+def test_unknown_runs_and_files(workspace: Workspace, tmp_path: Path) -> None:  # noqa: F811
+    ghost = Run(Experiment(workspace, "ghost"), "00000000-0000-4000-8000-000000000000")
+    with pytest.raises(RunNotFoundError) as info:
+        ghost.get_status()
+    assert info.value.status == 404 and "run_not_found" in str(info.value)
+    with pytest.raises(TimeoutError, match="still None"):
+        ghost.wait_for_completion(timeout_seconds=0.3, poll_interval_seconds=0.1)
+    assert ghost.get_tags() == {}  # not ingested: only what this process set (nothing)
+    with pytest.raises(RunNotFoundError, match="file_not_found"):
+        ghost.download_file("nope.txt", tmp_path / "x")
+    assert not (tmp_path / "x").exists() and not (tmp_path / "x.part").exists()
+
+
+def test_uploading_the_same_name_twice_is_refused(workspace: Workspace) -> None:  # noqa: F811
+    run = Experiment(workspace, "dupe").start_logging(outputs=None)
+    run.upload_file("a.txt", io.BytesIO(b"1"))
+    with pytest.raises(QueryServiceError) as info:
+        run.upload_file("a.txt", io.BytesIO(b"2"))
+    assert info.value.status == 409
+    run.complete()
+
+
+async def test_the_token_is_sent_as_a_bearer(settings: Settings, spawn: Any, tmp_path: Path) -> None:
+    secured = replace(settings, token="s3cret", query_port=free_port())
+    secured = replace(secured, query_url=f"http://127.0.0.1:{secured.query_port}")
+    proc = spawn("query", secured)
+    await wait_http_ok(f"{secured.query_url}/health", proc)
+    with_token = Workspace.from_settings(secured)
+    run = Experiment(with_token, "auth").start_logging(outputs=None)
+    run.upload_file("f.txt", io.BytesIO(b"ok"))
+    assert run.get_file_names() == ["f.txt"]
+    without = Run(Experiment(Workspace.from_settings(replace(secured, token=None)), "auth"), run.id)
+    with pytest.raises(QueryServiceError) as info:
+        without.get_file_names()
+    assert info.value.status == 401
+    run.complete()
