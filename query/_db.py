@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Final
@@ -18,7 +19,7 @@ import asyncpg
 import orjson
 
 from ._errors import BadRequest, Conflict
-from ._metrics import SeriesData
+from ._metrics import SeriesData, scalar_value
 
 __all__ = ["Database", "FileRecord", "RunPage", "create_pool", "iso"]
 
@@ -132,9 +133,20 @@ class Database:
         return known
 
     async def list_runs(
-        self, *, experiment: str | None, status: str | None, limit: int, cursor: str | None
+        self,
+        *,
+        experiment: str | None,
+        status: str | None,
+        limit: int,
+        cursor: str | None,
+        tags: Sequence[tuple[str, str | None]] = (),
+        parent_id: uuid.UUID | None = None,
+        include_metrics: bool = False,
     ) -> RunPage:
+        """Runs newest first, filtered; ``tags`` pairs match a value, ``(key, None)`` only the key's presence."""
         after = _decode_cursor(cursor) if cursor else (None, None)
+        with_values = {k: v for k, v in tags if v is not None}
+        present = [k for k, v in tags if v is None]
         records = await self._pool.fetch(
             f"""
             SELECT {_RUN_COLUMNS}, r.created_at AS sort_created FROM runs r
@@ -142,6 +154,8 @@ class Database:
             WHERE ($1::text IS NULL OR e.name = $1)
               AND ($2::text IS NULL OR r.status = $2)
               AND ($3::timestamptz IS NULL OR (r.created_at, r.id) < ($3::timestamptz, $4::uuid))
+              AND r.tags @> $6::jsonb AND r.tags ?& $7::text[]
+              AND ($8::uuid IS NULL OR r.parent_id = $8)
             ORDER BY r.created_at DESC, r.id DESC
             LIMIT $5
             """,
@@ -150,6 +164,9 @@ class Database:
             after[0],
             after[1],
             limit + 1,
+            with_values,
+            present,
+            parent_id,
         )
         more = len(records) > limit
         records = records[:limit]
@@ -158,8 +175,32 @@ class Database:
             run = _run_dict(record)
             del run["sort_created"]
             runs.append(run)
+        if include_metrics and runs:
+            latest = await self.latest_metrics([r["id"] for r in records])
+            for run in runs:
+                run["metrics"] = latest.get(run["id"], {})
         next_cursor = _encode_cursor(records[-1]["sort_created"], records[-1]["id"]) if more else None
         return RunPage(runs, next_cursor)
+
+    async def latest_metrics(self, run_ids: Sequence[uuid.UUID]) -> dict[str, dict[str, Any]]:
+        """``{run_id: {metric: last value}}`` for scalar metrics: one index probe per series."""
+        records = await self._pool.fetch(
+            """
+            SELECT s.run_id, s.name, s.value_type, last.value, last.text_value
+            FROM series s
+            JOIN LATERAL (
+                SELECT p.value, p.text_value FROM points p WHERE p.series_id = s.id
+                ORDER BY p.time DESC, p.ordinal DESC LIMIT 1
+            ) last ON true
+            WHERE s.run_id = ANY($1::uuid[]) AND s.kind = 'scalar'
+            ORDER BY s.run_id, s.name
+            """,
+            list(run_ids),
+        )
+        out: dict[str, dict[str, Any]] = {}
+        for r in records:
+            out.setdefault(str(r["run_id"]), {})[r["name"]] = scalar_value(r["value_type"], r["value"], r["text_value"])
+        return out
 
     async def list_experiments(self) -> list[dict[str, Any]]:
         records = await self._pool.fetch(

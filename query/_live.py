@@ -24,9 +24,8 @@ from typing import Any, Final
 
 import asyncpg
 
-from runstream.events import encode_json_value
-
 from ._db import Database
+from ._metrics import scalar_value
 from ._series import SeriesReader
 
 __all__ = ["LiveEvent", "LiveHub", "Subscription"]
@@ -167,7 +166,7 @@ class RunWatcher:
             cols = out.setdefault(name, {"steps": [], "times": [], "values": []})
             cols["steps"].append(r["step"])
             cols["times"].append(r["time"])
-            cols["values"].append(_value(value_type, r["value"], r["text_value"]))
+            cols["values"].append(scalar_value(value_type, r["value"], r["text_value"]))
             self._cursors[r["id"]] = (r["time"], r["ordinal"])
         return out
 
@@ -188,18 +187,6 @@ def _offer(sub: Subscription, event: LiveEvent | None, *, force: bool = False) -
         return True
     except asyncio.QueueFull:
         return False
-
-
-def _value(value_type: str | None, value: float | None, text: str | None) -> Any:
-    if value_type == "str":
-        return text
-    if value is None:
-        return None
-    if value_type == "int" and math.isfinite(value):
-        return int(value)
-    if value_type == "bool":
-        return bool(value)
-    return encode_json_value(value)
 
 
 class LiveHub:

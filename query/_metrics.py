@@ -34,7 +34,7 @@ from typing import Any
 
 from runstream.events import encode_json_value
 
-__all__ = ["EMPTY", "SeriesData", "metric_value", "metrics_dict"]
+__all__ = ["EMPTY", "SeriesData", "metric_value", "metrics_dict", "scalar_value"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,3 +140,14 @@ def _columns(entries: Sequence[Any], *, expand: bool) -> dict[str, Any]:
     if len(rows) == 1:
         return {c: rows[0].get(c) for c in order}
     return {c: [row.get(c) for row in rows] for c in order}
+
+
+def scalar_value(value_type: str | None, value: float | None, text: str | None) -> Any:
+    """One stored point as its JSON value."""
+    if value_type == "str":
+        return text
+    if value_type == "int":
+        return _int(value)
+    if value_type == "bool":
+        return bool(value) if value is not None and value == value else value
+    return _float(value)

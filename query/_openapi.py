@@ -139,6 +139,9 @@ SPEC: Final[dict[str, Any]] = {
                 "parameters": [
                     _param("experiment", "query", {"type": "string"}, "Only this experiment's runs"),
                     _param("status", "query", {"type": "string"}, "Only runs in this status"),
+                    _param("tag", "query", {"type": "string"}, "key:value (that value) or key (present); repeatable"),
+                    _param("parent", "query", {"type": "string", "format": "uuid"}, "Only children of this run"),
+                    _param("include", "query", {"type": "string", "enum": ["metrics"]}, "Add latest scalar values"),
                     _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}, "Page size"),
                     _param("cursor", "query", {"type": "string"}, "next_cursor of the previous page"),
                 ],

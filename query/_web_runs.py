@@ -33,15 +33,36 @@ async def get_run(request: web.Request) -> web.Response:
     return json_response(run)
 
 
+def _tags(request: web.Request) -> list[tuple[str, str | None]]:
+    """``tag=key:value`` matches a value, ``tag=key`` the key's presence; repeat to combine."""
+    out: list[tuple[str, str | None]] = []
+    for raw in request.query.getall("tag", []):
+        key, sep, value = raw.partition(":")
+        if not key:
+            raise BadRequest(f"tag {raw[:80]!r} has no key; use tag=key or tag=key:value", parameter="tag")
+        out.append((key, value if sep else None))
+    return out
+
+
 @routes.get("/api/runs")
 async def list_runs(request: web.Request) -> web.Response:
-    """Runs newest first; ``next_cursor`` (or null) fetches the following page."""
+    """Runs newest first; ``next_cursor`` (or null) fetches the following page.
+
+    ``include=metrics`` adds each run's latest value of every scalar metric.
+    """
     limit = parse_int(_single(request, "limit"), "limit", default=DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT)
+    parent = _single(request, "parent")
+    include = _single(request, "include")
+    if include not in (None, "metrics"):
+        raise BadRequest(f"include must be 'metrics', got {include[:40]!r}", parameter="include")
     page = await request.app[DATABASE].list_runs(
         experiment=_single(request, "experiment"),
         status=_single(request, "status"),
         limit=limit,
         cursor=_single(request, "cursor"),
+        tags=_tags(request),
+        parent_id=parse_run_id(parent, "parent") if parent is not None else None,
+        include_metrics=include == "metrics",
     )
     return json_response({"runs": page.runs, "next_cursor": page.next_cursor})
 

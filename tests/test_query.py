@@ -288,3 +288,36 @@ async def test_runs_listing_filters_and_bad_input(query_service: str, db: asyncp
         status, body = await get(f"{query_service}/api/runs?{query_string}")
         assert status == 400, query_string
         assert body["error"]["parameter"] == parameter
+
+
+async def test_runs_listing_tags_children_and_latest_metrics(query_service: str, db: asyncpg.Pool) -> None:
+    name = f"search-{uuid.uuid4().hex[:8]}"
+    start = datetime(2026, 6, 1, tzinfo=UTC)
+    parent = await seed_run(db, experiment=name, created_at=start, tags={"team": "vision", "sweep": None})
+    child_a = await seed_run(db, experiment=name, parent_id=parent, created_at=start + timedelta(seconds=1), tags={"team": "nlp"})
+    child_b = await seed_run(db, experiment=name, parent_id=parent, created_at=start + timedelta(seconds=2))
+    await seed_scalars(db, child_a, "loss", "float", [3.0, 2.0, math.inf], times=[1.0, 2.0, 3.0])
+    await seed_scalars(db, child_a, "epoch", "int", [1, 2], times=[1.0, 2.0])
+    await seed_scalars(db, child_a, "phase", "str", ["train", "eval"])
+    await seed_entries(db, child_a, "table", "table", [{"x": [1]}])
+
+    async def ids(query_string: str) -> list[str]:
+        status, body = await get(f"{query_service}/api/runs?experiment={name}&{query_string}")
+        assert status == 200, body
+        return [r["id"] for r in body["runs"]]
+
+    assert await ids("tag=team:vision") == [str(parent)]
+    assert await ids("tag=team") == [str(child_a), str(parent)]
+    assert await ids("tag=sweep") == [str(parent)]
+    assert await ids("tag=team:nlp&tag=team") == [str(child_a)]
+    assert await ids("tag=team:none") == []
+    assert await ids(f"parent={parent}") == [str(child_b), str(child_a)]
+    status, body = await get(f"{query_service}/api/runs?experiment={name}&include=metrics")
+    assert [r["metrics"] for r in body["runs"]] == [
+        {},
+        {"epoch": 2, "loss": {"$float": "Infinity"}, "phase": "eval"},
+        {},
+    ]
+    for query_string, parameter in (("tag=:x", "tag"), ("parent=nope", "parent"), ("include=everything", "include")):
+        status, body = await get(f"{query_service}/api/runs?{query_string}")
+        assert (status, body["error"]["parameter"]) == (400, parameter), query_string
