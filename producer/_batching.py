@@ -40,7 +40,9 @@ def split_chunk(chunk: Chunk, budget: int = _BUDGET) -> Iterator[Chunk]:
     half = len(chunk.steps) // 2
     for part in (slice(None, half), slice(half, None)):
         yield from split_chunk(
-            Chunk(chunk.name, chunk.kind, chunk.values[part], chunk.steps[part], chunk.times[part], chunk.ordinals[part]),
+            Chunk(
+                chunk.name, chunk.kind, chunk.values[part], chunk.steps[part], chunk.times[part], chunk.ordinals[part]
+            ),
             budget,
         )
 

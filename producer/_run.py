@@ -88,7 +88,9 @@ class Run:
         self._options = self._workspace.options
         self._outputs = None if outputs is None else Path(outputs)
         self._spool_dir = Path(spool_dir) if spool_dir is not None else Settings.from_env().home / "spool"
-        self._http = QueryClient(self._workspace.query_url, self._workspace.token, self._options.request_timeout_seconds)
+        self._http = QueryClient(
+            self._workspace.query_url, self._workspace.token, self._options.request_timeout_seconds
+        )
         self._status: str | None = None  # local view; None: attached, unknown until asked
         self._tags: dict[str, str | None] = {}
         self._properties: dict[str, str] = {}
@@ -186,7 +188,9 @@ class Run:
         weight = sum(len(v) for v in table.values())
         self._publish_sized(name, {"type": "table", "name": name, "time": time.time(), "columns": table}, weight)
 
-    def log_image(self, name: str, path: str | os.PathLike[str] | None = None, plot: Any = None, description: str = "") -> None:
+    def log_image(
+        self, name: str, path: str | os.PathLike[str] | None = None, plot: Any = None, description: str = ""
+    ) -> None:
         """Log an image from a file (``path``) or a matplotlib figure or pyplot (``plot``), exactly one.
 
         The image is uploaded as a file of the run, then an ``image`` event
@@ -233,7 +237,9 @@ class Run:
     def add_properties(self, properties: Mapping[str, str]) -> None:
         """Add immutable properties; changing an existing one raises ValueError."""
         if not isinstance(properties, Mapping):
-            raise MetricTypeError(repr(properties)[:40], f"add_properties() takes a dict, got {type(properties).__name__}")
+            raise MetricTypeError(
+                repr(properties)[:40], f"add_properties() takes a dict, got {type(properties).__name__}"
+            )
         checked = {_validate.name(k, "property"): _validate.property_value(k, v) for k, v in properties.items()}
         for key, value in checked.items():
             if key in self._properties and self._properties[key] != value:
@@ -274,7 +280,9 @@ class Run:
             with source.open("rb") as stream:
                 return self._http.put(self._file_path(name), stream, source.stat().st_size, "application/octet-stream")
         if not hasattr(path_or_stream, "read"):
-            raise MetricTypeError(name, f"upload_file() takes a path or a binary stream, got {type(path_or_stream).__name__}")
+            raise MetricTypeError(
+                name, f"upload_file() takes a path or a binary stream, got {type(path_or_stream).__name__}"
+            )
         data = path_or_stream.read()
         if isinstance(data, str):
             raise MetricTypeError(name, "upload_file() needs a binary stream, got a text stream")
@@ -540,7 +548,9 @@ def _context_from_env(env: Mapping[str, str]) -> Run:
 def _render_png(name: str, plot: Any) -> bytes:
     savefig = getattr(plot, "savefig", None)
     if savefig is None:
-        raise MetricTypeError(name, f"log_image() plot must be a matplotlib figure or pyplot, got {type(plot).__name__}")
+        raise MetricTypeError(
+            name, f"log_image() plot must be a matplotlib figure or pyplot, got {type(plot).__name__}"
+        )
     out = io.BytesIO()
     savefig(out, format="png")
     return out.getvalue()

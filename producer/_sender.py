@@ -56,7 +56,9 @@ class Sender:
         self._interval = flush_interval_seconds
         self._heartbeat = heartbeat_interval_seconds
         self._clock = clock
-        self.buffer = Buffer(flush_points=flush_points, max_points=max_points, wait_seconds=wait_seconds, wake=self.wake)
+        self.buffer = Buffer(
+            flush_points=flush_points, max_points=max_points, wait_seconds=wait_seconds, wake=self.wake
+        )
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None

@@ -12,8 +12,8 @@ import os
 from pathlib import Path
 from typing import Protocol
 
-from aiokafka import AIOKafkaProducer
-from aiokafka.errors import (
+from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
+from aiokafka.errors import (  # type: ignore[import-untyped]
     ClusterAuthorizationFailedError,
     InvalidTopicError,
     KafkaError,

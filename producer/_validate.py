@@ -18,7 +18,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any, Final
 
 from producer._errors import MetricTypeError, MetricValueError
-from runstream.events import ScalarKind
+from runstream.events import ScalarKind, encode_json_value
 
 MAX_NAME_CHARS: Final = 255
 MAX_STRING_CHARS: Final = 4096
@@ -38,11 +38,13 @@ def name(metric: Any, what: str = "metric") -> str:
     if not metric:
         raise MetricValueError(metric, f"{what} name is empty")
     if len(metric) > MAX_NAME_CHARS:
-        raise MetricValueError(metric[:40] + "...", f"{what} name has {len(metric)} characters, more than {MAX_NAME_CHARS}")
+        raise MetricValueError(
+            metric[:40] + "...", f"{what} name has {len(metric)} characters, more than {MAX_NAME_CHARS}"
+        )
     found = CONTROL.search(metric)
     if found:
         raise MetricValueError(metric, f"{what} name contains the control character {found.group()!r}")
-    return metric
+    return str(metric)
 
 
 def _numpy_item(value: Any) -> Any:
@@ -73,9 +75,13 @@ def scalar(metric: str, value: Any) -> tuple[ScalarKind, bool | int | float | st
     if isinstance(value, str):
         return "str", _string(metric, str(value))
     if isinstance(value, list | tuple | set | frozenset | range) or _is_iterator(value) or hasattr(value, "__array__"):
-        raise MetricTypeError(metric, f"log() takes one {_ACCEPTED}, got a {type(value).__name__}; use log_list() for a sequence")
+        raise MetricTypeError(
+            metric, f"log() takes one {_ACCEPTED}, got a {type(value).__name__}; use log_list() for a sequence"
+        )
     if isinstance(value, Mapping):
-        raise MetricTypeError(metric, f"log() takes one {_ACCEPTED}, got a {type(value).__name__}; use log_row() or log_table()")
+        raise MetricTypeError(
+            metric, f"log() takes one {_ACCEPTED}, got a {type(value).__name__}; use log_row() or log_table()"
+        )
     raise MetricTypeError(metric, f"log() takes one {_ACCEPTED}, got {type(value).__name__}")
 
 
@@ -107,10 +113,10 @@ def json_scalar(metric: str, value: Any) -> Any:
     """One cell of a list, row or table: a scalar or None, made JSON-safe."""
     if value is None:
         return None
-    kind, stored = scalar(metric, value)
-    if kind == "float" and not math.isfinite(stored):  # type: ignore[arg-type]
+    _, stored = scalar(metric, value)
+    if isinstance(stored, float) and not math.isfinite(stored):
         # The wire format's tag for values plain JSON cannot carry.
-        return {"$float": "NaN" if math.isnan(stored) else ("Infinity" if stored > 0 else "-Infinity")}  # type: ignore[operator]
+        return encode_json_value(stored)
     return stored
 
 

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiokafka import codec
+from aiokafka import codec  # type: ignore[import-untyped]
 
 from producer._errors import WorkspaceConfigError
 from runstream.config import Settings
@@ -73,7 +73,9 @@ class LoggingOptions:
             if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
                 raise WorkspaceConfigError(f"LoggingOptions.{key} must be a positive number of seconds, got {value!r}")
         if self.compression not in (None, "gzip", "lz4", "zstd", "snappy"):
-            raise WorkspaceConfigError(f"LoggingOptions.compression {self.compression!r} is not gzip, lz4, zstd, snappy or None")
+            raise WorkspaceConfigError(
+                f"LoggingOptions.compression {self.compression!r} is not gzip, lz4, zstd, snappy or None"
+            )
 
 
 class Workspace:
@@ -102,7 +104,9 @@ class Workspace:
         self.options = options or LoggingOptions()
 
     def __repr__(self) -> str:
-        return f"Workspace(kafka_bootstrap={self.kafka_bootstrap!r}, query_url={self.query_url!r}, topic={self.topic!r})"
+        return (
+            f"Workspace(kafka_bootstrap={self.kafka_bootstrap!r}, query_url={self.query_url!r}, topic={self.topic!r})"
+        )
 
     @classmethod
     def from_settings(cls, settings: Settings, *, options: LoggingOptions | None = None) -> Workspace:

@@ -464,7 +464,9 @@ def test_attached_run_rejects_a_bad_id(workspace: Workspace) -> None:
         Run(Experiment(workspace, "e"), "nope")
 
 
-async def test_outputs_and_snapshot_need_no_service_when_absent(settings: Settings, workspace: Workspace, tmp_path: Path) -> None:
+async def test_outputs_and_snapshot_need_no_service_when_absent(
+    settings: Settings, workspace: Workspace, tmp_path: Path
+) -> None:
     # An outputs directory that does not exist is simply not uploaded.
     run = Experiment(workspace, "no-outputs").start_logging(outputs=tmp_path / "missing")
     run.complete()

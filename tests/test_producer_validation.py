@@ -149,7 +149,9 @@ def test_from_config_without_a_file_uses_the_environment(tmp_path: Path) -> None
     env = {"RUNSTREAM_HOME": str(tmp_path), "RUNSTREAM_KAFKA_PORT": "1234", "RUNSTREAM_TOPIC": "x"}
     ws = Workspace.from_config(env=env)
     assert (ws.kafka_bootstrap, ws.query_url, ws.topic) == ("127.0.0.1:1234", "http://127.0.0.1:38080", "x")
-    assert Workspace.from_config(env=ws.as_env() | {"RUNSTREAM_HOME": str(tmp_path)}).kafka_bootstrap == "127.0.0.1:1234"
+    assert (
+        Workspace.from_config(env=ws.as_env() | {"RUNSTREAM_HOME": str(tmp_path)}).kafka_bootstrap == "127.0.0.1:1234"
+    )
 
 
 def test_from_config_errors(tmp_path: Path) -> None:
@@ -168,7 +170,11 @@ def test_from_config_errors(tmp_path: Path) -> None:
 
 def test_from_settings(settings: Settings) -> None:
     ws = Workspace.from_settings(settings)
-    assert (ws.kafka_bootstrap, ws.query_url, ws.topic) == (settings.kafka_bootstrap, settings.query_url, settings.topic)
+    assert (ws.kafka_bootstrap, ws.query_url, ws.topic) == (
+        settings.kafka_bootstrap,
+        settings.query_url,
+        settings.topic,
+    )
 
 
 @pytest.mark.parametrize(
