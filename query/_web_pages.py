@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any, Final
+from urllib.parse import quote
 
 from aiohttp import web
 
-from runstream.events import TERMINAL_STATUSES
+from runstream.events import STATUSES, TERMINAL_STATUSES
 
 from . import _html as h
 from ._db import Database, FileRecord
@@ -21,6 +23,7 @@ routes = web.RouteTableDef()
 
 _RUNS_PER_PAGE: Final = 100
 _TABLE_ROWS: Final = 200
+_METRIC_COLUMNS: Final = 12
 
 
 # Scripts only from this service, no inline script; inline styles are the page's own.
@@ -62,29 +65,51 @@ async def experiments_page(request: web.Request) -> web.Response:
 
 @routes.get("/experiments/{name:.+}")
 async def experiment_page(request: web.Request) -> web.Response:
+    """The experiment's runs, newest first: status, times, tags and each metric's latest value."""
     name = request.match_info["name"]
     db = request.app[DATABASE]
     if not await db.experiment_exists(name):
         raise NotFound(f"no experiment {name!r}", code="experiment_not_found", parameter="name")
+    status = request.query.get("status") or None
     cursor = request.query.get("cursor")
-    page = await db.list_runs(experiment=name, status=None, limit=_RUNS_PER_PAGE, cursor=cursor)
+    page = await db.list_runs(experiment=name, status=status, limit=_RUNS_PER_PAGE, cursor=cursor, include_metrics=True)
+    metric_names = sorted({m for r in page.runs for m in r.get("metrics", {})})[:_METRIC_COLUMNS]
     rows = [
-        (
+        [
             f'<a href="{h.esc(h.url("runs", r["id"]))}">{h.esc(r["display_name"] or r["id"])}</a>',
             f'<span class="status {h.esc(r["status"])}">{h.esc(r["status"])}</span>',
             h.esc(r["started_at"] or r["created_at"] or ""),
-            h.esc(r["ended_at"] or ""),
+            h.esc(_duration(r)),
             h.esc(", ".join(f"{k}={v}" if v is not None else k for k, v in (r["tags"] or {}).items())),
-        )
+            *(h.esc(_show(r["metrics"][m])) if m in r["metrics"] else "" for m in metric_names),
+        ]
         for r in page.runs
     ]
+    query = f"status={quote(status)}&" if status else ""
     more = (
-        f'<p><a href="{h.esc(h.url("experiments", name))}?cursor={h.esc(page.next_cursor)}">older runs</a></p>'
+        f'<p><a href="{h.esc(h.url("experiments", name))}?{h.esc(query)}cursor={h.esc(page.next_cursor)}">older runs</a></p>'
         if page.next_cursor
         else ""
     )
-    body = f"<h1>Experiment {h.esc(name)}</h1>" + h.table(["run", "status", "started", "ended", "tags"], rows, raw=True)
+    options = "".join(
+        f'<option value="{h.esc(s)}"{" selected" if s == status else ""}>{h.esc(s or "any status")}</option>'
+        for s in ("", *STATUSES)
+    )
+    filters = f'<form method="get" class="filters"><select name="status">{options}</select> <button>Filter</button></form>'
+    headers = ["run", "status", "started", "duration", "tags", *metric_names]
+    table = h.table(headers, rows, raw=True) if rows else "<p class=muted>No runs.</p>"
+    body = f"<h1>Experiment {h.esc(name)}</h1>{filters}{table}"
     return html_response(h.page(name, body + more))
+
+
+def _duration(run: dict[str, Any]) -> str:
+    start, end = run.get("started_at") or run.get("created_at"), run.get("ended_at")
+    if not start or not end:
+        return ""
+    seconds = (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+    minutes, secs = divmod(int(seconds), 60)
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}"
 
 
 @routes.get("/runs/{run_id}")

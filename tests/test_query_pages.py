@@ -50,6 +50,10 @@ async def test_run_page_shows_everything(query_service: str, db: asyncpg.Pool) -
 
     status, _, text = await get_text(f"{query_service}/experiments/{experiment}")
     assert status == 200 and f'href="/runs/{run_id}"' in text and "Completed" in text
+    # Latest values as columns: mse ended on +Inf, epoch on 4999.
+    assert "<th>epoch</th>" in text and "<td>4999</td>" in text and "<td>Infinity</td>" in text
+    status, _, text = await get_text(f"{query_service}/experiments/{experiment}?status=Failed")
+    assert status == 200 and "No runs." in text
     status, _, text = await get_text(f"{query_service}/")
     assert status == 200 and f'href="/experiments/{experiment}"' in text
 
