@@ -18,8 +18,8 @@ from ._auth import make_auth_middleware
 from ._db import Database, create_pool
 from ._errors import make_error_middleware
 from ._json import json_response
-from ._series import SeriesReader
 from ._live import LiveHub
+from ._series import SeriesReader
 from ._state import ARTIFACTS, DATABASE, LIVE, MAX_UPLOAD_BYTES, SERIES, SETTINGS
 
 __all__ = ["DEFAULT_MAX_UPLOAD_BYTES", "create_app", "serve"]

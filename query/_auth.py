@@ -60,8 +60,10 @@ def make_auth_middleware(token: str) -> Callable[[web.Request, Handler], Awaitab
 
 
 def _is_browser_page(request: web.Request) -> bool:
-    return request.method == "GET" and not request.path.startswith("/api/") and "text/html" in request.headers.get(
-        "Accept", ""
+    return (
+        request.method == "GET"
+        and not request.path.startswith("/api/")
+        and "text/html" in request.headers.get("Accept", "")
     )
 
 

@@ -5,6 +5,8 @@ is ``files``. Results come back as plain JSON-ready dicts: times as ISO-8601
 UTC strings (``2026-01-02T03:04:05.123456Z``) or ``None``.
 """
 
+# ruff: noqa: S608 - the f-strings only join constant SQL fragments; every value is a $n parameter.
+
 from __future__ import annotations
 
 import base64
@@ -89,7 +91,9 @@ class FileRecord:
 
 
 def _file(record: asyncpg.Record) -> FileRecord:
-    return FileRecord(record["name"], record["size"], record["digest"], record["content_type"], iso(record["created_at"]))
+    return FileRecord(
+        record["name"], record["size"], record["digest"], record["content_type"], iso(record["created_at"])
+    )
 
 
 def _encode_cursor(created_at: datetime, run_id: uuid.UUID) -> str:
@@ -302,7 +306,8 @@ class Database:
                 return _file(existing)
             if existing is not None and not overwrite:
                 raise Conflict(
-                    f"file {name!r} already exists in run {run_id} with other content; add ?overwrite=true to replace it",
+                    f"file {name!r} already exists in run {run_id} with other content;"
+                    " add ?overwrite=true to replace it",
                     code="file_exists",
                     parameter="name",
                 )

@@ -104,7 +104,7 @@ _HTTP_CODES: Final[Mapping[int, str]] = {
 def status_of(error: QueryError) -> int:
     for cls in type(error).__mro__:
         if cls in STATUS:
-            return STATUS[cls]  # type: ignore[index]
+            return STATUS[cls]
     return 500
 
 

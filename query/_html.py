@@ -98,9 +98,7 @@ def chart_svg(ys: Sequence[Any], xs: Sequence[Any] | None = None, *, label: str 
     y0, y1 = min(p[1] for p in points), max(p[1] for p in points)
     sx = (_WIDTH - 2 * _PAD) / ((x1 - x0) or 1)
     sy = (_HEIGHT - 2 * _PAD) / ((y1 - y0) or 1)
-    coords = " ".join(
-        f"{_PAD + (x - x0) * sx:.1f},{_HEIGHT - _PAD - (y - y0) * sy:.1f}" for x, y in points
-    )
+    coords = " ".join(f"{_PAD + (x - x0) * sx:.1f},{_HEIGHT - _PAD - (y - y0) * sy:.1f}" for x, y in points)
     shape = (
         f'<polyline fill="none" stroke="#2450b2" stroke-width="1.5" points="{coords}"/>'
         if len(points) > 1

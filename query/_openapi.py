@@ -18,7 +18,13 @@ routes = web.RouteTableDef()
 
 
 def _param(name: str, where: str, schema: dict[str, Any], description: str, required: bool = False) -> dict[str, Any]:
-    return {"name": name, "in": where, "required": required or where == "path", "schema": schema, "description": description}
+    return {
+        "name": name,
+        "in": where,
+        "required": required or where == "path",
+        "schema": schema,
+        "description": description,
+    }
 
 
 _RUN_ID = _param("run_id", "path", {"type": "string", "format": "uuid"}, "The run's id")
@@ -31,8 +37,18 @@ _RANGE = [
     _param("end_step", "query", {"type": "integer"}, "Highest step (inclusive)"),
     _param("start_time", "query", {"type": "number"}, "Earliest time, epoch seconds (inclusive)"),
     _param("end_time", "query", {"type": "number"}, "Latest time, epoch seconds (inclusive)"),
-    _param("max_points", "query", {"type": "integer", "minimum": 2, "maximum": 100000}, "Downsample to at most this many points"),
-    _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000000, "default": 100000}, "Page size at full resolution"),
+    _param(
+        "max_points",
+        "query",
+        {"type": "integer", "minimum": 2, "maximum": 100000},
+        "Downsample to at most this many points",
+    ),
+    _param(
+        "limit",
+        "query",
+        {"type": "integer", "minimum": 1, "maximum": 1000000, "default": 100000},
+        "Page size at full resolution",
+    ),
     _param("cursor", "query", {"type": "string"}, "next_cursor of the previous page"),
 ]
 
@@ -142,7 +158,9 @@ SPEC: Final[dict[str, Any]] = {
                     _param("tag", "query", {"type": "string"}, "key:value (that value) or key (present); repeatable"),
                     _param("parent", "query", {"type": "string", "format": "uuid"}, "Only children of this run"),
                     _param("include", "query", {"type": "string", "enum": ["metrics"]}, "Add latest scalar values"),
-                    _param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}, "Page size"),
+                    _param(
+                        "limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}, "Page size"
+                    ),
                     _param("cursor", "query", {"type": "string"}, "next_cursor of the previous page"),
                 ],
                 "responses": {
@@ -190,8 +208,11 @@ SPEC: Final[dict[str, Any]] = {
                 "summary": "One scalar metric from several runs, for one chart",
                 "parameters": [
                     _param(
-                        "run", "query", {"type": "array", "items": {"type": "string", "format": "uuid"}, "maxItems": 50},
-                        "Run ids (repeat the parameter)", required=True,
+                        "run",
+                        "query",
+                        {"type": "array", "items": {"type": "string", "format": "uuid"}, "maxItems": 50},
+                        "Run ids (repeat the parameter)",
+                        required=True,
                     ),
                     _METRIC,
                     *[p for p in _RANGE if p["name"] != "cursor"],
@@ -201,10 +222,13 @@ SPEC: Final[dict[str, Any]] = {
         },
         "/api/runs/{run_id}/stream": {
             "get": {
-                "summary": "Server-Sent Events: 'run' (details, on connect and on change), 'points' (new scalar points)",
+                "summary": "Server-Sent Events: 'run' (details, on connect and on change), 'points' (new points)",
                 "parameters": [_RUN_ID],
                 "responses": {
-                    "200": {"description": "An event stream", "content": {"text/event-stream": {"schema": {"type": "string"}}}},
+                    "200": {
+                        "description": "An event stream",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    },
                     **_ERRORS,
                 },
             }
@@ -232,12 +256,20 @@ SPEC: Final[dict[str, Any]] = {
                     _FILE_NAME,
                     _param("overwrite", "query", {"type": "boolean", "default": False}, "Replace other content"),
                 ],
-                "requestBody": {"content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}},
+                "requestBody": {
+                    "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}}
+                },
                 "responses": {
                     **_ok(_ref("File"), "Stored", "201"),
                     **_ERRORS,
-                    "409": {"description": "The name holds other content", "content": {"application/json": {"schema": _ref("Error")}}},
-                    "413": {"description": "Over the size limit", "content": {"application/json": {"schema": _ref("Error")}}},
+                    "409": {
+                        "description": "The name holds other content",
+                        "content": {"application/json": {"schema": _ref("Error")}},
+                    },
+                    "413": {
+                        "description": "Over the size limit",
+                        "content": {"application/json": {"schema": _ref("Error")}},
+                    },
                 },
             },
         },

@@ -22,9 +22,7 @@ _READ_BYTES: Final = 1 << 18
 # Any characters, newlines included, so that every bad name reaches the name
 # check and is answered 400 rather than falling through to a 404.
 _FILE_ROUTE: Final = r"/api/runs/{run_id}/files/{name:[\s\S]+}"
-_CONTENT_TYPE: Final = re.compile(
-    r"^[A-Za-z0-9][\w.+-]*/[\w.+-]+(\s*;\s*[\w.+-]+=(\"?)[\w.+/-]+\2)*$", re.ASCII
-)
+_CONTENT_TYPE: Final = re.compile(r"^[A-Za-z0-9][\w.+-]*/[\w.+-]+(\s*;\s*[\w.+-]+=(\"?)[\w.+/-]+\2)*$", re.ASCII)
 # Shown in the browser; anything else (HTML, SVG, scripts) downloads, so an
 # uploaded file can never run script in the service's origin.
 _INLINE: Final = re.compile(r"^(image/(png|jpeg|gif|webp|bmp)|text/plain|application/json|application/pdf)\b")
@@ -57,7 +55,9 @@ async def put_file(request: web.Request) -> web.Response:
     overwrite = _overwrite(request)
     limit = request.app[MAX_UPLOAD_BYTES]
     if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge(f"upload of {request.content_length} bytes exceeds the limit of {limit}", parameter="body")
+        raise PayloadTooLarge(
+            f"upload of {request.content_length} bytes exceeds the limit of {limit}", parameter="body"
+        )
     blob = await request.app[ARTIFACTS].put(request.content.iter_chunked(_READ_BYTES), max_bytes=limit)
     record = await request.app[DATABASE].add_file(
         run_id, name, digest=blob.digest, size=blob.size, content_type=content_type, overwrite=overwrite

@@ -87,7 +87,8 @@ async def experiment_page(request: web.Request) -> web.Response:
     ]
     query = f"status={quote(status)}&" if status else ""
     more = (
-        f'<p><a href="{h.esc(h.url("experiments", name))}?{h.esc(query)}cursor={h.esc(page.next_cursor)}">older runs</a></p>'
+        f'<p><a href="{h.esc(h.url("experiments", name) + "?" + query)}cursor={h.esc(page.next_cursor)}">'
+        "older runs</a></p>"
         if page.next_cursor
         else ""
     )
@@ -95,7 +96,9 @@ async def experiment_page(request: web.Request) -> web.Response:
         f'<option value="{h.esc(s)}"{" selected" if s == status else ""}>{h.esc(s or "any status")}</option>'
         for s in ("", *STATUSES)
     )
-    filters = f'<form method="get" class="filters"><select name="status">{options}</select> <button>Filter</button></form>'
+    filters = (
+        f'<form method="get" class="filters"><select name="status">{options}</select> <button>Filter</button></form>'
+    )
     headers = ["run", "status", "started", "duration", "tags", *metric_names]
     table = h.table(headers, rows, raw=True) if rows else "<p class=muted>No runs.</p>"
     body = f"<h1>Experiment {h.esc(name)}</h1>{filters}{table}"
@@ -141,7 +144,9 @@ def _details(run: dict[str, Any] | None, run_id: str) -> str:
     if run is None:
         return f"<p class=muted>Run {h.esc(run_id)}: metrics are stored but its start is not ingested yet.</p>"
     experiment = f'<a href="{h.esc(h.url("experiments", run["experiment"]))}">{h.esc(run["experiment"])}</a>'
-    parent = f'<a href="{h.esc(h.url("runs", run["parent_id"]))}">{h.esc(run["parent_id"])}</a>' if run["parent_id"] else ""
+    parent = (
+        f'<a href="{h.esc(h.url("runs", run["parent_id"]))}">{h.esc(run["parent_id"])}</a>' if run["parent_id"] else ""
+    )
     fields = [
         ("id", h.esc(run["id"])),
         ("experiment", experiment),
@@ -215,17 +220,20 @@ def _scalar(s: SeriesData, value: Any) -> str:
         recent = [(str(i), _show(v)) for i, v in enumerate(values)][-20:]
         return summary + h.table(["#", "value"], recent)
     # The SVG is the no-JavaScript view; run.js replaces it with a live chart.
-    return summary + f'<div class="chart" data-chart="{h.esc(s.name)}">{h.chart_svg(list(s.values), label=s.name)}</div>'
-
+    return (
+        summary + f'<div class="chart" data-chart="{h.esc(s.name)}">{h.chart_svg(list(s.values), label=s.name)}</div>'
+    )
 
 
 def _columns(name: str, columns: dict[str, Any]) -> str:
     lists = {k: (v if isinstance(v, list) else [v]) for k, v in columns.items()}
     count = max((len(v) for v in lists.values()), default=0)
     numeric = [k for k, v in lists.items() if v and all(isinstance(x, int | float) for x in v)]
-    chart = h.chart_svg(lists[numeric[1]], lists[numeric[0]], label=f"{name}: {numeric[1]} over {numeric[0]}") if len(
-        numeric
-    ) >= 2 else ""
+    chart = (
+        h.chart_svg(lists[numeric[1]], lists[numeric[0]], label=f"{name}: {numeric[1]} over {numeric[0]}")
+        if len(numeric) >= 2
+        else ""
+    )
     rows = [[_show(v[i]) if i < len(v) else "" for v in lists.values()] for i in range(min(count, _TABLE_ROWS))]
     more = f"<p class=muted>first {_TABLE_ROWS} of {count} rows</p>" if count > _TABLE_ROWS else ""
     return chart + h.table(list(lists), rows) + more

@@ -45,7 +45,9 @@ class _Params:
             end_time=parse_float(_single(request, "end_time"), "end_time"),
         )
         raw_max = _single(request, "max_points")
-        self.max_points = parse_int(raw_max, "max_points", default=0, minimum=2, maximum=MAX_POINTS) if raw_max else None
+        self.max_points = (
+            parse_int(raw_max, "max_points", default=0, minimum=2, maximum=MAX_POINTS) if raw_max else None
+        )
         self.limit = parse_int(_single(request, "limit"), "limit", default=DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT)
         cursor = _single(request, "cursor")
         if cursor is not None and self.max_points is not None:
@@ -65,7 +67,9 @@ async def _read(reader: SeriesReader, run_id: uuid.UUID, params: _Params) -> dic
         )
     if params.max_points is not None:
         if found["value_type"] == "str":
-            raise BadRequest(f"metric {params.name!r} holds strings, which cannot be downsampled", parameter="max_points")
+            raise BadRequest(
+                f"metric {params.name!r} holds strings, which cannot be downsampled", parameter="max_points"
+            )
         return await reader.downsample_cached(
             run_id, found["id"], found["value_type"], params.range, max_points=params.max_points
         )
@@ -100,6 +104,13 @@ async def compare_series(request: web.Request) -> web.Response:
     series = []
     for run_id in run_ids:
         body = await _read(request.app[SERIES], run_id, params)
-        empty = {"value_type": None, "steps": [], "times": [], "values": [], "downsampled": False, "next_cursor": None}
+        empty: dict[str, Any] = {
+            "value_type": None,
+            "steps": [],
+            "times": [],
+            "values": [],
+            "downsampled": False,
+            "next_cursor": None,
+        }
         series.append({"run_id": str(run_id), **(body or empty)})
     return json_response({"name": params.name, "series": series})

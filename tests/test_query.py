@@ -163,7 +163,11 @@ async def test_list_row_table_image_shapes(query_service: str, db: asyncpg.Pool)
     await seed_entries(db, run_id, "lists", "list", [[1, 2], ["a"], []])
     await seed_entries(db, run_id, "single_row", "row", [{"x": 1, "y": 0.4}])
     await seed_entries(
-        db, run_id, "rows", "row", [{"alpha": 0.1, "mse": 2.5}, {"alpha": 0.2, "mse": INF}, {"alpha": 0.3, "mse": 1.0, "r2": 0.9}]
+        db,
+        run_id,
+        "rows",
+        "row",
+        [{"alpha": 0.1, "mse": 2.5}, {"alpha": 0.2, "mse": INF}, {"alpha": 0.3, "mse": 1.0, "r2": 0.9}],
     )
     await seed_entries(db, run_id, "table", "table", [{"x": [1, 2, 3], "y": [0.6, 0.7, 0.89]}])
     await seed_entries(db, run_id, "tables", "table", [{"x": [1, 2]}, {"x": [3], "z": ["c"]}])
@@ -294,7 +298,9 @@ async def test_runs_listing_tags_children_and_latest_metrics(query_service: str,
     name = f"search-{uuid.uuid4().hex[:8]}"
     start = datetime(2026, 6, 1, tzinfo=UTC)
     parent = await seed_run(db, experiment=name, created_at=start, tags={"team": "vision", "sweep": None})
-    child_a = await seed_run(db, experiment=name, parent_id=parent, created_at=start + timedelta(seconds=1), tags={"team": "nlp"})
+    child_a = await seed_run(
+        db, experiment=name, parent_id=parent, created_at=start + timedelta(seconds=1), tags={"team": "nlp"}
+    )
     child_b = await seed_run(db, experiment=name, parent_id=parent, created_at=start + timedelta(seconds=2))
     await seed_scalars(db, child_a, "loss", "float", [3.0, 2.0, math.inf], times=[1.0, 2.0, 3.0])
     await seed_scalars(db, child_a, "epoch", "int", [1, 2], times=[1.0, 2.0])

@@ -12,7 +12,9 @@ from typing import Any
 import asyncpg
 import orjson
 import pytest_asyncio
-from hypothesis import HealthCheck, given, settings as hypothesis_settings, strategies as st
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hypothesis_settings
+from hypothesis import strategies as st
 
 from query import create_app
 from query._openapi import SPEC
@@ -91,7 +93,9 @@ def _calls(draw: st.DrawFn, run_id: str) -> tuple[str, str, dict[str, str], byte
     for param in op.get("parameters", []):
         if param["in"] == "path":
             value = draw(_value_for(param, run_id))
-            path = path.replace("{" + param["name"] + "}", urllib.parse.quote(value, safe="/" if param["name"] == "name" else ""))
+            path = path.replace(
+                "{" + param["name"] + "}", urllib.parse.quote(value, safe="/" if param["name"] == "name" else "")
+            )
         elif param["required"] or draw(st.booleans()):
             params[param["name"]] = draw(_value_for(param, run_id))
     body = draw(st.binary(max_size=64)) if method == "put" else None

@@ -46,7 +46,7 @@ async def test_run_page_shows_everything(query_service: str, db: asyncpg.Pool) -
     assert "warmup" in text and "train" in text
     # A finished run's page does not refresh itself.
     assert 'http-equiv="refresh"' not in text
-    assert f'data-chart="mse"' in text and "/static/run.js" in text
+    assert 'data-chart="mse"' in text and "/static/run.js" in text
 
     status, _, text = await get_text(f"{query_service}/experiments/{experiment}")
     assert status == 200 and f'href="/runs/{run_id}"' in text and "Completed" in text

@@ -138,7 +138,9 @@ async def get_text(url: str, *, headers: dict[str, str] | None = None) -> tuple[
         return resp.status, resp.content_type, await resp.text()
 
 
-async def append_points(db: asyncpg.Pool, run_id: uuid.UUID, name: str, points: Sequence[tuple[int, float, int, float]]) -> None:
+async def append_points(
+    db: asyncpg.Pool, run_id: uuid.UUID, name: str, points: Sequence[tuple[int, float, int, float]]
+) -> None:
     """More (step, time, ordinal, value) points for an existing numeric series."""
     async with db.acquire() as conn, conn.transaction():
         series_id = await conn.fetchval("SELECT id FROM series WHERE run_id = $1 AND name = $2", run_id, name)

@@ -142,7 +142,9 @@ async def test_series_bad_input(query_service: str, db: asyncpg.Pool) -> None:
     ]
     for query_string, want_status, code, parameter in cases:
         status, body = await get(base + query_string)
-        assert (status, body["error"]["code"], body["error"]["parameter"]) == (want_status, code, parameter), query_string
+        assert (status, body["error"]["code"], body["error"]["parameter"]) == (want_status, code, parameter), (
+            query_string
+        )
     status, body = await get(f"{query_service}/api/runs/{uuid.uuid4()}/series?name=x")
     assert (status, body["error"]["code"]) == (404, "run_not_found")
     for query_string, parameter in (("name=x", "run"), ("name=x&run=nope", "run"), (f"run={run_id}", "name")):
