@@ -30,7 +30,8 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e '.[test,demo]'
 	touch $@
 
-# Java, Maven and the PostgreSQL server binaries; installed from Debian's
+# Java, Maven, the PostgreSQL server binaries and Chromium (for the browser
+# tests, driven by Playwright; never a browser download); installed from Debian's
 # packages when we are root and they are missing, otherwise we say what to do.
 system-deps:
 	@missing=""; \
@@ -38,6 +39,7 @@ system-deps:
 	command -v mvn >/dev/null || missing="$$missing maven"; \
 	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null || missing="$$missing postgresql"; \
 	$(PYTHON) -c 'import venv, ensurepip' 2>/dev/null || missing="$$missing python3-venv"; \
+	[ -x /usr/bin/chromium ] || missing="$$missing chromium"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 	    echo "installing:$$missing"; apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
