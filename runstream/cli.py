@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import os
+import signal
+import subprocess
 import sys
 from collections.abc import Sequence
 
@@ -58,10 +62,43 @@ def _migrate(settings: Settings, _: argparse.Namespace) -> int:
     return 0
 
 
-def _ingest(settings: Settings, _: argparse.Namespace) -> int:
+def _ingest(settings: Settings, args: argparse.Namespace) -> int:
     from ingest import run_worker
 
-    run_worker(settings)
+    if args.workers == 1:
+        run_worker(settings)
+        return 0
+    return _run_worker_processes(settings, args.workers)
+
+
+def _run_worker_processes(settings: Settings, workers: int) -> int:
+    """N worker processes in one consumer group; SIGTERM/SIGINT stops them all."""
+    env = dict(os.environ)
+    procs = []
+    for index in range(workers):
+        worker = dataclasses.replace(settings, ingest_metrics_port=settings.ingest_metrics_port + index)
+        procs.append(subprocess.Popen([sys.executable, "-m", "ingest"], env={**env, **worker.as_env()}))
+
+    def forward(signum: int, _frame: object) -> None:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signum)
+
+    signal.signal(signal.SIGTERM, forward)
+    signal.signal(signal.SIGINT, forward)
+    return max(proc.wait() for proc in procs)
+
+
+def _dlq(settings: Settings, args: argparse.Namespace) -> int:
+    from runstream._dlq_reader import read_dead_letters
+
+    records = asyncio.run(read_dead_letters(settings.kafka_bootstrap, settings.dlq_topic, limit=args.limit))
+    print(f"{'source':<28} {'reason':<16} {'bytes':>8}  message")
+    for record in records:
+        h = record.headers
+        source = f"{h.get('source_topic', '?')}[{h.get('source_partition', '?')}]@{h.get('source_offset', '?')}"
+        print(f"{source:<28} {h.get('reason', '?'):<16} {record.size:>8}  {h.get('message', '')[:120]}")
+    print(f"{len(records)} dead letter(s) in {settings.dlq_topic}")
     return 0
 
 
@@ -77,16 +114,26 @@ _COMMANDS = {
     "down": (_down, "stop what `up` started"),
     "status": (_status, "each component's pid, port and health"),
     "migrate": (_migrate, "apply pending schema migrations"),
-    "ingest": (_ingest, "run one ingest worker in the foreground"),
+    "ingest": (_ingest, "run ingest workers in the foreground"),
+    "dlq": (_dlq, "list the newest records of the dead-letter topic"),
     "query": (_query, "run the query service in the foreground"),
 }
+
+
+def _positive(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="runstream", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-    for name, (_, help_text) in _COMMANDS.items():
-        commands.add_parser(name, help=help_text)
+    parsers = {name: commands.add_parser(name, help=help_text) for name, (_, help_text) in _COMMANDS.items()}
+    parsers["ingest"].add_argument("--workers", type=_positive, default=1, help="worker processes (default 1)")
+    parsers["dlq"].add_argument("action", choices=["list"])
+    parsers["dlq"].add_argument("--limit", type=_positive, default=50, help="how many of the newest (default 50)")
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
