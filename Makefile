@@ -47,3 +47,17 @@ system-deps:
 	    echo "missing:$$missing -- install them (e.g. sudo apt-get install$$missing) and run make again" >&2; exit 1; \
 	  fi; \
 	fi
+
+# The benchmark suite (bench/README.md): its own stack on free ports, MLflow and
+# W&B in an environment of their own (bench/.venv), one table at the end.
+# `make bench QUICK=1` runs the reduced version (under 3 minutes).
+BENCH_VENV := bench/.venv
+
+bench: install $(BENCH_VENV)/.installed
+	$(BIN)/python -m bench $(if $(filter 1 yes true,$(QUICK)),--quick)
+
+$(BENCH_VENV)/.installed: bench/requirements.txt
+	$(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/pip install --quiet -r bench/requirements.txt
+	touch $@

@@ -1,0 +1,143 @@
+"""What the benchmarks need to know about ingest's storage, in one place.
+
+The layout of points belongs to ingest and may change (row per point, or
+chunks of points per row in arrays; partitioned or not). Everything here finds
+the tables that hold points from the catalogue and adapts:
+
+- :func:`count_points` counts the scalar points stored for some runs;
+- :func:`point_bytes` sums ``pg_total_relation_size`` (heap, TOAST and
+  indexes) over every table that holds points and all their partitions;
+- :func:`wait_committed` returns when every record on the topic is in
+  PostgreSQL, from the Kafka offsets ingest stores with each transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Sequence
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+__all__ = ["count_points", "point_bytes", "point_tables", "wait_committed"]
+
+
+async def point_tables(conn: asyncpg.Connection) -> list[str]:
+    """Top-level tables (not partitions) named ``points``, ``points_*`` or ``point_*``."""
+    rows = await conn.fetch(
+        "SELECT c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = 'public' AND c.relkind IN ('r', 'p') AND NOT c.relispartition"
+        " AND c.relname ~ '^points?(_|$)' ORDER BY c.relname"
+    )
+    return [r["relname"] for r in rows]
+
+
+async def _columns(conn: asyncpg.Connection, table: str) -> dict[str, str]:
+    rows = await conn.fetch(
+        "SELECT attname, format_type(atttypid, atttypmod) AS type FROM pg_attribute"
+        " WHERE attrelid = $1::regclass AND attnum > 0 AND NOT attisdropped",
+        table,
+    )
+    return {r["attname"]: r["type"] for r in rows}
+
+
+async def _count_expression(conn: asyncpg.Connection, table: str) -> str:
+    """How many points one row of ``table`` holds: 1, or the length of its array column."""
+    columns = await _columns(conn, table)
+    if "count" in columns or "n" in columns:
+        return f'sum(t."{"count" if "count" in columns else "n"}")'
+    arrays = [name for name, kind in columns.items() if kind.endswith("[]")]
+    if arrays:
+        return f'sum(cardinality(t."{arrays[0]}"))'
+    return "count(*)"
+
+
+async def count_points(conn: asyncpg.Connection, run_ids: Sequence[str] | None = None) -> int:
+    """Scalar points stored, for ``run_ids`` (every run if None)."""
+    total = 0
+    for table in await point_tables(conn):
+        expr = await _count_expression(conn, table)
+        columns = await _columns(conn, table)
+        if run_ids is None:
+            total += int(await conn.fetchval(f"SELECT coalesce({expr}, 0) FROM {table} t") or 0)
+        elif "series_id" in columns:
+            total += int(await conn.fetchval(
+                f"SELECT coalesce({expr}, 0) FROM {table} t JOIN series s ON s.id = t.series_id"
+                " WHERE s.run_id = ANY($1::uuid[])",
+                list(run_ids),
+            ) or 0)
+        elif "run_id" in columns:
+            total += int(await conn.fetchval(
+                f"SELECT coalesce({expr}, 0) FROM {table} t WHERE t.run_id = ANY($1::uuid[])", list(run_ids)
+            ) or 0)
+    return total
+
+
+async def point_bytes(conn: asyncpg.Connection) -> int:
+    """Bytes on disk of every table that holds points, with its TOAST, indexes and partitions."""
+    total = 0
+    for table in await point_tables(conn):
+        total += int(await conn.fetchval(
+            "SELECT CASE WHEN c.relkind = 'p' THEN"
+            " (SELECT coalesce(sum(pg_total_relation_size(relid)), 0) FROM pg_partition_tree(c.oid))"
+            " ELSE pg_total_relation_size(c.oid) END FROM pg_class c WHERE c.oid = $1::regclass",
+            table,
+        ))
+    return total
+
+
+async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    await consumer.start()
+    try:
+        await consumer.topics()  # fetches the cluster's metadata
+        partitions = consumer.partitions_for_topic(topic) or set()
+        ends = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
+        return {tp.partition: offset for tp, offset in ends.items()}
+    finally:
+        await consumer.stop()
+
+
+async def _offsets_caught_up(conn: asyncpg.Connection, topic: str, ends: dict[int, int]) -> bool:
+    rows = await conn.fetch("SELECT partition, next_offset FROM consumer_offsets WHERE topic = $1", topic)
+    stored = {r["partition"]: r["next_offset"] for r in rows}
+    return all(stored.get(p, 0) >= end for p, end in ends.items() if end > 0)
+
+
+async def wait_committed(
+    conn: asyncpg.Connection,
+    *,
+    bootstrap: str,
+    topic: str,
+    run_ids: Sequence[str],
+    expected_points: int,
+    timeout_seconds: float,
+    interval_seconds: float = 0.02,
+) -> tuple[float, int]:
+    """Wait until all ``expected_points`` of ``run_ids`` are committed; return (time.time() then, points found).
+
+    Call it once every producer has flushed. It watches the offsets ingest
+    stores in the same transaction as the points (cheap to poll) until they
+    reach the topic's end, then counts the points once to check; when the
+    offsets are not stored that way, it falls back to polling the count.
+    """
+    deadline = time.monotonic() + timeout_seconds
+    ends = await end_offsets(bootstrap, topic)
+    has_offsets = bool(await conn.fetchval("SELECT to_regclass('consumer_offsets') IS NOT NULL"))
+    if has_offsets:
+        while time.monotonic() < deadline:
+            if await _offsets_caught_up(conn, topic, ends):
+                done_at = time.time()
+                found = await count_points(conn, run_ids)
+                if found >= expected_points:
+                    return done_at, found
+                break  # offsets said done but points are missing: fall back to counting
+            await asyncio.sleep(interval_seconds)
+    found = 0
+    while time.monotonic() < deadline:
+        found = await count_points(conn, run_ids)
+        if found >= expected_points:
+            return time.time(), found
+        await asyncio.sleep(max(interval_seconds, 0.25))
+    return time.time(), found

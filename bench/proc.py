@@ -1,0 +1,137 @@
+"""Child processes: benchmark workers that answer with one JSON line, and long-lived services."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+__all__ = [
+    "BENCH_PYTHON",
+    "PROJECT_PYTHON",
+    "ROOT",
+    "RESULT_MARK",
+    "Service",
+    "WorkerError",
+    "free_port",
+    "peak_rss_bytes",
+    "run_worker",
+]
+
+ROOT = Path(__file__).resolve().parent.parent
+#: runstream's side runs in the project's environment, exactly as users run it.
+PROJECT_PYTHON = Path(sys.executable)
+#: The baselines (MLflow, W&B) live in the benchmark's own environment.
+BENCH_PYTHON = ROOT / "bench" / ".venv" / "bin" / "python"
+#: Workers print their result on a line of its own after this mark (libraries print too).
+RESULT_MARK = "BENCH-RESULT "
+
+
+class WorkerError(RuntimeError):
+    """A worker exited without a result; the message carries the tail of its output."""
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONUNBUFFERED": "1"}
+    env.update(extra or {})
+    return env
+
+
+def run_worker(
+    module: str,
+    params: Mapping[str, Any],
+    *,
+    python: Path = PROJECT_PYTHON,
+    env: Mapping[str, str] | None = None,
+    timeout_seconds: float = 900.0,
+    log_dir: Path | None = None,
+) -> dict[str, Any]:
+    """Run ``python -m bench.workers.<module> '<json params>'`` and return its result."""
+    argv = [str(python), "-m", f"bench.workers.{module}", json.dumps(params)]
+    try:
+        done = subprocess.run(
+            argv, cwd=ROOT, env=child_env(env), capture_output=True, text=True,
+            timeout=timeout_seconds, check=False, stdin=subprocess.DEVNULL,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise WorkerError(f"{module} did not finish within {timeout_seconds:.0f}s") from exc
+    if log_dir is not None:
+        log_dir.mkdir(parents=True, exist_ok=True)
+        with (log_dir / f"{module}.log").open("a") as log:
+            log.write(f"$ {' '.join(argv)}\n{done.stdout}\n{done.stderr}\n")
+    for line in reversed(done.stdout.splitlines()):
+        if line.startswith(RESULT_MARK):
+            result: dict[str, Any] = json.loads(line[len(RESULT_MARK):])
+            return result
+    tail = (done.stdout[-1500:] + "\n" + done.stderr[-3000:]).strip()
+    raise WorkerError(f"{module} exited {done.returncode} without a result:\n{tail}")
+
+
+def peak_rss_bytes(pid: int) -> int | None:
+    """VmHWM of a live process: the most resident memory it ever had."""
+    try:
+        with open(f"/proc/{pid}/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except (FileNotFoundError, ProcessLookupError, PermissionError):
+        return None
+    return None
+
+
+class Service:
+    """A long-lived child (ingest worker, query service, MLflow server), output to a log file."""
+
+    def __init__(self, name: str, argv: Sequence[str], *, env: Mapping[str, str], log_file: Path) -> None:
+        self.name = name
+        self.log_file = log_file
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        with log_file.open("ab") as log:
+            self.proc = subprocess.Popen(
+                list(argv), cwd=ROOT, env=dict(env), stdout=log, stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL, start_new_session=True,
+            )
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def alive(self) -> bool:
+        return self.proc.poll() is None
+
+    def log_tail(self, chars: int = 2000) -> str:
+        try:
+            return self.log_file.read_text(errors="replace")[-chars:]
+        except FileNotFoundError:
+            return ""
+
+    def stop(self, timeout_seconds: float = 20.0) -> None:
+        """SIGTERM the service's process group, SIGKILL it after the timeout."""
+        if self.proc.poll() is not None:
+            return
+        self._signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout_seconds
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if self.proc.poll() is None:
+            self._signal(signal.SIGKILL)
+            self.proc.wait()
+
+    def _signal(self, sig: int) -> None:
+        try:
+            os.killpg(self.proc.pid, sig)
+        except ProcessLookupError:
+            pass

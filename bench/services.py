@@ -1,0 +1,286 @@
+"""The services a benchmark runs against.
+
+:class:`Infra` is Kafka plus PostgreSQL: by default a :class:`LocalStack` of
+our own in a fresh state directory on free ports (stopped at the end), or
+already-running services given on the command line while developing.
+:class:`Sandbox` is one experiment's private database, topic and consumer
+group with its ingest workers and query service; :class:`MlflowServer` is the
+MLflow tracking server the baselines talk to, on the same PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+import uuid
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+
+from bench.proc import BENCH_PYTHON, Service, child_env, free_port, peak_rss_bytes
+from runstream.config import Settings
+
+__all__ = ["Infra", "MlflowServer", "Sandbox", "http_ok", "wait_http_ok"]
+
+
+def http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - loopback URLs we started
+            return bool(resp.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+async def wait_http_ok(url: str, service: Service, timeout_seconds: float = 90.0) -> None:
+    deadline = time.monotonic() + timeout_seconds
+    while not await asyncio.to_thread(http_ok, url):
+        if not service.alive():
+            raise RuntimeError(f"{service.name} exited during start:\n{service.log_tail()}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} did not answer 200 within {timeout_seconds:.0f}s:\n{service.log_tail()}")
+        await asyncio.sleep(0.2)
+
+
+class Infra:
+    """Kafka and PostgreSQL, and a state directory for everything the run writes."""
+
+    def __init__(self, *, kafka_bootstrap: str, admin_dsn: str, home: Path, stack: Any = None) -> None:
+        self.kafka_bootstrap = kafka_bootstrap
+        self.admin_dsn = admin_dsn
+        self.home = home
+        self._stack = stack
+
+    @classmethod
+    def start_local(cls) -> Infra:
+        """A stack of our own: as root PostgreSQL runs as ``postgres``, hence mode 755."""
+        from runstream.stack import LocalStack
+
+        home = Path(tempfile.mkdtemp(prefix="runstream-bench-"))
+        home.chmod(0o755)
+        settings = Settings.from_env({
+            "RUNSTREAM_HOME": str(home),
+            "RUNSTREAM_KAFKA_PORT": str(free_port()),
+            "RUNSTREAM_KAFKA_CONTROLLER_PORT": str(free_port()),
+            "RUNSTREAM_PG_PORT": str(free_port()),
+        })
+        stack = LocalStack(settings)
+        try:
+            stack.start_infrastructure()
+        except BaseException:
+            stack.stop()
+            raise
+        admin = settings.database_url.rsplit("/", 1)[0] + "/postgres"
+        return cls(kafka_bootstrap=settings.kafka_bootstrap, admin_dsn=admin, home=home, stack=stack)
+
+    @classmethod
+    def existing(cls, kafka_bootstrap: str, admin_dsn: str) -> Infra:
+        home = Path(tempfile.mkdtemp(prefix="runstream-bench-"))
+        home.chmod(0o755)
+        return cls(kafka_bootstrap=kafka_bootstrap, admin_dsn=admin_dsn, home=home)
+
+    def dsn(self, database: str) -> str:
+        return self.admin_dsn.rsplit("/", 1)[0] + "/" + database
+
+    async def create_database(self, name: str) -> str:
+        conn = await asyncpg.connect(self.admin_dsn)
+        try:
+            await conn.execute(f'CREATE DATABASE "{name}"')
+        finally:
+            await conn.close()
+        return self.dsn(name)
+
+    async def drop_database(self, name: str) -> None:
+        conn = await asyncpg.connect(self.admin_dsn)
+        try:
+            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        finally:
+            await conn.close()
+
+    async def server_version(self) -> str:
+        conn = await asyncpg.connect(self.admin_dsn)
+        try:
+            return str(await conn.fetchval("SHOW server_version"))
+        finally:
+            await conn.close()
+
+    def close(self, keep_home: bool = False) -> None:
+        if self._stack is not None:
+            self._stack.stop()
+        if not keep_home:
+            shutil.rmtree(self.home, ignore_errors=True)
+
+
+async def create_topic(bootstrap: str, name: str, partitions: int) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
+    except TopicAlreadyExistsError:
+        pass
+    finally:
+        await admin.close()
+
+
+async def delete_topics(bootstrap: str, names: list[str]) -> None:
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.delete_topics(names)
+    except KafkaError:
+        pass  # best effort: the whole stack goes away at the end anyway
+    finally:
+        await admin.close()
+
+
+async def group_members(bootstrap: str, group: str) -> tuple[str, int]:
+    """(state, number of members with an assignment) of a consumer group."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        responses = await admin.describe_consumer_groups([group])
+    finally:
+        await admin.close()
+    for response in responses:
+        for entry in response.groups:
+            state, members = entry[2], entry[5]
+            return str(state), sum(1 for m in members if m[-1])
+    return "Unknown", 0
+
+
+class Sandbox:
+    """A private database (migrated), topic and consumer group; ingest workers and a query service on them."""
+
+    def __init__(self, infra: Infra, tag: str, *, partitions: int = 12) -> None:
+        self.infra = infra
+        self.name = f"bench_{tag}_{uuid.uuid4().hex[:8]}"
+        self.partitions = partitions
+        self.home = infra.home / self.name
+        self.workers: list[Service] = []
+        self.query: Service | None = None
+        self._worker_ports: list[int] = []
+        self.settings = Settings.from_env({
+            "RUNSTREAM_HOME": str(self.home),
+            "RUNSTREAM_KAFKA_BOOTSTRAP": infra.kafka_bootstrap,
+            "RUNSTREAM_DATABASE_URL": infra.dsn(self.name),
+            "RUNSTREAM_TOPIC": f"{self.name}.events",
+            "RUNSTREAM_DLQ_TOPIC": f"{self.name}.dead-letter",
+            "RUNSTREAM_TOPIC_PARTITIONS": str(partitions),
+            "RUNSTREAM_GROUP_ID": f"{self.name}-ingest",
+            "RUNSTREAM_QUERY_PORT": str(free_port()),
+            "RUNSTREAM_INGEST_METRICS_PORT": str(free_port()),
+        })
+
+    async def __aenter__(self) -> Sandbox:
+        self.home.mkdir(parents=True, exist_ok=True)
+        await self.infra.create_database(self.name)
+        from ingest.schema import migrate  # the schema belongs to ingest
+
+        await migrate(self.settings.database_url)
+        await create_topic(self.infra.kafka_bootstrap, self.settings.topic, self.partitions)
+        await create_topic(self.infra.kafka_bootstrap, self.settings.dlq_topic, 1)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def env(self, **overrides: str) -> dict[str, str]:
+        return child_env({**self.settings.as_env(), **overrides})
+
+    async def start_ingest(self, workers: int) -> None:
+        """``workers`` ``python -m ingest`` processes, returned once the group has assigned all of them."""
+        for _ in range(workers):
+            port = self.settings.ingest_metrics_port if not self._worker_ports else free_port()
+            self._worker_ports.append(port)
+            service = Service(
+                f"ingest-{len(self.workers)}", [sys.executable, "-m", "ingest"],
+                env=self.env(RUNSTREAM_INGEST_METRICS_PORT=str(port)),
+                log_file=self.home / f"ingest-{len(self.workers)}.log",
+            )
+            self.workers.append(service)
+        for service, port in zip(self.workers, self._worker_ports, strict=True):
+            await wait_http_ok(f"http://127.0.0.1:{port}/metrics", service)
+        await self._wait_group(workers)
+
+    async def _wait_group(self, workers: int, timeout_seconds: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_seconds
+        state, members = "Unknown", 0
+        while time.monotonic() < deadline:
+            try:
+                state, members = await group_members(self.infra.kafka_bootstrap, self.settings.group_id)
+            except KafkaError:
+                pass
+            if state == "Stable" and members >= min(workers, self.partitions):
+                return
+            await asyncio.sleep(0.2)
+        raise RuntimeError(f"ingest group {self.settings.group_id} not stable with {workers} members: {state}/{members}")
+
+    async def start_query(self) -> str:
+        self.query = Service(
+            "query", [sys.executable, "-m", "query"], env=self.env(), log_file=self.home / "query.log"
+        )
+        await wait_http_ok(f"{self.settings.query_url}/health", self.query)
+        return self.settings.query_url
+
+    def worker_peak_rss(self) -> list[int]:
+        return [rss for w in self.workers if (rss := peak_rss_bytes(w.pid)) is not None]
+
+    def check_alive(self) -> None:
+        for service in [*self.workers, *([self.query] if self.query else [])]:
+            if not service.alive():
+                raise RuntimeError(f"{service.name} died:\n{service.log_tail()}")
+
+    async def close(self) -> None:
+        for service in [*([self.query] if self.query else []), *self.workers]:
+            await asyncio.to_thread(service.stop)
+        await self.infra.drop_database(self.name)
+        await delete_topics(self.infra.kafka_bootstrap, [self.settings.topic, self.settings.dlq_topic])
+
+
+class MlflowServer:
+    """``mlflow server --workers 1`` on a ``postgresql+psycopg2://`` store in our PostgreSQL.
+
+    One worker because with several every keep-alive request stalls about 40 ms
+    on this machine; uvicorn's access log is off so that it costs nothing.
+    """
+
+    def __init__(self, infra: Infra) -> None:
+        self.infra = infra
+        self.database = f"bench_mlflow_{uuid.uuid4().hex[:8]}"
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.service: Service | None = None
+
+    @property
+    def store_uri(self) -> str:
+        return "postgresql+psycopg2://" + self.infra.dsn(self.database).split("://", 1)[1]
+
+    async def __aenter__(self) -> MlflowServer:
+        await self.infra.create_database(self.database)
+        artifacts = self.infra.home / "mlflow-artifacts"
+        artifacts.mkdir(parents=True, exist_ok=True)
+        argv = [
+            str(BENCH_PYTHON.parent / "mlflow"), "server", "--workers", "1",
+            "--backend-store-uri", self.store_uri,
+            "--default-artifact-root", artifacts.as_uri(),
+            "--host", "127.0.0.1", "--port", str(self.port),
+            "--uvicorn-opts", "--no-access-log",
+        ]
+        self.service = Service("mlflow", argv, env=child_env(), log_file=self.infra.home / "mlflow.log")
+        await wait_http_ok(f"{self.url}/health", self.service, timeout_seconds=180)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.service is not None:
+            await asyncio.to_thread(self.service.stop)
+        await self.infra.drop_database(self.database)
+
+    def dsn(self) -> str:
+        return self.infra.dsn(self.database)

@@ -1,0 +1,54 @@
+"""How big each benchmark is: the sizes of issue 6, and the reduced QUICK set (under 3 minutes)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["FULL", "QUICK", "Sizes"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class Sizes:
+    reps: int = 5
+    # 1. logging cost: calls per timed loop (the baselines are 100-1000x slower per call)
+    log_calls: int = 1_000_000
+    mlflow_log_calls: int = 10_000
+    wandb_log_calls: int = 50_000
+    # 2. end-to-end ingest: points per run of the benchmark, over runs x metrics
+    throughput_points: int = 10_000_000
+    throughput_runs: int = 100
+    throughput_metrics: int = 20
+    # (producer processes, ingest workers); the first is paired with the baselines
+    throughput_configs: tuple[tuple[int, int], ...] = ((1, 1), (2, 1), (4, 1), (2, 2), (4, 4))
+    mlflow_batches: int = 100  # log_batch calls of 1,000 metrics per measurement
+    # 3. freshness: offered loads (points/s) and seconds of logging per measurement
+    freshness_rates: tuple[int, ...] = (10_000, 100_000)
+    freshness_seconds: float = 10.0
+    # 5. reads
+    read_series_points: int = 1_000_000
+    mlflow_history_points: int = 1_000_000
+    get_metrics_metrics: int = 50
+    get_metrics_points: int = 20_000
+    runs_list_runs: int = 10_000
+    # 8. memory: points logged by the SDK with Kafka unreachable
+    rss_points: int = 10_000_000
+
+
+FULL = Sizes()
+
+QUICK = Sizes(
+    log_calls=1_000_000,
+    mlflow_log_calls=1_000,
+    wandb_log_calls=5_000,
+    throughput_points=400_000,
+    throughput_configs=((1, 1),),
+    mlflow_batches=12,
+    freshness_rates=(10_000, 100_000),
+    freshness_seconds=3.0,
+    read_series_points=100_000,
+    mlflow_history_points=20_000,
+    get_metrics_metrics=50,
+    get_metrics_points=1_000,
+    runs_list_runs=500,
+    rss_points=1_000_000,
+)
