@@ -120,31 +120,63 @@ class SeriesReader:
     ) -> dict[str, Any]:
         """Up to ``limit`` points in logging order, after the cursor's point."""
         column = "text_value" if value_type == "str" else "value"
-        record = await self._pool.fetchrow(
-            f"""
-            SELECT array_agg(o.step) AS steps, array_agg(o.time) AS times, array_agg(o.v) AS vals,
-                   array_agg(o.ordinal) AS ordinals
-            FROM (
-                SELECT p.step, p.time, p.ordinal, p.{column} AS v FROM points p
-                WHERE {_RANGE_SQL}
-                  AND ($6::float8 IS NULL OR (p.time, p.ordinal) > ($6::float8, $7::bigint))
-                ORDER BY p.time, p.ordinal
-                LIMIT $8
-            ) o
-            """,
-            series_id,
-            rng.start_step,
-            rng.end_step,
-            rng.start_time,
-            rng.end_time,
-            after[0] if after else None,
-            after[1] if after else None,
-            limit + 1,
-        )
-        steps, times, vals, ordinals = (record[k] or [] for k in ("steps", "times", "vals", "ordinals"))
-        more = len(steps) > limit
-        cursor = _encode_cursor(times[limit - 1], ordinals[limit - 1]) if more else None
+        after_time, after_ordinal = after if after else (None, None)
+        range_args = (series_id, rng.start_step, rng.end_step, rng.start_time, rng.end_time)
+        # One snapshot for both statements, so the cursor names the page's real last point.
+        async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            record = await conn.fetchrow(
+                f"""
+                SELECT array_agg(o.step) AS steps, array_agg(o.time) AS times, array_agg(o.v) AS vals
+                FROM (
+                    SELECT p.step, p.time, p.{column} AS v FROM points p
+                    WHERE {_RANGE_SQL}
+                      AND ($6::float8 IS NULL OR (p.time, p.ordinal) > ($6::float8, $7::bigint))
+                    ORDER BY p.time, p.ordinal
+                    LIMIT $8
+                ) o
+                """,
+                *range_args,
+                after_time,
+                after_ordinal,
+                limit + 1,
+            )
+            steps, times, vals = (record[k] or [] for k in ("steps", "times", "vals"))
+            cursor = None
+            if len(steps) > limit:
+                last_time = times[limit - 1]
+                cursor = _encode_cursor(last_time, await self._last_ordinal(conn, range_args, times, limit, after))
         return _columns(value_type, steps[:limit], times[:limit], vals[:limit], downsampled=False, cursor=cursor)
+
+    @staticmethod
+    async def _last_ordinal(
+        conn: asyncpg.Connection,
+        range_args: tuple[Any, ...],
+        times: list[float],
+        limit: int,
+        after: tuple[float, int] | None,
+    ) -> int:
+        """The ordinal of the page's last point: the k-th among the page's points sharing its time.
+
+        Fetching every point's ordinal would cost a fourth array on each page;
+        this is one short index range read instead.
+        """
+        last_time = times[limit - 1]
+        k = 0
+        while k < limit and times[limit - 1 - k] == last_time:
+            k += 1
+        floor = after[1] if after and after[0] == last_time else None
+        ordinal: int = await conn.fetchval(
+            f"""
+            SELECT p.ordinal FROM points p
+            WHERE {_RANGE_SQL} AND p.time = $6 AND ($7::bigint IS NULL OR p.ordinal > $7)
+            ORDER BY p.ordinal OFFSET $8 LIMIT 1
+            """,
+            *range_args,
+            last_time,
+            floor,
+            k - 1,
+        )
+        return ordinal
 
     async def downsample(
         self, series_id: int, value_type: str | None, rng: SeriesRange, *, max_points: int

@@ -40,24 +40,26 @@ async def test_full_series_columns_and_ranges(query_service: str, db: asyncpg.Po
 async def test_keyset_pages_cover_every_point_once(query_service: str, db: asyncpg.Pool) -> None:
     run_id = await seed_run(db)
     n = 25
-    # Several points share a clock tick; the ordinal keeps their order across page boundaries.
+    # Four points share each clock tick; the ordinal keeps their order across page boundaries,
+    # which fall inside a tick for pages of 3 and between ticks for pages of 4.
     times = [T0 + i // 4 for i in range(n)]
     await seed_scalars(db, run_id, "acc", "int", list(range(n)), times=times, insert_order=list(reversed(range(n))))
-    url = f"{query_service}/api/runs/{run_id}/series?name=acc&limit=4"
-    steps: list[int] = []
-    values: list[int] = []
-    pages = 0
-    while url:
-        status, body = await get(url)
-        assert status == 200 and len(body["steps"]) <= 4
-        steps += body["steps"]
-        values += body["values"]
-        pages += 1
-        cursor = body["next_cursor"]
-        url = f"{query_service}/api/runs/{run_id}/series?name=acc&limit=4&cursor={cursor}" if cursor else ""
-    assert pages == 7
-    assert steps == list(range(n)) and values == list(range(n))
-    assert all(type(v) is int for v in values)
+    for limit, want_pages in ((3, 9), (4, 7), (1, 25), (25, 1)):
+        url = f"{query_service}/api/runs/{run_id}/series?name=acc&limit={limit}"
+        steps: list[int] = []
+        values: list[int] = []
+        pages = 0
+        while url:
+            status, body = await get(url)
+            assert status == 200 and len(body["steps"]) <= limit
+            steps += body["steps"]
+            values += body["values"]
+            pages += 1
+            cursor = body["next_cursor"]
+            url = f"{query_service}/api/runs/{run_id}/series?name=acc&limit={limit}&cursor={cursor}" if cursor else ""
+        assert pages == want_pages, limit
+        assert steps == list(range(n)) and values == list(range(n)), limit
+        assert all(type(v) is int for v in values)
 
 
 async def test_downsampling_keeps_extremes(query_service: str, db: asyncpg.Pool) -> None:
