@@ -128,6 +128,22 @@ class Database:
         )
         return _run_dict(record) if record is not None else None
 
+    async def descendants(self, run_id: uuid.UUID) -> list[uuid.UUID]:
+        """Children, grandchildren... of the run, breadth-first, oldest first within a level."""
+        records = await self._pool.fetch(
+            """
+            WITH RECURSIVE tree (id, depth, created_at) AS (
+                SELECT r.id, 1, r.created_at FROM runs r WHERE r.parent_id = $1
+                UNION
+                SELECT r.id, t.depth + 1, r.created_at FROM runs r JOIN tree t ON r.parent_id = t.id
+                WHERE t.depth < 100
+            )
+            SELECT id FROM tree WHERE id <> $1 GROUP BY id ORDER BY min(depth), min(created_at), id
+            """,
+            run_id,
+        )
+        return [r["id"] for r in records]
+
     async def run_has_data(self, run_id: uuid.UUID) -> bool:
         """Whether anything at all is stored for the run (metrics may precede its run_started)."""
         known: bool = await self._pool.fetchval(

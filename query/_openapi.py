@@ -192,7 +192,11 @@ SPEC: Final[dict[str, Any]] = {
                     "list, N times a list of lists; log_row/log_table a dict of columns ({col: value} for exactly "
                     "one row, {col: [...]} otherwise, None where a row lacks the column); log_image the file name."
                 ),
-                "parameters": [_RUN_ID, {**_METRIC, "required": False}],
+                "parameters": [
+                    _RUN_ID,
+                    {**_METRIC, "required": False},
+                    _param("recursive", "query", {"type": "boolean"}, "{run_id: metrics} for the run and descendants"),
+                ],
                 "responses": {**_ok({"type": "object"}), **_ERRORS},
             }
         },

@@ -327,3 +327,28 @@ async def test_runs_listing_tags_children_and_latest_metrics(query_service: str,
     for query_string, parameter in (("tag=:x", "tag"), ("parent=nope", "parent"), ("include=everything", "include")):
         status, body = await get(f"{query_service}/api/runs?{query_string}")
         assert (status, body["error"]["parameter"]) == (400, parameter), query_string
+
+
+async def test_metrics_recursive(query_service: str, db: asyncpg.Pool) -> None:
+    start = datetime(2026, 7, 1, tzinfo=UTC)
+    root = await seed_run(db, created_at=start)
+    child_b = await seed_run(db, parent_id=root, created_at=start + timedelta(seconds=2))
+    child_a = await seed_run(db, parent_id=root, created_at=start + timedelta(seconds=1))
+    grandchild = await seed_run(db, parent_id=child_a, created_at=start + timedelta(seconds=3))
+    await seed_scalars(db, root, "loss", "float", [1.0, 0.5])
+    await seed_scalars(db, child_a, "loss", "float", [2.0])
+    await seed_scalars(db, child_a, "acc", "float", [0.9])
+    await seed_scalars(db, grandchild, "loss", "float", [math.nan])
+    status, body = await get(f"{query_service}/api/runs/{root}/metrics?recursive=true")
+    assert status == 200
+    assert list(body.items()) == [
+        (str(root), {"loss": [1.0, 0.5]}),
+        (str(child_a), {"acc": 0.9, "loss": 2.0}),
+        (str(child_b), {}),
+        (str(grandchild), {"loss": NAN}),
+    ]
+    status, body = await get(f"{query_service}/api/runs/{child_a}/metrics?recursive=1&name=loss")
+    assert body == {str(child_a): {"loss": 2.0}, str(grandchild): {"loss": NAN}}
+    assert await get(f"{query_service}/api/runs/{root}/metrics?recursive=false") == (200, {"loss": [1.0, 0.5]})
+    status, body = await get(f"{query_service}/api/runs/{root}/metrics?recursive=yes")
+    assert (status, body["error"]["parameter"]) == (400, "recursive")
