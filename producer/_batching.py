@@ -15,7 +15,7 @@ from producer._buffer import Chunk, Item
 from runstream.events import MAX_RECORD_BYTES, Batch, Event, encode_batch, scalars_event
 
 #: Room for the envelope: version, run and session ids, seq.
-_BUDGET = MAX_RECORD_BYTES - 4096
+BUDGET = MAX_RECORD_BYTES - 4096
 # Longest JSON forms: a step or ordinal (int64, comma), a time (repr of a double, comma).
 _INT_BYTES = 21
 _TIME_BYTES = 25
@@ -32,7 +32,7 @@ def chunk_bound(chunk: Chunk) -> int:
     return base + sum(6 * len(v) + 3 for v in chunk.values)
 
 
-def split_chunk(chunk: Chunk, budget: int = _BUDGET) -> Iterator[Chunk]:
+def split_chunk(chunk: Chunk, budget: int = BUDGET) -> Iterator[Chunk]:
     """``chunk`` in order, in pieces whose bound fits ``budget``."""
     if chunk_bound(chunk) <= budget or len(chunk.steps) <= 1:
         yield chunk
@@ -47,34 +47,49 @@ def split_chunk(chunk: Chunk, budget: int = _BUDGET) -> Iterator[Chunk]:
         )
 
 
-def to_events(items: list[Item]) -> Iterator[tuple[Event, int]]:
-    """Each item as an event with its size bound."""
+def _sized(items: list[Item], budget: int) -> Iterator[tuple[Item, int]]:
+    """Each item with its size bound; chunks split to fit ``budget``."""
     for item in items:
         if isinstance(item, Chunk):
-            for piece in split_chunk(item):
-                event = scalars_event(piece.name, piece.kind, piece.steps, piece.times, piece.ordinals, piece.values)
-                yield event, chunk_bound(piece)
+            for piece in split_chunk(item, budget):
+                yield piece, chunk_bound(piece)
         else:
             yield item, len(orjson.dumps(item))
 
 
-def group(items: list[Item], budget: int = _BUDGET) -> Iterator[list[Event]]:
-    """Consecutive events packed greedily into groups that fit ``budget``."""
-    current: list[Event] = []
+def group(items: list[Item], budget: int = BUDGET) -> Iterator[list[Item]]:
+    """Consecutive items packed greedily into groups whose bound fits ``budget``.
+
+    A group is one record. ``budget`` can be lowered (a broker whose record
+    limit is below the format's): regrouping a group with half the budget
+    splits it in order.
+    """
+    current: list[Item] = []
     size = 0
-    for event, bound in to_events(items):
+    for item, bound in _sized(items, budget):
         if current and size + bound + 1 > budget:
             yield current
             current, size = [], 0
-        current.append(event)
+        current.append(item)
         size += bound + 1
     if current:
         yield current
 
 
-def encode(run_id: str, session_id: str, seq: int, events: list[Event]) -> bytes:
+def to_event(item: Item) -> Event:
+    if isinstance(item, Chunk):
+        return scalars_event(item.name, item.kind, item.steps, item.times, item.ordinals, item.values)
+    return item
+
+
+def splittable(items: list[Item]) -> bool:
+    """Whether regrouping ``items`` with a smaller budget can make smaller records."""
+    return len(items) > 1 or (isinstance(items[0], Chunk) and len(items[0].steps) > 1)
+
+
+def encode(run_id: str, session_id: str, seq: int, items: list[Item]) -> bytes:
     """One record; the bounds guarantee the size, this checks it."""
-    value = encode_batch(Batch(run_id, session_id, seq, events))
+    value = encode_batch(Batch(run_id, session_id, seq, [to_event(i) for i in items]))
     if len(value) > MAX_RECORD_BYTES:
         raise ValueError(f"record of {len(value)} bytes exceeds {MAX_RECORD_BYTES}")
     return value

@@ -455,6 +455,7 @@ class Run:
             "retries": sender.retries,
             "reopens": sender.reopens,
             "heartbeats": sender.heartbeats,
+            "record_splits": sender.splits,
             "pending": buffer.pending(),
             "blocked_calls": buffer.blocked_calls,
             "blocked_seconds": buffer.blocked_seconds,

@@ -20,13 +20,17 @@ import threading
 import time
 from collections.abc import Callable
 
+from aiokafka.errors import MessageSizeTooLargeError  # type: ignore[import-untyped]
+
 from producer import _batching
-from producer._buffer import Buffer
+from producer._buffer import Buffer, Item
 from producer._errors import DeliveryError, FlushTimeoutError
 from producer._sinks import Sink, is_fatal, needs_reopen
 from runstream.events import Event
 
 _BACKOFF_SECONDS = (0.1, 0.25, 0.5, 1.0, 2.0)
+#: The smallest record budget the sender will shrink to when the topic refuses large records.
+_MIN_BUDGET = 16 * 1024
 
 
 class _Aborted(Exception):
@@ -74,6 +78,8 @@ class Sender:
         self.retries = 0
         self.reopens = 0
         self.heartbeats = 0
+        self.splits = 0
+        self._budget = _batching.BUDGET
 
     # --- lifecycle (caller's threads) --------------------------------------
 
@@ -193,8 +199,8 @@ class Sender:
                 self._add_heartbeat()
             items, mark = self.buffer.drain()
             if items:
-                for events in _batching.group(items):
-                    await self._publish(events)
+                for group in _batching.group(items, self._budget):
+                    await self._publish(group)
             self.buffer.delivered(mark)
             if self._stopping and self.buffer.pending() == 0:
                 return
@@ -209,9 +215,24 @@ class Sender:
             return
         self.heartbeats += 1
 
-    async def _publish(self, events: list[Event]) -> None:
+    async def _publish(self, items: list[Item]) -> None:
+        value = _batching.encode(self.run_id, self.session_id, self.seq + 1, items)
+        try:
+            await self._send(value)
+        except MessageSizeTooLargeError:
+            # The topic's limit is below the format's: learn a smaller budget,
+            # and send this group again as smaller records, in order.
+            if not _batching.splittable(items) or len(value) <= _MIN_BUDGET:
+                raise
+            self.splits += 1
+            # Parts are bounded by half this record's size, so each retry is smaller.
+            self._budget = min(self._budget, max(_MIN_BUDGET, len(value) // 2))
+            for part in _batching.group(items, self._budget):
+                await self._publish(part)
+            return
         self.seq += 1
-        value = _batching.encode(self.run_id, self.session_id, self.seq, events)
+
+    async def _send(self, value: bytes) -> None:
         attempt = 0
         while True:
             try:

@@ -8,12 +8,14 @@ ordinals, event order, batch ``seq`` numbering and statuses.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import struct
 import subprocess
 import sys
 import time
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,10 +24,13 @@ import numpy as np
 import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 import producer
+from ingest._topics import ensure_topics
 from producer import (
     BufferFullError,
+    DeliveryError,
     Experiment,
     FlushTimeoutError,
     LoggingOptions,
@@ -35,7 +40,6 @@ from producer import (
 )
 from runstream.config import Settings
 from runstream.events import MAX_RECORD_BYTES, Batch, decode_batch
-from runstream.stack._kafka import ensure_topic
 from tests.support import eventually, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,8 +47,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 @pytest_asyncio.fixture(scope="session")
 async def topic(settings: Settings) -> str:
-    """The session's events topic (the broker does not auto-create topics)."""
-    await ensure_topic(settings.kafka_bootstrap, settings.topic, settings.topic_partitions)
+    """The session's events topic (the broker does not auto-create topics), made the way ingest makes it."""
+    await ensure_topics(settings.kafka_bootstrap, {settings.topic: settings.topic_partitions})
     return settings.topic
 
 
@@ -473,3 +477,51 @@ async def test_outputs_and_snapshot_need_no_service_when_absent(
     run = Experiment(workspace, "no-outputs").start_logging(outputs=tmp_path / "missing")
     run.complete()
     assert events_of(await consume_run(settings, run.id))[-1]["status"] == "Completed"
+
+
+async def _small_topic(settings: Settings, max_message_bytes: int) -> Settings:
+    """A topic of its own whose record limit is far below the format's."""
+    name = f"{settings.topic}.small-{uuid.uuid4().hex[:8]}"
+    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics(
+            [
+                NewTopic(
+                    name,
+                    num_partitions=1,
+                    replication_factor=1,
+                    topic_configs={"max.message.bytes": str(max_message_bytes)},
+                )
+            ]
+        )
+    finally:
+        await admin.close()
+    return dataclasses.replace(settings, topic=name)
+
+
+async def test_records_shrink_to_fit_a_topic_with_a_small_limit(settings: Settings) -> None:
+    small = await _small_topic(settings, 64 * 1024)
+    ws = Workspace.from_settings(small, options=options(compression=None))
+    run = Experiment(ws, "small-topic").start_logging(outputs=None)
+    n = 30_000
+    for i in range(n):
+        run.log("x", i / 3)
+    run.log_list("short", [1, 2, 3])
+    run.complete()
+    assert run.stats()["record_splits"] >= 1
+    batches = await consume_run(small, run.id)
+    assert sorted(b.seq for b in batches) == list(range(1, len(batches) + 1))
+    events = events_of(batches)
+    assert points(events, "x") == [(i, i, i / 3) for i in range(n)]
+    assert [e["values"] for e in events if e["type"] == "list"] == [[1, 2, 3]]
+    assert events[-1]["status"] == "Completed"
+
+
+async def test_an_entry_the_topic_cannot_take_fails_delivery(settings: Settings) -> None:
+    small = await _small_topic(settings, 64 * 1024)
+    ws = Workspace.from_settings(small, options=options(compression=None))
+    run = Experiment(ws, "too-big").start_logging(outputs=None)
+    run.log_list("big", ["y" * 1000] * 200)  # one entry of ~200 KB: cannot be split
+    with pytest.raises(DeliveryError, match="MessageSizeTooLarge"):
+        run.complete(timeout_seconds=30)
