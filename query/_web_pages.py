@@ -6,16 +6,17 @@ from datetime import datetime
 from typing import Any, Final
 from urllib.parse import quote
 
+import orjson
 from aiohttp import web
 
 from runstream.events import STATUSES, TERMINAL_STATUSES
 
 from . import _html as h
 from ._db import Database, FileRecord
-from ._errors import NotFound
+from ._errors import BadRequest, NotFound
 from ._metrics import EMPTY, SeriesData, metric_value
 from ._state import DATABASE
-from ._validate import parse_run_id
+from ._validate import check_metric_name, parse_run_id
 
 __all__ = ["error_page", "html_response", "routes"]
 
@@ -33,6 +34,8 @@ _CSP: Final = (
 )
 _RUN_SCRIPTS: Final = ("/static/vendor/uplot/uPlot.iife.min.js", "/static/run.js")
 _RUN_STYLES: Final = ("/static/vendor/uplot/uPlot.min.css",)
+_COMPARE_SCRIPTS: Final = ("/static/vendor/uplot/uPlot.iife.min.js", "/static/compare.js")
+_COMPARE_RUNS: Final = 20
 
 
 def html_response(text: str, status: int = 200) -> web.Response:
@@ -76,6 +79,7 @@ async def experiment_page(request: web.Request) -> web.Response:
     metric_names = sorted({m for r in page.runs for m in r.get("metrics", {})})[:_METRIC_COLUMNS]
     rows = [
         [
+            f'<input type="checkbox" name="run" value="{h.esc(r["id"])}" aria-label="compare">',
             f'<a href="{h.esc(h.url("runs", r["id"]))}">{h.esc(r["display_name"] or r["id"])}</a>',
             f'<span class="status {h.esc(r["status"])}">{h.esc(r["status"])}</span>',
             h.esc(r["started_at"] or r["created_at"] or ""),
@@ -99,8 +103,14 @@ async def experiment_page(request: web.Request) -> web.Response:
     filters = (
         f'<form method="get" class="filters"><select name="status">{options}</select> <button>Filter</button></form>'
     )
-    headers = ["run", "status", "started", "duration", "tags", *metric_names]
+    headers = ["", "run", "status", "started", "duration", "tags", *metric_names]
     table = h.table(headers, rows, raw=True) if rows else "<p class=muted>No runs.</p>"
+    if rows and metric_names:
+        choices = "".join(f'<option value="{h.esc(m)}">{h.esc(m)}</option>' for m in metric_names)
+        table = (
+            f'<form method="get" action="/compare" id="compare-form">{table}'
+            f'<p>Compare the checked runs on <select name="name">{choices}</select> <button>Compare</button></p></form>'
+        )
     body = f"<h1>Experiment {h.esc(name)}</h1>{filters}{table}"
     return html_response(h.page(name, body + more))
 
@@ -113,6 +123,34 @@ def _duration(run: dict[str, Any]) -> str:
     minutes, secs = divmod(int(seconds), 60)
     hours, minutes = divmod(minutes, 60)
     return f"{hours}:{minutes:02d}:{secs:02d}"
+
+
+@routes.get("/compare")
+async def compare_page(request: web.Request) -> web.Response:
+    """One metric (``name``) of several runs (``run`` repeated) on one chart."""
+    raw_runs = request.query.getall("run", [])
+    if not raw_runs:
+        raise BadRequest("pick at least one run to compare", parameter="run")
+    if len(raw_runs) > _COMPARE_RUNS:
+        raise BadRequest(f"at most {_COMPARE_RUNS} runs at once", parameter="run")
+    run_ids = list(dict.fromkeys(parse_run_id(r, "run") for r in raw_runs))
+    name = check_metric_name(request.query.get("name", ""))
+    db: Database = request.app[DATABASE]
+    labels = []
+    for run_id in run_ids:
+        run = await db.get_run(run_id)
+        labels.append((run or {}).get("display_name") or str(run_id)[:8])
+    links = ", ".join(
+        f'<a href="{h.esc(h.url("runs", str(r)))}">{h.esc(label)}</a>' for r, label in zip(run_ids, labels, strict=True)
+    )
+    runs_json = orjson.dumps([str(r) for r in run_ids]).decode()
+    body = (
+        f"<h1>{h.esc(name)}</h1><p>Runs: {links}</p>"
+        f'<div id="compare" data-metric="{h.esc(name)}" data-runs="{h.esc(runs_json)}"'
+        f' data-labels="{h.esc(orjson.dumps(labels).decode())}"><div id="compare-chart" class="chart">'
+        "<noscript>The comparison chart needs JavaScript.</noscript></div></div>"
+    )
+    return html_response(h.page(f"Compare {name}", body, scripts=_COMPARE_SCRIPTS, styles=_RUN_STYLES))
 
 
 @routes.get("/runs/{run_id}")

@@ -74,3 +74,33 @@ async def test_run_page_charts_update_live(query_service: str, db: asyncpg.Pool,
     await page.screenshot(path=str(SCREENSHOTS / "run-page.png"), full_page=True)
     assert errors == []
     await page.close()
+
+
+async def test_compare_view_draws_one_line_per_run(query_service: str, db: asyncpg.Pool, browser: Browser) -> None:
+    experiment = f"compare-{uuid.uuid4().hex[:6]}"
+    a = await seed_run(db, experiment=experiment, display_name="lr=0.1")
+    b = await seed_run(db, experiment=experiment, display_name="lr=0.01")
+    c = await seed_run(db, experiment=experiment, display_name="no loss")
+    await seed_scalars(db, a, "loss", "float", [1.0, 0.5, 0.25])
+    await seed_scalars(db, b, "loss", "float", [1.0, 0.9, 0.8, 0.7])
+    await seed_scalars(db, c, "acc", "float", [0.5])
+
+    page = await browser.new_page(viewport={"width": 1200, "height": 900})
+    errors: list[Any] = []
+    page.on("pageerror", lambda exc: errors.append(exc))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    # Pick the runs on the experiment page, as a person would.
+    await page.goto(f"{query_service}/experiments/{experiment}")
+    await page.check(f'input[name="run"][value="{a}"]')
+    await page.check(f'input[name="run"][value="{b}"]')
+    await page.select_option('select[name="name"]', "loss")
+    await page.click("#compare-form button")
+    await page.wait_for_function("() => window.runstream && window.runstream.ready === 1", timeout=WAIT_MS)
+    labels = await page.evaluate("() => window.runstream.chart.series.slice(1).map((s) => s.label)")
+    assert labels == ["lr=0.01", "lr=0.1"]  # the table's order: newest first
+    data = await page.evaluate("() => window.runstream.chart.data")
+    assert data == [[0, 1, 2, 3], [1.0, 0.9, 0.8, 0.7], [1.0, 0.5, 0.25, None]]
+    SCREENSHOTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(SCREENSHOTS / "compare-page.png"), full_page=True)
+    assert errors == []
+    await page.close()

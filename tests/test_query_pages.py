@@ -92,3 +92,19 @@ async def test_static_assets_are_served(query_service: str) -> None:
         assert text
     status, _, _ = await get_text(query_service + "/static/../_app.py")
     assert status in (403, 404)
+
+
+async def test_compare_page(query_service: str, db: asyncpg.Pool) -> None:
+    a = await seed_run(db, display_name="first <run>")
+    b = await seed_run(db)
+    status, ctype, text = await get_text(f"{query_service}/compare?name=loss&run={a}&run={b}")
+    assert (status, ctype) == (200, "text/html")
+    assert "first &lt;run&gt;" in text and "/static/compare.js" in text and str(b) in text
+    for query_string, parameter in (
+        ("name=loss", "run"),
+        ("name=loss&run=nope", "run"),
+        (f"run={a}", "name"),
+        (f"name=&run={a}", "name"),
+    ):
+        status, body = await get(f"{query_service}/compare?{query_string}")
+        assert (status, body["error"]["parameter"]) == (400, parameter), query_string
