@@ -8,12 +8,14 @@ ordinals, event order, batch ``seq`` numbering and statuses.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import math
 import os
 import struct
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -525,3 +527,59 @@ async def test_an_entry_the_topic_cannot_take_fails_delivery(settings: Settings)
     run.log_list("big", ["y" * 1000] * 200)  # one entry of ~200 KB: cannot be split
     with pytest.raises(DeliveryError, match="MessageSizeTooLarge"):
         run.complete(timeout_seconds=30)
+
+
+async def test_threads_logging_to_one_run_lose_nothing(settings: Settings, workspace: Workspace) -> None:
+    ws = Workspace.from_settings(settings, options=options(flush_points=1_000))
+    run = Experiment(ws, "threads").start_logging(outputs=None)
+    per_thread = 20_000
+
+    def work(k: int) -> None:
+        for i in range(per_thread):
+            run.log("shared", float(k * per_thread + i))
+            run.log(f"own{k}", float(i))
+            if i % 5_000 == 0:
+                run.log("shared_int", k)  # the slow path, concurrently with the fast one
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    run.complete()
+
+    events = events_of(await consume_run(settings, run.id))
+    shared = points(events, "shared")
+    assert [o for o, _, _ in shared] == list(range(4 * per_thread))
+    assert sorted(v for _, _, v in shared) == [float(i) for i in range(4 * per_thread)]
+    for k in range(4):
+        # Each thread's own points in its order; its share of "shared" in its order too.
+        assert points(events, f"own{k}") == [(i, i, float(i)) for i in range(per_thread)]
+        mine = [v for _, _, v in shared if k * per_thread <= v < (k + 1) * per_thread]
+        assert mine == sorted(mine)
+    assert sorted(v for _, _, v in points(events, "shared_int")) == sorted([k for k in range(4) for _ in range(4)])
+
+
+def test_interpreter_exit_delivers_what_was_not_flushed(settings: Settings, workspace: Workspace) -> None:
+    script = (
+        "import sys\n"
+        "from producer import Experiment, LoggingOptions, Workspace\n"
+        "ws = Workspace.from_config(options=LoggingOptions(flush_points=10**6, max_buffered_points=10**6,"
+        " flush_interval_seconds=3600))\n"
+        "run = Experiment(ws, 'exiting').start_logging(outputs=None)\n"
+        "for i in range(200_000):\n"
+        "    run.log('x', i * 0.5)\n"
+        "print(run.id, run.stats()['pending'])\n"
+    )
+    env = {**os.environ, **workspace.as_env(), "PYTHONPATH": str(ROOT), "RUNSTREAM_HOME": str(settings.home / "exit")}
+    result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    run_id, pending = result.stdout.split()
+    assert int(pending) == 200_002  # nothing had been sent before exit
+
+    async def check() -> None:
+        events = events_of(await consume_run(settings, run_id, lambda b: len(points(events_of(b), "x")) >= 200_000))
+        assert points(events, "x") == [(i, i, i * 0.5) for i in range(200_000)]
+        assert [e["status"] for e in events if e["type"] == "status"] == ["Running"]  # exit does not complete
+
+    asyncio.run(check())
