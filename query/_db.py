@@ -9,8 +9,6 @@ UTC strings (``2026-01-02T03:04:05.123456Z``) or ``None``.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -20,8 +18,9 @@ from typing import Any, Final
 import asyncpg
 import orjson
 
-from ._errors import BadRequest, Conflict
+from ._errors import Conflict
 from ._metrics import SeriesData, scalar_value
+from ._run_search import RunSearch
 
 __all__ = ["Database", "FileRecord", "RunPage", "create_pool", "iso"]
 
@@ -96,23 +95,6 @@ def _file(record: asyncpg.Record) -> FileRecord:
     )
 
 
-def _encode_cursor(created_at: datetime, run_id: uuid.UUID) -> str:
-    raw = orjson.dumps([created_at.astimezone(UTC).isoformat(), str(run_id)])
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(cursor: str) -> tuple[datetime, uuid.UUID]:
-    try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        created, run_id = orjson.loads(raw)
-        when = datetime.fromisoformat(created)
-        if when.tzinfo is None:
-            raise ValueError("naive time")
-        return when, uuid.UUID(run_id)
-    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
-        raise BadRequest("cursor is not one this service issued", code="bad_cursor", parameter="cursor") from None
-
-
 class Database:
     """The queries; holds a pool it does not own (the app's cleanup context does)."""
 
@@ -152,82 +134,46 @@ class Database:
         )
         return known
 
-    async def list_runs(
-        self,
-        *,
-        experiment: str | None,
-        status: str | None,
-        limit: int,
-        cursor: str | None,
-        tags: Sequence[tuple[str, str | None]] = (),
-        parent_id: uuid.UUID | None = None,
-        include_metrics: bool = False,
-    ) -> RunPage:
-        """Runs newest first, filtered; ``tags`` pairs match a value, ``(key, None)`` only the key's presence."""
-        after = _decode_cursor(cursor) if cursor else (None, None)
-        with_values = {k: v for k, v in tags if v is not None}
-        present = [k for k, v in tags if v is None]
-        records = await self._pool.fetch(
-            f"""
-            SELECT {_RUN_COLUMNS}, r.created_at AS sort_created FROM runs r
-            JOIN experiments e ON e.id = r.experiment_id
-            WHERE ($1::text IS NULL OR e.name = $1)
-              AND ($2::text IS NULL OR r.status = $2)
-              AND ($3::timestamptz IS NULL OR (r.created_at, r.id) < ($3::timestamptz, $4::uuid))
-              AND r.tags @> $6::jsonb AND r.tags ?& $7::text[]
-              AND ($8::uuid IS NULL OR r.parent_id = $8)
-            ORDER BY r.created_at DESC, r.id DESC
-            LIMIT $5
-            """,
-            experiment,
-            status,
-            after[0],
-            after[1],
-            limit + 1,
-            with_values,
-            present,
-            parent_id,
-        )
-        more = len(records) > limit
-        records = records[:limit]
+    async def list_runs(self, search: RunSearch, *, include_metrics: bool = False) -> RunPage:
+        """One page of the search; ``include_metrics`` adds each run's latest scalar values."""
+        statement, args = search.sql(_RUN_COLUMNS)
+        records = await self._pool.fetch(statement, *args)
+        more = len(records) > search.limit
+        records = records[: search.limit]
         runs = []
         for record in records:
             run = _run_dict(record)
-            del run["sort_created"]
+            del run["sort_created"], run["sort_value"]
             runs.append(run)
         if include_metrics and runs:
             latest = await self.latest_metrics([r["id"] for r in records])
             for run in runs:
                 run["metrics"] = latest.get(run["id"], {})
-        next_cursor = _encode_cursor(records[-1]["sort_created"], records[-1]["id"]) if more else None
-        return RunPage(runs, next_cursor)
+        return RunPage(runs, RunSearch.next_cursor(records[-1]) if more else None)
 
     async def latest_metrics(self, run_ids: Sequence[uuid.UUID]) -> dict[str, dict[str, Any]]:
-        """``{run_id: {metric: last value}}`` for scalar metrics: one index probe per series."""
+        """``{run_id: {metric: last value}}`` for scalar metrics, from ingest's per-series summary."""
         records = await self._pool.fetch(
             """
-            SELECT s.run_id, s.name, s.value_type, last.value, last.text_value
+            SELECT s.run_id, s.name, s.value_type, s.last_value, s.last_text
             FROM series s
-            JOIN LATERAL (
-                SELECT p.value, p.text_value FROM points p WHERE p.series_id = s.id
-                ORDER BY p.time DESC, p.ordinal DESC LIMIT 1
-            ) last ON true
-            WHERE s.run_id = ANY($1::uuid[]) AND s.kind = 'scalar'
+            WHERE s.run_id = ANY($1::uuid[]) AND s.kind = 'scalar' AND s.point_count > 0
             ORDER BY s.run_id, s.name
             """,
             list(run_ids),
         )
         out: dict[str, dict[str, Any]] = {}
         for r in records:
-            out.setdefault(str(r["run_id"]), {})[r["name"]] = scalar_value(r["value_type"], r["value"], r["text_value"])
+            value = scalar_value(r["value_type"], r["last_value"], r["last_text"])
+            out.setdefault(str(r["run_id"]), {})[r["name"]] = value
         return out
 
     async def list_experiments(self) -> list[dict[str, Any]]:
         records = await self._pool.fetch(
             """
             SELECT e.name, e.created_at, count(r.id) AS run_count,
-                   greatest(max(r.created_at), max(r.started_at), max(r.ended_at), max(r.heartbeat_at))
-                       AS last_activity
+                   greatest(max(r.created_at), max(r.started_at), max(r.ended_at), max(r.heartbeat_at),
+                            max(r.seen_at)) AS last_activity
             FROM experiments e LEFT JOIN runs r ON r.experiment_id = e.id
             GROUP BY e.id
             ORDER BY last_activity DESC NULLS LAST, e.name

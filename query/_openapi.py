@@ -158,6 +158,17 @@ SPEC: Final[dict[str, Any]] = {
                     _param("tag", "query", {"type": "string"}, "key:value (that value) or key (present); repeatable"),
                     _param("parent", "query", {"type": "string", "format": "uuid"}, "Only children of this run"),
                     _param("include", "query", {"type": "string", "enum": ["metrics"]}, "Add latest scalar values"),
+                    _param("where", "query", {"type": "string"}, "Metric condition, e.g. accuracy>0.9 or max(loss)<=2"),
+                    _param(
+                        "sort",
+                        "query",
+                        {"type": "string"},
+                        "[-]created_at (default -created_at) or [-]last|min|max(metric)",
+                    ),
+                    _param("started_after", "query", {"type": "string", "format": "date-time"}, "created at or after"),
+                    _param(
+                        "started_before", "query", {"type": "string", "format": "date-time"}, "created at or before"
+                    ),
                     _param(
                         "limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}, "Page size"
                     ),

@@ -11,11 +11,11 @@ that bucket's maximum rather than vanishing.
 
 That aggregate reads every point in the range (about 250 ms for a million),
 so downsampled answers are cached per (series, range, max_points) together
-with the run's *data version*: the number of producer sessions that wrote to
-the run and the sum of their last batch numbers, from ``producer_sessions``,
-which ingest updates in the same transaction as the points. A cached answer is
-served only while that version is unchanged, so it is never stale; a finished
-run's charts are then answered from memory.
+with the run's *data version*: its number of series and the sum of their
+``point_count``, which ingest updates in the same transaction as the points
+(migration 0002). A cached answer is served only while that version is
+unchanged, so it is never stale; a finished run's charts are then answered
+from memory.
 
 Full-resolution pages are ordered by (time, ordinal) and continue after the
 last (time, ordinal) seen; the cursor carries that pair.
@@ -87,11 +87,12 @@ class SeriesReader:
         self.cache_hits = 0
 
     async def data_version(self, run_id: uuid.UUID) -> tuple[int, int]:
+        """Changes whenever ingest stores scalar points for the run: (series, points) counts."""
         record = await self._pool.fetchrow(
-            "SELECT count(*) AS sessions, coalesce(sum(last_seq), 0) AS seqs FROM producer_sessions WHERE run_id = $1",
+            "SELECT count(*) AS series, coalesce(sum(point_count), 0) AS points FROM series WHERE run_id = $1",
             run_id,
         )
-        return int(record["sessions"]), int(record["seqs"])
+        return int(record["series"]), int(record["points"])
 
     async def downsample_cached(
         self, run_id: uuid.UUID, series_id: int, value_type: str | None, rng: SeriesRange, *, max_points: int

@@ -15,6 +15,7 @@ from . import _html as h
 from ._db import Database, FileRecord
 from ._errors import BadRequest, NotFound
 from ._metrics import EMPTY, SeriesData, metric_value
+from ._run_search import RunSearch
 from ._state import DATABASE
 from ._validate import check_metric_name, parse_run_id
 
@@ -75,7 +76,8 @@ async def experiment_page(request: web.Request) -> web.Response:
         raise NotFound(f"no experiment {name!r}", code="experiment_not_found", parameter="name")
     status = request.query.get("status") or None
     cursor = request.query.get("cursor")
-    page = await db.list_runs(experiment=name, status=status, limit=_RUNS_PER_PAGE, cursor=cursor, include_metrics=True)
+    search = RunSearch(limit=_RUNS_PER_PAGE, experiment=name, status=status, cursor=cursor)
+    page = await db.list_runs(search, include_metrics=True)
     metric_names = sorted({m for r in page.runs for m in r.get("metrics", {})})[:_METRIC_COLUMNS]
     rows = [
         [

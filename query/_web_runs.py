@@ -6,6 +6,7 @@ from aiohttp import web
 
 from ._errors import BadRequest, NotFound
 from ._json import json_response
+from ._run_search import RunSearch, parse_condition, parse_sort, parse_time
 from ._state import DATABASE
 from ._validate import parse_int, parse_run_id
 
@@ -46,8 +47,9 @@ def _tags(request: web.Request) -> list[tuple[str, str | None]]:
 
 @routes.get("/api/runs")
 async def list_runs(request: web.Request) -> web.Response:
-    """Runs newest first; ``next_cursor`` (or null) fetches the following page.
+    """Runs matching the filters, in keyset pages; ``next_cursor`` (or null) fetches the next.
 
+    See :mod:`._run_search` for ``where``, ``sort`` and the time bounds;
     ``include=metrics`` adds each run's latest value of every scalar metric.
     """
     limit = parse_int(_single(request, "limit"), "limit", default=DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT)
@@ -55,15 +57,19 @@ async def list_runs(request: web.Request) -> web.Response:
     include = _single(request, "include")
     if include not in (None, "metrics"):
         raise BadRequest(f"include must be 'metrics', got {include[:40]!r}", parameter="include")
-    page = await request.app[DATABASE].list_runs(
+    search = RunSearch(
+        limit=limit,
         experiment=_single(request, "experiment"),
         status=_single(request, "status"),
-        limit=limit,
-        cursor=_single(request, "cursor"),
         tags=_tags(request),
         parent_id=parse_run_id(parent, "parent") if parent is not None else None,
-        include_metrics=include == "metrics",
+        started_after=parse_time(_single(request, "started_after"), "started_after"),
+        started_before=parse_time(_single(request, "started_before"), "started_before"),
+        conditions=[parse_condition(raw) for raw in request.query.getall("where", [])],
+        sort=parse_sort(_single(request, "sort")),
+        cursor=_single(request, "cursor"),
     )
+    page = await request.app[DATABASE].list_runs(search, include_metrics=include == "metrics")
     return json_response({"runs": page.runs, "next_cursor": page.next_cursor})
 
 

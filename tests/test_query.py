@@ -352,3 +352,61 @@ async def test_metrics_recursive(query_service: str, db: asyncpg.Pool) -> None:
     assert await get(f"{query_service}/api/runs/{root}/metrics?recursive=false") == (200, {"loss": [1.0, 0.5]})
     status, body = await get(f"{query_service}/api/runs/{root}/metrics?recursive=yes")
     assert (status, body["error"]["parameter"]) == (400, "recursive")
+
+
+async def test_runs_search_by_metric_with_metric_sort_and_pages(query_service: str, db: asyncpg.Pool) -> None:
+    name = f"metric-search-{uuid.uuid4().hex[:8]}"
+    start = datetime(2026, 8, 1, tzinfo=UTC)
+    accuracy = [0.5, 0.95, 0.7, 0.95, 0.99, None, 0.91, math.nan]  # None: the run never logged it
+    runs = []
+    for i, last in enumerate(accuracy):
+        run_id = await seed_run(db, experiment=name, created_at=start + timedelta(minutes=i))
+        if last is not None:
+            await seed_scalars(db, run_id, "accuracy", "float", [0.1, last])
+            await seed_scalars(db, run_id, "loss", "float", [10.0 - i, 1.0])
+        runs.append(str(run_id))
+
+    async def ids(query_string: str, limit: int = 100) -> list[str]:
+        seen: list[str] = []
+        url = f"{query_service}/api/runs?experiment={name}&limit={limit}&{query_string}"
+        while True:
+            status, body = await get(url)
+            assert status == 200, body
+            seen += [r["id"] for r in body["runs"]]
+            if body["next_cursor"] is None:
+                return seen
+            url = (
+                f"{query_service}/api/runs?experiment={name}&limit={limit}&{query_string}&cursor={body['next_cursor']}"
+            )
+
+    assert await ids("where=accuracy%3E0.9") == [runs[6], runs[4], runs[3], runs[1]]
+    assert await ids("where=last(accuracy)%3E%3D0.95&where=max(loss)%3C9") == [runs[4], runs[3]]
+    assert await ids("where=min(loss)=1") == [runs[i] for i in (7, 6, 4, 3, 2, 1, 0)]
+    # By last accuracy, best first; ties newest first; runs without the metric or with NaN last.
+    # The same order page by page, whatever the page size.
+    best_first = [runs[i] for i in (4, 3, 1, 6, 2, 0, 7, 5)]
+    for limit in (1, 2, 3, 100):
+        assert await ids("sort=-last(accuracy)", limit) == best_first, limit
+    assert await ids("sort=last(accuracy)", 3) == [runs[i] for i in (0, 2, 6, 1, 3, 4, 5, 7)]
+    assert await ids("sort=created_at", 3) == runs
+    assert await ids("sort=-max(loss)&where=loss%3C100", 2) == [runs[i] for i in (0, 1, 2, 3, 4, 6, 7)]
+    after = (start + timedelta(minutes=2)).isoformat()
+    before = (start + timedelta(minutes=4)).isoformat().replace("+00:00", "Z")
+    assert await ids(f"started_after={after}&started_before={before}".replace("+", "%2B")) == [
+        runs[4],
+        runs[3],
+        runs[2],
+    ]
+
+    for query_string, parameter in (
+        ("where=accuracy", "where"),
+        ("where=accuracy%3Ehigh", "where"),
+        ("where=accuracy%3Enan", "where"),
+        ("where=%3E1", "where"),
+        ("sort=accuracy", "sort"),
+        ("sort=median(accuracy)", "sort"),
+        ("started_after=yesterday", "started_after"),
+        ("sort=-last(accuracy)&cursor=WyJ4IiwieSJd", "cursor"),
+    ):
+        status, body = await get(f"{query_service}/api/runs?{query_string}")
+        assert (status, body["error"]["parameter"]) == (400, parameter), query_string

@@ -108,6 +108,31 @@ async def seed_scalars(
         await conn.copy_records_to_table(
             "points", records=records, columns=["series_id", "step", "time", "ordinal", "value", "text_value"]
         )
+        await _refresh_summary(conn, series_id)
+
+
+async def _refresh_summary(conn: asyncpg.Connection, series_id: int) -> None:
+    """The per-series summary of migration 0002, as ingest keeps it, recomputed from the points."""
+    await conn.execute(
+        """
+        UPDATE series s SET
+            point_count = agg.n, min_value = agg.lo, max_value = agg.hi, max_step = agg.max_step,
+            last_step = last.step, last_time = last.time, last_ordinal = last.ordinal,
+            last_value = last.value, last_text = last.text_value
+        FROM (
+            SELECT count(*) AS n, max(step) AS max_step,
+                   min(value) FILTER (WHERE value NOT IN ('NaN', 'Infinity', '-Infinity')) AS lo,
+                   max(value) FILTER (WHERE value NOT IN ('NaN', 'Infinity', '-Infinity')) AS hi
+            FROM points WHERE series_id = $1
+        ) agg,
+        LATERAL (
+            SELECT step, time, ordinal, value, text_value FROM points WHERE series_id = $1
+            ORDER BY time DESC, ordinal DESC LIMIT 1
+        ) last
+        WHERE s.id = $1
+        """,
+        series_id,
+    )
 
 
 async def seed_entries(db: asyncpg.Pool, run_id: uuid.UUID, name: str, kind: str, entries: Sequence[Any]) -> None:
@@ -149,6 +174,7 @@ async def append_points(
             records=[(series_id, step, time, ordinal, value, None) for step, time, ordinal, value in points],
             columns=["series_id", "step", "time", "ordinal", "value", "text_value"],
         )
+        await _refresh_summary(conn, series_id)
 
 
 async def bump_session(db: asyncpg.Pool, run_id: uuid.UUID, session_id: uuid.UUID, last_seq: int) -> None:
