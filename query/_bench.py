@@ -75,6 +75,21 @@ async def _seed(dsn: str) -> None:
             columns=["series_id", "step", "time", "ordinal", "value", "text_value"],
             records=((r["id"], i, 1.7e9 + i, i, i / 10, None) for r in ids for i in range(10)),
         )
+        # The per-series summary ingest keeps (migration 0002), computed here in one pass.
+        await conn.execute(
+            """
+            UPDATE series s SET point_count = a.n, min_value = a.lo, max_value = a.hi, max_step = a.max_step,
+                last_step = a.last[1]::bigint, last_time = a.last[2], last_ordinal = a.last[3]::bigint,
+                last_value = a.last[4]
+            FROM (
+                SELECT series_id, count(*) AS n, min(value) AS lo, max(value) AS hi, max(step) AS max_step,
+                       (SELECT ARRAY[p2.step, p2.time, p2.ordinal, p2.value] FROM points p2
+                        WHERE p2.series_id = p.series_id ORDER BY p2.time DESC, p2.ordinal DESC LIMIT 1) AS last
+                FROM points p GROUP BY series_id
+            ) a
+            WHERE s.id = a.series_id
+            """
+        )
         await conn.execute("ANALYZE")
     finally:
         await conn.close()
@@ -128,6 +143,11 @@ async def main(admin_dsn: str, artifacts: Path) -> None:
                 (
                     "10,000 runs: first page + latest metrics",
                     f"{base}/api/runs?experiment=bench-many&include=metrics",
+                    20,
+                ),
+                (
+                    "10,000 runs: where loss>0.5, by -max(loss)",
+                    f"{base}/api/runs?experiment=bench-many&include=metrics&where=loss%3E0.5&sort=-max(loss)",
                     20,
                 ),
             ]
