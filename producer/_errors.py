@@ -7,6 +7,7 @@ message names the metric (or tag, property, file) and the problem::
     ├── MetricTypeError (TypeError)        -- a value of a type the call cannot log
     ├── MetricValueError (ValueError)      -- a bad name, value, step or shape
     ├── WorkspaceConfigError (ValueError)  -- a config file or setting the SDK cannot use
+    ├── SpoolCorruptError (ValueError)     -- a spool line that fails its checksum (in _spool)
     ├── RunClosedError (RuntimeError)      -- logging to a run that is completed, failed or canceled
     ├── OfflineRunError (RuntimeError)     -- a call that needs the query service, on an offline run
     ├── BufferFullError (TimeoutError)     -- log() waited ``buffer_timeout_seconds`` for room

@@ -41,6 +41,7 @@ from producer._errors import (
 from producer._http import QueryClient, quote
 from producer._sender import Sender
 from producer._sinks import KafkaSink, Sink, SpoolSink
+from producer._spool import SUFFIX, SpoolWriter
 from producer._workspace import Workspace
 from runstream.config import Settings
 from runstream.events import MAX_RECORD_BYTES, TERMINAL_STATUSES, Event, encode_json_value
@@ -87,7 +88,7 @@ class Run:
         self._workspace: Workspace = experiment.workspace
         self._options = self._workspace.options
         self._outputs = None if outputs is None else Path(outputs)
-        self._spool_dir = Path(spool_dir) if spool_dir is not None else Settings.from_env().home / "spool"
+        self._spool_dir = Path(spool_dir) if spool_dir is not None else self._workspace.home / "spool"
         self._http = QueryClient(
             self._workspace.query_url, self._workspace.token, self._options.request_timeout_seconds
         )
@@ -117,15 +118,23 @@ class Run:
             wait_seconds=o.buffer_timeout_seconds,
             flush_interval_seconds=o.flush_interval_seconds,
             heartbeat_interval_seconds=o.heartbeat_interval_seconds,
+            spool=self._spool_writer() if o.spool and not self.offline else None,
+            spill_after_seconds=o.spill_after_seconds,
         )
         self._buffer = self._sender.buffer
         # The hot path reads these two directly: no attribute chain per call.
         self._fast = self._buffer.fast
         self._append_float = self._buffer.append_float
 
+    def _spool_path(self) -> Path:
+        return self._spool_dir / self.id / f"{self.session_id}{SUFFIX}"
+
+    def _spool_writer(self) -> SpoolWriter:
+        return SpoolWriter(self._spool_path())
+
     def _make_sink(self) -> Sink:
         if self.offline:
-            return SpoolSink(self._spool_dir / self.id / f"{self.session_id}.jsonl")
+            return SpoolSink(self._spool_path())
         ws = self._workspace
         return KafkaSink(
             bootstrap=ws.kafka_bootstrap,
@@ -381,6 +390,7 @@ class Run:
         self._buffer.close({"type": "status", "time": time.time(), "status": status, "error": error})
         self._status = status
         sender.stop(self._options.close_timeout_seconds if timeout_seconds is None else timeout_seconds)
+        _report_spool_left(self)
 
     def flush(self, timeout_seconds: float | None = None) -> None:
         """Block until everything logged so far is in Kafka (or the spool, offline)."""
@@ -459,7 +469,9 @@ class Run:
             "pending": buffer.pending(),
             "blocked_calls": buffer.blocked_calls,
             "blocked_seconds": buffer.blocked_seconds,
-            "spilled": 0,  # spilling to disk is not implemented yet
+            "spooled_records": sender.spooled,
+            "replayed_records": sender.replayed,
+            "spool_left": None if sender.spool_left is None else str(sender.spool_left.path),
         }
 
     def get_metrics(self, name: str | None = None, recursive: bool = False) -> dict[str, Any]:
@@ -599,6 +611,18 @@ def _error_object(details: Any) -> Any:
     raise MetricTypeError("error_details", f"fail() takes an exception, a str or a dict, got {type(details).__name__}")
 
 
+def _report_spool_left(run: Run) -> None:
+    left = run._sender.spool_left
+    if left is not None:
+        # Not an error: the data is safe on disk. But someone has to publish it.
+        waiting = run._sender.spooled - run._sender.replayed
+        print(
+            f"runstream: Kafka was unreachable; {waiting} records of run {run.id} wait in {left.path}; "
+            "`runstream sync` publishes them",
+            file=sys.stderr,
+        )
+
+
 def _after_fork_in_child() -> None:
     for run in list(_live_runs):
         run._after_fork_in_child()
@@ -612,6 +636,7 @@ def _flush_at_exit() -> None:
             run._sender.stop(run._options.close_timeout_seconds)
         except ProducerError as exc:
             print(f"runstream: {exc}", file=sys.stderr)
+        _report_spool_left(run)
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -9,6 +9,15 @@ and the same ``seq`` (ingest drops a duplicate by seq) until it is delivered,
 the failure proves fatal, or ``stop`` gives up at its deadline. Only then is
 the buffer told what was delivered, which is what frees room for ``log()``.
 
+When Kafka has failed for ``spill_after_seconds`` (or ``stop`` runs out of
+time), the session *spools*: this record and every later one are appended to
+the session's spool file instead (fsync'd, so they count as delivered and the
+buffer keeps its memory bound). Every ``spill_after_seconds`` the loop tries
+to replay the spool to Kafka from where it left off; once it is all
+published the file is removed and records go to Kafka directly again. The
+loop does one thing at a time, so the partition sees the session's seqs in
+order. A spool left at exit is published by ``runstream sync``.
+
 Heartbeats go through the buffer like any event, so they are ordered with
 the data.
 """
@@ -26,6 +35,7 @@ from producer import _batching
 from producer._buffer import Buffer, Item
 from producer._errors import DeliveryError, FlushTimeoutError
 from producer._sinks import Sink, is_fatal, needs_reopen
+from producer._spool import SpoolWriter, read_records
 from runstream.events import Event
 
 _BACKOFF_SECONDS = (0.1, 0.25, 0.5, 1.0, 2.0)
@@ -51,6 +61,8 @@ class Sender:
         wait_seconds: float,
         flush_interval_seconds: float,
         heartbeat_interval_seconds: float,
+        spool: SpoolWriter | None = None,
+        spill_after_seconds: float = 5.0,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.run_id = run_id
@@ -80,6 +92,16 @@ class Sender:
         self.heartbeats = 0
         self.splits = 0
         self._budget = _batching.BUDGET
+        self._sink_open = False
+        self._spool = spool
+        self._spill_after = spill_after_seconds
+        self._spooling = False
+        self._replay_offset = 0
+        self._next_probe = 0.0
+        self.spooled = 0  # records written to the spool
+        self.replayed = 0  # spooled records later published to Kafka
+        #: the spool file this session left unpublished when its thread ended, if any
+        self.spool_left: SpoolWriter | None = None
 
     # --- lifecycle (caller's threads) --------------------------------------
 
@@ -165,24 +187,25 @@ class Sender:
         self._wakeup = asyncio.Event()
         self._ready.set()
         try:
-            await self._open()
             await self._pump()
         except _Aborted:
             pass
         finally:
-            await self._sink.close()
+            await self._close_sink()
+            if self._spool is not None:
+                self._spool.close()
+                if self._spooling:
+                    self.spool_left = self._spool
 
-    async def _open(self) -> None:
-        attempt = 0
-        while True:
-            try:
-                await self._sink.open()
-                return
-            except Exception as exc:  # noqa: BLE001 - the broker may simply not be up yet
-                if is_fatal(exc):
-                    raise
-                await self._backoff(attempt)
-                attempt += 1
+    async def _ensure_open(self) -> None:
+        if not self._sink_open:
+            await self._sink.open()
+            self._sink_open = True
+
+    async def _close_sink(self) -> None:
+        if self._sink_open:
+            self._sink_open = False
+            await self._sink.close()
 
     async def _pump(self) -> None:
         assert self._wakeup is not None  # noqa: S101 - set by _main
@@ -197,12 +220,16 @@ class Sender:
             if time.monotonic() >= next_heartbeat:
                 next_heartbeat = time.monotonic() + self._heartbeat
                 self._add_heartbeat()
+            if self._spooling and time.monotonic() >= self._next_probe and not self._aborted:
+                await self._replay()
             items, mark = self.buffer.drain()
             if items:
                 for group in _batching.group(items, self._budget):
                     await self._publish(group)
             self.buffer.delivered(mark)
             if self._stopping and self.buffer.pending() == 0:
+                if self._spooling and not self._aborted:
+                    await self._replay()  # one last chance before leaving it to `runstream sync`
                 return
 
     def _add_heartbeat(self) -> None:
@@ -233,30 +260,76 @@ class Sender:
         self.seq += 1
 
     async def _send(self, value: bytes) -> None:
+        if self._spooling:
+            self._spill(value)
+            return
+        failing_since: float | None = None
         attempt = 0
         while True:
+            if self._aborted and self._spool is not None:
+                self._start_spooling()
+                self._spill(value)
+                return
             try:
+                await self._ensure_open()
                 await self._sink.publish(self._key, value)
             except Exception as exc:  # noqa: BLE001 - classified below
                 if is_fatal(exc):
                     raise
+                now = time.monotonic()
+                failing_since = now if failing_since is None else failing_since
+                if self._spool is not None and now - failing_since >= self._spill_after:
+                    self._start_spooling()
+                    self._spill(value)
+                    return
                 self.retries += 1
+                if needs_reopen(exc):
+                    self.reopens += 1
+                    await self._close_sink()
                 await self._backoff(attempt)
                 attempt += 1
-                if needs_reopen(exc):
-                    await self._reopen()
                 continue
             self.records_sent += 1
             self.bytes_sent += len(value)
             return
 
-    async def _reopen(self) -> None:
-        self.reopens += 1
-        await self._sink.close()
-        await self._open()
+    def _start_spooling(self) -> None:
+        self._spooling = True
+        self._next_probe = time.monotonic() + self._spill_after
+
+    def _spill(self, value: bytes) -> None:
+        assert self._spool is not None  # noqa: S101 - only called with a spool
+        self._spool.append(value)
+        self.spooled += 1
+
+    async def _replay(self) -> None:
+        """Publish the spool from where the last replay stopped; on success, Kafka again."""
+        assert self._spool is not None  # noqa: S101 - only spooling with a spool
+        try:
+            await self._ensure_open()
+            for value, offset in read_records(self._spool.path, self._replay_offset):
+                await self._sink.publish(self._key, value)
+                self._replay_offset = offset
+                self.replayed += 1
+                self.records_sent += 1
+                self.bytes_sent += len(value)
+        except Exception as exc:  # noqa: BLE001 - Kafka still away: try again later
+            if is_fatal(exc):
+                raise
+            if needs_reopen(exc):
+                self.reopens += 1
+                await self._close_sink()
+            self._next_probe = time.monotonic() + self._spill_after
+            return
+        self._spool.close()
+        self._spool.path.unlink()
+        self._replay_offset = 0
+        self._spooling = False
 
     async def _backoff(self, attempt: int) -> None:
         if self._aborted:
+            if self._spool is not None:
+                return  # the caller spools instead
             raise _Aborted
         delay = _BACKOFF_SECONDS[min(attempt, len(_BACKOFF_SECONDS) - 1)]
         assert self._wakeup is not None  # noqa: S101 - set by _main
@@ -264,5 +337,7 @@ class Sender:
         deadline = time.monotonic() + delay
         while time.monotonic() < deadline:
             if self._aborted:
+                if self._spool is not None:
+                    return
                 raise _Aborted
             await asyncio.sleep(min(0.05, deadline - time.monotonic()))

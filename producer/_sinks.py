@@ -8,7 +8,6 @@ whether to retry by asking :func:`is_fatal`.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Protocol
 
@@ -21,6 +20,7 @@ from aiokafka.errors import (  # type: ignore[import-untyped]
     TopicAuthorizationFailedError,
 )
 
+from producer._spool import SpoolWriter
 from runstream.events import MAX_RECORD_BYTES
 
 # Errors that no retry can fix; anything else (timeouts, lost leaders, a
@@ -85,29 +85,20 @@ class KafkaSink:
 
 
 class SpoolSink:
-    """Append-only file of records, one JSON document a line (orjson writes no newlines)."""
+    """An offline run's records, appended to its session's spool file."""
 
     def __init__(self, path: Path) -> None:
-        self._path = path
-        self._file: int | None = None
+        self._writer = SpoolWriter(path)
 
     @property
     def path(self) -> Path:
-        return self._path
+        return self._writer.path
 
     async def open(self) -> None:
-        self._path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = os.open(self._path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        self._writer.open()
 
     async def publish(self, key: bytes, value: bytes) -> None:
-        if self._file is None:
-            raise RuntimeError("SpoolSink.publish before open")
-        view = memoryview(value + b"\n")
-        while view:
-            view = view[os.write(self._file, view) :]
-        os.fsync(self._file)
+        self._writer.append(value)
 
     async def close(self) -> None:
-        fd, self._file = self._file, None
-        if fd is not None:
-            os.close(fd)
+        self._writer.close()

@@ -41,6 +41,10 @@ class LoggingOptions:
     past it ``log()`` blocks up to ``buffer_timeout_seconds``, then raises
     :class:`BufferFullError`. ``close_timeout_seconds`` bounds ``complete()``,
     ``fail()``, ``cancel()`` and the flush at interpreter exit.
+    ``spool``: when Kafka has failed for ``spill_after_seconds``, records go to
+    the local spool (``<RUNSTREAM_HOME>/spool``) and are replayed when Kafka
+    returns, so a long outage neither blocks nor fails the training loop.
+    ``request_timeout_seconds`` bounds one Kafka request (and query service call).
     """
 
     flush_points: int = 50_000
@@ -49,7 +53,9 @@ class LoggingOptions:
     buffer_timeout_seconds: float = 30.0
     heartbeat_interval_seconds: float = 5.0
     close_timeout_seconds: float = 60.0
-    request_timeout_seconds: float = 30.0
+    request_timeout_seconds: float = 10.0
+    spool: bool = True
+    spill_after_seconds: float = 5.0
     compression: str | None = field(default_factory=_default_compression)
 
     def __post_init__(self) -> None:
@@ -68,6 +74,7 @@ class LoggingOptions:
             "heartbeat_interval_seconds",
             "close_timeout_seconds",
             "request_timeout_seconds",
+            "spill_after_seconds",
         ):
             value = getattr(self, key)
             if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
@@ -89,6 +96,7 @@ class Workspace:
         token: str | None = None,
         topic: str = "runstream.events",
         options: LoggingOptions | None = None,
+        home: str | os.PathLike[str] | None = None,
     ) -> None:
         for key, value in (("kafka_bootstrap", kafka_bootstrap), ("query_url", query_url), ("topic", topic)):
             if not isinstance(value, str) or not value.strip():
@@ -102,6 +110,8 @@ class Workspace:
         self.token = token or None
         self.topic = topic
         self.options = options or LoggingOptions()
+        # The state directory whose spool/ keeps what Kafka could not take (RUNSTREAM_HOME by default).
+        self.home = Path(home) if home is not None else Settings.from_env().home
 
     def __repr__(self) -> str:
         return (
@@ -117,6 +127,7 @@ class Workspace:
             token=settings.token,
             topic=settings.topic,
             options=options,
+            home=settings.home,
         )
 
     @classmethod
@@ -150,11 +161,13 @@ class Workspace:
             token=settings.token,
             topic=values.get("topic", settings.topic),
             options=options,
+            home=settings.home,
         )
 
     def as_env(self) -> dict[str, str]:
         """Variables that make ``Workspace.from_config()`` in a child process resolve to this workspace."""
         env = {
+            "RUNSTREAM_HOME": str(self.home),
             "RUNSTREAM_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
             "RUNSTREAM_QUERY_URL": self.query_url,
             "RUNSTREAM_TOPIC": self.topic,

@@ -40,6 +40,7 @@ from producer import (
     RunClosedError,
     Workspace,
 )
+from producer._spool import read_records
 from runstream.config import Settings
 from runstream.events import MAX_RECORD_BYTES, Batch, decode_batch
 from tests.support import eventually, free_port
@@ -146,8 +147,11 @@ def test_public_names() -> None:
             "RunClosedError",
             "RunFailedError",
             "RunNotFoundError",
+            "SpoolCorruptError",
+            "SyncResult",
             "Workspace",
             "WorkspaceConfigError",
+            "sync_spool",
         ]
     )
     for name in producer.__all__:
@@ -355,7 +359,7 @@ async def test_full_buffer_blocks_then_raises_without_buffering(settings: Settin
         kafka_bootstrap=f"127.0.0.1:{free_port()}",
         query_url="http://127.0.0.1:1",
         topic=settings.topic,
-        options=options(flush_points=100, max_buffered_points=1_000, buffer_timeout_seconds=0.3),
+        options=options(flush_points=100, max_buffered_points=1_000, buffer_timeout_seconds=0.3, spool=False),
     )
     run = Experiment(ws, "full").start_logging(outputs=None)
     logged = 0
@@ -421,7 +425,7 @@ def test_get_context_without_a_run_is_offline_and_spools(tmp_path: Path) -> None
     run_id, session, status = result.stdout.split()
     assert status == "Completed"
     spool = tmp_path / "spool" / run_id / f"{session}.jsonl"
-    batches = [decode_batch(line) for line in spool.read_bytes().splitlines()]
+    batches = [decode_batch(value) for value, _ in read_records(spool)]
     assert [b.seq for b in batches] == list(range(1, len(batches) + 1))
     events = events_of(batches)
     assert events[0]["type"] == "run_started" and events[0]["experiment"] == "offline"
