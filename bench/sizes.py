@@ -25,8 +25,7 @@ class Sizes:
     freshness_rates: tuple[int, ...] = (10_000, 100_000)
     freshness_seconds: float = 10.0
     # 5. reads
-    read_series_points: int = 1_000_000
-    mlflow_history_points: int = 1_000_000
+    read_series_points: int = 1_000_000  # runstream's and MLflow's alike
     get_metrics_metrics: int = 50
     get_metrics_points: int = 20_000
     runs_list_runs: int = 10_000
@@ -37,16 +36,15 @@ class Sizes:
 FULL = Sizes()
 
 QUICK = Sizes(
-    log_calls=1_000_000,
+    log_calls=200_000,
     mlflow_log_calls=1_000,
     wandb_log_calls=5_000,
     throughput_points=400_000,
     throughput_configs=((1, 1),),
     mlflow_batches=12,
     freshness_rates=(10_000, 100_000),
-    freshness_seconds=3.0,
-    read_series_points=100_000,
-    mlflow_history_points=20_000,
+    freshness_seconds=2.0,
+    read_series_points=20_000,
     get_metrics_metrics=50,
     get_metrics_points=1_000,
     runs_list_runs=500,

@@ -1,0 +1,203 @@
+"""5. Reads through the query service, and MLflow's ``get_metric_history`` of the same series.
+
+Seeded through the SDK (one run with one metric of N points; one run with 50
+metrics x 20,000 points) and, for the runs list, thousands of small runs
+published in runstream's event format; timed once everything is committed.
+HTTP figures time the request until the whole body is received (JSON
+decoding on the client is not counted); every figure follows an untimed
+warm-up request.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import multiprocessing
+import time
+from typing import Any
+
+import aiohttp
+import asyncpg
+import orjson
+
+from bench.context import Context
+from bench.points import wait_committed
+from bench.proc import BENCH_PYTHON, WorkerError, run_worker
+from bench.rows import Bar, Row
+from bench.seed_runs import publish_runs
+from bench.services import Sandbox
+from bench.stats import Stats
+from bench.workers.rs_seed import seed_and_read
+
+TITLE = "5. reads"
+RUNS_EXPERIMENT = "bench-runs-list"
+
+
+async def _timed_get(session: aiohttp.ClientSession, url: str, params: dict[str, Any]) -> tuple[float, Any]:
+    started = time.perf_counter()
+    async with session.get(url, params={k: str(v) for k, v in params.items()}) as resp:
+        body = await resp.read()
+        seconds = time.perf_counter() - started
+        if resp.status != 200:
+            raise RuntimeError(f"GET {url} {params} -> {resp.status}: {body[:300]!r}")
+    return seconds, orjson.loads(body)
+
+
+async def _full_series(session: aiohttp.ClientSession, base: str, run_id: str) -> tuple[float, int]:
+    """Seconds to read every point (all keyset pages, as large as the service allows) and how many came."""
+    url = f"{base}/api/runs/{run_id}/series"
+    params: dict[str, Any] = {"name": "series", "limit": 1_000_000}
+    total_seconds, count = 0.0, 0
+    while True:
+        seconds, body = await _timed_get(session, url, params)
+        total_seconds += seconds
+        count += len(body["steps"])
+        if not body.get("next_cursor"):
+            return total_seconds, count
+        params["cursor"] = body["next_cursor"]
+
+
+async def _downsampled(session: aiohttp.ClientSession, base: str, run_id: str, max_points: int) -> tuple[float, int]:
+    seconds, body = await _timed_get(
+        session, f"{base}/api/runs/{run_id}/series", {"name": "series", "max_points": max_points}
+    )
+    return seconds, len(body["steps"])
+
+
+async def _runs_page(session: aiohttp.ClientSession, base: str) -> tuple[float, int]:
+    seconds, body = await _timed_get(
+        session, f"{base}/api/runs", {"experiment": RUNS_EXPERIMENT, "include": "metrics"}
+    )
+    return seconds, len(body["runs"])
+
+
+async def _http_figures(ctx: Context, base: str, series_run: str) -> dict[str, Any]:
+    reps, n = ctx.sizes.reps, ctx.sizes.read_series_points
+    out: dict[str, Any] = {"full": [], "downsampled_cold": [], "downsampled_cached": [], "runs_page": []}
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session:
+        await _full_series(session, base, series_run)
+        for _ in range(reps):
+            seconds, count = await _full_series(session, base, series_run)
+            if count != n:
+                raise RuntimeError(f"full read returned {count} of {n} points")
+            out["full"].append(seconds)
+        await _downsampled(session, base, series_run, 2100)
+        for rep in range(reps):  # a different size each time: no answer comes from the service's cache
+            seconds, count = await _downsampled(session, base, series_run, 2000 - 2 * rep)
+            out["downsampled_cold"].append(seconds)
+            out["downsampled_points"] = count
+        for _ in range(reps):
+            out["downsampled_cached"].append((await _downsampled(session, base, series_run, 2000))[0])
+        await _runs_page(session, base)
+        for _ in range(reps):
+            seconds, out["runs_page_size"] = await _runs_page(session, base)
+            out["runs_page"].append(seconds)
+    return out
+
+
+async def _seed(ctx: Context, sandbox: Sandbox) -> tuple[dict[str, Any], Any, Any, Any]:
+    s = ctx.sizes
+    mp = multiprocessing.get_context("spawn")
+    queue, go = mp.Queue(), mp.Queue()
+    proc = mp.Process(target=seed_and_read, args=(
+        sandbox.settings.as_env(), s.read_series_points, s.get_metrics_metrics, s.get_metrics_points, s.reps, queue, go,
+    ), daemon=True)
+    proc.start()
+    ctx.progress(f"  seeding {s.runs_list_runs:,} small runs in the event format")
+    await publish_runs(sandbox.settings.kafka_bootstrap, sandbox.settings.topic, RUNS_EXPERIMENT, s.runs_list_runs)
+    ctx.progress(f"  seeding a {s.read_series_points:,}-point series and {s.get_metrics_metrics} x "
+                 f"{s.get_metrics_points:,} points through the SDK")
+    seeded = await _message(queue, proc)
+    conn = await asyncpg.connect(sandbox.settings.database_url)
+    try:
+        expected = s.read_series_points + seeded["wide_points"]
+        _, found = await wait_committed(
+            conn, bootstrap=sandbox.settings.kafka_bootstrap, topic=sandbox.settings.topic,
+            run_ids=[seeded["series_run"], seeded["wide_run"]], expected_points=expected, timeout_seconds=600,
+        )
+        if found < expected:
+            raise RuntimeError(f"only {found} of {expected} seeded points were stored")
+        await conn.execute("ANALYZE")
+    finally:
+        await conn.close()
+    return seeded, proc, queue, go
+
+
+async def _message(queue: Any, proc: Any) -> dict[str, Any]:
+    while True:
+        try:
+            message: dict[str, Any] = await asyncio.to_thread(queue.get, True, 1.0)
+        except Exception:  # queue.Empty
+            if not proc.is_alive():
+                raise RuntimeError(f"seeding process exited with {proc.exitcode}") from None
+            continue
+        if "error" in message:
+            raise RuntimeError(f"seeding process failed: {message['error']}")
+        return message
+
+
+async def _mlflow_history(ctx: Context) -> dict[str, Any]:
+    server = await ctx.mlflow()
+    params = {"tracking_uri": server.url, "dsn": server.dsn(), "points": ctx.sizes.read_series_points,
+              "reps": ctx.sizes.reps}
+    return await asyncio.to_thread(
+        run_worker, "mlflow_history", params, python=BENCH_PYTHON, log_dir=ctx.log_dir, timeout_seconds=1800
+    )
+
+
+def _rows(ctx: Context) -> dict[str, Row]:
+    s = ctx.sizes
+    quick = " (QUICK size)" if ctx.quick else ""
+    return {
+        "full": Row(key="read_full_series", figure=f"5. read a {s.read_series_points:,}-point series in full{quick}",
+                    unit="s", better="lower", baseline_name="MLflow get_metric_history", bars=[Bar("max", 1.0, "≤ 1 s")]),
+        "down": Row(key="read_downsampled", figure=f"5. the same series downsampled to 2,000 points{quick}",
+                    unit="s", better="lower", bars=[Bar("max", 0.05, "≤ 50 ms")]),
+        "get_metrics": Row(key="read_get_metrics",
+                           figure=f"5. run.get_metrics(), {s.get_metrics_metrics} metrics × {s.get_metrics_points:,} points{quick}",
+                           unit="s", better="lower"),
+        "runs": Row(key="read_runs_list", figure=f"5. runs list, first page with latest metrics, {s.runs_list_runs:,} runs{quick}",
+                    unit="s", better="lower", bars=[Bar("max", 0.1, "≤ 100 ms")]),
+    }
+
+
+async def run(ctx: Context) -> list[Row]:
+    rows = _rows(ctx)
+    ctx.progress(f"  MLflow get_metric_history of a {ctx.sizes.read_series_points:,}-point series")
+    try:
+        mlflow = await _mlflow_history(ctx)
+        rows["full"].baseline = Stats.of(mlflow["seconds"])
+    except WorkerError as exc:
+        rows["full"].baseline_missing = f"error: {str(exc)[:200]}"
+        ctx.errors.append(f"reads mlflow: {exc}")
+    if gone := ctx.lacks("producer", "ingest", "query"):
+        for row in rows.values():
+            row.missing = gone
+        return list(rows.values())
+    async with Sandbox(ctx.infra, "reads") as sandbox:
+        await sandbox.start_ingest(1)
+        await sandbox.start_query()
+        seeded, proc, queue, go = await _seed(ctx, sandbox)
+        ctx.progress("  timing reads")
+        http = await _http_figures(ctx, sandbox.settings.query_url, seeded["series_run"])
+        go.put("go")
+        get_metrics = (await _message(queue, proc))["get_metrics_seconds"]
+        await asyncio.to_thread(proc.join, 60)
+        sandbox.check_alive()
+    rows["full"].runstream = Stats.of(http["full"])
+    rows["down"].runstream = Stats.of(http["downsampled_cold"])
+    rows["down"].details = {"cached_seconds": http["downsampled_cached"], "points_returned": http.get("downsampled_points")}
+    rows["get_metrics"].runstream = Stats.of(get_metrics)
+    rows["runs"].runstream = Stats.of(http["runs_page"])
+    rows["runs"].details = {"page_size": http.get("runs_page_size")}
+    rows["full"].note = (
+        "GET /api/runs/{id}/series?name=series&limit=1000000 (following next_cursor if any) until the body is "
+        "received. MLflow: MlflowClient.get_metric_history of the same number of points, written into its "
+        "metrics table with COPY beforehand."
+    )
+    rows["down"].note = (
+        "GET ...&max_points=2000-2k (a different size each time, so the service's cache never answers; the "
+        "cached figure is in the JSON details)."
+    )
+    rows["get_metrics"].note = "the SDK's run.get_metrics() (HTTP + decoding into Azure's shapes), timed in the SDK's process."
+    rows["runs"].note = "GET /api/runs?experiment=...&include=metrics (default page size), runs seeded in the event format."
+    return list(rows.values())
