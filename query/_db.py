@@ -22,13 +22,15 @@ from ._errors import Conflict
 from ._metrics import SeriesData, scalar_value
 from ._run_search import RunSearch
 
-__all__ = ["Database", "FileRecord", "RunPage", "create_pool", "iso"]
+__all__ = ["APPLICATION_NAME", "Database", "FileRecord", "RunPage", "create_pool", "iso"]
 
 _RUN_COLUMNS: Final = """
     r.id, e.name AS experiment, r.display_name, r.parent_id, r.status, r.created_at, r.started_at,
     r.ended_at, r.heartbeat_at, r.error, r.tags, r.properties
 """
 _TIME_FIELDS: Final = ("created_at", "started_at", "ended_at", "heartbeat_at")
+#: How the service's connections show in pg_stat_activity.
+APPLICATION_NAME: Final = "runstream-query"
 
 
 def iso(value: datetime | None) -> str | None:
@@ -49,9 +51,14 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:
-    # JIT compilation costs more than it saves on these short queries.
+    # JIT compilation costs more than it saves on these short queries; a statement
+    # that runs away is cancelled rather than left holding a pooled connection.
     pool: asyncpg.Pool = await asyncpg.create_pool(
-        dsn, min_size=min_size, max_size=max_size, init=_init_connection, server_settings={"jit": "off"}
+        dsn,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        server_settings={"jit": "off", "statement_timeout": "60s", "application_name": APPLICATION_NAME},
     )
     return pool
 

@@ -14,7 +14,12 @@ Errors::
     ├── NotFound (LookupError)      -- 404: no such run, file, experiment or route
     ├── MethodNotAllowed            -- 405
     ├── Conflict                    -- 409: a file name already holds other content
-    └── PayloadTooLarge (ValueError)-- 413: an upload over the size limit
+    ├── PayloadTooLarge (ValueError)-- 413: an upload over the size limit
+    └── Unavailable                 -- 503: PostgreSQL unreachable, restarting or too slow
+
+asyncpg's connection-level failures (a dropped connection, a server shutting
+down, a statement timeout) become :class:`Unavailable` with ``Retry-After``:
+they say nothing about the request, and the pool reconnects by itself.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Final
 
+import asyncpg
 import orjson
 from aiohttp import web
 
@@ -35,6 +41,7 @@ __all__ = [
     "PayloadTooLarge",
     "QueryError",
     "Unauthorized",
+    "Unavailable",
     "error_body",
     "make_error_middleware",
     "status_of",
@@ -79,6 +86,19 @@ class PayloadTooLarge(QueryError, ValueError):
     default_code = "payload_too_large"
 
 
+class Unavailable(QueryError):
+    default_code = "unavailable"
+
+
+#: Failures of the database rather than of the request.
+_DATABASE_DOWN: Final = (
+    asyncpg.PostgresConnectionError,
+    asyncpg.exceptions.OperatorInterventionError,  # shutdown, terminated backend, statement timeout
+    ConnectionError,
+    TimeoutError,
+)
+
+
 #: The one place a domain error becomes an HTTP status (most specific class wins).
 STATUS: Final[Mapping[type[QueryError], int]] = {
     BadRequest: 400,
@@ -87,6 +107,7 @@ STATUS: Final[Mapping[type[QueryError], int]] = {
     MethodNotAllowed: 405,
     Conflict: 409,
     PayloadTooLarge: 413,
+    Unavailable: 503,
 }
 
 # aiohttp raises its own HTTP exceptions for routing and protocol problems;
@@ -148,11 +169,33 @@ def make_error_middleware(render_page: PageRenderer) -> Callable[..., Awaitable[
             if exc.status == 405 and "Allow" in exc.headers:
                 response.headers["Allow"] = exc.headers["Allow"]
             return response
-        except Exception:
-            _log.exception("unexpected error answering %s %s", request.method, request.path)
-            return respond(request, 500, "internal", "internal server error", None)
+        except Exception as exc:
+            if not _database_down(exc):
+                _log.exception("unexpected error answering %s %s", request.method, request.path)
+                return respond(request, 500, "internal", "internal server error", None)
+            _log.warning("database unavailable answering %s %s: %r", request.method, request.path, exc)
+            response = respond(request, 503, "database_unavailable", "the database is unavailable; retry shortly", None)
+            response.headers["Retry-After"] = "1"
+            return response
 
     return error_middleware
+
+
+def _database_down(exc: BaseException) -> bool:
+    """Whether ``exc`` or what it was raised from is a database failure.
+
+    A connection dropped inside ``async with conn.transaction()`` surfaces as
+    asyncpg's InterfaceError from the transaction's exit, with the real cause
+    as its context.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, _DATABASE_DOWN):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
 
 
 def _wants_html(request: web.Request) -> bool:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 import uuid
 from datetime import UTC, datetime, timedelta
 
+import aiohttp
 import asyncpg
+import orjson
 
 import query
 from runstream.events import decode_json_value
+from tests.support import eventually
 from tests.test_query_seed import get, seed_entries, seed_run, seed_scalars
 
 NAN = {"$float": "NaN"}
@@ -410,3 +414,42 @@ async def test_runs_search_by_metric_with_metric_sort_and_pages(query_service: s
     ):
         status, body = await get(f"{query_service}/api/runs?{query_string}")
         assert (status, body["error"]["parameter"]) == (400, parameter), query_string
+
+
+async def test_dropped_database_connections_are_503_then_recover(query_service: str, db: asyncpg.Pool) -> None:
+    run_id = await seed_run(db)
+    url = f"{query_service}/api/runs/{run_id}/files/locked.txt"
+    async with aiohttp.ClientSession() as client:
+        async with client.put(url, data=b"first") as resp:
+            assert resp.status == 201
+        async with db.acquire() as conn, conn.transaction():
+            # Hold the file's row so the service's next write waits inside PostgreSQL ...
+            await conn.execute("SELECT 1 FROM files WHERE run_id = $1 AND name = 'locked.txt' FOR UPDATE", run_id)
+            pending = asyncio.ensure_future(client.put(url + "?overwrite=true", data=b"second"))
+
+            async def waiting_backends() -> list[int]:
+                rows = await db.fetch(
+                    "SELECT pid FROM pg_stat_activity WHERE application_name = 'runstream-query'"
+                    " AND datname = current_database() AND wait_event_type = 'Lock'"
+                )
+                return [r["pid"] for r in rows]
+
+            pids = await eventually(waiting_backends, bool, timeout_seconds=20, what="a query backend waiting")
+            # ... then PostgreSQL ends that connection (as on a restart or failover).
+            await db.execute("SELECT pg_terminate_backend(pid) FROM unnest($1::int[]) AS pid", pids)
+            resp = await asyncio.wait_for(pending, 20)
+            body = orjson.loads(await resp.read())
+            resp.release()
+        assert resp.status == 503 and resp.headers["Retry-After"] == "1"
+        assert body == {
+            "error": {
+                "code": "database_unavailable",
+                "message": "the database is unavailable; retry shortly",
+                "parameter": None,
+            }
+        }
+        # The pool replaces the connection: the retry succeeds.
+        async with client.put(url + "?overwrite=true", data=b"second") as resp:
+            assert resp.status == 201
+        async with client.get(url) as resp:
+            assert await resp.read() == b"second"
