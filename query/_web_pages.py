@@ -26,6 +26,7 @@ routes = web.RouteTableDef()
 _RUNS_PER_PAGE: Final = 100
 _TABLE_ROWS: Final = 200
 _METRIC_COLUMNS: Final = 12
+_XY_ROWS: Final = 10_000
 
 
 # Scripts only from this service, no inline script; inline styles are the page's own.
@@ -167,7 +168,8 @@ async def run_page(request: web.Request) -> web.Response:
     files = await db.list_files(run_id)
     title = (run or {}).get("display_name") or str(run_id)
     body = f"<h1>Run {h.esc(title)}</h1>" + _details(run, str(run_id)) + _files(str(run_id), files)
-    metrics = "".join(_metric(s, str(run_id)) for s in series) or '<p id="no-metrics">No metrics yet.</p>'
+    stored = {f.name for f in files}
+    metrics = "".join(_metric(s, str(run_id), stored) for s in series) or '<p id="no-metrics">No metrics yet.</p>'
     body += f'<h2>Metrics</h2><div id="metrics">{metrics}</div>'
     live = run is None or run["status"] not in TERMINAL_STATUSES
     document = h.page(
@@ -229,21 +231,30 @@ def _files(run_id: str, files: list[FileRecord]) -> str:
     return "<h2>Files</h2>" + h.table(["name", "bytes", "type"], rows, raw=True)
 
 
-def _metric(s: SeriesData, run_id: str) -> str:
+def _metric(s: SeriesData, run_id: str, files: set[str]) -> str:
     value = metric_value(s)
     if value is EMPTY:
         return ""
     head = f'<section class="metric" data-metric="{h.esc(s.name)}"><h3>{h.esc(s.name)}</h3>'
-    return head + _metric_body(s, value, run_id) + "</section>"
+    return head + _metric_body(s, value, run_id, files) + "</section>"
 
 
-def _metric_body(s: SeriesData, value: Any, run_id: str) -> str:
+def _image(run_id: str, name: str, stored: bool) -> str:
+    url = h.esc(_file_url(run_id, name))
+    if not stored:  # logged, but the file is not uploaded (yet)
+        return f'<p class="muted">image {h.esc(name)} (file not uploaded)</p>'
+    return (
+        f'<figure><a href="{url}"><img src="{url}" alt="{h.esc(name)}" loading="lazy" style="max-width:100%"></a>'
+        f"<figcaption>{h.esc(name)}</figcaption></figure>"
+    )
+
+
+def _metric_body(s: SeriesData, value: Any, run_id: str, files: set[str]) -> str:
     if s.kind == "scalar":
         return _scalar(s, value)
     if s.kind == "image":
-        names = value if isinstance(value, list) else [value]
-        links = (f'<a href="{h.esc(_file_url(run_id, str(n)))}">{h.esc(n)}</a>' for n in names)
-        return "<p>image: " + ", ".join(links) + "</p>"
+        names = [str(n) for n in (value if isinstance(value, list) else [value])]
+        return "".join(_image(run_id, n, n in files) for n in names)
     if s.kind == "list":
         lists = value if len(s.entries) > 1 else [value]
         charts = "".join(h.chart_svg(v, label=s.name) for v in lists if isinstance(v, list))
@@ -265,15 +276,29 @@ def _scalar(s: SeriesData, value: Any) -> str:
     )
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) or _is_nonfinite(value)
+
+
+def _is_nonfinite(value: Any) -> bool:
+    return isinstance(value, dict) and set(value) == {"$float"}
+
+
 def _columns(name: str, columns: dict[str, Any]) -> str:
+    """Rows and tables: a table of the first rows and, with two numeric columns, a y-over-x chart."""
     lists = {k: (v if isinstance(v, list) else [v]) for k, v in columns.items()}
     count = max((len(v) for v in lists.values()), default=0)
-    numeric = [k for k, v in lists.items() if v and all(isinstance(x, int | float) for x in v)]
-    chart = (
-        h.chart_svg(lists[numeric[1]], lists[numeric[0]], label=f"{name}: {numeric[1]} over {numeric[0]}")
-        if len(numeric) >= 2
-        else ""
-    )
+    numeric = [
+        k
+        for k, v in lists.items()
+        if any(isinstance(x, int | float) for x in v) and all(x is None or _is_number(x) for x in v)
+    ]
+    chart = ""
+    if len(numeric) >= 2:
+        svg = h.chart_svg(lists[numeric[1]], lists[numeric[0]], label=f"{name}: {numeric[1]} over {numeric[0]}")
+        # run.js draws it with uPlot and lets the reader pick the x and y columns.
+        data = orjson.dumps({k: lists[k][:_XY_ROWS] for k in numeric}).decode()
+        chart = f'<div class="xy-chart" data-xy="{h.esc(name)}" data-columns="{h.esc(data)}">{svg}</div>'
     rows = [[_show(v[i]) if i < len(v) else "" for v in lists.values()] for i in range(min(count, _TABLE_ROWS))]
     more = f"<p class=muted>first {_TABLE_ROWS} of {count} rows</p>" if count > _TABLE_ROWS else ""
     return chart + h.table(list(lists), rows) + more

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import base64
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import asyncpg
 import pytest_asyncio
 from playwright.async_api import Browser, async_playwright
@@ -14,6 +16,10 @@ from playwright.async_api import Browser, async_playwright
 from tests.test_query_seed import append_points, bump_session, seed_entries, seed_run, seed_scalars
 
 ROOT = Path(__file__).resolve().parent.parent
+# A 1x1 PNG.
+PNG = base64.b64decode(
+    "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
+)
 SCREENSHOTS = ROOT / "test-results"
 CHROMIUM = "/usr/bin/chromium"
 T0 = 1_700_000_000.0
@@ -36,6 +42,13 @@ async def test_run_page_charts_update_live(query_service: str, db: asyncpg.Pool,
     await seed_scalars(db, run_id, "loss", "float", [1 / (i + 1) for i in range(50)])
     await seed_scalars(db, run_id, "accuracy", "float", [i / 100 for i in range(30)])
     await seed_entries(db, run_id, "alphas", "list", [[0.1, 0.2]])
+    await seed_entries(
+        db, run_id, "sweep", "row", [{"alpha": a, "mse": 1 / a, "r2": 1 - a} for a in (0.4, 0.1, 0.2, 0.3)]
+    )
+    await seed_entries(db, run_id, "plot", "image", ["plot.png"])
+    async with aiohttp.ClientSession() as client:
+        async with client.put(f"{query_service}/api/runs/{run_id}/files/plot.png", data=PNG) as resp:
+            assert resp.status == 201
     await bump_session(db, run_id, session, 1)
 
     page = await browser.new_page(viewport={"width": 1200, "height": 1400})
@@ -52,6 +65,18 @@ async def test_run_page_charts_update_live(query_service: str, db: asyncpg.Pool,
         ".map(([k, c]) => [k, [c.u.series.length, c.xs.length]]))"
     )
     assert shape == {"loss": [2, 50], "accuracy": [2, 30]}
+    # The row series is a y-over-x chart, x sorted; picking other columns redraws it.
+    # (jsonb keeps no column order, so pick both.)
+    await page.select_option('[data-metric="sweep"] select[aria-label="x column"]', "alpha")
+    await page.select_option('[data-metric="sweep"] select[aria-label="y column"]', "mse")
+    assert await page.evaluate("() => window.runstream.xy.sweep.u.data") == [
+        [0.1, 0.2, 0.3, 0.4],
+        [10.0, 5.0, 1 / 0.3, 2.5],
+    ]
+    await page.select_option('[data-metric="sweep"] select[aria-label="y column"]', "r2")
+    assert await page.evaluate("() => window.runstream.xy.sweep.u.data[1]") == [0.9, 0.8, 0.7, 0.6]
+    # The logged image is shown from the run's files.
+    assert await page.evaluate("() => document.querySelector('figure img').naturalWidth") == 1
 
     # New points and a new metric arrive while the page is open: the charts change without a reload.
     await page.evaluate("() => { window.__marker = 'same page'; }")

@@ -9,7 +9,8 @@
   const runId = root.dataset.runId;
   const charts = {};
   // For tests and for the curious: the charts and how many updates arrived.
-  window.runstream = { charts: charts, updates: 0, ready: 0 };
+  const xyCharts = {};
+  window.runstream = { charts: charts, xy: xyCharts, updates: 0, ready: 0 };
 
   // Non-finite floats arrive as {"$float": ...}; a chart shows them as gaps.
   function num(v) {
@@ -97,6 +98,56 @@
     }
     chart.u.setData([chart.xs, chart.ys]);
   }
+
+  // Rows and tables: y over x, both picked from the numeric columns.
+  function xyChart(el) {
+    const name = el.dataset.xy;
+    const columns = JSON.parse(el.dataset.columns);
+    const keys = Object.keys(columns);
+    const picks = document.createElement("p");
+    const xSel = document.createElement("select");
+    const ySel = document.createElement("select");
+    xSel.setAttribute("aria-label", "x column");
+    ySel.setAttribute("aria-label", "y column");
+    for (const k of keys) {
+      xSel.append(new Option(k, k));
+      ySel.append(new Option(k, k));
+    }
+    xSel.value = keys[0];
+    ySel.value = keys[1];
+    picks.append("x ", xSel, " y ", ySel);
+    const target = document.createElement("div");
+    el.textContent = "";
+    el.append(picks, target);
+    const state = { u: null, x: keys[0], y: keys[1] };
+    function render() {
+      state.x = xSel.value;
+      state.y = ySel.value;
+      const pairs = columns[state.x]
+        .map((x, i) => [num(x), num(columns[state.y][i])])
+        .filter((p) => p[0] !== null)
+        .sort((a, b) => a[0] - b[0]);
+      const data = [pairs.map((p) => p[0]), pairs.map((p) => p[1])];
+      if (state.u) state.u.destroy();
+      const width = Math.max(300, Math.min(target.clientWidth || 640, 1000));
+      state.u = new uPlot(
+        {
+          width: width,
+          height: 220,
+          scales: { x: { time: false } },
+          axes: [{ label: state.x }, { label: state.y }],
+          series: [{ label: state.x }, { label: state.y, stroke: "#d1495b", width: 1.5 }],
+        },
+        data,
+        target,
+      );
+    }
+    xSel.addEventListener("change", render);
+    ySel.addEventListener("change", render);
+    render();
+    xyCharts[name] = state;
+  }
+  document.querySelectorAll("[data-xy]").forEach(xyChart);
 
   const els = Array.from(document.querySelectorAll("[data-chart]"));
   els.forEach((el) => {
