@@ -32,6 +32,7 @@ from producer._errors import (
 from producer._experiment import Experiment
 from producer._run import ENV_EXPERIMENT, ENV_RUN_ID, Run
 from producer._spool import SpoolCorruptError
+from producer._submit import ScriptRunConfig
 from producer._sync import SyncResult, sync_spool
 from producer._validate import MAX_NAME_CHARS, MAX_STRING_CHARS
 from producer._workspace import LoggingOptions, Workspace
@@ -55,6 +56,7 @@ __all__ = [
     "RunClosedError",
     "RunFailedError",
     "RunNotFoundError",
+    "ScriptRunConfig",
     "SpoolCorruptError",
     "SyncResult",
     "Workspace",

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import os
 import uuid
+from collections.abc import Iterator
+from pathlib import Path
 
 from producer import _validate
-from producer._run import Run
+from producer._http import QueryClient
+from producer._run import Run, _attached, iter_runs
+from producer._submit import ScriptProcess, ScriptRunConfig
 from producer._workspace import Workspace
 
 
@@ -40,3 +44,29 @@ class Experiment:
         if snapshot_directory is not None:
             run.upload_folder("snapshot", snapshot_directory)
         return run
+
+    def submit(self, config: ScriptRunConfig, *, display_name: str | None = None) -> Run:
+        """Run ``config``'s script locally as a child process, as a new run; returns at once.
+
+        The script's ``Run.get_context()`` is this run. Its output becomes the
+        driver log (``logs/driver.log``); its exit code sets the status
+        (non-zero: ``Failed`` with the code and the log's end). Use
+        ``run.wait_for_completion(show_output=True)`` to follow it.
+        """
+        if not isinstance(config, ScriptRunConfig):
+            raise TypeError(f"submit() takes a ScriptRunConfig, got {type(config).__name__}")
+        run = self.start_logging(display_name=display_name or config.script, outputs=None)
+        run._outputs = Path(config.source_directory) / "outputs"
+        script = ScriptProcess(run, config, self.workspace.home / "runs" / run.id / "driver.log")
+        run._script = script
+        script.start()
+        return run
+
+    def get_runs(self) -> Iterator[Run]:
+        """The experiment's runs, newest first, as the query service lists them."""
+        http = QueryClient(
+            self.workspace.query_url, self.workspace.token, self.workspace.options.request_timeout_seconds
+        )
+        spool = self.workspace.home / "spool"
+        for doc in iter_runs(http, {"experiment": self.name}):
+            yield _attached(self, doc, spool)

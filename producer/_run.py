@@ -48,6 +48,7 @@ from runstream.events import MAX_RECORD_BYTES, TERMINAL_STATUSES, Event, encode_
 
 if TYPE_CHECKING:
     from producer._experiment import Experiment
+    from producer._submit import ScriptProcess
 
 #: Environment of a process started for a run: ``Run.get_context()`` returns that run.
 ENV_RUN_ID = "RUNSTREAM_RUN_ID"
@@ -97,6 +98,8 @@ class Run:
         self._properties: dict[str, str] = {}
         self._names: set[str] = set()
         self._image_counts: dict[str, int] = {}
+        self._script: ScriptProcess | None = None  # set by Experiment.submit
+        self._cancel_requested = False
         self._new_session()
         _live_runs.add(self)
 
@@ -379,10 +382,17 @@ class Run:
         self._finish("Failed", _error_object(error_details), timeout_seconds)
 
     def cancel(self, *, timeout_seconds: float | None = None) -> None:
-        """Mark the run ``Canceled``."""
+        """Mark the run ``Canceled``; a submitted script is asked to stop (SIGTERM) first."""
         if self._status == "Canceled":
             return
         self._check_open("cancel()")
+        script = self._script
+        if script is not None and not script.done and not self._cancel_requested:
+            self._cancel_requested = True
+            script.cancel()
+            # Its watcher cancels the run once the script has exited.
+            script.wait(self._options.close_timeout_seconds if timeout_seconds is None else timeout_seconds)
+            return
         self._finish("Canceled", None, timeout_seconds)
 
     def _finish(self, status: str, error: Any, timeout_seconds: float | None) -> None:
@@ -410,6 +420,8 @@ class Run:
             return
         if exc is None:
             self.complete()
+        elif isinstance(exc, KeyboardInterrupt):
+            self._finish("Canceled", _error_object(exc), None)  # the user stopped it
         else:
             self.fail(exc)
 
@@ -501,8 +513,10 @@ class Run:
         self._require_online("wait_for_completion")
         if show_output:
             print(f"RunId: {self.id}\nWeb View: {self.get_portal_url()}", flush=True)
+        log = _LogFollower(self._script.log_path if self._script is not None and show_output else None)
         deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
         while True:
+            log.print_new()
             try:
                 details = dict(self._http.get_json(f"/api/runs/{self.id}"))
             except RunNotFoundError:
@@ -512,6 +526,7 @@ class Run:
             if deadline is not None and time.monotonic() > deadline:
                 raise TimeoutError(f"run {self.id} still {details.get('status')} after {timeout_seconds}s")
             time.sleep(poll_interval_seconds)
+        log.print_new()
         if show_output:
             print(f"Execution Summary\n=================\nRunId: {self.id}\nStatus: {details['status']}", flush=True)
         if details["status"] == "Failed" and raise_on_error:
@@ -521,6 +536,37 @@ class Run:
     def get_portal_url(self) -> str:
         """The run's page in the query service."""
         return f"{self._workspace.query_url}/runs/{self.id}"
+
+    # --- child runs ---------------------------------------------------------
+
+    def child_run(
+        self, name: str | None = None, run_id: str | None = None, outputs: str | os.PathLike[str] | None = None
+    ) -> Run:
+        """A new run whose parent is this one, already ``Running``."""
+        if name is not None:
+            _validate.name(name, "display")
+        child = Run(
+            self.experiment,
+            run_id or str(uuid.uuid4()),
+            outputs=outputs,
+            display_name=name,
+            parent_id=self.id,
+            offline=self.offline,
+            spool_dir=self._spool_dir,
+        )
+        child._start()
+        return child
+
+    def get_children(self, recursive: bool = False) -> list[Run]:
+        """The runs whose parent is this one (with ``recursive``, all descendants), oldest first."""
+        self._require_online("get_children")
+        children = [
+            _attached(self.experiment, doc, self._spool_dir)
+            for doc in iter_runs(self._http, {"parent": self.id, "sort": "created_at"})
+        ]
+        if recursive:
+            return [d for child in children for d in (child, *child.get_children(recursive=True))]
+        return children
 
     # --- context ------------------------------------------------------------
 
@@ -541,6 +587,26 @@ class Run:
         return _context_run
 
 
+def iter_runs(http: QueryClient, params: dict[str, str]) -> Iterator[dict[str, Any]]:
+    """Every run the listing ``GET /api/runs`` returns for ``params``, following its cursor."""
+    cursor: str | None = None
+    while True:
+        page = http.get_json("/api/runs", {**params, **({"cursor": cursor} if cursor else {})})
+        yield from page["runs"]
+        cursor = page.get("next_cursor")
+        if not cursor:
+            return
+
+
+def _attached(experiment: Experiment, doc: Mapping[str, Any], spool_dir: Path) -> Run:
+    run = Run(
+        experiment, doc["id"], display_name=doc.get("display_name"), parent_id=doc.get("parent_id"), spool_dir=spool_dir
+    )
+    if doc.get("status") in TERMINAL_STATUSES:
+        run._status = doc["status"]
+    return run
+
+
 def _context_from_env(env: Mapping[str, str]) -> Run:
     from producer._experiment import Experiment
 
@@ -556,6 +622,25 @@ def _context_from_env(env: Mapping[str, str]) -> Run:
     run = Run(experiment, str(uuid.uuid4()), offline=True, spool_dir=spool, outputs="./outputs")
     run._start()
     return run
+
+
+class _LogFollower:
+    """Prints what a submitted script's driver log gained since the last call."""
+
+    def __init__(self, path: Path | None) -> None:
+        self._path = path
+        self._offset = 0
+
+    def print_new(self) -> None:
+        if self._path is None or not self._path.exists():
+            return
+        with self._path.open("rb") as file:
+            file.seek(self._offset)
+            data = file.read()
+        self._offset += len(data)
+        if data:
+            sys.stdout.write(data.decode("utf-8", errors="replace"))
+            sys.stdout.flush()
 
 
 def _render_png(name: str, plot: Any) -> bytes:

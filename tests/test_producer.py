@@ -147,6 +147,7 @@ def test_public_names() -> None:
             "RunClosedError",
             "RunFailedError",
             "RunNotFoundError",
+            "ScriptRunConfig",
             "SpoolCorruptError",
             "SyncResult",
             "Workspace",

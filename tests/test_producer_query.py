@@ -6,6 +6,7 @@ import io
 import math
 import struct
 import urllib.request
+import uuid
 import zlib
 from dataclasses import replace
 from pathlib import Path
@@ -19,6 +20,7 @@ from producer import (
     Run,
     RunFailedError,
     RunNotFoundError,
+    ScriptRunConfig,
     Workspace,
 )
 from runstream.config import Settings
@@ -176,3 +178,87 @@ async def test_the_token_is_sent_as_a_bearer(settings: Settings, spawn: Any, tmp
         without.get_file_names()
     assert info.value.status == 401
     run.complete()
+
+
+def _script(tmp_path: Path, body: str) -> Path:
+    source = tmp_path / "src"
+    source.mkdir(exist_ok=True)
+    (source / "train.py").write_text(body)
+    return source
+
+
+def test_submit_runs_the_script_as_the_run(workspace: Workspace, tmp_path: Path, capsys: Any) -> None:  # noqa: F811
+    source = _script(
+        tmp_path,
+        "import os, sys\n"
+        "from producer import Run\n"
+        "run = Run.get_context()\n"
+        "for i, arg in enumerate(sys.argv[1:]):\n"
+        "    run.log('arg', float(arg))\n"
+        "os.makedirs('outputs', exist_ok=True)\n"
+        "open('outputs/model.txt', 'w').write('trained')\n"
+        "print('training done', run.id)\n",
+    )
+    experiment = Experiment(workspace, "submitted-script")
+    run = experiment.submit(ScriptRunConfig(source_directory=source, script="train.py", arguments=[1, "2.5"]))
+    details = run.wait_for_completion(show_output=True, timeout_seconds=120, poll_interval_seconds=0.1)
+    assert details["status"] == "Completed" and details["display_name"] == "train.py"
+    printed = capsys.readouterr().out
+    assert f"training done {run.id}" in printed and "Status: Completed" in printed
+    assert run.get_metrics() == {"arg": [1.0, 2.5]}
+    assert {"logs/driver.log", "outputs/model.txt"} <= set(run.get_file_names())
+    log = run.download_file("logs/driver.log", tmp_path / "driver.log")
+    assert f"training done {run.id}" in log.read_text()
+
+
+def test_submit_a_failing_script(workspace: Workspace, tmp_path: Path) -> None:  # noqa: F811
+    source = _script(tmp_path, "raise SystemExit('bad data: 3 rows')\n")
+    run = Experiment(workspace, "submitted-failure").submit(ScriptRunConfig(source, "train.py"))
+    with pytest.raises(RunFailedError) as info:
+        run.wait_for_completion(timeout_seconds=120, poll_interval_seconds=0.1)
+    error = info.value.error
+    assert error["exit_code"] == 1 and "bad data: 3 rows" in error["log_tail"]
+    assert "exited with code 1" in error["message"]
+
+
+def test_cancel_a_submitted_script(workspace: Workspace, tmp_path: Path) -> None:  # noqa: F811
+    source = _script(tmp_path, "import time\nwhile True:\n    time.sleep(0.05)\n")
+    run = Experiment(workspace, "submitted-cancel").submit(ScriptRunConfig(source, "train.py"))
+    run.cancel(timeout_seconds=30)
+    details = run.wait_for_completion(timeout_seconds=120, poll_interval_seconds=0.1)
+    assert details["status"] == "Canceled"
+
+
+def test_script_run_config_is_validated(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not a directory"):
+        ScriptRunConfig(tmp_path / "nope", "train.py")
+    with pytest.raises(ValueError, match="is not a file"):
+        ScriptRunConfig(tmp_path, "train.py")
+    (tmp_path / "train.py").write_text("")
+    with pytest.raises(TypeError, match="not one string"):
+        ScriptRunConfig(tmp_path, "train.py", arguments="--lr 3")  # type: ignore[arg-type]
+
+
+def test_child_runs_and_listings(workspace: Workspace) -> None:  # noqa: F811
+    experiment = Experiment(workspace, f"family-{uuid.uuid4().hex[:6]}")
+    parent = experiment.start_logging(outputs=None)
+    parent.log("loss", 1.0)
+    first = parent.child_run("first")
+    first.log("loss", 0.5)
+    grandchild = first.child_run("grandchild")
+    grandchild.log("loss", 0.25)
+    second = parent.child_run("second")
+    for run in (grandchild, first, second, parent):
+        run.complete()
+    parent.wait_for_completion(timeout_seconds=90, poll_interval_seconds=0.1)
+    for run in (first, second, grandchild):
+        run.wait_for_completion(timeout_seconds=90, poll_interval_seconds=0.1)
+    assert [c.id for c in parent.get_children()] == [first.id, second.id]
+    assert [c.display_name for c in parent.get_children()] == ["first", "second"]
+    assert {c.id for c in parent.get_children(recursive=True)} == {first.id, second.id, grandchild.id}
+    assert parent.get_children()[0].parent_id == parent.id
+    everything = parent.get_metrics(recursive=True)
+    assert everything[parent.id] == {"loss": 1.0}
+    assert everything[first.id] == {"loss": 0.5} and everything[grandchild.id] == {"loss": 0.25}
+    listed = [r.id for r in experiment.get_runs()]
+    assert listed == [second.id, grandchild.id, first.id, parent.id]  # newest first
