@@ -45,6 +45,7 @@ from ._metrics import IngestMetrics, MetricsServer
 from ._options import IngestOptions
 from ._topics import ensure_topics
 from ._writer import FlushResult, Writer
+from .schema import migrate
 
 __all__ = ["IngestWorker", "run_worker"]
 
@@ -55,7 +56,8 @@ T = TypeVar("T")
 class IngestWorker:
     """One consumer in the ingest group, writing to PostgreSQL.
 
-    ``start()`` creates the topics if missing, connects, joins the group and
+    ``start()`` creates the topics if missing, applies pending migrations,
+    connects, joins the group and
     serves metrics on ``metrics_port`` (default ``settings.ingest_metrics_port``;
     0 disables the server). ``stop()`` finishes the batch in hand, commits,
     leaves the group and closes everything; it is idempotent. ``async with``
@@ -80,6 +82,9 @@ class IngestWorker:
         self._pending: list[Decoded | DeadLetter] = []
         self._pending_points = 0
         self._pending_since = 0.0
+        self._flushing: asyncio.Task[None] | None = None
+        self._paused = False
+        self._abandoned = False
 
     # --- lifecycle ---------------------------------------------------------------
 
@@ -99,6 +104,9 @@ class IngestWorker:
         s, o = self.settings, self.options
         topics = {s.topic: s.topic_partitions, s.dlq_topic: s.topic_partitions}
         await _retrying("create topics", o, lambda: ensure_topics(s.kafka_bootstrap, topics))
+        # Idempotent and serialised by an advisory lock: a worker never writes
+        # to a schema older than its code.
+        await _retrying("migrate the schema", o, lambda: migrate(s.database_url))
         pool: asyncpg.Pool = await _retrying(
             "connect to PostgreSQL", o, lambda: asyncpg.create_pool(s.database_url, min_size=1, max_size=2)
         )
@@ -178,15 +186,35 @@ class IngestWorker:
     async def _consume(self) -> None:
         consumer, o = self._consumer, self.options
         assert consumer is not None  # noqa: S101 - set by _start before the task exists
+        timeout_ms = int(o.fetch_timeout_seconds * 1000)
         while not self._stop_requested.is_set():
-            fetched = await consumer.getmany(
-                timeout_ms=int(o.fetch_timeout_seconds * 1000), max_records=o.fetch_max_records
-            )
+            self._reap()
+            if self._flushing is not None and self._full():
+                # The next flush is ready but the last one is still being written
+                # (or retried): stop fetching so memory stays bounded, and poll
+                # without records now and then to stay in the group.
+                self._pause(True)
+                await asyncio.wait({self._flushing}, timeout=1.0)
+                if not self._flushing.done():
+                    self._hold((await consumer.getmany(timeout_ms=0, max_records=o.fetch_max_records)).values())
+                continue
+            self._pause(False)
+            room = max(1, min(o.fetch_max_records, o.flush_max_records - len(self._pending)))
+            fetched = await consumer.getmany(timeout_ms=timeout_ms, max_records=room)
             self._hold(fetched.values())
-            if self._pending and self._flush_due():
-                await self._flush()
-        if self._pending:
-            await self._flush()
+            if self._pending and self._flushing is None and self._flush_due():
+                # Written in the background: decoding the next records overlaps it.
+                self._flushing = asyncio.create_task(self._flush(), name="ingest-flush")
+        self._pause(False)
+        if self._flushing is not None:
+            await asyncio.wait({self._flushing})
+            self._reap()
+        await self._flush()  # the batch in hand
+
+    def _reap(self) -> None:
+        if self._flushing is not None and self._flushing.done():
+            task, self._flushing = self._flushing, None
+            task.result()  # a flush only fails on a bug: end the loop with it
 
     def _hold(self, fetched: Iterable[list[object]]) -> None:
         for messages in fetched:
@@ -199,38 +227,59 @@ class IngestWorker:
                 self._pending.append(record)
             self.metrics.records.inc(len(messages))
 
-    def _flush_due(self) -> bool:
+    def _full(self) -> bool:
         o = self.options
-        return (
-            self._pending_points >= o.flush_max_points
-            or len(self._pending) >= o.flush_max_records
-            or time.monotonic() - self._pending_since >= o.flush_interval_seconds
-        )
+        return self._pending_points >= o.flush_max_points or len(self._pending) >= o.flush_max_records
+
+    def _flush_due(self) -> bool:
+        return self._full() or time.monotonic() - self._pending_since >= self.options.flush_interval_seconds
+
+    def _take_pending(self) -> list[Decoded | DeadLetter]:
+        """The oldest records in hand, up to one flush's worth."""
+        o = self.options
+        if not self._full():
+            records, self._pending, self._pending_points = self._pending, [], 0
+            return records
+        taken = points = 0
+        for record in self._pending:
+            if taken >= o.flush_max_records or points >= o.flush_max_points:
+                break
+            taken += 1
+            points += record.points if isinstance(record, Decoded) else 0
+        records, self._pending = self._pending[:taken], self._pending[taken:]
+        self._pending_points -= points
+        return records
 
     async def _flush(self) -> None:
-        """Write the records in hand, retrying until stored or the stop deadline."""
+        """Write the records in hand, retrying until stored or the stop deadline.
+
+        Records are taken *inside* the lock, so flushes (from the loop or a
+        revocation) write each partition's records in offset order; the
+        writer's offset check relies on that.
+        """
         async with self._flush_lock:
-            records, self._pending, self._pending_points = self._pending, [], 0
+            if self._abandoned:
+                return
+            records = self._take_pending()
+            if not records:
+                return
             delay = self.options.retry_initial_seconds
-            paused = False
-            try:
-                while True:
-                    try:
-                        result = await self._write(records)
-                        break
-                    except Exception as exc:  # an outage, not data: the writer isolates bad records
-                        self.metrics.retries.inc()
-                        if time.monotonic() + delay > self._stop_deadline:
-                            log.error("giving up a flush of %d records at shutdown: %s", len(records), exc)
-                            return  # nothing was committed: the records will be consumed again
-                        log.warning("flush of %d records failed, retrying in %.2fs: %r", len(records), delay, exc)
-                        paused = self._pause() or paused
-                        await self._backoff(delay)
-                        delay = min(delay * 2, self.options.retry_max_seconds)
-            finally:
-                if paused and self._consumer is not None:
-                    self._consumer.resume(*self._consumer.assignment())
-        await self._after_commit(result)
+            while True:
+                try:
+                    result = await self._write(records)
+                    break
+                except Exception as exc:  # an outage, not data: the writer isolates bad records
+                    self.metrics.retries.inc()
+                    if time.monotonic() + delay > self._stop_deadline:
+                        # Nothing was committed: these records will be consumed
+                        # again. Nothing after them may be written now.
+                        self._abandoned = True
+                        log.error("giving up a flush of %d records at shutdown: %r", len(records), exc)
+                        return
+                    log.warning("flush of %d records failed, retrying in %.2fs: %r", len(records), delay, exc)
+                    await asyncio.sleep(delay)
+                    delay = min(delay * 2, self.options.retry_max_seconds)
+            await self._after_commit(result)
 
     async def _write(self, records: list[Decoded | DeadLetter]) -> FlushResult:
         assert self._writer is not None  # noqa: S101
@@ -239,24 +288,15 @@ class IngestWorker:
         self.metrics.write_seconds.observe(time.perf_counter() - started)
         return result
 
-    def _pause(self) -> bool:
-        if self._consumer is None:
-            return False
-        self._consumer.pause(*self._consumer.assignment())
-        return True
-
-    async def _backoff(self, delay: float) -> None:
-        """Sleep ``delay`` while polling, so the group does not evict this worker."""
+    def _pause(self, paused: bool) -> None:
         consumer = self._consumer
-        deadline = time.monotonic() + delay
-        while (remaining := deadline - time.monotonic()) > 0:
-            if consumer is None:
-                await asyncio.sleep(remaining)
-                return
-            # Partitions are paused; newly assigned ones may still deliver one fetch.
-            fetched = await consumer.getmany(timeout_ms=int(min(remaining, 0.5) * 1000) or 1, max_records=100)
-            self._hold(fetched.values())
+        if consumer is None or paused == self._paused:
+            return
+        self._paused = paused
+        if paused:
             consumer.pause(*consumer.assignment())
+        else:
+            consumer.resume(*consumer.assignment())
 
     async def _after_commit(self, result: FlushResult) -> None:
         m = self.metrics
@@ -327,19 +367,26 @@ class IngestWorker:
         try:
             await asyncio.wait_for(self._flush_lock.acquire(), self.options.revoke_timeout_seconds)
         except TimeoutError:
+            # A flush is stuck retrying; it keeps its records (the offset check
+            # makes writing them later safe). Let the new owner have the rest.
             self._drop(partitions)
+            log.info("revoked partitions %s while a flush is retrying", sorted(partitions))
             return
         try:
-            if self._pending and self._writer is not None:
+            records: list[Decoded | DeadLetter] = []
+            if not self._abandoned:
                 records, self._pending, self._pending_points = self._pending, [], 0
+            if records and self._writer is not None:
                 try:
                     result = await self._write(records)
                 except Exception as exc:
                     log.warning("could not write held records on revocation (%r); the new owner will", exc)
-                    self._pending = [r for r in records if r.source.partition not in partitions]
+                    # Back in front, in order: nothing was written in between.
+                    self._pending[:0] = [r for r in records if r.source.partition not in partitions]
                     self._recount()
                 else:
                     await self._after_commit(result)
+            self._drop(partitions)
         finally:
             self._flush_lock.release()
         self.metrics.assigned.set(0)

@@ -43,7 +43,7 @@ def _records(points: int, runs: int, metrics: int, per_event: int) -> list[tuple
     return out
 
 
-async def _main(points: int, runs: int, metrics: int, per_event: int) -> None:
+async def _main(points: int, runs: int, metrics: int, per_event: int, flush_points: int) -> None:
     base = Settings.from_env()
     tag = uuid.uuid4().hex[:8]
     settings = dataclasses.replace(
@@ -64,7 +64,9 @@ async def _main(points: int, runs: int, metrics: int, per_event: int) -> None:
     print(f"produced {len(records)} records, {total_points} points in {time.perf_counter() - started:.2f}s")
     async with asyncpg.create_pool(settings.database_url, min_size=1, max_size=1) as pool:
         started = time.perf_counter()
-        async with IngestWorker(settings, options=IngestOptions(), metrics_port=0):
+        async with IngestWorker(
+            settings, options=IngestOptions(flush_max_points=flush_points), metrics_port=0
+        ) as worker:
             while True:
                 done = await pool.fetchval(
                     "SELECT coalesce(sum(next_offset), 0) FROM consumer_offsets WHERE topic = $1", settings.topic
@@ -74,6 +76,10 @@ async def _main(points: int, runs: int, metrics: int, per_event: int) -> None:
                 await asyncio.sleep(0.05)
             elapsed = time.perf_counter() - started
     print(f"ingested {total_points} points in {elapsed:.2f}s: {total_points / elapsed:,.0f} points/s (incl. start)")
+    registry = worker.metrics.registry
+    flushes = registry.get_sample_value("runstream_ingest_flushes_total") or 0
+    writing = registry.get_sample_value("runstream_ingest_write_seconds_sum") or 0
+    print(f"{flushes:.0f} flushes, {writing:.2f}s inside write transactions")
 
 
 def main() -> None:
@@ -82,8 +88,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=4)
     parser.add_argument("--metrics", type=int, default=5)
     parser.add_argument("--per-event", type=int, default=2000)
+    parser.add_argument("--flush-points", type=int, default=IngestOptions().flush_max_points)
     args = parser.parse_args()
-    asyncio.run(_main(args.points, args.runs, args.metrics, args.per_event))
+    asyncio.run(_main(args.points, args.runs, args.metrics, args.per_event, args.flush_points))
 
 
 if __name__ == "__main__":
