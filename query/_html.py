@@ -61,11 +61,21 @@ def page(title: str, body: str, *, scripts: Sequence[str] = (), styles: Sequence
     )
 
 
-def table(headers: Sequence[str], rows: Iterable[Sequence[str]], *, raw: bool = False) -> str:
-    """A table; cells are escaped unless ``raw`` (then the caller escaped them)."""
+def table(
+    headers: Sequence[str], rows: Iterable[Sequence[str]], *, raw: bool = False, row_attrs: Sequence[str] = ()
+) -> str:
+    """A table; cells are escaped unless ``raw`` (then the caller escaped them).
+
+    ``row_attrs`` holds ready-made (escaped) attribute text per row, such as ``data-run="..."``.
+    """
     head = "".join(f"<th>{esc(h)}</th>" for h in headers)
     cell = (lambda c: c) if raw else esc
-    body = "".join("<tr>" + "".join(f"<td>{cell(c)}</td>" for c in row) + "</tr>" for row in rows)
+    body = "".join(
+        f"<tr{' ' + row_attrs[i] if i < len(row_attrs) else ''}>"
+        + "".join(f"<td>{cell(c)}</td>" for c in row)
+        + "</tr>"
+        for i, row in enumerate(rows)
+    )
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 

@@ -1,4 +1,4 @@
-"""Live updates: one watcher per watched run, shared by every client streaming it.
+"""Live updates: one watcher per watched run (or experiment), shared by every client streaming it.
 
 A :class:`RunWatcher` wakes every ``interval_seconds`` while at least one
 client is subscribed and asks PostgreSQL one cheap question: has the run's data
@@ -7,6 +7,10 @@ the new points, by index range after the last (time, ordinal) it sent for each
 series, and hand one batched event to every subscriber. So N browsers on a run
 cost one small query per interval, not N, and points are pushed at most
 ``1 / interval_seconds`` times a second.
+
+An :class:`ExperimentWatcher` likewise compares the status, end and heartbeat
+of an experiment's newest runs each interval and pushes the runs that changed
+(or appeared), for the experiment page's table.
 
 A subscriber whose queue is full (a client that stopped reading) is dropped;
 its stream ends and an ``EventSource`` reconnects by itself.
@@ -19,6 +23,7 @@ import contextlib
 import logging
 import math
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -36,7 +41,10 @@ _QUEUE_EVENTS: Final = 64
 
 @dataclass(frozen=True, slots=True)
 class LiveEvent:
-    """``kind`` is ``run`` (details changed) or ``points`` (new points per metric); ``None`` ends a stream."""
+    """``run`` (details changed), ``points`` (new points per metric) or ``runs`` (an experiment's changed runs).
+
+    A ``None`` in a queue instead of an event ends that stream.
+    """
 
     kind: str
     data: dict[str, Any]
@@ -44,30 +52,33 @@ class LiveEvent:
 
 @dataclass(eq=False)
 class Subscription:
+    key: tuple[str, str]
     queue: asyncio.Queue[LiveEvent | None] = field(default_factory=lambda: asyncio.Queue(_QUEUE_EVENTS))
 
     async def next(self) -> LiveEvent | None:
         return await self.queue.get()
 
 
-class RunWatcher:
-    """Polls one run for changes while it has subscribers."""
+class _Watcher:
+    """Polls one thing for changes while it has subscribers; subclasses say what and how."""
 
-    def __init__(self, run_id: uuid.UUID, hub: LiveHub) -> None:
-        self.run_id = run_id
+    def __init__(self, hub: LiveHub, label: str) -> None:
         self._hub = hub
+        self._label = label
         self.subscribers: set[Subscription] = set()
-        self._cursors: dict[int, tuple[float, int]] = {}
-        self._names: dict[int, tuple[str, str | None]] = {}
-        self._version: tuple[int, int] | None = None
-        self._run: dict[str, Any] | None = None
         self._task: asyncio.Task[None] | None = None
-        #: Set once the starting point is read: later points are news to subscribers.
+        #: Set once the starting point is read: later changes are news to subscribers.
         self.ready = asyncio.Event()
+
+    async def _prime(self) -> None:
+        raise NotImplementedError
+
+    async def _tick(self) -> None:
+        raise NotImplementedError
 
     def start(self) -> None:
         if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name=f"live-{self.run_id}")
+            self._task = asyncio.create_task(self._loop(), name=f"live-{self._label}")
 
     async def stop(self) -> None:
         task, self._task = self._task, None
@@ -90,14 +101,33 @@ class RunWatcher:
                         primed = True
                 except (asyncpg.PostgresError, OSError) as exc:
                     # A database hiccup: skip this round, the next one catches up.
-                    _log.warning("live update for run %s failed: %s", self.run_id, exc)
+                    _log.warning("live update for %s failed: %s", self._label, exc)
                 finally:
                     self.ready.set()
                 await asyncio.sleep(self._hub.interval_seconds)
         except Exception:
-            _log.exception("live updates for run %s stopped", self.run_id)
+            _log.exception("live updates for %s stopped", self._label)
             for sub in list(self.subscribers):
                 _offer(sub, None, force=True)
+
+    def _publish(self, event: LiveEvent) -> None:
+        for sub in list(self.subscribers):
+            if not _offer(sub, event):
+                # Not reading: end its stream rather than buffer without bound.
+                self.subscribers.discard(sub)
+                _offer(sub, None, force=True)
+
+
+class RunWatcher(_Watcher):
+    """New points and detail changes of one run."""
+
+    def __init__(self, run_id: uuid.UUID, hub: LiveHub) -> None:
+        super().__init__(hub, f"run {run_id}")
+        self.run_id = run_id
+        self._cursors: dict[int, tuple[float, int]] = {}
+        self._names: dict[int, tuple[str, str | None]] = {}
+        self._version: tuple[int, int] | None = None
+        self._run: dict[str, Any] | None = None
 
     async def _prime(self) -> None:
         """Start from what is stored now: clients load history through the series API."""
@@ -170,12 +200,37 @@ class RunWatcher:
             self._cursors[r["id"]] = (r["time"], r["ordinal"])
         return out
 
-    def _publish(self, event: LiveEvent) -> None:
-        for sub in list(self.subscribers):
-            if not _offer(sub, event):
-                # Not reading: end its stream rather than buffer without bound.
-                self.subscribers.discard(sub)
-                _offer(sub, None, force=True)
+
+class ExperimentWatcher(_Watcher):
+    """Status changes and new runs among an experiment's newest runs."""
+
+    def __init__(self, experiment: str, hub: LiveHub) -> None:
+        super().__init__(hub, f"experiment {experiment!r}")
+        self.experiment = experiment
+        self._seen: dict[str, tuple[Any, ...]] = {}
+
+    async def _snapshot(self) -> dict[str, tuple[Any, ...]]:
+        records = await self._hub.pool.fetch(
+            """
+            SELECT r.id, r.status, r.ended_at, r.heartbeat_at FROM runs r
+            JOIN experiments e ON e.id = r.experiment_id
+            WHERE e.name = $1 ORDER BY r.created_at DESC, r.id DESC LIMIT $2
+            """,
+            self.experiment,
+            self._hub.experiment_runs,
+        )
+        return {str(r["id"]): (r["status"], r["ended_at"], r["heartbeat_at"]) for r in records}
+
+    async def _prime(self) -> None:
+        self._seen = await self._snapshot()
+
+    async def _tick(self) -> None:
+        now = await self._snapshot()
+        changed = [run_id for run_id, state in now.items() if self._seen.get(run_id) != state]
+        self._seen = now
+        if changed:
+            runs = [r for r in [await self._hub.db.get_run(uuid.UUID(run_id)) for run_id in changed] if r is not None]
+            self._publish(LiveEvent("runs", {"experiment": self.experiment, "runs": runs}))
 
 
 def _offer(sub: Subscription, event: LiveEvent | None, *, force: bool = False) -> bool:
@@ -200,39 +255,48 @@ class LiveHub:
         *,
         interval_seconds: float = 0.5,
         max_points_per_event: int = 10_000,
+        experiment_runs: int = 200,
     ) -> None:
         self.pool = pool
         self.db = db
         self.series = series
         self.interval_seconds = interval_seconds
         self.max_points_per_event = max_points_per_event
-        self._watchers: dict[uuid.UUID, RunWatcher] = {}
+        self.experiment_runs = experiment_runs
+        self._watchers: dict[tuple[str, str], _Watcher] = {}
         self._stopped = False
 
     async def subscribe(self, run_id: uuid.UUID) -> Subscription:
-        """A new subscription, returned once the run's watcher knows where "new" starts."""
+        """A run's stream, returned once its watcher knows where "new" starts."""
+        return await self._subscribe(("run", str(run_id)), lambda: RunWatcher(run_id, self))
+
+    async def subscribe_experiment(self, name: str) -> Subscription:
+        """An experiment's stream of run changes."""
+        return await self._subscribe(("experiment", name), lambda: ExperimentWatcher(name, self))
+
+    async def _subscribe(self, key: tuple[str, str], make: Callable[[], _Watcher]) -> Subscription:
         if self._stopped:
             raise RuntimeError("the live hub is stopped")
-        watcher = self._watchers.get(run_id)
+        watcher = self._watchers.get(key)
         if watcher is None:
-            watcher = self._watchers[run_id] = RunWatcher(run_id, self)
-        sub = Subscription()
+            watcher = self._watchers[key] = make()
+        sub = Subscription(key)
         watcher.subscribers.add(sub)
         watcher.start()
         await watcher.ready.wait()
         return sub
 
-    async def unsubscribe(self, run_id: uuid.UUID, sub: Subscription) -> None:
-        watcher = self._watchers.get(run_id)
+    async def unsubscribe(self, sub: Subscription) -> None:
+        watcher = self._watchers.get(sub.key)
         if watcher is None:
             return
         watcher.subscribers.discard(sub)
         if not watcher.subscribers:
-            del self._watchers[run_id]
+            del self._watchers[sub.key]
             await watcher.stop()
 
     @property
-    def watched_runs(self) -> int:
+    def watchers(self) -> int:
         return len(self._watchers)
 
     async def stop(self) -> None:

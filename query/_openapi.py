@@ -248,6 +248,19 @@ SPEC: Final[dict[str, Any]] = {
                 },
             }
         },
+        "/api/stream": {
+            "get": {
+                "summary": "Server-Sent Events: 'runs' with an experiment's runs whose status or end changed",
+                "parameters": [_param("experiment", "query", {"type": "string"}, "Experiment name", required=True)],
+                "responses": {
+                    "200": {
+                        "description": "An event stream",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    },
+                    **_ERRORS,
+                },
+            }
+        },
         "/api/runs/{run_id}/files": {
             "get": {
                 "summary": "The run's files",

@@ -38,6 +38,7 @@ _RUN_SCRIPTS: Final = ("/static/vendor/uplot/uPlot.iife.min.js", "/static/run.js
 _RUN_STYLES: Final = ("/static/vendor/uplot/uPlot.min.css",)
 _COMPARE_SCRIPTS: Final = ("/static/vendor/uplot/uPlot.iife.min.js", "/static/compare.js")
 _COMPARE_RUNS: Final = 20
+_EXPERIMENT_SCRIPTS: Final = ("/static/experiment.js",)
 
 
 def html_response(text: str, status: int = 200) -> web.Response:
@@ -86,7 +87,7 @@ async def experiment_page(request: web.Request) -> web.Response:
             f'<a href="{h.esc(h.url("runs", r["id"]))}">{h.esc(r["display_name"] or r["id"])}</a>',
             f'<span class="status {h.esc(r["status"])}">{h.esc(r["status"])}</span>',
             h.esc(r["started_at"] or r["created_at"] or ""),
-            h.esc(_duration(r)),
+            f"<span data-duration>{h.esc(_duration(r))}</span>",
             h.esc(", ".join(f"{k}={v}" if v is not None else k for k, v in (r["tags"] or {}).items())),
             *(h.esc(_show(r["metrics"][m])) if m in r["metrics"] else "" for m in metric_names),
         ]
@@ -107,15 +108,18 @@ async def experiment_page(request: web.Request) -> web.Response:
         f'<form method="get" class="filters"><select name="status">{options}</select> <button>Filter</button></form>'
     )
     headers = ["", "run", "status", "started", "duration", "tags", *metric_names]
-    table = h.table(headers, rows, raw=True) if rows else "<p class=muted>No runs.</p>"
+    attrs = [f'data-run="{h.esc(r["id"])}"' for r in page.runs]
+    table = h.table(headers, rows, raw=True, row_attrs=attrs) if rows else "<p class=muted>No runs.</p>"
     if rows and metric_names:
         choices = "".join(f'<option value="{h.esc(m)}">{h.esc(m)}</option>' for m in metric_names)
         table = (
             f'<form method="get" action="/compare" id="compare-form">{table}'
             f'<p>Compare the checked runs on <select name="name">{choices}</select> <button>Compare</button></p></form>'
         )
-    body = f"<h1>Experiment {h.esc(name)}</h1>{filters}{table}"
-    return html_response(h.page(name, body + more))
+    notice = '<p id="new-runs" hidden><span>0</span> new runs: <a href="">reload</a></p>'
+    body = f'<div id="experiment" data-experiment="{h.esc(name)}"><h1>Experiment {h.esc(name)}</h1>'
+    body += f"{filters}{notice}{table}{more}</div>"
+    return html_response(h.page(name, body, scripts=_EXPERIMENT_SCRIPTS))
 
 
 def _duration(run: dict[str, Any]) -> str:

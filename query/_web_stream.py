@@ -1,11 +1,13 @@
-"""``GET /api/runs/{run_id}/stream``: Server-Sent Events with a run's new points and status changes.
+"""Server-Sent Events: ``/api/runs/{run_id}/stream`` (a run) and ``/api/stream?experiment=`` (its runs).
 
 Events (``data`` is JSON, non-finite floats ``$float``-tagged):
 
 * ``run``: the run's details (as ``GET /api/runs/{run_id}``), first on connect
   and again whenever they change (status, end, heartbeat, tags...);
 * ``points``: ``{"run_id", "metrics": {name: {"steps", "times", "values"}}}``
-  with the scalar points stored since the previous event.
+  with the scalar points stored since the previous event;
+* ``runs`` (experiment streams): ``{"experiment", "runs": [run details...]}``
+  for the newest runs whose status, end or heartbeat changed, or that appeared.
 
 A comment line every ``keepalive`` keeps proxies from closing an idle stream.
 """
@@ -18,8 +20,8 @@ from typing import Final
 import orjson
 from aiohttp import web
 
-from ._errors import NotFound
-from ._live import LiveEvent
+from ._errors import BadRequest, NotFound
+from ._live import LiveEvent, Subscription
 from ._state import DATABASE, LIVE
 from ._validate import parse_run_id
 
@@ -35,33 +37,49 @@ def _frame(event: LiveEvent) -> bytes:
 
 
 @routes.get("/api/runs/{run_id}/stream")
-async def stream(request: web.Request) -> web.StreamResponse:
+async def run_stream(request: web.Request) -> web.StreamResponse:
     run_id = parse_run_id(request.match_info["run_id"])
     db = request.app[DATABASE]
     if not await db.run_has_data(run_id):
         raise NotFound(f"no run {run_id}", code="run_not_found", parameter="run_id")
+    sub = await request.app[LIVE].subscribe(run_id)
+    run = await db.get_run(run_id)
+    return await _serve(request, sub, [LiveEvent("run", run)] if run is not None else [])
+
+
+@routes.get("/api/stream")
+async def experiment_stream(request: web.Request) -> web.StreamResponse:
+    """``?experiment=NAME``: ``runs`` events with the experiment's runs whose status, end or heartbeat changed."""
+    name = request.query.get("experiment")
+    if not name:
+        raise BadRequest("experiment is required", parameter="experiment")
+    if not await request.app[DATABASE].experiment_exists(name):
+        raise NotFound(f"no experiment {name!r}", code="experiment_not_found", parameter="experiment")
+    sub = await request.app[LIVE].subscribe_experiment(name)
+    return await _serve(request, sub, [])
+
+
+async def _serve(request: web.Request, sub: Subscription, first: list[LiveEvent]) -> web.StreamResponse:
     hub = request.app[LIVE]
-    sub = await hub.subscribe(run_id)
     response = web.StreamResponse(
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )
     try:
         await response.prepare(request)
         await response.write(b"retry: 2000\n\n")
-        run = await db.get_run(run_id)
-        if run is not None:
-            await response.write(_frame(LiveEvent("run", run)))
+        for event in first:
+            await response.write(_frame(event))
         while True:
             try:
-                event = await asyncio.wait_for(sub.next(), _KEEPALIVE_SECONDS)
+                news = await asyncio.wait_for(sub.next(), _KEEPALIVE_SECONDS)
             except TimeoutError:
                 await response.write(b": keepalive\n\n")
                 continue
-            if event is None:
+            if news is None:
                 break
-            await response.write(_frame(event))
+            await response.write(_frame(news))
     except ConnectionResetError:
         pass  # the client went away
     finally:
-        await hub.unsubscribe(run_id, sub)
+        await hub.unsubscribe(sub)
     return response

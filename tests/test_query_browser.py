@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -127,5 +128,32 @@ async def test_compare_view_draws_one_line_per_run(query_service: str, db: async
     assert data == [[0, 1, 2, 3], [1.0, 0.9, 0.8, 0.7], [1.0, 0.5, 0.25, None]]
     SCREENSHOTS.mkdir(exist_ok=True)
     await page.screenshot(path=str(SCREENSHOTS / "compare-page.png"), full_page=True)
+    assert errors == []
+    await page.close()
+
+
+async def test_experiment_page_statuses_update_live(query_service: str, db: asyncpg.Pool, browser: Browser) -> None:
+    experiment = f"live-page-{uuid.uuid4().hex[:6]}"
+    run_id = await seed_run(db, experiment=experiment, status="Running", started_at=datetime.now(UTC))
+    page = await browser.new_page()
+    errors: list[Any] = []
+    page.on("pageerror", lambda exc: errors.append(exc))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    await page.goto(f"{query_service}/experiments/{experiment}")
+    row = f'tr[data-run="{run_id}"]'
+    assert await page.text_content(f"{row} .status") == "Running"
+    assert await page.is_hidden("#new-runs")
+    await db.execute(
+        "UPDATE runs SET status = 'Completed', ended_at = started_at + interval '1 hour 2 minutes 3 seconds'"
+        " WHERE id = $1",
+        run_id,
+    )
+    await page.wait_for_function(
+        f"() => document.querySelector('{row} .status').textContent === 'Completed'", timeout=WAIT_MS
+    )
+    assert await page.text_content(f"{row} [data-duration]") == "1:02:03"
+    await seed_run(db, experiment=experiment, status="Running")
+    await page.wait_for_selector("#new-runs:not([hidden])", timeout=WAIT_MS)
+    assert await page.text_content("#new-runs span") == "1"
     assert errors == []
     await page.close()

@@ -120,6 +120,8 @@ def test_every_documented_get_answers_for_a_known_run(query_service: str, known_
         params = {p["name"]: "loss" for p in op.get("parameters", []) if p["in"] == "query" and p["required"]}
         if "run" in params:
             params["run"] = known_run
+        if "experiment" in params:
+            params["experiment"] = "fuzz"
         concrete = path.replace("{run_id}", known_run).replace("{name}", "missing.txt")
         status = _request(query_service, method, concrete, params, None)
         assert status == (404 if concrete.endswith("missing.txt") else 200), path

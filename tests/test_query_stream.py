@@ -80,3 +80,29 @@ async def test_stream_errors(query_service: str) -> None:
     assert status == 404 and body["error"]["code"] == "run_not_found"
     status, body = await get(f"{query_service}/api/runs/nope/stream")
     assert status == 400 and body["error"]["parameter"] == "run_id"
+
+
+async def test_experiment_stream_pushes_changed_and_new_runs(query_service: str, db: asyncpg.Pool) -> None:
+    experiment = f"live-{uuid.uuid4().hex[:8]}"
+    first = await seed_run(db, experiment=experiment, status="Running")
+    await seed_run(db, experiment=experiment, status="Completed")
+    async with (
+        aiohttp.ClientSession() as client,
+        client.get(f"{query_service}/api/stream?experiment={experiment}") as resp,
+    ):
+        assert resp.status == 200 and resp.content_type == "text/event-stream"
+        reader = EventReader(resp)
+        await db.execute("UPDATE runs SET status = 'Failed', ended_at = now() WHERE id = $1", first)
+        kind, data = await reader.next()
+        assert kind == "runs" and data["experiment"] == experiment
+        assert [(r["id"], r["status"]) for r in data["runs"]] == [(str(first), "Failed")]
+        newcomer = await seed_run(db, experiment=experiment, status="Running")
+        kind, data = await reader.next()
+        assert [(r["id"], r["status"]) for r in data["runs"]] == [(str(newcomer), "Running")]
+
+
+async def test_experiment_stream_errors(query_service: str) -> None:
+    status, body = await get(f"{query_service}/api/stream")
+    assert (status, body["error"]["parameter"]) == (400, "experiment")
+    status, body = await get(f"{query_service}/api/stream?experiment=nothing-{uuid.uuid4()}")
+    assert (status, body["error"]["code"]) == (404, "experiment_not_found")
