@@ -61,6 +61,10 @@ def decode_record(source: Source) -> Decoded | DeadLetter:
         points = sum(_check(event) for event in batch.events)
     except EventError as exc:
         return DeadLetter(source, exc.reason, str(exc))
+    except (TypeError, ValueError, KeyError, AttributeError, RecursionError) as exc:
+        # The format's validator tripped over a shape it did not foresee (e.g.
+        # an unhashable event type): still bad data, never a crash.
+        return DeadLetter(source, "bad_shape", f"malformed batch: {type(exc).__name__}: {exc}")
     return Decoded(source, batch, points)
 
 
