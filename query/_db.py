@@ -202,7 +202,18 @@ class Database:
 
     # --- metrics ----------------------------------------------------------
 
-    async def series(self, run_id: uuid.UUID, name: str | None = None) -> list[SeriesData]:
+    async def series_overview(self, run_id: uuid.UUID) -> list[dict[str, Any]]:
+        """Every series of the run with ingest's summary (count, last value), no points."""
+        records = await self._pool.fetch(
+            "SELECT id, name, kind, value_type, point_count, last_value, last_text FROM series"
+            " WHERE run_id = $1 ORDER BY name",
+            run_id,
+        )
+        return [dict(r) for r in records]
+
+    async def series(
+        self, run_id: uuid.UUID, name: str | None = None, *, with_scalars: bool = True
+    ) -> list[SeriesData]:
         """Each series of the run (or the one named) with its points or entries in logging order.
 
         The arrays are aggregated from subqueries that read the rows in order
@@ -213,11 +224,11 @@ class Database:
         records = await self._pool.fetch(
             """
             SELECT s.name, s.kind, s.value_type,
-                CASE WHEN s.kind = 'scalar' AND s.value_type IS DISTINCT FROM 'str' THEN (
+                CASE WHEN $3 AND s.kind = 'scalar' AND s.value_type IS DISTINCT FROM 'str' THEN (
                     SELECT array_agg(o.value) FROM (
                         SELECT p.value FROM points p WHERE p.series_id = s.id ORDER BY p.time, p.ordinal
                     ) o) END AS vals,
-                CASE WHEN s.kind = 'scalar' AND s.value_type = 'str' THEN (
+                CASE WHEN $3 AND s.kind = 'scalar' AND s.value_type = 'str' THEN (
                     SELECT array_agg(o.text_value) FROM (
                         SELECT p.text_value FROM points p WHERE p.series_id = s.id ORDER BY p.time, p.ordinal
                     ) o) END AS texts,
@@ -226,11 +237,12 @@ class Database:
                         SELECT e.value FROM series_entries e WHERE e.series_id = s.id ORDER BY e.time, e.position
                     ) o) END AS entries
             FROM series s
-            WHERE s.run_id = $1 AND ($2::text IS NULL OR s.name = $2)
+            WHERE s.run_id = $1 AND ($2::text IS NULL OR s.name = $2) AND ($3 OR s.kind <> 'scalar')
             ORDER BY s.name
             """,
             run_id,
             name,
+            with_scalars,
         )
         return [
             SeriesData(

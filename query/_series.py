@@ -179,6 +179,17 @@ class SeriesReader:
         )
         return ordinal
 
+    async def tail(self, series_id: int, value_type: str | None, count: int) -> list[Any]:
+        """The last ``count`` values in logging order."""
+        column = "text_value" if value_type == "str" else "value"
+        records = await self._pool.fetch(
+            f"SELECT p.{column} AS v FROM points p WHERE p.series_id = $1"
+            " ORDER BY p.time DESC, p.ordinal DESC LIMIT $2",
+            series_id,
+            count,
+        )
+        return _values(value_type, [r["v"] for r in reversed(records)])
+
     async def downsample(
         self, series_id: int, value_type: str | None, rng: SeriesRange, *, max_points: int
     ) -> dict[str, Any]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from typing import Any, Final
 from urllib.parse import quote
@@ -14,9 +15,10 @@ from runstream.events import STATUSES, TERMINAL_STATUSES
 from . import _html as h
 from ._db import Database, FileRecord
 from ._errors import BadRequest, NotFound
-from ._metrics import EMPTY, SeriesData, metric_value
+from ._metrics import EMPTY, SeriesData, metric_value, scalar_value
 from ._run_search import RunSearch
-from ._state import DATABASE
+from ._series import SeriesRange, SeriesReader
+from ._state import DATABASE, SERIES
 from ._validate import check_metric_name, parse_run_id
 
 __all__ = ["error_page", "html_response", "routes"]
@@ -27,6 +29,8 @@ _RUNS_PER_PAGE: Final = 100
 _TABLE_ROWS: Final = 200
 _METRIC_COLUMNS: Final = 12
 _XY_ROWS: Final = 10_000
+_SVG_POINTS: Final = 600
+_STR_TAIL: Final = 20
 
 
 # Scripts only from this service, no inline script; inline styles are the page's own.
@@ -168,12 +172,21 @@ async def run_page(request: web.Request) -> web.Response:
     run = await db.get_run(run_id)
     if run is None and not await db.run_has_data(run_id):
         raise NotFound(f"no run {run_id}", code="run_not_found", parameter="run_id")
-    series = await db.series(run_id)
+    # Scalars from ingest's summary and a cached downsample, never every point:
+    # the page of a run with a million points costs what a small one does.
+    overview = await db.series_overview(run_id)
+    entries = {s.name: s for s in await db.series(run_id, with_scalars=False)}
     files = await db.list_files(run_id)
     title = (run or {}).get("display_name") or str(run_id)
     body = f"<h1>Run {h.esc(title)}</h1>" + _details(run, str(run_id)) + _files(str(run_id), files)
     stored = {f.name for f in files}
-    metrics = "".join(_metric(s, str(run_id), stored) for s in series) or '<p id="no-metrics">No metrics yet.</p>'
+    sections = []
+    for item in overview:
+        if item["kind"] == "scalar":
+            sections.append(await _scalar_section(request.app[SERIES], run_id, item))
+        elif item["name"] in entries:
+            sections.append(_metric(entries[item["name"]], str(run_id), stored))
+    metrics = "".join(sections) or '<p id="no-metrics">No metrics yet.</p>'
     body += f'<h2>Metrics</h2><div id="metrics">{metrics}</div>'
     live = run is None or run["status"] not in TERMINAL_STATUSES
     document = h.page(
@@ -254,8 +267,6 @@ def _image(run_id: str, name: str, stored: bool) -> str:
 
 
 def _metric_body(s: SeriesData, value: Any, run_id: str, files: set[str]) -> str:
-    if s.kind == "scalar":
-        return _scalar(s, value)
     if s.kind == "image":
         names = [str(n) for n in (value if isinstance(value, list) else [value])]
         return "".join(_image(run_id, n, n in files) for n in names)
@@ -268,16 +279,22 @@ def _metric_body(s: SeriesData, value: Any, run_id: str, files: set[str]) -> str
     return f"<pre>{h.esc(_clip(h.json_text(value)))}</pre>"
 
 
-def _scalar(s: SeriesData, value: Any) -> str:
-    values = value if isinstance(value, list) else [value]
-    summary = h.table(["points", "last"], [(str(len(values)), _show(values[-1]))])
-    if s.value_type == "str":
-        recent = [(str(i), _show(v)) for i, v in enumerate(values)][-20:]
-        return summary + h.table(["#", "value"], recent)
-    # The SVG is the no-JavaScript view; run.js replaces it with a live chart.
-    return (
-        summary + f'<div class="chart" data-chart="{h.esc(s.name)}">{h.chart_svg(list(s.values), label=s.name)}</div>'
-    )
+async def _scalar_section(reader: SeriesReader, run_id: uuid.UUID, item: dict[str, Any]) -> str:
+    if not item["point_count"]:
+        return ""
+    name, value_type = item["name"], item["value_type"]
+    last = scalar_value(value_type, item["last_value"], item["last_text"])
+    body = h.table(["points", "last"], [(str(item["point_count"]), _show(last))])
+    if value_type == "str":
+        recent = await reader.tail(item["id"], value_type, _STR_TAIL)
+        first = item["point_count"] - len(recent)
+        body += h.table(["#", "value"], [(str(first + i), _show(v)) for i, v in enumerate(recent)])
+    else:
+        points = await reader.downsample_cached(run_id, item["id"], value_type, SeriesRange(), max_points=_SVG_POINTS)
+        ys = [v if isinstance(v, int | float) else None for v in points["values"]]
+        # The SVG is the no-JavaScript view; run.js replaces it with a live chart.
+        body += f'<div class="chart" data-chart="{h.esc(name)}">{h.chart_svg(ys, points["steps"], label=name)}</div>'
+    return f'<section class="metric" data-metric="{h.esc(name)}"><h3>{h.esc(name)}</h3>{body}</section>'
 
 
 def _is_number(value: Any) -> bool:
