@@ -285,19 +285,21 @@ class Database:
             )
             if existing is not None and existing["digest"] == digest and existing["content_type"] == content_type:
                 return _file(existing)
+            conflict = Conflict(
+                f"file {name!r} already exists in run {run_id} with other content; add ?overwrite=true to replace it",
+                code="file_exists",
+                parameter="name",
+            )
             if existing is not None and not overwrite:
-                raise Conflict(
-                    f"file {name!r} already exists in run {run_id} with other content;"
-                    " add ?overwrite=true to replace it",
-                    code="file_exists",
-                    parameter="name",
-                )
+                raise conflict
+            # The WHERE covers a row that a concurrent upload inserted after our SELECT.
             record = await conn.fetchrow(
                 """
                 INSERT INTO files (run_id, name, digest, size, content_type) VALUES ($1, $2, $3, $4, $5)
                 ON CONFLICT (run_id, name) DO UPDATE
                     SET digest = EXCLUDED.digest, size = EXCLUDED.size,
                         content_type = EXCLUDED.content_type, created_at = now()
+                    WHERE $6 OR (files.digest = EXCLUDED.digest AND files.content_type = EXCLUDED.content_type)
                 RETURNING name, size, digest, content_type, created_at
                 """,
                 run_id,
@@ -305,5 +307,8 @@ class Database:
                 digest,
                 size,
                 content_type,
+                overwrite,
             )
+            if record is None:
+                raise conflict
             return _file(record)

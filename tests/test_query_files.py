@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import hashlib
 import io
@@ -235,3 +236,15 @@ async def test_unexpected_error_is_500_without_details(settings: Settings, tmp_p
         await runner.cleanup()
     assert status == 500
     assert body == {"error": {"code": "internal", "message": "internal server error", "parameter": None}}
+
+
+async def test_concurrent_uploads_of_one_new_name_never_overwrite_silently(query_service: str) -> None:
+    run_id = uuid.uuid4()
+    url = f"{query_service}/api/runs/{run_id}/files/race.bin"
+    contents = [f"writer {i}".encode() * 1000 for i in range(8)]
+    results = await asyncio.gather(*(put(url, c) for c in contents))
+    winners = [contents[i] for i, (status, _) in enumerate(results) if status == 201]
+    # Exactly one writer wins; every other one is told so (409), and what is stored is the winner's.
+    assert len(winners) == 1
+    assert sorted(status for status, _ in results) == [201] + [409] * 7
+    assert (await download(url))[2] == winners[0]
