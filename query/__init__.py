@@ -7,7 +7,16 @@ and tests.
 
 from ._app import DEFAULT_MAX_UPLOAD_BYTES, create_app, serve
 from ._artifacts import ArtifactStore, Blob, LocalArtifactStore, StoredBlob
-from ._errors import BadRequest, Conflict, NotFound, PayloadTooLarge, QueryError, Unauthorized
+from ._errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    PayloadTooLarge,
+    QueryError,
+    Unauthorized,
+    Unavailable,
+)
 
 __all__ = [
     "DEFAULT_MAX_UPLOAD_BYTES",
@@ -15,12 +24,14 @@ __all__ = [
     "BadRequest",
     "Blob",
     "Conflict",
+    "Forbidden",
     "LocalArtifactStore",
     "NotFound",
     "PayloadTooLarge",
     "QueryError",
     "StoredBlob",
     "Unauthorized",
+    "Unavailable",
     "create_app",
     "serve",
 ]

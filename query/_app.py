@@ -39,20 +39,23 @@ def create_app(
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     artifact_store: ArtifactStore | None = None,
     live_interval_seconds: float = 0.5,
+    write_token: str | None = None,
 ) -> web.Application:
     """Build the service; the database pool and artifact store open when the app starts.
 
     ``max_upload_bytes`` caps one uploaded file; ``artifact_store`` replaces the
     local content-addressed directory under ``settings.artifacts_dir``;
-    ``live_interval_seconds`` is how often a watched run is checked for news.
+    ``live_interval_seconds`` is how often a watched run is checked for news;
+    ``write_token``, when given, is the only token that may upload (then
+    ``settings.token`` is read-only).
     """
     if max_upload_bytes < 1:
         raise ValueError(f"max_upload_bytes must be at least 1, got {max_upload_bytes}")
     if not live_interval_seconds > 0:
         raise ValueError(f"live_interval_seconds must be positive, got {live_interval_seconds}")
     middlewares = [make_error_middleware(_web_pages.error_page)]
-    if settings.token:
-        middlewares.append(make_auth_middleware(settings.token))
+    if settings.token or write_token:
+        middlewares.append(make_auth_middleware(settings.token, write_token))
     app = web.Application(middlewares=middlewares)
     app[SETTINGS] = settings
     app[MAX_UPLOAD_BYTES] = max_upload_bytes
@@ -92,10 +95,12 @@ async def _resources(app: web.Application, *, live_interval_seconds: float) -> A
         await store.stop()
 
 
-def serve(settings: Settings, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES) -> None:
+def serve(
+    settings: Settings, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, write_token: str | None = None
+) -> None:
     """Serve on ``settings.query_host:query_port`` until SIGINT or SIGTERM, then shut down cleanly."""
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(settings, max_upload_bytes=max_upload_bytes)
+    app = create_app(settings, max_upload_bytes=max_upload_bytes, write_token=write_token)
     _log.info("query service on http://%s:%d", settings.query_host, settings.query_port)
     web.run_app(app, host=settings.query_host, port=settings.query_port, print=None, shutdown_timeout=10.0)

@@ -1,5 +1,8 @@
 """Token auth: when a token is configured, every route but the public ones needs it.
 
+An optional separate *write* token guards uploads: then the (read) token and
+browser sessions can only read.
+
 Scripts send ``Authorization: Bearer <token>``. Browsers cannot add that header
 to page loads or to ``EventSource``, so ``/login`` takes the token once in a
 form and sets an HttpOnly, SameSite=Strict cookie holding a value derived from
@@ -18,7 +21,7 @@ from urllib.parse import quote
 
 from aiohttp import web
 
-from ._errors import Unauthorized
+from ._errors import Forbidden, Unauthorized
 
 __all__ = ["COOKIE", "PUBLIC_PATHS", "make_auth_middleware", "session_value", "token_matches"]
 
@@ -39,21 +42,49 @@ def token_matches(supplied: str, token: str) -> bool:
     return hmac.compare_digest(supplied.encode("utf-8", "replace"), token.encode("utf-8", "replace"))
 
 
-def make_auth_middleware(token: str) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
-    cookie_value = session_value(token)
+_READ_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
+# Form posts of the sign-in itself, not writes to runs.
+_SESSION_PATHS: Final = frozenset({"/login", "/logout"})
+
+
+def make_auth_middleware(
+    read_token: str | None, write_token: str | None = None
+) -> Callable[[web.Request, Handler], Awaitable[web.StreamResponse]]:
+    """Reads need ``read_token`` (or the write token, or the session cookie) when it is set.
+
+    Writes (uploads) need ``write_token`` when it is set, else ``read_token``
+    when that is set; a read token or a browser session presented for a write
+    gets 403. With neither set there is nothing to check.
+    """
+    cookie_value = session_value(read_token) if read_token else None
+    read_tokens = [t for t in (read_token, write_token) if t]
+    required_for_write = write_token or read_token
 
     @web.middleware
     async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
         path = request.path
         if path in PUBLIC_PATHS or path.startswith(PUBLIC_PREFIXES):
             return await handler(request)
+        header = request.headers.get("Authorization")
+        if request.method not in _READ_METHODS and path not in _SESSION_PATHS:
+            if required_for_write is not None:
+                supplied = _bearer(header)
+                if not token_matches(supplied, required_for_write):
+                    if read_token is not None and token_matches(supplied, read_token):
+                        raise Forbidden("this token may read but not write; writes need the write token")
+                    raise Unauthorized("the bearer token is not valid for writes", code="bad_token")
+            return await handler(request)
+        if cookie_value is None:  # reads are open
+            return await handler(request)
         cookie = request.cookies.get(COOKIE)
         if cookie is not None and hmac.compare_digest(cookie.encode("utf-8", "replace"), cookie_value.encode()):
             return await handler(request)
-        header = request.headers.get("Authorization")
         if header is None and _is_browser_page(request):
             raise web.HTTPSeeOther(f"/login?next={quote(request.path_qs, safe='')}")
-        _check(header, token)
+        supplied = _bearer(header)
+        # Compare with every accepted token, not stopping at a match: constant work.
+        if not sum(token_matches(supplied, t) for t in read_tokens):
+            raise Unauthorized("the bearer token is not valid", code="bad_token")
         return await handler(request)
 
     return auth_middleware
@@ -67,11 +98,10 @@ def _is_browser_page(request: web.Request) -> bool:
     )
 
 
-def _check(header: str | None, token: str) -> None:
+def _bearer(header: str | None) -> str:
     if header is None:
         raise Unauthorized("this service needs an 'Authorization: Bearer <token>' header", code="missing_token")
     scheme, _, supplied = header.partition(" ")
     if scheme.lower() != "bearer":
         raise Unauthorized("the Authorization header must use the Bearer scheme", code="bad_token")
-    if not token_matches(supplied.strip(), token):
-        raise Unauthorized("the bearer token is not valid", code="bad_token")
+    return supplied.strip()

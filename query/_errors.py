@@ -11,6 +11,7 @@ Errors::
     QueryError                      -- root; ``code`` and ``parameter`` for the body
     ├── BadRequest (ValueError)     -- 400: a malformed id, name, number or cursor
     ├── Unauthorized                -- 401: missing or wrong bearer token
+    ├── Forbidden                   -- 403: a read-only token used for a write
     ├── NotFound (LookupError)      -- 404: no such run, file, experiment or route
     ├── MethodNotAllowed            -- 405
     ├── Conflict                    -- 409: a file name already holds other content
@@ -36,6 +37,7 @@ __all__ = [
     "STATUS",
     "BadRequest",
     "Conflict",
+    "Forbidden",
     "MethodNotAllowed",
     "NotFound",
     "PayloadTooLarge",
@@ -68,6 +70,10 @@ class BadRequest(QueryError, ValueError):
 
 class Unauthorized(QueryError):
     default_code = "unauthorized"
+
+
+class Forbidden(QueryError):
+    default_code = "forbidden"
 
 
 class NotFound(QueryError, LookupError):
@@ -103,6 +109,7 @@ _DATABASE_DOWN: Final = (
 STATUS: Final[Mapping[type[QueryError], int]] = {
     BadRequest: 400,
     Unauthorized: 401,
+    Forbidden: 403,
     NotFound: 404,
     MethodNotAllowed: 405,
     Conflict: 409,

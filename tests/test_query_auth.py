@@ -6,13 +6,16 @@ import dataclasses
 import urllib.parse
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import asyncpg
 import orjson
 import pytest_asyncio
+from aiohttp import web
 
+from query import create_app
 from runstream.config import Settings
 from tests.support import free_port, wait_http_ok
 from tests.test_query_seed import seed_run, seed_scalars
@@ -136,3 +139,41 @@ async def test_browser_login_sets_a_session_cookie(secured: str, db: asyncpg.Poo
         # Static assets (the chart library, the page script) need no token.
         async with client.get(f"{secured}/static/run.js") as resp:
             assert resp.status == 200
+
+
+async def _serve(app_settings: Settings, write_token: str) -> tuple[web.AppRunner, str]:
+    runner = web.AppRunner(create_app(app_settings, write_token=write_token))
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    return runner, f"http://127.0.0.1:{port}"
+
+
+async def test_separate_write_token(settings: Settings, db: asyncpg.Pool, tmp_path: Path) -> None:
+    run_id = await seed_run(db, experiment="auth")
+    app_settings = dataclasses.replace(settings, token="r3ad", artifacts_dir=tmp_path)
+    runner, url = await _serve(app_settings, "wr1te")
+    try:
+        file_url = f"{url}/api/runs/{run_id}/files/a.txt"
+        for token, want in ((None, 401), ("r3ad", 200), ("wr1te", 200), ("nope", 401)):
+            assert (await request("GET", f"{url}/api/runs/{run_id}", token))[0] == want, token
+        for token, want, code in (
+            (None, 401, "missing_token"),
+            ("r3ad", 403, "forbidden"),
+            ("nope", 401, "bad_token"),
+        ):
+            status, body, _ = await request("PUT", file_url, token)
+            assert (status, body["error"]["code"]) == (want, code), token
+        assert (await request("PUT", file_url, "wr1te"))[0] == 201
+        assert (await request("GET", file_url, "r3ad"))[0] == 200
+    finally:
+        await runner.cleanup()
+
+    # Only a write token: reads are open, writes are not.
+    runner, url = await _serve(dataclasses.replace(app_settings, token=None), "wr1te")
+    try:
+        assert (await request("GET", f"{url}/api/runs/{run_id}"))[0] == 200
+        assert (await request("PUT", f"{url}/api/runs/{run_id}/files/b.txt"))[0] == 401
+        assert (await request("PUT", f"{url}/api/runs/{run_id}/files/b.txt", "wr1te"))[0] == 201
+    finally:
+        await runner.cleanup()
