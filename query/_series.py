@@ -74,16 +74,18 @@ _RANGE_SQL: Final = """
 """
 
 
-_CACHE_ENTRIES: Final = 512
+#: Points held by the downsample cache across all entries (about 100 bytes each in Python).
+_CACHE_POINTS: Final = 250_000
 
 
 class SeriesReader:
     """Reads scalar series through a pool it does not own; caches downsampled answers."""
 
-    def __init__(self, pool: asyncpg.Pool, *, cache_entries: int = _CACHE_ENTRIES) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, cache_points: int = _CACHE_POINTS) -> None:
         self._pool = pool
         self._cache: OrderedDict[tuple[Any, ...], tuple[tuple[int, int], dict[str, Any]]] = OrderedDict()
-        self._cache_entries = cache_entries
+        self._cache_points = cache_points
+        self._cached_points = 0
         self.cache_hits = 0
 
     async def data_version(self, run_id: uuid.UUID) -> tuple[int, int]:
@@ -105,11 +107,22 @@ class SeriesReader:
             self.cache_hits += 1
             return hit[1]
         result = await self.downsample(series_id, value_type, rng, max_points=max_points)
+        if hit is not None:
+            self._forget(key)
         self._cache[key] = (version, result)
-        self._cache.move_to_end(key)
-        while len(self._cache) > self._cache_entries:
-            self._cache.popitem(last=False)
+        self._cached_points += len(result["steps"])
+        # Least recently used first, until the cache is within its budget of points.
+        while self._cached_points > self._cache_points and self._cache:
+            self._forget(next(iter(self._cache)))
         return result
+
+    def _forget(self, key: tuple[Any, ...]) -> None:
+        _, result = self._cache.pop(key)
+        self._cached_points -= len(result["steps"])
+
+    @property
+    def cached_points(self) -> int:
+        return self._cached_points
 
     async def find(self, run_id: uuid.UUID, name: str) -> asyncpg.Record | None:
         return await self._pool.fetchrow(

@@ -7,6 +7,9 @@ import uuid
 
 import asyncpg
 
+from query._db import create_pool
+from query._series import SeriesRange, SeriesReader
+from runstream.config import Settings
 from tests.test_query_seed import append_points, bump_session, get, seed_entries, seed_run, seed_scalars
 
 T0 = 1_700_000_000.0
@@ -154,3 +157,24 @@ async def test_series_bad_input(query_service: str, db: asyncpg.Pool) -> None:
         assert (status, body["error"]["parameter"]) == (400, parameter), query_string
     status, body = await get(f"{base}?name=phase")
     assert body["values"] == ["a", "b"] and body["value_type"] == "str"
+
+
+async def test_downsample_cache_stays_within_its_budget(settings: Settings, db: asyncpg.Pool) -> None:
+    run_id = await seed_run(db)
+    for name in ("a", "b", "c"):
+        await seed_scalars(db, run_id, name, "float", [float(i % 13) for i in range(1000)])
+    pool = await create_pool(settings.database_url)
+    try:
+        reader = SeriesReader(pool, cache_points=100)
+        ids = {r["name"]: r["id"] for r in await db.fetch("SELECT id, name FROM series WHERE run_id = $1", run_id)}
+        first = await reader.downsample_cached(run_id, ids["a"], "float", SeriesRange(), max_points=60)
+        assert len(first["steps"]) == 60 and reader.cached_points == 60
+        assert await reader.downsample_cached(run_id, ids["a"], "float", SeriesRange(), max_points=60) is first
+        await reader.downsample_cached(run_id, ids["b"], "float", SeriesRange(), max_points=60)
+        assert reader.cached_points == 60  # "a" made room for "b"
+        await reader.downsample_cached(run_id, ids["c"], "float", SeriesRange(), max_points=40)
+        assert reader.cached_points == 100
+        again = await reader.downsample_cached(run_id, ids["a"], "float", SeriesRange(), max_points=60)
+        assert again == first and again is not first  # recomputed, equal
+    finally:
+        await pool.close()
