@@ -24,6 +24,8 @@ def _scaled(value: float, steps: list[tuple[float, str]]) -> str:
 
 
 def format_value(value: float, unit: str) -> str:
+    if value == float("inf"):
+        return "∞"
     if unit == "ns/call":
         return _scaled(value, [(1e6, " ms"), (1e3, " µs"), (1, " ns")])
     if unit in ("points/s", "requests/s"):
@@ -50,6 +52,8 @@ def _ratio_cell(row: Row) -> str:
     ratio = row.ratio
     if ratio is None:
         return "—"
+    if ratio == float("inf"):
+        return "∞"
     if row.ratio_kind == "fraction":
         return f"{ratio:.0%}"
     return f"{ratio:,.0f}×" if ratio >= 10 else f"{ratio:,.2f}×"

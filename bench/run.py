@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import importlib
+import os
 import shlex
 import sys
 import time
@@ -32,7 +33,7 @@ __all__ = ["FIGURES", "main"]
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
 #: In the order they run; each is a module of bench.figures with ``async def run(ctx) -> list[Row]``.
-FIGURES = ("log_cost", "throughput", "freshness", "reads", "memory")
+FIGURES = ("log_cost", "throughput", "freshness", "reads", "query_load", "memory")
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -87,6 +88,7 @@ async def _run_all(args: argparse.Namespace, names: list[str]) -> dict[str, Any]
         infra.close(keep_home=bool(ctx.errors))
     if ctx.errors:
         ctx.progress(f"logs of the failed figures kept under {ctx.log_dir}")
+    machine["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
     return {
         "started": started_at.isoformat(timespec="seconds"),
         "duration_seconds": time.monotonic() - started,

@@ -18,8 +18,10 @@ class Sizes:
     throughput_points: int = 10_000_000
     throughput_runs: int = 100
     throughput_metrics: int = 20
-    # (producer processes, ingest workers); the first is paired with the baselines
-    throughput_configs: tuple[tuple[int, int], ...] = ((1, 1), (2, 1), (4, 1), (2, 2), (4, 4))
+    # (producer processes, ingest workers): the first, at throughput_points, beside the baselines;
+    # the others at scaling_points each, to see where the limit moves
+    throughput_configs: tuple[tuple[int, int], ...] = ((1, 1), (2, 1), (1, 2), (2, 2), (4, 4))
+    scaling_points: int = 2_000_000
     mlflow_batches: int = 100  # log_batch calls of 1,000 metrics per measurement
     # 3. freshness: offered loads (points/s) and seconds of logging per measurement
     freshness_rates: tuple[int, ...] = (10_000, 100_000)
@@ -29,6 +31,9 @@ class Sizes:
     get_metrics_metrics: int = 50
     get_metrics_points: int = 20_000
     runs_list_runs: int = 10_000
+    # 6. query service under load
+    load_seconds: float = 10.0
+    load_series_points: int = 1_000_000
     # 8. memory: points logged by the SDK with Kafka unreachable
     rss_points: int = 10_000_000
 
@@ -48,5 +53,7 @@ QUICK = Sizes(
     get_metrics_metrics=50,
     get_metrics_points=1_000,
     runs_list_runs=500,
+    load_seconds=1.0,
+    load_series_points=100_000,
     rss_points=1_000_000,
 )

@@ -228,11 +228,13 @@ async def _other_configs(ctx: Context) -> list[Row]:
     for producers, workers in ctx.sizes.throughput_configs[1:]:
         results = []
         for rep in range(ctx.sizes.reps):
-            ctx.progress(f"  rep {rep + 1}/{ctx.sizes.reps}: runstream P={producers} W={workers}")
-            results.append(await runstream_once(ctx, producers, workers, ctx.sizes.throughput_points))
+            ctx.progress(f"  rep {rep + 1}/{ctx.sizes.reps}: runstream P={producers} W={workers}, "
+                         f"{ctx.sizes.scaling_points:,} points")
+            results.append(await runstream_once(ctx, producers, workers, ctx.sizes.scaling_points))
             ctx.progress(f"    {results[-1]['points_per_second']:,.0f} points/s")
         rows.append(Row(
-            key=f"throughput_p{producers}_w{workers}", figure=f"{TITLE} (P={producers}, W={workers})",
+            key=f"throughput_p{producers}_w{workers}",
+            figure=f"{TITLE} (P={producers}, W={workers}, {ctx.sizes.scaling_points:,} points)",
             unit="points/s", better="higher", runstream=Stats.of(r["points_per_second"] for r in results),
             details={"runstream": results},
         ))

@@ -47,3 +47,20 @@ def seed_and_read(
     except BaseException as exc:
         out.put({"error": f"{type(exc).__name__}: {exc}"})
         raise
+
+
+def seed_series(env: dict[str, str], points: int, out: Any) -> None:
+    """One completed run with one metric ``series`` of ``points`` points; puts its id on ``out``."""
+    from producer import Experiment, Workspace
+    from runstream.config import Settings
+
+    try:
+        run = Experiment(Workspace.from_settings(Settings.from_env(env)), "bench-load").start_logging()
+        log = run.log
+        for i in range(points):
+            log("series", i * 0.5)
+        run.complete()
+        out.put({"run_id": run.id, "points": points})
+    except BaseException as exc:
+        out.put({"error": f"{type(exc).__name__}: {exc}"})
+        raise
