@@ -7,13 +7,11 @@ embed one::
         await worker.wait()
 """
 
-from ._decoder import DeadLetter
 from ._errors import IngestConfigError, IngestError, IngestStartError, IngestStateError
 from ._options import IngestOptions
 from ._worker import IngestWorker, run_worker
 
 __all__ = [
-    "DeadLetter",
     "IngestConfigError",
     "IngestError",
     "IngestOptions",

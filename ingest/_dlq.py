@@ -3,16 +3,19 @@
 Each dead letter is produced with the source record's key and value untouched
 and these headers (UTF-8): ``source_topic``, ``source_partition``,
 ``source_offset``, ``reason`` (a short code such as ``not_json`` or
-``unknown_run``) and ``message`` (a human-readable explanation).
+``unknown_run``) and ``message`` (a human-readable explanation). A record too
+large for the dead-letter topic keeps its first 64 KiB and gets a
+``truncated_from_bytes`` header.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Sequence
-from typing import Final
+from typing import Any, Final
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import MessageSizeTooLargeError, RecordTooLargeError
 
 from runstream.events import MAX_RECORD_BYTES
 
@@ -21,6 +24,8 @@ from ._decoder import DeadLetter
 __all__ = ["DeadLetterProducer", "dead_letter_headers"]
 
 _MAX_MESSAGE_CHARS: Final = 2000
+_TRUNCATED_BYTES: Final = 64 * 1024
+_TOO_LARGE: Final = (MessageSizeTooLargeError, RecordTooLargeError)
 
 
 def dead_letter_headers(letter: DeadLetter) -> list[tuple[str, bytes]]:
@@ -40,11 +45,12 @@ class DeadLetterProducer:
 
     def __init__(self, *, bootstrap_servers: str, topic: str) -> None:
         self._topic = topic
+        self._max_bytes = 2 * MAX_RECORD_BYTES  # the topic's max.message.bytes (see _topics)
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap_servers,
             acks="all",
             enable_idempotence=True,
-            max_request_size=2 * MAX_RECORD_BYTES + 64 * 1024,
+            max_request_size=self._max_bytes + 64 * 1024,
         )
         self._started = False
 
@@ -59,10 +65,23 @@ class DeadLetterProducer:
 
     async def __call__(self, letters: Sequence[DeadLetter]) -> None:
         """Send ``letters``; returns once every one is acknowledged."""
-        futures = [
-            await self._producer.send(
-                self._topic, value=letter.source.value, key=letter.source.key, headers=dead_letter_headers(letter)
-            )
-            for letter in letters
-        ]
-        await asyncio.gather(*futures)
+        futures = [await self._send(letter) for letter in letters]
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        for letter, result in zip(letters, results, strict=True):
+            if isinstance(result, _TOO_LARGE):
+                await (await self._send(letter, truncate=True))
+            elif isinstance(result, BaseException):
+                raise result
+
+    async def _send(self, letter: DeadLetter, *, truncate: bool = False) -> asyncio.Future[Any]:
+        headers = dead_letter_headers(letter)
+        value = letter.source.value
+        if value is not None and (truncate or len(value) > self._max_bytes):
+            # Keep the head of the record: enough to see what it was. A dead
+            # letter must never block the partition it came from.
+            headers.append(("truncated_from_bytes", str(len(value)).encode()))
+            value = value[:_TRUNCATED_BYTES]
+        future: asyncio.Future[Any] = await self._producer.send(
+            self._topic, value=value, key=letter.source.key, headers=headers
+        )
+        return future

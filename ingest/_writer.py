@@ -14,8 +14,10 @@ Exactly once rests on two facts written atomically with the data:
 A flush that PostgreSQL refuses because of one record's *content* (a NUL
 character in a name, a too-long key...) is bisected until the bad record is
 alone; that one is dead-lettered with reason ``db_rejected`` and the rest are
-stored. Any other failure propagates; the caller retries the same records,
-which the offset check makes safe.
+stored. A record that trips a bug in ingest itself is isolated the same way
+(reason ``ingest_error``), so no record can block its partition forever.
+Any other failure propagates; the caller retries the same records, which the
+offset check makes safe.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from ._decoder import DeadLetter, Decoded
 from ._plan import Plan, RunState, SeriesKey, SeriesState, build_plan
 from ._summary import summarize
 
-__all__ = ["DATA_ERRORS", "FlushResult", "Writer"]
+__all__ = ["BUG_ERRORS", "DATA_ERRORS", "FlushResult", "Writer"]
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +49,9 @@ DATA_ERRORS: Final = (
     OverflowError,
     UnicodeError,
 )
+#: A record that makes ingest's own code fail is isolated the same way (reason
+#: ``ingest_error``) rather than blocking its partition forever.
+BUG_ERRORS: Final = (KeyError, TypeError, AttributeError, IndexError, ValueError)
 
 Record = Decoded | DeadLetter
 DeadLetterSink = Callable[[Sequence[DeadLetter]], Awaitable[None]]
@@ -101,18 +106,19 @@ class Writer:
             return FlushResult()
         try:
             return await self._write_once(records)
-        except DATA_ERRORS as exc:
+        except DATA_ERRORS + BUG_ERRORS as exc:
             if len(records) == 1:
                 record = records[0]
+                reason = "db_rejected" if isinstance(exc, DATA_ERRORS) else "ingest_error"
                 log.warning(
-                    "PostgreSQL refused record partition=%d offset=%d: %s",
+                    "record partition=%d offset=%d cannot be stored (%s): %r",
                     record.source.partition,
                     record.source.offset,
+                    reason,
                     exc,
+                    exc_info=reason == "ingest_error",
                 )
-                return await self._write_once(
-                    [DeadLetter(record.source, "db_rejected", f"{type(exc).__name__}: {exc}")]
-                )
+                return await self._write_once([DeadLetter(record.source, reason, f"{type(exc).__name__}: {exc}")])
             middle = len(records) // 2
             first = await self.write(records[:middle])
             return first.merge(await self.write(records[middle:]))

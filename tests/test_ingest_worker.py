@@ -11,6 +11,8 @@ import aiohttp
 import asyncpg
 import orjson
 import pytest
+from aiokafka import AIOKafkaConsumer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 import ingest
 from ingest import IngestConfigError, IngestOptions, IngestStateError, IngestWorker
@@ -18,12 +20,11 @@ from ingest.schema import migrate
 from runstream.config import Settings
 from tests.support import eventually, free_port
 from tests.test_ingest_recovery import private
-from tests.test_ingest_support import Stream, TcpProxy, new_id, produce_all, raw, started
+from tests.test_ingest_support import Stream, TcpProxy, dead_letters, new_id, produce_all, raw, started
 
 
 def test_public_names_are_pinned() -> None:
     assert sorted(ingest.__all__) == [
-        "DeadLetter",
         "IngestConfigError",
         "IngestError",
         "IngestOptions",
@@ -164,3 +165,48 @@ async def _check_liveness(settings: Settings, dsn: str) -> None:
         assert [h["status"] for h in history] == ["Running", "NotResponding", "Failed"]
         history = await db.fetch("SELECT status FROM status_history WHERE run_id = $1 ORDER BY time", back)
         assert [h["status"] for h in history][:3] == ["Running", "NotResponding", "Running"]
+
+
+async def test_a_record_too_large_for_the_dead_letter_topic_is_truncated_not_stuck(
+    settings: Settings, db: asyncpg.Pool
+) -> None:
+    mine = private(settings, "smalldlq")
+    admin = AIOKafkaAdminClient(bootstrap_servers=mine.kafka_bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(mine.dlq_topic, 1, 1, topic_configs={"max.message.bytes": "200000"})])
+    finally:
+        await admin.close()
+    stream = Stream(runs=1, batches_per_run=2, points_per_batch=10)
+    records = stream.records()
+    huge = b"x" * (9 * 1024 * 1024)
+    async with IngestWorker(mine, metrics_port=0):
+        await produce_all(mine, mine.topic, [records[0], (stream.runs[0], huge), records[1]])
+        await eventually(lambda: stream.stored(db), lambda n: n >= stream.total, what="all points stored")
+    letters = await dead_letters(mine, set(await _offsets_of(mine, huge)))
+    [letter] = letters.values()
+    assert letter["reason"] == "too_large"
+    assert letter["truncated_from_bytes"] == str(len(huge))
+    assert letter["value"] == huge[: 64 * 1024]
+    await stream.check_exactly_once(db)
+
+
+async def _offsets_of(settings: Settings, value: bytes) -> list[tuple[int, int]]:
+    """Where ``value`` sits in the events topic (read back from the start)."""
+    consumer = AIOKafkaConsumer(
+        settings.topic,
+        bootstrap_servers=settings.kafka_bootstrap,
+        auto_offset_reset="earliest",
+        enable_auto_commit=False,
+        max_partition_fetch_bytes=32 * 1024 * 1024,
+    )
+    await consumer.start()
+    found: list[tuple[int, int]] = []
+    try:
+        deadline = time.monotonic() + 30
+        while not found and time.monotonic() < deadline:
+            for messages in (await consumer.getmany(timeout_ms=500)).values():
+                found += [(m.partition, m.offset) for m in messages if m.value == value]
+    finally:
+        await consumer.stop()
+    return found
