@@ -1,9 +1,15 @@
-"""Measure one worker's ingest rate: ``python -m ingest.bench [--points N]``.
+"""Measure one worker: ``python -m ingest.bench [--points N] [--freshness RATE]``.
 
-Pre-produces float batches (like the SDK's) to a fresh topic of its own, then
-starts an in-process worker and times until PostgreSQL holds every record
-(consumer_offsets says so). Prints points per second. Uses the settings from
-``RUNSTREAM_*`` for Kafka and PostgreSQL; the topic and group are ``bench-*``.
+Throughput: pre-produces float batches (like the SDK's) to a fresh topic of
+its own, then starts an in-process worker and times until PostgreSQL holds
+every record (consumer_offsets says so). Prints points per second.
+
+Freshness (``--freshness 100000``): produces that many points per second in
+batches every 10 ms for ``--seconds`` and reports p50/p99 of the time from
+sending a batch to its commit in PostgreSQL.
+
+Uses the settings from ``RUNSTREAM_*`` for Kafka and PostgreSQL; the topics
+and group are ``bench-*``.
 """
 
 from __future__ import annotations
@@ -82,6 +88,55 @@ async def _main(points: int, runs: int, metrics: int, per_event: int, flush_poin
     print(f"{flushes:.0f} flushes, {writing:.2f}s inside write transactions")
 
 
+async def _freshness(rate: int, seconds: float) -> None:
+    base = Settings.from_env()
+    tag = uuid.uuid4().hex[:8]
+    settings = dataclasses.replace(
+        base, topic=f"bench-{tag}.events", dlq_topic=f"bench-{tag}.dlq", group_id=f"bench-{tag}"
+    )
+    run, session = str(uuid.uuid4()), str(uuid.uuid4())
+    per_batch = max(1, rate // 100)
+    sent: dict[int, float] = {}
+    seen: dict[int, float] = {}
+    async with (
+        asyncpg.create_pool(settings.database_url, min_size=1, max_size=1) as pool,
+        IngestWorker(settings, metrics_port=0),
+        AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=0) as producer,
+    ):
+
+        async def watch() -> None:
+            while True:
+                last = await pool.fetchval("SELECT last_seq FROM producer_sessions WHERE session_id = $1", session)
+                now = time.perf_counter()
+                for seq in range(len(seen) + 1, (last or 0) + 1):
+                    seen[seq] = now
+                await asyncio.sleep(0.005)
+
+        watcher = asyncio.create_task(watch())
+        start, seq = time.perf_counter(), 0
+        while time.perf_counter() - start < seconds:
+            seq += 1
+            steps = list(range((seq - 1) * per_batch, seq * per_batch))
+            now = time.time()
+            events = [scalars_event("loss", "float", steps, [now] * per_batch, steps, [0.5] * per_batch)]
+            if seq == 1:
+                events.insert(0, {"type": "run_started", "time": now, "experiment": "bench", "display_name": None})
+            sent[seq] = time.perf_counter()
+            await producer.send(settings.topic, encode_batch(Batch(run, session, seq, events)), key=run.encode())
+            await asyncio.sleep(max(0.0, start + seq * 0.01 - time.perf_counter()))
+        achieved = seq * per_batch / (time.perf_counter() - start)
+        deadline = time.perf_counter() + 30
+        while len(seen) < seq and time.perf_counter() < deadline:
+            await asyncio.sleep(0.01)
+        watcher.cancel()
+    delays = sorted(seen[s] - sent[s] for s in seen if s > 50)  # skip the warm-up (group join)
+    p50, p99 = delays[len(delays) // 2], delays[int(len(delays) * 0.99)]
+    print(
+        f"{achieved:,.0f} points/s (asked {rate:,}) for {seconds}s: "
+        f"send -> committed p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--points", type=int, default=2_000_000)
@@ -89,8 +144,13 @@ def main() -> None:
     parser.add_argument("--metrics", type=int, default=5)
     parser.add_argument("--per-event", type=int, default=2000)
     parser.add_argument("--flush-points", type=int, default=IngestOptions().flush_max_points)
+    parser.add_argument("--freshness", type=int, metavar="RATE", help="measure freshness at RATE points/s")
+    parser.add_argument("--seconds", type=float, default=10.0)
     args = parser.parse_args()
-    asyncio.run(_main(args.points, args.runs, args.metrics, args.per_event, args.flush_points))
+    if args.freshness:
+        asyncio.run(_freshness(args.freshness, args.seconds))
+    else:
+        asyncio.run(_main(args.points, args.runs, args.metrics, args.per_event, args.flush_points))
 
 
 if __name__ == "__main__":
