@@ -263,23 +263,28 @@ class IngestWorker:
             records = self._take_pending()
             if not records:
                 return
-            delay = self.options.retry_initial_seconds
-            while True:
-                try:
-                    result = await self._write(records)
-                    break
-                except Exception as exc:  # an outage, not data: the writer isolates bad records
-                    self.metrics.retries.inc()
-                    if time.monotonic() + delay > self._stop_deadline:
-                        # Nothing was committed: these records will be consumed
-                        # again. Nothing after them may be written now.
-                        self._abandoned = True
-                        log.error("giving up a flush of %d records at shutdown: %r", len(records), exc)
-                        return
-                    log.warning("flush of %d records failed, retrying in %.2fs: %r", len(records), delay, exc)
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, self.options.retry_max_seconds)
+            result = await self._write_retrying(records)
+        if result is not None:
+            # Outside the lock: the advisory Kafka commit may wait on a
+            # rebalance whose revocation callback wants the lock.
             await self._after_commit(result)
+
+    async def _write_retrying(self, records: list[Decoded | DeadLetter]) -> FlushResult | None:
+        delay = self.options.retry_initial_seconds
+        while True:
+            try:
+                return await self._write(records)
+            except Exception as exc:  # an outage, not data: the writer isolates bad records
+                self.metrics.retries.inc()
+                if time.monotonic() + delay > self._stop_deadline:
+                    # Nothing was committed: these records will be consumed
+                    # again. Nothing after them may be written now.
+                    self._abandoned = True
+                    log.error("giving up a flush of %d records at shutdown: %r", len(records), exc)
+                    return None
+                log.warning("flush of %d records failed, retrying in %.2fs: %r", len(records), delay, exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.options.retry_max_seconds)
 
     async def _write(self, records: list[Decoded | DeadLetter]) -> FlushResult:
         assert self._writer is not None  # noqa: S101
