@@ -42,13 +42,13 @@ class Columns:
     """Pending points of one metric name, all of one kind.
 
     ``count`` numbers the name's points in this session (the ordinals). The
-    pending points are always consecutive ordinals, ``count - len(times)``
-    onwards, so ordinals are not stored; nor are steps while every pending
-    step is automatic (equal to the ordinal): ``steps`` stays None until an
-    explicit step arrives.
+    pending points are always the consecutive ordinals ``first .. count - 1``,
+    so ordinals are not stored; nor are steps while every pending step is
+    automatic (equal to the ordinal): ``steps`` stays None until an explicit
+    step arrives.
     """
 
-    __slots__ = ("name", "kind", "values", "steps", "times", "count", "fast")
+    __slots__ = ("name", "kind", "values", "steps", "times", "count", "first", "fast")
 
     def __init__(self, name: str, kind: ScalarKind) -> None:
         self.name = name
@@ -57,8 +57,22 @@ class Columns:
         self.steps: array[int] | None = None
         self.times = array("d")
         self.count = 0
+        self.first = 0
         #: kind float, automatic steps, buffer open: append_float may take the short cut.
         self.fast = False
+
+    def repair(self) -> None:
+        """Restore the invariant after an append was cut short by an exception.
+
+        A signal handler (KeyboardInterrupt, a timeout) can raise between any
+        two bytecodes of an append; whatever columns got the point, keep it
+        only if all did, so values, steps and times stay aligned.
+        """
+        n = min(len(self.values), len(self.times), len(self.steps) if self.steps is not None else len(self.times))
+        del self.values[n:], self.times[n:]
+        if self.steps is not None:
+            del self.steps[n:]
+        self.count = self.first + n
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,9 +120,13 @@ class Buffer:
         t = _now()
         with self._lock:
             if columns.fast and self._total < self._limit:
-                columns.values.append(value)
-                columns.times.append(t)
-                columns.count += 1
+                try:  # free in 3.11 unless something raises
+                    columns.values.append(value)
+                    columns.times.append(t)
+                    columns.count += 1
+                except BaseException:
+                    columns.repair()
+                    raise
                 self._total += 1
                 return
             # Another thread changed the name's kind or steps, or a threshold is reached.
@@ -129,13 +147,17 @@ class Buffer:
         n = columns.count
         if step is not None and step != n and columns.steps is None:
             # First explicit step of this chunk: materialise the automatic ones.
-            columns.steps = array("q", range(n - len(columns.times), n))
+            columns.steps = array("q", range(columns.first, n))
             self._set_fast(columns, False)
-        if columns.steps is not None:
-            columns.steps.append(n if step is None else step)
-        columns.values.append(value)
-        columns.times.append(t)
-        columns.count = n + 1
+        try:
+            if columns.steps is not None:
+                columns.steps.append(n if step is None else step)
+            columns.values.append(value)
+            columns.times.append(t)
+            columns.count = n + 1
+        except BaseException:
+            columns.repair()
+            raise
         self._total += 1
 
     def _set_fast(self, columns: Columns, on: bool) -> None:
@@ -264,17 +286,17 @@ class Buffer:
 
     def _seal_all(self) -> None:
         for columns in self._columns.values():
-            if columns.times:
+            if columns.count != columns.first:
                 self._seal(columns)
 
     def _seal(self, columns: Columns) -> None:
-        n = len(columns.times)
-        if not n:
+        if columns.count == columns.first:
             return
-        ordinals = range(columns.count - n, columns.count)
+        ordinals = range(columns.first, columns.count)
         steps = ordinals if columns.steps is None else columns.steps
         self._sealed.append(Chunk(columns.name, columns.kind, columns.values, steps, columns.times, ordinals))
         columns.values = _new_values(columns.kind)
         columns.steps = None
         columns.times = array("d")
+        columns.first = columns.count
         self._set_fast(columns, columns.kind == "float" and not self._closed)

@@ -16,7 +16,9 @@ from __future__ import annotations
 import atexit
 import io
 import os
+import signal
 import sys
+import threading
 import time
 import traceback
 import uuid
@@ -30,6 +32,8 @@ import orjson
 
 from producer import _validate
 from producer._errors import (
+    DeliveryError,
+    FlushTimeoutError,
     MetricTypeError,
     MetricValueError,
     OfflineRunError,
@@ -58,6 +62,8 @@ _MAX_FILE_NAME_CHARS = 1024
 
 _live_runs: weakref.WeakSet[Run] = weakref.WeakSet()
 _context_run: Run | None = None
+_sigterm_installed = False
+_terminated = False  # a SIGTERM arrived: the runs this process started end Canceled
 
 
 class Run:
@@ -99,6 +105,8 @@ class Run:
         self._names: set[str] = set()
         self._image_counts: dict[str, int] = {}
         self._script: ScriptProcess | None = None  # set by Experiment.submit
+        self._owner = False  # this process started the run (and so ends it on SIGTERM)
+        self._announced = False  # run_started is known to be in Kafka
         self._cancel_requested = False
         self._new_session()
         _live_runs.add(self)
@@ -361,6 +369,8 @@ class Run:
         )
         self._publish({"type": "status", "time": now, "status": "Running", "error": None})
         self._status = "Running"
+        self._owner = True
+        _install_sigterm_handler()
 
     def complete(self, *, timeout_seconds: float | None = None) -> None:
         """Upload ``outputs``, deliver everything, then mark the run ``Completed``.
@@ -418,12 +428,22 @@ class Run:
     ) -> None:
         if self._status in TERMINAL_STATUSES:
             return
-        if exc is None:
+        if exc is None or (isinstance(exc, SystemExit) and exc.code in (0, None) and not _terminated):
             self.complete()
-        elif isinstance(exc, KeyboardInterrupt):
-            self._finish("Canceled", _error_object(exc), None)  # the user stopped it
+        elif isinstance(exc, KeyboardInterrupt) or (isinstance(exc, SystemExit) and _terminated):
+            self._finish("Canceled", _error_object(exc), None)  # the user or the system stopped it
         else:
             self.fail(exc)
+
+    def _announce(self) -> None:
+        """Make sure ``run_started`` is in Kafka before another session (process) logs to the run."""
+        if not self._owner or self._announced or not self._sender.started or self._buffer.closed:
+            return
+        try:
+            self._sender.flush(self._options.request_timeout_seconds)
+        except (FlushTimeoutError, DeliveryError):
+            return  # still buffered (or spooled) and delivered later; the other session may have to retry
+        self._announced = True
 
     def _check_name(self, name: str) -> None:
         if name not in self._names:
@@ -571,7 +591,12 @@ class Run:
     # --- context ------------------------------------------------------------
 
     def get_environment(self) -> dict[str, str]:
-        """Variables under which ``Run.get_context()`` in a child process returns this run."""
+        """Variables under which ``Run.get_context()`` in a child process returns this run.
+
+        Delivers the run's creation first: ingest refuses data for a run it has
+        not seen start, and the child's session may be quicker than ours.
+        """
+        self._announce()
         return {**self._workspace.as_env(), ENV_RUN_ID: self.id, ENV_EXPERIMENT: self.experiment.name}
 
     @classmethod
@@ -708,6 +733,13 @@ def _report_spool_left(run: Run) -> None:
         )
 
 
+def _before_fork() -> None:
+    # The child will log to these runs through sessions of its own.
+    for run in list(_live_runs):
+        if run._pid == os.getpid():
+            run._announce()
+
+
 def _after_fork_in_child() -> None:
     for run in list(_live_runs):
         run._after_fork_in_child()
@@ -718,11 +750,35 @@ def _flush_at_exit() -> None:
         if run._pid != os.getpid() or not run._sender.started:
             continue
         try:
-            run._sender.stop(run._options.close_timeout_seconds)
+            if _terminated and run._owner and run._status == "Running":
+                run._finish("Canceled", {"message": "the process received SIGTERM"}, None)
+            else:
+                run._sender.stop(run._options.close_timeout_seconds)
         except ProducerError as exc:
             print(f"runstream: {exc}", file=sys.stderr)
         _report_spool_left(run)
 
 
-os.register_at_fork(after_in_child=_after_fork_in_child)
+def _install_sigterm_handler() -> None:
+    """Turn SIGTERM into SystemExit, so buffers are flushed and runs end ``Canceled``.
+
+    Only in the main thread, and only if the application left SIGTERM at its
+    default (which kills the process on the spot, losing the buffer).
+    """
+    global _sigterm_installed
+    if _sigterm_installed or threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    _sigterm_installed = True
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    global _terminated
+    _terminated = True
+    raise SystemExit(128 + signum)
+
+
+os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
 atexit.register(_flush_at_exit)

@@ -12,6 +12,7 @@ import asyncio
 import dataclasses
 import math
 import os
+import signal
 import struct
 import subprocess
 import sys
@@ -588,3 +589,73 @@ def test_interpreter_exit_delivers_what_was_not_flushed(settings: Settings, work
         assert [e["status"] for e in events if e["type"] == "status"] == ["Running"]  # exit does not complete
 
     asyncio.run(check())
+
+
+async def test_sigterm_flushes_and_cancels(settings: Settings, workspace: Workspace) -> None:
+    script = (
+        "import sys\n"
+        "from producer import Experiment, Workspace\n"
+        "run = Experiment(Workspace.from_config(), 'terminated').start_logging(outputs=None)\n"
+        "print(run.id, flush=True)\n"
+        "i = 0\n"
+        "while True:\n"
+        "    run.log('x', float(i))\n"
+        "    i += 1\n"
+        "    if i == 100_000:\n"
+        "        print('ready', flush=True)\n"
+    )
+    env = {**os.environ, **workspace.as_env(), "PYTHONPATH": str(ROOT)}
+    with subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None
+        run_id = proc.stdout.readline().strip()
+        assert proc.stdout.readline().strip() == "ready"
+        proc.terminate()
+        assert proc.wait(timeout=60) == 128 + signal.SIGTERM
+    events = events_of(await consume_run(settings, run_id))
+    final = events[-1]
+    assert (final["type"], final["status"]) == ("status", "Canceled")
+    assert "SIGTERM" in final["error"]["message"]
+    got = points(events, "x")
+    assert len(got) >= 100_000
+    assert got == [(i, i, float(i)) for i in range(len(got))]  # a prefix, nothing lost in between
+
+
+class Interrupted(Exception):
+    pass
+
+
+async def test_log_interrupted_by_signals_keeps_columns_aligned(settings: Settings, workspace: Workspace) -> None:
+    run = Experiment(workspace, "interrupted").start_logging(outputs=None)
+    armed = [False]  # raise only inside the try below, where the test catches it
+
+    def interrupt(signum: int, frame: object) -> None:
+        if armed[0]:
+            armed[0] = False
+            raise Interrupted
+
+    previous = signal.signal(signal.SIGVTALRM, interrupt)
+    signal.setitimer(signal.ITIMER_VIRTUAL, 0.0003, 0.0003)  # every 0.3 ms of CPU, anywhere in log()
+    returned = interrupts = i = 0
+    try:
+        while interrupts < 300:
+            try:
+                armed[0] = True
+                run.log("x", float(i))
+                armed[0] = False
+                returned += 1
+            except Interrupted:
+                interrupts += 1
+            i += 1
+    finally:
+        signal.setitimer(signal.ITIMER_VIRTUAL, 0, 0)
+        signal.signal(signal.SIGVTALRM, previous)
+    run.complete()
+    events = events_of(await consume_run(settings, run.id))
+    got = points(events, "x")
+    # Interrupted calls may or may not have stored their point; completed ones all did.
+    assert returned <= len(got) <= i
+    ordinals = [o for o, _, _ in got]
+    assert ordinals == sorted(set(ordinals))
+    assert all(step == ordinal for ordinal, step, _ in got)
+    values = [v for _, _, v in got]
+    assert values == sorted(set(values)) and all(v.is_integer() and 0 <= v < i for v in values)

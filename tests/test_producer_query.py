@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 import math
+import os
 import struct
+import subprocess
+import sys
 import urllib.request
 import uuid
 import zlib
@@ -25,7 +28,7 @@ from producer import (
 )
 from runstream.config import Settings
 from tests.support import free_port, wait_http_ok
-from tests.test_producer import topic, workspace  # noqa: F401 - fixtures
+from tests.test_producer import ROOT, topic, workspace  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.usefixtures("ingest_worker", "query_service")
 
@@ -262,3 +265,25 @@ def test_child_runs_and_listings(workspace: Workspace) -> None:  # noqa: F811
     assert everything[first.id] == {"loss": 0.5} and everything[grandchild.id] == {"loss": 0.25}
     listed = [r.id for r in experiment.get_runs()]
     assert listed == [second.id, grandchild.id, first.id, parent.id]  # newest first
+
+
+def test_eight_processes_log_to_one_run(workspace: Workspace) -> None:  # noqa: F811
+    run = Experiment(workspace, "eight-processes").start_logging(outputs=None)
+    script = (
+        "import sys\n"
+        "from producer import Run\n"
+        "run = Run.get_context()\n"
+        "k = int(sys.argv[1])\n"
+        "for i in range(100_000):\n"
+        "    run.log('x', k * 1_000_000.0 + i)\n"
+        "run.flush(60)\n"
+    )
+    env = {**os.environ, **run.get_environment(), "PYTHONPATH": str(ROOT)}
+    procs = [subprocess.Popen([sys.executable, "-c", script, str(k)], env=env) for k in range(8)]
+    assert [p.wait(timeout=300) for p in procs] == [0] * 8
+    run.complete()
+    run.wait_for_completion(timeout_seconds=120, poll_interval_seconds=0.2)
+
+    # The children flushed before complete(): their records precede the status on the partition.
+    values = run.get_metrics("x")["x"]
+    assert sorted(values) == [k * 1_000_000.0 + i for k in range(8) for i in range(100_000)]
