@@ -57,9 +57,9 @@ async def _open_loop(session: aiohttp.ClientSession, url: str, rate: float, seco
         if delay > 0:
             await asyncio.sleep(delay)
         tasks.append(asyncio.create_task(fire(due)))
-    # A server that cannot keep up is given GRACE_SECONDS more; what is still unanswered then
+    # A server that cannot keep up is given up to GRACE_SECONDS more; what is still unanswered then
     # counts as infinitely late (it shows in p99 when more than 1% is left).
-    _, pending = await asyncio.wait(tasks, timeout=GRACE_SECONDS)
+    _, pending = await asyncio.wait(tasks, timeout=min(GRACE_SECONDS, seconds))
     for task in pending:
         task.cancel()
     await asyncio.gather(*pending, return_exceptions=True)
