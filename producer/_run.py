@@ -61,6 +61,9 @@ _EVENT_BUDGET = MAX_RECORD_BYTES - 64 * 1024
 _MAX_FILE_NAME_CHARS = 1024
 
 _live_runs: weakref.WeakSet[Run] = weakref.WeakSet()
+# Runs whose sender is running are held here, so that a run dropped without
+# complete() still has its buffer flushed at exit.
+_sending_runs: set[Run] = set()
 _context_run: Run | None = None
 _sigterm_installed = False
 _terminated = False  # a SIGTERM arrived: the runs this process started end Canceled
@@ -157,12 +160,14 @@ class Run:
     def _after_fork_in_child(self) -> None:
         # The parent's thread does not exist here and its locks may be held:
         # start over with a session of our own.
+        _sending_runs.discard(self)
         self._new_session()
 
     def _sending(self) -> Sender:
         sender = self._sender
         if not sender.started:
             sender.start()
+            _sending_runs.add(self)
         return sender
 
     # --- logging ------------------------------------------------------------
@@ -409,7 +414,10 @@ class Run:
         sender = self._sending()
         self._buffer.close({"type": "status", "time": time.time(), "status": status, "error": error})
         self._status = status
-        sender.stop(self._options.close_timeout_seconds if timeout_seconds is None else timeout_seconds)
+        try:
+            sender.stop(self._options.close_timeout_seconds if timeout_seconds is None else timeout_seconds)
+        finally:
+            _sending_runs.discard(self)
         _report_spool_left(self)
 
     def flush(self, timeout_seconds: float | None = None) -> None:
@@ -746,7 +754,7 @@ def _after_fork_in_child() -> None:
 
 
 def _flush_at_exit() -> None:
-    for run in list(_live_runs):
+    for run in list(_sending_runs):
         if run._pid != os.getpid() or not run._sender.started:
             continue
         try:

@@ -576,6 +576,8 @@ def test_interpreter_exit_delivers_what_was_not_flushed(settings: Settings, work
         "for i in range(200_000):\n"
         "    run.log('x', i * 0.5)\n"
         "print(run.id, run.stats()['pending'])\n"
+        "del run\n"  # dropped without complete(): still flushed at exit
+        "import gc; gc.collect()\n"
     )
     env = {**os.environ, **workspace.as_env(), "PYTHONPATH": str(ROOT), "RUNSTREAM_HOME": str(settings.home / "exit")}
     result = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
