@@ -1,0 +1,86 @@
+"""The whole path into the browser: the SDK logs, ingest stores, the open run page's chart changes.
+
+Also measures the live-update delay from ``run.log`` + ``flush`` to the new
+point drawn in Chromium, written to ``test-results/live-delay.txt``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import pytest
+import pytest_asyncio
+from playwright.async_api import Browser, async_playwright
+
+from producer import Experiment, Workspace
+from runstream.config import Settings
+from tests.support import eventually
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "test-results"
+WAIT_MS = 30_000
+
+pytestmark = pytest.mark.usefixtures("ingest_worker")
+
+
+@pytest_asyncio.fixture(scope="module")
+async def browser() -> AsyncIterator[Browser]:
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        try:
+            yield browser
+        finally:
+            await browser.close()
+
+
+async def _points(url: str) -> int:
+    async with aiohttp.ClientSession() as client, client.get(url) as resp:
+        if resp.status != 200:
+            return -1
+        return len((await resp.json())["steps"])
+
+
+async def test_sdk_points_reach_the_open_chart(settings: Settings, query_service: str, browser: Browser) -> None:
+    run = Experiment(Workspace.from_settings(settings), "browser-live").start_logging(display_name="live")
+    for step in range(100):
+        run.log("loss", 1 / (step + 1), step=step)
+    await asyncio.to_thread(run.flush, 30)
+    series = f"{query_service}/api/runs/{run.id}/series?name=loss"
+    await eventually(lambda: _points(series), lambda n: n == 100, timeout_seconds=60, what="100 points stored")
+
+    page = await browser.new_page()
+    errors: list[Any] = []
+    page.on("pageerror", lambda exc: errors.append(exc))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    await page.goto(run.get_portal_url())
+    await page.wait_for_function("() => window.runstream && window.runstream.ready === 1", timeout=WAIT_MS)
+    assert await page.evaluate("() => window.runstream.charts.loss.xs.length") == 100
+
+    delays = []
+    for i in range(5):
+        started = time.monotonic()
+        run.log("loss", 0.001 * i, step=100 + i)
+        await asyncio.to_thread(run.flush, 30)
+        await page.wait_for_function(f"() => window.runstream.charts.loss.xs.length === {101 + i}", timeout=WAIT_MS)
+        delays.append(time.monotonic() - started)
+    ys = await page.evaluate("() => window.runstream.charts.loss.ys.slice(-5)")
+    assert ys == [0.0, 0.001, 0.002, 0.003, 0.004]
+
+    await asyncio.to_thread(run.complete)
+    await page.wait_for_function(
+        "() => document.getElementById('run-status').textContent === 'Completed'", timeout=WAIT_MS
+    )
+    assert errors == []
+    await page.close()
+    RESULTS.mkdir(exist_ok=True)
+    (RESULTS / "live-delay.txt").write_text(
+        "run.log + flush -> point drawn on the open run page (s): "
+        + ", ".join(f"{d:.2f}" for d in delays)
+        + f"; median {statistics.median(delays):.2f}\n"
+    )
