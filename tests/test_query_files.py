@@ -248,3 +248,16 @@ async def test_concurrent_uploads_of_one_new_name_never_overwrite_silently(query
     assert len(winners) == 1
     assert sorted(status for status, _ in results) == [201] + [409] * 7
     assert (await download(url))[2] == winners[0]
+
+
+async def test_download_from_an_offset_with_range(query_service: str) -> None:
+    """What a log follower needs: the bytes after what it has already shown."""
+    url = f"{query_service}/api/runs/{uuid.uuid4()}/files/logs/driver.log"
+    assert (await put(url, b"line 1\nline 2\n", headers={"Content-Type": "text/plain"}))[0] == 201
+    async with aiohttp.ClientSession() as session:
+        async with session.get(url, headers={"Range": "bytes=7-"}) as resp:
+            assert resp.status == 206
+            assert resp.headers["Content-Range"] == "bytes 7-13/14"
+            assert await resp.read() == b"line 2\n"
+        async with session.get(url, headers={"Range": "bytes=14-"}) as resp:
+            assert resp.status == 416  # nothing new yet
