@@ -62,13 +62,18 @@ def page(title: str, body: str, *, scripts: Sequence[str] = (), styles: Sequence
 
 
 def table(
-    headers: Sequence[str], rows: Iterable[Sequence[str]], *, raw: bool = False, row_attrs: Sequence[str] = ()
+    headers: Sequence[str],
+    rows: Iterable[Sequence[str]],
+    *,
+    raw: bool = False,
+    raw_headers: bool = False,
+    row_attrs: Sequence[str] = (),
 ) -> str:
     """A table; cells are escaped unless ``raw`` (then the caller escaped them).
 
     ``row_attrs`` holds ready-made (escaped) attribute text per row, such as ``data-run="..."``.
     """
-    head = "".join(f"<th>{esc(h)}</th>" for h in headers)
+    head = "".join(f"<th>{h if raw_headers else esc(h)}</th>" for h in headers)
     cell = (lambda c: c) if raw else esc
     body = "".join(
         f"<tr{' ' + row_attrs[i] if i < len(row_attrs) else ''}>"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 from typing import Any, Final
-from urllib.parse import quote
+from urllib.parse import urlencode
 
 import orjson
 from aiohttp import web
@@ -16,7 +16,7 @@ from . import _html as h
 from ._db import Database, FileRecord
 from ._errors import BadRequest, NotFound
 from ._metrics import EMPTY, SeriesData, metric_value, scalar_value
-from ._run_search import RunSearch
+from ._run_search import RunSearch, parse_condition, parse_sort
 from ._series import SeriesRange, SeriesReader
 from ._state import DATABASE, SERIES
 from ._validate import check_metric_name, parse_run_id
@@ -81,8 +81,19 @@ async def experiment_page(request: web.Request) -> web.Response:
     if not await db.experiment_exists(name):
         raise NotFound(f"no experiment {name!r}", code="experiment_not_found", parameter="name")
     status = request.query.get("status") or None
-    cursor = request.query.get("cursor")
-    search = RunSearch(limit=_RUNS_PER_PAGE, experiment=name, status=status, cursor=cursor)
+    tag = request.query.get("tag") or None
+    where = request.query.get("where") or None
+    sort = request.query.get("sort") or None
+    key, sep, value = (tag or "").partition(":")
+    search = RunSearch(
+        limit=_RUNS_PER_PAGE,
+        experiment=name,
+        status=status,
+        tags=[(key, value if sep else None)] if key else [],
+        conditions=[parse_condition(where)] if where else [],
+        sort=parse_sort(sort),
+        cursor=request.query.get("cursor"),
+    )
     page = await db.list_runs(search, include_metrics=True)
     metric_names = sorted({m for r in page.runs for m in r.get("metrics", {})})[:_METRIC_COLUMNS]
     rows = [
@@ -97,23 +108,43 @@ async def experiment_page(request: web.Request) -> web.Response:
         ]
         for r in page.runs
     ]
-    query = f"status={quote(status)}&" if status else ""
-    more = (
-        f'<p><a href="{h.esc(h.url("experiments", name) + "?" + query)}cursor={h.esc(page.next_cursor)}">'
-        "older runs</a></p>"
-        if page.next_cursor
-        else ""
-    )
+    state = {"status": status, "tag": tag, "where": where, "sort": sort}
+    here = h.url("experiments", name)
+
+    def link(**changes: str | None) -> str:
+        params = {k: v for k, v in {**state, **changes}.items() if v}
+        return here + ("?" + urlencode(params) if params else "")
+
+    more = f'<p><a href="{h.esc(link(cursor=page.next_cursor))}">older runs</a></p>' if page.next_cursor else ""
     options = "".join(
         f'<option value="{h.esc(s)}"{" selected" if s == status else ""}>{h.esc(s or "any status")}</option>'
         for s in ("", *STATUSES)
     )
     filters = (
-        f'<form method="get" class="filters"><select name="status">{options}</select> <button>Filter</button></form>'
+        f'<form method="get" class="filters"><select name="status">{options}</select> '
+        f'<input name="tag" placeholder="tag or tag:value" value="{h.esc(tag or "")}"> '
+        f'<input name="where" placeholder="accuracy&gt;0.9" value="{h.esc(where or "")}"> '
+        f'<input type="hidden" name="sort" value="{h.esc(sort or "")}"> <button>Filter</button></form>'
     )
-    headers = ["", "run", "status", "started", "duration", "tags", *metric_names]
+
+    def sort_header(label: str, ascending: str) -> str:
+        # Click once for descending (best or newest first), again to flip.
+        target = "-" + ascending if sort != "-" + ascending else ascending
+        return f'<a href="{h.esc(link(sort=target))}">{h.esc(label)}</a>'
+
+    headers = [
+        "",
+        "run",
+        "status",
+        sort_header("started", "created_at"),
+        "duration",
+        "tags",
+        *(sort_header(m, f"last({m})") for m in metric_names),
+    ]
     attrs = [f'data-run="{h.esc(r["id"])}"' for r in page.runs]
-    table = h.table(headers, rows, raw=True, row_attrs=attrs) if rows else "<p class=muted>No runs.</p>"
+    table = (
+        h.table(headers, rows, raw=True, raw_headers=True, row_attrs=attrs) if rows else "<p class=muted>No runs.</p>"
+    )
     if rows and metric_names:
         choices = "".join(f'<option value="{h.esc(m)}">{h.esc(m)}</option>' for m in metric_names)
         table = (

@@ -51,9 +51,22 @@ async def test_run_page_shows_everything(query_service: str, db: asyncpg.Pool) -
     status, _, text = await get_text(f"{query_service}/experiments/{experiment}")
     assert status == 200 and f'href="/runs/{run_id}"' in text and "Completed" in text
     # Latest values as columns: mse ended on +Inf, epoch on 4999.
-    assert "<th>epoch</th>" in text and "<td>4999</td>" in text and "<td>Infinity</td>" in text
+    assert ">epoch</a></th>" in text and "<td>4999</td>" in text and "<td>Infinity</td>" in text
+    assert "sort=-last%28epoch%29" in text  # the column header sorts by it
     status, _, text = await get_text(f"{query_service}/experiments/{experiment}?status=Failed")
     assert status == 200 and "No runs." in text
+    for query_string, found in (
+        ("where=epoch%3E100", True),
+        ("where=epoch%3E10000", False),
+        ("tag=owner:ana", True),
+        ("tag=owner:bob", False),
+        ("sort=-last(epoch)", True),
+        ("sort=created_at&status=Completed", True),
+    ):
+        status, _, text = await get_text(f"{query_service}/experiments/{experiment}?{query_string}")
+        assert status == 200 and (f'href="/runs/{run_id}"' in text) == found, query_string
+    status, body = await get(f"{query_service}/experiments/{experiment}?where=nonsense")
+    assert (status, body["error"]["parameter"]) == (400, "where")
     status, _, text = await get_text(f"{query_service}/")
     assert status == 200 and f'href="/experiments/{experiment}"' in text
 
