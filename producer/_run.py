@@ -5,24 +5,19 @@ buffer and one background sender. A forked child gets a fresh session (new id,
 empty buffer, its own sender started on first use) and never touches the
 parent's thread; the parent's pending points stay the parent's to send.
 
-Module state is limited to what ``get_context`` and fork-safety need: the
-context run of this process, and a weak set of live runs to reset after a
-fork and to flush at interpreter exit (a safety net: ``complete()`` and
-``flush()`` are the guarantee).
+The only module state here is the context run of ``get_context``; the
+process-wide hooks (fork, exit, SIGTERM) live in :mod:`producer._process`.
+Flushing at exit is a safety net: ``complete()`` and ``flush()`` are the
+guarantee.
 """
 
 from __future__ import annotations
 
-import atexit
 import io
 import os
-import signal
 import sys
-import threading
 import time
-import traceback
 import uuid
-import weakref
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -30,14 +25,13 @@ from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
-from producer import _validate
+from producer import _payloads, _process, _validate
 from producer._errors import (
     DeliveryError,
     FlushTimeoutError,
     MetricTypeError,
     MetricValueError,
     OfflineRunError,
-    ProducerError,
     RunClosedError,
     RunFailedError,
     RunNotFoundError,
@@ -48,7 +42,7 @@ from producer._sinks import KafkaSink, Sink, SpoolSink
 from producer._spool import SUFFIX, SpoolWriter
 from producer._workspace import Workspace
 from runstream.config import Settings
-from runstream.events import MAX_RECORD_BYTES, TERMINAL_STATUSES, Event, encode_json_value
+from runstream.events import MAX_RECORD_BYTES, TERMINAL_STATUSES, Event
 
 if TYPE_CHECKING:
     from producer._experiment import Experiment
@@ -58,15 +52,8 @@ if TYPE_CHECKING:
 ENV_RUN_ID = "RUNSTREAM_RUN_ID"
 ENV_EXPERIMENT = "RUNSTREAM_EXPERIMENT"
 _EVENT_BUDGET = MAX_RECORD_BYTES - 64 * 1024
-_MAX_FILE_NAME_CHARS = 1024
 
-_live_runs: weakref.WeakSet[Run] = weakref.WeakSet()
-# Runs whose sender is running are held here, so that a run dropped without
-# complete() still has its buffer flushed at exit.
-_sending_runs: set[Run] = set()
 _context_run: Run | None = None
-_sigterm_installed = False
-_terminated = False  # a SIGTERM arrived: the runs this process started end Canceled
 
 
 class Run:
@@ -112,7 +99,7 @@ class Run:
         self._announced = False  # run_started is known to be in Kafka
         self._cancel_requested = False
         self._new_session()
-        _live_runs.add(self)
+        _process.live_runs.add(self)
 
     def __repr__(self) -> str:
         return f"Run(id={self.id!r}, experiment={self.experiment.name!r}, status={self._status!r})"
@@ -160,14 +147,14 @@ class Run:
     def _after_fork_in_child(self) -> None:
         # The parent's thread does not exist here and its locks may be held:
         # start over with a session of our own.
-        _sending_runs.discard(self)
+        _process.sending_runs.discard(self)
         self._new_session()
 
     def _sending(self) -> Sender:
         sender = self._sender
         if not sender.started:
             sender.start()
-            _sending_runs.add(self)
+            _process.sending_runs.add(self)
         return sender
 
     # --- logging ------------------------------------------------------------
@@ -230,7 +217,7 @@ class Run:
                 raise MetricValueError(name, f"log_image() path {str(source)!r} is not a file")
             data, suffix = source.read_bytes(), source.suffix.lower() or ".png"
         else:
-            data, suffix = _render_png(name, plot), ".png"
+            data, suffix = _payloads.render_png(name, plot), ".png"
         self._check_open(name)
         count = self._image_counts.get(name, 0)
         safe = name.replace("/", "_").replace("\\", "_")
@@ -295,7 +282,7 @@ class Run:
 
     def upload_file(self, name: str, path_or_stream: str | os.PathLike[str] | IO[bytes]) -> Any:
         """Upload a file (a path or a binary stream) as the run's file ``name``."""
-        name = _file_name(name)
+        name = _payloads.file_name(name)
         if isinstance(path_or_stream, str | os.PathLike):
             source = Path(path_or_stream)
             if not source.is_file():
@@ -315,12 +302,12 @@ class Run:
 
     def upload_folder(self, name: str, path: str | os.PathLike[str]) -> list[str]:
         """Upload every file under ``path`` as ``name/<relative path>``; returns the names."""
-        prefix = _file_name(name.rstrip("/") if isinstance(name, str) else name)
+        prefix = _payloads.file_name(name.rstrip("/") if isinstance(name, str) else name)
         root = Path(path)
         if not root.is_dir():
             raise MetricValueError(prefix, f"upload_folder() path {str(root)!r} is not a directory")
         names = []
-        for file in sorted(_walk(root)):
+        for file in sorted(_payloads.walk(root)):
             names.append(f"{prefix}/{file.relative_to(root).as_posix()}")
             self.upload_file(names[-1], file)
         return names
@@ -334,7 +321,7 @@ class Run:
     def download_file(self, name: str, output_file_path: str | os.PathLike[str] | None = None) -> Path:
         """Download the run's file ``name`` to ``output_file_path`` (a file, or a directory to put it in)."""
         self._require_online("download_file")
-        name = _file_name(name)
+        name = _payloads.file_name(name)
         target = Path(output_file_path) if output_file_path is not None else Path(Path(name).name)
         if target.is_dir():
             target = target / Path(name).name
@@ -375,7 +362,7 @@ class Run:
         self._publish({"type": "status", "time": now, "status": "Running", "error": None})
         self._status = "Running"
         self._owner = True
-        _install_sigterm_handler()
+        _process.install_sigterm_handler()
 
     def complete(self, *, timeout_seconds: float | None = None) -> None:
         """Upload ``outputs``, deliver everything, then mark the run ``Completed``.
@@ -394,7 +381,7 @@ class Run:
         if self._status == "Failed":
             return
         self._check_open("fail()")
-        self._finish("Failed", _error_object(error_details), timeout_seconds)
+        self._finish("Failed", _payloads.error_object(error_details), timeout_seconds)
 
     def cancel(self, *, timeout_seconds: float | None = None) -> None:
         """Mark the run ``Canceled``; a submitted script is asked to stop (SIGTERM) first."""
@@ -417,8 +404,8 @@ class Run:
         try:
             sender.stop(self._options.close_timeout_seconds if timeout_seconds is None else timeout_seconds)
         finally:
-            _sending_runs.discard(self)
-        _report_spool_left(self)
+            _process.sending_runs.discard(self)
+        _process.report_spool_left(self)
 
     def flush(self, timeout_seconds: float | None = None) -> None:
         """Block until everything logged so far is in Kafka (or the spool, offline)."""
@@ -436,10 +423,10 @@ class Run:
     ) -> None:
         if self._status in TERMINAL_STATUSES:
             return
-        if exc is None or (isinstance(exc, SystemExit) and exc.code in (0, None) and not _terminated):
+        if exc is None or (isinstance(exc, SystemExit) and exc.code in (0, None) and not _process.terminated()):
             self.complete()
-        elif isinstance(exc, KeyboardInterrupt) or (isinstance(exc, SystemExit) and _terminated):
-            self._finish("Canceled", _error_object(exc), None)  # the user or the system stopped it
+        elif isinstance(exc, KeyboardInterrupt) or (isinstance(exc, SystemExit) and _process.terminated()):
+            self._finish("Canceled", _payloads.error_object(exc), None)  # the user or the system stopped it
         else:
             self.fail(exc)
 
@@ -674,119 +661,3 @@ class _LogFollower:
         if data:
             sys.stdout.write(data.decode("utf-8", errors="replace"))
             sys.stdout.flush()
-
-
-def _render_png(name: str, plot: Any) -> bytes:
-    savefig = getattr(plot, "savefig", None)
-    if savefig is None:
-        raise MetricTypeError(
-            name, f"log_image() plot must be a matplotlib figure or pyplot, got {type(plot).__name__}"
-        )
-    out = io.BytesIO()
-    savefig(out, format="png")
-    return out.getvalue()
-
-
-def _file_name(name: Any) -> str:
-    """A run file name: a relative path with '/' separators, no control characters."""
-    if not isinstance(name, str):
-        raise MetricTypeError(repr(name), f"file name must be a str, got {type(name).__name__}")
-    if len(name) > _MAX_FILE_NAME_CHARS:
-        raise MetricValueError(name[:40] + "...", f"file name is longer than {_MAX_FILE_NAME_CHARS} characters")
-    found = _validate.CONTROL.search(name)
-    if found:
-        raise MetricValueError(name, f"file name contains the control character {found.group()!r}")
-    normalized = name.replace("\\", "/")
-    if normalized.startswith("/") or any(p in ("", ".", "..") for p in normalized.split("/")):
-        raise MetricValueError(name, "file name must be a non-empty relative path without '.' or '..' segments")
-    return normalized
-
-
-def _walk(root: Path) -> Iterator[Path]:
-    for directory, _, files in os.walk(root):
-        for file in files:
-            yield Path(directory) / file
-
-
-def _error_object(details: Any) -> Any:
-    if details is None:
-        return None
-    if isinstance(details, BaseException):
-        return {
-            "type": type(details).__name__,
-            "message": str(details),
-            "traceback": "".join(traceback.format_exception(details)),
-        }
-    if isinstance(details, str):
-        return {"message": details}
-    if isinstance(details, Mapping):
-        encoded = encode_json_value(dict(details))
-        try:
-            orjson.dumps(encoded)
-        except TypeError as exc:
-            raise MetricTypeError("error_details", f"fail() details must be JSON-serialisable: {exc}") from None
-        return encoded
-    raise MetricTypeError("error_details", f"fail() takes an exception, a str or a dict, got {type(details).__name__}")
-
-
-def _report_spool_left(run: Run) -> None:
-    left = run._sender.spool_left
-    if left is not None:
-        # Not an error: the data is safe on disk. But someone has to publish it.
-        waiting = run._sender.spooled - run._sender.replayed
-        print(
-            f"runstream: Kafka was unreachable; {waiting} records of run {run.id} wait in {left.path}; "
-            "`runstream sync` publishes them",
-            file=sys.stderr,
-        )
-
-
-def _before_fork() -> None:
-    # The child will log to these runs through sessions of its own.
-    for run in list(_live_runs):
-        if run._pid == os.getpid():
-            run._announce()
-
-
-def _after_fork_in_child() -> None:
-    for run in list(_live_runs):
-        run._after_fork_in_child()
-
-
-def _flush_at_exit() -> None:
-    for run in list(_sending_runs):
-        if run._pid != os.getpid() or not run._sender.started:
-            continue
-        try:
-            if _terminated and run._owner and run._status == "Running":
-                run._finish("Canceled", {"message": "the process received SIGTERM"}, None)
-            else:
-                run._sender.stop(run._options.close_timeout_seconds)
-        except ProducerError as exc:
-            print(f"runstream: {exc}", file=sys.stderr)
-        _report_spool_left(run)
-
-
-def _install_sigterm_handler() -> None:
-    """Turn SIGTERM into SystemExit, so buffers are flushed and runs end ``Canceled``.
-
-    Only in the main thread, and only if the application left SIGTERM at its
-    default (which kills the process on the spot, losing the buffer).
-    """
-    global _sigterm_installed
-    if _sigterm_installed or threading.current_thread() is not threading.main_thread():
-        return
-    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        return
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    _sigterm_installed = True
-
-
-def _on_sigterm(signum: int, frame: object) -> None:
-    global _terminated
-    _terminated = True
-    raise SystemExit(128 + signum)
-
-
-os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
-atexit.register(_flush_at_exit)

@@ -1,0 +1,71 @@
+"""Turning what the caller hands over into what a run stores: figures, file names, error details."""
+
+from __future__ import annotations
+
+import io
+import os
+import traceback
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from producer import _validate
+from producer._errors import MetricTypeError, MetricValueError
+from runstream.events import encode_json_value
+
+MAX_FILE_NAME_CHARS = 1024
+
+
+def render_png(name: str, plot: Any) -> bytes:
+    savefig = getattr(plot, "savefig", None)
+    if savefig is None:
+        raise MetricTypeError(
+            name, f"log_image() plot must be a matplotlib figure or pyplot, got {type(plot).__name__}"
+        )
+    out = io.BytesIO()
+    savefig(out, format="png")
+    return out.getvalue()
+
+
+def file_name(name: Any) -> str:
+    """A run file name: a relative path with '/' separators, no control characters."""
+    if not isinstance(name, str):
+        raise MetricTypeError(repr(name), f"file name must be a str, got {type(name).__name__}")
+    if len(name) > MAX_FILE_NAME_CHARS:
+        raise MetricValueError(name[:40] + "...", f"file name is longer than {MAX_FILE_NAME_CHARS} characters")
+    found = _validate.CONTROL.search(name)
+    if found:
+        raise MetricValueError(name, f"file name contains the control character {found.group()!r}")
+    normalized = name.replace("\\", "/")
+    if normalized.startswith("/") or any(p in ("", ".", "..") for p in normalized.split("/")):
+        raise MetricValueError(name, "file name must be a non-empty relative path without '.' or '..' segments")
+    return normalized
+
+
+def walk(root: Path) -> Iterator[Path]:
+    for directory, _, files in os.walk(root):
+        for file in files:
+            yield Path(directory) / file
+
+
+def error_object(details: Any) -> Any:
+    if details is None:
+        return None
+    if isinstance(details, BaseException):
+        return {
+            "type": type(details).__name__,
+            "message": str(details),
+            "traceback": "".join(traceback.format_exception(details)),
+        }
+    if isinstance(details, str):
+        return {"message": details}
+    if isinstance(details, Mapping):
+        encoded = encode_json_value(dict(details))
+        try:
+            orjson.dumps(encoded)
+        except TypeError as exc:
+            raise MetricTypeError("error_details", f"fail() details must be JSON-serialisable: {exc}") from None
+        return encoded
+    raise MetricTypeError("error_details", f"fail() takes an exception, a str or a dict, got {type(details).__name__}")

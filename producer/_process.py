@@ -1,0 +1,99 @@
+"""Process-wide hooks: fork, interpreter exit and SIGTERM.
+
+This is the only module state of the SDK besides ``Run.get_context``'s
+context run: a weak set of live runs (reset in a forked child, announced
+before a fork), the runs whose sender is running (flushed at exit, held
+strongly so a run dropped without ``complete()`` still gets there), and
+whether a SIGTERM arrived (the runs this process started then end
+``Canceled``). Nothing here is set up at import time except the fork and
+exit hooks themselves; the SIGTERM handler is installed by the first run
+a process starts.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import sys
+import threading
+import weakref
+from typing import TYPE_CHECKING
+
+from producer._errors import ProducerError
+
+if TYPE_CHECKING:
+    from producer._run import Run
+
+live_runs: weakref.WeakSet[Run] = weakref.WeakSet()
+sending_runs: set[Run] = set()
+_sigterm_installed = False
+_terminated = False
+
+
+def terminated() -> bool:
+    """Whether this process received SIGTERM (turned into SystemExit by our handler)."""
+    return _terminated
+
+
+def report_spool_left(run: Run) -> None:
+    left = run._sender.spool_left
+    if left is not None:
+        # Not an error: the data is safe on disk. But someone has to publish it.
+        waiting = run._sender.spooled - run._sender.replayed
+        print(
+            f"runstream: Kafka was unreachable; {waiting} records of run {run.id} wait in {left.path}; "
+            "`runstream sync` publishes them",
+            file=sys.stderr,
+        )
+
+
+def _before_fork() -> None:
+    # The child will log to these runs through sessions of its own.
+    for run in list(live_runs):
+        if run._pid == os.getpid():
+            run._announce()
+
+
+def _after_fork_in_child() -> None:
+    for run in list(live_runs):
+        run._after_fork_in_child()
+
+
+def _flush_at_exit() -> None:
+    for run in list(sending_runs):
+        if run._pid != os.getpid() or not run._sender.started:
+            continue
+        try:
+            if _terminated and run._owner and run._status == "Running":
+                run._finish("Canceled", {"message": "the process received SIGTERM"}, None)
+            else:
+                run._sender.stop(run._options.close_timeout_seconds)
+        except ProducerError as exc:
+            print(f"runstream: {exc}", file=sys.stderr)
+        report_spool_left(run)
+
+
+def install_sigterm_handler() -> None:
+    """Turn SIGTERM into SystemExit, so buffers are flushed and runs end ``Canceled``.
+
+    Only in the main thread, and only if the application left SIGTERM at its
+    default (which kills the process on the spot, losing the buffer).
+    """
+    global _sigterm_installed
+    if _sigterm_installed or threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    _sigterm_installed = True
+
+
+def _on_sigterm(signum: int, frame: object) -> None:
+    global _terminated
+    _terminated = True
+    raise SystemExit(128 + signum)
+
+
+os.register_at_fork(before=_before_fork, after_in_child=_after_fork_in_child)
+atexit.register(_flush_at_exit)
