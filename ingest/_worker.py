@@ -57,9 +57,8 @@ class IngestWorker:
     """One consumer in the ingest group, writing to PostgreSQL.
 
     ``start()`` creates the topics if missing, applies pending migrations,
-    connects, joins the group and
-    serves metrics on ``metrics_port`` (default ``settings.ingest_metrics_port``;
-    0 disables the server). ``stop()`` finishes the batch in hand, commits,
+    connects, joins the group and serves metrics on ``metrics_port`` (default
+    ``settings.ingest_metrics_port``; 0 disables the server). ``stop()`` finishes the batch in hand, commits,
     leaves the group and closes everything; it is idempotent. ``async with``
     does both.
     """
@@ -108,7 +107,7 @@ class IngestWorker:
         # to a schema older than its code.
         await _retrying("migrate the schema", o, lambda: migrate(s.database_url))
         pool: asyncpg.Pool = await _retrying(
-            "connect to PostgreSQL", o, lambda: asyncpg.create_pool(s.database_url, min_size=1, max_size=2)
+            "connect to PostgreSQL", o, lambda: asyncpg.create_pool(s.database_url, min_size=1, max_size=3)
         )
         self._stack.push_async_callback(pool.close)
         if o.liveness_interval_seconds > 0:
