@@ -7,16 +7,20 @@ embed one::
         await worker.wait()
 """
 
-from ._errors import IngestConfigError, IngestError, IngestStartError, IngestStateError
+from ._admin import DroppedExperiment, drop_experiment
+from ._errors import IngestConfigError, IngestError, IngestStartError, IngestStateError, UnknownExperimentError
 from ._options import IngestOptions
 from ._worker import IngestWorker, run_worker
 
 __all__ = [
+    "DroppedExperiment",
     "IngestConfigError",
     "IngestError",
     "IngestOptions",
     "IngestStartError",
     "IngestStateError",
     "IngestWorker",
+    "UnknownExperimentError",
+    "drop_experiment",
     "run_worker",
 ]

@@ -5,7 +5,8 @@
     IngestError                        -- root of everything ingest raises
     ├── IngestConfigError (ValueError) -- an option has a value ingest cannot use
     ├── IngestStateError               -- lifecycle misuse: restarting a stopped worker
-    └── IngestStartError               -- Kafka or PostgreSQL unreachable at start
+    ├── IngestStartError               -- Kafka or PostgreSQL unreachable at start
+    └── UnknownExperimentError (LookupError) -- drop_experiment: no such experiment
 
 Bad *records* never raise out of the worker: they become dead letters (see
 ``_decoder.DeadLetter``) with a reason code, and processing continues.
@@ -13,7 +14,7 @@ Bad *records* never raise out of the worker: they become dead letters (see
 
 from __future__ import annotations
 
-__all__ = ["IngestConfigError", "IngestError", "IngestStartError", "IngestStateError"]
+__all__ = ["IngestConfigError", "IngestError", "IngestStartError", "IngestStateError", "UnknownExperimentError"]
 
 
 class IngestError(Exception):
@@ -30,3 +31,7 @@ class IngestStateError(IngestError):
 
 class IngestStartError(IngestError):
     """The worker could not reach Kafka or PostgreSQL while starting."""
+
+
+class UnknownExperimentError(IngestError, LookupError):
+    """No experiment has the given name."""

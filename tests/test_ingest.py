@@ -8,9 +8,11 @@ from typing import Any
 
 import asyncpg
 import orjson
+import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaProducer
 
+from ingest import DroppedExperiment, UnknownExperimentError, drop_experiment
 from runstream.config import Settings
 from tests.support import eventually
 from tests.test_ingest_support import (
@@ -370,3 +372,40 @@ async def test_bad_records_go_to_the_dead_letter_topic_and_good_ones_are_stored(
     originals = {where: value for where, (value, _) in zip(expected, bad, strict=True)}
     assert all(letters[where]["value"] == originals[where] for where in expected)
     assert all(letter["message"] for letter in letters.values())
+
+
+async def test_drop_experiment_deletes_its_runs_and_nothing_else(
+    settings: Settings, db: asyncpg.Pool, producer: AIOKafkaProducer, ingest_worker: Any
+) -> None:
+    doomed, kept, s1, s2 = new_id(), new_id(), new_id(), new_id()
+    name = f"doomed-{doomed[:8]}"
+    await send(
+        producer,
+        settings.topic,
+        doomed,
+        [
+            raw(
+                doomed,
+                s1,
+                1,
+                started(name),
+                scalars("x", "float", [1.0, 2.0]),
+                {"type": "list", "name": "l", "time": T0, "values": [1]},
+                status("Completed", T0 + 1),
+            ),
+        ],
+    )
+    await send(
+        producer, settings.topic, kept, [raw(kept, s2, 1, started(f"kept-{kept[:8]}"), scalars("x", "int", [3]))]
+    )
+    await _wait_session(db, s1, 1)
+    await _wait_session(db, s2, 1)
+    dropped = await drop_experiment(settings.database_url, name)
+    assert dropped == DroppedExperiment(runs=1, series=2, points=2, entries=1)
+    assert await run_row(db, doomed) is None
+    assert await db.fetchval("SELECT count(*) FROM series WHERE run_id = $1", doomed) == 0
+    assert await db.fetchval("SELECT count(*) FROM status_history WHERE run_id = $1", doomed) == 0
+    assert await db.fetchval("SELECT count(*) FROM experiments WHERE name = $1", name) == 0
+    assert [p[3] for p in await points(db, kept, "x")] == [3.0]
+    with pytest.raises(UnknownExperimentError):
+        await drop_experiment(settings.database_url, name)

@@ -25,12 +25,15 @@ from tests.test_ingest_support import Stream, TcpProxy, dead_letters, new_id, pr
 
 def test_public_names_are_pinned() -> None:
     assert sorted(ingest.__all__) == [
+        "DroppedExperiment",
         "IngestConfigError",
         "IngestError",
         "IngestOptions",
         "IngestStartError",
         "IngestStateError",
         "IngestWorker",
+        "UnknownExperimentError",
+        "drop_experiment",
         "run_worker",
     ]
 
