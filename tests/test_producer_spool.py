@@ -175,3 +175,35 @@ async def test_kafka_returning_replays_the_spool_in_order(settings: Settings, tm
     # In partition order, as ingest will see them: every seq once, in order.
     assert [b.seq for b in batches] == list(range(1, len(batches) + 1))
     assert points(events_of(batches), "x") == [(i, i, float(i)) for i in range(3_000)]
+
+
+async def test_a_killed_process_leaves_its_spool_for_sync(settings: Settings, tmp_path: Path) -> None:
+    script = (
+        "import sys, time\n"
+        "from producer import Experiment, LoggingOptions, Workspace\n"
+        f"ws = Workspace(kafka_bootstrap='127.0.0.1:{free_port()}', query_url='http://127.0.0.1:1',"
+        f" topic={settings.topic!r}, home={str(tmp_path)!r},"
+        " options=LoggingOptions(spill_after_seconds=0.2, request_timeout_seconds=2))\n"
+        "run = Experiment(ws, 'killed').start_logging(outputs=None)\n"
+        "for i in range(50_000):\n"
+        "    run.log('x', i * 2.0)\n"
+        "run.flush(60)\n"  # in the spool: Kafka is unreachable
+        "print(run.id, run.stats()['spooled_records'], flush=True)\n"
+        "time.sleep(3600)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    with subprocess.Popen([sys.executable, "-c", script], env=env, stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None
+        run_id, spooled = proc.stdout.readline().split()
+        proc.kill()
+        assert proc.wait(timeout=30) == -9
+    assert int(spooled) > 0
+    result = sync_spool(tmp_path / "spool", workspace=Workspace.from_settings(settings))
+    assert result.records == int(spooled) and not result.skipped
+
+    def has_all(batches: list[Batch]) -> bool:
+        return len(points(events_of(batches), "x")) == 50_000
+
+    events = events_of(await consume_run(settings, run_id, has_all))
+    assert points(events, "x") == [(i, i, i * 2.0) for i in range(50_000)]
+    assert [e["status"] for e in events if e["type"] == "status"] == ["Running"]  # ingest's liveness ends it
