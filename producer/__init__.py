@@ -9,6 +9,18 @@
         run.log("loss", loss)          # appends to a buffer; a thread publishes to Kafka
     run.complete()                     # uploads ./outputs, delivers, marks Completed
 
+Inside a script started by ``Experiment.submit(ScriptRunConfig(...))`` (or any
+process given ``run.get_environment()``), ``Run.get_context()`` is that run;
+elsewhere it is an offline run written to the local spool.
+
+Delivery: ``log()`` only appends to a bounded in-memory buffer; one thread per
+run and process publishes batches to Kafka (idempotent, ``acks=all``). If Kafka
+fails for ``LoggingOptions.spill_after_seconds`` the batches go to the spool
+(``<RUNSTREAM_HOME>/spool``) and are replayed in order when it returns;
+``sync_spool()`` publishes spools left by offline runs or dead processes.
+``flush()``, ``complete()``, interpreter exit and SIGTERM deliver what is
+buffered within ``close_timeout_seconds``.
+
 Limits: metric, column, tag and property names are 1..255 characters without
 control characters (``MAX_NAME_CHARS``); string values are at most
 ``MAX_STRING_CHARS`` characters; integers and steps fit in 64 bits; one list,
