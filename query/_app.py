@@ -24,7 +24,7 @@ from ._state import ARTIFACTS, DATABASE, LIVE, MAX_UPLOAD_BYTES, SERIES, SETTING
 
 __all__ = ["DEFAULT_MAX_UPLOAD_BYTES", "create_app", "serve"]
 
-DEFAULT_MAX_UPLOAD_BYTES: Final = 1 << 30
+DEFAULT_MAX_UPLOAD_BYTES: Final = Settings().max_upload_bytes
 STATIC_DIR: Final = Path(__file__).parent / "static"
 _log = logging.getLogger("query")
 
@@ -36,29 +36,25 @@ async def _health(request: web.Request) -> web.Response:
 def create_app(
     settings: Settings,
     *,
-    max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES,
     artifact_store: ArtifactStore | None = None,
     live_interval_seconds: float = 0.5,
-    write_token: str | None = None,
 ) -> web.Application:
     """Build the service; the database pool and artifact store open when the app starts.
 
-    ``max_upload_bytes`` caps one uploaded file; ``artifact_store`` replaces the
-    local content-addressed directory under ``settings.artifacts_dir``;
-    ``live_interval_seconds`` is how often a watched run is checked for news;
-    ``write_token``, when given, is the only token that may upload (then
-    ``settings.token`` is read-only).
+    ``settings.max_upload_bytes`` caps one uploaded file; ``settings.write_token``,
+    when set, is the only token that may upload (``settings.token`` is then
+    read-only). ``artifact_store`` replaces the local content-addressed
+    directory under ``settings.artifacts_dir``; ``live_interval_seconds`` is
+    how often a watched run is checked for news.
     """
-    if max_upload_bytes < 1:
-        raise ValueError(f"max_upload_bytes must be at least 1, got {max_upload_bytes}")
     if not live_interval_seconds > 0:
         raise ValueError(f"live_interval_seconds must be positive, got {live_interval_seconds}")
     middlewares = [make_error_middleware(_web_pages.error_page)]
-    if settings.token or write_token:
-        middlewares.append(make_auth_middleware(settings.token, write_token))
+    if settings.token or settings.write_token:
+        middlewares.append(make_auth_middleware(settings.token, settings.write_token))
     app = web.Application(middlewares=middlewares)
     app[SETTINGS] = settings
-    app[MAX_UPLOAD_BYTES] = max_upload_bytes
+    app[MAX_UPLOAD_BYTES] = settings.max_upload_bytes
     app[ARTIFACTS] = artifact_store or LocalArtifactStore(settings.artifacts_dir)
     app.cleanup_ctx.append(functools.partial(_resources, live_interval_seconds=live_interval_seconds))
     app.on_shutdown.append(_end_streams)
@@ -95,12 +91,14 @@ async def _resources(app: web.Application, *, live_interval_seconds: float) -> A
         await store.stop()
 
 
-def serve(
-    settings: Settings, *, max_upload_bytes: int = DEFAULT_MAX_UPLOAD_BYTES, write_token: str | None = None
-) -> None:
-    """Serve on ``settings.query_host:query_port`` until SIGINT or SIGTERM, then shut down cleanly."""
+def serve(settings: Settings) -> None:
+    """Serve on ``settings.query_host:query_port`` until SIGINT or SIGTERM, then shut down cleanly.
+
+    The upload limit and the write token come from the settings
+    (``RUNSTREAM_MAX_UPLOAD_BYTES``, ``RUNSTREAM_WRITE_TOKEN``).
+    """
     if not logging.getLogger().handlers:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    app = create_app(settings, max_upload_bytes=max_upload_bytes, write_token=write_token)
+    app = create_app(settings)
     _log.info("query service on http://%s:%d", settings.query_host, settings.query_port)
     web.run_app(app, host=settings.query_host, port=settings.query_port, print=None, shutdown_timeout=10.0)

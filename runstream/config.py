@@ -18,6 +18,8 @@ RUNSTREAM_QUERY_PORT               port of the query service                    
 RUNSTREAM_QUERY_URL                where clients reach the query service        ``http://127.0.0.1:<query port>``
 RUNSTREAM_INGEST_METRICS_PORT      Prometheus port of the first ingest worker   38081
 RUNSTREAM_TOKEN                    bearer token the query service demands       unset: no auth
+RUNSTREAM_WRITE_TOKEN              token that alone may upload, when set        unset: RUNSTREAM_TOKEN may
+RUNSTREAM_MAX_UPLOAD_BYTES         largest file the query service accepts       1073741824 (1 GiB)
 RUNSTREAM_TOPIC                    events topic                                 ``runstream.events``
 RUNSTREAM_DLQ_TOPIC                dead-letter topic                            ``runstream.dead-letter``
 RUNSTREAM_TOPIC_PARTITIONS         partitions of the events topic               12
@@ -81,6 +83,8 @@ class Settings:
     query_url: str = "http://127.0.0.1:38080"
     ingest_metrics_port: int = 38081
     token: str | None = field(default=None, repr=False)
+    write_token: str | None = field(default=None, repr=False)
+    max_upload_bytes: int = 1 << 30
     topic: str = "runstream.events"
     dlq_topic: str = "runstream.dead-letter"
     topic_partitions: int = 12
@@ -108,6 +112,8 @@ class Settings:
             query_url=(env.get("RUNSTREAM_QUERY_URL") or f"http://127.0.0.1:{query_port}").rstrip("/"),
             ingest_metrics_port=_port(env, "RUNSTREAM_INGEST_METRICS_PORT", 38081),
             token=env.get("RUNSTREAM_TOKEN") or None,
+            write_token=env.get("RUNSTREAM_WRITE_TOKEN") or None,
+            max_upload_bytes=_positive_int(env, "RUNSTREAM_MAX_UPLOAD_BYTES", 1 << 30),
             topic=env.get("RUNSTREAM_TOPIC") or "runstream.events",
             dlq_topic=env.get("RUNSTREAM_DLQ_TOPIC") or "runstream.dead-letter",
             topic_partitions=_positive_int(env, "RUNSTREAM_TOPIC_PARTITIONS", 12),
@@ -133,7 +139,10 @@ class Settings:
             "RUNSTREAM_TOPIC_PARTITIONS": str(self.topic_partitions),
             "RUNSTREAM_GROUP_ID": self.group_id,
             "RUNSTREAM_ARTIFACTS_DIR": str(self.artifacts_dir),
+            "RUNSTREAM_MAX_UPLOAD_BYTES": str(self.max_upload_bytes),
         }
         if self.token is not None:
             env["RUNSTREAM_TOKEN"] = self.token
+        if self.write_token is not None:
+            env["RUNSTREAM_WRITE_TOKEN"] = self.write_token
         return env

@@ -142,7 +142,7 @@ async def test_browser_login_sets_a_session_cookie(secured: str, db: asyncpg.Poo
 
 
 async def _serve(app_settings: Settings, write_token: str) -> tuple[web.AppRunner, str]:
-    runner = web.AppRunner(create_app(app_settings, write_token=write_token))
+    runner = web.AppRunner(create_app(dataclasses.replace(app_settings, write_token=write_token)))
     await runner.setup()
     port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()

@@ -182,7 +182,7 @@ async def test_file_errors(query_service: str) -> None:
 @pytest_asyncio.fixture(scope="module")
 async def small_limit_service(settings: Settings, tmp_path_factory: Any) -> AsyncIterator[tuple[str, Path]]:
     artifacts = tmp_path_factory.mktemp("small-artifacts")
-    app = create_app(dataclasses.replace(settings, artifacts_dir=artifacts), max_upload_bytes=1000)
+    app = create_app(dataclasses.replace(settings, artifacts_dir=artifacts, max_upload_bytes=1000))
     runner = web.AppRunner(app)
     await runner.setup()
     port = free_port()
