@@ -9,6 +9,7 @@ a small machine.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Literal
 
 from ._errors import IngestConfigError
 
@@ -38,6 +39,9 @@ class IngestOptions:
     # worker; 6 s is the broker's default minimum.
     session_timeout_seconds: float = 6.0
     metrics_host: str = "127.0.0.1"
+    # "rows": a row of `points` per point (what readers use today);
+    # "chunks": a row of `point_chunks` per series per flush (migration 0003).
+    point_layout: Literal["rows", "chunks"] = "rows"
     # Liveness: a Running run silent this long turns NotResponding, one
     # silent for failed_after_seconds turns Failed. Interval 0 disables.
     not_responding_after_seconds: float = 60.0
@@ -63,6 +67,8 @@ class IngestOptions:
         ):
             if not getattr(self, name) >= 0:
                 raise IngestConfigError(f"{name}={getattr(self, name)} must be a non-negative number of seconds")
+        if self.point_layout not in ("rows", "chunks"):
+            raise IngestConfigError(f"point_layout={self.point_layout!r} must be 'rows' or 'chunks'")
         if self.failed_after_seconds < self.not_responding_after_seconds:
             raise IngestConfigError("failed_after_seconds must not be below not_responding_after_seconds")
         if self.retry_max_seconds < self.retry_initial_seconds:

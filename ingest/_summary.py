@@ -5,39 +5,49 @@ numpy does the passes over the columns, so no Python code runs per point.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
-from ._plan import ScalarColumns
-
 __all__ = ["summarize"]
 
 
-def summarize(columns: ScalarColumns, is_text: bool) -> tuple[Any, ...]:
+def summarize(
+    steps: Sequence[int] | np.ndarray[Any, Any],
+    times: Sequence[float] | np.ndarray[Any, Any],
+    ordinals: Sequence[int] | np.ndarray[Any, Any],
+    values: Sequence[Any] | np.ndarray[Any, Any],
+    *,
+    is_text: bool,
+) -> tuple[Any, ...]:
     """(n, min_value, max_value, max_step, last_step, last_time, last_ordinal, last_value, last_text).
 
     "Last" is the point with the greatest (time, ordinal); min and max skip
-    NaN and ±Inf and are None when no value is finite.
+    NaN and ±Inf and are None when no value is finite. Columns may be lists or
+    numpy arrays (arrays are not copied).
     """
-    times = np.asarray(columns.times, dtype=np.float64)
-    ordinals = np.asarray(columns.ordinals, dtype=np.int64)
-    last = int(np.lexsort((ordinals, times))[-1])
-    value = columns.values[last]
+    step_arr = np.asarray(steps, dtype=np.int64)
+    time_arr = np.asarray(times, dtype=np.float64)
+    last = int(np.lexsort((np.asarray(ordinals, dtype=np.int64), time_arr))[-1])
     low = high = None
-    if not is_text:
-        values = np.asarray(columns.values, dtype=np.float64)
-        finite = values[np.isfinite(values)]
+    if is_text:
+        value = None
+        text = str(values[last])
+    else:
+        value_arr = np.asarray(values, dtype=np.float64)
+        finite = value_arr[np.isfinite(value_arr)]
         if finite.size:
             low, high = float(finite.min()), float(finite.max())
+        value, text = float(value_arr[last]), None
     return (
-        len(columns.steps),
+        len(step_arr),
         low,
         high,
-        max(columns.steps),
-        columns.steps[last],
-        float(columns.times[last]),
-        columns.ordinals[last],
-        None if is_text else float(value),
-        value if is_text else None,
+        int(step_arr.max()),
+        int(step_arr[last]),
+        float(time_arr[last]),
+        int(ordinals[last]),
+        value,
+        text,
     )

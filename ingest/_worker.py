@@ -122,7 +122,7 @@ class IngestWorker:
         dlq = DeadLetterProducer(bootstrap_servers=s.kafka_bootstrap, topic=s.dlq_topic)
         await _retrying("start the dead-letter producer", o, dlq.start)
         self._stack.push_async_callback(dlq.stop)
-        self._writer = Writer(pool, s.topic, dlq)
+        self._writer = Writer(pool, s.topic, dlq, point_layout=o.point_layout)
         consumer = AIOKafkaConsumer(
             bootstrap_servers=s.kafka_bootstrap,
             group_id=s.group_id,

@@ -30,7 +30,10 @@ from itertools import chain, repeat
 from typing import Any, Final
 
 import asyncpg
+import numpy as np
 import orjson
+
+from runstream.chunks import CHUNK_COLUMNS, encode_chunk
 
 from ._decoder import DeadLetter, Decoded
 from ._plan import Plan, RunState, SeriesKey, SeriesState, build_plan
@@ -95,10 +98,13 @@ def _ts(epoch_seconds: float | None) -> datetime | None:
 class Writer:
     """Writes flushes of records for one topic through a pool."""
 
-    def __init__(self, pool: asyncpg.Pool, topic: str, dead_letters: DeadLetterSink) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, topic: str, dead_letters: DeadLetterSink, *, point_layout: str = "rows"
+    ) -> None:
         self._pool = pool
         self._topic = topic
         self._dead_letters = dead_letters
+        self._chunks = point_layout == "chunks"
 
     async def write(self, records: Sequence[Record]) -> FlushResult:
         """Store ``records`` (in consumption order per partition) exactly once."""
@@ -219,13 +225,20 @@ class Writer:
         await self._write_runs(conn, plan)
         ids = await self._write_series(conn, plan)
         if plan.scalars:
-            await conn.copy_records_to_table(
-                "points",
-                columns=["series_id", "step", "time", "ordinal", "value", "text_value"],
-                records=self._point_records(plan, ids),
-            )
-        if plan.scalars:
-            await self._write_summaries(conn, plan, ids)
+            columns = self._columns(plan)
+            if self._chunks:
+                records: Iterable[tuple[Any, ...]] = [
+                    encode_chunk(ids[key], *c, is_text=plan.series[key].value_type == "str")
+                    for key, c in columns.items()
+                ]
+                await conn.copy_records_to_table("point_chunks", columns=CHUNK_COLUMNS, records=records)
+            else:
+                await conn.copy_records_to_table(
+                    "points",
+                    columns=["series_id", "step", "time", "ordinal", "value", "text_value"],
+                    records=self._point_records(plan, ids),
+                )
+            await self._write_summaries(conn, plan, ids, columns)
         if plan.entries:
             await conn.copy_records_to_table(
                 "series_entries",
@@ -314,12 +327,29 @@ class Writer:
             )
         return ids
 
+    def _columns(self, plan: Plan) -> dict[SeriesKey, tuple[Any, Any, Any, Any]]:
+        """Each series' columns; as numpy arrays when chunks are written, so that
+        the chunk encoder and the summary share one conversion."""
+        if not self._chunks:
+            return {key: (c.steps, c.times, c.ordinals, c.values) for key, c in plan.scalars.items()}
+        return {
+            key: (
+                np.asarray(c.steps, dtype=np.int64),
+                np.asarray(c.times, dtype=np.float64),
+                np.asarray(c.ordinals, dtype=np.int64),
+                c.values if plan.series[key].value_type == "str" else np.asarray(c.values, dtype=np.float64),
+            )
+            for key, c in plan.scalars.items()
+        }
+
     @staticmethod
-    async def _write_summaries(conn: asyncpg.Connection, plan: Plan, ids: dict[SeriesKey, int]) -> None:
-        rows = [
-            (ids[key], *summarize(columns, plan.series[key].value_type == "str"))
-            for key, columns in plan.scalars.items()
-        ]
+    async def _write_summaries(
+        conn: asyncpg.Connection,
+        plan: Plan,
+        ids: dict[SeriesKey, int],
+        columns: dict[SeriesKey, tuple[Any, Any, Any, Any]],
+    ) -> None:
+        rows = [(ids[key], *summarize(*c, is_text=plan.series[key].value_type == "str")) for key, c in columns.items()]
         await conn.execute(
             "UPDATE series AS s SET point_count = s.point_count + u.n,"
             " min_value = least(s.min_value, u.min_value), max_value = greatest(s.max_value, u.max_value),"

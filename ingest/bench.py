@@ -19,6 +19,7 @@ import asyncio
 import dataclasses
 import time
 import uuid
+from typing import Literal
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -49,7 +50,9 @@ def _records(points: int, runs: int, metrics: int, per_event: int) -> list[tuple
     return out
 
 
-async def _main(points: int, runs: int, metrics: int, per_event: int, flush_points: int) -> None:
+async def _main(
+    points: int, runs: int, metrics: int, per_event: int, flush_points: int, layout: Literal["rows", "chunks"]
+) -> None:
     base = Settings.from_env()
     tag = uuid.uuid4().hex[:8]
     settings = dataclasses.replace(
@@ -71,7 +74,9 @@ async def _main(points: int, runs: int, metrics: int, per_event: int, flush_poin
     async with asyncpg.create_pool(settings.database_url, min_size=1, max_size=1) as pool:
         started = time.perf_counter()
         async with IngestWorker(
-            settings, options=IngestOptions(flush_max_points=flush_points), metrics_port=0
+            settings,
+            options=IngestOptions(flush_max_points=flush_points, point_layout=layout),
+            metrics_port=0,
         ) as worker:
             while True:
                 done = await pool.fetchval(
@@ -144,13 +149,14 @@ def main() -> None:
     parser.add_argument("--metrics", type=int, default=5)
     parser.add_argument("--per-event", type=int, default=2000)
     parser.add_argument("--flush-points", type=int, default=IngestOptions().flush_max_points)
+    parser.add_argument("--layout", choices=["rows", "chunks"], default="rows")
     parser.add_argument("--freshness", type=int, metavar="RATE", help="measure freshness at RATE points/s")
     parser.add_argument("--seconds", type=float, default=10.0)
     args = parser.parse_args()
     if args.freshness:
         asyncio.run(_freshness(args.freshness, args.seconds))
     else:
-        asyncio.run(_main(args.points, args.runs, args.metrics, args.per_event, args.flush_points))
+        asyncio.run(_main(args.points, args.runs, args.metrics, args.per_event, args.flush_points, args.layout))
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ingest._decoder import DeadLetter, Decoded, Source, decode_record
-from ingest._plan import ScalarColumns, build_plan
+from ingest._plan import build_plan
 from ingest._status import accepts
 from ingest._summary import summarize
 from runstream.events import STATUSES, TERMINAL_STATUSES
@@ -178,13 +178,15 @@ def test_type_conflicts_reject_whole_batches(kinds: list[str]) -> None:
     )
 )
 def test_summary_matches_a_naive_computation(points: list[tuple[float, int, int]]) -> None:
-    columns = ScalarColumns(
-        steps=[i for i in range(len(points))],
-        times=[float(t) for _, t, _ in points],
-        ordinals=[o for _, _, o in points],
-        values=[v for v, _, _ in points],
+    columns = (
+        list(range(len(points))),
+        [float(t) for _, t, _ in points],
+        [o for _, _, o in points],
+        [v for v, _, _ in points],
     )
-    n, low, high, max_step, last_step, last_time, last_ordinal, last_value, last_text = summarize(columns, False)
+    n, low, high, max_step, last_step, last_time, last_ordinal, last_value, last_text = summarize(
+        *columns, is_text=False
+    )
     finite = [v for v, _, _ in points if math.isfinite(v)]
     assert n == len(points) and max_step == len(points) - 1
     assert (low, high) == ((min(finite), max(finite)) if finite else (None, None))

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import math
+import struct
 import time
 import uuid
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
@@ -17,10 +20,21 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 import ingest
 from ingest import IngestConfigError, IngestOptions, IngestStateError, IngestWorker
 from ingest.schema import migrate
+from runstream.chunks import decode_chunk
 from runstream.config import Settings
 from tests.support import eventually, free_port
 from tests.test_ingest_recovery import private
-from tests.test_ingest_support import Stream, TcpProxy, dead_letters, new_id, produce_all, raw, started
+from tests.test_ingest_support import (
+    T0,
+    Stream,
+    TcpProxy,
+    dead_letters,
+    new_id,
+    produce_all,
+    raw,
+    scalars,
+    started,
+)
 
 
 def test_public_names_are_pinned() -> None:
@@ -213,3 +227,56 @@ async def _offsets_of(settings: Settings, value: bytes) -> list[tuple[int, int]]
     finally:
         await consumer.stop()
     return found
+
+
+async def test_chunk_layout_stores_the_same_points_many_to_a_row(settings: Settings, db: asyncpg.Pool) -> None:
+    mine = private(settings, "chunks")
+    run, session = new_id(), new_id()
+    floats = [0.5, math.nan, math.inf, -math.inf, -0.0, 1e-300, 5e300]
+    records = [
+        (run, raw(run, session, 1, started(), scalars("loss", "float", floats[:3]), scalars("n", "int", [1, 2]))),
+        (
+            run,
+            raw(
+                run,
+                session,
+                2,
+                scalars("loss", "float", floats[3:], first_step=3, time=T0 + 3, first_ordinal=3),
+                scalars("phase", "str", ["a", "b ✓"]),
+            ),
+        ),
+    ]
+    async with IngestWorker(mine, options=IngestOptions(point_layout="chunks"), metrics_port=0):
+        await produce_all(mine, mine.topic, records)
+        await eventually(
+            lambda: db.fetchval("SELECT last_seq FROM producer_sessions WHERE session_id = $1", session),
+            lambda seq: seq == 2,
+        )
+    rows = await db.fetch(
+        "SELECT s.name, c.* FROM point_chunks c JOIN series s ON s.id = c.series_id WHERE s.run_id = $1"
+        " ORDER BY s.name, c.step_min",
+        run,
+    )
+    got: dict[str, list[tuple[int, float, int, Any]]] = {}
+    for row in rows:
+        chunk = decode_chunk(**{k: row[k] for k in _CHUNK_FIELDS})
+        values = chunk.texts if chunk.values is None else chunk.values.tolist()
+        got.setdefault(row["name"], []).extend(
+            zip(chunk.steps.tolist(), chunk.times.tolist(), chunk.ordinals.tolist(), values, strict=True)
+        )
+    assert sorted(got) == ["loss", "n", "phase"]
+    loss = got["loss"]
+    assert [p[0] for p in loss] == list(range(7))
+    assert [p[1] for p in loss] == [T0, T0 + 1, T0 + 2, T0 + 3, T0 + 4, T0 + 5, T0 + 6]
+    assert [p[2] for p in loss] == list(range(7))
+    assert [struct.pack("<d", p[3]) for p in loss] == [struct.pack("<d", v) for v in floats]  # bit for bit
+    assert got["n"] == [(0, T0, 0, 1.0), (1, T0 + 1, 1, 2.0)]
+    assert got["phase"] == [(0, T0, 0, "a"), (1, T0 + 1, 1, "b ✓")]
+    assert (
+        await db.fetchval("SELECT count(*) FROM points p JOIN series s ON s.id = p.series_id WHERE s.run_id = $1", run)
+        == 0
+    )
+    assert await db.fetchval("SELECT point_count FROM series WHERE run_id = $1 AND name = 'loss'", run) == 7
+
+
+_CHUNK_FIELDS = ("n", "time_start", "ord_start", "ords", "step_start", "step_stride", "steps", "times", "vals", "texts")
