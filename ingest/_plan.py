@@ -154,6 +154,7 @@ class _Planner:
             _APPLY[event["type"]](self, batch.run_id, event)
         if batch.run_id in self.runs:
             self._update(batch.run_id)  # every run heard from gets seen_at = now()
+            self._resume(batch.run_id, batch.events)
 
     # --- checks (read-only) ---------------------------------------------------
 
@@ -202,6 +203,17 @@ class _Planner:
         if status in TERMINAL_STATUSES:
             update.ended_at = time
         self.plan.history.append((run_id, status, time, error_json))
+
+    def _resume(self, run_id: str, events: list[Event]) -> None:
+        """A NotResponding run that sends anything (but a status) is Running again."""
+        if self.runs[run_id].status != "NotResponding" or not events:
+            return
+        if any(e["type"] == "status" for e in events):
+            return  # the producer said what its status is
+        times = [float(max(e["times"])) for e in events if e["type"] == "scalars" and e["times"]]
+        times += [float(e["time"]) for e in events if "time" in e]
+        if times:
+            self._set_status(run_id, "Running", max(times), None)
 
     def _run_started(self, run_id: str, event: Event) -> None:
         if run_id in self.runs:

@@ -150,25 +150,36 @@ async def _check_liveness(settings: Settings, dsn: str) -> None:
     await migrate(dsn)
     mine = dataclasses.replace(private(settings, "live"), database_url=dsn)
     options = IngestOptions(not_responding_after_seconds=0.5, failed_after_seconds=3.0, liveness_interval_seconds=0.05)
-    quiet, back, s1, s2 = new_id(), new_id(), new_id(), new_id()
+    quiet, back, logs, s1, s2, s3 = new_id(), new_id(), new_id(), new_id(), new_id(), new_id()
     async with (
         asyncpg.create_pool(dsn, min_size=1, max_size=2) as db,
         IngestWorker(mine, options=options, metrics_port=0),
     ):
 
         async def statuses() -> dict[str, str]:
-            rows = await db.fetch("SELECT id, status FROM runs WHERE id = ANY($1::uuid[])", [quiet, back])
+            rows = await db.fetch("SELECT id, status FROM runs WHERE id = ANY($1::uuid[])", [quiet, back, logs])
             return {str(r["id"]): r["status"] for r in rows}
 
         now = time.time()
         await produce_all(
             mine,
             mine.topic,
-            [(quiet, raw(quiet, s1, 1, started(time=now))), (back, raw(back, s2, 1, started(time=now)))],
+            [
+                (quiet, raw(quiet, s1, 1, started(time=now))),
+                (back, raw(back, s2, 1, started(time=now))),
+                (logs, raw(logs, s3, 1, started(time=now))),
+            ],
         )
-        await eventually(statuses, lambda s: s == {quiet: "NotResponding", back: "NotResponding"})
-        await produce_all(mine, mine.topic, [(back, raw(back, s2, 2, {"type": "heartbeat", "time": time.time()}))])
-        await eventually(statuses, lambda s: s[back] == "Running" and s[quiet] == "NotResponding")
+        await eventually(statuses, lambda s: set(s.values()) == {"NotResponding"} and len(s) == 3)
+        await produce_all(
+            mine,
+            mine.topic,
+            [
+                (back, raw(back, s2, 2, {"type": "heartbeat", "time": time.time()})),
+                (logs, raw(logs, s3, 2, scalars("x", "float", [1.0], time=time.time()))),
+            ],
+        )
+        await eventually(statuses, lambda s: s[back] == s[logs] == "Running" and s[quiet] == "NotResponding")
         await eventually(statuses, lambda s: s[quiet] == "Failed", timeout_seconds=20)
         await produce_all(mine, mine.topic, [(quiet, raw(quiet, s1, 2, {"type": "heartbeat", "time": time.time()}))])
         await eventually(
@@ -180,8 +191,9 @@ async def _check_liveness(settings: Settings, dsn: str) -> None:
         assert row["ended_at"] is not None
         history = await db.fetch("SELECT status FROM status_history WHERE run_id = $1 ORDER BY time", quiet)
         assert [h["status"] for h in history] == ["Running", "NotResponding", "Failed"]
-        history = await db.fetch("SELECT status FROM status_history WHERE run_id = $1 ORDER BY time", back)
-        assert [h["status"] for h in history][:3] == ["Running", "NotResponding", "Running"]
+        for run in (back, logs):
+            history = await db.fetch("SELECT status FROM status_history WHERE run_id = $1 ORDER BY time", run)
+            assert [h["status"] for h in history][:3] == ["Running", "NotResponding", "Running"]
 
 
 async def test_a_record_too_large_for_the_dead_letter_topic_is_truncated_not_stuck(
