@@ -490,6 +490,7 @@ class Run:
             "records_sent": sender.records_sent,
             "bytes_sent": sender.bytes_sent,
             "retries": sender.retries,
+            "timeouts": sender.timeouts,
             "reopens": sender.reopens,
             "heartbeats": sender.heartbeats,
             "record_splits": sender.splits,

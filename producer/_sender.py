@@ -34,13 +34,14 @@ from aiokafka.errors import MessageSizeTooLargeError  # type: ignore[import-unty
 from producer import _batching
 from producer._buffer import Buffer, Item
 from producer._errors import DeliveryError, FlushTimeoutError
-from producer._sinks import Sink, is_fatal, needs_reopen
+from producer._sinks import PublishTimeoutError, Sink, is_fatal, needs_reopen
 from producer._spool import SpoolWriter, read_records
 from runstream.events import Event
 
 _BACKOFF_SECONDS = (0.1, 0.25, 0.5, 1.0, 2.0)
 #: The smallest record budget the sender will shrink to when the topic refuses large records.
 _MIN_BUDGET = 16 * 1024
+_PROBE_TIMEOUT_SECONDS = 1.0
 
 
 class _Aborted(Exception):
@@ -98,6 +99,7 @@ class Sender:
         self._spooling = False
         self._replay_offset = 0
         self._next_probe = 0.0
+        self.timeouts = 0  # publishes Kafka did not acknowledge in time
         self.spooled = 0  # records written to the spool
         self.replayed = 0  # spooled records later published to Kafka
         #: the spool file this session left unpublished when its thread ended, if any
@@ -263,7 +265,7 @@ class Sender:
         if self._spooling:
             self._spill(value)
             return
-        failing_since: float | None = None
+        started = time.monotonic()
         attempt = 0
         while True:
             if self._aborted and self._spool is not None:
@@ -276,9 +278,9 @@ class Sender:
             except Exception as exc:  # noqa: BLE001 - classified below
                 if is_fatal(exc):
                     raise
-                now = time.monotonic()
-                failing_since = now if failing_since is None else failing_since
-                if self._spool is not None and now - failing_since >= self._spill_after:
+                if isinstance(exc, PublishTimeoutError):
+                    self.timeouts += 1
+                if self._spool is not None and time.monotonic() - started >= self._spill_after:
                     self._start_spooling()
                     self._spill(value)
                     return
@@ -308,7 +310,8 @@ class Sender:
         try:
             await self._ensure_open()
             for value, offset in read_records(self._spool.path, self._replay_offset):
-                await self._sink.publish(self._key, value)
+                # A probe must not hold up the buffer for long while Kafka is still away.
+                await self._sink.publish(self._key, value, _PROBE_TIMEOUT_SECONDS)
                 self._replay_offset = offset
                 self.replayed += 1
                 self.records_sent += 1

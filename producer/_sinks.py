@@ -8,6 +8,7 @@ whether to retry by asking :func:`is_fatal`.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Protocol
 
@@ -40,20 +41,31 @@ def needs_reopen(error: BaseException) -> bool:
 class Sink(Protocol):
     async def open(self) -> None: ...
 
-    async def publish(self, key: bytes, value: bytes) -> None: ...
+    async def publish(self, key: bytes, value: bytes, timeout_seconds: float | None = None) -> None: ...
 
     async def close(self) -> None: ...
 
 
 class KafkaSink:
-    """One idempotent aiokafka producer (acks=all) on the sender's loop."""
+    """One idempotent aiokafka producer (acks=all) on the sender's loop.
+
+    An idempotent aiokafka producer never gives up on a record that hit a
+    retriable error (a broker that is down): it retries until the broker
+    answers. ``publish`` therefore waits at most ``request_timeout_seconds``
+    and raises :class:`PublishTimeoutError`, leaving the record in flight. A
+    second ``publish`` of equal bytes waits on that same send rather than
+    queueing a copy; if the sender spools the record instead, the in-flight
+    copy may still land later, before anything sent after it - a duplicate
+    of the same seq, which ingest drops.
+    """
 
     def __init__(self, *, bootstrap: str, topic: str, compression: str | None, request_timeout_seconds: float) -> None:
         self._bootstrap = bootstrap
         self._topic = topic
         self._compression = compression
-        self._request_timeout_ms = int(request_timeout_seconds * 1000)
+        self._timeout = request_timeout_seconds
         self._producer: AIOKafkaProducer | None = None
+        self._in_flight: tuple[bytes, asyncio.Future[object]] | None = None
 
     async def open(self) -> None:
         producer = AIOKafkaProducer(
@@ -63,25 +75,57 @@ class KafkaSink:
             compression_type=self._compression,
             # Our own batching makes records of up to MAX_RECORD_BYTES; leave room for the headers.
             max_request_size=MAX_RECORD_BYTES + 64 * 1024,
-            request_timeout_ms=self._request_timeout_ms,
+            request_timeout_ms=int(self._timeout * 1000),
             linger_ms=0,
         )
         try:
             await producer.start()
         except BaseException:
-            await producer.stop()
+            await _stop(producer, self._timeout)
             raise
         self._producer = producer
 
-    async def publish(self, key: bytes, value: bytes) -> None:
+    async def publish(self, key: bytes, value: bytes, timeout_seconds: float | None = None) -> None:
         if self._producer is None:
             raise RuntimeError("KafkaSink.publish before open")
-        await self._producer.send_and_wait(self._topic, value, key=key)
+        timeout = self._timeout if timeout_seconds is None else timeout_seconds
+        in_flight = self._in_flight
+        if in_flight is not None and not in_flight[1].done() and in_flight[0] == value:
+            future = in_flight[1]
+        else:
+            future = await self._producer.send(self._topic, value, key=key)
+            future.add_done_callback(_retrieve)
+            self._in_flight = (value, future)
+        try:
+            await asyncio.wait_for(asyncio.shield(future), timeout)
+        except TimeoutError:
+            raise PublishTimeoutError(f"no acknowledgement within {timeout}s") from None
+        self._in_flight = None
 
     async def close(self) -> None:
         producer, self._producer = self._producer, None
+        self._in_flight = None
         if producer is not None:
-            await producer.stop()
+            await _stop(producer, self._timeout)
+
+
+class PublishTimeoutError(Exception):
+    """Kafka did not acknowledge a record in time; it may still be delivered."""
+
+
+def _retrieve(future: asyncio.Future[object]) -> None:
+    # An abandoned send's outcome is not needed; fetching it keeps asyncio from logging it.
+    if not future.cancelled():
+        future.exception()
+
+
+async def _stop(producer: AIOKafkaProducer, timeout_seconds: float) -> None:
+    # stop() waits for records in flight, which an idempotent producer retries forever
+    # while the broker is away: give up after a while; they are spooled or reported.
+    try:
+        await asyncio.wait_for(producer.stop(), timeout_seconds)
+    except TimeoutError:
+        pass
 
 
 class SpoolSink:
@@ -97,7 +141,7 @@ class SpoolSink:
     async def open(self) -> None:
         self._writer.open()
 
-    async def publish(self, key: bytes, value: bytes) -> None:
+    async def publish(self, key: bytes, value: bytes, timeout_seconds: float | None = None) -> None:
         self._writer.append(value)
 
     async def close(self) -> None:

@@ -8,6 +8,8 @@ The shared broker cannot be stopped, so this test starts a broker of its own
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -111,3 +113,38 @@ async def test_kafka_down_for_twenty_seconds_loses_and_duplicates_nothing(
 
 async def _value(value: object) -> object:
     return value
+
+
+async def test_a_frozen_broker_holds_records_in_flight_then_nothing_is_lost(
+    broker: tuple[KafkaBroker, Settings],
+) -> None:
+    """SIGSTOP keeps the connections open and answers nothing: sends hang in flight, which
+    an idempotent producer would retry forever. The SDK times them out, spools, and replays."""
+    kafka, settings = broker
+    pid = kafka.pid()
+    assert pid is not None
+    options = LoggingOptions(request_timeout_seconds=1.0, spill_after_seconds=0.5, flush_interval_seconds=0.05)
+    run = Experiment(Workspace.from_settings(settings, options=options), "frozen").start_logging(outputs=None)
+    for i in range(1_000):
+        run.log("x", float(i))
+    run.flush(30)
+    os.kill(pid, signal.SIGSTOP)
+    try:
+        for i in range(1_000, 3_000):
+            run.log("x", float(i))
+        await eventually(lambda: _value(run.stats()), lambda s: s["spooled_records"] > 0, what="spooling")
+        assert run.stats()["timeouts"] >= 1
+        for i in range(3_000, 4_000):
+            run.log("x", float(i))
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    run.complete(timeout_seconds=60)
+    stats = run.stats()
+    assert stats["spool_left"] is None and stats["replayed_records"] == stats["spooled_records"]
+    batches = await consume_run(settings, run.id, timeout_seconds=120)
+    first: dict[int, object] = {}
+    for batch in batches:
+        assert first.setdefault(batch.seq, batch.events) == batch.events
+    assert list(first) == list(range(1, len(first) + 1))
+    unique = [b for b in batches if first.pop(b.seq, None) is not None]
+    assert points(events_of(unique), "x") == [(i, i, float(i)) for i in range(4_000)]

@@ -128,11 +128,11 @@ class Flaky:
     async def open(self) -> None:
         await self.inner.open()
 
-    async def publish(self, key: bytes, value: bytes) -> None:
+    async def publish(self, key: bytes, value: bytes, timeout_seconds: float | None = None) -> None:
         if not self.up:
             self.refused += 1
             raise ConnectionError("kafka is away")
-        await self.inner.publish(key, value)
+        await self.inner.publish(key, value, timeout_seconds)
 
     async def close(self) -> None:
         await self.inner.close()
