@@ -199,7 +199,14 @@ class IngestWorker:
                 continue
             self._pause(False)
             room = max(1, min(o.fetch_max_records, o.flush_max_records - len(self._pending)))
-            fetched = await consumer.getmany(timeout_ms=timeout_ms, max_records=room)
+            try:
+                fetched = await consumer.getmany(timeout_ms=timeout_ms, max_records=room)
+            except KafkaError as exc:
+                # aiokafka reconnects by itself; an error surfacing here returned
+                # no records, so waiting a little and polling again loses nothing.
+                log.warning("fetch failed (%r); polling again", exc)
+                await asyncio.sleep(o.retry_max_seconds)
+                continue
             self._hold(fetched.values())
             if self._pending and self._flushing is None and self._flush_due():
                 # Written in the background: decoding the next records overlaps it.
