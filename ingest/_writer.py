@@ -23,6 +23,7 @@ offset check makes safe.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -205,10 +206,9 @@ class Writer:
                 runs[str(row["id"])] = RunState(row["status"])
         if keys:
             for row in await conn.fetch(
-                "SELECT s.id, s.run_id, s.name, s.kind, s.value_type,"
-                " CASE WHEN s.kind <> 'scalar' THEN"
-                "  (SELECT coalesce(max(e.position) + 1, 0) FROM series_entries e WHERE e.series_id = s.id)"
-                " ELSE 0 END AS next_position"
+                # point_count counts entries of list/row/table/image series,
+                # so the next position is known without scanning them.
+                "SELECT s.id, s.run_id, s.name, s.kind, s.value_type, s.point_count AS next_position"
                 " FROM series s JOIN unnest($1::uuid[], $2::text[]) AS k(run_id, name)"
                 " ON s.run_id = k.run_id AND s.name = k.name",
                 [k[0] for k in keys],
@@ -244,6 +244,13 @@ class Writer:
                 "series_entries",
                 columns=["series_id", "time", "position", "value"],
                 records=[(ids[key], time, position, value) for key, time, position, value in plan.entries],
+            )
+            counts = Counter(ids[key] for key, _, _, _ in plan.entries)
+            await conn.execute(
+                "UPDATE series AS s SET point_count = s.point_count + u.n"
+                " FROM unnest($1::bigint[], $2::bigint[]) AS u(id, n) WHERE s.id = u.id",
+                list(counts),
+                list(counts.values()),
             )
         if plan.sessions:
             await conn.execute(

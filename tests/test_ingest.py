@@ -156,6 +156,10 @@ async def test_lists_rows_tables_images_keep_order_and_non_finite_values(
         ],
     )
     await _wait_session(db, session, 2)
+    # A later flush continues each series' positions from what is stored.
+    last_row = {"type": "row", "name": "fit", "time": T0 + 5, "columns": {"alpha": 100.0, "mse": 4.5}}
+    await send(producer, settings.topic, run, [raw(run, session, 3, last_row)])
+    await _wait_session(db, session, 3)
     rows = await db.fetch(
         "SELECT s.name, s.kind, s.value_type, e.time, e.position, e.value FROM series_entries e"
         " JOIN series s ON s.id = e.series_id WHERE s.run_id = $1 ORDER BY s.name, e.position",
@@ -168,8 +172,11 @@ async def test_lists_rows_tables_images_keep_order_and_non_finite_values(
         ("fit", "row", None, T0 + 1, 0, {"alpha": 0.1, "mse": {"$float": "Infinity"}}),
         ("fit", "row", None, T0 + 1, 1, {"alpha": 1.0, "mse": 2.5}),
         ("fit", "row", None, T0 + 4, 2, {"alpha": 10.0, "mse": 3.5}),
+        ("fit", "row", None, T0 + 5, 3, {"alpha": 100.0, "mse": 4.5}),
         ("sample", "image", None, T0 + 3, 0, "images/sample-0.png"),
     ]
+    counts = dict(await db.fetch("SELECT name, point_count FROM series WHERE run_id = $1", run))
+    assert counts == {"alphas": 1, "confusion": 1, "fit": 4, "sample": 1}
 
 
 async def test_tags_merge_and_properties_are_add_only(
