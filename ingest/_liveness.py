@@ -8,7 +8,10 @@ heartbeat"}``. A heartbeat that arrives in between brings the run back to
 ``Running`` (the writer's status rules); nothing brings back a ``Failed`` run.
 
 Every worker sweeps; ``FOR UPDATE SKIP LOCKED`` and re-checking the status in
-the same statement make concurrent sweeps and flushes safe.
+the same statement make concurrent sweeps and flushes safe. A worker sweeps
+only while it is caught up (``ready()``): after a PostgreSQL outage the data of
+live runs may still be waiting in Kafka, and their silence is ingest's, not
+theirs.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Callable
 from typing import Final
 
 import asyncpg
@@ -61,8 +65,10 @@ class LivenessSweeper:
         not_responding_after_seconds: float,
         failed_after_seconds: float,
         interval_seconds: float,
+        ready: Callable[[], bool] = lambda: True,
     ) -> None:
         self._pool = pool
+        self._ready = ready
         self._not_responding_after = not_responding_after_seconds
         self._failed_after = failed_after_seconds
         self._interval = interval_seconds
@@ -88,6 +94,9 @@ class LivenessSweeper:
 
     async def _loop(self) -> None:
         while True:
+            if not self._ready():
+                await asyncio.sleep(self._interval)
+                continue
             try:
                 silent, failed = await self.sweep()
                 if silent or failed:

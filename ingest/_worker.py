@@ -84,6 +84,8 @@ class IngestWorker:
         self._flushing: asyncio.Task[None] | None = None
         self._paused = False
         self._abandoned = False
+        self._trouble_at = time.monotonic()  # start counts: a backlog may wait
+        self._lag: dict[int, int] = {}
 
     # --- lifecycle ---------------------------------------------------------------
 
@@ -116,6 +118,7 @@ class IngestWorker:
                 not_responding_after_seconds=o.not_responding_after_seconds,
                 failed_after_seconds=o.failed_after_seconds,
                 interval_seconds=o.liveness_interval_seconds,
+                ready=self._caught_up,
             )
             sweeper.start()
             self._stack.push_async_callback(sweeper.stop)
@@ -282,6 +285,7 @@ class IngestWorker:
                 return await self._write(records)
             except Exception as exc:  # an outage, not data: the writer isolates bad records
                 self.metrics.retries.inc()
+                self._trouble_at = time.monotonic()
                 if time.monotonic() + delay > self._stop_deadline:
                     # Nothing was committed: these records will be consumed
                     # again. Nothing after them may be written now.
@@ -336,7 +340,8 @@ class IngestWorker:
         for tp, offset in offsets.items():
             highwater = consumer.highwater(tp)
             if highwater is not None:
-                m.lag.labels(str(tp.partition)).set(max(0, highwater - offset))
+                self._lag[tp.partition] = max(0, highwater - offset)
+                m.lag.labels(str(tp.partition)).set(self._lag[tp.partition])
         for partition, stored in result.stale.items():
             tp = TopicPartition(topic, partition)
             if tp in assigned and await consumer.position(tp) < stored:
@@ -346,6 +351,11 @@ class IngestWorker:
                 await consumer.commit(offsets)  # advisory: PostgreSQL holds the truth
             except KafkaError as exc:
                 log.debug("advisory Kafka commit failed: %r", exc)
+
+    def _caught_up(self) -> bool:
+        """Whether silence in the data means silence of the runs (for the liveness sweep)."""
+        calm = time.monotonic() - self._trouble_at > self.options.not_responding_after_seconds
+        return calm and not self._full() and sum(self._lag.values()) < self.options.flush_max_records
 
     # --- rebalancing -------------------------------------------------------------
 
@@ -400,6 +410,8 @@ class IngestWorker:
             self._drop(partitions)
         finally:
             self._flush_lock.release()
+        for partition in partitions:
+            self._lag.pop(partition, None)
         self.metrics.assigned.set(0)
         log.info("revoked partitions %s", sorted(partitions))
 

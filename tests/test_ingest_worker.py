@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import math
 import struct
 import time
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -128,22 +131,74 @@ async def test_postgres_outage_retries_without_losing_or_duplicating(settings: S
     await stream.check_exactly_once(db)
 
 
-async def test_silent_runs_turn_not_responding_then_failed(settings: Settings, services: tuple[str, str]) -> None:
-    # A database of its own: the fast sweep here would touch every other test's runs.
+@contextlib.asynccontextmanager
+async def own_database(admin_dsn: str) -> AsyncIterator[str]:
+    """A migrated database of the test's own: fast liveness sweeps would touch every other test's runs."""
     name = f"ingest_live_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(services[1])
+    admin = await asyncpg.connect(admin_dsn)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
     try:
-        await _check_liveness(settings, services[1].rsplit("/", 1)[0] + "/" + name)
+        dsn = admin_dsn.rsplit("/", 1)[0] + "/" + name
+        await migrate(dsn)
+        yield dsn
     finally:
-        admin = await asyncpg.connect(services[1])
+        admin = await asyncpg.connect(admin_dsn)
         try:
             await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         finally:
             await admin.close()
+
+
+async def test_silent_runs_turn_not_responding_then_failed(settings: Settings, services: tuple[str, str]) -> None:
+    async with own_database(services[1]) as dsn:
+        await _check_liveness(settings, dsn)
+
+
+async def test_no_run_is_failed_for_silence_that_was_a_postgres_outage(
+    settings: Settings, services: tuple[str, str]
+) -> None:
+    async with own_database(services[1]) as dsn, asyncpg.create_pool(dsn, min_size=1, max_size=2) as db:
+        url = urlsplit(dsn)
+        proxy = TcpProxy(url.hostname or "127.0.0.1", url.port or 5432)
+        port = await proxy.start()
+        mine = dataclasses.replace(
+            private(settings, "live-outage"),
+            database_url=urlunsplit(url._replace(netloc=f"{url.username}@127.0.0.1:{port}")),
+        )
+        options = IngestOptions(
+            not_responding_after_seconds=1.0,
+            failed_after_seconds=2.0,
+            liveness_interval_seconds=0.05,
+            retry_initial_seconds=0.05,
+            retry_max_seconds=0.2,
+        )
+        run, session = new_id(), new_id()
+
+        async def last_seq() -> int | None:
+            return await db.fetchval("SELECT last_seq FROM producer_sessions WHERE session_id = $1", session)
+
+        async with IngestWorker(mine, options=options, metrics_port=0) as worker:
+            await produce_all(mine, mine.topic, [(run, raw(run, session, 1, started(time=time.time())))])
+            await eventually(last_seq, lambda seq: seq == 1)
+            await proxy.cut()
+            heartbeat = {"type": "heartbeat", "time": time.time()}
+            await produce_all(mine, mine.topic, [(run, raw(run, session, 2, heartbeat))])
+
+            async def retries() -> float:
+                return worker.metrics.registry.get_sample_value("runstream_ingest_retries_total") or 0.0
+
+            await eventually(retries, lambda n: n >= 1, what="the worker noticed the outage")
+            await asyncio.sleep(3.0)  # the outage outlasts failed_after_seconds
+            await proxy.start()
+            await eventually(last_seq, lambda seq: seq == 2, what="the heartbeat stored")
+        await proxy.cut()
+        row = await db.fetchrow("SELECT status, error FROM runs WHERE id = $1", run)
+        assert (row["status"], row["error"]) == ("Running", None)
+        history = await db.fetch("SELECT status FROM status_history WHERE run_id = $1 ORDER BY time", run)
+        assert [h["status"] for h in history] == ["Running"]
 
 
 async def _check_liveness(settings: Settings, dsn: str) -> None:
