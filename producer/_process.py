@@ -6,7 +6,7 @@ before a fork), the runs whose sender is running (flushed at exit, held
 strongly so a run dropped without ``complete()`` still gets there), and
 whether a SIGTERM arrived (the runs this process started then end
 ``Canceled``). Nothing here is set up at import time except the fork and
-exit hooks themselves; the SIGTERM handler is installed by the first run
+exit hooks themselves; the SIGTERM handler and the excepthook are installed by the first run
 a process starts.
 """
 
@@ -18,6 +18,7 @@ import signal
 import sys
 import threading
 import weakref
+from types import TracebackType
 from typing import TYPE_CHECKING
 
 from producer._errors import ProducerError
@@ -74,19 +75,43 @@ def _flush_at_exit() -> None:
         report_spool_left(run)
 
 
-def install_sigterm_handler() -> None:
-    """Turn SIGTERM into SystemExit, so buffers are flushed and runs end ``Canceled``.
+def install_handlers() -> None:
+    """Called when a process starts its first run; idempotent.
 
-    Only in the main thread, and only if the application left SIGTERM at its
-    default (which kills the process on the spot, losing the buffer).
+    SIGTERM becomes SystemExit, so buffers are flushed and the runs end
+    ``Canceled`` (only in the main thread, and only if the application left
+    SIGTERM at its default, which kills the process on the spot, losing the
+    buffer). An exception that ends the program fails the runs this process
+    started (a KeyboardInterrupt cancels them) instead of leaving them
+    ``Running`` until their heartbeats are missed; the previous
+    ``sys.excepthook`` still prints it.
     """
     global _sigterm_installed
     if _sigterm_installed or threading.current_thread() is not threading.main_thread():
         return
-    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-        return
-    signal.signal(signal.SIGTERM, _on_sigterm)
     _sigterm_installed = True
+    if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+        signal.signal(signal.SIGTERM, _on_sigterm)
+    previous = sys.excepthook
+
+    def excepthook(kind: type[BaseException], error: BaseException, tb: TracebackType | None) -> None:
+        _end_owned_runs(error)
+        previous(kind, error, tb)
+
+    sys.excepthook = excepthook
+
+
+def _end_owned_runs(error: BaseException) -> None:
+    for run in list(sending_runs):
+        if run._pid != os.getpid() or not run._owner or run._status != "Running":
+            continue
+        try:
+            if isinstance(error, KeyboardInterrupt) or (isinstance(error, SystemExit) and _terminated):
+                run.cancel()
+            elif not isinstance(error, SystemExit):
+                run.fail(error)
+        except ProducerError as exc:
+            print(f"runstream: {exc}", file=sys.stderr)
 
 
 def _on_sigterm(signum: int, frame: object) -> None:

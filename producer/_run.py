@@ -362,7 +362,7 @@ class Run:
         self._publish({"type": "status", "time": now, "status": "Running", "error": None})
         self._status = "Running"
         self._owner = True
-        _process.install_sigterm_handler()
+        _process.install_handlers()
 
     def complete(self, *, timeout_seconds: float | None = None) -> None:
         """Upload ``outputs``, deliver everything, then mark the run ``Completed``.

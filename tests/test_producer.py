@@ -661,3 +661,25 @@ async def test_log_interrupted_by_signals_keeps_columns_aligned(settings: Settin
     assert all(step == ordinal for ordinal, step, _ in got)
     values = [v for _, _, v in got]
     assert values == sorted(set(values)) and all(v.is_integer() and 0 <= v < i for v in values)
+
+
+async def test_an_uncaught_exception_ends_the_run(settings: Settings, workspace: Workspace) -> None:
+    outcomes = {}
+    for raised, status in (("ValueError('bad batch')", "Failed"), ("KeyboardInterrupt()", "Canceled")):
+        script = (
+            "from producer import Experiment, Workspace\n"
+            "run = Experiment(Workspace.from_config(), 'uncaught').start_logging(outputs=None)\n"
+            "print(run.id, flush=True)\n"
+            "for i in range(1000):\n"
+            "    run.log('x', float(i))\n"
+            f"raise {raised}\n"
+        )
+        env = {**os.environ, **workspace.as_env(), "PYTHONPATH": str(ROOT)}
+        done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode != 0 and raised.split("(")[0] in done.stderr  # still printed as usual
+        outcomes[status] = done.stdout.strip()
+    failed = events_of(await consume_run(settings, outcomes["Failed"]))
+    assert failed[-1]["status"] == "Failed" and failed[-1]["error"]["message"] == "bad batch"
+    assert points(failed, "x") == [(i, i, float(i)) for i in range(1000)]
+    canceled = events_of(await consume_run(settings, outcomes["Canceled"]))
+    assert canceled[-1]["status"] == "Canceled"
