@@ -22,6 +22,8 @@ class Sizes:
     # the others at scaling_points each, to see where the limit moves
     throughput_configs: tuple[tuple[int, int], ...] = ((1, 1), (2, 1), (1, 2), (2, 2), (4, 4))
     scaling_points: int = 2_000_000
+    # 7. scale: points of one run, to see whether cost per point grows with the run
+    growth_points: tuple[int, ...] = (100_000, 1_000_000, 10_000_000)
     mlflow_batches: int = 100  # log_batch calls of 1,000 metrics per measurement
     # 3. freshness: offered loads (points/s) and seconds of logging per measurement
     freshness_rates: tuple[int, ...] = (10_000, 100_000)

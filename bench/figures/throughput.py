@@ -51,27 +51,35 @@ async def _gather_producers(queue: Any, count: int, procs: list[Any]) -> list[di
 
 
 async def runstream_once(
-    ctx: Context, producers: int, workers: int, points: int, sandbox: Sandbox | None = None
+    ctx: Context,
+    producers: int,
+    workers: int,
+    points: int,
+    sandbox: Sandbox | None = None,
+    *,
+    runs: int | None = None,
+    partitions: int = 12,
 ) -> dict[str, Any]:
     """One measurement in a fresh sandbox (or the given one, already running its workers)."""
+    runs = runs or ctx.sizes.throughput_runs
     if sandbox is not None:
-        return await _measure(ctx, sandbox, producers, points)
-    async with Sandbox(ctx.infra, "tput") as fresh:
+        return await _measure(ctx, sandbox, producers, points, runs)
+    async with Sandbox(ctx.infra, "tput", partitions=partitions) as fresh:
         await fresh.start_ingest(workers)
-        return await _measure(ctx, fresh, producers, points)
+        return await _measure(ctx, fresh, producers, points, runs)
 
 
-async def _measure(ctx: Context, sandbox: Sandbox, producers: int, points: int) -> dict[str, Any]:
+async def _measure(ctx: Context, sandbox: Sandbox, producers: int, points: int, total_runs: int) -> dict[str, Any]:
     s = ctx.sizes
-    steps = max(1, points // (s.throughput_runs * s.throughput_metrics))
-    points = steps * s.throughput_runs * s.throughput_metrics
+    steps = max(1, points // (total_runs * s.throughput_metrics))
+    points = steps * total_runs * s.throughput_metrics
     mp = multiprocessing.get_context("spawn")
     ready, queue = mp.Barrier(producers + 1), mp.Queue()
     procs = [
         mp.Process(target=produce, args=(
             sandbox.settings.as_env(), "bench-throughput", runs, s.throughput_metrics, steps, ready, queue,
         ), daemon=True)
-        for runs in _split(s.throughput_runs, producers)
+        for runs in _split(total_runs, producers)
     ]
     for proc in procs:
         proc.start()
