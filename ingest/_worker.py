@@ -144,7 +144,12 @@ class IngestWorker:
         self._stack.push_async_callback(self._finish_task)
         if self._metrics_port:
             server = MetricsServer(self.metrics, host=o.metrics_host, port=self._metrics_port)
-            await server.start()
+            try:
+                await server.start()
+            except OSError as exc:
+                raise IngestStartError(
+                    f"cannot serve metrics on {o.metrics_host}:{self._metrics_port}: {exc.strerror or exc}"
+                ) from exc
             self._stack.push_async_callback(server.stop)
         log.info("ingest worker consuming %s as %s", s.topic, s.group_id)
 

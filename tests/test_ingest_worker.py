@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import math
+import socket
 import struct
 import time
 import uuid
@@ -21,7 +22,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 import ingest
-from ingest import IngestConfigError, IngestOptions, IngestStateError, IngestWorker
+from ingest import IngestConfigError, IngestOptions, IngestStartError, IngestStateError, IngestWorker
 from ingest.schema import migrate
 from runstream.chunks import decode_chunk
 from runstream.config import Settings
@@ -347,3 +348,14 @@ async def test_chunk_layout_stores_the_same_points_many_to_a_row(settings: Setti
 
 
 _CHUNK_FIELDS = ("n", "time_start", "ord_start", "ords", "step_start", "step_stride", "steps", "times", "vals", "texts")
+
+
+async def test_a_taken_metrics_port_is_a_clear_start_error(settings: Settings) -> None:
+    mine = private(settings, "port")
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        worker = IngestWorker(mine, metrics_port=taken.getsockname()[1])
+        with pytest.raises(IngestStartError, match="cannot serve metrics"):
+            await worker.start()
+    await worker.stop()
