@@ -1,5 +1,7 @@
 """What every figure gets: the services, the sizes, which runstream components exist, and a log directory."""
 
+# ruff: noqa: S603, S607 - the bench starts its own processes with fixed argument lists.
+
 from __future__ import annotations
 
 import subprocess

@@ -1,5 +1,7 @@
 """The machine and the software versions a run measured, for the results table."""
 
+# ruff: noqa: S603, S607 - the bench starts its own processes with fixed argument lists.
+
 from __future__ import annotations
 
 import json

@@ -11,6 +11,8 @@ the tables that hold points from the catalogue and adapts:
   PostgreSQL, from the Kafka offsets ingest stores with each transaction.
 """
 
+# ruff: noqa: S608 - table and column names come from pg_catalog; values are $n parameters.
+
 from __future__ import annotations
 
 import asyncio
@@ -62,15 +64,21 @@ async def count_points(conn: asyncpg.Connection, run_ids: Sequence[str] | None =
         if run_ids is None:
             total += int(await conn.fetchval(f"SELECT coalesce({expr}, 0) FROM {table} t") or 0)
         elif "series_id" in columns:
-            total += int(await conn.fetchval(
-                f"SELECT coalesce({expr}, 0) FROM {table} t JOIN series s ON s.id = t.series_id"
-                " WHERE s.run_id = ANY($1::uuid[])",
-                list(run_ids),
-            ) or 0)
+            total += int(
+                await conn.fetchval(
+                    f"SELECT coalesce({expr}, 0) FROM {table} t JOIN series s ON s.id = t.series_id"
+                    " WHERE s.run_id = ANY($1::uuid[])",
+                    list(run_ids),
+                )
+                or 0
+            )
         elif "run_id" in columns:
-            total += int(await conn.fetchval(
-                f"SELECT coalesce({expr}, 0) FROM {table} t WHERE t.run_id = ANY($1::uuid[])", list(run_ids)
-            ) or 0)
+            total += int(
+                await conn.fetchval(
+                    f"SELECT coalesce({expr}, 0) FROM {table} t WHERE t.run_id = ANY($1::uuid[])", list(run_ids)
+                )
+                or 0
+            )
     return total
 
 
@@ -78,12 +86,14 @@ async def point_bytes(conn: asyncpg.Connection) -> int:
     """Bytes on disk of every table that holds points, with its TOAST, indexes and partitions."""
     total = 0
     for table in await point_tables(conn):
-        total += int(await conn.fetchval(
-            "SELECT CASE WHEN c.relkind = 'p' THEN"
-            " (SELECT coalesce(sum(pg_total_relation_size(relid)), 0) FROM pg_partition_tree(c.oid))"
-            " ELSE pg_total_relation_size(c.oid) END FROM pg_class c WHERE c.oid = $1::regclass",
-            table,
-        ))
+        total += int(
+            await conn.fetchval(
+                "SELECT CASE WHEN c.relkind = 'p' THEN"
+                " (SELECT coalesce(sum(pg_total_relation_size(relid)), 0) FROM pg_partition_tree(c.oid))"
+                " ELSE pg_total_relation_size(c.oid) END FROM pg_class c WHERE c.oid = $1::regclass",
+                table,
+            )
+        )
     return total
 
 

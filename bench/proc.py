@@ -1,5 +1,7 @@
 """Child processes: benchmark workers that answer with one JSON line, and long-lived services."""
 
+# ruff: noqa: S603, S607 - the bench starts its own processes with fixed argument lists.
+
 from __future__ import annotations
 
 import json
@@ -63,8 +65,14 @@ def run_worker(
     argv = [str(python), "-m", f"bench.workers.{module}", json.dumps(params)]
     try:
         done = subprocess.run(
-            argv, cwd=ROOT, env=child_env(env), capture_output=True, text=True,
-            timeout=timeout_seconds, check=False, stdin=subprocess.DEVNULL,
+            argv,
+            cwd=ROOT,
+            env=child_env(env),
+            capture_output=True,
+            text=True,
+            timeout=timeout_seconds,
+            check=False,
+            stdin=subprocess.DEVNULL,
         )
     except subprocess.TimeoutExpired as exc:
         raise WorkerError(f"{module} did not finish within {timeout_seconds:.0f}s") from exc
@@ -74,7 +82,7 @@ def run_worker(
             log.write(f"$ {' '.join(argv)}\n{done.stdout}\n{done.stderr}\n")
     for line in reversed(done.stdout.splitlines()):
         if line.startswith(RESULT_MARK):
-            result: dict[str, Any] = json.loads(line[len(RESULT_MARK):])
+            result: dict[str, Any] = json.loads(line[len(RESULT_MARK) :])
             return result
     tail = (done.stdout[-1500:] + "\n" + done.stderr[-3000:]).strip()
     raise WorkerError(f"{module} exited {done.returncode} without a result:\n{tail}")
@@ -101,8 +109,13 @@ class Service:
         log_file.parent.mkdir(parents=True, exist_ok=True)
         with log_file.open("ab") as log:
             self.proc = subprocess.Popen(
-                list(argv), cwd=ROOT, env=dict(env), stdout=log, stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True,
+                list(argv),
+                cwd=ROOT,
+                env=dict(env),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
             )
 
     @property

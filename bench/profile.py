@@ -8,6 +8,8 @@ collapsed stacks and speedscope-free flame input are kept under ``--out``.
 Needs root (ptrace) and ``bench/.venv`` (py-spy).
 """
 
+# ruff: noqa: S603, S607 - the bench starts its own processes with fixed argument lists.
+
 from __future__ import annotations
 
 import argparse
@@ -49,9 +51,25 @@ def top(collapsed: Path, n: int = 25) -> str:
 
 def _record(pid: int, out: Path, seconds: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
-        [str(PY_SPY), "record", "--pid", str(pid), "--format", "raw", "--rate", "200", "--subprocesses",
-         "--threads", "--duration", str(seconds), "--output", str(out), "--nonblocking"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            str(PY_SPY),
+            "record",
+            "--pid",
+            str(pid),
+            "--format",
+            "raw",
+            "--rate",
+            "200",
+            "--subprocesses",
+            "--threads",
+            "--duration",
+            str(seconds),
+            "--output",
+            str(out),
+            "--nonblocking",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
 
 
@@ -72,8 +90,10 @@ async def _profile(args: argparse.Namespace) -> None:
             producer = _record(os.getpid(), out / "producer.txt", args.seconds)
             started = time.time()
             result = await throughput.runstream_once(ctx, 1, 1, args.points, sandbox)
-            print(f"{result['points']:,} points in {result['seconds']:.1f} s = {result['points_per_second']:,.0f}/s; "
-                  f"logging {result['log_seconds']:.1f} s, flushed at {result['flush_seconds']:.1f} s")
+            print(
+                f"{result['points']:,} points in {result['seconds']:.1f} s = {result['points_per_second']:,.0f}/s; "
+                f"logging {result['log_seconds']:.1f} s, flushed at {result['flush_seconds']:.1f} s"
+            )
             for proc in (ingest, producer):
                 proc.wait(timeout=args.seconds + 60)
             print(f"profiled {time.time() - started:.0f} s")
@@ -89,7 +109,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
     parser.add_argument("--points", type=int, default=4_000_000)
     parser.add_argument("--seconds", type=int, default=30, help="how long py-spy samples")
-    parser.add_argument("--out", default="/tmp/runstream-profile")
+    parser.add_argument("--out", default="/tmp/runstream-profile")  # noqa: S108 - a place to look at, not a secret
     parser.add_argument("--kafka", default="")
     parser.add_argument("--pg-dsn", default="")
     asyncio.run(_profile(parser.parse_args()))

@@ -108,7 +108,8 @@ def render_markdown(doc: dict[str, Any]) -> str:
         + doc.get("source", "latest.json")
         + "`; do not edit by hand (the analysis below comes from `bench/NOTES.md`).",
         "",
-        f"- run: {mode}, `{doc.get('command', 'make bench')}`, started {doc['started']}, took {doc['duration_seconds']:.0f} s",
+        f"- run: {mode}, `{doc.get('command', 'make bench')}`, started {doc['started']}, "
+        f"took {doc['duration_seconds']:.0f} s",
         f"- every figure: median of {doc.get('reps', 5)} runs [min – max]; baselines measured in the same run",
         "",
         "## Machine",

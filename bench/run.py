@@ -127,8 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     doc = asyncio.run(_run_all(args, names))
     rows = [Row.from_json(r) for r in doc["rows"]]
     print()
-    print(f"runstream benchmarks ({'QUICK' if args.quick else 'full'}), {doc['started']}, "
-          f"{doc['machine']['nproc']} cores, {doc['machine']['memory_gib']} GiB, {doc['machine']['cpu']}")
+    print(
+        f"runstream benchmarks ({'QUICK' if args.quick else 'full'}), {doc['started']}, "
+        f"{doc['machine']['nproc']} cores, {doc['machine']['memory_gib']} GiB, {doc['machine']['cpu']}"
+    )
     print(report.render_table(rows))
     report.write_json(RESULTS_DIR / "latest.json", doc)
     if not args.quick and names == list(FIGURES):

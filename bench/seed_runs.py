@@ -25,8 +25,11 @@ def _events(experiment: str, index: int, now: float) -> list[dict[str, object]]:
     ]
     for m in range(5):
         values = [index + m + i * 0.1 for i in range(10)]
-        events.append(scalars_event(f"metric_{m}", "float", list(range(10)), [now + i for i in range(10)],
-                                    list(range(10)), values))
+        events.append(
+            scalars_event(
+                f"metric_{m}", "float", list(range(10)), [now + i for i in range(10)], list(range(10)), values
+            )
+        )
     events.append({"type": "status", "time": now + 10, "status": "Completed", "error": None})
     return events
 

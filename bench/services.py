@@ -65,12 +65,14 @@ class Infra:
 
         home = Path(tempfile.mkdtemp(prefix="runstream-bench-"))
         home.chmod(0o755)
-        settings = Settings.from_env({
-            "RUNSTREAM_HOME": str(home),
-            "RUNSTREAM_KAFKA_PORT": str(free_port()),
-            "RUNSTREAM_KAFKA_CONTROLLER_PORT": str(free_port()),
-            "RUNSTREAM_PG_PORT": str(free_port()),
-        })
+        settings = Settings.from_env(
+            {
+                "RUNSTREAM_HOME": str(home),
+                "RUNSTREAM_KAFKA_PORT": str(free_port()),
+                "RUNSTREAM_KAFKA_CONTROLLER_PORT": str(free_port()),
+                "RUNSTREAM_PG_PORT": str(free_port()),
+            }
+        )
         stack = LocalStack(settings)
         try:
             stack.start_infrastructure()
@@ -166,17 +168,19 @@ class Sandbox:
         self.workers: list[Service] = []
         self.query: Service | None = None
         self._worker_ports: list[int] = []
-        self.settings = Settings.from_env({
-            "RUNSTREAM_HOME": str(self.home),
-            "RUNSTREAM_KAFKA_BOOTSTRAP": infra.kafka_bootstrap,
-            "RUNSTREAM_DATABASE_URL": infra.dsn(self.name),
-            "RUNSTREAM_TOPIC": f"{self.name}.events",
-            "RUNSTREAM_DLQ_TOPIC": f"{self.name}.dead-letter",
-            "RUNSTREAM_TOPIC_PARTITIONS": str(partitions),
-            "RUNSTREAM_GROUP_ID": f"{self.name}-ingest",
-            "RUNSTREAM_QUERY_PORT": str(free_port()),
-            "RUNSTREAM_INGEST_METRICS_PORT": str(free_port()),
-        })
+        self.settings = Settings.from_env(
+            {
+                "RUNSTREAM_HOME": str(self.home),
+                "RUNSTREAM_KAFKA_BOOTSTRAP": infra.kafka_bootstrap,
+                "RUNSTREAM_DATABASE_URL": infra.dsn(self.name),
+                "RUNSTREAM_TOPIC": f"{self.name}.events",
+                "RUNSTREAM_DLQ_TOPIC": f"{self.name}.dead-letter",
+                "RUNSTREAM_TOPIC_PARTITIONS": str(partitions),
+                "RUNSTREAM_GROUP_ID": f"{self.name}-ingest",
+                "RUNSTREAM_QUERY_PORT": str(free_port()),
+                "RUNSTREAM_INGEST_METRICS_PORT": str(free_port()),
+            }
+        )
 
     async def __aenter__(self) -> Sandbox:
         self.home.mkdir(parents=True, exist_ok=True)
@@ -200,7 +204,8 @@ class Sandbox:
             port = self.settings.ingest_metrics_port if not self._worker_ports else free_port()
             self._worker_ports.append(port)
             service = Service(
-                f"ingest-{len(self.workers)}", [sys.executable, "-m", "ingest"],
+                f"ingest-{len(self.workers)}",
+                [sys.executable, "-m", "ingest"],
                 env=self.env(RUNSTREAM_INGEST_METRICS_PORT=str(port)),
                 log_file=self.home / f"ingest-{len(self.workers)}.log",
             )
@@ -220,12 +225,12 @@ class Sandbox:
             if state == "Stable" and members >= min(workers, self.partitions):
                 return
             await asyncio.sleep(0.2)
-        raise RuntimeError(f"ingest group {self.settings.group_id} not stable with {workers} members: {state}/{members}")
+        raise RuntimeError(
+            f"ingest group {self.settings.group_id} not stable with {workers} members: {state}/{members}"
+        )
 
     async def start_query(self) -> str:
-        self.query = Service(
-            "query", [sys.executable, "-m", "query"], env=self.env(), log_file=self.home / "query.log"
-        )
+        self.query = Service("query", [sys.executable, "-m", "query"], env=self.env(), log_file=self.home / "query.log")
         await wait_http_ok(f"{self.settings.query_url}/health", self.query)
         return self.settings.query_url
 
@@ -267,11 +272,20 @@ class MlflowServer:
         artifacts = self.infra.home / "mlflow-artifacts"
         artifacts.mkdir(parents=True, exist_ok=True)
         argv = [
-            str(BENCH_PYTHON.parent / "mlflow"), "server", "--workers", "1",
-            "--backend-store-uri", self.store_uri,
-            "--default-artifact-root", artifacts.as_uri(),
-            "--host", "127.0.0.1", "--port", str(self.port),
-            "--uvicorn-opts", "--no-access-log",
+            str(BENCH_PYTHON.parent / "mlflow"),
+            "server",
+            "--workers",
+            "1",
+            "--backend-store-uri",
+            self.store_uri,
+            "--default-artifact-root",
+            artifacts.as_uri(),
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(self.port),
+            "--uvicorn-opts",
+            "--no-access-log",
         ]
         self.service = Service("mlflow", argv, env=child_env(), log_file=self.infra.home / "mlflow.log")
         await wait_http_ok(f"{self.url}/health", self.service, timeout_seconds=180)

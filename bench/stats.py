@@ -37,7 +37,13 @@ class Stats:
         return max(self.values)
 
     def to_json(self) -> dict[str, Any]:
-        return {"median": self.median, "min": self.min, "max": self.max, "n": len(self.values), "values": list(self.values)}
+        return {
+            "median": self.median,
+            "min": self.min,
+            "max": self.max,
+            "n": len(self.values),
+            "values": list(self.values),
+        }
 
     @classmethod
     def from_json(cls, doc: dict[str, Any]) -> Stats:

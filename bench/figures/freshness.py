@@ -85,13 +85,20 @@ async def _measure_rate(ctx: Context, sandbox: Sandbox, rate: int) -> list[dict[
             expected_box.append(expected)
             delays = await poller
             samples = list(delays.values()) + [math.inf] * max(0, expected - len(delays))
-            results.append({
-                "p50": percentile(samples, 50), "p99": percentile(samples, 99),
-                "probes": expected, "seen": len(delays), "points": done["points"],
-                "offered_points_per_second": done["points"] / ctx.sizes.freshness_seconds,
-            })
-            ctx.progress(f"    {rate:,}/s rep {rep + 1}: p50 {results[-1]['p50'] * 1000:.0f} ms, "
-                         f"p99 {results[-1]['p99'] * 1000:.0f} ms ({len(delays)}/{expected} probes)")
+            results.append(
+                {
+                    "p50": percentile(samples, 50),
+                    "p99": percentile(samples, 99),
+                    "probes": expected,
+                    "seen": len(delays),
+                    "points": done["points"],
+                    "offered_points_per_second": done["points"] / ctx.sizes.freshness_seconds,
+                }
+            )
+            ctx.progress(
+                f"    {rate:,}/s rep {rep + 1}: p50 {results[-1]['p50'] * 1000:.0f} ms, "
+                f"p99 {results[-1]['p99'] * 1000:.0f} ms ({len(delays)}/{expected} probes)"
+            )
     await asyncio.to_thread(proc.join, 60)
     return results
 
@@ -99,10 +106,20 @@ async def _measure_rate(ctx: Context, sandbox: Sandbox, rate: int) -> list[dict[
 def _rows(rate: int) -> tuple[Row, Row]:
     label = f"{rate // 1000}k points/s"
     return (
-        Row(key=f"freshness_p50_{rate}", figure=f"{TITLE}, p50 at {label}", unit="s", better="lower",
-            bars=[Bar("max", 0.25, "≤ 250 ms")]),
-        Row(key=f"freshness_p99_{rate}", figure=f"{TITLE}, p99 at {label}", unit="s", better="lower",
-            bars=[Bar("max", 1.0, "≤ 1 s")]),
+        Row(
+            key=f"freshness_p50_{rate}",
+            figure=f"{TITLE}, p50 at {label}",
+            unit="s",
+            better="lower",
+            bars=[Bar("max", 0.25, "≤ 250 ms")],
+        ),
+        Row(
+            key=f"freshness_p99_{rate}",
+            figure=f"{TITLE}, p99 at {label}",
+            unit="s",
+            better="lower",
+            bars=[Bar("max", 1.0, "≤ 1 s")],
+        ),
     )
 
 

@@ -18,27 +18,41 @@ async def _runstream(ctx: Context) -> dict[str, Any]:
     async with Sandbox(ctx.infra, "logcost") as sandbox:  # Kafka and the topic; nothing consumes
         calls = ctx.sizes.log_calls
         return await asyncio.to_thread(
-            run_worker, "rs_log_cost", {"calls": calls, "reps": ctx.sizes.reps, "warmup": calls // 100},
-            env=sandbox.env(), log_dir=ctx.log_dir,
+            run_worker,
+            "rs_log_cost",
+            {"calls": calls, "reps": ctx.sizes.reps, "warmup": calls // 100},
+            env=sandbox.env(),
+            log_dir=ctx.log_dir,
         )
 
 
 async def _baseline(ctx: Context, module: str, calls: int, **extra: Any) -> dict[str, Any]:
     return await asyncio.to_thread(
-        run_worker, module, {"calls": calls, "reps": ctx.sizes.reps, "warmup": max(100, calls // 100), **extra},
-        python=BENCH_PYTHON, log_dir=ctx.log_dir,
+        run_worker,
+        module,
+        {"calls": calls, "reps": ctx.sizes.reps, "warmup": max(100, calls // 100), **extra},
+        python=BENCH_PYTHON,
+        log_dir=ctx.log_dir,
     )
 
 
 async def run(ctx: Context) -> list[Row]:
     s = ctx.sizes
     ours = Row(
-        key="log_cost_vs_mlflow", figure=TITLE + " vs MLflow", unit="ns/call", better="lower",
-        baseline_name="mlflow.log_metric, async", bars=[Bar("max", 1000, "≤ 1 µs"), Bar("ratio", 100, "≥ 100×")],
+        key="log_cost_vs_mlflow",
+        figure=TITLE + " vs MLflow",
+        unit="ns/call",
+        better="lower",
+        baseline_name="mlflow.log_metric, async",
+        bars=[Bar("max", 1000, "≤ 1 µs"), Bar("ratio", 100, "≥ 100×")],
     )
     versus_wandb = Row(
-        key="log_cost_vs_wandb", figure=TITLE + " vs W&B", unit="ns/call", better="lower",
-        baseline_name="wandb.log, offline", bars=[Bar("max", 1000, "≤ 1 µs"), Bar("ratio", 100, "≥ 100×")],
+        key="log_cost_vs_wandb",
+        figure=TITLE + " vs W&B",
+        unit="ns/call",
+        better="lower",
+        baseline_name="wandb.log, offline",
+        bars=[Bar("max", 1000, "≤ 1 µs"), Bar("ratio", 100, "≥ 100×")],
     )
     ctx.progress("  MLflow log_metric (async, buffering 1 s)")
     try:

@@ -23,8 +23,10 @@ async def _one(ctx: Context, env: dict[str, str], kafka: str, rep: int) -> dict[
     result = await asyncio.to_thread(
         run_worker, "rs_rss", {"points": ctx.sizes.rss_points, "kafka": kafka}, env=env, log_dir=ctx.log_dir
     )
-    ctx.progress(f"    Kafka {kafka}, rep {rep + 1}: {result['peak_rss_mb']:.0f} MB"
-                 + (f" ({result['error']})" if result["error"] else ""))
+    ctx.progress(
+        f"    Kafka {kafka}, rep {rep + 1}: {result['peak_rss_mb']:.0f} MB"
+        + (f" ({result['error']})" if result["error"] else "")
+    )
     return result
 
 
@@ -47,10 +49,20 @@ def _fill(row: Row, results: list[dict[str, Any]], points: int) -> None:
 
 async def run(ctx: Context) -> list[Row]:
     n = ctx.sizes.rss_points
-    down = Row(key="sdk_rss_kafka_down", figure=f"{TITLE}, {n:,} points, Kafka stopped (spooling)", unit="MB",
-               better="lower", bars=[Bar("max", 200, "≤ 200 MB")])
-    up = Row(key="sdk_rss_kafka_up", figure=f"{TITLE}, {n:,} points, Kafka up", unit="MB",
-             better="lower", bars=[Bar("max", 200, "≤ 200 MB")])
+    down = Row(
+        key="sdk_rss_kafka_down",
+        figure=f"{TITLE}, {n:,} points, Kafka stopped (spooling)",
+        unit="MB",
+        better="lower",
+        bars=[Bar("max", 200, "≤ 200 MB")],
+    )
+    up = Row(
+        key="sdk_rss_kafka_up",
+        figure=f"{TITLE}, {n:,} points, Kafka up",
+        unit="MB",
+        better="lower",
+        bars=[Bar("max", 200, "≤ 200 MB")],
+    )
     if gone := ctx.lacks("producer"):
         down.missing = up.missing = gone
         return [down, up]

@@ -38,8 +38,14 @@ async def _seed(ctx: Context, sandbox: Sandbox, points: int) -> str:
         raise RuntimeError(f"seeding failed: {message['error']}")
     conn = await asyncpg.connect(sandbox.settings.database_url)
     try:
-        await wait_committed(conn, bootstrap=sandbox.settings.kafka_bootstrap, topic=sandbox.settings.topic,
-                             run_ids=[message["run_id"]], expected_points=points, timeout_seconds=300)
+        await wait_committed(
+            conn,
+            bootstrap=sandbox.settings.kafka_bootstrap,
+            topic=sandbox.settings.topic,
+            run_ids=[message["run_id"]],
+            expected_points=points,
+            timeout_seconds=300,
+        )
     finally:
         await conn.close()
     return str(message["run_id"])
@@ -48,31 +54,50 @@ async def _seed(ctx: Context, sandbox: Sandbox, points: int) -> str:
 async def _mlflow_run(ctx: Context) -> str:
     """A run in MLflow's default experiment, for the same status request against its server."""
     server = await ctx.mlflow()
-    async with aiohttp.ClientSession() as session, session.post(
-        f"{server.url}/api/2.0/mlflow/runs/create", json={"experiment_id": "0"}
-    ) as resp:
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(f"{server.url}/api/2.0/mlflow/runs/create", json={"experiment_id": "0"}) as resp,
+    ):
         body = await resp.json()
     return f"{server.url}/api/2.0/mlflow/runs/get?run_id={body['run']['info']['run_id']}"
 
 
 async def _load(ctx: Context, url: str, rate: int) -> list[dict[str, Any]]:
-    params = {"url": url, "rate": rate, "seconds": ctx.sizes.load_seconds, "concurrency": CONCURRENCY,
-              "reps": ctx.sizes.reps}
+    params = {
+        "url": url,
+        "rate": rate,
+        "seconds": ctx.sizes.load_seconds,
+        "concurrency": CONCURRENCY,
+        "reps": ctx.sizes.reps,
+    }
     result = await asyncio.to_thread(run_worker, "http_load", params, log_dir=ctx.log_dir)
     return list(result["runs"])
 
 
 async def run(ctx: Context) -> list[Row]:
     s = ctx.sizes
-    status_p99 = Row(key="load_status_p99", figure=f"{TITLE}: run status p99 at 1,000 requests/s, {CONCURRENCY} connections",
-                     unit="s", better="lower", bars=[Bar("max", 0.05, "≤ 50 ms")],
-                     baseline_name="MLflow runs/get, same load")
-    status_max = Row(key="load_status_max", figure=f"{TITLE}: run status, most requests/s ({CONCURRENCY} clients)",
-                     unit="requests/s", better="higher", baseline_name="MLflow runs/get")
-    series_max = Row(key="load_series_max",
-                     figure=f"{TITLE}: series downsampled to 2,000 of {s.load_series_points:,} points, "
-                            f"most requests/s ({CONCURRENCY} clients)",
-                     unit="requests/s", better="higher")
+    status_p99 = Row(
+        key="load_status_p99",
+        figure=f"{TITLE}: run status p99 at 1,000 requests/s, {CONCURRENCY} connections",
+        unit="s",
+        better="lower",
+        bars=[Bar("max", 0.05, "≤ 50 ms")],
+        baseline_name="MLflow runs/get, same load",
+    )
+    status_max = Row(
+        key="load_status_max",
+        figure=f"{TITLE}: run status, most requests/s ({CONCURRENCY} clients)",
+        unit="requests/s",
+        better="higher",
+        baseline_name="MLflow runs/get",
+    )
+    series_max = Row(
+        key="load_series_max",
+        figure=f"{TITLE}: series downsampled to 2,000 of {s.load_series_points:,} points, "
+        f"most requests/s ({CONCURRENCY} clients)",
+        unit="requests/s",
+        better="higher",
+    )
     rows = [status_p99, status_max, series_max]
     ctx.progress("  MLflow runs/get, open loop at 1,000 requests/s, then closed loop")
     mlflow_url = await _mlflow_run(ctx)

@@ -64,9 +64,7 @@ async def _downsampled(session: aiohttp.ClientSession, base: str, run_id: str, m
 
 
 async def _runs_page(session: aiohttp.ClientSession, base: str) -> tuple[float, int]:
-    seconds, body = await _timed_get(
-        session, f"{base}/api/runs", {"experiment": RUNS_EXPERIMENT, "include": "metrics"}
-    )
+    seconds, body = await _timed_get(session, f"{base}/api/runs", {"experiment": RUNS_EXPERIMENT, "include": "metrics"})
     return seconds, len(body["runs"])
 
 
@@ -98,21 +96,37 @@ async def _seed(ctx: Context, sandbox: Sandbox) -> tuple[dict[str, Any], Any, An
     s = ctx.sizes
     mp = multiprocessing.get_context("spawn")
     queue, go = mp.Queue(), mp.Queue()
-    proc = mp.Process(target=seed_and_read, args=(
-        sandbox.settings.as_env(), s.read_series_points, s.get_metrics_metrics, s.get_metrics_points, s.reps, queue, go,
-    ), daemon=True)
+    proc = mp.Process(
+        target=seed_and_read,
+        args=(
+            sandbox.settings.as_env(),
+            s.read_series_points,
+            s.get_metrics_metrics,
+            s.get_metrics_points,
+            s.reps,
+            queue,
+            go,
+        ),
+        daemon=True,
+    )
     proc.start()
     ctx.progress(f"  seeding {s.runs_list_runs:,} small runs in the event format")
     await publish_runs(sandbox.settings.kafka_bootstrap, sandbox.settings.topic, RUNS_EXPERIMENT, s.runs_list_runs)
-    ctx.progress(f"  seeding a {s.read_series_points:,}-point series and {s.get_metrics_metrics} x "
-                 f"{s.get_metrics_points:,} points through the SDK")
+    ctx.progress(
+        f"  seeding a {s.read_series_points:,}-point series and {s.get_metrics_metrics} x "
+        f"{s.get_metrics_points:,} points through the SDK"
+    )
     seeded = await _message(queue, proc)
     conn = await asyncpg.connect(sandbox.settings.database_url)
     try:
         expected = s.read_series_points + seeded["wide_points"]
         _, found = await wait_committed(
-            conn, bootstrap=sandbox.settings.kafka_bootstrap, topic=sandbox.settings.topic,
-            run_ids=[seeded["series_run"], seeded["wide_run"]], expected_points=expected, timeout_seconds=600,
+            conn,
+            bootstrap=sandbox.settings.kafka_bootstrap,
+            topic=sandbox.settings.topic,
+            run_ids=[seeded["series_run"], seeded["wide_run"]],
+            expected_points=expected,
+            timeout_seconds=600,
         )
         if found < expected:
             raise RuntimeError(f"only {found} of {expected} seeded points were stored")
@@ -137,8 +151,12 @@ async def _message(queue: Any, proc: Any) -> dict[str, Any]:
 
 async def _mlflow_history(ctx: Context) -> dict[str, Any]:
     server = await ctx.mlflow()
-    params = {"tracking_uri": server.url, "dsn": server.dsn(), "points": ctx.sizes.read_series_points,
-              "reps": ctx.sizes.reps}
+    params = {
+        "tracking_uri": server.url,
+        "dsn": server.dsn(),
+        "points": ctx.sizes.read_series_points,
+        "reps": ctx.sizes.reps,
+    }
     return await asyncio.to_thread(
         run_worker, "mlflow_history", params, python=BENCH_PYTHON, log_dir=ctx.log_dir, timeout_seconds=1800
     )
@@ -148,15 +166,34 @@ def _rows(ctx: Context) -> dict[str, Row]:
     s = ctx.sizes
     quick = " (QUICK size)" if ctx.quick else ""
     return {
-        "full": Row(key="read_full_series", figure=f"5. read a {s.read_series_points:,}-point series in full{quick}",
-                    unit="s", better="lower", baseline_name="MLflow get_metric_history", bars=[Bar("max", 1.0, "≤ 1 s")]),
-        "down": Row(key="read_downsampled", figure=f"5. the same series downsampled to 2,000 points{quick}",
-                    unit="s", better="lower", bars=[Bar("max", 0.05, "≤ 50 ms")]),
-        "get_metrics": Row(key="read_get_metrics",
-                           figure=f"5. run.get_metrics(), {s.get_metrics_metrics} metrics × {s.get_metrics_points:,} points{quick}",
-                           unit="s", better="lower"),
-        "runs": Row(key="read_runs_list", figure=f"5. runs list, first page with latest metrics, {s.runs_list_runs:,} runs{quick}",
-                    unit="s", better="lower", bars=[Bar("max", 0.1, "≤ 100 ms")]),
+        "full": Row(
+            key="read_full_series",
+            figure=f"5. read a {s.read_series_points:,}-point series in full{quick}",
+            unit="s",
+            better="lower",
+            baseline_name="MLflow get_metric_history",
+            bars=[Bar("max", 1.0, "≤ 1 s")],
+        ),
+        "down": Row(
+            key="read_downsampled",
+            figure=f"5. the same series downsampled to 2,000 points{quick}",
+            unit="s",
+            better="lower",
+            bars=[Bar("max", 0.05, "≤ 50 ms")],
+        ),
+        "get_metrics": Row(
+            key="read_get_metrics",
+            figure=f"5. run.get_metrics(), {s.get_metrics_metrics} metrics × {s.get_metrics_points:,} points{quick}",
+            unit="s",
+            better="lower",
+        ),
+        "runs": Row(
+            key="read_runs_list",
+            figure=f"5. runs list, first page with latest metrics, {s.runs_list_runs:,} runs{quick}",
+            unit="s",
+            better="lower",
+            bars=[Bar("max", 0.1, "≤ 100 ms")],
+        ),
     }
 
 
@@ -185,7 +222,10 @@ async def run(ctx: Context) -> list[Row]:
         sandbox.check_alive()
     rows["full"].runstream = Stats.of(http["full"])
     rows["down"].runstream = Stats.of(http["downsampled_cold"])
-    rows["down"].details = {"cached_seconds": http["downsampled_cached"], "points_returned": http.get("downsampled_points")}
+    rows["down"].details = {
+        "cached_seconds": http["downsampled_cached"],
+        "points_returned": http.get("downsampled_points"),
+    }
     rows["get_metrics"].runstream = Stats.of(get_metrics)
     rows["runs"].runstream = Stats.of(http["runs_page"])
     rows["runs"].details = {"page_size": http.get("runs_page_size")}
@@ -198,6 +238,10 @@ async def run(ctx: Context) -> list[Row]:
         "GET ...&max_points=2000-2k (a different size each time, so the service's cache never answers; the "
         "cached figure is in the JSON details)."
     )
-    rows["get_metrics"].note = "the SDK's run.get_metrics() (HTTP + decoding into Azure's shapes), timed in the SDK's process."
-    rows["runs"].note = "GET /api/runs?experiment=...&include=metrics (default page size), runs seeded in the event format."
+    rows[
+        "get_metrics"
+    ].note = "the SDK's run.get_metrics() (HTTP + decoding into Azure's shapes), timed in the SDK's process."
+    rows[
+        "runs"
+    ].note = "GET /api/runs?experiment=...&include=metrics (default page size), runs seeded in the event format."
     return list(rows.values())

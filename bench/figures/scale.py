@@ -32,14 +32,23 @@ async def _series(ctx: Context, label: str, **kwargs: int) -> list[dict[str, obj
 async def run(ctx: Context) -> list[Row]:
     s = ctx.sizes
     plans = [
-        ("scale_1000_runs", f"{TITLE}: 1,000 concurrent runs × 20 metrics, P=4, W=1, {s.scaling_points:,} points",
-         {"producers": 4, "workers": 1, "points": s.scaling_points, "runs": 1000}),
-        ("scale_48_partitions", f"{TITLE}: 48 partitions, P=4, W=4, {s.scaling_points:,} points",
-         {"producers": 4, "workers": 4, "points": s.scaling_points, "partitions": 48}),
+        (
+            "scale_1000_runs",
+            f"{TITLE}: 1,000 concurrent runs × 20 metrics, P=4, W=1, {s.scaling_points:,} points",
+            {"producers": 4, "workers": 1, "points": s.scaling_points, "runs": 1000},
+        ),
+        (
+            "scale_48_partitions",
+            f"{TITLE}: 48 partitions, P=4, W=4, {s.scaling_points:,} points",
+            {"producers": 4, "workers": 4, "points": s.scaling_points, "partitions": 48},
+        ),
     ]
     plans += [
-        (f"scale_run_{n}", f"{TITLE}: one run of 20 metrics, {n:,} points (P=1, W=1)",
-         {"producers": 1, "workers": 1, "points": n, "runs": 1})
+        (
+            f"scale_run_{n}",
+            f"{TITLE}: one run of 20 metrics, {n:,} points (P=1, W=1)",
+            {"producers": 1, "workers": 1, "points": n, "runs": 1},
+        )
         for n in s.growth_points
     ]
     rows = []
@@ -60,5 +69,7 @@ async def run(ctx: Context) -> list[Row]:
             "each producer process opens 250 runs (the SDK gives each run its own sender thread and Kafka "
             "producer) and logs every metric of every run once per step."
         )
-        rows[-1].note = "growth: the same measurement for a single run; flat points/s = cost per point independent of size."
+        rows[
+            -1
+        ].note = "growth: the same measurement for a single run; flat points/s = cost per point independent of size."
     return rows

@@ -76,9 +76,19 @@ async def _measure(ctx: Context, sandbox: Sandbox, producers: int, points: int, 
     mp = multiprocessing.get_context("spawn")
     ready, queue = mp.Barrier(producers + 1), mp.Queue()
     procs = [
-        mp.Process(target=produce, args=(
-            sandbox.settings.as_env(), "bench-throughput", runs, s.throughput_metrics, steps, ready, queue,
-        ), daemon=True)
+        mp.Process(
+            target=produce,
+            args=(
+                sandbox.settings.as_env(),
+                "bench-throughput",
+                runs,
+                s.throughput_metrics,
+                steps,
+                ready,
+                queue,
+            ),
+            daemon=True,
+        )
         for runs in _split(total_runs, producers)
     ]
     for proc in procs:
@@ -92,8 +102,12 @@ async def _measure(ctx: Context, sandbox: Sandbox, producers: int, points: int, 
     conn = await asyncpg.connect(sandbox.settings.database_url)
     try:
         done_at, found = await wait_committed(
-            conn, bootstrap=sandbox.settings.kafka_bootstrap, topic=sandbox.settings.topic,
-            run_ids=run_ids, expected_points=points, timeout_seconds=max(120.0, points / 20_000),
+            conn,
+            bootstrap=sandbox.settings.kafka_bootstrap,
+            topic=sandbox.settings.topic,
+            run_ids=run_ids,
+            expected_points=points,
+            timeout_seconds=max(120.0, points / 20_000),
         )
         stored = await point_bytes(conn)
         total = await count_points(conn)
@@ -147,8 +161,12 @@ async def copy_floor(ctx: Context, points: int) -> list[dict[str, Any]]:
 async def mlflow_log_batch(ctx: Context) -> list[dict[str, Any]]:
     server = await ctx.mlflow()
     params = {
-        "tracking_uri": server.url, "dsn": server.dsn(), "batches": ctx.sizes.mlflow_batches,
-        "runs": ctx.sizes.throughput_runs, "metrics": ctx.sizes.throughput_metrics, "threads": 4,
+        "tracking_uri": server.url,
+        "dsn": server.dsn(),
+        "batches": ctx.sizes.mlflow_batches,
+        "runs": ctx.sizes.throughput_runs,
+        "metrics": ctx.sizes.throughput_metrics,
+        "threads": 4,
         "reps": ctx.sizes.reps,
     }
     result = await asyncio.to_thread(run_worker, "mlflow_log_batch", params, python=BENCH_PYTHON, log_dir=ctx.log_dir)
@@ -158,22 +176,36 @@ async def mlflow_log_batch(ctx: Context) -> list[dict[str, Any]]:
 def _rows() -> dict[str, Row]:
     return {
         "vs_mlflow": Row(
-            key="throughput_p1_w1_vs_mlflow", figure=TITLE + " (P=1, W=1)", unit="points/s", better="higher",
+            key="throughput_p1_w1_vs_mlflow",
+            figure=TITLE + " (P=1, W=1)",
+            unit="points/s",
+            better="higher",
             baseline_name="MLflow log_batch (1,000/call, 4 threads)",
             bars=[Bar("min", 500_000, "≥ 500k/s"), Bar("ratio", 100, "≥ 100×")],
         ),
         "vs_copy": Row(
-            key="throughput_p1_w1_vs_copy", figure=TITLE + " (P=1, W=1) vs storage floor", unit="points/s",
-            better="higher", baseline_name="asyncpg binary COPY, unindexed table, 1 connection",
-            ratio_kind="fraction", bars=[Bar("ratio", 0.5, "≥ 50% of COPY")],
+            key="throughput_p1_w1_vs_copy",
+            figure=TITLE + " (P=1, W=1) vs storage floor",
+            unit="points/s",
+            better="higher",
+            baseline_name="asyncpg binary COPY, unindexed table, 1 connection",
+            ratio_kind="fraction",
+            bars=[Bar("ratio", 0.5, "≥ 50% of COPY")],
         ),
         "storage": Row(
-            key="storage_bytes_per_point", figure="4. storage per scalar point", unit="bytes/point", better="lower",
-            baseline_name="MLflow metrics + latest_metrics", bars=[Bar("max", 16, "≤ 16 B")],
+            key="storage_bytes_per_point",
+            figure="4. storage per scalar point",
+            unit="bytes/point",
+            better="lower",
+            baseline_name="MLflow metrics + latest_metrics",
+            bars=[Bar("max", 16, "≤ 16 B")],
         ),
         "worker_rss": Row(
-            key="ingest_worker_peak_rss", figure="8. ingest worker peak RSS under full load", unit="MB",
-            better="lower", bars=[Bar("max", 500, "≤ 500 MB")],
+            key="ingest_worker_peak_rss",
+            figure="8. ingest worker peak RSS under full load",
+            unit="MB",
+            better="lower",
+            bars=[Bar("max", 500, "≤ 500 MB")],
         ),
     }
 
@@ -236,14 +268,20 @@ async def _other_configs(ctx: Context) -> list[Row]:
     for producers, workers in ctx.sizes.throughput_configs[1:]:
         results = []
         for rep in range(ctx.sizes.reps):
-            ctx.progress(f"  rep {rep + 1}/{ctx.sizes.reps}: runstream P={producers} W={workers}, "
-                         f"{ctx.sizes.scaling_points:,} points")
+            ctx.progress(
+                f"  rep {rep + 1}/{ctx.sizes.reps}: runstream P={producers} W={workers}, "
+                f"{ctx.sizes.scaling_points:,} points"
+            )
             results.append(await runstream_once(ctx, producers, workers, ctx.sizes.scaling_points))
             ctx.progress(f"    {results[-1]['points_per_second']:,.0f} points/s")
-        rows.append(Row(
-            key=f"throughput_p{producers}_w{workers}",
-            figure=f"{TITLE} (P={producers}, W={workers}, {ctx.sizes.scaling_points:,} points)",
-            unit="points/s", better="higher", runstream=Stats.of(r["points_per_second"] for r in results),
-            details={"runstream": results},
-        ))
+        rows.append(
+            Row(
+                key=f"throughput_p{producers}_w{workers}",
+                figure=f"{TITLE} (P={producers}, W={workers}, {ctx.sizes.scaling_points:,} points)",
+                unit="points/s",
+                better="higher",
+                runstream=Stats.of(r["points_per_second"] for r in results),
+                details={"runstream": results},
+            )
+        )
     return rows

@@ -41,8 +41,14 @@ async def main() -> None:
                 copied += len(rows)
             seconds = time.perf_counter() - started
             size = await conn.fetchval("SELECT pg_total_relation_size('floor_points')")
-            results.append({"points": copied, "seconds": seconds, "points_per_second": copied / seconds,
-                            "bytes_per_point": size / copied})
+            results.append(
+                {
+                    "points": copied,
+                    "seconds": seconds,
+                    "points_per_second": copied / seconds,
+                    "bytes_per_point": size / copied,
+                }
+            )
     finally:
         await conn.close()
     emit({"runs": results})

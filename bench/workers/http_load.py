@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-from typing import Any
 
 import aiohttp
 
@@ -40,8 +39,15 @@ async def _one(session: aiohttp.ClientSession, url: str, due: float, latencies: 
     latencies.append(time.perf_counter() - due)
 
 
-async def _open_loop(session: aiohttp.ClientSession, url: str, rate: float, seconds: float, limit: int,
-                     latencies: list[float], errors: list[int]) -> None:
+async def _open_loop(
+    session: aiohttp.ClientSession,
+    url: str,
+    rate: float,
+    seconds: float,
+    limit: int,
+    latencies: list[float],
+    errors: list[int],
+) -> None:
     gate = asyncio.Semaphore(limit)
     tasks = []
     started = time.perf_counter()
@@ -66,8 +72,9 @@ async def _open_loop(session: aiohttp.ClientSession, url: str, rate: float, seco
     latencies.extend([float("inf")] * len(pending))
 
 
-async def _closed_loop(session: aiohttp.ClientSession, url: str, seconds: float, clients: int,
-                       latencies: list[float], errors: list[int]) -> None:
+async def _closed_loop(
+    session: aiohttp.ClientSession, url: str, seconds: float, clients: int, latencies: list[float], errors: list[int]
+) -> None:
     stop = time.perf_counter() + seconds
 
     async def client() -> None:
@@ -95,12 +102,18 @@ async def main() -> None:
             elapsed = time.perf_counter() - started
             ordered = sorted(latencies)
             answered = sum(1 for x in latencies if x != float("inf"))
-            results.append({
-                "requests": answered, "unanswered": len(latencies) - answered, "errors": len(errors),
-                "seconds": elapsed, "requests_per_second": answered / elapsed,
-                "p50": _percentile(ordered, 50), "p99": _percentile(ordered, 99),
-                "max": ordered[-1] if ordered else float("inf"),
-            })
+            results.append(
+                {
+                    "requests": answered,
+                    "unanswered": len(latencies) - answered,
+                    "errors": len(errors),
+                    "seconds": elapsed,
+                    "requests_per_second": answered / elapsed,
+                    "p50": _percentile(ordered, 50),
+                    "p99": _percentile(ordered, 99),
+                    "max": ordered[-1] if ordered else float("inf"),
+                }
+            )
     emit({"runs": results})
 
 

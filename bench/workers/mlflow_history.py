@@ -29,7 +29,8 @@ def main() -> None:
         cur.copy_expert("COPY metrics (key, value, timestamp, run_uuid, step, is_nan) FROM STDIN", rows)
         last = points - 1
         cur.execute(
-            "INSERT INTO latest_metrics (key, value, timestamp, step, is_nan, run_uuid) VALUES (%s, %s, %s, %s, %s, %s)",
+            "INSERT INTO latest_metrics (key, value, timestamp, step, is_nan, run_uuid)"
+            " VALUES (%s, %s, %s, %s, %s, %s)",
             ("series", last * 0.5, now_ms + last, last, False, run_id),
         )
         cur.execute("ANALYZE metrics")

@@ -36,12 +36,14 @@ def main() -> None:
         drained = time.perf_counter()
         mlflow.end_run()
         drain_seconds.append(time.perf_counter() - drained)
-    emit({
-        "ns_per_call": per_call,
-        "end_run_seconds": drain_seconds,
-        "loop_overhead_ns": loop_overhead_ns(calls),
-        "peak_rss_bytes": peak_rss_bytes(),
-    })
+    emit(
+        {
+            "ns_per_call": per_call,
+            "end_run_seconds": drain_seconds,
+            "loop_overhead_ns": loop_overhead_ns(calls),
+            "peak_rss_bytes": peak_rss_bytes(),
+        }
+    )
 
 
 if __name__ == "__main__":

@@ -27,12 +27,14 @@ def main() -> None:
         run.flush(120)
         run.complete()
         flush_seconds.append(time.perf_counter() - flushed)
-    emit({
-        "ns_per_call": per_call,
-        "flush_and_complete_seconds": flush_seconds,
-        "loop_overhead_ns": loop_overhead_ns(calls),
-        "peak_rss_bytes": peak_rss_bytes(),
-    })
+    emit(
+        {
+            "ns_per_call": per_call,
+            "flush_and_complete_seconds": flush_seconds,
+            "loop_overhead_ns": loop_overhead_ns(calls),
+            "peak_rss_bytes": peak_rss_bytes(),
+        }
+    )
 
 
 if __name__ == "__main__":

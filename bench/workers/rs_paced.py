@@ -15,9 +15,7 @@ from typing import Any
 TICK_SECONDS = 0.005
 
 
-def paced(
-    env: dict[str, str], rate: int, seconds: float, probe_interval: float, reps: int, out: Any, go: Any
-) -> None:
+def paced(env: dict[str, str], rate: int, seconds: float, probe_interval: float, reps: int, out: Any, go: Any) -> None:
     from producer import Experiment, Workspace
     from runstream.config import Settings
 

@@ -43,16 +43,18 @@ def produce(
         flushed = time.time()
         for run in opened:
             run.complete()
-        results.put({
-            "run_ids": [run.id for run in opened],
-            "points": runs * metrics * steps,
-            "first_log": first,
-            "logged": logged,
-            "flushed": flushed,
-            "completed": time.time(),
-            "peak_rss_bytes": peak_rss_bytes(),
-            "stats": [run.stats() for run in opened[:1]],
-        })
+        results.put(
+            {
+                "run_ids": [run.id for run in opened],
+                "points": runs * metrics * steps,
+                "first_log": first,
+                "logged": logged,
+                "flushed": flushed,
+                "completed": time.time(),
+                "peak_rss_bytes": peak_rss_bytes(),
+                "stats": [run.stats() for run in opened[:1]],
+            }
+        )
     except BaseException as exc:  # the parent must hear about it, not wait forever
         results.put({"error": f"{type(exc).__name__}: {exc}"})
         raise

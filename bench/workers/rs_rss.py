@@ -17,7 +17,7 @@ from bench.workers import emit, params, peak_rss_bytes
 def main() -> None:
     p = params()
     baseline = peak_rss_bytes()
-    from producer import Experiment, Workspace, LoggingOptions
+    from producer import Experiment, LoggingOptions, Workspace
     from runstream.config import Settings
 
     settings = Settings.from_env()
@@ -44,17 +44,19 @@ def main() -> None:
         run.flush(5.0 if p["kafka"] == "down" else 300.0)
     except Exception as exc:
         flush_error = f"{type(exc).__name__}: {str(exc)[:200]}"
-    emit({
-        "points": logged,
-        "error": error,
-        "flush_error": flush_error,
-        "log_seconds": log_seconds,
-        "rss_before_import_mb": baseline / 2**20,
-        "rss_after_import_mb": imported / 2**20,
-        "peak_rss_after_log_mb": after_log / 2**20,
-        "peak_rss_mb": peak_rss_bytes() / 2**20,
-        "stats": run.stats(),
-    })
+    emit(
+        {
+            "points": logged,
+            "error": error,
+            "flush_error": flush_error,
+            "log_seconds": log_seconds,
+            "rss_before_import_mb": baseline / 2**20,
+            "rss_after_import_mb": imported / 2**20,
+            "peak_rss_after_log_mb": after_log / 2**20,
+            "peak_rss_mb": peak_rss_bytes() / 2**20,
+            "stats": run.stats(),
+        }
+    )
     os._exit(0)  # what happens to unsent points at exit is not this figure's business
 
 

@@ -10,12 +10,14 @@ import os
 import tempfile
 import time
 
-os.environ.update({
-    "WANDB_MODE": "offline",
-    "WANDB_SILENT": "true",
-    "WANDB_DISABLE_GIT": "true",
-    "WANDB_DISABLE_CODE": "true",
-})
+os.environ.update(
+    {
+        "WANDB_MODE": "offline",
+        "WANDB_SILENT": "true",
+        "WANDB_DISABLE_GIT": "true",
+        "WANDB_DISABLE_CODE": "true",
+    }
+)
 
 import wandb  # noqa: E402
 
@@ -39,12 +41,14 @@ def main() -> None:
             finished = time.perf_counter()
             wandb.finish()
             finish_seconds.append(time.perf_counter() - finished)
-    emit({
-        "ns_per_call": per_call,
-        "finish_seconds": finish_seconds,
-        "loop_overhead_ns": loop_overhead_ns(calls),
-        "peak_rss_bytes": peak_rss_bytes(),
-    })
+    emit(
+        {
+            "ns_per_call": per_call,
+            "finish_seconds": finish_seconds,
+            "loop_overhead_ns": loop_overhead_ns(calls),
+            "peak_rss_bytes": peak_rss_bytes(),
+        }
+    )
 
 
 if __name__ == "__main__":
