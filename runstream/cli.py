@@ -109,12 +109,22 @@ def _query(settings: Settings, _: argparse.Namespace) -> int:
     return 0
 
 
+def _sync(settings: Settings, args: argparse.Namespace) -> int:
+    from producer import Workspace, sync_spool
+
+    result = sync_spool(args.path, workspace=Workspace.from_config())
+    print(f"published {result.records} record(s) from {len(result.sessions)} spool file(s); "
+          f"uploaded {len(result.files)} file(s); skipped {len(result.skipped)} held by live processes")
+    return 0
+
+
 _COMMANDS = {
     "up": (_up, "start Kafka, PostgreSQL, ingest and query in the background"),
     "down": (_down, "stop what `up` started"),
     "status": (_status, "each component's pid, port and health"),
     "migrate": (_migrate, "apply pending schema migrations"),
     "ingest": (_ingest, "run ingest workers in the foreground"),
+    "sync": (_sync, "publish spools left by offline runs or processes that died"),
     "dlq": (_dlq, "list the newest records of the dead-letter topic"),
     "query": (_query, "run the query service in the foreground"),
 }
@@ -132,6 +142,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     parsers = {name: commands.add_parser(name, help=help_text) for name, (_, help_text) in _COMMANDS.items()}
     parsers["ingest"].add_argument("--workers", type=_positive, default=1, help="worker processes (default 1)")
+    parsers["sync"].add_argument("path", nargs="?", default=None, help="spool, run directory or file")
     parsers["dlq"].add_argument("action", choices=["list"])
     parsers["dlq"].add_argument("--limit", type=_positive, default=50, help="how many of the newest (default 50)")
     args = parser.parse_args(argv)
