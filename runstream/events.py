@@ -262,7 +262,7 @@ def _check_event(event: Any) -> Event:
     if not isinstance(event, dict):
         raise EventError("bad_shape", "event is not an object")
     kind = event.get("type")
-    required = _EVENT_FIELDS.get(kind)  # type: ignore[arg-type]
+    required = _EVENT_FIELDS.get(kind) if isinstance(kind, str) else None
     if required is None:
         raise EventError("bad_event_type", f"unknown event type {kind!r}")
     missing = [f for f in required if f not in event]
