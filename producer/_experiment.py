@@ -8,7 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from producer import _validate
-from producer._http import QueryClient
 from producer._run import Run, _attached, iter_runs
 from producer._submit import ScriptProcess, ScriptRunConfig
 from producer._workspace import Workspace
@@ -64,9 +63,7 @@ class Experiment:
 
     def get_runs(self) -> Iterator[Run]:
         """The experiment's runs, newest first, as the query service lists them."""
-        http = QueryClient(
-            self.workspace.query_url, self.workspace.token, self.workspace.options.request_timeout_seconds
-        )
+        http = self.workspace.query_client()
         spool = self.workspace.home / "spool"
         for doc in iter_runs(http, {"experiment": self.name}):
             yield _attached(self, doc, spool)

@@ -1,7 +1,9 @@
 """A small blocking client for the query service, run in the caller's thread.
 
 It uses urllib (no extra dependency): these calls are rare (status, metrics,
-files) and never on the logging hot path. Error statuses become
+files) and never on the logging hot path. Reads present the read token and
+uploads the write token (each falling back to the other when only one is
+set), as the query service's auth expects. Error statuses become
 :class:`QueryServiceError` (404: :class:`RunNotFoundError`) with the body's
 message; JSON answers are decoded, non-finite floats restored.
 """
@@ -24,9 +26,12 @@ from runstream.events import decode_json_value
 class QueryClient:
     """The query service's HTTP API for one workspace."""
 
-    def __init__(self, base_url: str, token: str | None, timeout_seconds: float = 30.0) -> None:
+    def __init__(
+        self, base_url: str, token: str | None, timeout_seconds: float = 30.0, *, write_token: str | None = None
+    ) -> None:
         self.base_url = base_url.rstrip("/")
-        self._token = token
+        self._read_token = token or write_token
+        self._write_token = write_token or token
         self._timeout = timeout_seconds
 
     def url(self, path: str, params: dict[str, str] | None = None) -> str:
@@ -54,8 +59,9 @@ class QueryClient:
         self, method: str, url: str, body: bytes | IO[bytes] | None = None, headers: dict[str, str] | None = None
     ) -> Any:
         request = urllib.request.Request(url, data=body, method=method, headers=headers or {})  # noqa: S310 - http(s) checked by Workspace
-        if self._token is not None:
-            request.add_header("Authorization", f"Bearer {self._token}")
+        token = self._read_token if method == "GET" else self._write_token
+        if token is not None:
+            request.add_header("Authorization", f"Bearer {token}")
         request.add_header("Accept", "application/json")
         try:
             return urllib.request.urlopen(request, timeout=self._timeout)  # noqa: S310 - http(s) checked by Workspace

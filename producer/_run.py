@@ -86,9 +86,7 @@ class Run:
         self._options = self._workspace.options
         self._outputs = None if outputs is None else Path(outputs)
         self._spool_dir = Path(spool_dir) if spool_dir is not None else self._workspace.home / "spool"
-        self._http = QueryClient(
-            self._workspace.query_url, self._workspace.token, self._options.request_timeout_seconds
-        )
+        self._http = self._workspace.query_client()
         self._status: str | None = None  # local view; None: attached, unknown until asked
         self._tags: dict[str, str | None] = {}
         self._properties: dict[str, str] = {}

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from producer import _spool
 from producer._errors import DeliveryError, QueryServiceError
-from producer._http import QueryClient, quote
+from producer._http import quote
 from producer._sinks import KafkaSink, is_fatal
 from producer._workspace import Workspace
 
@@ -102,7 +102,7 @@ async def _publish(sink: KafkaSink, key: bytes, value: bytes) -> None:
 
 
 def _upload_files(root: Path, ws: Workspace, result: SyncResult) -> None:
-    client = QueryClient(ws.query_url, ws.token, ws.options.request_timeout_seconds)
+    client = ws.query_client()
     run_dirs = [root] if (root / "files").is_dir() else [d for d in root.iterdir() if (d / "files").is_dir()]
     for run_dir in run_dirs:
         base = run_dir / "files"

@@ -1,9 +1,10 @@
-"""Where runs are sent: the Kafka bootstrap servers, the topic, the query service, the token.
+"""Where runs are sent: the Kafka bootstrap servers, the topic, the query service, the tokens.
 
 ``Workspace.from_config()`` reads ``<RUNSTREAM_HOME>/config.json`` (written by
 ``runstream up``) when it exists and ``RUNSTREAM_*`` variables otherwise. The
-token never comes from the file: only from ``RUNSTREAM_TOKEN`` or the
-constructor, so a config file can be shared without leaking it.
+tokens never come from the file: only from ``RUNSTREAM_TOKEN`` (reads) and
+``RUNSTREAM_WRITE_TOKEN`` (uploads) or the constructor, so a config file can be
+shared without leaking them.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any
 from aiokafka import codec  # type: ignore[import-untyped]
 
 from producer._errors import WorkspaceConfigError
+from producer._http import QueryClient
 from runstream.config import Settings
 
 _CONFIG_KEYS = ("kafka_bootstrap", "query_url", "topic")
@@ -94,6 +96,7 @@ class Workspace:
         kafka_bootstrap: str,
         query_url: str,
         token: str | None = None,
+        write_token: str | None = None,
         topic: str = "runstream.events",
         options: LoggingOptions | None = None,
         home: str | os.PathLike[str] | None = None,
@@ -103,11 +106,14 @@ class Workspace:
                 raise WorkspaceConfigError(f"Workspace {key} must be a non-empty str, got {value!r}")
         if not query_url.startswith(("http://", "https://")):
             raise WorkspaceConfigError(f"Workspace query_url {query_url!r} is not an http(s) URL")
-        if token is not None and not isinstance(token, str):
-            raise WorkspaceConfigError("Workspace token must be a str or None")
+        for key, secret in (("token", token), ("write_token", write_token)):
+            if secret is not None and not isinstance(secret, str):
+                raise WorkspaceConfigError(f"Workspace {key} must be a str or None")
         self.kafka_bootstrap = kafka_bootstrap
         self.query_url = query_url.rstrip("/")
         self.token = token or None
+        # Uploads present it when set (the query service may demand it for writes).
+        self.write_token = write_token or None
         self.topic = topic
         self.options = options or LoggingOptions()
         # The state directory whose spool/ keeps what Kafka could not take (RUNSTREAM_HOME by default).
@@ -125,6 +131,7 @@ class Workspace:
             kafka_bootstrap=settings.kafka_bootstrap,
             query_url=settings.query_url,
             token=settings.token,
+            write_token=settings.write_token,
             topic=settings.topic,
             options=options,
             home=settings.home,
@@ -159,6 +166,7 @@ class Workspace:
             kafka_bootstrap=values.get("kafka_bootstrap", settings.kafka_bootstrap),
             query_url=values.get("query_url", settings.query_url),
             token=settings.token,
+            write_token=settings.write_token,
             topic=values.get("topic", settings.topic),
             options=options,
             home=settings.home,
@@ -174,7 +182,15 @@ class Workspace:
         }
         if self.token is not None:
             env["RUNSTREAM_TOKEN"] = self.token
+        if self.write_token is not None:
+            env["RUNSTREAM_WRITE_TOKEN"] = self.write_token
         return env
+
+    def query_client(self) -> QueryClient:
+        """A client of the query service: reads with ``token``, uploads with ``write_token``."""
+        return QueryClient(
+            self.query_url, self.token, self.options.request_timeout_seconds, write_token=self.write_token
+        )
 
 
 def _read_config(file: Path) -> dict[str, str]:

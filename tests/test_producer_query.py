@@ -183,6 +183,33 @@ async def test_the_token_is_sent_as_a_bearer(settings: Settings, spawn: Any, tmp
     run.complete()
 
 
+async def test_uploads_use_the_write_token_and_reads_the_read_token(
+    settings: Settings, spawn: Any, tmp_path: Path
+) -> None:
+    port = free_port()
+    secured = replace(
+        settings, token="r3ad", write_token="wr1te", query_port=port, query_url=f"http://127.0.0.1:{port}"
+    )
+    proc = spawn("query", secured)
+    await wait_http_ok(f"{secured.query_url}/health", proc)
+    env = {k: v for k, v in secured.as_env().items() if k != "RUNSTREAM_HOME"}
+    both = Workspace.from_config(env={**env, "RUNSTREAM_HOME": str(tmp_path)})
+    assert (both.token, both.write_token) == ("r3ad", "wr1te")
+    run = Experiment(both, "tokens").start_logging(outputs=None)
+    run.upload_file("f.txt", io.BytesIO(b"ok"))  # 403 if it were sent with the read token
+    assert run.get_file_names() == ["f.txt"]
+    assert run.download_file("f.txt", tmp_path).read_bytes() == b"ok"
+    read_only = Run(Experiment(Workspace.from_settings(replace(secured, write_token=None)), "tokens"), run.id)
+    assert read_only.get_file_names() == ["f.txt"]
+    with pytest.raises(QueryServiceError) as info:
+        read_only.upload_file("g.txt", io.BytesIO(b"no"))
+    assert info.value.status == 403
+    # The write token alone also reads: the service accepts it for both.
+    write_only = Run(Experiment(Workspace.from_settings(replace(secured, token=None)), "tokens"), run.id)
+    assert write_only.get_file_names() == ["f.txt"]
+    run.complete()
+
+
 def _script(tmp_path: Path, body: str) -> Path:
     source = tmp_path / "src"
     source.mkdir(exist_ok=True)
