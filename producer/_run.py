@@ -52,6 +52,9 @@ if TYPE_CHECKING:
 ENV_RUN_ID = "RUNSTREAM_RUN_ID"
 ENV_EXPERIMENT = "RUNSTREAM_EXPERIMENT"
 _EVENT_BUDGET = MAX_RECORD_BYTES - 64 * 1024
+#: A series' description travels as the run property ``DESCRIPTION_PREFIX + name``
+#: (the event format has no field for it; ingest keeps the first value of a property).
+DESCRIPTION_PREFIX = "runstream.description/"
 
 _context_run: Run | None = None
 
@@ -91,6 +94,7 @@ class Run:
         self._tags: dict[str, str | None] = {}
         self._properties: dict[str, str] = {}
         self._names: set[str] = set()
+        self._described: set[str] = set()  # series whose description this process has sent
         self._image_counts: dict[str, int] = {}
         self._script: ScriptProcess | None = None  # set by Experiment.submit
         self._owner = False  # this process started the run (and so ends it on SIGTERM)
@@ -162,39 +166,58 @@ class Run:
 
         Costs well under a microsecond for a float of an already-logged name:
         it only appends to the buffer. ``step`` defaults to the count of the
-        name's points so far in this process.
+        name's points so far in this process. A ``description`` is sent once per
+        series (see :meth:`_describe`).
         """
         columns = self._fast.get(name)
-        if columns is not None and type(value) is float and step is None:
+        if columns is not None and type(value) is float and step is None and not description:
             self._append_float(columns, value)
             return
-        self._log_any(name, value, step)
+        self._log_any(name, value, step, description)
 
-    def _log_any(self, name: str, value: Any, step: Any) -> None:
+    def _log_any(self, name: str, value: Any, step: Any, description: Any) -> None:
         self._check_name(name)
         kind, stored = _validate.scalar(name, value)
         if step is not None:
             step = _validate.step(name, step)
         self._check_open(name)
+        self._describe(name, description)
         self._sending()
         self._buffer.append(name, kind, stored, step)
+
+    def _describe(self, name: str, description: Any) -> None:
+        """Send the series' first non-empty description as the property ``DESCRIPTION_PREFIX + name``.
+
+        Later descriptions of the same series are not sent: ingest keeps a
+        property's first value, and re-sending on every call would cost the
+        hot path. ``get_properties()`` shows it.
+        """
+        if not description or name in self._described:
+            return
+        text = _validate.description(name, description)
+        self._publish({"type": "properties", "time": time.time(), "properties": {DESCRIPTION_PREFIX + name: text}})
+        self._properties.setdefault(DESCRIPTION_PREFIX + name, text)
+        self._described.add(name)
 
     def log_list(self, name: str, value: Any, description: str = "") -> None:
         """Log a list of values as one entry of the metric ``name``."""
         self._check_name(name)
         values = _validate.values(name, value)
+        self._describe(name, description)
         self._publish_sized(name, {"type": "list", "name": name, "time": time.time(), "values": values}, len(values))
 
     def log_row(self, name: str, description: str | None = None, **columns: Any) -> None:
         """Log one row of the table ``name``: ``log_row("loss", epoch=1, value=0.3)``."""
         self._check_name(name)
         row = _validate.row(name, columns)
+        self._describe(name, description)
         self._publish_sized(name, {"type": "row", "name": name, "time": time.time(), "columns": row}, len(row))
 
     def log_table(self, name: str, value: Mapping[str, Any], description: str = "") -> None:
         """Log a table ``{column: [values]}``; columns must have equal lengths."""
         self._check_name(name)
         table = _validate.table(name, value)
+        self._describe(name, description)
         weight = sum(len(v) for v in table.values())
         self._publish_sized(name, {"type": "table", "name": name, "time": time.time(), "columns": table}, weight)
 
@@ -217,6 +240,7 @@ class Run:
         else:
             data, suffix = _payloads.render_png(name, plot), ".png"
         self._check_open(name)
+        self._describe(name, description)
         count = self._image_counts.get(name, 0)
         safe = name.replace("/", "_").replace("\\", "_")
         file_name = f"images/{safe}{suffix}" if count == 0 else f"images/{safe}_{count}{suffix}"

@@ -159,6 +159,13 @@ def tag_value(key: str, value: Any) -> str | None:
     return _string(key, str(value))
 
 
+def description(metric: str, value: Any) -> str:
+    """A series' description: a str within the string limit."""
+    if not isinstance(value, str):
+        raise MetricTypeError(metric, f"description must be a str, got {type(value).__name__}")
+    return _string(metric, str(value))
+
+
 def property_value(key: str, value: Any) -> str:
     """A property's value: a str within the string limit."""
     if not isinstance(value, str):

@@ -70,14 +70,14 @@ def test_the_azure_workflow_reads_back_exactly(workspace: Workspace, tmp_path: P
     run = Experiment(workspace, "azure-workflow").start_logging(
         display_name="sweep", outputs=outputs, snapshot_directory=snapshot
     )
-    run.log("alpha", 0.03)
+    run.log("alpha", 0.03, description="ridge penalty")
     for value in (1.0, math.nan, math.inf, -math.inf, 0.5):
         run.log("mse", value)
     run.log("epochs", 3)
     run.log("name", "ridge")
     run.log_list("fib", [0, 1, 1, 2, 3, 5])
-    run.log_row("curve", x=1, y=0.4)
-    run.log_row("curve", x=2, y=0.7, z=1.0)
+    run.log_row("curve", description="validation curve", x=1, y=0.4)
+    run.log_row("curve", description="changed later: not sent", x=2, y=0.7, z=1.0)
     run.log_table("sine", {"angle": [0.0, 1.0], "sin": [0.0, math.sin(1.0)]})
     run.log_image("roc", path=image)
     run.log_image("plot", plot=figure)
@@ -116,7 +116,10 @@ def test_the_azure_workflow_reads_back_exactly(workspace: Workspace, tmp_path: P
     assert run.get_metrics("nothing") == {}
 
     assert run.get_tags() == {"selected": "yes", "flag": None}
-    assert run.get_properties() == {"owner": "ml"}
+    # Descriptions reach the server as reserved properties, one per series.
+    described = {"runstream.description/alpha": "ridge penalty", "runstream.description/curve": "validation curve"}
+    assert details["properties"] == {"owner": "ml", **described}
+    assert run.get_properties() == {"owner": "ml", **described}
     names = set(run.get_file_names())
     assert names >= {
         "outputs/model.txt",

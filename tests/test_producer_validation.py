@@ -51,6 +51,8 @@ TYPE_ERRORS: list[tuple[str, Call, str]] = [
     ("tag value", lambda r: r.tag("m", 3), "tag value must be a str"),
     ("property value", lambda r: r.add_properties({"m": 1}), "property value must be a str"),
     ("fail details", lambda r: r.fail(3.5), "fail() takes"),
+    ("description", lambda r: r.log("m", 1.0, description=3), "description must be a str"),
+    ("row description", lambda r: r.log_row("m", description=b"x", a=1), "description must be a str"),
 ]
 
 VALUE_ERRORS: list[tuple[str, Call, str]] = [
@@ -73,6 +75,7 @@ VALUE_ERRORS: list[tuple[str, Call, str]] = [
     ("absolute file", lambda r: r.upload_file("/m", __file__), "relative path"),
     ("missing file", lambda r: r.upload_file("m", "/nonexistent"), "is not a file"),
     ("huge list", lambda r: r.log_list("m", ["x" * 4000] * 3000), "exceeds the limit"),
+    ("long description", lambda r: r.log("m", 1.0, description="d" * (MAX_STRING_CHARS + 1)), "more than"),
 ]
 
 
