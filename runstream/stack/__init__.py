@@ -1,5 +1,14 @@
-"""The local stack: Kafka, PostgreSQL, ingest and query as processes (no Docker)."""
+"""The local stack: Kafka, PostgreSQL, ingest and query as processes (no Docker).
 
-from runstream.stack._local import LocalStack
+Besides :class:`LocalStack` (``runstream up / down / status``), the pieces
+other tools build on: :func:`create_topics` and :func:`ensure_topic` for a
+topic set of their own on any broker, :func:`http_ok` and
+:func:`wait_http_ok` to wait for a service they started, and the
+:data:`KAFKA_VERSION` the stack runs.
+"""
 
-__all__ = ["LocalStack"]
+from runstream.stack._health import http_ok, wait_http_ok
+from runstream.stack._kafka import KAFKA_VERSION, ensure_topic
+from runstream.stack._local import LocalStack, create_topics
+
+__all__ = ["KAFKA_VERSION", "LocalStack", "create_topics", "ensure_topic", "http_ok", "wait_http_ok"]

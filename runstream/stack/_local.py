@@ -6,17 +6,16 @@ import asyncio
 import json
 import os
 import sys
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
 from runstream.config import Settings
 from runstream.stack import _process
+from runstream.stack._health import http_ok, wait_http_ok
 from runstream.stack._kafka import KafkaBroker, ensure_topic
 from runstream.stack._postgres import PostgresCluster
 
-__all__ = ["ComponentStatus", "LocalStack"]
+__all__ = ["ComponentStatus", "LocalStack", "create_topics"]
 
 
 @dataclass(frozen=True)
@@ -50,12 +49,7 @@ class LocalStack:
         self.kafka.start()
         self.postgres.start()
         asyncio.run(migrate(self.settings.database_url))
-        asyncio.run(self._create_topics())
-
-    async def _create_topics(self) -> None:
-        s = self.settings
-        await ensure_topic(s.kafka_bootstrap, s.topic, s.topic_partitions)
-        await ensure_topic(s.kafka_bootstrap, s.dlq_topic, 1)
+        asyncio.run(create_topics(self.settings))
 
     def start(self) -> None:
         """Everything, then the config file the SDK's ``Workspace.from_config()`` reads."""
@@ -82,7 +76,13 @@ class LocalStack:
                 log_file=self.settings.home / "logs" / f"{module}.log",
                 env={**os.environ, **self.settings.as_env()},
             )
-        asyncio.run(_wait_http_ok(health_url, pid_file))
+        asyncio.run(
+            wait_http_ok(
+                health_url,
+                alive=lambda: _process.alive(_process.read_pid(pid_file)),
+                exited_message=f"{module} exited during start; see its log under logs/",
+            )
+        )
 
     def stop(self) -> list[str]:
         """Stop what ``start`` started, newest first; return the names of those that were running."""
@@ -105,23 +105,10 @@ class LocalStack:
     def _service_status(self, name: str, port: int, health_url: str) -> ComponentStatus:
         pid = _process.read_pid(self._pid_file(name))
         running = _process.alive(pid)
-        return ComponentStatus(name, pid if running else None, port, running and _http_ok(health_url))
+        return ComponentStatus(name, pid if running else None, port, running and http_ok(health_url))
 
 
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - our own loopback URL
-            return bool(resp.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-async def _wait_http_ok(url: str, pid_file: Path, timeout_seconds: float = 60.0) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout_seconds
-    while not await loop.run_in_executor(None, _http_ok, url):
-        if not _process.alive(_process.read_pid(pid_file)):
-            raise RuntimeError(f"{pid_file.stem} exited during start; see its log under logs/")
-        if loop.time() > deadline:
-            raise RuntimeError(f"{url} did not answer 200 within {timeout_seconds}s")
-        await asyncio.sleep(0.2)
+async def create_topics(settings: Settings) -> None:
+    """The events topic (``settings.topic_partitions`` partitions) and the dead-letter topic, unless they exist."""
+    await ensure_topic(settings.kafka_bootstrap, settings.topic, settings.topic_partitions)
+    await ensure_topic(settings.kafka_bootstrap, settings.dlq_topic, 1)
