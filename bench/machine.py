@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.proc import BENCH_PYTHON, PROJECT_PYTHON, ROOT
+from runstream.stack import KAFKA_VERSION
 
 __all__ = ["describe_machine", "versions"]
 
@@ -84,8 +85,6 @@ def _git_commit() -> str:
 
 
 def versions(postgres: str) -> dict[str, str]:
-    from runstream.stack._kafka import KAFKA_VERSION
-
     found = {
         "runstream": _git_commit(),
         "python": platform.python_version(),

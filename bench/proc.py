@@ -1,11 +1,14 @@
-"""Child processes: benchmark workers that answer with one JSON line, and long-lived services."""
+"""Child processes: benchmark workers that answer with one JSON line, children that report on a
+multiprocessing queue, and long-lived services."""
 
 # ruff: noqa: S603, S607 - the bench starts its own processes with fixed argument lists.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import queue
 import signal
 import socket
 import subprocess
@@ -15,6 +18,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from runstream.stack import wait_http_ok
+
 __all__ = [
     "BENCH_PYTHON",
     "PROJECT_PYTHON",
@@ -23,6 +28,7 @@ __all__ = [
     "Service",
     "WorkerError",
     "free_port",
+    "next_message",
     "peak_rss_bytes",
     "run_worker",
 ]
@@ -88,6 +94,25 @@ def run_worker(
     raise WorkerError(f"{module} exited {done.returncode} without a result:\n{tail}")
 
 
+async def next_message(messages: Any, procs: Sequence[Any], what: str) -> dict[str, Any]:
+    """The next message a multiprocessing child put on ``messages``.
+
+    Raises if the message reports an error, or once every one of ``procs`` has
+    exited with nothing left on the queue: a child that dies must not leave
+    the figure waiting forever.
+    """
+    while True:
+        try:
+            message: dict[str, Any] = await asyncio.to_thread(messages.get, True, 1.0)
+        except queue.Empty:
+            if not any(p.is_alive() for p in procs) and messages.empty():
+                raise RuntimeError(f"{what} exited with {[p.exitcode for p in procs]}") from None
+            continue
+        if "error" in message:
+            raise RuntimeError(f"{what} failed: {message['error']}")
+        return message
+
+
 def peak_rss_bytes(pid: int) -> int | None:
     """VmHWM of a live process: the most resident memory it ever had."""
     try:
@@ -124,6 +149,18 @@ class Service:
 
     def alive(self) -> bool:
         return self.proc.poll() is None
+
+    async def wait_http_ok(self, url: str, *, timeout_seconds: float = 90.0) -> None:
+        """Return once ``url`` answers 200; fail at once, with the end of the log, if the service exits."""
+        try:
+            await wait_http_ok(
+                url,
+                alive=self.alive,
+                exited_message=f"{self.name} exited during start",
+                timeout_seconds=timeout_seconds,
+            )
+        except RuntimeError as exc:
+            raise RuntimeError(f"{exc}:\n{self.log_tail()}") from exc
 
     def log_tail(self, chars: int = 2000) -> str:
         try:

@@ -11,48 +11,30 @@ MLflow tracking server the baselines talk to, on the same PostgreSQL.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import shutil
 import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
 import uuid
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import asyncpg
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka.errors import KafkaError
 
 from bench.proc import BENCH_PYTHON, Service, child_env, free_port, peak_rss_bytes
 from runstream.config import Settings
+from runstream.stack import LocalStack, create_topics
 
-__all__ = ["Infra", "MlflowServer", "Sandbox", "http_ok", "wait_http_ok"]
-
-
-def http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - loopback URLs we started
-            return bool(resp.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-async def wait_http_ok(url: str, service: Service, timeout_seconds: float = 90.0) -> None:
-    deadline = time.monotonic() + timeout_seconds
-    while not await asyncio.to_thread(http_ok, url):
-        if not service.alive():
-            raise RuntimeError(f"{service.name} exited during start:\n{service.log_tail()}")
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{url} did not answer 200 within {timeout_seconds:.0f}s:\n{service.log_tail()}")
-        await asyncio.sleep(0.2)
+__all__ = ["Infra", "MlflowServer", "Sandbox"]
 
 
 class Infra:
     """Kafka and PostgreSQL, and a state directory for everything the run writes."""
 
-    def __init__(self, *, kafka_bootstrap: str, admin_dsn: str, home: Path, stack: Any = None) -> None:
+    def __init__(self, *, kafka_bootstrap: str, admin_dsn: str, home: Path, stack: LocalStack | None = None) -> None:
         self.kafka_bootstrap = kafka_bootstrap
         self.admin_dsn = admin_dsn
         self.home = home
@@ -61,8 +43,6 @@ class Infra:
     @classmethod
     def start_local(cls) -> Infra:
         """A stack of our own: as root PostgreSQL runs as ``postgres``, hence mode 755."""
-        from runstream.stack import LocalStack
-
         home = Path(tempfile.mkdtemp(prefix="runstream-bench-"))
         home.chmod(0o755)
         settings = Settings.from_env(
@@ -91,44 +71,32 @@ class Infra:
     def dsn(self, database: str) -> str:
         return self.admin_dsn.rsplit("/", 1)[0] + "/" + database
 
-    async def create_database(self, name: str) -> str:
+    @contextlib.asynccontextmanager
+    async def _admin(self) -> AsyncIterator[asyncpg.Connection]:
         conn = await asyncpg.connect(self.admin_dsn)
         try:
-            await conn.execute(f'CREATE DATABASE "{name}"')
+            yield conn
         finally:
             await conn.close()
+
+    async def create_database(self, name: str) -> str:
+        async with self._admin() as conn:
+            await conn.execute(f'CREATE DATABASE "{name}"')
         return self.dsn(name)
 
     async def drop_database(self, name: str) -> None:
-        conn = await asyncpg.connect(self.admin_dsn)
-        try:
+        async with self._admin() as conn:
             await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        finally:
-            await conn.close()
 
     async def server_version(self) -> str:
-        conn = await asyncpg.connect(self.admin_dsn)
-        try:
+        async with self._admin() as conn:
             return str(await conn.fetchval("SHOW server_version"))
-        finally:
-            await conn.close()
 
     def close(self, keep_home: bool = False) -> None:
         if self._stack is not None:
             self._stack.stop()
         if not keep_home:
             shutil.rmtree(self.home, ignore_errors=True)
-
-
-async def create_topic(bootstrap: str, name: str, partitions: int) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
-    except TopicAlreadyExistsError:
-        pass
-    finally:
-        await admin.close()
 
 
 async def delete_topics(bootstrap: str, names: list[str]) -> None:
@@ -188,8 +156,7 @@ class Sandbox:
         from ingest.schema import migrate  # the schema belongs to ingest
 
         await migrate(self.settings.database_url)
-        await create_topic(self.infra.kafka_bootstrap, self.settings.topic, self.partitions)
-        await create_topic(self.infra.kafka_bootstrap, self.settings.dlq_topic, 1)
+        await create_topics(self.settings)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
@@ -211,7 +178,7 @@ class Sandbox:
             )
             self.workers.append(service)
         for service, port in zip(self.workers, self._worker_ports, strict=True):
-            await wait_http_ok(f"http://127.0.0.1:{port}/metrics", service)
+            await service.wait_http_ok(f"http://127.0.0.1:{port}/metrics")
         await self._wait_group(workers)
 
     async def _wait_group(self, workers: int, timeout_seconds: float = 60.0) -> None:
@@ -231,7 +198,7 @@ class Sandbox:
 
     async def start_query(self) -> str:
         self.query = Service("query", [sys.executable, "-m", "query"], env=self.env(), log_file=self.home / "query.log")
-        await wait_http_ok(f"{self.settings.query_url}/health", self.query)
+        await self.query.wait_http_ok(f"{self.settings.query_url}/health")
         return self.settings.query_url
 
     def worker_peak_rss(self) -> list[int]:
@@ -288,7 +255,7 @@ class MlflowServer:
             "--no-access-log",
         ]
         self.service = Service("mlflow", argv, env=child_env(), log_file=self.infra.home / "mlflow.log")
-        await wait_http_ok(f"{self.url}/health", self.service, timeout_seconds=180)
+        await self.service.wait_http_ok(f"{self.url}/health", timeout_seconds=180)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
