@@ -20,6 +20,7 @@ from typing import Any
 import aiohttp
 
 from bench.context import Context
+from bench.proc import next_message
 from bench.query_api import read_series
 from bench.rows import Bar, Row
 from bench.services import Sandbox
@@ -29,19 +30,6 @@ from bench.workers.rs_paced import paced
 TITLE = "3. freshness: run.log to visible through the query service"
 PROBE_INTERVAL = 0.02
 POLL_INTERVAL = 0.02
-
-
-async def _next(queue: Any, proc: Any) -> dict[str, Any]:
-    while True:
-        try:
-            message: dict[str, Any] = await asyncio.to_thread(queue.get, True, 1.0)
-        except Exception:  # queue.Empty
-            if not proc.is_alive():
-                raise RuntimeError(f"paced producer exited with {proc.exitcode}") from None
-            continue
-        if "error" in message:
-            raise RuntimeError(f"paced producer failed: {message['error']}")
-        return message
 
 
 async def _poll(session: aiohttp.ClientSession, base: str, run_id: str, expected: list[int]) -> dict[int, float]:
@@ -76,11 +64,11 @@ async def _measure_rate(ctx: Context, sandbox: Sandbox, rate: int) -> list[dict[
     results = []
     async with aiohttp.ClientSession() as session:
         for rep in range(ctx.sizes.reps):
-            run_id = (await _next(queue, proc))["run_id"]
+            run_id = (await next_message(queue, [proc], "paced producer"))["run_id"]
             expected_box: list[int] = []
             poller = asyncio.create_task(_poll(session, sandbox.settings.query_url, run_id, expected_box))
             go.put("go")
-            done = await _next(queue, proc)
+            done = await next_message(queue, [proc], "paced producer")
             expected = done["probes"]
             expected_box.append(expected)
             delays = await poller
@@ -110,14 +98,12 @@ def _rows(rate: int) -> tuple[Row, Row]:
             key=f"freshness_p50_{rate}",
             figure=f"{TITLE}, p50 at {label}",
             unit="s",
-            better="lower",
             bars=[Bar("max", 0.25, "≤ 250 ms")],
         ),
         Row(
             key=f"freshness_p99_{rate}",
             figure=f"{TITLE}, p99 at {label}",
             unit="s",
-            better="lower",
             bars=[Bar("max", 1.0, "≤ 1 s")],
         ),
     )

@@ -17,7 +17,7 @@ import asyncpg
 
 from bench.context import Context
 from bench.points import wait_committed
-from bench.proc import run_worker
+from bench.proc import next_message, run_worker
 from bench.rows import Bar, Row
 from bench.services import Sandbox
 from bench.stats import Stats
@@ -32,10 +32,8 @@ async def _seed(ctx: Context, sandbox: Sandbox, points: int) -> str:
     queue = mp.Queue()
     proc = mp.Process(target=seed_series, args=(sandbox.settings.as_env(), points, queue), daemon=True)
     proc.start()
-    message: dict[str, Any] = await asyncio.to_thread(queue.get, True, 600)
+    message = await next_message(queue, [proc], "seeding")
     await asyncio.to_thread(proc.join, 60)
-    if "error" in message:
-        raise RuntimeError(f"seeding failed: {message['error']}")
     conn = await asyncpg.connect(sandbox.settings.database_url)
     try:
         await wait_committed(
@@ -80,7 +78,6 @@ async def run(ctx: Context) -> list[Row]:
         key="load_status_p99",
         figure=f"{TITLE}: run status p99 at 1,000 requests/s, {CONCURRENCY} connections",
         unit="s",
-        better="lower",
         bars=[Bar("max", 0.05, "≤ 50 ms")],
         baseline_name="MLflow runs/get, same load",
     )
@@ -88,7 +85,6 @@ async def run(ctx: Context) -> list[Row]:
         key="load_status_max",
         figure=f"{TITLE}: run status, most requests/s ({CONCURRENCY} clients)",
         unit="requests/s",
-        better="higher",
         baseline_name="MLflow runs/get",
     )
     series_max = Row(
@@ -96,7 +92,6 @@ async def run(ctx: Context) -> list[Row]:
         figure=f"{TITLE}: series downsampled to 2,000 of {s.load_series_points:,} points, "
         f"most requests/s ({CONCURRENCY} clients)",
         unit="requests/s",
-        better="higher",
     )
     rows = [status_p99, status_max, series_max]
     ctx.progress("  MLflow runs/get, open loop at 1,000 requests/s, then closed loop")

@@ -21,7 +21,7 @@ import orjson
 
 from bench.context import Context
 from bench.points import wait_committed
-from bench.proc import BENCH_PYTHON, WorkerError, run_worker
+from bench.proc import WorkerError, next_message
 from bench.rows import Bar, Row
 from bench.seed_runs import publish_runs
 from bench.services import Sandbox
@@ -116,7 +116,7 @@ async def _seed(ctx: Context, sandbox: Sandbox) -> tuple[dict[str, Any], Any, An
         f"  seeding a {s.read_series_points:,}-point series and {s.get_metrics_metrics} x "
         f"{s.get_metrics_points:,} points through the SDK"
     )
-    seeded = await _message(queue, proc)
+    seeded = await next_message(queue, [proc], "seeding process")
     conn = await asyncpg.connect(sandbox.settings.database_url)
     try:
         expected = s.read_series_points + seeded["wide_points"]
@@ -136,32 +136,6 @@ async def _seed(ctx: Context, sandbox: Sandbox) -> tuple[dict[str, Any], Any, An
     return seeded, proc, queue, go
 
 
-async def _message(queue: Any, proc: Any) -> dict[str, Any]:
-    while True:
-        try:
-            message: dict[str, Any] = await asyncio.to_thread(queue.get, True, 1.0)
-        except Exception:  # queue.Empty
-            if not proc.is_alive():
-                raise RuntimeError(f"seeding process exited with {proc.exitcode}") from None
-            continue
-        if "error" in message:
-            raise RuntimeError(f"seeding process failed: {message['error']}")
-        return message
-
-
-async def _mlflow_history(ctx: Context) -> dict[str, Any]:
-    server = await ctx.mlflow()
-    params = {
-        "tracking_uri": server.url,
-        "dsn": server.dsn(),
-        "points": ctx.sizes.read_series_points,
-        "reps": ctx.sizes.reps,
-    }
-    return await asyncio.to_thread(
-        run_worker, "mlflow_history", params, python=BENCH_PYTHON, log_dir=ctx.log_dir, timeout_seconds=1800
-    )
-
-
 def _rows(ctx: Context) -> dict[str, Row]:
     s = ctx.sizes
     quick = " (QUICK size)" if ctx.quick else ""
@@ -170,7 +144,6 @@ def _rows(ctx: Context) -> dict[str, Row]:
             key="read_full_series",
             figure=f"5. read a {s.read_series_points:,}-point series in full{quick}",
             unit="s",
-            better="lower",
             baseline_name="MLflow get_metric_history",
             bars=[Bar("max", 1.0, "≤ 1 s")],
         ),
@@ -178,20 +151,17 @@ def _rows(ctx: Context) -> dict[str, Row]:
             key="read_downsampled",
             figure=f"5. the same series downsampled to 2,000 points{quick}",
             unit="s",
-            better="lower",
             bars=[Bar("max", 0.05, "≤ 50 ms")],
         ),
         "get_metrics": Row(
             key="read_get_metrics",
             figure=f"5. run.get_metrics(), {s.get_metrics_metrics} metrics × {s.get_metrics_points:,} points{quick}",
             unit="s",
-            better="lower",
         ),
         "runs": Row(
             key="read_runs_list",
             figure=f"5. runs list, first page with latest metrics, {s.runs_list_runs:,} runs{quick}",
             unit="s",
-            better="lower",
             bars=[Bar("max", 0.1, "≤ 100 ms")],
         ),
     }
@@ -201,7 +171,7 @@ async def run(ctx: Context) -> list[Row]:
     rows = _rows(ctx)
     ctx.progress(f"  MLflow get_metric_history of a {ctx.sizes.read_series_points:,}-point series")
     try:
-        mlflow = await _mlflow_history(ctx)
+        mlflow = await ctx.mlflow_worker("mlflow_history", points=ctx.sizes.read_series_points, timeout_seconds=1800)
         rows["full"].baseline = Stats.of(mlflow["seconds"])
     except WorkerError as exc:
         rows["full"].baseline_missing = f"error: {str(exc)[:200]}"
@@ -217,7 +187,7 @@ async def run(ctx: Context) -> list[Row]:
         ctx.progress("  timing reads")
         http = await _http_figures(ctx, sandbox.settings.query_url, seeded["series_run"])
         go.put("go")
-        get_metrics = (await _message(queue, proc))["get_metrics_seconds"]
+        get_metrics = (await next_message(queue, [proc], "seeding process"))["get_metrics_seconds"]
         await asyncio.to_thread(proc.join, 60)
         sandbox.check_alive()
     rows["full"].runstream = Stats.of(http["full"])

@@ -22,7 +22,7 @@ import asyncpg
 
 from bench.context import Context
 from bench.points import count_points, point_bytes, wait_committed
-from bench.proc import BENCH_PYTHON, WorkerError, run_worker
+from bench.proc import WorkerError, next_message, run_worker
 from bench.rows import Bar, Row
 from bench.services import Sandbox
 from bench.stats import Stats
@@ -34,20 +34,6 @@ MB = 1024 * 1024
 
 def _split(total: int, parts: int) -> list[int]:
     return [total // parts + (1 if i < total % parts else 0) for i in range(parts)]
-
-
-async def _gather_producers(queue: Any, count: int, procs: list[Any]) -> list[dict[str, Any]]:
-    results: list[dict[str, Any]] = []
-    while len(results) < count:
-        try:
-            results.append(await asyncio.to_thread(queue.get, True, 1.0))
-        except Exception:  # queue.Empty: check that the producers still live
-            if not any(p.is_alive() for p in procs) and queue.empty():
-                raise RuntimeError(f"producers exited with {[p.exitcode for p in procs]}") from None
-            continue
-        if "error" in results[-1]:
-            raise RuntimeError(f"producer failed: {results[-1]['error']}")
-    return results
 
 
 async def runstream_once(
@@ -95,7 +81,7 @@ async def _measure(ctx: Context, sandbox: Sandbox, producers: int, points: int, 
         proc.start()
     await asyncio.to_thread(ready.wait, 300)
     released = time.time()
-    reports = await _gather_producers(queue, producers, procs)
+    reports = [await next_message(queue, procs, "producers") for _ in procs]
     for proc in procs:
         await asyncio.to_thread(proc.join, 60)
     run_ids = [r for rep in reports for r in rep["run_ids"]]
@@ -159,17 +145,13 @@ async def copy_floor(ctx: Context, points: int) -> list[dict[str, Any]]:
 
 
 async def mlflow_log_batch(ctx: Context) -> list[dict[str, Any]]:
-    server = await ctx.mlflow()
-    params = {
-        "tracking_uri": server.url,
-        "dsn": server.dsn(),
-        "batches": ctx.sizes.mlflow_batches,
-        "runs": ctx.sizes.throughput_runs,
-        "metrics": ctx.sizes.throughput_metrics,
-        "threads": 4,
-        "reps": ctx.sizes.reps,
-    }
-    result = await asyncio.to_thread(run_worker, "mlflow_log_batch", params, python=BENCH_PYTHON, log_dir=ctx.log_dir)
+    result = await ctx.mlflow_worker(
+        "mlflow_log_batch",
+        batches=ctx.sizes.mlflow_batches,
+        runs=ctx.sizes.throughput_runs,
+        metrics=ctx.sizes.throughput_metrics,
+        threads=4,
+    )
     return list(result["runs"])
 
 
@@ -179,7 +161,6 @@ def _rows() -> dict[str, Row]:
             key="throughput_p1_w1_vs_mlflow",
             figure=TITLE + " (P=1, W=1)",
             unit="points/s",
-            better="higher",
             baseline_name="MLflow log_batch (1,000/call, 4 threads)",
             bars=[Bar("min", 500_000, "≥ 500k/s"), Bar("ratio", 100, "≥ 100×")],
         ),
@@ -187,7 +168,6 @@ def _rows() -> dict[str, Row]:
             key="throughput_p1_w1_vs_copy",
             figure=TITLE + " (P=1, W=1) vs storage floor",
             unit="points/s",
-            better="higher",
             baseline_name="asyncpg binary COPY, unindexed table, 1 connection",
             ratio_kind="fraction",
             bars=[Bar("ratio", 0.5, "≥ 50% of COPY")],
@@ -196,7 +176,6 @@ def _rows() -> dict[str, Row]:
             key="storage_bytes_per_point",
             figure="4. storage per scalar point",
             unit="bytes/point",
-            better="lower",
             baseline_name="MLflow metrics + latest_metrics",
             bars=[Bar("max", 16, "≤ 16 B")],
         ),
@@ -204,7 +183,6 @@ def _rows() -> dict[str, Row]:
             key="ingest_worker_peak_rss",
             figure="8. ingest worker peak RSS under full load",
             unit="MB",
-            better="lower",
             bars=[Bar("max", 500, "≤ 500 MB")],
         ),
     }
@@ -279,7 +257,6 @@ async def _other_configs(ctx: Context) -> list[Row]:
                 key=f"throughput_p{producers}_w{workers}",
                 figure=f"{TITLE} (P={producers}, W={workers}, {ctx.sizes.scaling_points:,} points)",
                 unit="points/s",
-                better="higher",
                 runstream=Stats.of(r["points_per_second"] for r in results),
                 details={"runstream": results},
             )
