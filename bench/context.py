@@ -4,12 +4,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from bench.proc import ROOT, child_env
+from bench.proc import BENCH_PYTHON, ROOT, child_env, run_worker
 from bench.services import Infra, MlflowServer
 from bench.sizes import Sizes
 
@@ -52,6 +54,22 @@ class Context:
             await server.__aenter__()
             self._mlflow = server
         return self._mlflow
+
+    async def mlflow_worker(self, module: str, *, timeout_seconds: float = 900.0, **params: Any) -> dict[str, Any]:
+        """Run ``bench.workers.<module>`` in ``bench/.venv`` against the MLflow server.
+
+        The worker gets the server's URL (``tracking_uri``), its database
+        (``dsn``) and the number of repetitions (``reps``) besides ``params``.
+        """
+        server = await self.mlflow()
+        return await asyncio.to_thread(
+            run_worker,
+            module,
+            {"tracking_uri": server.url, "dsn": server.dsn(), "reps": self.sizes.reps, **params},
+            python=BENCH_PYTHON,
+            log_dir=self.log_dir,
+            timeout_seconds=timeout_seconds,
+        )
 
     async def close(self) -> None:
         if self._mlflow is not None:

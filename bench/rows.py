@@ -39,7 +39,6 @@ class Row:
     key: str
     figure: str
     unit: str
-    better: Better
     runstream: Stats | None = None
     baseline_name: str | None = None
     baseline: Stats | None = None
@@ -49,6 +48,11 @@ class Row:
     missing: str = ""  # why runstream's side could not be measured
     baseline_missing: str = ""
     details: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def better(self) -> Better:
+        """A rate (a unit per second) is better higher; times, sizes and memory lower."""
+        return "higher" if self.unit.endswith("/s") else "lower"
 
     @property
     def ratio(self) -> float | None:
@@ -99,7 +103,6 @@ class Row:
             key=doc["key"],
             figure=doc["figure"],
             unit=doc["unit"],
-            better=doc["better"],
             runstream=None if doc["runstream"] is None else Stats.from_json(doc["runstream"]),
             baseline_name=doc["baseline_name"],
             baseline=None if doc["baseline"] is None else Stats.from_json(doc["baseline"]),

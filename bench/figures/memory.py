@@ -53,14 +53,12 @@ async def run(ctx: Context) -> list[Row]:
         key="sdk_rss_kafka_down",
         figure=f"{TITLE}, {n:,} points, Kafka stopped (spooling)",
         unit="MB",
-        better="lower",
         bars=[Bar("max", 200, "≤ 200 MB")],
     )
     up = Row(
         key="sdk_rss_kafka_up",
         figure=f"{TITLE}, {n:,} points, Kafka up",
         unit="MB",
-        better="lower",
         bars=[Bar("max", 200, "≤ 200 MB")],
     )
     if gone := ctx.lacks("producer"):

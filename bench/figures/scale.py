@@ -53,7 +53,7 @@ async def run(ctx: Context) -> list[Row]:
     ]
     rows = []
     for key, figure, kwargs in plans:
-        row = Row(key=key, figure=figure, unit="points/s", better="higher")
+        row = Row(key=key, figure=figure, unit="points/s")
         rows.append(row)
         if ctx.quick:
             row.missing = "not run in QUICK mode"
