@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import json
 import sys
+import time
+from collections.abc import Callable
 from typing import Any
 
 RESULT_MARK = "BENCH-RESULT "
+
+#: ``log(name, value)``: runstream's ``run.log`` or a baseline's call wrapped to that shape.
+LogFn = Callable[[str, float], object]
 
 
 def params() -> dict[str, Any]:
@@ -30,14 +35,49 @@ def peak_rss_bytes() -> int:
     return 0
 
 
+def ns_per_call(log: LogFn, calls: int, warmup: int) -> float:
+    """ns per ``log("loss", i * 0.5)`` over ``calls`` timed calls, after ``warmup`` untimed ones.
+
+    The one loop every logging-cost figure runs, runstream's and the
+    baselines' alike, so that none of them is timed differently.
+    """
+    for i in range(warmup):
+        log("loss", i * 0.5)
+    started = time.perf_counter_ns()
+    for i in range(calls):
+        log("loss", i * 0.5)
+    return (time.perf_counter_ns() - started) / calls
+
+
+def log_cost(open_run: Callable[[], tuple[LogFn, Callable[[], object]]]) -> None:
+    """The logging-cost measurement, the same for runstream and the baselines; emits its result.
+
+    ``open_run`` starts a run and returns its log function and what closes the
+    run (flush, end, finish). Per repetition: open a run, time the loop, then
+    time the close apart, since the figure is the cost inside the training loop.
+    """
+    p = params()
+    per_call, close_seconds = [], []
+    for _ in range(p["reps"]):
+        log, close = open_run()
+        per_call.append(ns_per_call(log, p["calls"], p["warmup"]))
+        closing = time.perf_counter()
+        close()
+        close_seconds.append(time.perf_counter() - closing)
+    emit(
+        {
+            "ns_per_call": per_call,
+            "close_seconds": close_seconds,
+            "loop_overhead_ns": loop_overhead_ns(p["calls"]),
+            "peak_rss_bytes": peak_rss_bytes(),
+        }
+    )
+
+
 def loop_overhead_ns(calls: int) -> float:
     """ns per iteration of the same loop with a no-op call, to read the figures against."""
-    import time
 
     def noop(name: str, value: float) -> None:
         return None
 
-    started = time.perf_counter_ns()
-    for i in range(calls):
-        noop("loss", i * 0.5)
-    return (time.perf_counter_ns() - started) / calls
+    return ns_per_call(noop, calls, 0)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import tempfile
-import time
+from collections.abc import Callable
 
 os.environ.update(
     {
@@ -21,34 +21,22 @@ os.environ.update(
 
 import wandb  # noqa: E402
 
-from bench.workers import emit, loop_overhead_ns, params, peak_rss_bytes  # noqa: E402
+from bench.workers import LogFn, log_cost  # noqa: E402
+
+
+def log(name: str, value: float) -> None:
+    wandb.log({name: value})
 
 
 def main() -> None:
-    p = params()
-    calls, reps, warmup = p["calls"], p["reps"], p["warmup"]
     settings = wandb.Settings(console="off", x_disable_stats=True, x_disable_meta=True, x_disable_machine_info=True)
-    per_call, finish_seconds = [], []
     with tempfile.TemporaryDirectory(prefix="bench-wandb-") as directory:
-        for _ in range(reps):
+
+        def open_run() -> tuple[LogFn, Callable[[], object]]:
             wandb.init(project="bench-log-cost", mode="offline", dir=directory, settings=settings)
-            for i in range(warmup):
-                wandb.log({"loss": i * 0.5})
-            started = time.perf_counter_ns()
-            for i in range(calls):
-                wandb.log({"loss": i * 0.5})
-            per_call.append((time.perf_counter_ns() - started) / calls)
-            finished = time.perf_counter()
-            wandb.finish()
-            finish_seconds.append(time.perf_counter() - finished)
-    emit(
-        {
-            "ns_per_call": per_call,
-            "finish_seconds": finish_seconds,
-            "loop_overhead_ns": loop_overhead_ns(calls),
-            "peak_rss_bytes": peak_rss_bytes(),
-        }
-    )
+            return log, wandb.finish
+
+        log_cost(open_run)
 
 
 if __name__ == "__main__":
