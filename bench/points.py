@@ -1,12 +1,16 @@
 """What the benchmarks need to know about ingest's storage, in one place.
 
-The layout of points belongs to ingest and may change (row per point, or
-chunks of points per row in arrays; partitioned or not). Everything here finds
-the tables that hold points from the catalogue and adapts:
+The layout of points belongs to ingest and changes (a row per point before
+migration 0004; now packed chunks in ``point_chunks``, partitioned by the day
+they were stored). Nothing here names a table: the tables that hold points are
+found in the catalogue (top-level ``points``/``point_*``), and each one's
+columns say how to count it:
 
-- :func:`count_points` counts the scalar points stored for some runs;
+- :func:`count_points` counts the scalar points stored for some runs: the
+  chunk's point count (column ``n``) summed, else one per row;
 - :func:`point_bytes` sums ``pg_total_relation_size`` (heap, TOAST and
-  indexes) over every table that holds points and all their partitions;
+  indexes) over those tables; a partitioned parent has no storage of its own,
+  so it sums every partition in its tree instead;
 - :func:`wait_committed` returns when every record on the topic is in
   PostgreSQL, from the Kafka offsets ingest stores with each transaction.
 """

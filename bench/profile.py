@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import os
 import subprocess
 import time
 from pathlib import Path
@@ -85,8 +86,6 @@ async def _profile(args: argparse.Namespace) -> None:
             await sandbox.start_ingest(1)
             ingest = _record(sandbox.workers[0].pid, out / "ingest.txt", args.seconds)
             # The producer is spawned inside the measurement: sample this whole process tree instead.
-            import os
-
             producer = _record(os.getpid(), out / "producer.txt", args.seconds)
             started = time.time()
             result = await throughput.runstream_once(ctx, 1, 1, args.points, sandbox)

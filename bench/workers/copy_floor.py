@@ -1,8 +1,9 @@
 """The storage floor: raw asyncpg binary COPY of point rows into an unindexed table.
 
-The rows are those runstream stores for a scalar point (series id, step,
-time, value), built before the clock starts; one connection copies them in
-chunks of 100,000, one transaction per chunk.
+One row per scalar point (series id, step, time, value), as issue 6 defines
+the floor, whatever layout ingest stores; the rows are built before the clock
+starts, and one connection copies them in chunks of 100,000, one transaction
+per chunk.
 """
 
 from __future__ import annotations
