@@ -38,7 +38,11 @@ async def drop_experiment(dsn: str, name: str) -> DroppedExperiment:
                 raise UnknownExperimentError(f"no experiment named {name!r}")
             runs = [r["id"] for r in await conn.fetch("SELECT id FROM runs WHERE experiment_id = $1", experiment)]
             series = [r["id"] for r in await conn.fetch("SELECT id FROM series WHERE run_id = ANY($1::uuid[])", runs)]
-            points = await conn.execute("DELETE FROM points WHERE series_id = ANY($1::bigint[])", series)
+            points = await conn.fetchval(
+                "WITH gone AS (DELETE FROM point_chunks WHERE series_id = ANY($1::bigint[]) RETURNING n)"
+                " SELECT coalesce(sum(n), 0) FROM gone",
+                series,
+            )
             entries = await conn.execute("DELETE FROM series_entries WHERE series_id = ANY($1::bigint[])", series)
             await conn.execute("DELETE FROM series WHERE id = ANY($1::bigint[])", series)
             await conn.execute("DELETE FROM status_history WHERE run_id = ANY($1::uuid[])", runs)
@@ -46,7 +50,7 @@ async def drop_experiment(dsn: str, name: str) -> DroppedExperiment:
             await conn.execute("DELETE FROM experiments WHERE id = $1", experiment)
     finally:
         await conn.close()
-    return DroppedExperiment(len(runs), len(series), _count(points), _count(entries))
+    return DroppedExperiment(len(runs), len(series), int(points), _count(entries))
 
 
 def _count(status: str) -> int:

@@ -16,10 +16,7 @@ theirs.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import Callable
 from typing import Final
 
 import asyncpg
@@ -56,51 +53,19 @@ INSERT INTO status_history (run_id, status, time, error) SELECT id, 'Failed', no
 
 
 class LivenessSweeper:
-    """Sweeps every ``interval_seconds`` until stopped."""
+    """One sweep at a time; :class:`~ingest._periodic.Periodic` repeats it."""
 
-    def __init__(
-        self,
-        pool: asyncpg.Pool,
-        *,
-        not_responding_after_seconds: float,
-        failed_after_seconds: float,
-        interval_seconds: float,
-        ready: Callable[[], bool] = lambda: True,
-    ) -> None:
+    def __init__(self, pool: asyncpg.Pool, *, not_responding_after_seconds: float, failed_after_seconds: float) -> None:
         self._pool = pool
-        self._ready = ready
         self._not_responding_after = not_responding_after_seconds
         self._failed_after = failed_after_seconds
-        self._interval = interval_seconds
-        self._task: asyncio.Task[None] | None = None
 
     async def sweep(self) -> tuple[int, int]:
         """One pass; returns how many runs turned (NotResponding, Failed)."""
         async with self._pool.acquire() as conn:
             failed = await conn.execute(_TO_FAILED, self._failed_after, NO_HEARTBEAT)
             silent = await conn.execute(_TO_NOT_RESPONDING, self._not_responding_after)
-        return int(silent.rsplit(" ", 1)[1]), int(failed.rsplit(" ", 1)[1])
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="ingest-liveness")
-
-    async def stop(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-    async def _loop(self) -> None:
-        while True:
-            if not self._ready():
-                await asyncio.sleep(self._interval)
-                continue
-            try:
-                silent, failed = await self.sweep()
-                if silent or failed:
-                    log.info("liveness: %d runs NotResponding, %d Failed (no heartbeat)", silent, failed)
-            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-                log.warning("liveness sweep failed (%r); next try in %.1fs", exc, self._interval)
-            await asyncio.sleep(self._interval)
+        changed = int(silent.rsplit(" ", 1)[1]), int(failed.rsplit(" ", 1)[1])
+        if any(changed):
+            log.info("liveness: %d runs NotResponding, %d Failed (no heartbeat)", *changed)
+        return changed

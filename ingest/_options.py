@@ -9,7 +9,6 @@ a small machine.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
 
 from ._errors import IngestConfigError
 
@@ -39,14 +38,12 @@ class IngestOptions:
     # worker; 6 s is the broker's default minimum.
     session_timeout_seconds: float = 6.0
     metrics_host: str = "127.0.0.1"
-    # "rows": a row of `points` per point (what readers use today);
-    # "chunks": a row of `point_chunks` per series per flush (migration 0003).
-    point_layout: Literal["rows", "chunks"] = "rows"
-    # Liveness: a Running run silent this long turns NotResponding, one
-    # silent for failed_after_seconds turns Failed. Interval 0 disables.
-    not_responding_after_seconds: float = 60.0
-    failed_after_seconds: float = 300.0
+    # How often the worker sweeps for silent runs (the timeouts are settings:
+    # RUNSTREAM_NOT_RESPONDING_AFTER, RUNSTREAM_FAILED_AFTER); 0 disables.
     liveness_interval_seconds: float = 5.0
+    # How often it pre-creates tomorrow's point partition and applies
+    # RUNSTREAM_RETENTION_DAYS; 0 disables.
+    maintenance_interval_seconds: float = 600.0
 
     def __post_init__(self) -> None:
         for name in ("flush_max_points", "flush_max_records", "fetch_max_records"):
@@ -61,15 +58,10 @@ class IngestOptions:
             "stop_timeout_seconds",
             "revoke_timeout_seconds",
             "session_timeout_seconds",
-            "not_responding_after_seconds",
-            "failed_after_seconds",
             "liveness_interval_seconds",
+            "maintenance_interval_seconds",
         ):
             if not getattr(self, name) >= 0:
                 raise IngestConfigError(f"{name}={getattr(self, name)} must be a non-negative number of seconds")
-        if self.point_layout not in ("rows", "chunks"):
-            raise IngestConfigError(f"point_layout={self.point_layout!r} must be 'rows' or 'chunks'")
-        if self.failed_after_seconds < self.not_responding_after_seconds:
-            raise IngestConfigError("failed_after_seconds must not be below not_responding_after_seconds")
         if self.retry_max_seconds < self.retry_initial_seconds:
             raise IngestConfigError("retry_max_seconds must not be below retry_initial_seconds")

@@ -17,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Final
 
+import numpy as np
 import orjson
 
 from runstream.events import TERMINAL_STATUSES, Event, encode_json_value
@@ -71,12 +72,19 @@ class NewRun:
 
 @dataclass(slots=True)
 class ScalarColumns:
-    """Points of one series in this flush, column-wise, ready for COPY."""
+    """Points of one series in this flush: the events' column arrays, in order.
 
-    steps: list[int] = field(default_factory=list)
-    times: list[float] = field(default_factory=list)
-    ordinals: list[int] = field(default_factory=list)
-    values: list[Any] = field(default_factory=list)
+    The arrays are joined once, when the flush is written (:meth:`joined`),
+    rather than appended to point by point.
+    """
+
+    parts: list[tuple[Any, Any, Any, Any]] = field(default_factory=list)
+
+    def joined(self, *, is_text: bool) -> tuple[Any, Any, Any, Any]:
+        """(steps int64, times float64, ordinals int64, values float64 or list of str)."""
+        steps, times, ordinals, values = zip(*self.parts, strict=True)
+        joined_values = [v for part in values for v in part] if is_text else np.concatenate(values, dtype=np.float64)
+        return np.concatenate(steps), np.concatenate(times), np.concatenate(ordinals), joined_values
 
 
 @dataclass(slots=True)
@@ -210,7 +218,7 @@ class _Planner:
             return
         if any(e["type"] == "status" for e in events):
             return  # the producer said what its status is
-        times = [float(max(e["times"])) for e in events if e["type"] == "scalars" and e["times"]]
+        times = [float(e["times"].max()) for e in events if e["type"] == "scalars" and len(e["times"])]
         times += [float(e["time"]) for e in events if "time" in e]
         if times:
             self._set_status(run_id, "Running", max(times), None)
@@ -261,17 +269,14 @@ class _Planner:
         return state
 
     def _scalars(self, run_id: str, event: Event) -> None:
-        if not event["steps"]:
+        if not len(event["steps"]):
             return
         key = (run_id, event["name"])
         self._series(key, "scalar", event["kind"])
         columns = self.plan.scalars.get(key)
         if columns is None:
             columns = self.plan.scalars[key] = ScalarColumns()
-        columns.steps += event["steps"]
-        columns.times += event["times"]
-        columns.ordinals += event["ordinals"]
-        columns.values += event["values"]
+        columns.parts.append((event["steps"], event["times"], event["ordinals"], event["values"]))
 
     def _entry(self, run_id: str, event: Event) -> None:
         kind = event["type"]

@@ -43,6 +43,8 @@ from ._errors import IngestStartError, IngestStateError
 from ._liveness import LivenessSweeper
 from ._metrics import IngestMetrics, MetricsServer
 from ._options import IngestOptions
+from ._partitions import PointPartitions, utc_day
+from ._periodic import Periodic
 from ._topics import ensure_topics
 from ._writer import FlushResult, Writer
 from .schema import migrate
@@ -112,20 +114,32 @@ class IngestWorker:
             "connect to PostgreSQL", o, lambda: asyncpg.create_pool(s.database_url, min_size=1, max_size=3)
         )
         self._stack.push_async_callback(pool.close)
-        if o.liveness_interval_seconds > 0:
-            sweeper = LivenessSweeper(
-                pool,
-                not_responding_after_seconds=o.not_responding_after_seconds,
-                failed_after_seconds=o.failed_after_seconds,
-                interval_seconds=o.liveness_interval_seconds,
-                ready=self._caught_up,
-            )
-            sweeper.start()
-            self._stack.push_async_callback(sweeper.stop)
+        partitions = PointPartitions(pool)
+        sweeper = LivenessSweeper(
+            pool,
+            not_responding_after_seconds=s.not_responding_after_seconds,
+            failed_after_seconds=s.failed_after_seconds,
+        )
+        jobs = [
+            # Only while caught up: after an outage the data of live runs may
+            # still wait in Kafka, and their silence is ingest's, not theirs.
+            Periodic(
+                "ingest-liveness", sweeper.sweep, interval_seconds=o.liveness_interval_seconds, ready=self._caught_up
+            ),
+            Periodic(
+                "ingest-maintenance",
+                lambda: _maintain(partitions, s.retention_days),
+                interval_seconds=o.maintenance_interval_seconds,
+            ),
+        ]
+        for job in jobs:
+            if job.interval_seconds > 0:  # 0 disables the job
+                job.start()
+                self._stack.push_async_callback(job.stop)
         dlq = DeadLetterProducer(bootstrap_servers=s.kafka_bootstrap, topic=s.dlq_topic)
         await _retrying("start the dead-letter producer", o, dlq.start)
         self._stack.push_async_callback(dlq.stop)
-        self._writer = Writer(pool, s.topic, dlq, point_layout=o.point_layout)
+        self._writer = Writer(pool, s.topic, dlq, partitions=partitions)
         consumer = AIOKafkaConsumer(
             bootstrap_servers=s.kafka_bootstrap,
             group_id=s.group_id,
@@ -359,7 +373,7 @@ class IngestWorker:
 
     def _caught_up(self) -> bool:
         """Whether silence in the data means silence of the runs (for the liveness sweep)."""
-        calm = time.monotonic() - self._trouble_at > self.options.not_responding_after_seconds
+        calm = time.monotonic() - self._trouble_at > self.settings.not_responding_after_seconds
         return calm and not self._full() and sum(self._lag.values()) < self.options.flush_max_records
 
     # --- rebalancing -------------------------------------------------------------
@@ -452,6 +466,13 @@ async def _retrying(what: str, options: IngestOptions, attempt: Callable[[], Awa
             log.warning("could not %s (%r), retrying in %.2fs", what, exc, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, options.retry_max_seconds)
+
+
+async def _maintain(partitions: PointPartitions, retention_days: int) -> None:
+    """Tomorrow's partition before it is needed; yesterday's data past retention gone."""
+    await partitions.ensure(utc_day() + 1)
+    if retention_days > 0:
+        await partitions.drop_expired(retention_days)
 
 
 def run_worker(settings: Settings, *, options: IngestOptions | None = None) -> None:

@@ -27,16 +27,15 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import chain, repeat
 from typing import Any, Final
 
 import asyncpg
-import numpy as np
 import orjson
 
 from runstream.chunks import CHUNK_COLUMNS, encode_chunk
 
 from ._decoder import DeadLetter, Decoded
+from ._partitions import PointPartitions, utc_day
 from ._plan import Plan, RunState, SeriesKey, SeriesState, build_plan
 from ._summary import summarize
 
@@ -92,6 +91,22 @@ class FlushResult:
         return self
 
 
+#: A series' points in one flush: (steps, times, ordinals, values).
+Columns = tuple[Any, Any, Any, Any]
+
+#: Points per chunk at most: bounds what a reader decodes to answer a small
+#: step range, at well under a byte per point of row overhead
+#: (docs/storage-layout.md).
+CHUNK_POINTS: Final = 10_000
+
+
+def _slices(columns: Columns) -> Iterable[Columns]:
+    """The columns in pieces of at most CHUNK_POINTS points, in order."""
+    for start in range(0, len(columns[0]), CHUNK_POINTS):
+        part = slice(start, start + CHUNK_POINTS)
+        yield columns[0][part], columns[1][part], columns[2][part], columns[3][part]
+
+
 def _ts(epoch_seconds: float | None) -> datetime | None:
     return None if epoch_seconds is None else datetime.fromtimestamp(epoch_seconds, UTC)
 
@@ -100,12 +115,12 @@ class Writer:
     """Writes flushes of records for one topic through a pool."""
 
     def __init__(
-        self, pool: asyncpg.Pool, topic: str, dead_letters: DeadLetterSink, *, point_layout: str = "rows"
+        self, pool: asyncpg.Pool, topic: str, dead_letters: DeadLetterSink, *, partitions: PointPartitions
     ) -> None:
         self._pool = pool
         self._topic = topic
         self._dead_letters = dead_letters
-        self._chunks = point_layout == "chunks"
+        self._partitions = partitions
 
     async def write(self, records: Sequence[Record]) -> FlushResult:
         """Store ``records`` (in consumption order per partition) exactly once."""
@@ -141,6 +156,8 @@ class Writer:
 
     async def _write_once(self, records: Sequence[Record]) -> FlushResult:
         result = FlushResult()
+        day = utc_day()
+        await self._partitions.ensure(day)  # before the flush's transaction: see _partitions
         async with self._pool.acquire() as conn, conn.transaction():
             stored = await self._lock_offsets(conn, {r.source.partition for r in records})
             kept = [r for r in records if r.source.offset >= stored[r.source.partition]]
@@ -149,7 +166,7 @@ class Writer:
                 result.next_offsets[record.source.partition] = record.source.offset + 1
             result.stale = {p: o for p, o in stored.items() if p not in result.next_offsets}
             plan = await self._plan(conn, kept)
-            await self._apply(conn, plan)
+            await self._apply(conn, plan, day)
             await self._store_offsets(conn, result.next_offsets)
             if plan.dead:
                 # Before COMMIT: a crash in between re-sends (at least once)
@@ -221,24 +238,21 @@ class Writer:
 
     # --- writes ------------------------------------------------------------------
 
-    async def _apply(self, conn: asyncpg.Connection, plan: Plan) -> None:
+    async def _apply(self, conn: asyncpg.Connection, plan: Plan, day: int) -> None:
         await self._write_runs(conn, plan)
         ids = await self._write_series(conn, plan)
         if plan.scalars:
             columns = self._columns(plan)
-            if self._chunks:
-                records: Iterable[tuple[Any, ...]] = [
-                    encode_chunk(ids[key], *c, is_text=plan.series[key].value_type == "str")
+            await conn.copy_records_to_table(
+                "point_chunks",
+                columns=(*CHUNK_COLUMNS, "stored_day"),
+                records=[
+                    (*encode_chunk(ids[key], *part, is_text=plan.series[key].value_type == "str"), day)
                     for key, c in columns.items()
-                ]
-                await conn.copy_records_to_table("point_chunks", columns=CHUNK_COLUMNS, records=records)
-            else:
-                await conn.copy_records_to_table(
-                    "points",
-                    columns=["series_id", "step", "time", "ordinal", "value", "text_value"],
-                    records=self._point_records(plan, ids),
-                )
-            await self._write_summaries(conn, plan, ids, columns)
+                    for part in _slices(c)
+                ],
+            )
+            await self._write_summaries(conn, plan, ids, columns, day)
         if plan.entries:
             await conn.copy_records_to_table(
                 "series_entries",
@@ -334,31 +348,27 @@ class Writer:
             )
         return ids
 
-    def _columns(self, plan: Plan) -> dict[SeriesKey, tuple[Any, Any, Any, Any]]:
-        """Each series' columns; as numpy arrays when chunks are written, so that
-        the chunk encoder and the summary share one conversion."""
-        if not self._chunks:
-            return {key: (c.steps, c.times, c.ordinals, c.values) for key, c in plan.scalars.items()}
-        return {
-            key: (
-                np.asarray(c.steps, dtype=np.int64),
-                np.asarray(c.times, dtype=np.float64),
-                np.asarray(c.ordinals, dtype=np.int64),
-                c.values if plan.series[key].value_type == "str" else np.asarray(c.values, dtype=np.float64),
-            )
-            for key, c in plan.scalars.items()
-        }
+    @staticmethod
+    def _columns(plan: Plan) -> dict[SeriesKey, Columns]:
+        """Each series' points in this flush as whole columns."""
+        return {key: c.joined(is_text=plan.series[key].value_type == "str") for key, c in plan.scalars.items()}
 
     @staticmethod
     async def _write_summaries(
         conn: asyncpg.Connection,
         plan: Plan,
         ids: dict[SeriesKey, int],
-        columns: dict[SeriesKey, tuple[Any, Any, Any, Any]],
+        columns: dict[SeriesKey, Columns],
+        day: int,
     ) -> None:
-        rows = [(ids[key], *summarize(*c, is_text=plan.series[key].value_type == "str")) for key, c in columns.items()]
+        rows = [
+            (ids[key], *summarize(*c, is_text=plan.series[key].value_type == "str"), float(c[1].min()))
+            for key, c in columns.items()
+        ]
         await conn.execute(
             "UPDATE series AS s SET point_count = s.point_count + u.n,"
+            " first_time = least(s.first_time, u.first_time),"
+            " first_day = coalesce(s.first_day, $12), last_day = $12,"
             " min_value = least(s.min_value, u.min_value), max_value = greatest(s.max_value, u.max_value),"
             " max_step = greatest(s.max_step, u.max_step),"
             " last_step = CASE WHEN u.newer THEN u.last_step ELSE s.last_step END,"
@@ -369,25 +379,14 @@ class Writer:
             " FROM (SELECT v.*,"
             "       (t.last_time IS NULL OR (v.last_time, v.last_ordinal) >= (t.last_time, t.last_ordinal)) AS newer"
             "       FROM unnest($1::bigint[], $2::bigint[], $3::float8[], $4::float8[], $5::bigint[],"
-            "       $6::bigint[], $7::float8[], $8::bigint[], $9::float8[], $10::text[])"
+            "       $6::bigint[], $7::float8[], $8::bigint[], $9::float8[], $10::text[], $11::float8[])"
             "       AS v(id, n, min_value, max_value, max_step,"
-            "            last_step, last_time, last_ordinal, last_value, last_text)"
+            "            last_step, last_time, last_ordinal, last_value, last_text, first_time)"
             "       JOIN series t ON t.id = v.id) AS u"
             " WHERE s.id = u.id",
             *zip(*rows, strict=True),
+            day,
         )
-
-    @staticmethod
-    def _point_records(plan: Plan, ids: dict[SeriesKey, int]) -> Iterable[tuple[Any, ...]]:
-        # zip over the columns: no Python code runs per point.
-        parts = []
-        for key, c in plan.scalars.items():
-            sid = repeat(ids[key])
-            if plan.series[key].value_type == "str":
-                parts.append(zip(sid, c.steps, c.times, c.ordinals, repeat(None), c.values, strict=False))
-            else:
-                parts.append(zip(sid, c.steps, c.times, c.ordinals, c.values, repeat(None), strict=False))
-        return chain.from_iterable(parts)
 
     async def _store_offsets(self, conn: asyncpg.Connection, next_offsets: dict[int, int]) -> None:
         if not next_offsets:

@@ -19,7 +19,6 @@ import asyncio
 import dataclasses
 import time
 import uuid
-from typing import Literal
 
 import asyncpg
 from aiokafka import AIOKafkaProducer
@@ -50,9 +49,7 @@ def _records(points: int, runs: int, metrics: int, per_event: int) -> list[tuple
     return out
 
 
-async def _main(
-    points: int, runs: int, metrics: int, per_event: int, flush_points: int, layout: Literal["rows", "chunks"]
-) -> None:
+async def _main(points: int, runs: int, metrics: int, per_event: int, flush_points: int) -> None:
     base = Settings.from_env()
     tag = uuid.uuid4().hex[:8]
     settings = dataclasses.replace(
@@ -75,7 +72,7 @@ async def _main(
         started = time.perf_counter()
         async with IngestWorker(
             settings,
-            options=IngestOptions(flush_max_points=flush_points, point_layout=layout),
+            options=IngestOptions(flush_max_points=flush_points),
             metrics_port=0,
         ) as worker:
             while True:
@@ -149,14 +146,13 @@ def main() -> None:
     parser.add_argument("--metrics", type=int, default=5)
     parser.add_argument("--per-event", type=int, default=2000)
     parser.add_argument("--flush-points", type=int, default=IngestOptions().flush_max_points)
-    parser.add_argument("--layout", choices=["rows", "chunks"], default="rows")
     parser.add_argument("--freshness", type=int, metavar="RATE", help="measure freshness at RATE points/s")
     parser.add_argument("--seconds", type=float, default=10.0)
     args = parser.parse_args()
     if args.freshness:
         asyncio.run(_freshness(args.freshness, args.seconds))
     else:
-        asyncio.run(_main(args.points, args.runs, args.metrics, args.per_event, args.flush_points, args.layout))
+        asyncio.run(_main(args.points, args.runs, args.metrics, args.per_event, args.flush_points))
 
 
 if __name__ == "__main__":

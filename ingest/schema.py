@@ -27,8 +27,8 @@ def _migrations() -> list[tuple[int, str, str]]:
     return sorted(found)
 
 
-async def migrate(dsn: str) -> list[str]:
-    """Apply pending migrations to the database at ``dsn``; return their names."""
+async def migrate(dsn: str, *, target: int | None = None) -> list[str]:
+    """Apply pending migrations (up to version ``target``, default all) to ``dsn``; return their names."""
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute("SELECT pg_advisory_lock($1)", _LOCK_KEY)
@@ -41,13 +41,11 @@ async def migrate(dsn: str) -> list[str]:
             done = {r["version"] for r in await conn.fetch("SELECT version FROM schema_migrations")}
             applied = []
             for version, name, sql in _migrations():
-                if version in done:
+                if version in done or (target is not None and version > target):
                     continue
                 async with conn.transaction():
                     await conn.execute(sql)
-                    await conn.execute(
-                        "INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name
-                    )
+                    await conn.execute("INSERT INTO schema_migrations (version, name) VALUES ($1, $2)", version, name)
                 applied.append(name)
             return applied
         finally:

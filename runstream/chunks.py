@@ -14,7 +14,8 @@ Within a chunk:
   ``step_start`` + ``step_stride`` alone; anything else as an int64 array.
 - ``times``: microsecond deltas as uint32 when every delta fits (the usual
   case: they compress well), else absolute float64 seconds. The length tells
-  which: ``4 * n`` or ``8 * n`` bytes.
+  which: ``4 * n`` or ``8 * n`` bytes. ``time_start`` and ``time_end`` are the
+  least and greatest time of the chunk.
 - ordinals: consecutive within a chunk from one producer session, so only
   ``ord_start`` is stored; a gap makes the chunk carry them as int64 ``ords``.
 """
@@ -81,10 +82,12 @@ def encode_chunk(
     deltas = np.diff(micros, prepend=micros[0])
     if bool((deltas >= 0).all()) and bool((deltas <= _U32_MAX).all()):
         times_blob = deltas.astype("<u4").tobytes()
-        time_start = float(micros[0] / 1e6)
     else:
         times_blob = time_arr.astype("<f8").tobytes()
-        time_start = float(time_arr[0])
+    # The least time, which readers use to skip chunks. It also serves as the
+    # base of the deltas: it rounds to the first point's microsecond, since
+    # rounded times never decrease when every delta is >= 0.
+    time_start = float(time_arr.min())
 
     if is_text:
         value_min = value_max = value_last = None

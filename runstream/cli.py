@@ -113,8 +113,28 @@ def _sync(settings: Settings, args: argparse.Namespace) -> int:
     from producer import Workspace, sync_spool
 
     result = sync_spool(args.path, workspace=Workspace.from_config())
-    print(f"published {result.records} record(s) from {len(result.sessions)} spool file(s); "
-          f"uploaded {len(result.files)} file(s); skipped {len(result.skipped)} held by live processes")
+    print(
+        f"published {result.records} record(s) from {len(result.sessions)} spool file(s); "
+        f"uploaded {len(result.files)} file(s); skipped {len(result.skipped)} held by live processes"
+    )
+    return 0
+
+
+def _drop_experiment(settings: Settings, args: argparse.Namespace) -> int:
+    from ingest import UnknownExperimentError, drop_experiment
+
+    if not args.yes:
+        print(f"runstream drop-experiment: deleting {args.name!r} cannot be undone; add --yes", file=sys.stderr)
+        return 2
+    try:
+        dropped = asyncio.run(drop_experiment(settings.database_url, args.name))
+    except UnknownExperimentError as exc:
+        print(f"runstream drop-experiment: {exc}", file=sys.stderr)
+        return 1
+    print(
+        f"dropped {args.name!r}: {dropped.runs} run(s), {dropped.series} series, "
+        f"{dropped.points} point(s), {dropped.entries} entries"
+    )
     return 0
 
 
@@ -127,6 +147,7 @@ _COMMANDS = {
     "sync": (_sync, "publish spools left by offline runs or processes that died"),
     "dlq": (_dlq, "list the newest records of the dead-letter topic"),
     "query": (_query, "run the query service in the foreground"),
+    "drop-experiment": (_drop_experiment, "delete one experiment's runs and all their data"),
 }
 
 
@@ -145,6 +166,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parsers["sync"].add_argument("path", nargs="?", default=None, help="spool, run directory or file")
     parsers["dlq"].add_argument("action", choices=["list"])
     parsers["dlq"].add_argument("--limit", type=_positive, default=50, help="how many of the newest (default 50)")
+    parsers["drop-experiment"].add_argument("name", help="the experiment's name")
+    parsers["drop-experiment"].add_argument("--yes", action="store_true", help="confirm the deletion")
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()

@@ -25,6 +25,12 @@ RUNSTREAM_DLQ_TOPIC                dead-letter topic                            
 RUNSTREAM_TOPIC_PARTITIONS         partitions of the events topic               12
 RUNSTREAM_GROUP_ID                 ingest consumer group                        ``runstream-ingest``
 RUNSTREAM_ARTIFACTS_DIR            artifact store directory                     ``<home>/artifacts``
+RUNSTREAM_RETENTION_DAYS           days ingest keeps points (whole days, by     0: forever
+                                   the day stored); 0 keeps them forever
+RUNSTREAM_NOT_RESPONDING_AFTER     seconds without data before a Running run    60
+                                   turns NotResponding
+RUNSTREAM_FAILED_AFTER             seconds without data before it turns         300
+                                   Failed ("no heartbeat")
 =================================  ===========================================  ==========================
 """
 
@@ -53,6 +59,32 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
     if not 0 < port < 65536:
         raise ConfigError(f"{name}={port} is outside 1..65535")
     return port
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not a number of seconds") from None
+    if not value > 0 or value == float("inf"):
+        raise ConfigError(f"{name}={raw} must be a positive number of seconds")
+    return value
+
+
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from None
+    if value < 0:
+        raise ConfigError(f"{name}={value} must not be negative")
+    return value
 
 
 def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
@@ -90,6 +122,16 @@ class Settings:
     topic_partitions: int = 12
     group_id: str = "runstream-ingest"
     artifacts_dir: Path = Path(".runstream/artifacts")
+    retention_days: int = 0
+    not_responding_after_seconds: float = 60.0
+    failed_after_seconds: float = 300.0
+
+    def __post_init__(self) -> None:
+        if self.failed_after_seconds < self.not_responding_after_seconds:
+            raise ConfigError(
+                f"RUNSTREAM_FAILED_AFTER={self.failed_after_seconds:g} is below"
+                f" RUNSTREAM_NOT_RESPONDING_AFTER={self.not_responding_after_seconds:g}"
+            )
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -119,6 +161,9 @@ class Settings:
             topic_partitions=_positive_int(env, "RUNSTREAM_TOPIC_PARTITIONS", 12),
             group_id=env.get("RUNSTREAM_GROUP_ID") or "runstream-ingest",
             artifacts_dir=Path(env.get("RUNSTREAM_ARTIFACTS_DIR") or home / "artifacts").absolute(),
+            retention_days=_count(env, "RUNSTREAM_RETENTION_DAYS", 0),
+            not_responding_after_seconds=_seconds(env, "RUNSTREAM_NOT_RESPONDING_AFTER", 60.0),
+            failed_after_seconds=_seconds(env, "RUNSTREAM_FAILED_AFTER", 300.0),
         )
 
     def as_env(self) -> dict[str, str]:
@@ -140,6 +185,9 @@ class Settings:
             "RUNSTREAM_GROUP_ID": self.group_id,
             "RUNSTREAM_ARTIFACTS_DIR": str(self.artifacts_dir),
             "RUNSTREAM_MAX_UPLOAD_BYTES": str(self.max_upload_bytes),
+            "RUNSTREAM_RETENTION_DAYS": str(self.retention_days),
+            "RUNSTREAM_NOT_RESPONDING_AFTER": repr(self.not_responding_after_seconds),
+            "RUNSTREAM_FAILED_AFTER": repr(self.failed_after_seconds),
         }
         if self.token is not None:
             env["RUNSTREAM_TOKEN"] = self.token

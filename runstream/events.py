@@ -4,7 +4,7 @@ A Kafka record on the events topic is one *batch*: the events one producer
 session published for one run, keyed by the run id so that a run's batches stay
 in order on one partition. The value is orjson-encoded::
 
-    {"v": 1, "run": "<uuid>", "session": "<uuid>", "seq": 7, "events": [...]}
+    {"v": 2, "run": "<uuid>", "session": "<uuid>", "seq": 7, "events": [...]}
 
 ``session`` identifies one producer (one process logging to the run) and
 ``seq`` numbers its batches from 1 without gaps; ingest stores the highest
@@ -28,12 +28,18 @@ tags               time, tags ({key: str or null})
 properties         time, properties ({key: str})
 =================  ============================================================
 
-Floats must round-trip exactly, NaN and ±Inf included, which plain JSON cannot
-carry. ``scalars`` of kind ``float`` therefore carry their values as base64 of
-little-endian IEEE-754 doubles (``"f64"``), which is also the fastest path for
-the bulk of the traffic; kinds ``int``, ``bool`` and ``str`` carry a JSON list
-(``"values"``). Everywhere else a non-finite float is written as the object
+``scalars`` carry the bulk of the traffic, so their columns travel packed:
+``steps`` and ``ordinals`` as base64 of little-endian int64, ``times`` as
+base64 of little-endian IEEE-754 doubles, and the values as ``"f64"`` (kind
+``float``: exact for NaN and ±Inf, which plain JSON cannot carry), ``"i64"``
+(kind ``int``) or a JSON list ``"values"`` (kinds ``bool`` and ``str``).
+Ingest turns them into numpy arrays without a per-point Python object.
+Everywhere else a non-finite float is written as the object
 ``{"$float": "NaN" | "Infinity" | "-Infinity"}``.
+
+Versions: 2 packs the columns as above. 1 (still accepted, because spools
+written by older SDKs are published by ``runstream sync``) carried ``steps``,
+``times`` and ``ordinals`` as JSON number lists and int values in ``"values"``.
 
 Times are seconds since the epoch (float). ``ordinals`` number a series' points
 in logging order within the session, so points logged within the same clock
@@ -49,13 +55,13 @@ from __future__ import annotations
 
 import base64
 import math
-import sys
 import uuid
-from array import array
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeAlias
 
+import numpy as np
+import numpy.typing as npt
 import orjson
 
 __all__ = [
@@ -72,7 +78,8 @@ __all__ = [
     "encode_json_value",
 ]
 
-FORMAT_VERSION: Final = 1
+FORMAT_VERSION: Final = 2
+_READABLE_VERSIONS: Final = frozenset({1, 2})
 #: Larger records are refused by the SDK and dead-lettered by ingest.
 MAX_RECORD_BYTES: Final = 8 * 1024 * 1024
 
@@ -107,7 +114,11 @@ _EVENT_FIELDS: Final[Mapping[str, tuple[str, ...]]] = {
     "properties": ("time", "properties"),
 }
 _NONFINITE_NAMES: Final = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
-_LITTLE_ENDIAN: Final = sys.byteorder == "little"
+_I64: Final = np.dtype("<i8")
+_F64: Final = np.dtype("<f8")
+#: The wire's packed columns of a scalars event (v2) and their element types.
+_PACKED: Final[Mapping[str, np.dtype[Any]]] = {"steps": _I64, "times": _F64, "ordinals": _I64}
+_PACKED_VALUES: Final[Mapping[str, tuple[str, np.dtype[Any]]]] = {"float": ("f64", _F64), "int": ("i64", _I64)}
 
 
 class EventError(ValueError):
@@ -161,27 +172,21 @@ def decode_json_value(value: Any) -> Any:
     return value
 
 
-def pack_f64(values: Iterable[float]) -> str:
-    """Base64 of little-endian doubles: exact for every float, NaN included."""
-    packed = array("d", values)
-    if not _LITTLE_ENDIAN:
-        packed.byteswap()
-    return base64.b64encode(packed.tobytes()).decode("ascii")
+def _pack(values: Sequence[Any], dtype: np.dtype[Any]) -> str:
+    return base64.b64encode(np.asarray(values, dtype=dtype).tobytes()).decode("ascii")
 
 
-def unpack_f64(text: str) -> list[float]:
-    """Inverse of :func:`pack_f64`."""
+def _unpack(event: Event, field: str, dtype: np.dtype[Any]) -> npt.NDArray[Any]:
+    text = event.get(field)
+    if not isinstance(text, str):
+        raise EventError("bad_shape", f"scalars {event['name']!r}: {field} must be base64 of {dtype.name}")
     try:
         raw = base64.b64decode(text, validate=True)
-    except (ValueError, TypeError):
-        raise EventError("bad_value", "f64 is not base64") from None
-    if len(raw) % 8:
-        raise EventError("bad_value", "f64 length is not a multiple of 8")
-    unpacked = array("d")
-    unpacked.frombytes(raw)
-    if not _LITTLE_ENDIAN:
-        unpacked.byteswap()
-    return unpacked.tolist()
+    except ValueError:
+        raise EventError("bad_shape", f"scalars {event['name']!r}: {field} is not base64") from None
+    if len(raw) % dtype.itemsize:
+        raise EventError("bad_shape", f"scalars {event['name']!r}: {field} is not whole {dtype.name} values")
+    return np.frombuffer(raw, dtype=dtype).astype(dtype.newbyteorder("="), copy=False)
 
 
 def scalars_event(
@@ -192,17 +197,18 @@ def scalars_event(
     ordinals: Sequence[int],
     values: Sequence[Scalar],
 ) -> Event:
-    """Build a ``scalars`` event; the value column is encoded for ``kind``."""
+    """Build a ``scalars`` event with its columns packed for ``kind``."""
     event: Event = {
         "type": "scalars",
         "name": name,
         "kind": kind,
-        "steps": list(steps),
-        "times": list(times),
-        "ordinals": list(ordinals),
+        "steps": _pack(steps, _I64),
+        "times": _pack(times, _F64),
+        "ordinals": _pack(ordinals, _I64),
     }
-    if kind == "float":
-        event["f64"] = pack_f64(values)  # type: ignore[arg-type]
+    packed = _PACKED_VALUES.get(kind)
+    if packed is not None:
+        event[packed[0]] = _pack(values, packed[1])
     else:
         event["values"] = list(values)
     return event
@@ -214,7 +220,13 @@ def scalars_event(
 def encode_batch(batch: Batch) -> bytes:
     """Serialise a batch into a record value."""
     return orjson.dumps(
-        {"v": FORMAT_VERSION, "run": batch.run_id, "session": batch.session_id, "seq": batch.seq, "events": batch.events}
+        {
+            "v": FORMAT_VERSION,
+            "run": batch.run_id,
+            "session": batch.session_id,
+            "seq": batch.seq,
+            "events": batch.events,
+        }
     )
 
 
@@ -235,7 +247,7 @@ def decode_batch(data: bytes | None) -> Batch:
     if not isinstance(doc, dict):
         raise EventError("bad_shape", "record is not a JSON object")
     version = doc.get("v")
-    if version != FORMAT_VERSION:
+    if type(version) is not int or version not in _READABLE_VERSIONS:
         raise EventError("bad_version", f"unsupported format version {version!r}")
     run_id = _uuid_field(doc, "run", "bad_run_id")
     session_id = _uuid_field(doc, "session", "bad_session_id")
@@ -245,7 +257,7 @@ def decode_batch(data: bytes | None) -> Batch:
     events = doc.get("events")
     if not isinstance(events, list):
         raise EventError("bad_shape", "events must be a list")
-    return Batch(run_id, session_id, seq, [_check_event(e) for e in events])
+    return Batch(run_id, session_id, seq, [_check_event(e, version) for e in events])
 
 
 def _uuid_field(doc: Mapping[str, Any], key: str, reason: str) -> str:
@@ -258,7 +270,7 @@ def _uuid_field(doc: Mapping[str, Any], key: str, reason: str) -> str:
         raise EventError(reason, f"{key} {raw!r} is not a UUID") from None
 
 
-def _check_event(event: Any) -> Event:
+def _check_event(event: Any, version: int) -> Event:
     if not isinstance(event, dict):
         raise EventError("bad_shape", "event is not an object")
     kind = event.get("type")
@@ -271,7 +283,7 @@ def _check_event(event: Any) -> Event:
     if "name" in event and (not isinstance(event["name"], str) or not event["name"]):
         raise EventError("bad_shape", f"{kind} event has no valid name")
     if kind == "scalars":
-        _check_scalars(event)
+        _check_scalars(event, version)
     elif kind == "status":
         if event["status"] not in STATUSES:
             raise EventError("bad_status", f"unknown status {event['status']!r}")
@@ -282,25 +294,64 @@ def _check_event(event: Any) -> Event:
     return event
 
 
-def _check_scalars(event: Event) -> None:
+def _check_scalars(event: Event, version: int) -> None:
+    """Validate a scalars event and leave its columns as numpy arrays.
+
+    ``steps`` and ``ordinals`` become int64, ``times`` float64, ``values``
+    float64 (kind float), int64 (int), bool (bool) or a list of str (str).
+    """
     kind = event["kind"]
+    name = event["name"]
     if kind not in _KINDS:
-        raise EventError("bad_shape", f"scalars {event['name']!r} has unknown kind {kind!r}")
-    if kind == "float":
-        if not isinstance(event.get("f64"), str):
-            raise EventError("bad_shape", f"scalars {event['name']!r} of kind float lacks f64")
-        event["values"] = unpack_f64(event.pop("f64"))
-    elif not isinstance(event.get("values"), list):
+        raise EventError("bad_shape", f"scalars {name!r} has unknown kind {kind!r}")
+    if version == 1:
+        _check_scalars_v1(event)
+    else:
+        for column, dtype in _PACKED.items():
+            event[column] = _unpack(event, column, dtype)
+        packed = _PACKED_VALUES.get(kind)
+        if packed is not None:
+            event["values"] = _unpack(event, packed[0], packed[1])
+            del event[packed[0]]
+        else:
+            _check_value_list(event, kind)
+    if not len(event["steps"]) == len(event["times"]) == len(event["ordinals"]) == len(event["values"]):
+        raise EventError("bad_shape", f"scalars {name!r}: columns differ in length")
+    if kind == "bool":
+        event["values"] = np.array(event["values"], dtype=np.bool_)
+
+
+def _check_value_list(event: Event, kind: str) -> None:
+    values = event.get("values")
+    if not isinstance(values, list):
         raise EventError("bad_shape", f"scalars {event['name']!r} lacks values")
-    steps, times, ordinals, values = event["steps"], event["times"], event["ordinals"], event["values"]
-    if not (isinstance(steps, list) and isinstance(times, list) and isinstance(ordinals, list)):
-        raise EventError("bad_shape", f"scalars {event['name']!r}: steps, times and ordinals must be lists")
-    if not len(steps) == len(times) == len(ordinals) == len(values):
-        raise EventError("bad_shape", f"scalars {event['name']!r}: columns differ in length")
     expected = {"int": int, "bool": bool, "str": str}.get(kind)
     if expected is not None and any(type(v) is not expected for v in values):
         raise EventError("bad_value", f"scalars {event['name']!r}: a value is not {kind}")
+
+
+def _check_scalars_v1(event: Event) -> None:
+    """Version 1: number lists, checked per element, then the same arrays as v2."""
+    kind, name = event["kind"], event["name"]
+    if kind == "float":
+        event["values"] = _unpack(event, "f64", _F64)
+        del event["f64"]
+    else:
+        _check_value_list(event, kind)
+    steps, times, ordinals = event["steps"], event["times"], event["ordinals"]
+    if not (isinstance(steps, list) and isinstance(times, list) and isinstance(ordinals, list)):
+        raise EventError("bad_shape", f"scalars {name!r}: steps, times and ordinals must be lists")
     if any(type(s) is not int for s in steps) or any(type(o) is not int for o in ordinals):
-        raise EventError("bad_shape", f"scalars {event['name']!r}: steps and ordinals must be integers")
+        raise EventError("bad_shape", f"scalars {name!r}: steps and ordinals must be integers")
     if any(type(t) is not float and type(t) is not int for t in times):
-        raise EventError("bad_shape", f"scalars {event['name']!r}: times must be numbers")
+        raise EventError("bad_shape", f"scalars {name!r}: times must be numbers")
+    try:
+        event["steps"] = np.array(steps, dtype=np.int64)
+        event["ordinals"] = np.array(ordinals, dtype=np.int64)
+        if kind == "int":
+            event["values"] = np.array(event["values"], dtype=np.int64)
+    except OverflowError:
+        raise EventError(
+            "bad_value", f"scalars {name!r}: a step, ordinal or int value is outside 64-bit range"
+        ) from None
+    event["times"] = np.array(times, dtype=np.float64)

@@ -133,8 +133,12 @@ async def test_postgres_outage_retries_without_losing_or_duplicating(settings: S
 
 
 @contextlib.asynccontextmanager
-async def own_database(admin_dsn: str) -> AsyncIterator[str]:
-    """A migrated database of the test's own: fast liveness sweeps would touch every other test's runs."""
+async def own_database(admin_dsn: str, *, schema_version: int | None = None) -> AsyncIterator[str]:
+    """A database of the test's own, migrated to ``schema_version`` (default: current).
+
+    Fast liveness sweeps would touch every other test's runs, and a migration
+    test needs an older schema.
+    """
     name = f"ingest_live_{uuid.uuid4().hex[:10]}"
     admin = await asyncpg.connect(admin_dsn)
     try:
@@ -143,7 +147,7 @@ async def own_database(admin_dsn: str) -> AsyncIterator[str]:
         await admin.close()
     try:
         dsn = admin_dsn.rsplit("/", 1)[0] + "/" + name
-        await migrate(dsn)
+        await migrate(dsn, target=schema_version)
         yield dsn
     finally:
         admin = await asyncpg.connect(admin_dsn)
@@ -168,10 +172,10 @@ async def test_no_run_is_failed_for_silence_that_was_a_postgres_outage(
         mine = dataclasses.replace(
             private(settings, "live-outage"),
             database_url=urlunsplit(url._replace(netloc=f"{url.username}@127.0.0.1:{port}")),
-        )
-        options = IngestOptions(
             not_responding_after_seconds=1.0,
             failed_after_seconds=2.0,
+        )
+        options = IngestOptions(
             liveness_interval_seconds=0.05,
             retry_initial_seconds=0.05,
             retry_max_seconds=0.2,
@@ -204,8 +208,10 @@ async def test_no_run_is_failed_for_silence_that_was_a_postgres_outage(
 
 async def _check_liveness(settings: Settings, dsn: str) -> None:
     await migrate(dsn)
-    mine = dataclasses.replace(private(settings, "live"), database_url=dsn)
-    options = IngestOptions(not_responding_after_seconds=0.5, failed_after_seconds=3.0, liveness_interval_seconds=0.05)
+    mine = dataclasses.replace(
+        private(settings, "live"), database_url=dsn, not_responding_after_seconds=0.5, failed_after_seconds=3.0
+    )
+    options = IngestOptions(liveness_interval_seconds=0.05)
     quiet, back, logs, s1, s2, s3 = new_id(), new_id(), new_id(), new_id(), new_id(), new_id()
     async with (
         asyncpg.create_pool(dsn, min_size=1, max_size=2) as db,
@@ -297,7 +303,7 @@ async def _offsets_of(settings: Settings, value: bytes) -> list[tuple[int, int]]
     return found
 
 
-async def test_chunk_layout_stores_the_same_points_many_to_a_row(settings: Settings, db: asyncpg.Pool) -> None:
+async def test_points_are_stored_many_to_a_chunk_bit_for_bit(settings: Settings, db: asyncpg.Pool) -> None:
     mine = private(settings, "chunks")
     run, session = new_id(), new_id()
     floats = [0.5, math.nan, math.inf, -math.inf, -0.0, 1e-300, 5e300]
@@ -314,7 +320,7 @@ async def test_chunk_layout_stores_the_same_points_many_to_a_row(settings: Setti
             ),
         ),
     ]
-    async with IngestWorker(mine, options=IngestOptions(point_layout="chunks"), metrics_port=0):
+    async with IngestWorker(mine, metrics_port=0):
         await produce_all(mine, mine.topic, records)
         await eventually(
             lambda: db.fetchval("SELECT last_seq FROM producer_sessions WHERE session_id = $1", session),
@@ -340,11 +346,11 @@ async def test_chunk_layout_stores_the_same_points_many_to_a_row(settings: Setti
     assert [struct.pack("<d", p[3]) for p in loss] == [struct.pack("<d", v) for v in floats]  # bit for bit
     assert got["n"] == [(0, T0, 0, 1.0), (1, T0 + 1, 1, 2.0)]
     assert got["phase"] == [(0, T0, 0, "a"), (1, T0 + 1, 1, "b ✓")]
-    assert (
-        await db.fetchval("SELECT count(*) FROM points p JOIN series s ON s.id = p.series_id WHERE s.run_id = $1", run)
-        == 0
+    summary = await db.fetchrow("SELECT * FROM series WHERE run_id = $1 AND name = 'loss'", run)
+    assert (summary["point_count"], summary["first_time"]) == (7, T0)
+    assert summary["first_day"] == summary["last_day"] == await db.fetchval(
+        "SELECT max(stored_day) FROM point_chunks WHERE series_id = $1", summary["id"]
     )
-    assert await db.fetchval("SELECT point_count FROM series WHERE run_id = $1 AND name = 'loss'", run) == 7
 
 
 _CHUNK_FIELDS = ("n", "time_start", "ord_start", "ords", "step_start", "step_stride", "steps", "times", "vals", "texts")

@@ -90,8 +90,10 @@ def test_records_carry_exactly_what_was_logged(plan: list[tuple[Any, ...]], budg
             if event["type"] == "tags":
                 events.append(next(iter(event["tags"])))
                 continue
+            # Decoded columns are numpy arrays (str values a list): back to Python scalars.
+            values = event["values"] if isinstance(event["values"], list) else event["values"].tolist()
             got.setdefault(event["name"], []).extend(
-                zip(event["ordinals"], event["steps"], event["values"], strict=True)
+                zip(event["ordinals"].tolist(), event["steps"].tolist(), values, strict=True)
             )
     assert events == expected_events
     assert set(got) == {k for k, v in expected.items() if v}

@@ -1,0 +1,164 @@
+"""Storage of points: the 0004 conversion of old rows, daily partitions, retention, dropping an experiment."""
+
+from __future__ import annotations
+
+import math
+import struct
+import subprocess
+import sys
+import uuid
+from typing import Any
+
+import asyncpg
+import numpy as np
+
+from ingest import drop_experiment
+from ingest._partitions import PointPartitions, utc_day
+from ingest.schema import migrate
+from runstream.chunks import decode_chunk
+from runstream.config import Settings
+from tests.test_ingest_worker import own_database
+
+_FIELDS = ("n", "time_start", "ord_start", "ords", "step_start", "step_stride", "steps", "times", "vals", "texts")
+T0 = 1_764_000_000.0  # 2025-11-24
+
+
+async def _seed_run(conn: asyncpg.Connection, experiment: str) -> uuid.UUID:
+    await conn.execute("INSERT INTO experiments (name) VALUES ($1) ON CONFLICT DO NOTHING", experiment)
+    run = uuid.uuid4()
+    await conn.execute(
+        "INSERT INTO runs (id, experiment_id, status, created_at)"
+        " SELECT $1, id, 'Running', now() FROM experiments WHERE name = $2",
+        run,
+        experiment,
+    )
+    return run
+
+
+async def _series(conn: asyncpg.Connection, run: uuid.UUID, name: str, value_type: str) -> int:
+    series_id: int = await conn.fetchval(
+        "INSERT INTO series (run_id, name, kind, value_type) VALUES ($1, $2, 'scalar', $3) RETURNING id",
+        run,
+        name,
+        value_type,
+    )
+    return series_id
+
+
+async def _chunks_of(conn: asyncpg.Connection, series_id: int) -> list[asyncpg.Record]:
+    return await conn.fetch("SELECT * FROM point_chunks WHERE series_id = $1 ORDER BY time_start", series_id)
+
+
+def _points(chunks: list[asyncpg.Record]) -> list[tuple[int, float, int, Any]]:
+    out = []
+    for row in chunks:
+        c = decode_chunk(**{k: row[k] for k in _FIELDS})
+        values = c.texts if c.values is None else c.values.tolist()
+        out += zip(c.steps.tolist(), c.times.tolist(), c.ordinals.tolist(), values, strict=True)
+    return sorted(out, key=lambda p: (p[1], p[2]))
+
+
+async def test_migration_0004_turns_old_point_rows_into_chunks_bit_for_bit(services: tuple[str, str]) -> None:
+    """Every old row survives: float values bit for bit (NaN, ±Inf, -0.0), strings, steps, times, ordinals."""
+    rng = np.random.default_rng(7)
+    n = 25_000  # three chunks of at most 10,000
+    specials = [math.nan, math.inf, -math.inf, -0.0, 5e-324]
+    floats = [*specials, *rng.normal(size=n - len(specials)).tolist()]
+    # Times that go backwards now and then, and a day boundary inside the series.
+    times = (T0 + np.arange(n) * 10.0 + rng.integers(0, 3, size=n) * 0.5).tolist()
+    steps = rng.permutation(n).tolist()
+    async with own_database(services[1], schema_version=3) as dsn:
+        conn = await asyncpg.connect(dsn)
+        try:
+            run = await _seed_run(conn, "old")
+            loss = await _series(conn, run, "loss", "float")
+            phase = await _series(conn, run, "phase", "str")
+            await conn.copy_records_to_table(
+                "points",
+                columns=["series_id", "step", "time", "ordinal", "value", "text_value"],
+                records=[
+                    *[(loss, steps[i], times[i], i, floats[i], None) for i in range(n)],
+                    *[(phase, i, T0 + i, i, None, f"p{i} ✓") for i in range(3)],
+                ],
+            )
+            assert await migrate(dsn) == ["0004_partitioned_point_chunks.sql"]
+            loss_chunks = await _chunks_of(conn, loss)
+            assert [c["n"] for c in loss_chunks] == [10_000, 10_000, 5_000]
+            got = _points(loss_chunks)
+            expected = sorted(zip(steps, times, range(n), floats, strict=True), key=lambda p: (p[1], p[2]))
+            assert [p[:3] for p in got] == [p[:3] for p in expected]
+            assert [struct.pack("<d", p[3]) for p in got] == [struct.pack("<d", p[3]) for p in expected]
+            assert _points(await _chunks_of(conn, phase)) == [(i, T0 + i, i, f"p{i} ✓") for i in range(3)]
+            first = loss_chunks[0]
+            finite = [v for v in floats[:10_000] if math.isfinite(v)]
+            assert (first["value_min"], first["value_max"]) == (min(finite), max(finite))
+            summary = await conn.fetchrow("SELECT first_time, first_day, last_day FROM series WHERE id = $1", loss)
+            assert summary["first_time"] == min(times)
+            # Old rows count as stored on the day their chunk starts.
+            last_start = loss_chunks[-1]["time_start"]
+            assert (summary["first_day"], summary["last_day"]) == (utc_day(min(times)), utc_day(last_start))
+            assert await conn.fetchval("SELECT to_regclass('points')") is None
+        finally:
+            await conn.close()
+
+
+async def test_retention_drops_whole_days_and_keeps_the_rest(services: tuple[str, str]) -> None:
+    async with own_database(services[1]) as dsn, asyncpg.create_pool(dsn, min_size=1, max_size=2) as pool:
+        partitions = PointPartitions(pool)
+        today = utc_day()
+        for day in (today - 10, today - 3, today - 2, today):
+            await partitions.ensure(day)
+            await partitions.ensure(day)  # idempotent
+        names = await pool.fetch(
+            "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+            " WHERE i.inhparent = 'point_chunks'::regclass ORDER BY 1"
+        )
+        assert len(names) == 4
+        dropped = await partitions.drop_expired(2, today=today)
+        assert len(dropped) == 2  # today-10 and today-3; today-2 is still within 2 days
+        left = await pool.fetchval("SELECT count(*) FROM pg_inherits WHERE inhparent = 'point_chunks'::regclass")
+        assert left == 2
+        await partitions.ensure(today - 10)  # a day dropped is made again when asked for
+        assert await partitions.drop_expired(2, today=today) == dropped[:1]
+
+
+async def test_drop_experiment_deletes_its_runs_and_points_only(settings: Settings, services: tuple[str, str]) -> None:
+    async with own_database(services[1]) as dsn, asyncpg.create_pool(dsn, min_size=1, max_size=2) as pool:
+        await PointPartitions(pool).ensure(utc_day())
+        async with pool.acquire() as conn:
+            kept_run = await _seed_run(conn, "kept")
+            gone_run = await _seed_run(conn, "gone")
+            for run in (kept_run, gone_run):
+                series = await _series(conn, run, "loss", "float")
+                await conn.execute(
+                    "INSERT INTO point_chunks (series_id, time_start, time_end, n, ord_start, step_start,"
+                    " step_stride, step_min, step_max, times, vals, stored_day)"
+                    " VALUES ($1, 0, 1, 2, 0, 0, 1, 0, 1, $2, $3, $4)",
+                    series,
+                    np.zeros(2, "<u4").tobytes(),
+                    np.ones(2, "<f8").tobytes(),
+                    utc_day(),
+                )
+        env = {**settings.as_env(), "RUNSTREAM_DATABASE_URL": dsn, "PATH": "/usr/bin:/bin"}
+        refused = subprocess.run(
+            [sys.executable, "-m", "runstream.cli", "drop-experiment", "gone"], env=env, capture_output=True, text=True
+        )
+        assert refused.returncode == 2 and "--yes" in refused.stderr
+        done = subprocess.run(
+            [sys.executable, "-m", "runstream.cli", "drop-experiment", "gone", "--yes"],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert done.returncode == 0, done.stderr
+        assert "1 run(s), 1 series, 2 point(s)" in done.stdout
+        assert await pool.fetchval("SELECT count(*) FROM runs") == 1
+        assert await pool.fetchval("SELECT sum(n) FROM point_chunks") == 2
+        missing = subprocess.run(
+            [sys.executable, "-m", "runstream.cli", "drop-experiment", "gone", "--yes"],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert missing.returncode == 1 and "no experiment named 'gone'" in missing.stderr
+        assert (await drop_experiment(dsn, "kept")).points == 2
