@@ -57,7 +57,8 @@ async def _run_figure(ctx: Context, name: str) -> list[Row]:
         ctx.errors.append(f"{name}: {detail[:2000]}")
         (ctx.log_dir / f"{name}.error.txt").write_text(traceback.format_exc())
         ctx.progress(f"{name}: ERROR {detail[:500]}")
-        rows = [Row(key=name, figure=module.TITLE, unit="", missing=f"error: {detail[:160]}")]
+        # The table cell gets the first line; a service's log tail follows in the errors and the error file.
+        rows = [Row(key=name, figure=module.TITLE, unit="", missing=f"error: {detail.splitlines()[0][:160]}")]
     ctx.progress(f"{name}: done in {time.monotonic() - started:.0f} s")
     return rows
 
