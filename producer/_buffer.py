@@ -8,10 +8,13 @@ the sealed list is in the order the caller produced things, and a run's
 events keep their order on the wire.
 
 Memory is bounded by counting points (and list/table cells) from the moment
-they are appended until the sender reports them delivered. Crossing
-``flush_points`` undrained wakes the sender; reaching ``max_points``
-undelivered makes the caller wait up to ``wait_seconds`` and then raises
-:class:`BufferFullError` without buffering the value. All three thresholds are
+they are appended until the sender reports them delivered (to Kafka or to
+the spool). Crossing ``flush_points`` undrained wakes the sender; reaching
+``max_points`` undelivered makes the caller wait up to ``wait_seconds``, and
+first asks the sender (``relieve``) to spill what it holds to the spool
+rather than wait for Kafka, which frees the room within milliseconds. Only
+if no room comes in time (no spool, or a disk that cannot keep up) does it
+raise :class:`BufferFullError` without buffering the value. All three thresholds are
 folded into one number, ``_limit``, so the hot path does a single comparison.
 """
 
@@ -93,13 +96,22 @@ Item = Chunk | Event
 class Buffer:
     """Thread-safe; written by the caller's threads, drained by the sender."""
 
-    def __init__(self, *, flush_points: int, max_points: int, wait_seconds: float, wake: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        *,
+        flush_points: int,
+        max_points: int,
+        wait_seconds: float,
+        wake: Callable[[], None],
+        relieve: Callable[[], None] | None = None,
+    ) -> None:
         self._lock = threading.Lock()
         self._changed = threading.Condition(self._lock)
         self._flush_points = flush_points
         self._max_points = max_points
         self._wait_seconds = wait_seconds
         self._wake = wake
+        self._relieve = relieve
         self._columns: dict[str, Columns] = {}
         #: name -> columns for names whose pending kind is float: the caller's fast path.
         self.fast: dict[str, Columns] = {}
@@ -112,6 +124,7 @@ class Buffer:
         self._failure: BaseException | None = None
         self.blocked_calls = 0
         self.blocked_seconds = 0.0
+        self.full_errors = 0  # calls that found no room in time and raised BufferFullError
 
     # --- the caller's side ------------------------------------------------
 
@@ -220,6 +233,8 @@ class Buffer:
             self._limit = self._delivered + self._max_points
             return
         self.blocked_calls += 1
+        if self._relieve is not None:
+            self._relieve()
         started = time.monotonic()
         room = self._changed.wait_for(
             lambda: self._total - self._delivered < self._max_points or self._failure is not None,
@@ -229,6 +244,7 @@ class Buffer:
         if self._failure is not None:
             raise DeliveryError(f"the run's sender has stopped: {self._failure}") from self._failure
         if not room:
+            self.full_errors += 1
             raise BufferFullError(
                 f"{self._total - self._delivered} points are waiting for Kafka, the maximum is "
                 f"{self._max_points}; waited {self._wait_seconds}s for room"

@@ -1,9 +1,11 @@
 """The run facade: validation at the call site, then the buffer; the sender does the rest.
 
 A ``Run`` object owns one *producer session* per process: a session id, a
-buffer and one background sender. A forked child gets a fresh session (new id,
-empty buffer, its own sender started on first use) and never touches the
-parent's thread; the parent's pending points stay the parent's to send.
+buffer and a sender (a task on the process's one sender thread, sharing its
+Kafka producer with the other runs). A forked child gets a fresh session (new
+id, empty buffer, its own sender thread started on first use) and never
+touches the parent's thread; the parent's pending points stay the parent's to
+send.
 
 The only module state here is the context run of ``get_context``; the
 process-wide hooks (fork, exit, SIGTERM) live in :mod:`producer._process`.
@@ -15,7 +17,6 @@ from __future__ import annotations
 
 import io
 import os
-import sys
 import time
 import uuid
 from collections.abc import Iterator, Mapping
@@ -25,7 +26,7 @@ from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
-from producer import _payloads, _process, _validate
+from producer import _loop, _payloads, _process, _validate
 from producer._errors import (
     DeliveryError,
     FlushTimeoutError,
@@ -40,6 +41,7 @@ from producer._http import QueryClient, quote
 from producer._sender import Sender
 from producer._sinks import KafkaSink, Sink, SpoolSink
 from producer._spool import SUFFIX, SpoolWriter
+from producer._submit import DriverLogFollower
 from producer._workspace import Workspace
 from runstream.config import Settings
 from runstream.events import MAX_RECORD_BYTES, TERMINAL_STATUSES, Event
@@ -139,12 +141,12 @@ class Run:
         if self.offline:
             return SpoolSink(self._spool_path())
         ws = self._workspace
-        return KafkaSink(
+        shared = _loop.current().producer(
             bootstrap=ws.kafka_bootstrap,
-            topic=ws.topic,
             compression=self._options.compression,
             request_timeout_seconds=self._options.request_timeout_seconds,
         )
+        return KafkaSink(shared, ws.topic)
 
     def _after_fork_in_child(self) -> None:
         # The parent's thread does not exist here and its locks may be held:
@@ -519,6 +521,8 @@ class Run:
             "pending": buffer.pending(),
             "blocked_calls": buffer.blocked_calls,
             "blocked_seconds": buffer.blocked_seconds,
+            "buffer_full_errors": buffer.full_errors,
+            "pressure_spills": sender.pressure_spills,
             "spooled_records": sender.spooled,
             "replayed_records": sender.replayed,
             "spool_left": None if sender.spool_left is None else str(sender.spool_left.path),
@@ -551,7 +555,7 @@ class Run:
         self._require_online("wait_for_completion")
         if show_output:
             print(f"RunId: {self.id}\nWeb View: {self.get_portal_url()}", flush=True)
-        log = _LogFollower(self._script.log_path if self._script is not None and show_output else None)
+        log = DriverLogFollower(self._http if show_output else None, self.id)
         deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
         while True:
             log.print_new()
@@ -665,22 +669,3 @@ def _context_from_env(env: Mapping[str, str]) -> Run:
     run = Run(experiment, str(uuid.uuid4()), offline=True, spool_dir=spool, outputs="./outputs")
     run._start()
     return run
-
-
-class _LogFollower:
-    """Prints what a submitted script's driver log gained since the last call."""
-
-    def __init__(self, path: Path | None) -> None:
-        self._path = path
-        self._offset = 0
-
-    def print_new(self) -> None:
-        if self._path is None or not self._path.exists():
-            return
-        with self._path.open("rb") as file:
-            file.seek(self._offset)
-            data = file.read()
-        self._offset += len(data)
-        if data:
-            sys.stdout.write(data.decode("utf-8", errors="replace"))
-            sys.stdout.flush()

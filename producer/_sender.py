@@ -1,6 +1,9 @@
-"""The background sender: one thread, its own asyncio loop, one sink.
+"""The background sender of one producer session: a task on the process's sender loop.
 
-The loop wakes when the buffer asks (``flush_points`` reached), when a flush
+Every session of a process runs as a task on the one thread and event loop of
+:mod:`producer._loop`, and the Kafka sinks share one producer per cluster, so
+a process logging to hundreds of runs has one thread, not hundreds. Within a
+session nothing changes: its task wakes when the buffer asks (``flush_points`` reached), when a flush
 is requested, or every ``flush_interval_seconds``; it drains the buffer,
 packs the items into records (``seq`` numbered from 1 without gaps for the
 session) and publishes them one after the other, so the run's records stay in
@@ -9,14 +12,17 @@ and the same ``seq`` (ingest drops a duplicate by seq) until it is delivered,
 the failure proves fatal, or ``stop`` gives up at its deadline. Only then is
 the buffer told what was delivered, which is what frees room for ``log()``.
 
-When Kafka has failed for ``spill_after_seconds`` (or ``stop`` runs out of
-time), the session *spools*: this record and every later one are appended to
-the session's spool file instead (fsync'd, so they count as delivered and the
-buffer keeps its memory bound). Every ``spill_after_seconds`` the loop tries
-to replay the spool to Kafka from where it left off; once it is all
-published the file is removed and records go to Kafka directly again. The
-loop does one thing at a time, so the partition sees the session's seqs in
-order. A spool left at exit is published by ``runstream sync``.
+When Kafka has failed for ``spill_after_seconds``, when ``stop`` runs out of
+time, or when the buffer is full and a caller is about to wait for room (Kafka
+slower than the training loop), the session *spools*: this record and every
+later one are appended to the session's spool file instead (fsync'd, so they
+count as delivered and the buffer keeps its memory bound). Every
+``spill_after_seconds`` the task tries to replay the spool to Kafka from
+where it left off (a caller waiting for room again interrupts the replay);
+once it is all published the file is removed and records go to Kafka
+directly again. The task does one thing at a time, so the partition sees the
+session's seqs in order. A spool left at exit is published by ``runstream
+sync``.
 
 Heartbeats go through the buffer like any event, so they are ordered with
 the data.
@@ -31,7 +37,7 @@ from collections.abc import Callable
 
 from aiokafka.errors import MessageSizeTooLargeError  # type: ignore[import-untyped]
 
-from producer import _batching
+from producer import _batching, _loop
 from producer._buffer import Buffer, Item
 from producer._errors import DeliveryError, FlushTimeoutError
 from producer._sinks import PublishTimeoutError, Sink, is_fatal, needs_reopen
@@ -48,8 +54,16 @@ class _Aborted(Exception):
     """stop() gave up waiting; leave what is undelivered."""
 
 
+class _Pressed(Exception):
+    """A caller waits for room while the spool replays: replay later."""
+
+
 class Sender:
-    """Publishes one producer session's buffer. ``start()`` / ``flush()`` / idempotent ``stop()``."""
+    """Publishes one producer session's buffer. ``start()`` / ``flush()`` / idempotent ``stop()``.
+
+    Its work runs as one task on the process's :mod:`producer._loop`, beside
+    the other sessions' tasks; its sink may share a Kafka producer with them.
+    """
 
     def __init__(
         self,
@@ -74,13 +88,18 @@ class Sender:
         self._heartbeat = heartbeat_interval_seconds
         self._clock = clock
         self.buffer = Buffer(
-            flush_points=flush_points, max_points=max_points, wait_seconds=wait_seconds, wake=self.wake
+            flush_points=flush_points,
+            max_points=max_points,
+            wait_seconds=wait_seconds,
+            wake=self.wake,
+            relieve=self._relieve if spool is not None else None,
         )
         self._lock = threading.Lock()
-        self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._wakeup: asyncio.Event | None = None
-        self._ready = threading.Event()
+        self._wakeup = asyncio.Event()
+        #: set when a caller waits for room: spill to the spool instead of waiting for Kafka
+        self._relief = asyncio.Event()
+        self._done = threading.Event()
         self._stopping = False
         self._aborted = False
         self._stopped = False
@@ -102,34 +121,41 @@ class Sender:
         self.timeouts = 0  # publishes Kafka did not acknowledge in time
         self.spooled = 0  # records written to the spool
         self.replayed = 0  # spooled records later published to Kafka
-        #: the spool file this session left unpublished when its thread ended, if any
+        self.pressure_spills = 0  # times a full buffer sent the session to the spool
+        #: the spool file this session left unpublished when its task ended, if any
         self.spool_left: SpoolWriter | None = None
 
     # --- lifecycle (caller's threads) --------------------------------------
 
     @property
     def started(self) -> bool:
-        return self._thread is not None
+        return self._loop is not None
 
     def start(self) -> None:
-        """Start the thread; idempotent. Returns once its loop accepts wake-ups."""
+        """Start the session's task on the process's sender loop; idempotent."""
         with self._lock:
-            if self._thread is not None:
+            if self._loop is not None:
                 return
             if self._stopped:
                 raise RuntimeError("Sender.start after stop")
-            self._thread = threading.Thread(
-                target=self._thread_main, name=f"runstream-sender-{self.run_id[:8]}", daemon=True
-            )
-            self._thread.start()
-        self._ready.wait()
+            sender_loop = _loop.current()
+            self._loop = sender_loop.loop
+            sender_loop.submit(self._main())
 
     def wake(self) -> None:
-        """Ask the loop to drain now; safe from any thread, a no-op before start."""
-        loop, wakeup = self._loop, self._wakeup
-        if loop is not None and wakeup is not None and not loop.is_closed():
+        """Ask the task to drain now; safe from any thread, a no-op before start."""
+        self._set_soon(self._wakeup)
+
+    def _relieve(self) -> None:
+        # Called by the buffer, lock held, when a caller is about to wait for room.
+        self._set_soon(self._relief)
+        self._set_soon(self._wakeup)
+
+    def _set_soon(self, event: asyncio.Event) -> None:
+        loop = self._loop
+        if loop is not None and not loop.is_closed():
             try:
-                loop.call_soon_threadsafe(wakeup.set)
+                loop.call_soon_threadsafe(event.set)
             except RuntimeError:  # the loop closed in between
                 pass
 
@@ -145,25 +171,24 @@ class Sender:
             )
 
     def stop(self, timeout_seconds: float) -> None:
-        """Deliver what is buffered, then stop the thread; idempotent.
+        """Deliver what is buffered, then end the session's task; idempotent.
 
-        Raises FlushTimeoutError if the deadline passes first (the thread is
-        stopped anyway) and DeliveryError if Kafka refused the data for good.
+        Raises FlushTimeoutError if the deadline passes first (the task is
+        ended anyway) and DeliveryError if Kafka refused the data for good.
         """
         with self._lock:
             if self._stopped:
                 return
             self._stopped = True
-            thread = self._thread
+            started = self._loop is not None
             self._stopping = True
-        if thread is None:
+        if not started:
             return
         self.wake()
-        thread.join(timeout_seconds)
-        if thread.is_alive():
+        if not self._done.wait(timeout_seconds):
             self._aborted = True
             self.wake()
-            thread.join(5.0)
+            self._done.wait(5.0)
         pending = self.buffer.pending()
         if self.error is not None:
             raise DeliveryError(f"run {self.run_id}: Kafka refused the run's data: {self.error}") from self.error
@@ -173,31 +198,25 @@ class Sender:
                 f"within {timeout_seconds}s (retries: {self.retries})"
             )
 
-    # --- the thread ----------------------------------------------------------
+    # --- the task ------------------------------------------------------------
 
-    def _thread_main(self) -> None:
+    async def _main(self) -> None:
         try:
-            asyncio.run(self._main())
+            try:
+                await self._pump()
+            except _Aborted:
+                pass
+            finally:
+                await self._close_sink()
+                if self._spool is not None:
+                    self._spool.close()
+                    if self._spooling:
+                        self.spool_left = self._spool
         except BaseException as exc:  # noqa: BLE001 - reported through the buffer to the caller
             self.error = exc
             self.buffer.fail(exc)
         finally:
-            self._ready.set()
-
-    async def _main(self) -> None:
-        self._loop = asyncio.get_running_loop()
-        self._wakeup = asyncio.Event()
-        self._ready.set()
-        try:
-            await self._pump()
-        except _Aborted:
-            pass
-        finally:
-            await self._close_sink()
-            if self._spool is not None:
-                self._spool.close()
-                if self._spooling:
-                    self.spool_left = self._spool
+            self._done.set()
 
     async def _ensure_open(self) -> None:
         if not self._sink_open:
@@ -210,7 +229,6 @@ class Sender:
             await self._sink.close()
 
     async def _pump(self) -> None:
-        assert self._wakeup is not None  # noqa: S101 - set by _main
         next_heartbeat = time.monotonic() + self._heartbeat
         while True:
             timeout = min(self._interval, max(0.0, next_heartbeat - time.monotonic()))
@@ -224,6 +242,8 @@ class Sender:
                 self._add_heartbeat()
             if self._spooling and time.monotonic() >= self._next_probe and not self._aborted:
                 await self._replay()
+            if self._spooling:
+                self._relief.clear()  # this drain goes to the spool: room for any waiting caller
             items, mark = self.buffer.drain()
             if items:
                 for group in _batching.group(items, self._budget):
@@ -268,13 +288,17 @@ class Sender:
         started = time.monotonic()
         attempt = 0
         while True:
-            if self._aborted and self._spool is not None:
+            if self._spool is not None and (self._aborted or self._relief.is_set()):
+                # stop() gave up on Kafka, or a caller waits for room: the disk takes it.
+                if not self._aborted:
+                    self.pressure_spills += 1
                 self._start_spooling()
                 self._spill(value)
                 return
             try:
                 await self._ensure_open()
-                await self._sink.publish(self._key, value)
+                if not await self._deliver(value):
+                    continue  # a caller needs room now: spooled at the top of the loop
             except Exception as exc:  # noqa: BLE001 - classified below
                 if is_fatal(exc):
                     raise
@@ -287,7 +311,7 @@ class Sender:
                 self.retries += 1
                 if needs_reopen(exc):
                     self.reopens += 1
-                    await self._close_sink()
+                    await self._sink.reset()
                 await self._backoff(attempt)
                 attempt += 1
                 continue
@@ -295,8 +319,27 @@ class Sender:
             self.bytes_sent += len(value)
             return
 
+    async def _deliver(self, value: bytes) -> bool:
+        """Publish ``value``; False if a caller asked for room first (the send stays in flight)."""
+        if self._spool is None:
+            await self._sink.publish(self._key, value)
+            return True
+        publish = asyncio.ensure_future(self._sink.publish(self._key, value))
+        relief = asyncio.ensure_future(self._relief.wait())
+        try:
+            await asyncio.wait((publish, relief), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            relief.cancel()
+        if not publish.done():
+            publish.cancel()
+            await asyncio.wait((publish,))
+            return False
+        publish.result()
+        return True
+
     def _start_spooling(self) -> None:
         self._spooling = True
+        self._relief.clear()  # answered: the drain that follows frees the buffer
         self._next_probe = time.monotonic() + self._spill_after
 
     def _spill(self, value: bytes) -> None:
@@ -310,18 +353,20 @@ class Sender:
         try:
             await self._ensure_open()
             for value, offset in read_records(self._spool.path, self._replay_offset):
+                if self._relief.is_set():
+                    raise _Pressed  # Kafka is slower than the caller: go on spooling
                 # A probe must not hold up the buffer for long while Kafka is still away.
                 await self._sink.publish(self._key, value, _PROBE_TIMEOUT_SECONDS)
                 self._replay_offset = offset
                 self.replayed += 1
                 self.records_sent += 1
                 self.bytes_sent += len(value)
-        except Exception as exc:  # noqa: BLE001 - Kafka still away: try again later
+        except Exception as exc:  # noqa: BLE001 - Kafka still away (or too slow): try again later
             if is_fatal(exc):
                 raise
             if needs_reopen(exc):
                 self.reopens += 1
-                await self._close_sink()
+                await self._sink.reset()
             self._next_probe = time.monotonic() + self._spill_after
             return
         self._spool.close()
@@ -335,11 +380,10 @@ class Sender:
                 return  # the caller spools instead
             raise _Aborted
         delay = _BACKOFF_SECONDS[min(attempt, len(_BACKOFF_SECONDS) - 1)]
-        assert self._wakeup is not None  # noqa: S101 - set by _main
-        # Sleep, but let stop()'s abort cut the wait short.
+        # Sleep, but let stop()'s abort or a caller waiting for room cut the wait short.
         deadline = time.monotonic() + delay
         while time.monotonic() < deadline:
-            if self._aborted:
+            if self._aborted or (self._spool is not None and self._relief.is_set()):
                 if self._spool is not None:
                     return
                 raise _Aborted

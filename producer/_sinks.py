@@ -1,6 +1,7 @@
 """Where the sender puts encoded records: Kafka, or a spool file for offline runs.
 
-A sink is opened and closed on the sender's event loop. ``publish`` returns
+A sink is opened and closed on the sender's event loop; every Kafka sink of a
+process (one per session) shares one producer per cluster. ``publish`` returns
 once the record is durably accepted (Kafka: acknowledged by all in-sync
 replicas; spool: written and flushed) and raises otherwise; the sender decides
 whether to retry by asking :func:`is_fatal`.
@@ -43,11 +44,65 @@ class Sink(Protocol):
 
     async def publish(self, key: bytes, value: bytes, timeout_seconds: float | None = None) -> None: ...
 
+    async def reset(self) -> None:
+        """Drop connection state that an error made suspect; the next publish starts afresh."""
+
     async def close(self) -> None: ...
 
 
+class SharedProducer:
+    """One idempotent aiokafka producer (acks=all) shared by every session of a process.
+
+    Sessions hold it between ``acquire`` and ``release``: it is started by the
+    first and stopped when the last lets go, so an idle process keeps no
+    connection. ``restart(generation)`` replaces it after an error that makes
+    its idempotence state suspect; sessions that saw the same error ask with
+    the same generation and cause one restart between them. It lives on the
+    loop of :mod:`producer._loop` (or of ``sync_spool``'s thread).
+    """
+
+    def __init__(self, *, bootstrap: str, compression: str | None, request_timeout_seconds: float) -> None:
+        self._bootstrap = bootstrap
+        self._compression = compression
+        self.timeout = request_timeout_seconds
+        self._producer: AIOKafkaProducer | None = None
+        self._users = 0
+        self.generation = 0
+        self._lock: asyncio.Lock | None = None  # made on the loop that uses it
+
+    async def acquire(self) -> None:
+        self._users += 1
+
+    async def release(self) -> None:
+        self._users -= 1
+        if self._users == 0:
+            await self.restart(self.generation)
+
+    async def get(self) -> tuple[AIOKafkaProducer, int]:
+        """The running producer (started if need be) and its generation."""
+        async with self._locked():
+            if self._producer is None:
+                self._producer = await _start(self._bootstrap, self._compression, self.timeout)
+            return self._producer, self.generation
+
+    async def restart(self, generation: int) -> None:
+        """Stop the producer of ``generation``, if it is still the current one."""
+        async with self._locked():
+            if generation != self.generation:
+                return
+            producer, self._producer = self._producer, None
+            self.generation += 1
+            if producer is not None:
+                await _stop(producer, self.timeout)
+
+    def _locked(self) -> asyncio.Lock:
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        return self._lock
+
+
 class KafkaSink:
-    """One idempotent aiokafka producer (acks=all) on the sender's loop.
+    """One session's view of a :class:`SharedProducer`: the topic and its record in flight.
 
     An idempotent aiokafka producer never gives up on a record that hit a
     retriable error (a broker that is down): it retries until the broker
@@ -59,41 +114,28 @@ class KafkaSink:
     of the same seq, which ingest drops.
     """
 
-    def __init__(self, *, bootstrap: str, topic: str, compression: str | None, request_timeout_seconds: float) -> None:
-        self._bootstrap = bootstrap
+    def __init__(self, producer: SharedProducer, topic: str) -> None:
+        self._shared = producer
         self._topic = topic
-        self._compression = compression
-        self._timeout = request_timeout_seconds
-        self._producer: AIOKafkaProducer | None = None
+        self._open = False
+        self._generation = -1  # of the producer the last publish used
         self._in_flight: tuple[bytes, asyncio.Future[object]] | None = None
 
     async def open(self) -> None:
-        producer = AIOKafkaProducer(
-            bootstrap_servers=self._bootstrap,
-            enable_idempotence=True,
-            acks="all",
-            compression_type=self._compression,
-            # Our own batching makes records of up to MAX_RECORD_BYTES; leave room for the headers.
-            max_request_size=MAX_RECORD_BYTES + 64 * 1024,
-            request_timeout_ms=int(self._timeout * 1000),
-            linger_ms=0,
-        )
-        try:
-            await producer.start()
-        except BaseException:
-            await _stop(producer, self._timeout)
-            raise
-        self._producer = producer
+        if not self._open:
+            await self._shared.acquire()
+            self._open = True
 
     async def publish(self, key: bytes, value: bytes, timeout_seconds: float | None = None) -> None:
-        if self._producer is None:
+        if not self._open:
             raise RuntimeError("KafkaSink.publish before open")
-        timeout = self._timeout if timeout_seconds is None else timeout_seconds
+        timeout = self._shared.timeout if timeout_seconds is None else timeout_seconds
         in_flight = self._in_flight
         if in_flight is not None and not in_flight[1].done() and in_flight[0] == value:
             future = in_flight[1]
         else:
-            future = await self._producer.send(self._topic, value, key=key)
+            producer, self._generation = await self._shared.get()
+            future = await producer.send(self._topic, value, key=key)
             future.add_done_callback(_retrieve)
             self._in_flight = (value, future)
         try:
@@ -102,11 +144,15 @@ class KafkaSink:
             raise PublishTimeoutError(f"no acknowledgement within {timeout}s") from None
         self._in_flight = None
 
-    async def close(self) -> None:
-        producer, self._producer = self._producer, None
+    async def reset(self) -> None:
         self._in_flight = None
-        if producer is not None:
-            await _stop(producer, self._timeout)
+        await self._shared.restart(self._generation)
+
+    async def close(self) -> None:
+        self._in_flight = None
+        if self._open:
+            self._open = False
+            await self._shared.release()
 
 
 class PublishTimeoutError(Exception):
@@ -117,6 +163,25 @@ def _retrieve(future: asyncio.Future[object]) -> None:
     # An abandoned send's outcome is not needed; fetching it keeps asyncio from logging it.
     if not future.cancelled():
         future.exception()
+
+
+async def _start(bootstrap: str, compression: str | None, timeout_seconds: float) -> AIOKafkaProducer:
+    producer = AIOKafkaProducer(
+        bootstrap_servers=bootstrap,
+        enable_idempotence=True,
+        acks="all",
+        compression_type=compression,
+        # Our own batching makes records of up to MAX_RECORD_BYTES; leave room for the headers.
+        max_request_size=MAX_RECORD_BYTES + 64 * 1024,
+        request_timeout_ms=int(timeout_seconds * 1000),
+        linger_ms=0,
+    )
+    try:
+        await producer.start()
+    except BaseException:
+        await _stop(producer, timeout_seconds)
+        raise
+    return producer
 
 
 async def _stop(producer: AIOKafkaProducer, timeout_seconds: float) -> None:
@@ -143,6 +208,9 @@ class SpoolSink:
 
     async def publish(self, key: bytes, value: bytes, timeout_seconds: float | None = None) -> None:
         self._writer.append(value)
+
+    async def reset(self) -> None:
+        pass  # a file has no connection state
 
     async def close(self) -> None:
         self._writer.close()

@@ -19,7 +19,7 @@ from pathlib import Path
 from producer import _spool
 from producer._errors import DeliveryError, QueryServiceError
 from producer._http import quote
-from producer._sinks import KafkaSink, is_fatal
+from producer._sinks import KafkaSink, SharedProducer, is_fatal
 from producer._workspace import Workspace
 
 _ATTEMPTS = 5
@@ -68,12 +68,13 @@ async def _publish_sessions(root: Path, ws: Workspace, result: SyncResult) -> No
     files = _spool.session_files(root)
     if not files:
         return
-    sink = KafkaSink(
+    # A producer of its own, on this thread's loop: sync also runs where no run was ever started.
+    shared = SharedProducer(
         bootstrap=ws.kafka_bootstrap,
-        topic=ws.topic,
         compression=ws.options.compression,
         request_timeout_seconds=ws.options.request_timeout_seconds,
     )
+    sink = KafkaSink(shared, ws.topic)
     await sink.open()
     try:
         for file in files:

@@ -373,7 +373,7 @@ async def test_full_buffer_blocks_then_raises_without_buffering(settings: Settin
     assert 0.3 <= time.monotonic() - started < 10
     # run_started and the Running status count too.
     assert logged == 1_000 - 2
-    assert run.stats()["blocked_calls"] == 1
+    assert run.stats()["blocked_calls"] == 1 and run.stats()["buffer_full_errors"] == 1
     assert run.stats()["pending"] == 1_000
     with pytest.raises(FlushTimeoutError):
         run.flush(timeout_seconds=0.3)
@@ -440,6 +440,7 @@ async def test_forked_child_has_its_own_session(settings: Settings, workspace: W
     run = Experiment(workspace, "forked").start_logging(outputs=None)
     for i in range(100):
         run.log("before", float(i))
+    (parent_sender,) = [t for t in threading.enumerate() if t.name == "runstream-sender"]
     read, write = os.pipe()
     pid = os.fork()
     if pid == 0:  # the child: log, flush, report the session, leave without atexit
@@ -449,8 +450,11 @@ async def test_forked_child_has_its_own_session(settings: Settings, workspace: W
             for i in range(300):
                 run.log("in_child", float(i))
             run.flush(30)
-            os.write(write, run.session_id.encode())
-            code = 0
+            # The child sends through a thread of its own (the parent's does not exist here).
+            senders = [t for t in threading.enumerate() if t.name == "runstream-sender"]
+            if len(senders) == 1 and senders[0] is not parent_sender:
+                os.write(write, run.session_id.encode())
+                code = 0
         finally:
             os._exit(code)
     os.close(write)
@@ -564,6 +568,26 @@ async def test_threads_logging_to_one_run_lose_nothing(settings: Settings, works
         mine = [v for _, _, v in shared if k * per_thread <= v < (k + 1) * per_thread]
         assert mine == sorted(mine)
     assert sorted(v for _, _, v in points(events, "shared_int")) == sorted([k for k in range(4) for _ in range(4)])
+
+
+async def test_runs_of_a_process_share_one_sender_thread(settings: Settings, workspace: Workspace) -> None:
+    def sender_threads() -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.name == "runstream-sender"]
+
+    runs = [Experiment(workspace, "many").start_logging(outputs=None) for _ in range(40)]
+    for k, run in enumerate(runs):
+        for i in range(1_000):
+            run.log("x", float(k * 1_000 + i))
+    # Forty runs, each its own session and seqs, one thread (and one Kafka producer).
+    assert len(sender_threads()) == 1
+    assert len({run.session_id for run in runs}) == 40
+    for run in runs:
+        run.complete()
+    for k, run in enumerate(runs):
+        batches = await consume_run(settings, run.id)
+        assert {b.session_id for b in batches} == {run.session_id}
+        assert sorted(b.seq for b in batches) == list(range(1, len(batches) + 1))
+        assert points(events_of(batches), "x") == [(i, i, float(k * 1_000 + i)) for i in range(1_000)]
 
 
 def test_interpreter_exit_delivers_what_was_not_flushed(settings: Settings, workspace: Workspace) -> None:

@@ -20,12 +20,15 @@ from producer import (
     sync_spool,
 )
 from producer._sender import Sender
-from producer._sinks import KafkaSink
+from producer._sinks import KafkaSink, SharedProducer
 from producer._spool import SpoolWriter, is_locked, read_records
 from runstream.config import Settings
 from runstream.events import Batch, decode_batch
 from tests.support import free_port
 from tests.test_producer import ROOT, consume_run, events_of, points, topic  # noqa: F401 - fixture
+
+# The broker does not create topics on first use; sync and replays need the session's.
+pytestmark = pytest.mark.usefixtures("topic")
 
 
 def _unreachable(settings: Settings, home: Path, **overrides: Any) -> Workspace:
@@ -134,14 +137,17 @@ class Flaky:
             raise ConnectionError("kafka is away")
         await self.inner.publish(key, value, timeout_seconds)
 
+    async def reset(self) -> None:
+        await self.inner.reset()
+
     async def close(self) -> None:
         await self.inner.close()
 
 
 async def test_kafka_returning_replays_the_spool_in_order(settings: Settings, tmp_path: Path) -> None:
     run_id, session = str(uuid.uuid4()), str(uuid.uuid4())
-    sink = Flaky(KafkaSink(bootstrap=settings.kafka_bootstrap, topic=settings.topic, compression=None,
-                           request_timeout_seconds=5))  # fmt: skip
+    shared = SharedProducer(bootstrap=settings.kafka_bootstrap, compression=None, request_timeout_seconds=5)
+    sink = Flaky(KafkaSink(shared, settings.topic))
     spool = SpoolWriter(tmp_path / f"{session}.jsonl")
     sender = Sender(
         run_id=run_id,

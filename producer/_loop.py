@@ -1,0 +1,89 @@
+"""The process's one background thread: an asyncio loop shared by every run's sender.
+
+A process logging to many runs (a sweep, a benchmark with hundreds of runs)
+has one thread and one Kafka producer per cluster, not one per run: each
+run's session is a task on this loop (:class:`producer._sender.Sender`), with
+its own buffer, seq numbering and spool. The thread starts on first use and
+idles when no session is sending.
+
+It is per process: :func:`current` builds a new one when the pid changed, so a
+forked child never touches its parent's thread (which does not exist in the
+child) or its locks (which may be held).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Coroutine
+from concurrent.futures import Future
+from typing import Any
+
+from producer._sinks import SharedProducer
+
+
+class SenderLoop:
+    """One daemon thread running one event loop; ``submit`` coroutines to it from any thread."""
+
+    def __init__(self) -> None:
+        self.pid = os.getpid()
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._producers: dict[tuple[str, str | None, float], SharedProducer] = {}
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The running loop, its thread started on first use."""
+        with self._lock:
+            if self._loop is None:
+                ready = threading.Event()
+                loop = asyncio.new_event_loop()
+                # Daemon: exit is not held up by an idle loop; _process flushes the runs at exit.
+                thread = threading.Thread(target=_serve, args=(loop, ready), name="runstream-sender", daemon=True)
+                thread.start()
+                ready.wait()
+                self._loop = loop
+            return self._loop
+
+    def submit(self, coro: Coroutine[Any, Any, None]) -> Future[None]:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def producer(self, *, bootstrap: str, compression: str | None, request_timeout_seconds: float) -> SharedProducer:
+        """The process's Kafka producer for these settings (made once, started while in use)."""
+        key = (bootstrap, compression, request_timeout_seconds)
+        with self._lock:
+            shared = self._producers.get(key)
+            if shared is None:
+                shared = self._producers[key] = SharedProducer(
+                    bootstrap=bootstrap, compression=compression, request_timeout_seconds=request_timeout_seconds
+                )
+            return shared
+
+
+def _serve(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:
+    asyncio.set_event_loop(loop)
+    loop.call_soon(ready.set)
+    loop.run_forever()
+
+
+_current: SenderLoop | None = None
+_current_lock = threading.Lock()
+
+
+def current() -> SenderLoop:
+    """This process's sender loop."""
+    global _current
+    with _current_lock:
+        if _current is None or _current.pid != os.getpid():
+            _current = SenderLoop()
+        return _current
+
+
+def _after_fork_in_child() -> None:
+    # The lock may have been held by another thread of the parent at fork time.
+    global _current_lock
+    _current_lock = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
