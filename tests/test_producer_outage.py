@@ -148,3 +148,54 @@ async def test_a_frozen_broker_holds_records_in_flight_then_nothing_is_lost(
     assert list(first) == list(range(1, len(first) + 1))
     unique = [b for b in batches if first.pop(b.seq, None) is not None]
     assert points(events_of(unique), "x") == [(i, i, float(i)) for i in range(4_000)]
+
+
+async def test_a_full_buffer_spills_to_disk_instead_of_waiting_for_a_stalled_kafka(
+    broker: tuple[KafkaBroker, Settings],
+) -> None:
+    """Kafka stalls (SIGSTOP) and neither its timeout nor spill_after_seconds has passed:
+    the buffer fills, and the caller's wait for room makes the sender spill to the spool
+    at once. log() blocks only for that spill, memory stays at the bound, nothing is lost."""
+    kafka, settings = broker
+    pid = kafka.pid()
+    assert pid is not None
+    bound = 2_000
+    options = LoggingOptions(
+        flush_points=500,
+        max_buffered_points=bound,
+        buffer_timeout_seconds=20.0,
+        # Far beyond the test: only the full buffer can send the session to the spool.
+        request_timeout_seconds=60.0,
+        spill_after_seconds=60.0,
+    )
+    run = Experiment(Workspace.from_settings(settings, options=options), "pressure").start_logging(outputs=None)
+    run.log("x", 0.0)
+    run.flush(30)
+    os.kill(pid, signal.SIGSTOP)
+    slowest_call = 0.0
+    most_pending = 0
+    try:
+        for i in range(1, 30_000):
+            started = time.monotonic()
+            run.log("x", float(i))
+            slowest_call = max(slowest_call, time.monotonic() - started)
+            if i % 100 == 0:
+                most_pending = max(most_pending, run.stats()["pending"])
+        stats = run.stats()
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    assert stats["pressure_spills"] >= 1 and stats["blocked_calls"] >= 1 and stats["spooled_records"] > 0
+    assert stats["buffer_full_errors"] == 0 and stats["timeouts"] == 0
+    assert most_pending <= bound
+    assert slowest_call < options.buffer_timeout_seconds  # a spill, not a wait for Kafka
+    assert stats["blocked_seconds"] < options.buffer_timeout_seconds
+    run.complete(timeout_seconds=60)
+    stats = run.stats()
+    assert stats["spool_left"] is None and stats["replayed_records"] == stats["spooled_records"]
+    batches = await consume_run(settings, run.id, timeout_seconds=120)
+    first: dict[int, object] = {}
+    for batch in batches:
+        assert first.setdefault(batch.seq, batch.events) == batch.events
+    assert list(first) == list(range(1, len(first) + 1))
+    unique = [b for b in batches if first.pop(b.seq, None) is not None]
+    assert points(events_of(unique), "x") == [(i, i, float(i)) for i in range(30_000)]
