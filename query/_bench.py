@@ -1,12 +1,15 @@
 """Latency of the query service on big data: ``python -m query._bench --admin-dsn DSN``.
 
-Creates (once) a database ``query_bench`` next to the admin DSN with one run
+Creates (once) a database ``query_bench_N`` next to the admin DSN with one run
 holding a 1,000,000-point float series and an experiment of 10,000 runs with 5
-metrics each, serves the app in-process on a free port, and prints the median
-of repeated requests over real HTTP:
+metrics each, their points in ``point_chunks`` rows of N = ``--chunk-points``
+points (as ingest writes them, one row per series per flush), serves the app
+in-process on a free port, and prints the median of repeated requests over
+real HTTP:
 
-* a 1M-point series downsampled to 2,000 points, first request (cold) and
-  repeated (from the cache keyed by the run's data version);
+* a 1M-point series downsampled to 2,000 points, each request a range the
+  answer cache has not seen (cold), and repeated (from the cache keyed by the
+  run's data version);
 * the same series in full, and ``get_metrics`` of that run;
 * the first page of the 10,000 runs with their latest metrics.
 """
@@ -15,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import math
 import socket
 import statistics
 import tempfile
@@ -23,12 +25,17 @@ import time
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import asyncpg
+import numpy as np
+import numpy.typing as npt
 from aiohttp import web
 
+from ingest._partitions import utc_day
 from ingest.schema import migrate
+from runstream.chunks import CHUNK_COLUMNS, encode_chunk
 from runstream.config import Settings
 
 from ._app import create_app
@@ -38,61 +45,100 @@ RUNS = 10_000
 POINTS = 1_000_000
 
 
-async def _seed(dsn: str) -> None:
+async def _seed(dsn: str, chunk_points: int) -> None:
     await migrate(dsn)
     conn = await asyncpg.connect(dsn)
     try:
         if await conn.fetchval("SELECT count(*) FROM runs") >= RUNS + 1:
             return
-        big_exp = await conn.fetchval("INSERT INTO experiments (name) VALUES ('bench-big') RETURNING id")
-        many_exp = await conn.fetchval("INSERT INTO experiments (name) VALUES ('bench-many') RETURNING id")
-        now = datetime.now(UTC)
-        await conn.execute(
-            "INSERT INTO runs (id, experiment_id, status, created_at) VALUES ($1, $2, 'Completed', $3)",
-            BIG_RUN,
-            big_exp,
-            now,
-        )
-        series_id = await conn.fetchval(
-            "INSERT INTO series (run_id, name, kind, value_type) VALUES ($1, 'big', 'scalar', 'float') RETURNING id",
-            BIG_RUN,
-        )
-        await conn.copy_records_to_table(
-            "points",
-            columns=["series_id", "step", "time", "ordinal", "value", "text_value"],
-            records=(
-                (series_id, i, 1.7e9 + i * 0.01, i, math.sin(i / 5000) + (i % 97) / 970, None) for i in range(POINTS)
-            ),
-        )
-        runs = [(uuid.uuid4(), many_exp, "Completed", now - timedelta(seconds=i)) for i in range(RUNS)]
-        await conn.copy_records_to_table("runs", columns=["id", "experiment_id", "status", "created_at"], records=runs)
-        names = ["loss", "accuracy", "lr", "epoch", "grad_norm"]
-        series = [(run[0], name, "scalar", "float") for run in runs for name in names]
-        await conn.copy_records_to_table("series", columns=["run_id", "name", "kind", "value_type"], records=series)
-        ids = await conn.fetch("SELECT id FROM series WHERE run_id <> $1", BIG_RUN)
-        await conn.copy_records_to_table(
-            "points",
-            columns=["series_id", "step", "time", "ordinal", "value", "text_value"],
-            records=((r["id"], i, 1.7e9 + i, i, i / 10, None) for r in ids for i in range(10)),
-        )
-        # The per-series summary ingest keeps (migration 0002), computed here in one pass.
-        await conn.execute(
-            """
-            UPDATE series s SET point_count = a.n, min_value = a.lo, max_value = a.hi, max_step = a.max_step,
-                last_step = a.last[1]::bigint, last_time = a.last[2], last_ordinal = a.last[3]::bigint,
-                last_value = a.last[4]
-            FROM (
-                SELECT series_id, count(*) AS n, min(value) AS lo, max(value) AS hi, max(step) AS max_step,
-                       (SELECT ARRAY[p2.step, p2.time, p2.ordinal, p2.value] FROM points p2
-                        WHERE p2.series_id = p.series_id ORDER BY p2.time DESC, p2.ordinal DESC LIMIT 1) AS last
-                FROM points p GROUP BY series_id
-            ) a
-            WHERE s.id = a.series_id
-            """
-        )
+        # One transaction: an interrupted seed leaves nothing behind to trip the next one.
+        async with conn.transaction():
+            big_exp = await conn.fetchval("INSERT INTO experiments (name) VALUES ('bench-big') RETURNING id")
+            many_exp = await conn.fetchval("INSERT INTO experiments (name) VALUES ('bench-many') RETURNING id")
+            now = datetime.now(UTC)
+            await conn.execute(
+                "INSERT INTO runs (id, experiment_id, status, created_at) VALUES ($1, $2, 'Completed', $3)",
+                BIG_RUN,
+                big_exp,
+                now,
+            )
+            series_id = await conn.fetchval(
+                "INSERT INTO series (run_id, name, kind, value_type)"
+                " VALUES ($1, 'big', 'scalar', 'float') RETURNING id",
+                BIG_RUN,
+            )
+            steps = np.arange(POINTS)
+            times = 1.7e9 + steps * 0.01
+            values = np.sin(steps / 5000) + (steps % 97) / 970
+            day = utc_day()
+            await conn.fetchval("SELECT runstream_point_partition($1)", day)
+            await _copy_chunks(conn, [series_id], steps, times, values, chunk_points, day)
+            await _set_summary(conn, [series_id], steps, times, values, day)
+            runs = [(uuid.uuid4(), many_exp, "Completed", now - timedelta(seconds=i)) for i in range(RUNS)]
+            await conn.copy_records_to_table(
+                "runs", columns=["id", "experiment_id", "status", "created_at"], records=runs
+            )
+            names = ["loss", "accuracy", "lr", "epoch", "grad_norm"]
+            series = [(run[0], name, "scalar", "float") for run in runs for name in names]
+            await conn.copy_records_to_table("series", columns=["run_id", "name", "kind", "value_type"], records=series)
+            steps = np.arange(10)
+            times, values = 1.7e9 + steps, steps / 10
+            ids = [r["id"] for r in await conn.fetch("SELECT id FROM series WHERE run_id <> $1", BIG_RUN)]
+            await _copy_chunks(conn, ids, steps, times, values, chunk_points, day)
+            await _set_summary(conn, ids, steps, times, values, day)
         await conn.execute("ANALYZE")
     finally:
         await conn.close()
+
+
+async def _copy_chunks(
+    conn: asyncpg.Connection,
+    series_ids: list[int],
+    steps: npt.NDArray[Any],
+    times: npt.NDArray[Any],
+    values: npt.NDArray[Any],
+    chunk_points: int,
+    day: int,
+) -> None:
+    """These points in each series, as ingest writes them on ``day``: a ``point_chunks`` row per ``chunk_points``.
+
+    Ordinals equal steps, as from one producer session.
+    """
+    columns = (steps, times, steps, values)
+    await conn.copy_records_to_table(
+        "point_chunks",
+        columns=(*CHUNK_COLUMNS, "stored_day"),
+        records=(
+            (*encode_chunk(series_id, *(column[i : i + chunk_points].tolist() for column in columns)), day)
+            for series_id in series_ids
+            for i in range(0, len(steps), chunk_points)
+        ),
+    )
+
+
+async def _set_summary(
+    conn: asyncpg.Connection,
+    series_ids: list[int],
+    steps: npt.NDArray[Any],
+    times: npt.NDArray[Any],
+    values: npt.NDArray[Any],
+    day: int,
+) -> None:
+    """The per-series summary ingest keeps (migrations 0002 and 0004), for series holding these points."""
+    await conn.execute(
+        "UPDATE series SET point_count = $1, min_value = $2, max_value = $3, max_step = $4, last_step = $4,"
+        " last_time = $5, last_ordinal = $4, last_value = $6, first_time = $7, first_day = $8, last_day = $8"
+        " WHERE id = ANY($9::bigint[])",
+        len(steps),
+        float(values.min()),
+        float(values.max()),
+        int(steps[-1]),
+        float(times[-1]),
+        float(values[-1]),
+        float(times[0]),
+        day,
+        series_ids,
+    )
 
 
 def _free_port() -> int:
@@ -101,10 +147,10 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-async def _time(client: aiohttp.ClientSession, url: str, repeat: int) -> tuple[float, int]:
+async def _time(client: aiohttp.ClientSession, urls: list[str]) -> tuple[float, int]:
     samples = []
     size = 0
-    for _ in range(repeat):
+    for url in urls:
         start = time.perf_counter()
         async with client.get(url) as resp:
             body = await resp.read()
@@ -115,16 +161,18 @@ async def _time(client: aiohttp.ClientSession, url: str, repeat: int) -> tuple[f
     return statistics.median(samples), size
 
 
-async def main(admin_dsn: str, artifacts: Path) -> None:
+async def main(admin_dsn: str, artifacts: Path, chunk_points: int) -> None:
+    database = f"query_bench_{chunk_points}"
     admin = await asyncpg.connect(admin_dsn)
     try:
-        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = 'query_bench'"):
-            await admin.execute("CREATE DATABASE query_bench")
+        if not await admin.fetchval("SELECT 1 FROM pg_database WHERE datname = $1", database):
+            # An identifier cannot be a parameter; this one is built from an int.
+            await admin.execute(f"CREATE DATABASE {database}")
     finally:
         await admin.close()
-    dsn = admin_dsn.rsplit("/", 1)[0] + "/query_bench"
+    dsn = admin_dsn.rsplit("/", 1)[0] + "/" + database
     started = time.perf_counter()
-    await _seed(dsn)
+    await _seed(dsn, chunk_points)
     print(f"seeded in {time.perf_counter() - started:.1f} s")
     settings = Settings(database_url=dsn, artifacts_dir=artifacts)
     runner = web.AppRunner(create_app(settings))
@@ -135,27 +183,27 @@ async def main(admin_dsn: str, artifacts: Path) -> None:
     try:
         async with aiohttp.ClientSession() as client:
             series = f"{base}/api/runs/{BIG_RUN}/series?name=big"
+            # A range past the last step is the whole series under a key the answer cache has not seen.
+            unseen = POINTS + int(time.time())
             cases = [
-                ("1M points -> 2,000, cold", f"{series}&max_points=2000&end_step={POINTS + int(time.time())}", 1),
-                ("1M points -> 2,000, warm", f"{series}&max_points=2000", 20),
-                ("1M points in full", f"{series}&limit={POINTS}", 5),
-                ("get_metrics, 1M points", f"{base}/api/runs/{BIG_RUN}/metrics", 5),
+                ("1M points -> 2,000, cold", [f"{series}&max_points=2000&end_step={unseen + k}" for k in range(5)]),
+                ("1M points -> 2,000, warm", [f"{series}&max_points=2000"] * 20),
+                ("1M points in full", [f"{series}&limit={POINTS}"] * 5),
+                ("get_metrics, 1M points", [f"{base}/api/runs/{BIG_RUN}/metrics"] * 5),
                 (
                     "10,000 runs: first page + latest metrics",
-                    f"{base}/api/runs?experiment=bench-many&include=metrics",
-                    20,
+                    [f"{base}/api/runs?experiment=bench-many&include=metrics"] * 20,
                 ),
                 (
                     "10,000 runs: where loss>0.5, by -max(loss)",
-                    f"{base}/api/runs?experiment=bench-many&include=metrics&where=loss%3E0.5&sort=-max(loss)",
-                    20,
+                    [f"{base}/api/runs?experiment=bench-many&include=metrics&where=loss%3E0.5&sort=-max(loss)"] * 20,
                 ),
             ]
             # Warm the pool and the pages PostgreSQL reads, not the answer cache.
-            await _time(client, f"{series}&max_points=2000&end_step=1", 1)
-            for label, url, repeat in cases:
-                median, size = await _time(client, url, repeat)
-                print(f"{label:45s} median {median:8.1f} ms  ({repeat} requests, {size:,} bytes)")
+            await _time(client, [f"{series}&max_points=2000&start_step=0"])
+            for label, urls in cases:
+                median, size = await _time(client, urls)
+                print(f"{label:45s} median {median:8.1f} ms  ({len(urls)} requests, {size:,} bytes)")
     finally:
         await runner.cleanup()
 
@@ -165,8 +213,14 @@ if __name__ == "__main__":
     parser.add_argument(
         "--admin-dsn",
         default=Settings.from_env().database_url.rsplit("/", 1)[0] + "/postgres",
-        help="a DSN on the server where query_bench may be created (default: RUNSTREAM_* settings' server)",
+        help="a DSN on the server where query_bench_N may be created (default: RUNSTREAM_* settings' server)",
+    )
+    parser.add_argument(
+        "--chunk-points",
+        type=int,
+        default=1_000,
+        help="points per point_chunks row (ingest writes one row per series per flush: often 50-5,000)",
     )
     args = parser.parse_args()
     with tempfile.TemporaryDirectory(prefix="query-bench-") as artifacts:
-        asyncio.run(main(args.admin_dsn, Path(artifacts)))
+        asyncio.run(main(args.admin_dsn, Path(artifacts), args.chunk_points))

@@ -1,8 +1,9 @@
 """Every SQL statement the query service runs, behind one class over an asyncpg pool.
 
-The service only reads ingest's tables (schema 0001); the one table it writes
-is ``files``. Results come back as plain JSON-ready dicts: times as ISO-8601
-UTC strings (``2026-01-02T03:04:05.123456Z``) or ``None``.
+Reads of scalar points (``point_chunks``) are in :mod:`._points`. The service
+only reads ingest's tables; the one table it writes is ``files``. Results come
+back as plain JSON-ready dicts: times as ISO-8601 UTC strings
+(``2026-01-02T03:04:05.123456Z``) or ``None``.
 """
 
 # ruff: noqa: S608 - the f-strings only join constant SQL fragments; every value is a $n parameter.
@@ -20,6 +21,7 @@ import orjson
 
 from ._errors import Conflict
 from ._metrics import SeriesData, scalar_value
+from ._points import read_run_points
 from ._run_search import RunSearch
 
 __all__ = ["APPLICATION_NAME", "Database", "FileRecord", "RunPage", "create_pool", "iso"]
@@ -216,45 +218,44 @@ class Database:
     ) -> list[SeriesData]:
         """Each series of the run (or the one named) with its points or entries in logging order.
 
-        The arrays are aggregated from subqueries that read the rows in order
-        off the (series_id, time, ordinal) index: PostgreSQL keeps that order
-        into ``array_agg``, and it is several times faster on a million points
-        than an ``array_agg(... ORDER BY ...)``, which sorts again.
+        Entries are aggregated from a subquery that reads them in order off the
+        (series_id, time, position) index: PostgreSQL keeps that order into
+        ``array_agg``, several times faster than an ``array_agg(... ORDER BY ...)``.
+        Scalar points are decoded from their chunks in the same snapshot.
         """
-        records = await self._pool.fetch(
-            """
-            SELECT s.name, s.kind, s.value_type,
-                CASE WHEN $3 AND s.kind = 'scalar' AND s.value_type IS DISTINCT FROM 'str' THEN (
-                    SELECT array_agg(o.value) FROM (
-                        SELECT p.value FROM points p WHERE p.series_id = s.id ORDER BY p.time, p.ordinal
-                    ) o) END AS vals,
-                CASE WHEN $3 AND s.kind = 'scalar' AND s.value_type = 'str' THEN (
-                    SELECT array_agg(o.text_value) FROM (
-                        SELECT p.text_value FROM points p WHERE p.series_id = s.id ORDER BY p.time, p.ordinal
-                    ) o) END AS texts,
-                CASE WHEN s.kind <> 'scalar' THEN (
-                    SELECT array_agg(o.value) FROM (
-                        SELECT e.value FROM series_entries e WHERE e.series_id = s.id ORDER BY e.time, e.position
-                    ) o) END AS entries
-            FROM series s
-            WHERE s.run_id = $1 AND ($2::text IS NULL OR s.name = $2) AND ($3 OR s.kind <> 'scalar')
-            ORDER BY s.name
-            """,
-            run_id,
-            name,
-            with_scalars,
-        )
-        return [
-            SeriesData(
-                name=r["name"],
-                kind=r["kind"],
-                value_type=r["value_type"],
-                values=r["vals"] or (),
-                texts=r["texts"] or (),
-                entries=r["entries"] or (),
+        async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
+            records = await conn.fetch(
+                """
+                SELECT s.name, s.kind, s.value_type,
+                    CASE WHEN s.kind <> 'scalar' THEN (
+                        SELECT array_agg(o.value) FROM (
+                            SELECT e.value FROM series_entries e WHERE e.series_id = s.id ORDER BY e.time, e.position
+                        ) o) END AS entries
+                FROM series s
+                WHERE s.run_id = $1 AND ($2::text IS NULL OR s.name = $2) AND ($3 OR s.kind <> 'scalar')
+                ORDER BY s.name
+                """,
+                run_id,
+                name,
+                with_scalars,
             )
-            for r in records
-        ]
+            points = await read_run_points(conn, run_id, name=name) if with_scalars else {}
+        out = []
+        for r in records:
+            found = points.get(r["name"]) if r["kind"] == "scalar" else None
+            stored = found.values.tolist() if found is not None else []
+            text = r["value_type"] == "str"
+            out.append(
+                SeriesData(
+                    name=r["name"],
+                    kind=r["kind"],
+                    value_type=r["value_type"],
+                    values=() if text else stored,
+                    texts=stored if text else (),
+                    entries=r["entries"] or (),
+                )
+            )
+        return out
 
     # --- files ------------------------------------------------------------
 

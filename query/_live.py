@@ -30,13 +30,17 @@ from typing import Any, Final
 import asyncpg
 
 from ._db import Database
-from ._metrics import scalar_value
-from ._series import SeriesReader
+from ._points import read_after
+from ._series import SeriesReader, json_values
 
 __all__ = ["LiveEvent", "LiveHub", "Subscription"]
 
 _log = logging.getLogger("query.live")
 _QUEUE_EVENTS: Final = 64
+#: A cursor before every point of a series.
+_BEFORE_ALL: Final = (-math.inf, -(2**63))
+#: Seconds around series.last_time within which its stored last point lies (times are kept to the microsecond).
+_NEAR: Final = 1e-5
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,24 +141,19 @@ class RunWatcher(_Watcher):
 
     async def _refresh_series(self, *, start_at_end: bool) -> None:
         records = await self._hub.pool.fetch(
-            """
-            SELECT s.id, s.name, s.value_type, last.time, last.ordinal
-            FROM series s
-            LEFT JOIN LATERAL (
-                SELECT p.time, p.ordinal FROM points p WHERE p.series_id = s.id
-                ORDER BY p.time DESC, p.ordinal DESC LIMIT 1
-            ) last ON $2
-            WHERE s.run_id = $1 AND s.kind = 'scalar'
-            """,
+            "SELECT s.id, s.name, s.value_type, s.last_time FROM series s WHERE s.run_id = $1 AND s.kind = 'scalar'",
             self.run_id,
-            start_at_end,
         )
-        for r in records:
-            if r["id"] in self._names:
-                continue
+        fresh = [r for r in records if r["id"] not in self._names]
+        for r in fresh:
             self._names[r["id"]] = (r["name"], r["value_type"])
-            known_end = (r["time"], r["ordinal"]) if start_at_end and r["time"] is not None else None
-            self._cursors[r["id"]] = known_end or (-math.inf, -(2**63))
+            self._cursors[r["id"]] = _BEFORE_ALL
+        if start_at_end:
+            # series.last_time is the exact logged time; the cursor must be the stored (decoded) point,
+            # which can differ by rounding, so read the points just around it.
+            near_end = {r["id"]: (r["last_time"] - _NEAR, _BEFORE_ALL[1]) for r in fresh if r["last_time"] is not None}
+            for series_id, points in (await read_after(self._hub.pool, near_end)).items():
+                self._cursors[series_id] = (float(points.times[-1]), int(points.ordinals[-1]))
 
     async def _tick(self) -> None:
         run = await self._hub.db.get_run(self.run_id)
@@ -165,40 +164,28 @@ class RunWatcher(_Watcher):
         version = await self._hub.series.data_version(self.run_id)
         if version == self._version:
             return
-        self._version = version
         await self._refresh_series(start_at_end=False)
-        points = await self._new_points()
+        points, caught_up = await self._new_points()
+        if caught_up:
+            # Else the next tick reads on, though nothing new may arrive to change the version.
+            self._version = version
         if points:
             self._publish(LiveEvent("points", {"run_id": str(self.run_id), "metrics": points}))
 
-    async def _new_points(self) -> dict[str, dict[str, list[Any]]]:
-        ids = list(self._cursors)
-        if not ids:
-            return {}
-        records = await self._hub.pool.fetch(
-            """
-            SELECT c.id, p.step, p.time, p.ordinal, p.value, p.text_value
-            FROM unnest($1::bigint[], $2::float8[], $3::bigint[]) AS c(id, t, o)
-            JOIN LATERAL (
-                SELECT * FROM points p WHERE p.series_id = c.id AND (p.time, p.ordinal) > (c.t, c.o)
-                ORDER BY p.time, p.ordinal LIMIT $4
-            ) p ON true
-            ORDER BY c.id, p.time, p.ordinal
-            """,
-            ids,
-            [self._cursors[i][0] for i in ids],
-            [self._cursors[i][1] for i in ids],
-            self._hub.max_points_per_event,
-        )
+    async def _new_points(self) -> tuple[dict[str, dict[str, list[Any]]], bool]:
+        """New points by metric, and whether every series is caught up (none held back by the event's limit)."""
+        limit = self._hub.max_points_per_event
+        found = await read_after(self._hub.pool, self._cursors, limit=limit)
         out: dict[str, dict[str, list[Any]]] = {}
-        for r in records:
-            name, value_type = self._names[r["id"]]
-            cols = out.setdefault(name, {"steps": [], "times": [], "values": []})
-            cols["steps"].append(r["step"])
-            cols["times"].append(r["time"])
-            cols["values"].append(scalar_value(value_type, r["value"], r["text_value"]))
-            self._cursors[r["id"]] = (r["time"], r["ordinal"])
-        return out
+        for series_id, points in found.items():
+            name, value_type = self._names[series_id]
+            out[name] = {
+                "steps": points.steps.tolist(),
+                "times": points.times.tolist(),
+                "values": json_values(value_type, points.values),
+            }
+            self._cursors[series_id] = (float(points.times[-1]), int(points.ordinals[-1]))
+        return out, all(len(points) < limit for points in found.values())
 
 
 class ExperimentWatcher(_Watcher):

@@ -1,27 +1,29 @@
 """One scalar series as columns: a range at full resolution (keyset pages) or downsampled.
 
+Points come from ``point_chunks`` as numpy columns in (time, ordinal) order
+(:mod:`._points`); nothing here runs Python code per point.
+
 Downsampling splits the requested time range into ``max_points / 2`` equal
 buckets and keeps, per bucket, the point with the lowest and the point with the
 highest value (each with its own step and time), so spikes and the series'
-envelope survive at any zoom. It runs in PostgreSQL as one aggregate: the rows
-never travel to Python. ``min(ARRAY[value, time, step, ordinal])`` is an
-arg-min: arrays compare element by element, so the whole winning point comes
-back. PostgreSQL sorts NaN above every number, so a NaN in a bucket shows up as
-that bucket's maximum rather than vanishing.
+envelope survive at any zoom; the result is in time order, and a range that
+holds no more than ``max_points`` comes back whole. Because the points are in
+time order, each bucket is one run of them, and ``reduceat`` finds every
+bucket's extremes in a few O(n) passes. A NaN in a bucket shows up as that
+bucket's maximum rather than vanishing (as PostgreSQL, which sorts NaN above
+every number, would have it); ±Inf are extremes like any other value.
 
-That aggregate reads every point in the range (about 250 ms for a million),
-so downsampled answers are cached per (series, range, max_points) together
-with the run's *data version*: its number of series and the sum of their
-``point_count``, which ingest updates in the same transaction as the points
-(migration 0002). A cached answer is served only while that version is
+That still decodes every point in the range (tens of milliseconds for a
+million), so downsampled answers are cached per (series, range, max_points)
+together with the run's *data version*: its number of series and the sum of
+their ``point_count``, which ingest updates in the same transaction as the
+points (migration 0002). A cached answer is served only while that version is
 unchanged, so it is never stale; a finished run's charts are then answered
 from memory.
 
 Full-resolution pages are ordered by (time, ordinal) and continue after the
 last (time, ordinal) seen; the cursor carries that pair.
 """
-
-# ruff: noqa: S608 - the f-strings only join constant SQL fragments; every value is a $n parameter.
 
 from __future__ import annotations
 
@@ -30,27 +32,18 @@ import binascii
 import math
 import uuid
 from collections import OrderedDict
-from dataclasses import dataclass
 from typing import Any, Final
 
 import asyncpg
+import numpy as np
+import numpy.typing as npt
 import orjson
 
-from runstream.events import encode_json_value
-
 from ._errors import BadRequest
+from ._metrics import scalar_value
+from ._points import Points, SeriesRange, first_points, read_series
 
-__all__ = ["SeriesRange", "SeriesReader", "decode_point_cursor"]
-
-
-@dataclass(frozen=True, slots=True)
-class SeriesRange:
-    """Which points: steps and times are inclusive bounds, ``None`` for open."""
-
-    start_step: int | None = None
-    end_step: int | None = None
-    start_time: float | None = None
-    end_time: float | None = None
+__all__ = ["SeriesRange", "SeriesReader", "decode_point_cursor", "json_values"]
 
 
 def _encode_cursor(time: float, ordinal: int) -> str:
@@ -65,13 +58,6 @@ def decode_point_cursor(cursor: str) -> tuple[float, int]:
         return float(time), ordinal
     except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
         raise BadRequest("cursor is not one this service issued", code="bad_cursor", parameter="cursor") from None
-
-
-_RANGE_SQL: Final = """
-    p.series_id = $1
-    AND ($2::bigint IS NULL OR p.step >= $2) AND ($3::bigint IS NULL OR p.step <= $3)
-    AND ($4::float8 IS NULL OR p.time >= $4) AND ($5::float8 IS NULL OR p.time <= $5)
-"""
 
 
 #: Points held by the downsample cache across all entries (about 100 bytes each in Python).
@@ -133,159 +119,82 @@ class SeriesReader:
         self, series_id: int, value_type: str | None, rng: SeriesRange, *, limit: int, after: tuple[float, int] | None
     ) -> dict[str, Any]:
         """Up to ``limit`` points in logging order, after the cursor's point."""
-        column = "text_value" if value_type == "str" else "value"
-        after_time, after_ordinal = after if after else (None, None)
-        range_args = (series_id, rng.start_step, rng.end_step, rng.start_time, rng.end_time)
-        # One snapshot for both statements, so the cursor names the page's real last point.
-        async with self._pool.acquire() as conn, conn.transaction(isolation="repeatable_read", readonly=True):
-            record = await conn.fetchrow(
-                f"""
-                SELECT array_agg(o.step) AS steps, array_agg(o.time) AS times, array_agg(o.v) AS vals
-                FROM (
-                    SELECT p.step, p.time, p.{column} AS v FROM points p
-                    WHERE {_RANGE_SQL}
-                      AND ($6::float8 IS NULL OR (p.time, p.ordinal) > ($6::float8, $7::bigint))
-                    ORDER BY p.time, p.ordinal
-                    LIMIT $8
-                ) o
-                """,
-                *range_args,
-                after_time,
-                after_ordinal,
-                limit + 1,
-            )
-            steps, times, vals = (record[k] or [] for k in ("steps", "times", "vals"))
-            cursor = None
-            if len(steps) > limit:
-                last_time = times[limit - 1]
-                cursor = _encode_cursor(last_time, await self._last_ordinal(conn, range_args, times, limit, after))
-        return _columns(value_type, steps[:limit], times[:limit], vals[:limit], downsampled=False, cursor=cursor)
-
-    @staticmethod
-    async def _last_ordinal(
-        conn: asyncpg.Connection,
-        range_args: tuple[Any, ...],
-        times: list[float],
-        limit: int,
-        after: tuple[float, int] | None,
-    ) -> int:
-        """The ordinal of the page's last point: the k-th among the page's points sharing its time.
-
-        Fetching every point's ordinal would cost a fourth array on each page;
-        this is one short index range read instead.
-        """
-        last_time = times[limit - 1]
-        k = 0
-        while k < limit and times[limit - 1 - k] == last_time:
-            k += 1
-        floor = after[1] if after and after[0] == last_time else None
-        ordinal: int = await conn.fetchval(
-            f"""
-            SELECT p.ordinal FROM points p
-            WHERE {_RANGE_SQL} AND p.time = $6 AND ($7::bigint IS NULL OR p.ordinal > $7)
-            ORDER BY p.ordinal OFFSET $8 LIMIT 1
-            """,
-            *range_args,
-            last_time,
-            floor,
-            k - 1,
-        )
-        return ordinal
+        async with self._pool.acquire() as conn:
+            points = await first_points(conn, series_id, rng, limit=limit + 1, after=after)
+        cursor = None
+        if len(points) > limit:
+            points = points.take(slice(0, limit))
+            cursor = _encode_cursor(float(points.times[-1]), int(points.ordinals[-1]))
+        return _columns(value_type, points, downsampled=False, cursor=cursor)
 
     async def tail(self, series_id: int, value_type: str | None, count: int) -> list[Any]:
         """The last ``count`` values in logging order."""
-        column = "text_value" if value_type == "str" else "value"
-        records = await self._pool.fetch(
-            f"SELECT p.{column} AS v FROM points p WHERE p.series_id = $1"
-            " ORDER BY p.time DESC, p.ordinal DESC LIMIT $2",
-            series_id,
-            count,
-        )
-        return _values(value_type, [r["v"] for r in reversed(records)])
+        async with self._pool.acquire() as conn:
+            points = await first_points(conn, series_id, SeriesRange(), limit=count, newest=True)
+        return json_values(value_type, points.values)
 
     async def downsample(
         self, series_id: int, value_type: str | None, rng: SeriesRange, *, max_points: int
     ) -> dict[str, Any]:
         """At most ``max_points`` points: the whole range when it is that small, else min/max per bucket."""
-        async with self._pool.acquire() as conn:
-            small = await conn.fetchval(
-                f"SELECT count(*) <= $6 FROM (SELECT 1 FROM points p WHERE {_RANGE_SQL} LIMIT $6 + 1) x",
-                series_id,
-                rng.start_step,
-                rng.end_step,
-                rng.start_time,
-                rng.end_time,
-                max_points,
-            )
-            if small:
-                return await self.page(series_id, value_type, rng, limit=max_points, after=None)
-            bounds = await conn.fetchrow(
-                f"SELECT min(p.time) AS t0, max(p.time) AS t1 FROM points p WHERE {_RANGE_SQL}",
-                series_id,
-                rng.start_step,
-                rng.end_step,
-                rng.start_time,
-                rng.end_time,
-            )
-            buckets = max(1, max_points // 2)
-            width = (bounds["t1"] - bounds["t0"]) / buckets or 1.0
-            records = await conn.fetch(
-                f"""
-                SELECT min(ARRAY[p.value, p.time, p.step, p.ordinal]) AS lo,
-                       max(ARRAY[p.value, p.time, p.step, p.ordinal]) AS hi
-                FROM points p WHERE {_RANGE_SQL}
-                GROUP BY least(floor((p.time - $6) / $7), $8 - 1)
-                ORDER BY least(floor((p.time - $6) / $7), $8 - 1)
-                """,
-                series_id,
-                rng.start_step,
-                rng.end_step,
-                rng.start_time,
-                rng.end_time,
-                bounds["t0"],
-                width,
-                buckets,
-            )
-        steps: list[int] = []
-        times: list[float] = []
-        vals: list[float] = []
-        for record in records:
-            lo, hi = record["lo"], record["hi"]
-            # Both extremes, in time order; one point when they are the same point.
-            pair = [lo] if (lo[1], lo[3]) == (hi[1], hi[3]) else sorted((lo, hi), key=lambda a: (a[1], a[3]))
-            for value, time, step, _ in pair:
-                steps.append(int(step))
-                times.append(time)
-                vals.append(value)
-        return _columns(value_type, steps, times, vals, downsampled=True, cursor=None)
+        points = await read_series(self._pool, series_id, rng)
+        if len(points) <= max_points:
+            return _columns(value_type, points, downsampled=False, cursor=None)
+        return _columns(value_type, _min_max_per_bucket(points, max(1, max_points // 2)), downsampled=True, cursor=None)
 
 
-def _columns(
-    value_type: str | None,
-    steps: list[int],
-    times: list[float],
-    vals: list[Any],
-    *,
-    downsampled: bool,
-    cursor: str | None,
-) -> dict[str, Any]:
+def _min_max_per_bucket(points: Points, buckets: int) -> Points:
+    """The lowest and the highest point of each of ``buckets`` equal time spans, in time order.
+
+    ``points`` are in time order, so each bucket is one run of them, found by
+    binary search; ``reduceat`` then takes every bucket's extremes in one pass
+    each. Among equal values the earliest point is the minimum and the latest
+    the maximum.
+    """
+    times, values = points.times, points.values
+    width = (times[-1] - times[0]) / buckets or 1.0
+    edges = times[0] + width * np.arange(1, buckets)
+    starts = np.unique(np.searchsorted(times, edges))
+    starts = np.concatenate(([0], starts[starts < len(times)]))
+    counts = np.diff(starts, append=len(times))
+    # fmin skips NaN (NaN only when the whole bucket is NaN); maximum keeps it: NaN is the bucket's max.
+    low = _positions(values, np.fmin.reduceat(values, starts), counts)
+    high = _positions(values, np.maximum.reduceat(values, starts), counts)
+    first_low = low[np.searchsorted(low, starts)]
+    last_high = high[np.searchsorted(high, starts + counts) - 1]
+    # One point when a bucket's minimum and maximum are the same point.
+    return points.take(np.union1d(first_low, last_high))
+
+
+def _positions(values: npt.NDArray[np.float64], extremes: npt.NDArray[np.float64], counts: npt.NDArray[Any]) -> Any:
+    """Where ``values`` equal their bucket's extreme (NaN matching NaN), in order."""
+    match = values == np.repeat(extremes, counts)
+    nan = np.isnan(extremes)
+    if nan.any():
+        match |= np.isnan(values) & np.repeat(nan, counts)
+    return np.flatnonzero(match)
+
+
+def _columns(value_type: str | None, points: Points, *, downsampled: bool, cursor: str | None) -> dict[str, Any]:
     return {
         "value_type": value_type,
-        "steps": steps,
-        "times": times,
-        "values": _values(value_type, vals),
+        "steps": points.steps.tolist(),
+        "times": points.times.tolist(),
+        "values": json_values(value_type, points.values),
         "downsampled": downsampled,
         "next_cursor": cursor,
     }
 
 
-def _values(value_type: str | None, vals: list[Any]) -> list[Any]:
+def json_values(value_type: str | None, values: npt.NDArray[Any]) -> list[Any]:
+    """Stored values as JSON values of the series' type; numpy decides when no value needs a second look."""
     if value_type == "str":
-        return vals
-    if value_type == "int":
-        return [int(v) if v is not None and math.isfinite(v) else encode_json_value(v) for v in vals]
-    if value_type == "bool":
-        return [bool(v) if v is not None and v == v else v for v in vals]
-    if all(v is None or math.isfinite(v) for v in vals):
-        return vals
-    return [encode_json_value(v) for v in vals]
+        return values.tolist()  # type: ignore[no-any-return]
+    finite = bool(np.isfinite(values).all())
+    if value_type == "int" and finite:
+        return values.astype(np.int64).tolist()  # type: ignore[no-any-return]
+    if value_type == "bool" and not np.isnan(values).any():
+        return (values != 0).tolist()  # type: ignore[no-any-return]
+    if value_type not in ("int", "bool") and finite:
+        return values.tolist()  # type: ignore[no-any-return]
+    return [scalar_value(value_type, v, None) for v in values.tolist()]

@@ -1,4 +1,4 @@
-"""Helpers for tests: free ports and waiting on a condition with a deadline."""
+"""Helpers for tests: free ports, waiting on a condition with a deadline, writing point chunks."""
 
 from __future__ import annotations
 
@@ -6,10 +6,14 @@ import asyncio
 import socket
 import subprocess
 import time
-from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, TypeVar
 
 import aiohttp
+import asyncpg
+
+from ingest._partitions import utc_day
+from runstream.chunks import CHUNK_COLUMNS, encode_chunk
 
 T = TypeVar("T")
 
@@ -52,3 +56,39 @@ async def wait_http_ok(url: str, proc: subprocess.Popen[bytes] | None = None, ti
             return 0
 
     await eventually(probe, lambda status: status == 200, timeout_seconds=timeout_seconds, what=f"200 from {url}")
+
+
+async def copy_chunks(
+    conn: asyncpg.Connection,
+    series_id: int,
+    steps: Sequence[int],
+    times: Sequence[float],
+    ordinals: Sequence[int],
+    values: Sequence[Any],
+    *,
+    chunk_points: int = 10_000,
+) -> int:
+    """Points of one series into ``point_chunks`` as ingest writes them: ``chunk_points`` to a row, in this order.
+
+    They are stored today, in today's partition; returns that ``stored_day``.
+    The series' summary (``first_day``, ``last_day``...) is the caller's to keep.
+    """
+    is_text = any(isinstance(v, str) for v in values)
+    day = utc_day()
+    await conn.fetchval("SELECT runstream_point_partition($1)", day)
+    records = [
+        (
+            *encode_chunk(
+                series_id,
+                steps[i : i + chunk_points],
+                times[i : i + chunk_points],
+                ordinals[i : i + chunk_points],
+                values[i : i + chunk_points],
+                is_text=is_text,
+            ),
+            day,
+        )
+        for i in range(0, len(steps), chunk_points)
+    ]
+    await conn.copy_records_to_table("point_chunks", columns=(*CHUNK_COLUMNS, "stored_day"), records=records)
+    return day

@@ -15,6 +15,7 @@ import aiohttp
 import pytest
 
 from producer import Experiment, Workspace
+from query._points import read_run_points
 from runstream.config import Settings
 from runstream.events import decode_json_value
 from tests.support import eventually
@@ -80,19 +81,18 @@ async def test_steps_are_stored_as_logged(settings: Settings, db: Any) -> None:
         run.log("loss", float(step), step=step)
     run.complete()
     await _wait_status(settings, run.id, "Completed")
-    rows = await db.fetch(
-        "SELECT p.step, p.value FROM points p JOIN series s ON s.id = p.series_id"
-        " WHERE s.run_id = $1 AND s.name = 'loss' ORDER BY p.time, p.ordinal",
-        run.id,
-    )
-    assert [(r["step"], r["value"]) for r in rows] == [(5, 5.0), (3, 3.0), (3, 3.0), (9, 9.0)]
+    loss = (await read_run_points(db, run.id, name="loss"))["loss"]
+    assert list(zip(loss.steps.tolist(), loss.values.tolist(), strict=True)) == [(5, 5.0), (3, 3.0), (3, 3.0), (9, 9.0)]
 
 
 async def test_demo_script_prints_what_the_query_service_returns(settings: Settings) -> None:
     env = {**os.environ, **settings.as_env(), "PYTHONPATH": str(ROOT)}
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, str(ROOT / "examples" / "ridge_sweep.py"),
-        env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        sys.executable,
+        str(ROOT / "examples" / "ridge_sweep.py"),
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
     )
     out, err = await asyncio.wait_for(proc.communicate(), timeout=180)
     assert proc.returncode == 0, err.decode()

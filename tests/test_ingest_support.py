@@ -9,12 +9,15 @@ import uuid
 from typing import Any
 
 import asyncpg
+import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from query._points import Points, read_run_points
 from runstream.config import Settings
 from runstream.events import Batch, encode_batch, scalars_event
 
 T0 = 1_700_000_000.0
+_NO_POINTS = Points(np.empty(0, np.int64), np.empty(0), np.empty(0, np.int64), np.empty(0))
 
 
 def new_id() -> str:
@@ -63,13 +66,26 @@ async def send(producer: AIOKafkaProducer, topic: str, run: str, values: list[by
 
 
 async def points(db: asyncpg.Pool, run: str, name: str) -> list[tuple[int, float, int, Any, Any]]:
-    rows = await db.fetch(
-        "SELECT p.step, p.time, p.ordinal, p.value, p.text_value FROM points p JOIN series s ON s.id = p.series_id"
-        " WHERE s.run_id = $1 AND s.name = $2 ORDER BY p.step, p.ordinal",
-        run,
-        name,
+    """(step, time, ordinal, value, text) of each stored point of the metric, by step then ordinal.
+
+    ``value`` is None for a text point and ``text`` None for a number.
+    """
+    stored = (await read_run_points(db, run, name=name)).get(name)
+    if stored is None:
+        return []
+    by_step = stored.take(np.lexsort((stored.ordinals, stored.steps)))
+    text = by_step.values.dtype == object
+    values = by_step.values.tolist()
+    return list(
+        zip(
+            by_step.steps.tolist(),
+            by_step.times.tolist(),
+            by_step.ordinals.tolist(),
+            [None] * len(values) if text else values,
+            values if text else [None] * len(values),
+            strict=True,
+        )
     )
-    return [tuple(r) for r in rows]
 
 
 async def run_row(db: asyncpg.Pool, run: str) -> asyncpg.Record | None:
@@ -139,7 +155,8 @@ class Stream:
     async def stored(self, db: asyncpg.Pool) -> int:
         return int(
             await db.fetchval(
-                "SELECT count(*) FROM points p JOIN series s ON s.id = p.series_id WHERE s.run_id = ANY($1::uuid[])",
+                "SELECT coalesce(sum(c.n), 0) FROM point_chunks c JOIN series s ON s.id = c.series_id"
+                " WHERE s.run_id = ANY($1::uuid[])",
                 self.runs,
             )
         )
@@ -147,13 +164,17 @@ class Stream:
     async def check_exactly_once(self, db: asyncpg.Pool) -> None:
         n = self.batches_per_run * self.points_per_batch
         for i, run in enumerate(self.runs):
-            row = await db.fetchrow(
-                "SELECT count(*) AS n, count(DISTINCT p.step) AS steps, min(p.step) AS lo, max(p.step) AS hi,"
-                " sum(p.value - p.step * 0.5) AS offset_sum, count(DISTINCT s.id) AS series"
-                " FROM points p JOIN series s ON s.id = p.series_id WHERE s.run_id = $1",
-                run,
-            )
-            assert dict(row) == {"n": n, "steps": n, "lo": 0, "hi": n - 1, "offset_sum": float(i * n), "series": 1}
+            stored = await read_run_points(db, run)
+            loss = stored.get("loss") or _NO_POINTS
+            got = {
+                "n": len(loss),
+                "steps": len(np.unique(loss.steps)),
+                "lo": int(loss.steps.min(initial=n)),
+                "hi": int(loss.steps.max(initial=-1)),
+                "offset_sum": float((loss.values - loss.steps * 0.5).sum()),
+                "series": len(stored),
+            }
+            assert got == {"n": n, "steps": n, "lo": 0, "hi": n - 1, "offset_sum": float(i * n), "series": 1}
         assert await db.fetchval("SELECT count(*) FROM runs WHERE id = ANY($1::uuid[])", self.runs) == len(self.runs)
         assert await db.fetchval(
             "SELECT count(*) FROM status_history WHERE run_id = ANY($1::uuid[])", self.runs

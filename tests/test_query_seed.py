@@ -1,8 +1,9 @@
-"""Seeding for the query tests: plain parameterised inserts into the 0001 tables.
+"""Seeding for the query tests: plain parameterised inserts into ingest's tables.
 
 The query service is tested on its own here, so the rows are written the way
-ingest stores them (see ``query/_metrics.py`` for that contract) rather than
-sent through Kafka; the end-to-end tests cover the whole path.
+ingest stores them (see ``query/_metrics.py`` for that contract; scalar points
+as ``point_chunks`` rows encoded by ``runstream.chunks``) rather than sent
+through Kafka; the end-to-end tests cover the whole path.
 """
 
 from __future__ import annotations
@@ -14,7 +15,11 @@ from typing import Any
 
 import aiohttp
 import asyncpg
+import numpy as np
 import orjson
+
+from query._points import read_run_points
+from tests.support import copy_chunks
 
 
 def dumps(value: Any) -> str:
@@ -88,50 +93,60 @@ async def seed_scalars(
     times: Sequence[float] | None = None,
     ordinals: Sequence[int] | None = None,
     insert_order: Sequence[int] | None = None,
+    chunk_points: int = 1_000,
 ) -> None:
-    """Points as ingest writes them: numbers in ``value`` (bools as 0/1), strings in ``text_value``.
+    """Points as ingest writes them, ``chunk_points`` to a chunk; the step of value ``i`` is ``i``.
 
-    ``insert_order`` permutes the physical insert order, to show that the
-    service orders by (time, ordinal) and not by how rows happen to lie.
+    ``insert_order`` permutes the order points are packed in (so times go back
+    within a chunk and chunks overlap), to show that the service orders by
+    (time, ordinal) and not by how points happen to lie.
     """
     times = times if times is not None else [1_700_000_000.0 + i for i in range(len(values))]
     ordinals = ordinals if ordinals is not None else list(range(len(values)))
-    order = insert_order if insert_order is not None else range(len(values))
+    order = list(insert_order if insert_order is not None else range(len(values)))
     async with db.acquire() as conn, conn.transaction():
         series_id = await _series(conn, run_id, name, "scalar", value_type)
-        records = []
-        for i in order:
-            v = values[i]
-            number = float(v) if not isinstance(v, str) else None
-            text = v if isinstance(v, str) else None
-            records.append((series_id, i, times[i], ordinals[i], number, text))
-        await conn.copy_records_to_table(
-            "points", records=records, columns=["series_id", "step", "time", "ordinal", "value", "text_value"]
+        day = await copy_chunks(
+            conn,
+            series_id,
+            order,
+            [times[i] for i in order],
+            [ordinals[i] for i in order],
+            [values[i] for i in order],
+            chunk_points=chunk_points,
         )
-        await _refresh_summary(conn, series_id)
+        await _refresh_summary(conn, run_id, name, day)
 
 
-async def _refresh_summary(conn: asyncpg.Connection, series_id: int) -> None:
-    """The per-series summary of migration 0002, as ingest keeps it, recomputed from the points."""
+async def _refresh_summary(conn: asyncpg.Connection, run_id: uuid.UUID, name: str, day: int) -> None:
+    """The per-series summary (migrations 0002 and 0004) as ingest keeps it, after storing chunks on ``day``."""
+    await conn.execute(
+        "UPDATE series SET first_day = coalesce(first_day, $3), last_day = $3 WHERE run_id = $1 AND name = $2",
+        run_id,
+        name,
+        day,
+    )
+    points = (await read_run_points(conn, run_id, name=name))[name]
+    text = points.values.dtype == object
+    finite = None if text else points.values[np.isfinite(points.values)]
     await conn.execute(
         """
-        UPDATE series s SET
-            point_count = agg.n, min_value = agg.lo, max_value = agg.hi, max_step = agg.max_step,
-            last_step = last.step, last_time = last.time, last_ordinal = last.ordinal,
-            last_value = last.value, last_text = last.text_value
-        FROM (
-            SELECT count(*) AS n, max(step) AS max_step,
-                   min(value) FILTER (WHERE value NOT IN ('NaN', 'Infinity', '-Infinity')) AS lo,
-                   max(value) FILTER (WHERE value NOT IN ('NaN', 'Infinity', '-Infinity')) AS hi
-            FROM points WHERE series_id = $1
-        ) agg,
-        LATERAL (
-            SELECT step, time, ordinal, value, text_value FROM points WHERE series_id = $1
-            ORDER BY time DESC, ordinal DESC LIMIT 1
-        ) last
-        WHERE s.id = $1
+        UPDATE series SET point_count = $3, min_value = $4, max_value = $5, max_step = $6,
+            last_step = $7, last_time = $8, last_ordinal = $9, last_value = $10, last_text = $11,
+            first_time = (SELECT min(c.time_start) FROM point_chunks c WHERE c.series_id = series.id)
+        WHERE run_id = $1 AND name = $2
         """,
-        series_id,
+        run_id,
+        name,
+        len(points),
+        float(finite.min()) if finite is not None and finite.size else None,
+        float(finite.max()) if finite is not None and finite.size else None,
+        int(points.steps.max()),
+        int(points.steps[-1]),
+        float(points.times[-1]),
+        int(points.ordinals[-1]),
+        None if text else float(points.values[-1]),
+        str(points.values[-1]) if text else None,
     )
 
 
@@ -166,15 +181,11 @@ async def get_text(url: str, *, headers: dict[str, str] | None = None) -> tuple[
 async def append_points(
     db: asyncpg.Pool, run_id: uuid.UUID, name: str, points: Sequence[tuple[int, float, int, float]]
 ) -> None:
-    """More (step, time, ordinal, value) points for an existing numeric series."""
+    """More (step, time, ordinal, value) points for an existing numeric series, in one chunk (one flush)."""
     async with db.acquire() as conn, conn.transaction():
         series_id = await conn.fetchval("SELECT id FROM series WHERE run_id = $1 AND name = $2", run_id, name)
-        await conn.copy_records_to_table(
-            "points",
-            records=[(series_id, step, time, ordinal, value, None) for step, time, ordinal, value in points],
-            columns=["series_id", "step", "time", "ordinal", "value", "text_value"],
-        )
-        await _refresh_summary(conn, series_id)
+        day = await copy_chunks(conn, series_id, *(list(column) for column in zip(*points, strict=True)))
+        await _refresh_summary(conn, run_id, name, day)
 
 
 async def bump_session(db: asyncpg.Pool, run_id: uuid.UUID, session_id: uuid.UUID, last_seq: int) -> None:

@@ -75,6 +75,29 @@ async def test_stream_pushes_points_and_status(query_service: str, db: asyncpg.P
                 assert kind == "run" and data["status"] == "Completed" and data["ended_at"] is not None
 
 
+async def test_stream_starts_after_the_stored_last_point_and_catches_up_on_bursts(
+    query_service: str, db: asyncpg.Pool
+) -> None:
+    run_id = await seed_run(db, status="Running")
+    session = uuid.uuid4()
+    # Stored to the microsecond: this last time rounds up, past the exact time the series summary keeps.
+    await seed_scalars(db, run_id, "loss", "float", [3.0, 2.0], times=[T0, T0 + 1.0000006])
+    await bump_session(db, run_id, session, 1)
+    async with aiohttp.ClientSession() as client, client.get(f"{query_service}/api/runs/{run_id}/stream") as resp:
+        reader = EventReader(resp)
+        assert (await reader.next())[0] == "run"
+        # More points in one batch than one event carries (10,000): the rest follow without further data.
+        burst = [(2 + i, T0 + 2 + i, 2 + i, float(i)) for i in range(10_050)]
+        await append_points(db, run_id, "loss", burst)
+        await bump_session(db, run_id, session, 2)
+        steps: list[int] = []
+        while len(steps) < len(burst):
+            kind, data = await reader.next()
+            assert kind == "points"
+            steps += data["metrics"]["loss"]["steps"]
+        assert steps == [p[0] for p in burst]
+
+
 async def test_stream_errors(query_service: str) -> None:
     status, body = await get(f"{query_service}/api/runs/{uuid.uuid4()}/stream")
     assert status == 404 and body["error"]["code"] == "run_not_found"

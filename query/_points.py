@@ -1,0 +1,305 @@
+"""Scalar points from ``point_chunks``, decoded into numpy columns in (time, ordinal) order.
+
+Ingest packs a series' points many to a row (:mod:`runstream.chunks`: at most
+10,000 points, usually one row per series per flush). Every read of scalar
+points in the query service goes through here, so the order of points lives
+in one place:
+
+* rows are selected by their per-chunk bounds (``step_min/step_max``,
+  ``time_start/time_end``, where ``time_start`` is the least time in the chunk
+  and ``time_end`` the greatest), within the day partitions the series has
+  chunks in (``series.first_day .. last_day``), and decoded with
+  :func:`runstream.chunks.decode_chunk`; a chunk that overlaps a range may hold
+  points outside it, so the same bounds are applied again per point;
+* chunk bounds are compared with a microsecond of slack: ``time_end`` may be
+  the exact logged time while decoded times are rounded to the microsecond
+  (the delta encoding), so a bound compared exactly could skip a chunk that
+  holds a point just inside a range or just past a cursor;
+* the API's order is (time, ordinal). Chunks read by ``time_start`` and
+  concatenated are already in that order when they do not overlap in time and
+  times never go backwards inside one: the usual case, checked in one O(n)
+  pass. Otherwise (several producer sessions writing one series, a clock that
+  stepped back) one lexsort restores it.
+
+:func:`read_run_points` is the whole of a run as stored, for ``get_metrics``
+and for tests that compare what producers sent with what PostgreSQL holds.
+"""
+
+# ruff: noqa: S608 - the f-strings only join constant SQL fragments; every value is a $n parameter.
+
+from __future__ import annotations
+
+import itertools
+import uuid
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
+
+import asyncpg
+import numpy as np
+import numpy.typing as npt
+
+from runstream.chunks import decode_chunk
+
+__all__ = ["Points", "SeriesRange", "first_points", "read_after", "read_run_points", "read_series"]
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesRange:
+    """Which points: steps and times are inclusive bounds, ``None`` for open."""
+
+    start_step: int | None = None
+    end_step: int | None = None
+    start_time: float | None = None
+    end_time: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Points:
+    """Columns of equal length; ``values`` is float64, or an object array of ``str`` for text series."""
+
+    steps: npt.NDArray[np.int64]
+    times: npt.NDArray[np.float64]
+    ordinals: npt.NDArray[np.int64]
+    values: npt.NDArray[Any]
+
+    def __len__(self) -> int:
+        return len(self.steps)
+
+    def take(self, index: Any) -> Points:
+        """The points at ``index`` (a slice, a boolean mask or positions)."""
+        return Points(self.steps[index], self.times[index], self.ordinals[index], self.values[index])
+
+    def in_order(self) -> Points:
+        """The same points in (time, ordinal) order."""
+        dt = np.diff(self.times)
+        ties = np.flatnonzero(dt == 0)
+        if bool((dt >= 0).all()) and bool((self.ordinals[ties + 1] >= self.ordinals[ties]).all()):
+            return self
+        return self.take(np.lexsort((self.ordinals, self.times)))
+
+    def within(self, rng: SeriesRange) -> Points:
+        if rng == _OPEN:
+            return self
+        keep = np.ones(len(self), dtype=bool)
+        for column, low, high in (
+            (self.steps, rng.start_step, rng.end_step),
+            (self.times, rng.start_time, rng.end_time),
+        ):
+            if low is not None:
+                keep &= column >= low
+            if high is not None:
+                keep &= column <= high
+        return self._keep(keep)
+
+    def after(self, cursor: tuple[float, int] | None) -> Points:
+        """The points past ``cursor``'s (time, ordinal)."""
+        if cursor is None:
+            return self
+        time, ordinal = cursor
+        return self._keep((self.times > time) | ((self.times == time) & (self.ordinals > ordinal)))
+
+    def _keep(self, mask: npt.NDArray[np.bool_]) -> Points:
+        # Most bounds keep every point read (the chunks were chosen by them): no copy then.
+        return self if bool(mask.all()) else self.take(mask)
+
+
+_OPEN: Final = SeriesRange()
+
+#: The columns :func:`decode_chunk` takes, and the same selected from ``point_chunks c``.
+_DECODE_ARGS: Final = (
+    "n",
+    "time_start",
+    "ord_start",
+    "ords",
+    "step_start",
+    "step_stride",
+    "steps",
+    "times",
+    "vals",
+    "texts",
+)
+_PROGRESSIONS: Final = "step_start", "step_stride", "ord_start"
+_CHUNK_SQL: Final = ", ".join(f"c.{column}" for column in _DECODE_ARGS)
+
+#: Seconds of slack when comparing chunk bounds with decoded times (see the module docstring).
+_TIME_SLACK: Final = 1e-6
+
+#: Chunks of series $1 that may hold points of the range $2..$5 (step and time bounds). The stored_day
+#: bounds touch nothing but let PostgreSQL skip the day partitions the series has no chunk in.
+_RANGE_SQL: Final = f"""
+    c.series_id = $1
+    AND c.stored_day BETWEEN (SELECT s.first_day FROM series s WHERE s.id = $1)
+                         AND (SELECT s.last_day FROM series s WHERE s.id = $1)
+    AND ($2::bigint IS NULL OR c.step_max >= $2) AND ($3::bigint IS NULL OR c.step_min <= $3)
+    AND ($4::float8 IS NULL OR c.time_end >= $4 - {_TIME_SLACK})
+    AND ($5::float8 IS NULL OR c.time_start <= $5 + {_TIME_SLACK})
+"""
+
+#: Chunks :func:`first_points` reads in its first round trip; each further one reads four times more.
+_FIRST_BATCH: Final = 16
+
+
+def decode_rows(records: Iterable[asyncpg.Record]) -> Points:
+    """The points of ``point_chunks`` rows, concatenated in the rows' order."""
+    rows = list(records)
+    if not rows:
+        return _empty()
+    if all(
+        r["steps"] is None and r["ords"] is None and r["vals"] is not None and len(r["times"]) == 4 * r["n"]
+        for r in rows
+    ):
+        return _decode_compact(rows)
+    chunks = [decode_chunk(**{k: r[k] for k in _DECODE_ARGS}) for r in rows]
+    if chunks[0].values is None:
+        values = np.array(list(itertools.chain.from_iterable(c.texts or () for c in chunks)), dtype=object)
+    else:
+        values = np.concatenate([c.values for c in chunks if c.values is not None])
+    return Points(
+        np.concatenate([c.steps for c in chunks]),
+        np.concatenate([c.times for c in chunks]),
+        np.concatenate([c.ordinals for c in chunks]),
+        values,
+    )
+
+
+def _decode_compact(rows: list[asyncpg.Record]) -> Points:
+    """Rows in the usual encoding (step and ordinal progressions, microsecond time deltas, float64 values) at once.
+
+    The arithmetic of :func:`decode_chunk`, but over every row's points in a
+    few whole-array passes instead of a dozen small numpy calls per row, which
+    dominated the decoding of a long series stored in chunks of ~1,000 points.
+    Rows that need anything else go through :func:`decode_chunk` one by one.
+    """
+    n = np.fromiter((r["n"] for r in rows), np.int64, len(rows))
+    first = np.cumsum(n) - n
+    at = np.arange(int(n.sum()), dtype=np.int64) - np.repeat(first, n)  # each point's position in its row
+    step_start, step_stride, ord_start = (np.array([r[k] for r in rows], np.int64) for k in _PROGRESSIONS)
+    deltas = np.frombuffer(b"".join(r["times"] for r in rows), "<u4")
+    total = np.cumsum(deltas, dtype=np.int64)
+    # Each row's micros are its rounded time_start plus the deltas' running sum from its own first point.
+    base = np.array([round(r["time_start"] * 1e6) for r in rows], np.int64) - (total[first] - deltas[first])
+    return Points(
+        np.repeat(step_start, n) + np.repeat(step_stride, n) * at,
+        (np.repeat(base, n) + total) / 1e6,
+        np.repeat(ord_start, n) + at,
+        np.frombuffer(b"".join(r["vals"] for r in rows), "<f8"),
+    )
+
+
+def _empty() -> Points:
+    return Points(np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, np.int64), np.empty(0, np.float64))
+
+
+def _concat(parts: Sequence[Points]) -> Points:
+    if len(parts) == 1:
+        return parts[0]
+    return Points(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("steps", "times", "ordinals", "values")))
+
+
+def _range_args(series_id: int, rng: SeriesRange) -> tuple[Any, ...]:
+    return series_id, rng.start_step, rng.end_step, rng.start_time, rng.end_time
+
+
+async def read_series(conn: asyncpg.Connection | asyncpg.Pool, series_id: int, rng: SeriesRange = _OPEN) -> Points:
+    """Every point of the series in ``rng``, in (time, ordinal) order."""
+    records = await conn.fetch(
+        f"SELECT {_CHUNK_SQL} FROM point_chunks c WHERE {_RANGE_SQL} ORDER BY c.time_start",
+        *_range_args(series_id, rng),
+    )
+    return decode_rows(records).within(rng).in_order()
+
+
+async def first_points(
+    conn: asyncpg.Connection,
+    series_id: int,
+    rng: SeriesRange,
+    *,
+    limit: int,
+    after: tuple[float, int] | None = None,
+    newest: bool = False,
+) -> Points:
+    """The first ``limit`` points of ``rng`` past ``after`` in (time, ordinal) order; the last ``limit`` if ``newest``.
+
+    Chunks are read through a cursor, earliest ``time_start`` first (latest
+    ``time_end`` first when ``newest``), in growing batches, until no unread
+    chunk can hold a point that would displace one already kept: a page of a
+    long series decodes only the chunks around it.
+    """
+    order = "c.time_end DESC" if newest else "c.time_start"
+    args = (*_range_args(series_id, rng), None if after is None else after[0])
+    kept = _empty()
+    batch = _FIRST_BATCH
+    # One snapshot for every batch, so a page never mixes two states of the series.
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        cursor = await conn.cursor(
+            f"SELECT {_CHUNK_SQL}, c.time_end FROM point_chunks c"
+            f" WHERE {_RANGE_SQL} AND ($6::float8 IS NULL OR c.time_end >= $6 - {_TIME_SLACK}) ORDER BY {order}",
+            *args,
+        )
+        while True:
+            records = await cursor.fetch(batch)
+            kept = _concat([kept, decode_rows(records).within(rng).after(after)]).in_order()
+            kept = kept.take(slice(-limit, None) if newest else slice(0, limit))
+            if len(records) < batch:
+                return kept
+            # Unread chunks start at or after the last one read (end at or before it, when newest).
+            if len(kept) == limit and (
+                records[-1]["time_end"] + _TIME_SLACK < kept.times[0]
+                if newest
+                else records[-1]["time_start"] - _TIME_SLACK > kept.times[-1]
+            ):
+                return kept
+            batch *= 4
+
+
+async def read_after(
+    conn: asyncpg.Connection | asyncpg.Pool, cursors: dict[int, tuple[float, int]], *, limit: int | None = None
+) -> dict[int, Points]:
+    """Per series id, the first ``limit`` (default all) points past its (time, ordinal) cursor, in order.
+
+    Series with no such point are left out.
+    """
+    ids = list(cursors)
+    records = await conn.fetch(
+        f"""
+        SELECT c.series_id, {_CHUNK_SQL}
+        FROM unnest($1::bigint[], $2::float8[]) AS k(id, t)
+        JOIN series s ON s.id = k.id
+        JOIN point_chunks c
+            ON c.series_id = s.id AND c.stored_day BETWEEN s.first_day AND s.last_day
+            AND c.time_end >= k.t - {_TIME_SLACK}
+        ORDER BY c.series_id, c.time_start
+        """,
+        ids,
+        [cursors[i][0] for i in ids],
+    )
+    out: dict[int, Points] = {}
+    for series_id, rows in itertools.groupby(records, key=lambda r: r["series_id"]):
+        points = decode_rows(rows).after(cursors[series_id]).in_order().take(slice(0, limit))
+        if len(points):
+            out[series_id] = points
+    return out
+
+
+async def read_run_points(
+    conn: asyncpg.Connection | asyncpg.Pool, run_id: uuid.UUID | str, *, name: str | None = None
+) -> dict[str, Points]:
+    """Every stored scalar point of the run (or of its metric ``name``), by metric, in (time, ordinal) order.
+
+    Metrics with no points stored are left out.
+    """
+    records = await conn.fetch(
+        f"""
+        SELECT s.name, {_CHUNK_SQL}
+        FROM series s
+        JOIN point_chunks c ON c.series_id = s.id AND c.stored_day BETWEEN s.first_day AND s.last_day
+        WHERE s.run_id = $1 AND s.kind = 'scalar' AND ($2::text IS NULL OR s.name = $2)
+        ORDER BY s.name, c.time_start
+        """,
+        run_id,
+        name,
+    )
+    return {
+        metric: decode_rows(rows).in_order() for metric, rows in itertools.groupby(records, key=lambda r: r["name"])
+    }
