@@ -13,13 +13,25 @@ Inside a script started by ``Experiment.submit(ScriptRunConfig(...))`` (or any
 process given ``run.get_environment()``), ``Run.get_context()`` is that run;
 elsewhere it is an offline run written to the local spool.
 
-Delivery: ``log()`` only appends to a bounded in-memory buffer; one thread per
-run and process publishes batches to Kafka (idempotent, ``acks=all``). If Kafka
-fails for ``LoggingOptions.spill_after_seconds`` the batches go to the spool
-(``<RUNSTREAM_HOME>/spool``) and are replayed in order when it returns;
+Delivery: ``log()`` only appends to a bounded in-memory buffer; one background
+thread per process, with one Kafka producer (idempotent, ``acks=all``) shared
+by all its runs, publishes batches, each run in its own producer session. If
+Kafka fails for ``LoggingOptions.spill_after_seconds`` the batches go to the
+spool (``<RUNSTREAM_HOME>/spool``) and are replayed in order when it returns;
 ``sync_spool()`` publishes spools left by offline runs or dead processes.
 ``flush()``, ``complete()``, interpreter exit and SIGTERM deliver what is
 buffered within ``close_timeout_seconds``.
+
+A full buffer (``max_buffered_points`` not yet delivered: Kafka slower than
+the training loop) never grows and never drops data: ``log()`` blocks while
+the sender spills the buffer to the spool, which takes milliseconds, so
+training goes on at disk speed and the spool is replayed when Kafka catches
+up. Only if no room comes within ``buffer_timeout_seconds`` (spool disabled,
+or a disk that cannot keep up) does ``log()`` raise :class:`BufferFullError`,
+without buffering the value - a typed error, as the caller must learn that
+the point was not recorded. ``run.get_details()["producer"]`` counts it all:
+``blocked_calls``/``blocked_seconds``, ``pressure_spills``,
+``spooled_records``/``replayed_records``, ``retries``, ``buffer_full_errors``.
 
 Limits: metric, column, tag and property names are 1..255 characters without
 control characters (``MAX_NAME_CHARS``); string values are at most

@@ -17,6 +17,7 @@ import os
 import signal
 import sys
 import threading
+import time
 import weakref
 from types import TracebackType
 from typing import TYPE_CHECKING
@@ -62,14 +63,18 @@ def _after_fork_in_child() -> None:
 
 
 def _flush_at_exit() -> None:
+    # The runs' senders work concurrently on one loop: one deadline for all of
+    # them, so exit takes at most close_timeout_seconds, not that times the runs.
+    started = time.monotonic()
     for run in list(sending_runs):
         if run._pid != os.getpid() or not run._sender.started:
             continue
+        left = max(0.0, run._options.close_timeout_seconds - (time.monotonic() - started))
         try:
             if _terminated and run._owner and run._status == "Running":
-                run._finish("Canceled", {"message": "the process received SIGTERM"}, None)
+                run._finish("Canceled", {"message": "the process received SIGTERM"}, left)
             else:
-                run._sender.stop(run._options.close_timeout_seconds)
+                run._sender.stop(left)
         except ProducerError as exc:
             print(f"runstream: {exc}", file=sys.stderr)
         report_spool_left(run)

@@ -40,12 +40,16 @@ class LoggingOptions:
     ``flush_points`` / ``flush_interval_seconds``: the sender publishes when this
     many points are waiting or this long has passed, whichever comes first.
     ``max_buffered_points``: points held in memory (buffered or in flight);
-    past it ``log()`` blocks up to ``buffer_timeout_seconds``, then raises
-    :class:`BufferFullError`. ``close_timeout_seconds`` bounds ``complete()``,
+    past it ``log()`` blocks while the sender spills what it holds to the
+    spool (at once, without waiting ``spill_after_seconds``), at most
+    ``buffer_timeout_seconds``, then raises :class:`BufferFullError` (the
+    value is not buffered). ``close_timeout_seconds`` bounds ``complete()``,
     ``fail()``, ``cancel()`` and the flush at interpreter exit.
     ``spool``: when Kafka has failed for ``spill_after_seconds``, records go to
     the local spool (``<RUNSTREAM_HOME>/spool``) and are replayed when Kafka
     returns, so a long outage neither blocks nor fails the training loop.
+    ``heartbeat_interval_seconds``: how often a running run tells ingest it is
+    alive (ingest marks it ``NotResponding``, then ``Failed``, when they stop).
     ``request_timeout_seconds`` bounds one Kafka request (and query service call).
     """
 

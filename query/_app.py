@@ -27,6 +27,15 @@ __all__ = ["DEFAULT_MAX_UPLOAD_BYTES", "create_app", "serve"]
 DEFAULT_MAX_UPLOAD_BYTES: Final = Settings().max_upload_bytes
 STATIC_DIR: Final = Path(__file__).parent / "static"
 _log = logging.getLogger("query")
+#: aiohttp's parser limits. A request line must hold the longest valid file
+#: name percent-encoded (1024 characters of up to 12 bytes each) plus the run
+#: id and a query; a field (header line) and the number of headers keep
+#: aiohttp's defaults. Anything larger is answered 400 by the parser.
+HTTP_LIMITS: Final = {"max_line_size": 32 * 1024, "max_field_size": 8190, "max_headers": 128}
+#: An idle connection, or one that never finishes sending its request line and
+#: headers (slowloris), is closed after this long: aiohttp's keep-alive timer
+#: runs from the moment a connection is made until a request is complete.
+KEEPALIVE_SECONDS: Final = 15.0
 
 
 async def _health(request: web.Request) -> web.Response:
@@ -101,4 +110,12 @@ def serve(settings: Settings) -> None:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app = create_app(settings)
     _log.info("query service on http://%s:%d", settings.query_host, settings.query_port)
-    web.run_app(app, host=settings.query_host, port=settings.query_port, print=None, shutdown_timeout=10.0)
+    web.run_app(
+        app,
+        host=settings.query_host,
+        port=settings.query_port,
+        print=None,
+        shutdown_timeout=10.0,
+        keepalive_timeout=KEEPALIVE_SECONDS,
+        **HTTP_LIMITS,
+    )

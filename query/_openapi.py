@@ -28,10 +28,25 @@ def _param(name: str, where: str, schema: dict[str, Any], description: str, requ
 
 
 _RUN_ID = _param("run_id", "path", {"type": "string", "format": "uuid"}, "The run's id")
+# What _validate accepts, so that generated valid input is valid: no control
+# characters or backslashes, and (for files) relative '/'-separated segments
+# that are neither empty, '.' nor '..'.
+_CONTROL: Final = r"\x00-\x1f\x7f"
+_NOT: Final = _CONTROL + r"\\"  # inside [^...]: control characters and the backslash
+_SEGMENT: Final = rf"(?:[^/.{_NOT}][^/{_NOT}]*|\.[^/.{_NOT}][^/{_NOT}]*|\.\.[^/{_NOT}]+)"
 _FILE_NAME = _param(
-    "name", "path", {"type": "string", "maxLength": 1024}, "File name in the run; '/' separates folders"
+    "name",
+    "path",
+    {"type": "string", "minLength": 1, "maxLength": 1024, "pattern": f"^{_SEGMENT}(?:/{_SEGMENT})*$"},
+    "File name in the run; '/' separates folders",
 )
-_METRIC = _param("name", "query", {"type": "string", "minLength": 1, "maxLength": 255}, "Metric name", required=True)
+_METRIC = _param(
+    "name",
+    "query",
+    {"type": "string", "minLength": 1, "maxLength": 255, "pattern": rf"^[^{_CONTROL}]+$"},
+    "Metric name",
+    required=True,
+)
 _RANGE = [
     _param("start_step", "query", {"type": "integer"}, "Lowest step (inclusive)"),
     _param("end_step", "query", {"type": "integer"}, "Highest step (inclusive)"),
