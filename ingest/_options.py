@@ -44,6 +44,8 @@ class IngestOptions:
     # How often it pre-creates tomorrow's point partition and applies
     # RUNSTREAM_RETENTION_DAYS; 0 disables.
     maintenance_interval_seconds: float = 600.0
+    # How often it merges small chunks of slowly logged series (_compaction.py); 0 disables.
+    compaction_interval_seconds: float = 30.0
 
     def __post_init__(self) -> None:
         for name in ("flush_max_points", "flush_max_records", "fetch_max_records"):
@@ -60,6 +62,7 @@ class IngestOptions:
             "session_timeout_seconds",
             "liveness_interval_seconds",
             "maintenance_interval_seconds",
+            "compaction_interval_seconds",
         ):
             if not getattr(self, name) >= 0:
                 raise IngestConfigError(f"{name}={getattr(self, name)} must be a non-negative number of seconds")

@@ -27,7 +27,7 @@ class Periodic:
     def __init__(
         self,
         name: str,
-        job: Callable[[], Awaitable[None]],
+        job: Callable[[], Awaitable[object]],
         *,
         interval_seconds: float,
         ready: Callable[[], bool] = lambda: True,

@@ -37,6 +37,7 @@ from aiokafka.errors import KafkaError
 
 from runstream.config import Settings
 
+from ._compaction import ChunkCompactor
 from ._decoder import DeadLetter, Decoded, Source, decode_record
 from ._dlq import DeadLetterProducer
 from ._errors import IngestStartError, IngestStateError
@@ -131,6 +132,7 @@ class IngestWorker:
                 lambda: _maintain(partitions, s.retention_days),
                 interval_seconds=o.maintenance_interval_seconds,
             ),
+            Periodic("ingest-compaction", ChunkCompactor(pool).compact, interval_seconds=o.compaction_interval_seconds),
         ]
         for job in jobs:
             if job.interval_seconds > 0:  # 0 disables the job

@@ -34,6 +34,7 @@ import orjson
 
 from runstream.chunks import CHUNK_COLUMNS, encode_chunk
 
+from ._compaction import CHUNK_POINTS, SMALL_CHUNK_POINTS
 from ._decoder import DeadLetter, Decoded
 from ._partitions import PointPartitions, utc_day
 from ._plan import Plan, RunState, SeriesKey, SeriesState, build_plan
@@ -94,10 +95,10 @@ class FlushResult:
 #: A series' points in one flush: (steps, times, ordinals, values).
 Columns = tuple[Any, Any, Any, Any]
 
-#: Points per chunk at most: bounds what a reader decodes to answer a small
-#: step range, at well under a byte per point of row overhead
-#: (docs/storage-layout.md).
-CHUNK_POINTS: Final = 10_000
+
+def _small_chunks(points: int) -> int:
+    """How many of the chunks _slices makes of ``points`` points are small (for the compactor)."""
+    return int(points % CHUNK_POINTS < SMALL_CHUNK_POINTS and points % CHUNK_POINTS > 0)
 
 
 def _slices(columns: Columns) -> Iterable[Columns]:
@@ -362,13 +363,18 @@ class Writer:
         day: int,
     ) -> None:
         rows = [
-            (ids[key], *summarize(*c, is_text=plan.series[key].value_type == "str"), float(c[1].min()))
+            (
+                ids[key],
+                *summarize(*c, is_text=plan.series[key].value_type == "str"),
+                float(c[1].min()),
+                _small_chunks(len(c[0])),
+            )
             for key, c in columns.items()
         ]
         await conn.execute(
             "UPDATE series AS s SET point_count = s.point_count + u.n,"
             " first_time = least(s.first_time, u.first_time),"
-            " first_day = coalesce(s.first_day, $12), last_day = $12,"
+            " first_day = coalesce(s.first_day, $13), last_day = $13, small_chunks = s.small_chunks + u.small,"
             " min_value = least(s.min_value, u.min_value), max_value = greatest(s.max_value, u.max_value),"
             " max_step = greatest(s.max_step, u.max_step),"
             " last_step = CASE WHEN u.newer THEN u.last_step ELSE s.last_step END,"
@@ -379,9 +385,9 @@ class Writer:
             " FROM (SELECT v.*,"
             "       (t.last_time IS NULL OR (v.last_time, v.last_ordinal) >= (t.last_time, t.last_ordinal)) AS newer"
             "       FROM unnest($1::bigint[], $2::bigint[], $3::float8[], $4::float8[], $5::bigint[],"
-            "       $6::bigint[], $7::float8[], $8::bigint[], $9::float8[], $10::text[], $11::float8[])"
+            "       $6::bigint[], $7::float8[], $8::bigint[], $9::float8[], $10::text[], $11::float8[], $12::int[])"
             "       AS v(id, n, min_value, max_value, max_step,"
-            "            last_step, last_time, last_ordinal, last_value, last_text, first_time)"
+            "            last_step, last_time, last_ordinal, last_value, last_text, first_time, small)"
             "       JOIN series t ON t.id = v.id) AS u"
             " WHERE s.id = u.id",
             *zip(*rows, strict=True),

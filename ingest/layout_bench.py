@@ -29,7 +29,7 @@ from typing import Any
 import asyncpg
 import numpy as np
 
-from runstream.chunks import CHUNK_COLUMNS, decode_chunk, encode_chunk
+from runstream.chunks import CHUNK_COLUMNS, DECODE_COLUMNS, decode_row, encode_chunk
 from runstream.config import Settings
 
 from ._partitions import utc_day
@@ -37,18 +37,6 @@ from .schema import migrate
 
 _SERIES = 20
 _REPS = 5
-_DECODE_FIELDS = (
-    "n",
-    "time_start",
-    "ord_start",
-    "ords",
-    "step_start",
-    "step_stride",
-    "steps",
-    "times",
-    "vals",
-    "texts",
-)
 
 
 def _series(n: int, seed: int) -> tuple[Any, Any, Any, Any]:
@@ -109,10 +97,10 @@ async def _chunks_layout(conn: asyncpg.Connection, data: list[tuple[Any, ...]], 
         await conn.copy_records_to_table("point_chunks", columns=(*CHUNK_COLUMNS, "stored_day"), records=records)
     seconds = time.perf_counter() - started
     size = "SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits WHERE inhparent = 'point_chunks'::regclass"
-    select = f"SELECT {', '.join(_DECODE_FIELDS)} FROM point_chunks WHERE series_id = 0"  # noqa: S608 - constant column names
+    select = f"SELECT {', '.join(DECODE_COLUMNS)} FROM point_chunks WHERE series_id = 0"  # noqa: S608 - constant column names
 
     def values(rows: list[asyncpg.Record]) -> Any:
-        chunks = [decode_chunk(**dict(r)) for r in rows]
+        chunks = [decode_row(r) for r in rows]
         return np.concatenate([c.values for c in chunks if c.values is not None])
 
     async def read_all() -> Any:
@@ -120,7 +108,7 @@ async def _chunks_layout(conn: asyncpg.Connection, data: list[tuple[Any, ...]], 
 
     async def read_range(lo: int, hi: int) -> Any:
         rows = await conn.fetch(select + " AND step_max >= $1 AND step_min <= $2 ORDER BY time_start", lo, hi)
-        chunks = [decode_chunk(**dict(r)) for r in rows]
+        chunks = [decode_row(r) for r in rows]
         steps = np.concatenate([c.steps for c in chunks])
         vals = np.concatenate([c.values for c in chunks if c.values is not None])
         return vals[(steps >= lo) & (steps <= hi)]

@@ -22,20 +22,48 @@ Within a chunk:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["CHUNK_COLUMNS", "DecodedChunk", "decode_chunk", "encode_chunk"]
+__all__ = ["CHUNK_COLUMNS", "DECODE_COLUMNS", "DecodedChunk", "decode_chunk", "decode_row", "encode_chunk"]
 
 #: Column order of the records :func:`encode_chunk` returns (after series_id).
 CHUNK_COLUMNS = (
-    "series_id", "time_start", "time_end", "n", "ord_start", "ords",
-    "step_start", "step_stride", "step_min", "step_max", "steps",
-    "times", "value_min", "value_max", "value_last", "vals", "texts",
+    "series_id",
+    "time_start",
+    "time_end",
+    "n",
+    "ord_start",
+    "ords",
+    "step_start",
+    "step_stride",
+    "step_min",
+    "step_max",
+    "steps",
+    "times",
+    "value_min",
+    "value_max",
+    "value_last",
+    "vals",
+    "texts",
+)
+
+#: The columns :func:`decode_chunk` reads (select these, then :func:`decode_row`).
+DECODE_COLUMNS = (
+    "n",
+    "time_start",
+    "ord_start",
+    "ords",
+    "step_start",
+    "step_stride",
+    "steps",
+    "times",
+    "vals",
+    "texts",
 )
 
 _U32_MAX = np.iinfo(np.uint32).max
@@ -99,11 +127,23 @@ def encode_chunk(
         values_blob, texts = value_arr.astype("<f8").tobytes(), None
 
     return (
-        series_id, time_start, float(time_arr.max()), n, int(ord_arr[0]),
+        series_id,
+        time_start,
+        float(time_arr.max()),
+        n,
+        int(ord_arr[0]),
         None if consecutive else ord_arr.astype("<i8").tobytes(),
-        int(step_arr[0]), stride if arithmetic else 0, int(step_arr.min()), int(step_arr.max()),
+        int(step_arr[0]),
+        stride if arithmetic else 0,
+        int(step_arr.min()),
+        int(step_arr.max()),
         None if arithmetic else step_arr.astype("<i8").tobytes(),
-        times_blob, value_min, value_max, value_last, values_blob, texts,
+        times_blob,
+        value_min,
+        value_max,
+        value_last,
+        values_blob,
+        texts,
     )
 
 
@@ -136,3 +176,8 @@ def decode_chunk(
         ord_arr = np.frombuffer(ords, dtype="<i8").astype(np.int64)
     value_arr = None if vals is None else np.frombuffer(vals, dtype="<f8").astype(np.float64)
     return DecodedChunk(step_arr, time_arr, ord_arr, value_arr, None if texts is None else list(texts))
+
+
+def decode_row(row: Mapping[str, Any]) -> DecodedChunk:
+    """:func:`decode_chunk` of a selected row (or any mapping) holding :data:`DECODE_COLUMNS`."""
+    return decode_chunk(**{column: row[column] for column in DECODE_COLUMNS})

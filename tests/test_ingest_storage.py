@@ -12,14 +12,16 @@ from typing import Any
 import asyncpg
 import numpy as np
 
+from ingest import IngestOptions, IngestWorker
+from ingest._compaction import SMALL_CHUNK_POINTS, ChunkCompactor
 from ingest._partitions import PointPartitions, utc_day
 from ingest.schema import migrate
-from runstream.chunks import decode_chunk
+from runstream.chunks import CHUNK_COLUMNS, decode_row, encode_chunk
 from runstream.config import Settings
+from tests.support import eventually
+from tests.test_ingest_recovery import private
+from tests.test_ingest_support import T0, new_id, points, produce_all, raw, scalars, started
 from tests.test_ingest_worker import own_database
-
-_FIELDS = ("n", "time_start", "ord_start", "ords", "step_start", "step_stride", "steps", "times", "vals", "texts")
-T0 = 1_764_000_000.0  # 2025-11-24
 
 
 async def _seed_run(conn: asyncpg.Connection, experiment: str) -> uuid.UUID:
@@ -51,7 +53,7 @@ async def _chunks_of(conn: asyncpg.Connection, series_id: int) -> list[asyncpg.R
 def _points(chunks: list[asyncpg.Record]) -> list[tuple[int, float, int, Any]]:
     out = []
     for row in chunks:
-        c = decode_chunk(**{k: row[k] for k in _FIELDS})
+        c = decode_row(row)
         values = c.texts if c.values is None else c.values.tolist()
         out += zip(c.steps.tolist(), c.times.tolist(), c.ordinals.tolist(), values, strict=True)
     return sorted(out, key=lambda p: (p[1], p[2]))
@@ -80,7 +82,7 @@ async def test_migration_0004_turns_old_point_rows_into_chunks_bit_for_bit(servi
                     *[(phase, i, T0 + i, i, None, f"p{i} ✓") for i in range(3)],
                 ],
             )
-            assert await migrate(dsn) == ["0004_partitioned_point_chunks.sql"]
+            assert (await migrate(dsn))[0] == "0004_partitioned_point_chunks.sql"
             loss_chunks = await _chunks_of(conn, loss)
             assert [c["n"] for c in loss_chunks] == [10_000, 10_000, 5_000]
             got = _points(loss_chunks)
@@ -97,6 +99,8 @@ async def test_migration_0004_turns_old_point_rows_into_chunks_bit_for_bit(servi
             last_start = loss_chunks[-1]["time_start"]
             assert (summary["first_day"], summary["last_day"]) == (utc_day(min(times)), utc_day(last_start))
             assert await conn.fetchval("SELECT to_regclass('points')") is None
+            # 0005 counted the converted chunks that are small: the last one (5,000 points) is not.
+            assert await conn.fetchval("SELECT small_chunks FROM series WHERE id = $1", phase) == 1
         finally:
             await conn.close()
 
@@ -121,7 +125,9 @@ async def test_retention_drops_whole_days_and_keeps_the_rest(services: tuple[str
         assert await partitions.drop_expired(2, today=today) == dropped[:1]
 
 
-async def test_drop_experiment_command_asks_for_confirmation_and_reports(settings: Settings, services: tuple[str, str]) -> None:
+async def test_drop_experiment_command_asks_for_confirmation_and_reports(
+    settings: Settings, services: tuple[str, str]
+) -> None:
     async with own_database(services[1]) as dsn, asyncpg.create_pool(dsn, min_size=1, max_size=2) as pool:
         await PointPartitions(pool).ensure(utc_day())
         async with pool.acquire() as conn:
@@ -160,3 +166,97 @@ async def test_drop_experiment_command_asks_for_confirmation_and_reports(setting
             text=True,
         )
         assert missing.returncode == 1 and "no experiment named 'gone'" in missing.stderr
+
+
+async def _copy_chunks(conn: asyncpg.Connection, series_id: int, day: int, parts: list[tuple[Any, ...]]) -> None:
+    is_text = any(isinstance(v, str) for part in parts for v in part[3])
+    await conn.copy_records_to_table(
+        "point_chunks",
+        columns=(*CHUNK_COLUMNS, "stored_day"),
+        records=[(*encode_chunk(series_id, *part, is_text=is_text), day) for part in parts],
+    )
+    small = sum(1 for part in parts if len(part[0]) < SMALL_CHUNK_POINTS)
+    await conn.execute(
+        "UPDATE series SET small_chunks = small_chunks + $2, first_day = least(first_day, $3),"
+        " last_day = greatest(last_day, $3) WHERE id = $1",
+        series_id,
+        small,
+        day,
+    )
+
+
+async def test_compaction_merges_small_chunks_per_day_and_changes_no_point(services: tuple[str, str]) -> None:
+    today = utc_day()
+    async with own_database(services[1]) as dsn, asyncpg.create_pool(dsn, min_size=1, max_size=2) as pool:
+        partitions = PointPartitions(pool)
+        for day in (today - 1, today):
+            await partitions.ensure(day)
+        async with pool.acquire() as conn:
+            run = await _seed_run(conn, "slow")
+            loss = await _series(conn, run, "loss", "float")
+            phase = await _series(conn, run, "phase", "str")
+            # Two producer sessions interleaved in time (ordinals restart), NaN
+            # included; yesterday's chunks stay in yesterday's partition.
+            parts = [
+                (
+                    list(range(i, i + 3)),
+                    [T0 + i + k / 10 for k in range(3)],
+                    [i + k for k in range(3)],
+                    [i, math.nan, -i],
+                )
+                for i in range(0, 60, 3)
+            ]
+            other = [([100 + i], [T0 + i + 0.05], [i], [0.5]) for i in range(10)]
+            await _copy_chunks(conn, loss, today - 1, parts[:2])
+            await _copy_chunks(conn, loss, today, parts[2:] + other)
+            big = (list(range(2000)), [T0 + 500 + k for k in range(2000)], list(range(2000)), [1.0] * 2000)
+            await _copy_chunks(conn, loss, today, [big])
+            await _copy_chunks(conn, phase, today, [([i], [T0 + i], [i], [f"p{i}"]) for i in range(12)])
+            before = {s: _points(await _chunks_of(conn, s)) for s in (loss, phase)}
+            assert await conn.fetchval("SELECT small_chunks FROM series WHERE id = $1", loss) == 30
+
+        compactor = ChunkCompactor(pool, merge_at=8)
+        # loss: yesterday's 2 into 1, today's 28 into 1 (the 2,000-point chunk
+        # is not small and stays); phase: 12 into 1.
+        assert await compactor.compact() == 1 + 27 + 11
+        async with pool.acquire() as conn:
+            after = {s: _points(await _chunks_of(conn, s)) for s in (loss, phase)}
+            assert [(p[0], p[1], p[2]) for p in after[loss]] == [(p[0], p[1], p[2]) for p in before[loss]]
+            assert [struct.pack("<d", p[3]) for p in after[loss]] == [struct.pack("<d", p[3]) for p in before[loss]]
+            assert after[phase] == before[phase]
+            days = await conn.fetch(
+                "SELECT stored_day, n FROM point_chunks WHERE series_id = $1 ORDER BY stored_day, n", loss
+            )
+            assert [(d["stored_day"], d["n"]) for d in days] == [(today - 1, 6), (today, 64), (today, 2000)]
+            assert await conn.fetchval("SELECT small_chunks FROM series WHERE id = $1", loss) == 2
+        assert await compactor.compact() == 0  # below merge_at now
+
+
+async def test_a_worker_compacts_a_slowly_logged_series(settings: Settings, db: asyncpg.Pool) -> None:
+    """One small chunk per flush, as a metric logged once per training step gets; the worker merges them."""
+    mine = private(settings, "compaction")
+    run, session = new_id(), new_id()
+
+    async def last_seq() -> int | None:
+        return await db.fetchval("SELECT last_seq FROM producer_sessions WHERE session_id = $1", session)
+
+    async def chunks() -> list[int]:
+        rows = await db.fetch(
+            "SELECT c.n FROM point_chunks c JOIN series s ON s.id = c.series_id WHERE s.run_id = $1", run
+        )
+        return [r["n"] for r in rows]
+
+    async with IngestWorker(mine, options=IngestOptions(compaction_interval_seconds=3600), metrics_port=0):
+        # Compaction off for now (an hour away): every record is its own flush, so its own chunk.
+        for seq in range(1, 11):
+            events = [started(time=T0)] if seq == 1 else []
+            events.append(
+                scalars("loss", "float", [seq, -seq], first_step=2 * seq, time=T0 + seq, first_ordinal=2 * seq)
+            )
+            await produce_all(mine, mine.topic, [(run, raw(run, session, seq, *events))])
+            await eventually(last_seq, lambda s, seq=seq: s == seq)
+    assert await chunks() == [2] * 10
+    before = await points(db, run, "loss")
+    async with IngestWorker(mine, options=IngestOptions(compaction_interval_seconds=0.1), metrics_port=0):
+        await eventually(chunks, lambda n: n == [20], what="the ten chunks merged into one")
+    assert await points(db, run, "loss") == before

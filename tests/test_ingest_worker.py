@@ -24,7 +24,7 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 import ingest
 from ingest import IngestConfigError, IngestOptions, IngestStartError, IngestStateError, IngestWorker
 from ingest.schema import migrate
-from runstream.chunks import decode_chunk
+from runstream.chunks import decode_row
 from runstream.config import Settings
 from tests.support import eventually, free_port
 from tests.test_ingest_recovery import private
@@ -333,7 +333,7 @@ async def test_points_are_stored_many_to_a_chunk_bit_for_bit(settings: Settings,
     )
     got: dict[str, list[tuple[int, float, int, Any]]] = {}
     for row in rows:
-        chunk = decode_chunk(**{k: row[k] for k in _CHUNK_FIELDS})
+        chunk = decode_row(row)
         values = chunk.texts if chunk.values is None else chunk.values.tolist()
         got.setdefault(row["name"], []).extend(
             zip(chunk.steps.tolist(), chunk.times.tolist(), chunk.ordinals.tolist(), values, strict=True)
@@ -348,12 +348,11 @@ async def test_points_are_stored_many_to_a_chunk_bit_for_bit(settings: Settings,
     assert got["phase"] == [(0, T0, 0, "a"), (1, T0 + 1, 1, "b ✓")]
     summary = await db.fetchrow("SELECT * FROM series WHERE run_id = $1 AND name = 'loss'", run)
     assert (summary["point_count"], summary["first_time"]) == (7, T0)
-    assert summary["first_day"] == summary["last_day"] == await db.fetchval(
-        "SELECT max(stored_day) FROM point_chunks WHERE series_id = $1", summary["id"]
+    assert (
+        summary["first_day"]
+        == summary["last_day"]
+        == await db.fetchval("SELECT max(stored_day) FROM point_chunks WHERE series_id = $1", summary["id"])
     )
-
-
-_CHUNK_FIELDS = ("n", "time_start", "ord_start", "ords", "step_start", "step_stride", "steps", "times", "vals", "texts")
 
 
 async def test_a_taken_metrics_port_is_a_clear_start_error(settings: Settings) -> None:
