@@ -3,29 +3,48 @@
 The web layer streams an upload into :meth:`ArtifactStore.put`, which returns
 the digest and size; the ``files`` table maps (run, name) to that digest, so
 the same content uploaded under many names or runs is stored once. A store for
-an S3-compatible service implements the same three methods.
+an S3-compatible service implements the same methods.
 
 :class:`LocalArtifactStore` lays blobs out as ``<root>/sha256/ab/abcdef...``;
 an upload is written to ``<root>/tmp/`` first and renamed into place only once
 complete and within the size limit, so a reader never sees a partial blob.
+
+Blobs that no ``files`` row references any more (a file overwritten, an
+experiment dropped) are removed by :meth:`ArtifactStore.collect`; see
+:meth:`LocalArtifactStore.collect` for why that never races with an upload.
 """
 
 from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
 import hashlib
 import os
 import re
+import time
 import uuid
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable, Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Final
 
 from ._errors import NotFound, PayloadTooLarge
 
-__all__ = ["ArtifactStore", "Blob", "LocalArtifactStore", "StoredBlob"]
+__all__ = [
+    "RECORD_WITHIN_SECONDS",
+    "ArtifactStore",
+    "Blob",
+    "Collected",
+    "LocalArtifactStore",
+    "Referenced",
+    "StoredBlob",
+]
+
+#: The longest an upload may take from committing its blob to committing the
+#: ``files`` row that references it; the web layer abandons the row after that.
+#: Blob collection keeps anything committed more recently than a multiple of it.
+RECORD_WITHIN_SECONDS: Final = 60.0
 
 _DIGEST: Final = re.compile(r"^[0-9a-f]{64}$")
 # Writes are batched to about this size so each thread hop moves a useful amount.
@@ -36,6 +55,19 @@ _WRITE_BYTES: Final = 1 << 20
 class StoredBlob:
     digest: str
     size: int
+
+
+@dataclass(frozen=True, slots=True)
+class Collected:
+    """What one :meth:`ArtifactStore.collect` pass removed (and kept because it was too new)."""
+
+    blobs: int = 0
+    bytes: int = 0
+    too_new: int = 0
+
+
+#: Given candidate digests, answers those still referenced (by a query run after it is called).
+Referenced = Callable[[Collection[str]], Awaitable[set[str]]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,8 +97,17 @@ class ArtifactStore(abc.ABC):
         """The blob with ``digest``; :class:`NotFound` if absent."""
 
     @abc.abstractmethod
-    def read(self, blob: Blob, *, chunk_bytes: int = 1 << 16) -> AsyncIterator[bytes]:
-        """The blob's content as chunks."""
+    def read(self, blob: Blob, *, offset: int = 0, chunk_bytes: int = 1 << 16) -> AsyncIterator[bytes]:
+        """The blob's content from byte ``offset`` on, as chunks."""
+
+    @abc.abstractmethod
+    async def collect(self, referenced: Referenced, *, min_age_seconds: float) -> Collected:
+        """Delete blobs committed over ``min_age_seconds`` ago that ``referenced`` does not name.
+
+        ``min_age_seconds`` must exceed :data:`RECORD_WITHIN_SECONDS` (by at
+        least as much again) so that a blob whose ``files`` row is still being
+        written is never a candidate.
+        """
 
 
 class LocalArtifactStore(ArtifactStore):
@@ -79,8 +120,8 @@ class LocalArtifactStore(ArtifactStore):
         await asyncio.to_thread(self._make_dirs)
 
     def _make_dirs(self) -> None:
-        (self.root / "sha256").mkdir(parents=True, exist_ok=True)
-        (self.root / "tmp").mkdir(parents=True, exist_ok=True)
+        for sub in ("sha256", "tmp", "trash"):
+            (self.root / sub).mkdir(parents=True, exist_ok=True)
 
     def _path(self, digest: str) -> Path:
         return self.root / "sha256" / digest[:2] / digest
@@ -113,11 +154,11 @@ class LocalArtifactStore(ArtifactStore):
             raise
 
     def _commit(self, temp: Path, digest: str) -> None:
+        # Every commit puts a fresh inode with a fresh mtime in place, even over
+        # identical content: collection reads that mtime as "committed at".
         final = self._path(digest)
-        if final.exists():
-            temp.unlink()
-            return
         final.parent.mkdir(exist_ok=True)
+        os.utime(temp)
         os.replace(temp, final)
 
     async def get(self, digest: str) -> Blob:
@@ -130,14 +171,91 @@ class LocalArtifactStore(ArtifactStore):
             raise NotFound(f"blob {digest} is missing from the artifact store", code="blob_not_found") from None
         return Blob(digest, size, path)
 
-    async def read(self, blob: Blob, *, chunk_bytes: int = 1 << 16) -> AsyncIterator[bytes]:
+    async def read(self, blob: Blob, *, offset: int = 0, chunk_bytes: int = 1 << 16) -> AsyncIterator[bytes]:
         path = blob.path or self._path(blob.digest)
         handle = await asyncio.to_thread(path.open, "rb")
         try:
+            handle.seek(offset)
             while chunk := await asyncio.to_thread(handle.read, chunk_bytes):
                 yield chunk
         finally:
             handle.close()
+
+    async def collect(self, referenced: Referenced, *, min_age_seconds: float) -> Collected:
+        """Delete unreferenced blobs; safe while uploads run, in this process or any other.
+
+        An upload commits its blob (a fresh inode, mtime = now) and then has
+        :data:`RECORD_WITHIN_SECONDS` to commit its ``files`` row, or the row is
+        abandoned. A pass that starts at ``t0``:
+
+        1. lists the blobs whose mtime is before ``t0 - min_age_seconds``;
+        2. asks ``referenced`` which of them a row names (a query that starts
+           after ``t0``, so it sees every row committed before ``t0``);
+        3. moves each unreferenced one into ``trash/`` (atomic), looks at the
+           mtime of the inode it moved, and deletes it only if that is still
+           before ``t0 - min_age_seconds``, else moves it back.
+
+        The inode deleted in 3 was committed before ``t0 - min_age_seconds``; any
+        upload that committed it had its row in by ``t0 - min_age_seconds +
+        RECORD_WITHIN_SECONDS < t0``, so step 2 saw that row, unless it has been
+        deleted or overwritten since, and then the blob is garbage. An upload
+        that commits the same content after step 1 renames a new inode into
+        place: if that lands before the move in 3, the moved inode is new and is
+        put back; if after, it is untouched. Uploads still streaming live in
+        ``tmp/``, which collection never reads. The argument assumes the wall
+        clock does not step back by ``min_age_seconds - RECORD_WITHIN_SECONDS``
+        during a pass.
+        """
+        if not min_age_seconds >= 2 * RECORD_WITHIN_SECONDS:
+            raise ValueError(f"min_age_seconds must be at least {2 * RECORD_WITHIN_SECONDS:g}, got {min_age_seconds}")
+        cutoff = time.time() - min_age_seconds
+        await asyncio.to_thread(self._restore_trash)
+        old = await asyncio.to_thread(self._older_than, cutoff)
+        kept = await referenced(list(old))
+        removed = removed_bytes = too_new = 0
+        for digest in old.keys() - kept:
+            outcome, size = await asyncio.to_thread(self._delete_if_older, digest, cutoff)
+            if outcome == "deleted":
+                removed += 1
+                removed_bytes += size
+            elif outcome == "kept":
+                too_new += 1
+        return Collected(removed, removed_bytes, too_new)
+
+    def _restore_trash(self) -> None:
+        # A pass that died between its move and its decision left the blob here:
+        # put it back, and this pass decides again.
+        for entry in (self.root / "trash").iterdir():
+            with contextlib.suppress(FileExistsError, FileNotFoundError):
+                os.link(entry, self._path(entry.name.split(".", 1)[0]))
+            entry.unlink(missing_ok=True)
+
+    def _older_than(self, cutoff: float) -> dict[str, int]:
+        """``{digest: size}`` of the blobs whose mtime is before ``cutoff``."""
+        old = {}
+        for entry in (self.root / "sha256").glob("??/*"):
+            stat = entry.stat()
+            if _DIGEST.match(entry.name) and stat.st_mtime < cutoff:
+                old[entry.name] = stat.st_size
+        return old
+
+    def _delete_if_older(self, digest: str, cutoff: float) -> tuple[str, int]:
+        """Delete the blob if the inode in place is older than ``cutoff``: ("deleted" | "kept" | "gone", size)."""
+        final = self._path(digest)
+        trash = self.root / "trash" / f"{digest}.{uuid.uuid4().hex}"
+        try:
+            os.rename(final, trash)
+            stat = trash.stat()
+        except FileNotFoundError:
+            return "gone", 0  # a concurrent pass took it (or, from trash, put it back)
+        if stat.st_mtime < cutoff:
+            trash.unlink(missing_ok=True)
+            return "deleted", stat.st_size
+        # Committed again since it was listed: put it back unless a newer commit already did.
+        with contextlib.suppress(FileExistsError, FileNotFoundError):
+            os.link(trash, final)
+        trash.unlink(missing_ok=True)
+        return "kept", stat.st_size
 
 
 def _write(out: BinaryIO, hasher: hashlib._Hash, chunks: list[bytes]) -> None:

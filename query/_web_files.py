@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+import asyncio
 import mimetypes
 import re
+import uuid
 from typing import Final
 from urllib.parse import quote
 
 from aiohttp import web
 
-from ._errors import BadRequest, NotFound, PayloadTooLarge
+from ._artifacts import RECORD_WITHIN_SECONDS
+from ._db import FileRecord
+from ._errors import BadRequest, NotFound, PayloadTooLarge, Unavailable
 from ._json import json_response
 from ._state import ARTIFACTS, DATABASE, MAX_UPLOAD_BYTES
 from ._validate import check_file_name, parse_run_id
 
-__all__ = ["routes"]
+__all__ = ["routes", "store_body"]
 
 routes = web.RouteTableDef()
 
@@ -46,21 +50,39 @@ def _overwrite(request: web.Request) -> bool:
     return _BOOLS[raw]
 
 
-@routes.put(_FILE_ROUTE)
-async def put_file(request: web.Request) -> web.Response:
-    """Store the body as the run's file ``name``; the run need not be ingested yet."""
-    run_id = parse_run_id(request.match_info["run_id"])
-    name = check_file_name(request.match_info["name"])
-    content_type = _content_type(request, name)
-    overwrite = _overwrite(request)
+async def store_body(
+    request: web.Request, run_id: uuid.UUID, name: str, *, content_type: str, overwrite: bool
+) -> FileRecord:
+    """Stream the request body into the artifact store and record it as the run's file ``name``.
+
+    Recording must finish within :data:`RECORD_WITHIN_SECONDS` of the blob's
+    commit, or is cancelled (nothing recorded, 503): the artifact collector
+    relies on that bound to never delete a blob an upload is about to record.
+    """
     limit = request.app[MAX_UPLOAD_BYTES]
     if request.content_length is not None and request.content_length > limit:
         raise PayloadTooLarge(
             f"upload of {request.content_length} bytes exceeds the limit of {limit}", parameter="body"
         )
     blob = await request.app[ARTIFACTS].put(request.content.iter_chunked(_READ_BYTES), max_bytes=limit)
-    record = await request.app[DATABASE].add_file(
-        run_id, name, digest=blob.digest, size=blob.size, content_type=content_type, overwrite=overwrite
+    try:
+        async with asyncio.timeout(RECORD_WITHIN_SECONDS):
+            return await request.app[DATABASE].add_file(
+                run_id, name, digest=blob.digest, size=blob.size, content_type=content_type, overwrite=overwrite
+            )
+    except TimeoutError:
+        raise Unavailable(
+            f"recording file {name!r} took over {RECORD_WITHIN_SECONDS:g}s and was abandoned; retry"
+        ) from None
+
+
+@routes.put(_FILE_ROUTE)
+async def put_file(request: web.Request) -> web.Response:
+    """Store the body as the run's file ``name``; the run need not be ingested yet."""
+    run_id = parse_run_id(request.match_info["run_id"])
+    name = check_file_name(request.match_info["name"])
+    record = await store_body(
+        request, run_id, name, content_type=_content_type(request, name), overwrite=_overwrite(request)
     )
     return json_response(record.as_json(), status=201)
 

@@ -138,6 +138,26 @@ def _drop_experiment(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _gc_artifacts(settings: Settings, args: argparse.Namespace) -> int:
+    from query import LocalArtifactStore
+    from query._artifact_gc import collect_artifacts
+
+    # Only what was given: the defaults live with collect_artifacts.
+    ages = {k: v for k, v in vars(args).items() if k.endswith("min_age_seconds") and v is not None}
+    try:
+        report = asyncio.run(
+            collect_artifacts(settings.database_url, LocalArtifactStore(settings.artifacts_dir), **ages)
+        )
+    except ValueError as exc:
+        print(f"runstream gc-artifacts: {exc}", file=sys.stderr)
+        return 2
+    print(
+        f"deleted {report.file_rows} file row(s) of runs that are gone and {report.blobs} blob(s) "
+        f"({report.bytes} bytes); kept {report.too_new} recommitted meanwhile"
+    )
+    return 0
+
+
 _COMMANDS = {
     "up": (_up, "start Kafka, PostgreSQL, ingest and query in the background"),
     "down": (_down, "stop what `up` started"),
@@ -148,6 +168,7 @@ _COMMANDS = {
     "dlq": (_dlq, "list the newest records of the dead-letter topic"),
     "query": (_query, "run the query service in the foreground"),
     "drop-experiment": (_drop_experiment, "delete one experiment's runs and all their data"),
+    "gc-artifacts": (_gc_artifacts, "delete stored files no run references any more"),
 }
 
 
@@ -168,6 +189,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parsers["dlq"].add_argument("--limit", type=_positive, default=50, help="how many of the newest (default 50)")
     parsers["drop-experiment"].add_argument("name", help="the experiment's name")
     parsers["drop-experiment"].add_argument("--yes", action="store_true", help="confirm the deletion")
+    gc = parsers["gc-artifacts"]
+    gc.add_argument("--min-age-seconds", type=float, help="keep blobs committed since (default: an hour)")
+    gc.add_argument(
+        "--unknown-run-min-age-seconds", type=float, help="keep files of runs ingest has not stored (default: a day)"
+    )
     args = parser.parse_args(argv)
     try:
         settings = Settings.from_env()
