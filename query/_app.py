@@ -12,7 +12,17 @@ from aiohttp import web
 
 from runstream.config import Settings
 
-from . import _openapi, _web_files, _web_login, _web_metrics, _web_pages, _web_runs, _web_series, _web_stream
+from . import (
+    _openapi,
+    _web_files,
+    _web_login,
+    _web_logs,
+    _web_metrics,
+    _web_pages,
+    _web_runs,
+    _web_series,
+    _web_stream,
+)
 from ._artifacts import ArtifactStore, LocalArtifactStore
 from ._auth import make_auth_middleware
 from ._db import Database, create_pool
@@ -69,7 +79,18 @@ def create_app(
     app.on_shutdown.append(_end_streams)
     app.router.add_get("/health", _health)
     app.router.add_static("/static/", STATIC_DIR, name="static")
-    for module in (_openapi, _web_runs, _web_metrics, _web_series, _web_stream, _web_files, _web_pages, _web_login):
+    routed = (
+        _openapi,
+        _web_runs,
+        _web_metrics,
+        _web_series,
+        _web_stream,
+        _web_files,
+        _web_logs,
+        _web_pages,
+        _web_login,
+    )
+    for module in routed:
         app.router.add_routes(module.routes)
     return app
 

@@ -80,6 +80,7 @@ _ERRORS: Final = {
     str(status): {"description": text, "content": {"application/json": {"schema": _ref("Error")}}}
     for status, text in ((400, "Bad input"), (401, "Missing or wrong token"), (404, "Not found"))
 }
+_TOO_LARGE: Final = {"description": "Over the size limit", "content": {"application/json": {"schema": _ref("Error")}}}
 _NULLABLE_TIME: Final = {"type": "string", "format": "date-time", "nullable": True}
 _SERIES_COLUMNS: Final = {
     "type": "object",
@@ -150,6 +151,18 @@ SPEC: Final[dict[str, Any]] = {
                 },
             },
             "SeriesColumns": _SERIES_COLUMNS,
+            "DriverLog": {
+                "type": "object",
+                "properties": {
+                    "offset": {"type": "integer"},
+                    "next_offset": {"type": "integer", "description": "where the next read starts"},
+                    "size": {"type": "integer", "description": "bytes of the log stored so far"},
+                    "status": {"type": "string", "nullable": True, "description": "null until the run is ingested"},
+                    "terminal": {"type": "boolean", "description": "the run has ended: size is final"},
+                    "done": {"type": "boolean", "description": "terminal and read to the end: stop reading"},
+                    "text": {"type": "string"},
+                },
+            },
         },
     },
     "security": [{"bearer": []}],
@@ -276,6 +289,70 @@ SPEC: Final[dict[str, Any]] = {
                 },
             }
         },
+        "/api/runs/{run_id}/logs/driver": {
+            "get": {
+                "summary": "The driver log of a submitted run as text, from a byte offset",
+                "description": (
+                    "Returns at most `limit` bytes from `offset`, decoded as UTF-8 (a character cut at the end is "
+                    "left for the next read; invalid bytes become U+FFFD). Read again from `next_offset` while "
+                    "`next_offset` < `size`; once `done` (the run is terminal and everything is read) nothing more "
+                    "will come. An offset beyond `size` is 400; a run with no log yet has `size` 0."
+                ),
+                "parameters": [
+                    _RUN_ID,
+                    _param(
+                        "offset",
+                        "query",
+                        {"type": "integer", "minimum": 0, "maximum": 999999999999, "default": 0},
+                        "Byte offset",
+                    ),
+                    _param(
+                        "limit",
+                        "query",
+                        {"type": "integer", "minimum": 4, "maximum": 16777216, "default": 1048576},
+                        "At most this many bytes",
+                    ),
+                ],
+                "responses": {**_ok(_ref("DriverLog")), **_ERRORS},
+            },
+            "put": {
+                "summary": "Append to the driver log (what the SDK does while the script runs)",
+                "description": (
+                    "`offset` must be the log's current size; repeating an earlier append (same offset, same bytes) "
+                    "is a no-op, so a lost answer can be retried. Any other offset is 409 offset_mismatch."
+                ),
+                "parameters": [
+                    _RUN_ID,
+                    _param(
+                        "offset",
+                        "query",
+                        {"type": "integer", "minimum": 0, "maximum": 999999999999},
+                        "The log's size",
+                        required=True,
+                    ),
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {"application/octet-stream": {"schema": {"type": "string", "format": "binary"}}},
+                },
+                "responses": {
+                    **_ok(
+                        {
+                            "type": "object",
+                            "properties": {"offset": {"type": "integer"}, "next_offset": {"type": "integer"}},
+                        },
+                        "Appended",
+                        "201",
+                    ),
+                    **_ERRORS,
+                    "409": {
+                        "description": "offset is not the log's end, or repeats an append with other bytes",
+                        "content": {"application/json": {"schema": _ref("Error")}},
+                    },
+                    "413": _TOO_LARGE,
+                },
+            },
+        },
         "/api/runs/{run_id}/files": {
             "get": {
                 "summary": "The run's files",
@@ -309,10 +386,7 @@ SPEC: Final[dict[str, Any]] = {
                         "description": "The name holds other content",
                         "content": {"application/json": {"schema": _ref("Error")}},
                     },
-                    "413": {
-                        "description": "Over the size limit",
-                        "content": {"application/json": {"schema": _ref("Error")}},
-                    },
+                    "413": _TOO_LARGE,
                 },
             },
         },

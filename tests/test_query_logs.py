@@ -1,0 +1,150 @@
+"""The driver log of a submitted run: appended while the script runs, followed by wait_for_completion."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import uuid
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import orjson
+import pytest
+
+from producer import Experiment, ScriptRunConfig, Workspace
+from tests.support import eventually
+from tests.test_producer import topic, workspace  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.usefixtures("ingest_worker", "query_service")
+
+
+async def call(method: str, url: str, body: bytes | None = None) -> tuple[int, dict[str, Any]]:
+    data = io.BytesIO(body) if body is not None else None
+    async with aiohttp.ClientSession() as session, session.request(method, url, data=data) as resp:
+        assert resp.content_type == "application/json"
+        return resp.status, orjson.loads(await resp.read())
+
+
+_SCRIPT = """\
+import pathlib, sys, time
+for i in range(3):
+    print(f"line {i}", flush=True)
+    time.sleep(0.3)
+print("to stderr", file=sys.stderr, flush=True)
+deadline = time.monotonic() + 120
+while not pathlib.Path("go").exists():  # the test says when to go on
+    if time.monotonic() > deadline:
+        sys.exit("never told to go on")
+    time.sleep(0.05)
+for i in range(3, 6):
+    print(f"line {i}", flush=True)
+    time.sleep(0.3)
+"""
+
+
+async def test_show_output_follows_the_log_from_the_service_while_the_script_runs(
+    workspace: Workspace,  # noqa: F811
+    query_service: str,
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "train.py").write_text(_SCRIPT)
+    run = Experiment(workspace, "driver-log").submit(ScriptRunConfig(source, "train.py"))
+    url = f"{query_service}/api/runs/{run.id}/logs/driver"
+
+    async def first_lines() -> dict[str, Any]:
+        status, page = await call("GET", url)
+        return page if status == 200 else {}
+
+    # The script is blocked: what it printed so far can only have come by the periodic appends.
+    page = await eventually(first_lines, lambda p: "to stderr" in p.get("text", ""), what="appended log")
+    assert page["text"] == "line 0\nline 1\nline 2\nto stderr\n"
+    assert page["terminal"] is False and page["done"] is False and page["status"] in (None, "Running")
+    (source / "go").touch()
+
+    details = await asyncio.to_thread(
+        run.wait_for_completion, show_output=True, timeout_seconds=120, poll_interval_seconds=0.1
+    )
+    assert details["status"] == "Completed"
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[:2] == [f"RunId: {run.id}", f"Web View: {run.get_portal_url()}"]
+    assert lines[2:9] == ["line 0", "line 1", "line 2", "to stderr", "line 3", "line 4", "line 5"]
+    assert lines[-1] == "Status: Completed"
+
+    status, page = await call("GET", url)
+    assert status == 200 and page["terminal"] is True and page["done"] is True
+    whole = await asyncio.to_thread(run.download_file, "logs/driver.log", tmp_path / "driver.log")
+    assert page["text"] == whole.read_text() and page["size"] == page["next_offset"] == whole.stat().st_size
+
+
+async def test_appends_and_reads_by_offset(query_service: str) -> None:
+    url = f"{query_service}/api/runs/{uuid.uuid4()}/logs/driver"  # a run ingest has not seen: appends still go in
+    first = "héllo\n".encode()
+    assert await call("PUT", f"{url}?offset=0", first) == (201, {"offset": 0, "next_offset": len(first)})
+    # A repeat (say after a lost answer) is a no-op; other bytes at that offset, or any other offset, are refused.
+    assert await call("PUT", f"{url}?offset=0", first) == (201, {"offset": 0, "next_offset": len(first)})
+    for offset, body in ((0, b"other\n"), (3, b"x"), (len(first) + 1, b"x")):
+        status, error = await call("PUT", f"{url}?offset={offset}", body)
+        assert status == 409 and error["error"]["parameter"] in ("offset", "name")
+    # "wö|rld": the second append ends inside a character.
+    assert (await call("PUT", f"{url}?offset={len(first)}", b"w\xc3"))[0] == 201
+    status, page = await call("GET", url)
+    assert (status, page["text"], page["size"]) == (200, "héllo\nw", len(first) + 2)
+    assert page["next_offset"] == len(first) + 1  # the cut character comes with the next read
+    assert (page["status"], page["terminal"], page["done"]) == (None, False, False)
+    assert (await call("PUT", f"{url}?offset={len(first) + 2}", b"\xb6rld\n"))[0] == 201
+    status, page = await call("GET", f"{url}?offset={page['next_offset']}")
+    assert page["text"] == "örld\n" and page["next_offset"] == page["size"] == len(first) + 7
+    status, page = await call("GET", f"{url}?offset=1")
+    assert page["text"] == "éllo\nwörld\n"
+
+    # Pages of 4 bytes put together are the whole log.
+    text, offset = "", 0
+    while offset < page["size"]:
+        status, part = await call("GET", f"{url}?offset={offset}&limit=4")
+        assert status == 200 and 0 < part["next_offset"] - offset <= 4
+        text, offset = text + part["text"], part["next_offset"]
+    assert text == "héllo\nwörld\n"
+    # At the end: nothing new yet, not an error.
+    status, page = await call("GET", f"{url}?offset={offset}")
+    assert (status, page["text"], page["next_offset"]) == (200, "", offset)
+
+
+async def test_bad_offsets_and_unknown_runs(query_service: str) -> None:
+    base = f"{query_service}/api/runs"
+    url = f"{base}/{uuid.uuid4()}/logs/driver"
+    assert (await call("PUT", f"{url}?offset=0", b"0123456789"))[0] == 201
+    for query, message in (
+        ("offset=-1", "not a non-negative integer"),
+        ("offset=abc", "not a non-negative integer"),
+        ("offset=1.5", "not a non-negative integer"),
+        ("offset=11", "beyond the end of the log (10 bytes)"),
+        ("offset=0&limit=3", "between 4 and"),
+    ):
+        status, error = await call("GET", f"{url}?{query}")
+        assert status == 400 and message in error["error"]["message"], (query, error)
+        assert error["error"]["parameter"] == query.rsplit("&", 1)[-1].split("=")[0]
+    for query, body in (("", b"x"), ("?offset=-1", b"x"), ("?offset=10", b"")):
+        status, error = await call("PUT", f"{url}{query}", body)
+        assert status == 400 and error["error"]["parameter"] in ("offset", "body"), (query, error)
+    status, error = await call("GET", f"{base}/{uuid.uuid4()}/logs/driver")
+    assert (status, error["error"]["code"]) == (404, "run_not_found")
+    status, error = await call("GET", f"{base}/not-a-run/logs/driver")
+    assert (status, error["error"]["code"]) == (400, "bad_run_id")
+
+
+def test_a_run_without_a_driver_log_prints_none(workspace: Workspace, capsys: pytest.CaptureFixture[str]) -> None:  # noqa: F811
+    run = Experiment(workspace, "driver-log").start_logging(outputs=None)
+    run.complete()
+    assert run.wait_for_completion(show_output=True, timeout_seconds=120, poll_interval_seconds=0.1)["status"] == (
+        "Completed"
+    )
+    assert capsys.readouterr().out.splitlines()[2:] == [
+        "Execution Summary",
+        "=================",
+        f"RunId: {run.id}",
+        "Status: Completed",
+    ]
