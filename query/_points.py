@@ -39,7 +39,7 @@ import asyncpg
 import numpy as np
 import numpy.typing as npt
 
-from runstream.chunks import decode_chunk
+from runstream.chunks import DECODE_COLUMNS, DecodedChunk, decode_row
 
 __all__ = ["Points", "SeriesRange", "first_points", "read_after", "read_run_points", "read_series"]
 
@@ -106,21 +106,8 @@ class Points:
 
 _OPEN: Final = SeriesRange()
 
-#: The columns :func:`decode_chunk` takes, and the same selected from ``point_chunks c``.
-_DECODE_ARGS: Final = (
-    "n",
-    "time_start",
-    "ord_start",
-    "ords",
-    "step_start",
-    "step_stride",
-    "steps",
-    "times",
-    "vals",
-    "texts",
-)
 _PROGRESSIONS: Final = "step_start", "step_stride", "ord_start"
-_CHUNK_SQL: Final = ", ".join(f"c.{column}" for column in _DECODE_ARGS)
+_CHUNK_SQL: Final = ", ".join(f"c.{column}" for column in DECODE_COLUMNS)
 
 #: Seconds of slack when comparing chunk bounds with decoded times (see the module docstring).
 _TIME_SLACK: Final = 1e-6
@@ -141,25 +128,43 @@ _FIRST_BATCH: Final = 16
 
 
 def decode_rows(records: Iterable[asyncpg.Record]) -> Points:
-    """The points of ``point_chunks`` rows, concatenated in the rows' order."""
+    """The points of ``point_chunks`` rows (holding ``DECODE_COLUMNS``), concatenated in the rows' order."""
     rows = list(records)
     if not rows:
         return _empty()
-    if all(
-        r["steps"] is None and r["ords"] is None and r["vals"] is not None and len(r["times"]) == 4 * r["n"]
-        for r in rows
-    ):
+    compact = np.array([_is_compact(r) for r in rows])
+    if compact.all():
         return _decode_compact(rows)
-    chunks = [decode_chunk(**{k: r[k] for k in _DECODE_ARGS}) for r in rows]
+    chunks = [decode_row(r) for r, c in zip(rows, compact, strict=True) if not c]
     if chunks[0].values is None:
-        values = np.array(list(itertools.chain.from_iterable(c.texts or () for c in chunks)), dtype=object)
-    else:
-        values = np.concatenate([c.values for c in chunks if c.values is not None])
-    return Points(
+        texts = list(itertools.chain.from_iterable(c.texts or () for c in chunks))
+        return Points(*_join(chunks), np.array(texts, dtype=object))
+    others = Points(*_join(chunks), np.concatenate([c.values for c in chunks if c.values is not None]))
+    if not compact.any():
+        return others
+    # Both kinds: each fills its own rows' places, in row order.
+    bulk = _decode_compact([r for r, c in zip(rows, compact, strict=True) if c])
+    places = np.repeat(compact, [r["n"] for r in rows])
+    columns = []
+    for field in ("steps", "times", "ordinals", "values"):
+        column = np.empty(len(places), getattr(bulk, field).dtype)
+        column[places], column[~places] = getattr(bulk, field), getattr(others, field)
+        columns.append(column)
+    return Points(*columns)
+
+
+def _is_compact(row: asyncpg.Record) -> bool:
+    """Whether the row is in the usual encoding, which :func:`_decode_compact` decodes."""
+    return (
+        row["steps"] is None and row["ords"] is None and row["vals"] is not None and len(row["times"]) == 4 * row["n"]
+    )
+
+
+def _join(chunks: list[DecodedChunk]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+    return (
         np.concatenate([c.steps for c in chunks]),
         np.concatenate([c.times for c in chunks]),
         np.concatenate([c.ordinals for c in chunks]),
-        values,
     )
 
 
@@ -173,18 +178,28 @@ def _decode_compact(rows: list[asyncpg.Record]) -> Points:
     """
     n = np.fromiter((r["n"] for r in rows), np.int64, len(rows))
     first = np.cumsum(n) - n
-    at = np.arange(int(n.sum()), dtype=np.int64) - np.repeat(first, n)  # each point's position in its row
     step_start, step_stride, ord_start = (np.array([r[k] for r in rows], np.int64) for k in _PROGRESSIONS)
     deltas = np.frombuffer(b"".join(r["times"] for r in rows), "<u4")
     total = np.cumsum(deltas, dtype=np.int64)
     # Each row's micros are its rounded time_start plus the deltas' running sum from its own first point.
     base = np.array([round(r["time_start"] * 1e6) for r in rows], np.int64) - (total[first] - deltas[first])
     return Points(
-        np.repeat(step_start, n) + np.repeat(step_stride, n) * at,
+        _progressions(first, n, step_start, step_stride),
         (np.repeat(base, n) + total) / 1e6,
-        np.repeat(ord_start, n) + at,
+        _progressions(first, n, ord_start, np.ones_like(n)),
         np.frombuffer(b"".join(r["vals"] for r in rows), "<f8"),
     )
+
+
+def _progressions(
+    first: npt.NDArray[np.int64], n: npt.NDArray[np.int64], start: npt.NDArray[np.int64], stride: npt.NDArray[np.int64]
+) -> npt.NDArray[np.int64]:
+    """Row k's ``start[k] + stride[k] * j`` for j < n[k], all rows end to end, as one running sum."""
+    increments = np.repeat(stride, n)
+    # A row's first increment jumps from the previous row's last value to its start (int64 wraps both ways).
+    last = start + stride * (n - 1)
+    increments[first] = start - np.concatenate(([0], last[:-1]))
+    return np.cumsum(increments)
 
 
 def _empty() -> Points:

@@ -1,4 +1,4 @@
-"""Decoding point chunks in bulk gives exactly what ``runstream.chunks.decode_chunk`` gives row by row."""
+"""Decoding point chunks in bulk gives exactly what ``runstream.chunks.decode_row`` gives row by row."""
 
 from __future__ import annotations
 
@@ -10,15 +10,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from query._points import decode_rows
-from runstream.chunks import CHUNK_COLUMNS, decode_chunk, encode_chunk
+from runstream.chunks import CHUNK_COLUMNS, decode_row, encode_chunk
 
 T0 = 1_764_000_000.0
-_DECODE_ARGS = ("n", "time_start", "ord_start", "ords", "step_start", "step_stride", "steps", "times", "vals", "texts")
 
 
 @st.composite
 def chunk(draw: st.DrawFn, *, text: bool, compact: bool) -> dict[str, Any]:
-    """One encoded chunk; unless ``compact``, maybe with explicit steps, ordinals or absolute times."""
+    """One encoded chunk; unless ``compact``, maybe with explicit steps, ordinals or absolute times.
+
+    Lists of chunks drawn with ``compact=False`` mix both kinds, as a series does after compaction.
+    """
     n = draw(st.integers(1, 40))
     step0, stride = draw(st.integers(-(2**40), 2**40)), draw(st.integers(0, 5))
     steps = [step0 + stride * i for i in range(n)]
@@ -48,7 +50,7 @@ def _same(a: np.ndarray, b: np.ndarray) -> bool:
 @given(st.booleans(), st.booleans(), st.data())
 def test_bulk_decoding_equals_decode_chunk(text: bool, compact: bool, data: st.DataObject) -> None:
     rows = data.draw(st.lists(chunk(text=text, compact=compact), min_size=1, max_size=8))
-    expected = [decode_chunk(**{k: r[k] for k in _DECODE_ARGS}) for r in rows]
+    expected = [decode_row(r) for r in rows]
     got = decode_rows(rows)  # type: ignore[arg-type]
     assert _same(got.steps, np.concatenate([c.steps for c in expected]))
     assert _same(got.times, np.concatenate([c.times for c in expected]))
