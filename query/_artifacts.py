@@ -97,8 +97,10 @@ class ArtifactStore(abc.ABC):
         """The blob with ``digest``; :class:`NotFound` if absent."""
 
     @abc.abstractmethod
-    def read(self, blob: Blob, *, offset: int = 0, chunk_bytes: int = 1 << 16) -> AsyncIterator[bytes]:
-        """The blob's content from byte ``offset`` on, as chunks."""
+    def read(
+        self, blob: Blob, *, offset: int = 0, length: int | None = None, chunk_bytes: int = 1 << 16
+    ) -> AsyncIterator[bytes]:
+        """``length`` bytes of the blob's content (default: all) from byte ``offset`` on, as chunks."""
 
     @abc.abstractmethod
     async def collect(self, referenced: Referenced, *, min_age_seconds: float) -> Collected:
@@ -171,12 +173,16 @@ class LocalArtifactStore(ArtifactStore):
             raise NotFound(f"blob {digest} is missing from the artifact store", code="blob_not_found") from None
         return Blob(digest, size, path)
 
-    async def read(self, blob: Blob, *, offset: int = 0, chunk_bytes: int = 1 << 16) -> AsyncIterator[bytes]:
+    async def read(
+        self, blob: Blob, *, offset: int = 0, length: int | None = None, chunk_bytes: int = 1 << 16
+    ) -> AsyncIterator[bytes]:
         path = blob.path or self._path(blob.digest)
+        left = blob.size - offset if length is None else length
         handle = await asyncio.to_thread(path.open, "rb")
         try:
             handle.seek(offset)
-            while chunk := await asyncio.to_thread(handle.read, chunk_bytes):
+            while left > 0 and (chunk := await asyncio.to_thread(handle.read, min(chunk_bytes, left))):
+                left -= len(chunk)
                 yield chunk
         finally:
             handle.close()

@@ -19,7 +19,6 @@ means the parts read after it are the whole log.
 
 from __future__ import annotations
 
-import contextlib
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -94,13 +93,8 @@ async def _read(store: ArtifactStore, parts: Sequence[_Part], start: int, limit:
             continue
         blob = await store.get(part.digest)
         wanted = min(limit - len(out), part.end - max(start, part.offset))
-        chunks = store.read(blob, offset=max(0, start - part.offset), chunk_bytes=wanted)
-        async with contextlib.aclosing(chunks):
-            async for chunk in chunks:
-                out += chunk[:wanted]
-                wanted -= len(chunk)
-                if wanted <= 0:
-                    break
+        async for chunk in store.read(blob, offset=max(0, start - part.offset), length=wanted, chunk_bytes=wanted):
+            out += chunk
     return bytes(out)
 
 
