@@ -2,7 +2,7 @@
 
 The SDK appends what the script printed every few seconds with
 ``PUT /api/runs/{run_id}/logs/driver?offset=N``; ``wait_for_completion(show_output=True)``
-and the run page read it back with ``GET`` from the offset they have shown.
+reads it back with ``GET`` from the offset it has shown.
 
 Each append is stored as one file of the run, ``logs/driver.log.parts/<offset>``
 (16 digits), in the content-addressed store; the log is those parts end to
