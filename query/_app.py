@@ -31,6 +31,7 @@ from ._json import json_response
 from ._live import LiveHub
 from ._series import SeriesReader
 from ._state import ARTIFACTS, DATABASE, LIVE, MAX_UPLOAD_BYTES, SERIES, SETTINGS
+from ._validate import query_text_middleware
 
 __all__ = ["DEFAULT_MAX_UPLOAD_BYTES", "create_app", "serve"]
 
@@ -71,6 +72,7 @@ def create_app(
     middlewares = [make_error_middleware(_web_pages.error_page)]
     if settings.token or settings.write_token:
         middlewares.append(make_auth_middleware(settings.token, settings.write_token))
+    middlewares.append(query_text_middleware)  # inside auth: strangers get no input checks
     app = web.Application(middlewares=middlewares)
     app[SETTINGS] = settings
     app[MAX_UPLOAD_BYTES] = settings.max_upload_bytes

@@ -109,7 +109,15 @@ def parse_time(raw: str | None, parameter: str) -> datetime | None:
         when = datetime.fromisoformat(raw)
     except ValueError:
         raise BadRequest(f"{parameter} {raw[:40]!r} is not an ISO-8601 time", parameter=parameter) from None
-    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+    when = when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+    try:
+        # In UTC now, while it can still be refused: 9999-12-31T23:59-01:00 is
+        # a valid ISO time that no timestamp (nor asyncpg) can hold.
+        return when.astimezone(UTC)
+    except OverflowError:
+        raise BadRequest(
+            f"{parameter} {raw[:40]!r} is outside the years 1 to 9999 in UTC", parameter=parameter
+        ) from None
 
 
 @dataclass

@@ -5,7 +5,11 @@ from __future__ import annotations
 import math
 import re
 import uuid
+from collections.abc import Awaitable, Callable
 from typing import Final
+
+import asyncpg
+from aiohttp import web
 
 from ._errors import BadRequest
 
@@ -17,11 +21,14 @@ __all__ = [
     "parse_int",
     "parse_run_id",
     "parse_step",
+    "query_text_middleware",
 ]
 
 MAX_FILE_NAME_CHARS: Final = 1024
 MAX_METRIC_NAME_CHARS: Final = 255
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 def parse_run_id(raw: str, parameter: str = "run_id") -> uuid.UUID:
@@ -60,6 +67,28 @@ def check_file_name(name: str) -> str:
     if any(s == "" for s in segments):
         raise bad("contains an empty segment")
     return name
+
+
+#: PostgreSQL's refusals of text it cannot hold (a NUL, as text or in jsonb).
+_UNSTORABLE_TEXT: Final = (asyncpg.CharacterNotInRepertoireError, asyncpg.UntranslatableCharacterError)
+
+
+@web.middleware
+async def query_text_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A query parameter with a NUL that reached PostgreSQL is a 400 naming it, not a 500.
+
+    After the handler rather than before, so that the handlers' own checks
+    (e.g. ``bad_metric_name``) still answer first with their codes.
+    """
+    try:
+        return await handler(request)
+    except _UNSTORABLE_TEXT:
+        for key, value in request.query.items():
+            if "\x00" in key or "\x00" in value:
+                raise BadRequest(
+                    f"{key[:40]!r} contains a NUL character", code="bad_character", parameter=key[:40]
+                ) from None
+        raise
 
 
 def check_metric_name(name: str) -> str:
