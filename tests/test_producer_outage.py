@@ -20,6 +20,7 @@ import pytest_asyncio
 from ingest._topics import ensure_topics
 from producer import Experiment, LoggingOptions, Workspace
 from runstream.config import Settings
+from runstream.events import Batch
 from runstream.stack._kafka import KafkaBroker
 from tests.support import eventually, free_port
 from tests.test_producer import consume_run, events_of, points
@@ -96,19 +97,22 @@ async def test_kafka_down_for_twenty_seconds_loses_and_duplicates_nothing(
     assert logged_during_outage > 20_000
     stats = run.stats()
     assert stats["spooled_records"] > 0 and stats["spool_left"] is None and stats["pending"] == 0
-    batches = await consume_run(settings, run.id, timeout_seconds=120)
-    # A record whose acknowledgement was lost in the outage may be on the log twice; it
-    # is then the same batch with the same seq, which ingest drops. What matters: in
-    # partition order, the first copies run 1, 2, 3... with no gap and no reordering.
+    unique = once_in_order(await consume_run(settings, run.id, timeout_seconds=120))
+    assert points(events_of(unique), "x") == [(i, i, float(i)) for i in range(logged[0])]
+
+
+def once_in_order(batches: list[Batch]) -> list[Batch]:
+    """The first copy of each batch, checking that the first copies run seq 1, 2, 3... in partition order.
+
+    A record whose acknowledgement was lost (an outage, a stall, a spill while it was
+    in flight) may be on the log twice; it is then the same batch with the same seq,
+    which ingest drops.
+    """
     first: dict[int, object] = {}
     for batch in batches:
-        if batch.seq in first:
-            assert batch.events == first[batch.seq]
-        else:
-            first[batch.seq] = batch.events
+        assert first.setdefault(batch.seq, batch.events) == batch.events
     assert list(first) == list(range(1, len(first) + 1))
-    unique = [b for b in batches if first.pop(b.seq, None) is not None]
-    assert points(events_of(unique), "x") == [(i, i, float(i)) for i in range(logged[0])]
+    return [b for b in batches if first.pop(b.seq, None) is not None]
 
 
 async def _value(value: object) -> object:
@@ -141,12 +145,7 @@ async def test_a_frozen_broker_holds_records_in_flight_then_nothing_is_lost(
     run.complete(timeout_seconds=60)
     stats = run.stats()
     assert stats["spool_left"] is None and stats["replayed_records"] == stats["spooled_records"]
-    batches = await consume_run(settings, run.id, timeout_seconds=120)
-    first: dict[int, object] = {}
-    for batch in batches:
-        assert first.setdefault(batch.seq, batch.events) == batch.events
-    assert list(first) == list(range(1, len(first) + 1))
-    unique = [b for b in batches if first.pop(b.seq, None) is not None]
+    unique = once_in_order(await consume_run(settings, run.id, timeout_seconds=120))
     assert points(events_of(unique), "x") == [(i, i, float(i)) for i in range(4_000)]
 
 
@@ -192,10 +191,5 @@ async def test_a_full_buffer_spills_to_disk_instead_of_waiting_for_a_stalled_kaf
     run.complete(timeout_seconds=60)
     stats = run.stats()
     assert stats["spool_left"] is None and stats["replayed_records"] == stats["spooled_records"]
-    batches = await consume_run(settings, run.id, timeout_seconds=120)
-    first: dict[int, object] = {}
-    for batch in batches:
-        assert first.setdefault(batch.seq, batch.events) == batch.events
-    assert list(first) == list(range(1, len(first) + 1))
-    unique = [b for b in batches if first.pop(b.seq, None) is not None]
+    unique = once_in_order(await consume_run(settings, run.id, timeout_seconds=120))
     assert points(events_of(unique), "x") == [(i, i, float(i)) for i in range(30_000)]
