@@ -11,8 +11,11 @@ from typing import Any
 import aiohttp
 import orjson
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from producer import Experiment, ScriptRunConfig, Workspace
+from query._web_logs import _complete_utf8
 from tests.support import eventually
 from tests.test_producer import topic, workspace  # noqa: F401 - fixtures
 
@@ -148,3 +151,14 @@ def test_a_run_without_a_driver_log_prints_none(workspace: Workspace, capsys: py
         f"RunId: {run.id}",
         "Status: Completed",
     ]
+
+
+@given(st.text(), st.data())
+def test_a_read_never_ends_inside_a_character(text: str, data: st.DataObject) -> None:
+    encoded = text.encode()
+    cut = data.draw(st.integers(0, len(encoded)))
+    kept = _complete_utf8(encoded[:cut])
+    # What is kept decodes cleanly; only the beginning of a character cut in two is held back.
+    assert text.startswith(encoded[:kept].decode("utf-8"))
+    at_boundary = cut == len(encoded) or encoded[cut] & 0xC0 != 0x80
+    assert kept == cut if at_boundary else 0 < cut - kept <= 3
