@@ -29,11 +29,13 @@ properties         time, properties ({key: str})
 =================  ============================================================
 
 ``scalars`` carry the bulk of the traffic, so their columns travel packed:
-``steps`` and ``ordinals`` as base64 of little-endian int64, ``times`` as
-base64 of little-endian IEEE-754 doubles, and the values as ``"f64"`` (kind
-``float``: exact for NaN and ±Inf, which plain JSON cannot carry), ``"i64"``
-(kind ``int``) or a JSON list ``"values"`` (kinds ``bool`` and ``str``).
-Ingest turns them into numpy arrays without a per-point Python object.
+``steps`` and ``ordinals`` as base64 of little-endian int64, or, when they
+step evenly (ordinals always do, steps usually), as ``{"from": a, "step":
+d}`` meaning ``a + d * i`` for each point ``i``; ``times`` as base64 of
+little-endian IEEE-754 doubles; the values as ``"f64"`` (kind ``float``:
+exact for NaN and ±Inf, which plain JSON cannot carry), ``"i64"`` (kind
+``int``) or a JSON list ``"values"`` (kinds ``bool`` and ``str``). Ingest
+turns them into numpy arrays without a per-point Python object.
 Everywhere else a non-finite float is written as the object
 ``{"$float": "NaN" | "Infinity" | "-Infinity"}``.
 
@@ -54,6 +56,7 @@ Errors::
 from __future__ import annotations
 
 import base64
+import binascii
 import math
 import uuid
 from collections.abc import Mapping, Sequence
@@ -117,7 +120,8 @@ _NONFINITE_NAMES: Final = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -
 _I64: Final = np.dtype("<i8")
 _F64: Final = np.dtype("<f8")
 #: The wire's packed columns of a scalars event (v2) and their element types.
-_PACKED: Final[Mapping[str, np.dtype[Any]]] = {"steps": _I64, "times": _F64, "ordinals": _I64}
+_INT64_MIN: Final = -(2**63)
+_INT64_MAX: Final = 2**63 - 1
 _PACKED_VALUES: Final[Mapping[str, tuple[str, np.dtype[Any]]]] = {"float": ("f64", _F64), "int": ("i64", _I64)}
 
 
@@ -176,13 +180,33 @@ def _pack(values: Sequence[Any], dtype: np.dtype[Any]) -> str:
     return base64.b64encode(np.asarray(values, dtype=dtype).tobytes()).decode("ascii")
 
 
+def _pack_ints(values: Sequence[int]) -> str | dict[str, int]:
+    if isinstance(values, range) and len(values) > 0:
+        return {"from": values.start, "step": values.step}
+    return _pack(values, _I64)
+
+
+def _unpack_ints(event: Event, field: str, n: int) -> npt.NDArray[np.int64]:
+    """An int64 column: packed, or an even progression of ``n`` values."""
+    spec = event.get(field)
+    if not isinstance(spec, dict):
+        return _unpack(event, field, _I64)
+    start, step = spec.get("from"), spec.get("step")
+    if type(start) is not int or type(step) is not int or len(spec) != 2:
+        raise EventError("bad_shape", f"scalars {event['name']!r}: {field} must be {{'from': int, 'step': int}}")
+    last = start + step * max(n - 1, 0)
+    if not (_INT64_MIN <= start <= _INT64_MAX and _INT64_MIN <= last <= _INT64_MAX):
+        raise EventError("bad_value", f"scalars {event['name']!r}: {field} leaves the 64-bit range")
+    return start + step * np.arange(n, dtype=np.int64)
+
+
 def _unpack(event: Event, field: str, dtype: np.dtype[Any]) -> npt.NDArray[Any]:
     text = event.get(field)
     if not isinstance(text, str):
         raise EventError("bad_shape", f"scalars {event['name']!r}: {field} must be base64 of {dtype.name}")
     try:
-        raw = base64.b64decode(text, validate=True)
-    except ValueError:
+        raw = binascii.a2b_base64(text, strict_mode=True)
+    except (binascii.Error, ValueError):
         raise EventError("bad_shape", f"scalars {event['name']!r}: {field} is not base64") from None
     if len(raw) % dtype.itemsize:
         raise EventError("bad_shape", f"scalars {event['name']!r}: {field} is not whole {dtype.name} values")
@@ -202,9 +226,9 @@ def scalars_event(
         "type": "scalars",
         "name": name,
         "kind": kind,
-        "steps": _pack(steps, _I64),
+        "steps": _pack_ints(steps),
         "times": _pack(times, _F64),
-        "ordinals": _pack(ordinals, _I64),
+        "ordinals": _pack_ints(ordinals),
     }
     packed = _PACKED_VALUES.get(kind)
     if packed is not None:
@@ -307,8 +331,9 @@ def _check_scalars(event: Event, version: int) -> None:
     if version == 1:
         _check_scalars_v1(event)
     else:
-        for column, dtype in _PACKED.items():
-            event[column] = _unpack(event, column, dtype)
+        event["times"] = _unpack(event, "times", _F64)
+        for column in ("steps", "ordinals"):
+            event[column] = _unpack_ints(event, column, len(event["times"]))
         packed = _PACKED_VALUES.get(kind)
         if packed is not None:
             event["values"] = _unpack(event, packed[0], packed[1])

@@ -89,3 +89,29 @@ def test_unknown_versions_are_refused(version: object) -> None:
     with pytest.raises(EventError) as caught:
         decode_batch(record)
     assert caught.value.reason == "bad_version"
+
+
+def test_even_steps_and_ordinals_travel_as_progressions() -> None:
+    event = scalars_event("loss", "float", range(10, 40, 10), [1.0, 2.0, 3.0], range(5, 8), [0.1, 0.2, 0.3])
+    assert (event["steps"], event["ordinals"]) == ({"from": 10, "step": 10}, {"from": 5, "step": 1})
+    batch = decode_batch(encode_batch(Batch(str(uuid.uuid4()), str(uuid.uuid4()), 1, [event])))
+    assert batch.events[0]["steps"].tolist() == [10, 20, 30]
+    assert batch.events[0]["ordinals"].tolist() == [5, 6, 7]
+
+
+@pytest.mark.parametrize(
+    ("steps", "reason"),
+    [
+        ({"from": 1}, "bad_shape"),
+        ({"from": 1, "step": 1.5}, "bad_shape"),
+        ({"from": 1, "step": 1, "extra": 0}, "bad_shape"),
+        ({"from": 2**63 - 1, "step": 1}, "bad_value"),  # the second point overflows
+    ],
+)
+def test_malformed_progressions_are_event_errors(steps: dict[str, object], reason: str) -> None:
+    record = orjson.dumps(
+        {"v": 2, "run": str(uuid.uuid4()), "session": str(uuid.uuid4()), "seq": 1, "events": [_scalars_v2(steps=steps)]}
+    )
+    with pytest.raises(EventError) as caught:
+        decode_batch(record)
+    assert caught.value.reason == reason
