@@ -112,6 +112,7 @@ async def _resources(app: web.Application, *, live_interval_seconds: float) -> A
         try:
             app[DATABASE] = Database(pool)
             app[SERIES] = SeriesReader(pool)
+            app[_web_logs.PARTS] = _web_logs.DriverLogParts(pool)
             app[LIVE] = LiveHub(pool, app[DATABASE], app[SERIES], interval_seconds=live_interval_seconds)
             try:
                 yield

@@ -18,7 +18,7 @@ from ._json import json_response
 from ._state import ARTIFACTS, DATABASE, MAX_UPLOAD_BYTES
 from ._validate import check_file_name, parse_run_id
 
-__all__ = ["routes", "store_body"]
+__all__ = ["DRIVER_LOG_PARTS", "routes", "store_body"]
 
 routes = web.RouteTableDef()
 
@@ -31,6 +31,8 @@ _CONTENT_TYPE: Final = re.compile(r"^[A-Za-z0-9][\w.+-]*/[\w.+-]+(\s*;\s*[\w.+-]
 # uploaded file can never run script in the service's origin.
 _INLINE: Final = re.compile(r"^(image/(png|jpeg|gif|webp|bmp)|text/plain|application/json|application/pdf)\b")
 _BOOLS: Final = {"true": True, "1": True, "false": False, "0": False}
+#: Where the driver log's appends are kept (see ``_web_logs``); only that module writes there.
+DRIVER_LOG_PARTS: Final = "logs/driver.log.parts/"
 
 
 def _content_type(request: web.Request, name: str) -> str:
@@ -81,6 +83,12 @@ async def put_file(request: web.Request) -> web.Response:
     """Store the body as the run's file ``name``; the run need not be ingested yet."""
     run_id = parse_run_id(request.match_info["run_id"])
     name = check_file_name(request.match_info["name"])
+    if name.startswith(DRIVER_LOG_PARTS):
+        raise BadRequest(
+            f"file names under {DRIVER_LOG_PARTS!r} hold the driver log; append with PUT .../logs/driver",
+            code="bad_file_name",
+            parameter="name",
+        )
     record = await store_body(
         request, run_id, name, content_type=_content_type(request, name), overwrite=_overwrite(request)
     )

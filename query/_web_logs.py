@@ -9,8 +9,10 @@ Each append is stored as one file of the run, ``logs/driver.log.parts/<offset>``
 end. An append costs what it adds (re-uploading the whole log every few
 seconds would cost its square), needs no new table, and is idempotent: the
 same bytes at the same offset again are a no-op, so a client that lost an
-answer just repeats the request. Only an append at the log's current end (or
-a repeat) is accepted, so the parts never overlap or leave a gap.
+answer just repeats the request. Only this module writes under that prefix
+(the files API refuses it) and only at the log's current end (or a repeat),
+so the parts never overlap or leave a gap, and a read fetches just the last
+part (for the size) and the parts it returns, however long the log.
 
 A read takes the run's status *before* the parts: the SDK appends the last
 part before it publishes the final status, so a terminal status read first
@@ -19,35 +21,38 @@ means the parts read after it are the whole log.
 
 from __future__ import annotations
 
-import re
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
+import asyncpg
 from aiohttp import web
 
 from runstream.events import TERMINAL_STATUSES
 
 from ._artifacts import ArtifactStore
-from ._db import FileRecord
 from ._errors import BadRequest, Conflict, NotFound
 from ._json import json_response
 from ._state import ARTIFACTS, DATABASE
 from ._validate import parse_int, parse_run_id
-from ._web_files import store_body
+from ._web_files import DRIVER_LOG_PARTS, store_body
 
-__all__ = ["PARTS_PREFIX", "routes"]
+__all__ = ["PARTS", "DriverLogParts", "routes"]
 
 routes = web.RouteTableDef()
 
-PARTS_PREFIX: Final = "logs/driver.log.parts/"
-_PART: Final = re.compile(r"logs/driver\.log\.parts/([0-9]{16})")
 _ROUTE: Final = "/api/runs/{run_id}/logs/driver"
 MAX_OFFSET: Final = 10**12 - 1
 DEFAULT_READ_BYTES: Final = 1 << 20
 MAX_READ_BYTES: Final = 1 << 24
 # Room for one whole UTF-8 character, so a read always moves on.
 MIN_READ_BYTES: Final = 4
+
+
+def _name(offset: int) -> str:
+    # Fixed width: in the C collation the names sort as their offsets do.
+    return f"{DRIVER_LOG_PARTS}{offset:016d}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,19 +66,48 @@ class _Part:
         return self.offset + self.size
 
 
-def _parts(files: Sequence[FileRecord]) -> list[_Part]:
-    """The log's parts from offset 0 up to the first gap (files written by hand under the prefix)."""
-    by_offset = {}
-    for f in files:
-        match = _PART.fullmatch(f.name)
-        if match:
-            by_offset[int(match[1])] = _Part(int(match[1]), f.size, f.digest)
-    parts: list[_Part] = []
-    end = 0
-    while end in by_offset and by_offset[end].size > 0:
-        parts.append(by_offset[end])
-        end = parts[-1].end
-    return parts
+def _part(record: asyncpg.Record) -> _Part:
+    return _Part(int(record["name"][len(DRIVER_LOG_PARTS) :]), record["size"], record["digest"])
+
+
+class DriverLogParts:
+    """The parts of driver logs in ``files``; holds a pool it does not own."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self._pool = pool
+
+    async def size(self, run_id: uuid.UUID) -> int:
+        """The log's length: where its last part ends (0 without parts)."""
+        record = await self._pool.fetchrow(
+            "SELECT name, size, digest FROM files WHERE run_id = $1 AND starts_with(name, $2)"
+            ' ORDER BY name COLLATE "C" DESC LIMIT 1',
+            run_id,
+            DRIVER_LOG_PARTS,
+        )
+        return _part(record).end if record is not None else 0
+
+    async def covering(self, run_id: uuid.UUID, start: int, end: int) -> list[_Part]:
+        """The parts that hold bytes ``start`` up to ``end``, in order."""
+        records = await self._pool.fetch(
+            """
+            SELECT name, size, digest FROM (
+                (SELECT name, size, digest FROM files
+                 WHERE run_id = $1 AND starts_with(name, $2) AND name COLLATE "C" <= $3
+                 ORDER BY name COLLATE "C" DESC LIMIT 1)
+                UNION ALL
+                SELECT name, size, digest FROM files
+                WHERE run_id = $1 AND starts_with(name, $2) AND name COLLATE "C" > $3 AND name COLLATE "C" < $4
+            ) p ORDER BY name COLLATE "C"
+            """,
+            run_id,
+            DRIVER_LOG_PARTS,
+            _name(start),
+            _name(end),
+        )
+        return [_part(r) for r in records]
+
+
+PARTS: Final = web.AppKey("driver_log_parts", DriverLogParts)
 
 
 def _offset(request: web.Request, *, required: bool) -> int:
@@ -83,17 +117,16 @@ def _offset(request: web.Request, *, required: bool) -> int:
     return parse_int(raw, "offset", default=0, minimum=0, maximum=MAX_OFFSET)
 
 
-async def _read(store: ArtifactStore, parts: Sequence[_Part], start: int, limit: int) -> bytes:
-    """Up to ``limit`` bytes of the log from ``start``."""
+async def _read(store: ArtifactStore, parts: Sequence[_Part], start: int, end: int) -> bytes:
+    """The log's bytes from ``start`` up to ``end``, out of ``parts`` (which hold them)."""
     out = bytearray()
     for part in parts:
-        if len(out) >= limit:
-            break
-        if part.end <= start:
+        first = max(start, part.offset)
+        wanted = min(end, part.end) - first
+        if wanted <= 0:
             continue
         blob = await store.get(part.digest)
-        wanted = min(limit - len(out), part.end - max(start, part.offset))
-        async for chunk in store.read(blob, offset=max(0, start - part.offset), length=wanted, chunk_bytes=wanted):
+        async for chunk in store.read(blob, offset=first - part.offset, length=wanted, chunk_bytes=wanted):
             out += chunk
     return bytes(out)
 
@@ -118,18 +151,18 @@ async def read_driver_log(request: web.Request) -> web.Response:
     limit = parse_int(
         request.query.get("limit"), "limit", default=DEFAULT_READ_BYTES, minimum=MIN_READ_BYTES, maximum=MAX_READ_BYTES
     )
-    db = request.app[DATABASE]
-    run = await db.get_run(run_id)  # before the parts: see the module docstring
-    parts = _parts(await db.list_files(run_id))
-    if run is None and not parts:
+    run = await request.app[DATABASE].get_run(run_id)  # before the parts: see the module docstring
+    parts = request.app[PARTS]
+    size = await parts.size(run_id)
+    if run is None and size == 0:
         raise NotFound(f"no run {run_id}", code="run_not_found", parameter="run_id")
-    size = parts[-1].end if parts else 0
     if offset > size:
         raise BadRequest(f"offset {offset} is beyond the end of the log ({size} bytes)", parameter="offset")
     status = run["status"] if run is not None else None
     terminal = status in TERMINAL_STATUSES
-    data = await _read(request.app[ARTIFACTS], parts, offset, limit)
-    if not (terminal and offset + len(data) == size):
+    end = min(size, offset + limit)
+    data = await _read(request.app[ARTIFACTS], await parts.covering(run_id, offset, end), offset, end)
+    if not (terminal and end == size):
         # The rest of a character cut at the end comes with the next read.
         data = data[: _complete_utf8(data)]
     next_offset = offset + len(data)
@@ -154,13 +187,10 @@ async def append_driver_log(request: web.Request) -> web.Response:
     if not request.content_length:
         # Also refuses a chunked body: an empty part would hold its offset for nothing.
         raise BadRequest("an append needs a non-empty body with a Content-Length", parameter="body")
-    parts = _parts(await request.app[DATABASE].list_files(run_id))
-    size = parts[-1].end if parts else 0
-    if offset != size and offset not in {p.offset for p in parts}:
+    size = await request.app[PARTS].size(run_id)
+    if offset != size and await request.app[DATABASE].get_file(run_id, _name(offset)) is None:
         raise Conflict(
             f"the driver log has {size} bytes: append at offset {size}", code="offset_mismatch", parameter="offset"
         )
-    record = await store_body(
-        request, run_id, f"{PARTS_PREFIX}{offset:016d}", content_type="text/plain; charset=utf-8", overwrite=False
-    )
+    record = await store_body(request, run_id, _name(offset), content_type="text/plain; charset=utf-8", overwrite=False)
     return json_response({"offset": offset, "next_offset": offset + record.size}, status=201)

@@ -133,6 +133,9 @@ async def test_bad_offsets_and_unknown_runs(query_service: str) -> None:
     for query, body in (("", b"x"), ("?offset=-1", b"x"), ("?offset=10", b"")):
         status, error = await call("PUT", f"{url}{query}", body)
         assert status == 400 and error["error"]["parameter"] in ("offset", "body"), (query, error)
+    # The parts are the log's alone: the files API cannot write (or overwrite) one.
+    status, error = await call("PUT", f"{url.rsplit('/logs/', 1)[0]}/files/logs/driver.log.parts/{0:016d}", b"x")
+    assert (status, error["error"]["code"]) == (400, "bad_file_name")
     status, error = await call("GET", f"{base}/{uuid.uuid4()}/logs/driver")
     assert (status, error["error"]["code"]) == (404, "run_not_found")
     status, error = await call("GET", f"{base}/not-a-run/logs/driver")
