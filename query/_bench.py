@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import socket
 import statistics
 import tempfile
@@ -204,6 +205,8 @@ async def main(admin_dsn: str, artifacts: Path, chunk_points: int) -> None:
             for label, urls in cases:
                 median, size = await _time(client, urls)
                 print(f"{label:45s} median {median:8.1f} ms  ({len(urls)} requests, {size:,} bytes)")
+            # Other work on the machine stretches every figure; this says how busy it was.
+            print(f"load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores")
     finally:
         await runner.cleanup()
 

@@ -54,27 +54,60 @@ class SeriesRange:
     end_time: float | None = None
 
 
-@dataclass(frozen=True, slots=True)
 class Points:
-    """Columns of equal length; ``values`` is float64, or an object array of ``str`` for text series."""
+    """Columns of equal length; ``values`` is float64, or an object array of ``str`` for text series.
 
-    steps: npt.NDArray[np.int64]
-    times: npt.NDArray[np.float64]
-    ordinals: npt.NDArray[np.int64]
-    values: npt.NDArray[Any]
+    ``steps`` and ``ordinals`` of rows decoded in bulk are progressions,
+    computed only where asked: a downsampled answer needs them for its
+    2,000 points, not for the million it chose them from.
+    """
+
+    __slots__ = ("_ordinals", "_steps", "times", "values")
+
+    def __init__(
+        self,
+        steps: npt.NDArray[np.int64] | _Progressions,
+        times: npt.NDArray[np.float64],
+        ordinals: npt.NDArray[np.int64] | _Progressions,
+        values: npt.NDArray[Any],
+    ) -> None:
+        self._steps, self.times, self._ordinals, self.values = steps, times, ordinals, values
+
+    @property
+    def steps(self) -> npt.NDArray[np.int64]:
+        if isinstance(self._steps, _Progressions):
+            self._steps = self._steps.full()
+        return self._steps
+
+    @property
+    def ordinals(self) -> npt.NDArray[np.int64]:
+        if isinstance(self._ordinals, _Progressions):
+            self._ordinals = self._ordinals.full()
+        return self._ordinals
 
     def __len__(self) -> int:
-        return len(self.steps)
+        return len(self.times)
 
     def take(self, index: Any) -> Points:
         """The points at ``index`` (a slice, a boolean mask or positions)."""
-        return Points(self.steps[index], self.times[index], self.ordinals[index], self.values[index])
+        return Points(
+            self._pick(self._steps, index), self.times[index], self._pick(self._ordinals, index), self.values[index]
+        )
+
+    def _pick(self, column: npt.NDArray[np.int64] | _Progressions, index: Any) -> npt.NDArray[np.int64]:
+        if not isinstance(column, _Progressions):
+            return column[index]
+        if isinstance(index, np.ndarray) and index.dtype.kind in "iu" and len(index) * 8 < len(self):
+            return column.at(index)
+        return column.full()[index]
 
     def in_order(self) -> Points:
         """The same points in (time, ordinal) order."""
         dt = np.diff(self.times)
         ties = np.flatnonzero(dt == 0)
-        if bool((dt >= 0).all()) and bool((self.ordinals[ties + 1] >= self.ordinals[ties]).all()):
+        if bool((dt >= 0).all()) and bool(
+            (self._pick(self._ordinals, ties + 1) >= self._pick(self._ordinals, ties)).all()
+        ):
             return self
         return self.take(np.lexsort((self.ordinals, self.times)))
 
@@ -82,10 +115,11 @@ class Points:
         if rng == _OPEN:
             return self
         keep = np.ones(len(self), dtype=bool)
-        for column, low, high in (
-            (self.steps, rng.start_step, rng.end_step),
-            (self.times, rng.start_time, rng.end_time),
-        ):
+        bounds = [(self.times, rng.start_time, rng.end_time)]
+        # Steps still held as progressions that all lie in range are not computed at all.
+        if not (isinstance(self._steps, _Progressions) and self._steps.within(rng.start_step, rng.end_step)):
+            bounds.append((self.steps, rng.start_step, rng.end_step))
+        for column, low, high in bounds:
             if low is not None:
                 keep &= column >= low
             if high is not None:
@@ -97,11 +131,44 @@ class Points:
         if cursor is None:
             return self
         time, ordinal = cursor
-        return self._keep((self.times > time) | ((self.times == time) & (self.ordinals > ordinal)))
+        keep = self.times > time
+        tied = np.flatnonzero(self.times == time)
+        keep[tied[self._pick(self._ordinals, tied) > ordinal]] = True
+        return self._keep(keep)
 
     def _keep(self, mask: npt.NDArray[np.bool_]) -> Points:
         # Most bounds keep every point read (the chunks were chosen by them): no copy then.
         return self if bool(mask.all()) else self.take(mask)
+
+
+class _Progressions:
+    """Row k's ``start[k] + stride[k] * j`` for j < n[k], rows end to end (int64 wraps alike everywhere)."""
+
+    __slots__ = ("first", "n", "start", "stride")
+
+    def __init__(self, n: npt.NDArray[np.int64], start: npt.NDArray[np.int64], stride: npt.NDArray[np.int64]) -> None:
+        self.n, self.start, self.stride = n, start, stride
+        self.first = np.cumsum(n) - n
+
+    def full(self) -> npt.NDArray[np.int64]:
+        """Every value, as one running sum of the strides."""
+        increments = np.repeat(self.stride, self.n)
+        # A row's first increment jumps from the previous row's last value to its start.
+        last = self.start + self.stride * (self.n - 1)
+        increments[self.first] = self.start - np.concatenate(([0], last[:-1]))
+        return np.cumsum(increments)
+
+    def within(self, low: int | None, high: int | None) -> bool:
+        """Whether every value lies within ``low``..``high`` (``None``: open)."""
+        last = self.start + self.stride * (self.n - 1)
+        return (low is None or int(np.minimum(self.start, last).min()) >= low) and (
+            high is None or int(np.maximum(self.start, last).max()) <= high
+        )
+
+    def at(self, positions: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
+        """The values at ``positions`` only."""
+        row = np.searchsorted(self.first, positions, side="right") - 1
+        return self.start[row] + self.stride[row] * (positions - self.first[row])
 
 
 _OPEN: Final = SeriesRange()
@@ -184,22 +251,11 @@ def _decode_compact(rows: list[asyncpg.Record]) -> Points:
     # Each row's micros are its rounded time_start plus the deltas' running sum from its own first point.
     base = np.array([round(r["time_start"] * 1e6) for r in rows], np.int64) - (total[first] - deltas[first])
     return Points(
-        _progressions(first, n, step_start, step_stride),
+        _Progressions(n, step_start, step_stride),
         (np.repeat(base, n) + total) / 1e6,
-        _progressions(first, n, ord_start, np.ones_like(n)),
+        _Progressions(n, ord_start, np.ones_like(n)),
         np.frombuffer(b"".join(r["vals"] for r in rows), "<f8"),
     )
-
-
-def _progressions(
-    first: npt.NDArray[np.int64], n: npt.NDArray[np.int64], start: npt.NDArray[np.int64], stride: npt.NDArray[np.int64]
-) -> npt.NDArray[np.int64]:
-    """Row k's ``start[k] + stride[k] * j`` for j < n[k], all rows end to end, as one running sum."""
-    increments = np.repeat(stride, n)
-    # A row's first increment jumps from the previous row's last value to its start (int64 wraps both ways).
-    last = start + stride * (n - 1)
-    increments[first] = start - np.concatenate(([0], last[:-1]))
-    return np.cumsum(increments)
 
 
 def _empty() -> Points:

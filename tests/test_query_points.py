@@ -9,7 +9,7 @@ import numpy as np
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from query._points import decode_rows
+from query._points import SeriesRange, decode_rows
 from runstream.chunks import CHUNK_COLUMNS, decode_row, encode_chunk
 
 T0 = 1_764_000_000.0
@@ -52,6 +52,15 @@ def test_bulk_decoding_equals_decode_chunk(text: bool, compact: bool, data: st.D
     rows = data.draw(st.lists(chunk(text=text, compact=compact), min_size=1, max_size=8))
     expected = [decode_row(r) for r in rows]
     got = decode_rows(rows)  # type: ignore[arg-type]
+    # A few points picked before the whole columns are asked for: computed from the rows' progressions.
+    picked = np.array(sorted(data.draw(st.sets(st.integers(0, len(got.times) - 1), max_size=3))), dtype=np.intp)
+    few = got.take(picked)
+    all_steps = np.concatenate([c.steps for c in expected])
+    low, high = sorted(data.draw(st.lists(st.sampled_from(all_steps.tolist()), min_size=2, max_size=2)))
+    inside = decode_rows(rows).within(SeriesRange(start_step=low, end_step=high))  # type: ignore[arg-type]
+    assert inside.steps.tolist() == [s for s in all_steps.tolist() if low <= s <= high]
+    assert _same(few.steps, np.concatenate([c.steps for c in expected])[picked])
+    assert _same(few.ordinals, np.concatenate([c.ordinals for c in expected])[picked])
     assert _same(got.steps, np.concatenate([c.steps for c in expected]))
     assert _same(got.times, np.concatenate([c.times for c in expected]))
     assert _same(got.ordinals, np.concatenate([c.ordinals for c in expected]))
