@@ -125,6 +125,8 @@ class Buffer:
         self.blocked_calls = 0
         self.blocked_seconds = 0.0
         self.full_errors = 0  # calls that found no room in time and raised BufferFullError
+        #: callers waiting for room right now; the sender spills while there are any
+        self.waiters = 0
 
     # --- the caller's side ------------------------------------------------
 
@@ -233,13 +235,17 @@ class Buffer:
             self._limit = self._delivered + self._max_points
             return
         self.blocked_calls += 1
+        self.waiters += 1
         if self._relieve is not None:
             self._relieve()
         started = time.monotonic()
-        room = self._changed.wait_for(
-            lambda: self._total - self._delivered < self._max_points or self._failure is not None,
-            timeout=self._wait_seconds,
-        )
+        try:
+            room = self._changed.wait_for(
+                lambda: self._total - self._delivered < self._max_points or self._failure is not None,
+                timeout=self._wait_seconds,
+            )
+        finally:
+            self.waiters -= 1
         self.blocked_seconds += time.monotonic() - started
         if self._failure is not None:
             raise DeliveryError(f"the run's sender has stopped: {self._failure}") from self._failure

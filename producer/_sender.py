@@ -97,7 +97,7 @@ class Sender:
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._wakeup = asyncio.Event()
-        #: set when a caller waits for room: spill to the spool instead of waiting for Kafka
+        #: set when a caller starts waiting for room: wakes a publish waiting on Kafka, to spill
         self._relief = asyncio.Event()
         self._done = threading.Event()
         self._stopping = False
@@ -242,8 +242,6 @@ class Sender:
                 self._add_heartbeat()
             if self._spooling and time.monotonic() >= self._next_probe and not self._aborted:
                 await self._replay()
-            if self._spooling:
-                self._relief.clear()  # this drain goes to the spool: room for any waiting caller
             items, mark = self.buffer.drain()
             if items:
                 for group in _batching.group(items, self._budget):
@@ -288,7 +286,7 @@ class Sender:
         started = time.monotonic()
         attempt = 0
         while True:
-            if self._spool is not None and (self._aborted or self._relief.is_set()):
+            if self._spool is not None and (self._aborted or self._pressed()):
                 # stop() gave up on Kafka, or a caller waits for room: the disk takes it.
                 if not self._aborted:
                     self.pressure_spills += 1
@@ -325,21 +323,27 @@ class Sender:
             await self._sink.publish(self._key, value)
             return True
         publish = asyncio.ensure_future(self._sink.publish(self._key, value))
-        relief = asyncio.ensure_future(self._relief.wait())
-        try:
-            await asyncio.wait((publish, relief), return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            relief.cancel()
-        if not publish.done():
-            publish.cancel()
-            await asyncio.wait((publish,))
-            return False
+        while not publish.done():
+            relief = asyncio.ensure_future(self._relief.wait())
+            try:
+                await asyncio.wait((publish, relief), return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                relief.cancel()
+            self._relief.clear()
+            if not publish.done() and self._pressed():
+                publish.cancel()
+                await asyncio.wait((publish,))
+                return False
+            # Otherwise the caller that asked has found room since: keep waiting for Kafka.
         publish.result()
         return True
 
+    def _pressed(self) -> bool:
+        """A caller waits for room and the spool can make it."""
+        return self._spool is not None and self.buffer.waiters > 0
+
     def _start_spooling(self) -> None:
         self._spooling = True
-        self._relief.clear()  # answered: the drain that follows frees the buffer
         self._next_probe = time.monotonic() + self._spill_after
 
     def _spill(self, value: bytes) -> None:
@@ -353,7 +357,7 @@ class Sender:
         try:
             await self._ensure_open()
             for value, offset in read_records(self._spool.path, self._replay_offset):
-                if self._relief.is_set():
+                if self._pressed():
                     raise _Pressed  # Kafka is slower than the caller: go on spooling
                 # A probe must not hold up the buffer for long while Kafka is still away.
                 await self._sink.publish(self._key, value, _PROBE_TIMEOUT_SECONDS)
@@ -383,7 +387,7 @@ class Sender:
         # Sleep, but let stop()'s abort or a caller waiting for room cut the wait short.
         deadline = time.monotonic() + delay
         while time.monotonic() < deadline:
-            if self._aborted or (self._spool is not None and self._relief.is_set()):
+            if self._aborted or self._pressed():
                 if self._spool is not None:
                     return
                 raise _Aborted
