@@ -26,7 +26,7 @@ class IngestOptions:
 
     flush_max_points: int = 500_000
     flush_max_records: int = 20_000
-    flush_interval_seconds: float = 0.1
+    flush_interval_seconds: float = 0.05
     fetch_max_records: int = 1_000
     fetch_timeout_seconds: float = 0.05
     retry_initial_seconds: float = 0.1

@@ -54,7 +54,7 @@ class LoggingOptions:
     """
 
     flush_points: int = 50_000
-    flush_interval_seconds: float = 0.2
+    flush_interval_seconds: float = 0.1
     max_buffered_points: int = 2_000_000
     buffer_timeout_seconds: float = 30.0
     heartbeat_interval_seconds: float = 5.0
