@@ -1,11 +1,12 @@
 """Azure ML v1 ``get_metrics()`` shapes, built from what ingest stores.
 
-What this module reads (the storage contract with ingest, schema 0001):
+What this module reads (the storage contract with ingest):
 
-* ``series.kind = 'scalar'``: one ``points`` row per ``run.log``. ``value_type``
-  says how to read them: ``float`` and ``int`` from ``points.value`` (an int
-  series that later received a float widens to ``float``), ``bool`` from
-  ``points.value`` as 0/1, ``str`` from ``points.text_value``.
+* ``series.kind = 'scalar'``: one point per ``run.log``, packed many to a row
+  of ``point_chunks`` (decoded by :mod:`._points`). ``value_type`` says how to
+  read them: ``float`` and ``int`` from the float64 values (an int series
+  that later received a float widens to ``float``), ``bool`` from them as
+  0/1, ``str`` from the chunk's texts.
 * ``list`` / ``row`` / ``table`` / ``image``: one ``series_entries`` row per call,
   ``value`` being the logged list, the ``{column: value}`` row, the
   ``{column: [values]}`` table, or the image's file name (a JSON string, or an

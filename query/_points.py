@@ -8,9 +8,12 @@ in one place:
 * rows are selected by their per-chunk bounds (``step_min/step_max``,
   ``time_start/time_end``, where ``time_start`` is the least time in the chunk
   and ``time_end`` the greatest), within the day partitions the series has
-  chunks in (``series.first_day .. last_day``), and decoded with
-  :func:`runstream.chunks.decode_chunk`; a chunk that overlaps a range may hold
-  points outside it, so the same bounds are applied again per point;
+  chunks in (``series.first_day .. last_day``); a chunk that overlaps a range
+  may hold points outside it, so the same bounds are applied again per point;
+* rows in the usual encoding (step and ordinal progressions, microsecond time
+  deltas) are decoded all at once, with the arithmetic of
+  :func:`runstream.chunks.decode_chunk` over whole arrays; any other row goes
+  through :func:`runstream.chunks.decode_row`;
 * chunk bounds are compared with a microsecond of slack: ``time_end`` may be
   the exact logged time while decoded times are rounded to the microsecond
   (the delta encoding), so a bound compared exactly could skip a chunk that
