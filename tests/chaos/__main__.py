@@ -1,0 +1,142 @@
+"""``python -m tests.chaos [--quick] [--only NAME ...] [--json PATH] [--seed N]``: run the scenarios, print the table.
+
+Exits 1 unless every scenario ended with nothing missing, nothing duplicated,
+nothing unexpected, the right final statuses and no error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import random
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+
+import asyncpg
+
+from bench.services import Infra
+from tests.chaos.box import Box
+from tests.chaos.ledger import LoggedRun, Tally, check
+from tests.chaos.scenarios import FULL, QUICK, SCENARIOS, Size
+
+FAILED_SETTLE_SECONDS = 15.0
+
+
+@dataclass
+class Outcome:
+    """One scenario's line of the table, and what went wrong."""
+
+    scenario: str
+    database: Tally = field(default_factory=Tally)
+    query: Tally = field(default_factory=Tally)
+    runs: int = 0
+    wrong_status: dict[str, list[str | None]] = field(default_factory=dict)
+    errors: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    load_seconds: float = 0.0
+    wall_seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.database.exact and self.query.exact and not self.wrong_status and not self.errors
+
+    @property
+    def rate(self) -> float:
+        return self.database.sent / self.load_seconds if self.load_seconds else 0.0
+
+
+async def run_scenario(infra: Infra, name: str, size: Size, rng: random.Random) -> Outcome:
+    outcome = Outcome(name)
+    started = time.monotonic()
+    # The stack the scenarios stop and start: the one Infra.start_local made.
+    async with Box(infra, infra._stack, name.replace("-", "_")) as box:  # noqa: SLF001
+        try:
+            outcome.notes = await SCENARIOS[name](box, size, rng)
+        except Exception as exc:  # noqa: BLE001 - reported in the table; the ledger is still checked
+            outcome.errors.append(f"{type(exc).__name__}: {exc}")
+        box.stop_load()
+        outcome.errors += await box.trainers_done(timeout_seconds=size.settle_seconds)
+        outcome.load_seconds = box.load_seconds
+        runs = box.ledger()
+        outcome.runs = len(runs)
+        spooled = sum(int(r.stats.get("spooled_records", 0)) for r in runs.values())
+        outcome.notes.append(f"{spooled} records spooled")
+        try:
+            await _check(box, runs, size, outcome)
+        except Exception as exc:  # noqa: BLE001 - a check that cannot run is a failed scenario, not a crash
+            outcome.errors.append(f"ledger check failed: {type(exc).__name__}: {exc}")
+        if not outcome.ok:
+            outcome.notes.append(f"logs: {box.home}")
+    outcome.wall_seconds = time.monotonic() - started
+    return outcome
+
+
+async def _check(box: Box, runs: dict[str, LoggedRun], size: Size, outcome: Outcome) -> None:
+    async with asyncpg.create_pool(box.settings.database_url, min_size=1, max_size=2) as db:
+        # A scenario that already failed (a training process crashed) may never reach the final
+        # statuses: report what is stored soon rather than wait out the whole deadline.
+        deadline = size.settle_seconds if not outcome.errors else FAILED_SETTLE_SECONDS
+        if (late := await box.settled(db, runs, deadline)) is not None:
+            outcome.errors.append(f"not settled: {late}")
+        verdict = await check(runs, db, await box.query_url())
+    outcome.database, outcome.query = verdict.database, verdict.query
+    outcome.wrong_status = {run: list(s) for run, s in verdict.wrong_status.items()}
+
+
+def table(outcomes: list[Outcome]) -> str:
+    head = (
+        f"{'scenario':<18} {'runs':>4} {'points sent':>12} {'stored':>12} {'missing':>8} {'duplicated':>10} "
+        f"{'unexpected':>10} {'query':>9} {'statuses':>8} {'points/s':>9} {'wall':>7}  result"
+    )
+    lines = [head, "-" * len(head)]
+    for o in outcomes:
+        d = o.database
+        query = "exact" if o.query.exact else f"{o.query.missing}m/{o.query.duplicated}d"
+        lines.append(
+            f"{o.scenario:<18} {o.runs:>4} {d.sent:>12,} {d.stored:>12,} {d.missing:>8,} {d.duplicated:>10,} "
+            f"{d.unexpected:>10,} {query:>9} {'ok' if not o.wrong_status else len(o.wrong_status):>8} "
+            f"{o.rate:>9,.0f} {o.wall_seconds:>6.0f}s  {'PASS' if o.ok else 'FAIL'}"
+        )
+    for o in outcomes:
+        lines.append(f"\n{o.scenario}: " + "; ".join(o.notes))
+        lines += [f"  wrong status {run}: expected, database, query = {s}" for run, s in o.wrong_status.items()]
+        lines += ["  ERROR " + e.replace("\n", "\n    ") for e in o.errors]
+    return "\n".join(lines)
+
+
+async def main_async(args: argparse.Namespace) -> list[Outcome]:
+    size = QUICK if args.quick else FULL
+    rng = random.Random(args.seed)
+    infra = await asyncio.to_thread(Infra.start_local)
+    outcomes: list[Outcome] = []
+    try:
+        for name in args.only or list(SCENARIOS):
+            outcome = await run_scenario(infra, name, size, rng)
+            outcomes.append(outcome)
+            print(table([outcome]).split("\n\n")[0].splitlines()[-1], flush=True)
+    finally:
+        await asyncio.to_thread(infra.close, keep_home=not all(o.ok for o in outcomes))
+    return outcomes
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m tests.chaos", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="the reduced form CI runs (a few minutes)")
+    parser.add_argument("--only", action="append", choices=list(SCENARIOS), help="run only this scenario")
+    parser.add_argument("--json", help="also write the outcomes to this file")
+    parser.add_argument("--seed", type=int, default=random.randrange(1 << 32), help="seed of the fault schedule")
+    args = parser.parse_args(argv)
+    print(f"chaos suite ({'quick' if args.quick else 'full'}), seed {args.seed}", flush=True)
+    started = time.monotonic()
+    outcomes = asyncio.run(main_async(args))
+    print("\n" + table(outcomes) + f"\n\ntotal {time.monotonic() - started:.0f}s, seed {args.seed}")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as out:
+            json.dump([{**asdict(o), "ok": o.ok, "rate": o.rate} for o in outcomes], out, indent=2)
+    return 0 if outcomes and all(o.ok for o in outcomes) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

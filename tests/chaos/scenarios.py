@@ -1,0 +1,265 @@
+"""The faults of issue 7, each injected while four training processes log.
+
+A scenario starts the processes it needs on its :class:`~tests.chaos.box.Box`,
+injects its fault at random moments, lets the load run on for ``size.tail``
+seconds so that recovery happens under load, and stops the load. It returns
+notes for the report; the runner then waits for ingest to settle and checks
+the ledger. Sleeps here only *schedule* faults; every wait for a state is a
+condition with a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import random
+import signal
+import subprocess
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tests.chaos.box import Box
+from tests.chaos.sse import StatusWatcher
+from tests.support import eventually
+
+#: Load offered when a scenario does not say otherwise: training goes on for at most this long.
+MAX_LOAD_SECONDS = 900.0
+TRAINERS = 4
+
+
+@dataclass(frozen=True)
+class Size:
+    """How hard a run of the suite pushes: the full form and the quick (CI) form."""
+
+    rate: float  # points/s offered by the four training processes together
+    kills: int  # SIGKILLs of the ingest worker
+    pg_outage_seconds: float
+    kafka_outage_seconds: float
+    churn_seconds: float  # load under workers joining and leaving
+    query_restarts: int
+    gap_seconds: tuple[float, float]  # a random pause between two faults
+    tail_seconds: float  # load after the last fault
+    settle_seconds: float  # deadline for ingest to store everything afterwards
+
+
+FULL = Size(
+    rate=100_000,
+    kills=10,
+    pg_outage_seconds=60,
+    kafka_outage_seconds=30,
+    churn_seconds=60,
+    query_restarts=5,
+    gap_seconds=(2.0, 6.0),
+    tail_seconds=5.0,
+    settle_seconds=300,
+)
+QUICK = Size(
+    rate=20_000,
+    kills=3,
+    pg_outage_seconds=10,
+    kafka_outage_seconds=10,
+    churn_seconds=12,
+    query_restarts=2,
+    gap_seconds=(0.5, 2.5),
+    tail_seconds=2.0,
+    settle_seconds=90,
+)
+
+Scenario = Callable[[Box, Size, random.Random], Awaitable[list[str]]]
+
+
+async def _pause(size: Size, rng: random.Random) -> None:
+    await asyncio.sleep(rng.uniform(*size.gap_seconds))  # schedules the next fault at a random moment
+
+
+async def _under_load(box: Box, size: Size) -> None:
+    box.start_trainers(TRAINERS, rate=size.rate, seconds=MAX_LOAD_SECONDS)
+    await box.logged_runs(TRAINERS * 2)
+
+
+async def kill_ingest(box: Box, size: Size, rng: random.Random) -> list[str]:
+    """1. SIGKILL the ingest worker at random moments, restarting it each time."""
+    worker = await box.start_worker()
+    await _under_load(box, size)
+    for _ in range(size.kills):
+        await _pause(size, rng)
+        await box.stop_worker(worker, signal.SIGKILL)
+        worker = await box.start_worker()
+    await asyncio.sleep(size.tail_seconds)
+    return [f"{size.kills} SIGKILLs of the worker"]
+
+
+async def restart_postgres(box: Box, size: Size, rng: random.Random) -> list[str]:
+    """2. Restart PostgreSQL (fast shutdown) twice, then stop it for ``pg_outage_seconds``."""
+    await box.start_worker()
+    await _under_load(box, size)
+    postgres = box.stack.postgres
+    for _ in range(2):
+        await _pause(size, rng)
+        await asyncio.to_thread(postgres.stop)
+        await asyncio.to_thread(postgres.start)
+    await _pause(size, rng)
+    await asyncio.to_thread(postgres.stop)
+    await asyncio.sleep(size.pg_outage_seconds)  # the outage itself
+    await asyncio.to_thread(postgres.start)
+    await asyncio.sleep(size.tail_seconds)
+    return [f"2 fast restarts, then down {size.pg_outage_seconds:.0f} s"]
+
+
+async def stop_kafka(box: Box, size: Size, rng: random.Random) -> list[str]:
+    """3. Stop the broker for ``kafka_outage_seconds``: producers spool and replay, ingest reconnects."""
+    await box.start_worker()
+    await _under_load(box, size)
+    await _pause(size, rng)
+    await asyncio.to_thread(box.stack.kafka.stop)
+    await asyncio.sleep(size.kafka_outage_seconds)  # the outage itself
+    await asyncio.to_thread(box.stack.kafka.start)
+    await asyncio.sleep(size.tail_seconds)
+    return [f"broker down {size.kafka_outage_seconds:.0f} s"]
+
+
+#: Liveness timeouts short enough to watch a dead run fail, long enough that the
+#: live runs' few seconds of silence while the broker is frozen do not fail them.
+#: (The worker sweeps every 5 s, IngestOptions.liveness_interval_seconds, not settable from the environment.)
+LIVENESS = {"RUNSTREAM_NOT_RESPONDING_AFTER": "8", "RUNSTREAM_FAILED_AFTER": "16"}
+
+
+async def kill_trainer(box: Box, size: Size, rng: random.Random) -> list[str]:
+    """4. SIGKILL a training process while it spools; ``runstream sync`` publishes its spool;
+    its runs end Failed after the heartbeat timeout.
+
+    The broker is frozen (SIGSTOP) for the few seconds it takes the victim to
+    start spooling, so that it dies with a spool; the other processes spool too.
+    """
+    await box.start_worker(**LIVENESS)
+    await _under_load(box, size)
+    await _pause(size, rng)
+    victim = box.trainers[0]
+    kafka_pid = box.stack.kafka.pid()
+    if kafka_pid is None:
+        raise RuntimeError("the broker is not running")
+    os.kill(kafka_pid, signal.SIGSTOP)
+    try:
+        await eventually(lambda: _spooled(box, 0), lambda n: n > 0, timeout_seconds=30, what="the victim spools")
+        await asyncio.sleep(rng.uniform(0.0, 1.0))  # somewhere in the middle of spooling
+        box.kill_trainer(victim)
+    finally:
+        os.kill(kafka_pid, signal.SIGCONT)
+    synced = await box.sync()
+    await asyncio.sleep(size.tail_seconds)
+    return [f"victim pid {victim.pid} killed while spooling", f"runstream sync: {synced}"]
+
+
+async def _spooled(box: Box, trainer: int) -> int:
+    """Records trainer ``trainer`` reports spooled at its last flush."""
+    path = box.home / f"ledger-{trainer}.jsonl"
+    return max((int(e.get("spooled", 0)) for e in _entries(path)), default=0)
+
+
+def _entries(path: Path) -> list[dict[str, object]]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] if path.exists() else []
+
+
+async def fill_spool_disk(box: Box, size: Size, rng: random.Random) -> list[str]:
+    """5. The spool's disk fills while the broker is down: the SDK applies its policy and reports it,
+    the training processes do not crash, and (the broker back) every point arrives."""
+    spool = box.home / "spool"
+    spool.mkdir(parents=True, exist_ok=True)
+    # A 256 KiB tmpfs: a few seconds of spooling fill it.
+    mount = await asyncio.to_thread(
+        subprocess.run,
+        ["mount", "-t", "tmpfs", "-o", "size=256k,mode=0755", "chaos-spool", str(spool)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mount.returncode != 0:
+        raise RuntimeError(f"cannot mount a small tmpfs for the spool (root needed): {mount.stderr.strip()}")
+    try:
+        await box.start_worker()
+        await _under_load(box, size)
+        await _pause(size, rng)
+        await asyncio.to_thread(box.stack.kafka.stop)
+        await eventually(
+            lambda: _disk_free(spool), lambda free: free < 16 * 1024, timeout_seconds=60, what="the spool disk full"
+        )
+        await asyncio.sleep(size.kafka_outage_seconds / 2)  # the disk stays full for a while
+        await asyncio.to_thread(box.stack.kafka.start)
+        await asyncio.sleep(size.tail_seconds)
+        box.stop_load()
+        await box.trainers_done(timeout_seconds=120)
+        synced = await box.sync()  # what a process could only leave in its spool: the documented recovery
+    finally:
+        await asyncio.to_thread(subprocess.run, ["umount", "-l", str(spool)], check=False)
+    return ["spool on a 256 KiB tmpfs, broker down until it filled", f"runstream sync: {synced}"]
+
+
+async def _disk_free(path: Path) -> int:
+    stat = os.statvfs(path)
+    return stat.f_bavail * stat.f_frsize
+
+
+async def churn_workers(box: Box, size: Size, rng: random.Random) -> list[str]:
+    """6. Two ingest workers, one joining and one leaving every few seconds: rebalances all along."""
+    workers = [await box.start_worker(), await box.start_worker()]
+    await _under_load(box, size)
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + size.churn_seconds
+    changes = 0
+    while loop.time() < deadline:
+        await _pause(size, rng)
+        workers.append(await box.start_worker())
+        await _pause(size, rng)
+        await box.stop_worker(workers.pop(0))
+        changes += 2
+    await asyncio.sleep(size.tail_seconds)
+    return [f"{changes} joins and leaves"]
+
+
+async def restart_query(box: Box, size: Size, rng: random.Random) -> list[str]:
+    """7. Restart the query service while clients hold a live SSE stream per run; runs
+    complete at random moments, some while the service is down. Every stream must
+    reconnect and see every status change after the first status it saw."""
+    await box.start_worker()
+    query_url = await box.query_url()
+    window = 2 * size.query_restarts * size.gap_seconds[1]  # about as long as the restarts take
+    for _ in range(TRAINERS):
+        ends = [round(rng.uniform(1.0, window), 2) for _ in range(3)]
+        box.start_trainers(1, rate=size.rate / TRAINERS, seconds=MAX_LOAD_SECONDS, runs=3, ends=ends)
+    watcher = StatusWatcher(query_url, await box.logged_runs(3 * TRAINERS))
+    watching = asyncio.create_task(watcher.watch(timeout_seconds=window + size.settle_seconds))
+    down: list[tuple[float, float]] = []
+    try:
+        for _ in range(size.query_restarts):
+            await _pause(size, rng)
+            await asyncio.to_thread(box.sandbox.query.stop)  # type: ignore[union-attr]
+            stopped = time.time()
+            await _pause(size, rng)
+            await box.query_url()
+            down.append((stopped, time.time()))
+        await box.trainers_done(timeout_seconds=window + 60)
+        await watching
+    finally:
+        watching.cancel()
+    history = await watcher.history(box.settings.database_url)
+    if missed := watcher.missed(history):
+        raise AssertionError(f"streams missed status changes, {{run: (history, seen)}}: {missed}")
+    unseen = sum(1 for changes in history.values() for _, t in changes if any(a <= t <= b for a, b in down))
+    return [
+        f"{size.query_restarts} restarts; {unseen} status changes while the service was down;"
+        f" {watcher.reconnects} reconnects of {len(watcher.runs)} streams"
+    ]
+
+
+SCENARIOS: dict[str, Scenario] = {
+    "kill-ingest": kill_ingest,
+    "restart-postgres": restart_postgres,
+    "stop-kafka": stop_kafka,
+    "kill-trainer": kill_trainer,
+    "fill-spool-disk": fill_spool_disk,
+    "churn-workers": churn_workers,
+    "restart-query": restart_query,
+}
