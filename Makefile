@@ -49,6 +49,12 @@ system-deps:
 	  fi; \
 	fi
 
+# The chaos suite (tests/chaos): faults injected under load on a stack of its own
+# (free ports, a temporary directory), every run's ledger checked, one table at the end.
+# `make chaos QUICK=1` runs the reduced form that CI runs through tests/test_chaos.py.
+chaos: install
+	$(BIN)/python -m tests.chaos $(if $(filter 1 yes true,$(QUICK)),--quick)
+
 # The benchmark suite (bench/README.md): its own stack on free ports, MLflow and
 # W&B in an environment of their own (bench/.venv), one table at the end.
 # `make bench QUICK=1` runs the reduced version (under 3 minutes).
