@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import io
+import subprocess
 import uuid
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -16,7 +19,8 @@ from hypothesis import strategies as st
 
 from producer import Experiment, ScriptRunConfig, Workspace
 from query._web_logs import _complete_utf8
-from tests.support import eventually
+from runstream.config import Settings
+from tests.support import eventually, free_port, wait_http_ok
 from tests.test_producer import topic, workspace  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.usefixtures("ingest_worker", "query_service")
@@ -46,26 +50,36 @@ for i in range(3, 6):
 """
 
 
+def script(tmp_path: Path) -> Path:
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "train.py").write_text(_SCRIPT)
+    return source
+
+
+async def first_lines(url: str) -> dict[str, Any]:
+    """The log once the blocked script's first lines are in (they can only have come by the periodic appends)."""
+
+    async def probe() -> dict[str, Any]:
+        status, page = await call("GET", url)
+        return page if status == 200 else {}
+
+    page = await eventually(probe, lambda p: "to stderr" in p.get("text", ""), what="appended log")
+    assert page["text"] == "line 0\nline 1\nline 2\nto stderr\n"
+    assert page["terminal"] is False and page["done"] is False and page["status"] in (None, "Running")
+    return page
+
+
 async def test_show_output_follows_the_log_from_the_service_while_the_script_runs(
     workspace: Workspace,  # noqa: F811
     query_service: str,
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    source = tmp_path / "src"
-    source.mkdir()
-    (source / "train.py").write_text(_SCRIPT)
+    source = script(tmp_path)
     run = Experiment(workspace, "driver-log").submit(ScriptRunConfig(source, "train.py"))
     url = f"{query_service}/api/runs/{run.id}/logs/driver"
-
-    async def first_lines() -> dict[str, Any]:
-        status, page = await call("GET", url)
-        return page if status == 200 else {}
-
-    # The script is blocked: what it printed so far can only have come by the periodic appends.
-    page = await eventually(first_lines, lambda p: "to stderr" in p.get("text", ""), what="appended log")
-    assert page["text"] == "line 0\nline 1\nline 2\nto stderr\n"
-    assert page["terminal"] is False and page["done"] is False and page["status"] in (None, "Running")
+    await first_lines(url)
     (source / "go").touch()
 
     details = await asyncio.to_thread(
@@ -81,6 +95,36 @@ async def test_show_output_follows_the_log_from_the_service_while_the_script_run
     assert status == 200 and page["terminal"] is True and page["done"] is True
     whole = await asyncio.to_thread(run.download_file, "logs/driver.log", tmp_path / "driver.log")
     assert page["text"] == whole.read_text() and page["size"] == page["next_offset"] == whole.stat().st_size
+
+
+async def test_appends_missed_while_the_service_is_down_arrive_when_it_is_back(
+    settings: Settings,
+    workspace: Workspace,  # noqa: F811
+    spawn: Callable[..., subprocess.Popen[bytes]],
+    tmp_path: Path,
+) -> None:
+    # The run's query service is not there yet when the script starts printing.
+    later = replace(settings, query_port=free_port())
+    later = replace(later, query_url=f"http://127.0.0.1:{later.query_port}")
+    source = script(tmp_path)
+    run = Experiment(Workspace.from_settings(later), "driver-log").submit(ScriptRunConfig(source, "train.py"))
+    appender = run._script._log if run._script is not None else None
+
+    async def append_failed() -> bool:
+        return appender is not None and appender.error is not None
+
+    await eventually(append_failed, bool, what="an append that found no service")
+    await wait_http_ok(f"{later.query_url}/health", spawn("query", later))
+    await first_lines(f"{later.query_url}/api/runs/{run.id}/logs/driver")
+    (source / "go").touch()
+    details = await asyncio.to_thread(run.wait_for_completion, timeout_seconds=120, poll_interval_seconds=0.1)
+    assert details["status"] == "Completed"
+    status, page = await call("GET", f"{later.query_url}/api/runs/{run.id}/logs/driver")
+    assert page["done"] and page["text"].splitlines() == [
+        *(f"line {i}" for i in range(3)),
+        "to stderr",
+        *(f"line {i}" for i in range(3, 6)),
+    ]
 
 
 async def test_appends_and_reads_by_offset(query_service: str) -> None:
