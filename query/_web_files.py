@@ -58,8 +58,9 @@ async def store_body(
     """Stream the request body into the artifact store and record it as the run's file ``name``.
 
     Recording must finish within :data:`RECORD_WITHIN_SECONDS` of the blob's
-    commit, or is cancelled (nothing recorded, 503): the artifact collector
-    relies on that bound to never delete a blob an upload is about to record.
+    commit or is cancelled (503; a retry of the same upload is harmless): the
+    artifact collector relies on that bound to never delete a blob an upload
+    is about to record.
     """
     limit = request.app[MAX_UPLOAD_BYTES]
     if request.content_length is not None and request.content_length > limit:
