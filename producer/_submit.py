@@ -169,12 +169,14 @@ class _LogAppender:
         self.error: QueryServiceError | None = None
 
     def append_new(self) -> None:
-        """Send everything the file has gained; on a failure keep it for the next call."""
-        while self.error is None or _transient(self.error):
+        """Send what the file has gained by now; on a failure keep it for the next call."""
+        # Up to the size seen now only: a script printing faster than we send must not keep us here.
+        end = self._path.stat().st_size
+        while (self.error is None or _transient(self.error)) and (self._pending or self._sent < end):
             if not self._pending:
                 self._pending = self._read()
             if not self._pending:
-                return
+                return  # the file shrank (not something the script's output does)
             try:
                 self._http.put(
                     f"{self._url}?offset={self._sent}", self._pending, len(self._pending), "application/octet-stream"
