@@ -9,6 +9,7 @@ test here.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 
 from tests.chaos.scenarios import SCENARIOS
+from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The quick suite takes about four minutes; the limit leaves room for a slow machine.
@@ -50,3 +52,41 @@ def test_nothing_missing_nothing_duplicated(outcomes: dict[str, dict[str, Any]],
         assert tally["sent"] > 0
         assert (tally["missing"], tally["duplicated"], tally["unexpected"]) == (0, 0, 0), (source, outcome["notes"])
     assert outcome["wrong_status"] == {}
+
+
+#: The smallest form of the fill-spool-disk scenario: no broker at all (the SDK spools after
+#: spill_after_seconds), a spool directory on a full disk, and a training loop that must go on.
+_FULL_DISK_TRAINING = """
+import sys, time
+from producer import Experiment, LoggingOptions, Workspace
+options = LoggingOptions(request_timeout_seconds=0.5, spill_after_seconds=0.5, close_timeout_seconds=2.0)
+ws = Workspace(kafka_bootstrap=sys.argv[1], query_url="http://127.0.0.1:9", home=sys.argv[2], options=options)
+run = Experiment(ws, "full-disk").start_logging(outputs=None)
+deadline = time.monotonic() + 5.0
+step = 0
+while time.monotonic() < deadline:  # ~20,000 points/s for 5 s: far below max_buffered_points
+    for _ in range(200):
+        run.log("x", float(step))
+        step += 1
+    time.sleep(0.01)
+print("logged", step, run.stats(), flush=True)
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts a small tmpfs (root only)")
+def test_a_full_spool_disk_does_not_stop_the_training_loop(tmp_path: Path) -> None:
+    spool = tmp_path / "home" / "spool"
+    spool.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "chaos-repro", str(spool)], check=True)
+    try:
+        done = subprocess.run(
+            [sys.executable, "-c", _FULL_DISK_TRAINING, f"127.0.0.1:{free_port()}", str(tmp_path / "home")],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            check=False,
+        )
+    finally:
+        subprocess.run(["umount", "-l", str(spool)], check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
