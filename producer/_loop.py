@@ -80,10 +80,8 @@ def current() -> SenderLoop:
         return _current
 
 
-def _after_fork_in_child() -> None:
-    # The lock may have been held by another thread of the parent at fork time.
+def after_fork_in_child() -> None:
+    """Called by :mod:`producer._process` in a forked child before its runs make new sessions."""
+    # Another thread of the parent may have held the lock at fork time.
     global _current_lock
     _current_lock = threading.Lock()
-
-
-os.register_at_fork(after_in_child=_after_fork_in_child)

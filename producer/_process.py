@@ -22,6 +22,7 @@ import weakref
 from types import TracebackType
 from typing import TYPE_CHECKING
 
+from producer import _loop
 from producer._errors import ProducerError
 
 if TYPE_CHECKING:
@@ -58,6 +59,7 @@ def _before_fork() -> None:
 
 
 def _after_fork_in_child() -> None:
+    _loop.after_fork_in_child()  # first: the new sessions below look up the child's loop
     for run in list(live_runs):
         run._after_fork_in_child()
 
