@@ -134,3 +134,15 @@ async def test_the_command(settings: Settings) -> None:
     assert code == 0 and "blob(s)" in out, out
     code, out = await _cli(settings, "gc-artifacts", "--min-age-seconds", "5")
     assert code == 2 and "min_age_seconds must be at least 120" in out, out
+
+
+async def test_a_blob_left_in_trash_by_a_pass_that_died_is_put_back(settings: Settings, query_service: str) -> None:
+    content = os.urandom(3000)
+    url = f"{query_service}/api/runs/{uuid.uuid4()}/files/kept.bin"
+    assert (await put(url, content))[0] == 201
+    final = blob_path(settings, content)
+    # What a pass leaves when it dies between moving a blob aside and deciding on it.
+    final.rename(settings.artifacts_dir / "trash" / f"{final.name}.{uuid.uuid4().hex}")
+    await collect_artifacts(settings.database_url, LocalArtifactStore(settings.artifacts_dir))
+    assert (await download(url))[2] == content
+    assert not any((settings.artifacts_dir / "trash").iterdir())
