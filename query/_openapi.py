@@ -170,11 +170,16 @@ SPEC: Final[dict[str, Any]] = {
         "/health": {
             "get": {"summary": "Liveness", "security": [], "responses": _ok({"type": "object"})},
         },
-        "/api/openapi.json": {"get": {"summary": "This document", "responses": _ok({"type": "object"})}},
+        "/api/openapi.json": {
+            "get": {"summary": "This document", "responses": {**_ok({"type": "object"}), "401": _ERRORS["401"]}}
+        },
         "/api/experiments": {
             "get": {
                 "summary": "Experiments with run counts and last activity, most recently active first",
-                "responses": _ok({"type": "object", "properties": {"experiments": {"type": "array", "items": {}}}}),
+                "responses": {
+                    **_ok({"type": "object", "properties": {"experiments": {"type": "array", "items": {}}}}),
+                    "401": _ERRORS["401"],
+                },
             }
         },
         "/api/runs": {
@@ -213,6 +218,7 @@ SPEC: Final[dict[str, Any]] = {
                         }
                     ),
                     "400": _ERRORS["400"],
+                    "401": _ERRORS["401"],
                 },
             }
         },
