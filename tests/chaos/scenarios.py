@@ -63,8 +63,8 @@ QUICK = Size(
     kafka_outage_seconds=10,
     churn_seconds=12,
     query_restarts=2,
-    gap_seconds=(0.5, 2.5),
-    tail_seconds=2.0,
+    gap_seconds=(0.5, 2.0),
+    tail_seconds=1.5,
     settle_seconds=90,
 )
 
@@ -114,11 +114,18 @@ async def stop_kafka(box: Box, size: Size, rng: random.Random) -> list[str]:
     await box.start_worker()
     await _under_load(box, size)
     await _pause(size, rng)
+    stopping = time.monotonic()
     await asyncio.to_thread(box.stack.kafka.stop)
+    stopped = time.monotonic()
     await asyncio.sleep(size.kafka_outage_seconds)  # the outage itself
+    starting = time.monotonic()
     await asyncio.to_thread(box.stack.kafka.start)
+    down = time.monotonic() - stopped
     await asyncio.sleep(size.tail_seconds)
-    return [f"broker down {size.kafka_outage_seconds:.0f} s"]
+    return [
+        f"broker down {down:.0f} s (stopping took {stopped - stopping:.0f} s,"
+        f" starting {time.monotonic() - starting:.0f} s)"
+    ]
 
 
 #: Liveness timeouts short enough to watch a dead run fail, long enough that the
