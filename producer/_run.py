@@ -524,6 +524,7 @@ class Run:
             "buffer_full_errors": buffer.full_errors,
             "pressure_spills": sender.pressure_spills,
             "spooled_records": sender.spooled,
+            "spool_errors": sender.spool_errors,
             "replayed_records": sender.replayed,
             "spool_left": None if sender.spool_left is None else str(sender.spool_left.path),
         }

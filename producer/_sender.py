@@ -122,6 +122,8 @@ class Sender:
         self.spooled = 0  # records written to the spool
         self.replayed = 0  # spooled records later published to Kafka
         self.pressure_spills = 0  # times a full buffer sent the session to the spool
+        self.spool_errors = 0  # spool appends the disk refused (retried)
+        self.spool_error: OSError | None = None  # the last of them
         #: the spool file this session left unpublished when its task ended, if any
         self.spool_left: SpoolWriter | None = None
 
@@ -280,9 +282,12 @@ class Sender:
         self.seq += 1
 
     async def _send(self, value: bytes) -> None:
-        if self._spooling:
-            self._spill(value)
-            return
+        """Deliver one record to Kafka or, while the session spools, to the spool."""
+        while not (await self._spool_record(value) if self._spooling else await self._to_kafka(value)):
+            pass  # the session switched between Kafka and the spool: the other one takes it
+
+    async def _to_kafka(self, value: bytes) -> bool:
+        """Publish with retries; False once the session has switched to the spool instead."""
         started = time.monotonic()
         attempt = 0
         while True:
@@ -291,8 +296,7 @@ class Sender:
                 if not self._aborted:
                     self.pressure_spills += 1
                 self._start_spooling()
-                self._spill(value)
-                return
+                return False
             try:
                 await self._ensure_open()
                 if not await self._deliver(value):
@@ -304,8 +308,7 @@ class Sender:
                     self.timeouts += 1
                 if self._spool is not None and time.monotonic() - started >= self._spill_after:
                     self._start_spooling()
-                    self._spill(value)
-                    return
+                    return False
                 self.retries += 1
                 if needs_reopen(exc):
                     self.reopens += 1
@@ -315,7 +318,7 @@ class Sender:
                 continue
             self.records_sent += 1
             self.bytes_sent += len(value)
-            return
+            return True
 
     async def _deliver(self, value: bytes) -> bool:
         """Publish ``value``; False if a caller asked for room first (the send stays in flight)."""
@@ -346,17 +349,42 @@ class Sender:
         self._spooling = True
         self._next_probe = time.monotonic() + self._spill_after
 
-    def _spill(self, value: bytes) -> None:
+    async def _spool_record(self, value: bytes) -> bool:
+        """Append ``value`` to the spool; while the disk refuses (full, read-only), retry.
+
+        Meanwhile the record (and what follows it) stays in memory, undelivered,
+        so the buffer's bound holds: callers block and then get BufferFullError
+        only once ``max_buffered_points`` are waiting. Every ``spill_after_seconds``
+        Kafka gets a chance again: a replay of what the spool holds; if that
+        succeeds, returns False and the record goes to Kafka.
+        """
         assert self._spool is not None  # noqa: S101 - only called with a spool
-        self._spool.append(value)
-        self.spooled += 1
+        attempt = 0
+        while True:
+            try:
+                self._spool.append(value)
+            except OSError as exc:
+                self.spool_errors += 1
+                self.spool_error = exc
+            else:
+                self.spooled += 1
+                return True
+            if await self._pause(_BACKOFF_SECONDS[min(attempt, len(_BACKOFF_SECONDS) - 1)], lambda: False):
+                raise _Aborted  # stop() gave up: the record is reported undelivered
+            attempt += 1
+            if time.monotonic() >= self._next_probe:
+                await self._replay()
+                if not self._spooling:
+                    return False  # Kafka took the spool back: try it for this record too
 
     async def _replay(self) -> None:
         """Publish the spool from where the last replay stopped; on success, Kafka again."""
         assert self._spool is not None  # noqa: S101 - only spooling with a spool
         try:
             await self._ensure_open()
-            for value, offset in read_records(self._spool.path, self._replay_offset):
+            # The file is missing if the disk refused even its creation.
+            held = read_records(self._spool.path, self._replay_offset) if self._spool.path.exists() else ()
+            for value, offset in held:
                 if self._pressed():
                     raise _Pressed  # Kafka is slower than the caller: go on spooling
                 # A probe must not hold up the buffer for long while Kafka is still away.
@@ -374,21 +402,19 @@ class Sender:
             self._next_probe = time.monotonic() + self._spill_after
             return
         self._spool.close()
-        self._spool.path.unlink()
+        self._spool.path.unlink(missing_ok=True)
         self._replay_offset = 0
         self._spooling = False
 
     async def _backoff(self, attempt: int) -> None:
-        if self._aborted:
-            if self._spool is not None:
-                return  # the caller spools instead
+        # A caller waiting for room cuts the wait short too: the caller then spools.
+        aborted = await self._pause(_BACKOFF_SECONDS[min(attempt, len(_BACKOFF_SECONDS) - 1)], self._pressed)
+        if aborted and self._spool is None:
             raise _Aborted
-        delay = _BACKOFF_SECONDS[min(attempt, len(_BACKOFF_SECONDS) - 1)]
-        # Sleep, but let stop()'s abort or a caller waiting for room cut the wait short.
-        deadline = time.monotonic() + delay
-        while time.monotonic() < deadline:
-            if self._aborted or self._pressed():
-                if self._spool is not None:
-                    return
-                raise _Aborted
+
+    async def _pause(self, seconds: float, interrupt: Callable[[], bool]) -> bool:
+        """Sleep ``seconds``, cut short by ``interrupt()`` or stop()'s abort; True if aborted."""
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not self._aborted and not interrupt():
             await asyncio.sleep(min(0.05, deadline - time.monotonic()))
+        return self._aborted

@@ -61,13 +61,23 @@ class SpoolWriter:
         self._fd = fd
 
     def append(self, value: bytes) -> None:
-        """Write one record and fsync it: once this returns, the record survives a crash."""
+        """Write one record and fsync it: once this returns, the record survives a crash.
+
+        If the disk refuses (full, read-only), whatever part of the line got
+        written is cut off again, so a later append after a retry does not
+        continue a torn line; the OSError reaches the caller.
+        """
         self.open()
         assert self._fd is not None  # noqa: S101 - opened above
+        end = os.lseek(self._fd, 0, os.SEEK_END)
         view = memoryview(_line(value))
-        while view:
-            view = view[os.write(self._fd, view) :]
-        os.fsync(self._fd)
+        try:
+            while view:
+                view = view[os.write(self._fd, view) :]
+            os.fsync(self._fd)
+        except OSError:
+            os.ftruncate(self._fd, end)
+            raise
         self.records += 1
 
     def close(self) -> None:

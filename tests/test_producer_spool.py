@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -213,3 +214,54 @@ async def test_a_killed_process_leaves_its_spool_for_sync(settings: Settings, tm
     events = events_of(await consume_run(settings, run_id, has_all))
     assert points(events, "x") == [(i, i, i * 2.0) for i in range(50_000)]
     assert [e["status"] for e in events if e["type"] == "status"] == ["Running"]  # ingest's liveness ends it
+
+
+async def test_a_full_spool_disk_holds_records_in_memory_until_it_has_room(settings: Settings, tmp_path: Path) -> None:
+    """Kafka away, and the spool's disk full once a record is spooled (RLIMIT_FSIZE: writes past
+    the limit fail with EFBIG, as ENOSPC would): training goes on, the records wait in memory
+    within the bound, and once the disk has room they are spooled after the ones already
+    there, torn lines cut off."""
+    script = (
+        "import json, os, resource, signal, time\n"
+        "from producer import Experiment, LoggingOptions, Workspace\n"
+        "signal.signal(signal.SIGXFSZ, signal.SIG_IGN)\n"  # an error from write(), not a killed process
+        f"ws = Workspace(kafka_bootstrap='127.0.0.1:{free_port()}', query_url='http://127.0.0.1:1',"
+        f" topic={settings.topic!r}, home={str(tmp_path)!r},"
+        " options=LoggingOptions(spill_after_seconds=0.2, request_timeout_seconds=1, flush_points=1_000))\n"
+        "def wait_for(key):\n"
+        "    deadline = time.monotonic() + 60\n"
+        "    while run.stats()[key] == 0 and time.monotonic() < deadline:\n"
+        "        time.sleep(0.01)\n"
+        "run = Experiment(ws, 'disk-full').start_logging(outputs=None)\n"
+        "for i in range(1_000):\n"
+        "    run.log('x', i * 0.25)\n"
+        "wait_for('spooled_records')\n"
+        f"size = os.path.getsize(f'{tmp_path}/spool/{{run.id}}/{{run.session_id}}.jsonl')\n"
+        "soft, hard = resource.getrlimit(resource.RLIMIT_FSIZE)\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (size + 1024, hard))\n"  # the disk is now full
+        "for i in range(1_000, 50_000):\n"
+        "    run.log('x', i * 0.25)\n"
+        "wait_for('spool_errors')\n"
+        "for i in range(50_000, 100_000):\n"  # the disk is full: log() goes on regardless
+        "    run.log('x', i * 0.25)\n"
+        "full = run.stats()\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (soft, hard))\n"  # room again
+        "run.complete(timeout_seconds=60)\n"
+        "print(json.dumps({'id': run.id, 'full': full, 'after': run.stats()}))\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    full, after = report["full"], report["after"]
+    assert full["spool_errors"] > 0 and full["spooled_records"] > 0  # some fitted, then the disk was full
+    assert full["blocked_calls"] == 0 and full["buffer_full_errors"] == 0 and full["pending"] > 0
+    assert after["pending"] == 0 and after["spooled_records"] > full["spooled_records"]
+    spool = Path(after["spool_left"])
+    spooled = [decode_batch(v) for v, _ in read_records(spool)]  # every line whole: no SpoolCorruptError
+    assert [b.seq for b in spooled] == list(range(1, len(spooled) + 1))
+
+    result = sync_spool(tmp_path / "spool", workspace=Workspace.from_settings(settings))
+    assert result.records == len(spooled)
+    events = events_of(await consume_run(settings, report["id"]))
+    assert points(events, "x") == [(i, i, i * 0.25) for i in range(100_000)]
