@@ -26,12 +26,14 @@ A full buffer (``max_buffered_points`` not yet delivered: Kafka slower than
 the training loop) never grows and never drops data: ``log()`` blocks while
 the sender spills the buffer to the spool, which takes milliseconds, so
 training goes on at disk speed and the spool is replayed when Kafka catches
-up. Only if no room comes within ``buffer_timeout_seconds`` (spool disabled,
-or a disk that cannot keep up) does ``log()`` raise :class:`BufferFullError`,
-without buffering the value - a typed error, as the caller must learn that
-the point was not recorded. ``run.get_details()["producer"]`` counts it all:
-``blocked_calls``/``blocked_seconds``, ``pressure_spills``,
-``spooled_records``/``replayed_records``, ``retries``, ``buffer_full_errors``.
+up. A spool disk that refuses writes (full) is retried while the records wait
+in memory. Only if no room comes within ``buffer_timeout_seconds`` (spool
+disabled, or a disk that cannot keep up or is full) does ``log()`` raise
+:class:`BufferFullError`, without buffering the value - a typed error, as the
+caller must learn that the point was not recorded. ``run.get_details()["producer"]``
+counts it all: ``blocked_calls``/``blocked_seconds``, ``pressure_spills``,
+``spooled_records``/``replayed_records``, ``spool_errors``, ``retries``,
+``buffer_full_errors``.
 
 Limits: metric, column, tag and property names are 1..255 characters without
 control characters (``MAX_NAME_CHARS``); string values are at most
