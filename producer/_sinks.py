@@ -70,7 +70,7 @@ class SharedProducer:
         self.generation = 0
         self._lock: asyncio.Lock | None = None  # made on the loop that uses it
 
-    async def acquire(self) -> None:
+    def acquire(self) -> None:
         self._users += 1
 
     async def release(self) -> None:
@@ -123,7 +123,7 @@ class KafkaSink:
 
     async def open(self) -> None:
         if not self._open:
-            await self._shared.acquire()
+            self._shared.acquire()
             self._open = True
 
     async def publish(self, key: bytes, value: bytes, timeout_seconds: float | None = None) -> None:
