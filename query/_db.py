@@ -42,14 +42,16 @@ def iso(value: datetime | None) -> str | None:
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    # jsonb as Python values (arrays of jsonb included) instead of strings.
-    await conn.set_type_codec(
-        "jsonb",
-        encoder=lambda v: orjson.dumps(v).decode(),
-        decoder=orjson.loads,
-        schema="pg_catalog",
-        format="text",
-    )
+    # json and jsonb as Python values (arrays of them included) instead of
+    # strings; json keeps the key order of log_row/log_table columns (0006).
+    for type_name in ("jsonb", "json"):
+        await conn.set_type_codec(
+            type_name,
+            encoder=lambda v: orjson.dumps(v).decode(),
+            decoder=orjson.loads,
+            schema="pg_catalog",
+            format="text",
+        )
 
 
 async def create_pool(dsn: str, *, min_size: int = 1, max_size: int = 10) -> asyncpg.Pool:

@@ -76,8 +76,8 @@ def test_the_azure_workflow_reads_back_exactly(workspace: Workspace, tmp_path: P
     run.log("epochs", 3)
     run.log("name", "ridge")
     run.log_list("fib", [0, 1, 1, 2, 3, 5])
-    run.log_row("curve", description="validation curve", x=1, y=0.4)
-    run.log_row("curve", description="changed later: not sent", x=2, y=0.7, z=1.0)
+    run.log_row("curve", description="validation curve", y=0.4, x=1)
+    run.log_row("curve", description="changed later: not sent", y=0.7, x=2, z=1.0)
     run.log_table("sine", {"angle": [0.0, 1.0], "sin": [0.0, math.sin(1.0)]})
     run.log_image("roc", path=image)
     run.log_image("plot", plot=figure)
@@ -108,6 +108,7 @@ def test_the_azure_workflow_reads_back_exactly(workspace: Workspace, tmp_path: P
     assert metrics["name"] == "ridge"
     assert metrics["fib"] == [0, 1, 1, 2, 3, 5]
     assert metrics["curve"] == {"x": [1, 2], "y": [0.4, 0.7], "z": [None, 1.0]}
+    assert list(metrics["curve"]) == ["y", "x", "z"]  # the order logged, not sorted
     assert metrics["sine"] == {"angle": [0.0, 1.0], "sin": [0.0, math.sin(1.0)]}
     assert metrics["roc"] == "images/roc.png"
     assert metrics["plot"] == "images/plot.png"
