@@ -74,7 +74,7 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
-def _count(env: Mapping[str, str], name: str, default: int) -> int:
+def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 1) -> int:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -82,21 +82,8 @@ def _count(env: Mapping[str, str], name: str, default: int) -> int:
         value = int(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not an integer") from None
-    if value < 0:
-        raise ConfigError(f"{name}={value} must not be negative")
-    return value
-
-
-def _positive_int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ConfigError(f"{name}={raw!r} is not an integer") from None
-    if value < 1:
-        raise ConfigError(f"{name}={value} must be at least 1")
+    if value < minimum:
+        raise ConfigError(f"{name}={value} must be at least {minimum}")
     return value
 
 
@@ -155,13 +142,13 @@ class Settings:
             ingest_metrics_port=_port(env, "RUNSTREAM_INGEST_METRICS_PORT", 38081),
             token=env.get("RUNSTREAM_TOKEN") or None,
             write_token=env.get("RUNSTREAM_WRITE_TOKEN") or None,
-            max_upload_bytes=_positive_int(env, "RUNSTREAM_MAX_UPLOAD_BYTES", 1 << 30),
+            max_upload_bytes=_int(env, "RUNSTREAM_MAX_UPLOAD_BYTES", 1 << 30),
             topic=env.get("RUNSTREAM_TOPIC") or "runstream.events",
             dlq_topic=env.get("RUNSTREAM_DLQ_TOPIC") or "runstream.dead-letter",
-            topic_partitions=_positive_int(env, "RUNSTREAM_TOPIC_PARTITIONS", 12),
+            topic_partitions=_int(env, "RUNSTREAM_TOPIC_PARTITIONS", 12),
             group_id=env.get("RUNSTREAM_GROUP_ID") or "runstream-ingest",
             artifacts_dir=Path(env.get("RUNSTREAM_ARTIFACTS_DIR") or home / "artifacts").absolute(),
-            retention_days=_count(env, "RUNSTREAM_RETENTION_DAYS", 0),
+            retention_days=_int(env, "RUNSTREAM_RETENTION_DAYS", 0, minimum=0),
             not_responding_after_seconds=_seconds(env, "RUNSTREAM_NOT_RESPONDING_AFTER", 60.0),
             failed_after_seconds=_seconds(env, "RUNSTREAM_FAILED_AFTER", 300.0),
         )

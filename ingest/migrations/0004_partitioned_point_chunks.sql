@@ -21,26 +21,8 @@ ALTER TABLE series
 ALTER TABLE point_chunks RENAME TO point_chunks_0003;
 ALTER INDEX point_chunks_series RENAME TO point_chunks_0003_series;
 
-CREATE TABLE point_chunks (
-    series_id    bigint NOT NULL,
-    time_start   double precision NOT NULL,
-    time_end     double precision NOT NULL,
-    n            integer NOT NULL,
-    ord_start    bigint NOT NULL,
-    ords         bytea,
-    step_start   bigint NOT NULL,
-    step_stride  bigint NOT NULL,
-    step_min     bigint NOT NULL,
-    step_max     bigint NOT NULL,
-    steps        bytea,
-    times        bytea NOT NULL,
-    value_min    double precision,
-    value_max    double precision,
-    value_last   double precision,
-    vals         bytea,
-    texts        text[],
-    stored_day   integer NOT NULL
-) PARTITION BY RANGE (stored_day);
+-- The same columns as 0003's table, plus the partition key.
+CREATE TABLE point_chunks (LIKE point_chunks_0003, stored_day integer NOT NULL) PARTITION BY RANGE (stored_day);
 CREATE INDEX point_chunks_series ON point_chunks (series_id, time_start);
 
 -- The one definition of a day's partition, used by ingest before it writes a
