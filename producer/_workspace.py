@@ -137,7 +137,7 @@ class Workspace:
             token=settings.token,
             write_token=settings.write_token,
             topic=settings.topic,
-            options=options,
+            options=options or _default_options(settings),
             home=settings.home,
         )
 
@@ -172,7 +172,7 @@ class Workspace:
             token=settings.token,
             write_token=settings.write_token,
             topic=values.get("topic", settings.topic),
-            options=options,
+            options=options or _default_options(settings),
             home=settings.home,
         )
 
@@ -183,6 +183,7 @@ class Workspace:
             "RUNSTREAM_KAFKA_BOOTSTRAP": self.kafka_bootstrap,
             "RUNSTREAM_QUERY_URL": self.query_url,
             "RUNSTREAM_TOPIC": self.topic,
+            "RUNSTREAM_HEARTBEAT_SECONDS": repr(self.options.heartbeat_interval_seconds),
         }
         if self.token is not None:
             env["RUNSTREAM_TOKEN"] = self.token
@@ -195,6 +196,11 @@ class Workspace:
         return QueryClient(
             self.query_url, self.token, self.options.request_timeout_seconds, write_token=self.write_token
         )
+
+
+def _default_options(settings: Settings) -> LoggingOptions:
+    """The default options, but for what the settings choose (RUNSTREAM_HEARTBEAT_SECONDS)."""
+    return LoggingOptions(heartbeat_interval_seconds=settings.heartbeat_seconds)
 
 
 def _read_config(file: Path) -> dict[str, str]:

@@ -31,6 +31,8 @@ RUNSTREAM_NOT_RESPONDING_AFTER     seconds without data before a Running run    
                                    turns NotResponding
 RUNSTREAM_FAILED_AFTER             seconds without data before it turns         300
                                    Failed ("no heartbeat")
+RUNSTREAM_HEARTBEAT_SECONDS        how often the SDK tells ingest a run is      5
+                                   alive (keep it well below NOT_RESPONDING)
 =================================  ===========================================  ==========================
 """
 
@@ -112,6 +114,7 @@ class Settings:
     retention_days: int = 0
     not_responding_after_seconds: float = 60.0
     failed_after_seconds: float = 300.0
+    heartbeat_seconds: float = 5.0
 
     def __post_init__(self) -> None:
         if self.failed_after_seconds < self.not_responding_after_seconds:
@@ -151,6 +154,7 @@ class Settings:
             retention_days=_int(env, "RUNSTREAM_RETENTION_DAYS", 0, minimum=0),
             not_responding_after_seconds=_seconds(env, "RUNSTREAM_NOT_RESPONDING_AFTER", 60.0),
             failed_after_seconds=_seconds(env, "RUNSTREAM_FAILED_AFTER", 300.0),
+            heartbeat_seconds=_seconds(env, "RUNSTREAM_HEARTBEAT_SECONDS", 5.0),
         )
 
     def as_env(self) -> dict[str, str]:
@@ -175,6 +179,7 @@ class Settings:
             "RUNSTREAM_RETENTION_DAYS": str(self.retention_days),
             "RUNSTREAM_NOT_RESPONDING_AFTER": repr(self.not_responding_after_seconds),
             "RUNSTREAM_FAILED_AFTER": repr(self.failed_after_seconds),
+            "RUNSTREAM_HEARTBEAT_SECONDS": repr(self.heartbeat_seconds),
         }
         if self.token is not None:
             env["RUNSTREAM_TOKEN"] = self.token

@@ -25,7 +25,7 @@ from producer import (
     Workspace,
     WorkspaceConfigError,
 )
-from runstream.config import Settings
+from runstream.config import ConfigError, Settings
 from tests.test_producer import consume_run, events_of, points, topic, workspace  # noqa: F401 - fixtures
 
 Call = Callable[[Run], Any]
@@ -200,3 +200,13 @@ def test_experiment_name_is_validated(workspace: Workspace) -> None:  # noqa: F8
         Experiment(workspace, "")
     with pytest.raises(TypeError):
         Experiment("not a workspace", "x")  # type: ignore[arg-type]
+
+
+def test_the_heartbeat_interval_is_a_setting_children_inherit(tmp_path: Path) -> None:
+    env = {"RUNSTREAM_HOME": str(tmp_path), "RUNSTREAM_HEARTBEAT_SECONDS": "0.5"}
+    ws = Workspace.from_config(env=env)
+    assert ws.options.heartbeat_interval_seconds == 0.5
+    # A submitted script's Run.get_context() builds its workspace from these.
+    assert Workspace.from_config(env={**env, **ws.as_env()}).options.heartbeat_interval_seconds == 0.5
+    with pytest.raises(ConfigError, match="RUNSTREAM_HEARTBEAT_SECONDS"):
+        Workspace.from_config(env={**env, "RUNSTREAM_HEARTBEAT_SECONDS": "-1"})
