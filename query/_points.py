@@ -66,6 +66,10 @@ class Points:
     """
 
     __slots__ = ("_ordinals", "_steps", "times", "values")
+    _steps: npt.NDArray[np.int64] | _Progressions
+    _ordinals: npt.NDArray[np.int64] | _Progressions
+    times: npt.NDArray[np.float64]
+    values: npt.NDArray[Any]
 
     def __init__(
         self,
@@ -98,11 +102,12 @@ class Points:
         )
 
     def _pick(self, column: npt.NDArray[np.int64] | _Progressions, index: Any) -> npt.NDArray[np.int64]:
-        if not isinstance(column, _Progressions):
-            return column[index]
-        if isinstance(index, np.ndarray) and index.dtype.kind in "iu" and len(index) * 8 < len(self):
-            return column.at(index)
-        return column.full()[index]
+        if isinstance(column, _Progressions):
+            if isinstance(index, np.ndarray) and index.dtype.kind in "iu" and len(index) * 8 < len(self):
+                return column.at(index)
+            column = column.full()
+        picked: npt.NDArray[np.int64] = column[index]
+        return picked
 
     def in_order(self) -> Points:
         """The same points in (time, ordinal) order."""
@@ -118,7 +123,7 @@ class Points:
         if rng == _OPEN:
             return self
         keep = np.ones(len(self), dtype=bool)
-        bounds = [(self.times, rng.start_time, rng.end_time)]
+        bounds: list[tuple[npt.NDArray[Any], float | None, float | None]] = [(self.times, rng.start_time, rng.end_time)]
         # Steps still held as progressions that all lie in range are not computed at all.
         if not (isinstance(self._steps, _Progressions) and self._steps.within(rng.start_step, rng.end_step)):
             bounds.append((self.steps, rng.start_step, rng.end_step))
@@ -171,7 +176,8 @@ class _Progressions:
     def at(self, positions: npt.NDArray[Any]) -> npt.NDArray[np.int64]:
         """The values at ``positions`` only."""
         row = np.searchsorted(self.first, positions, side="right") - 1
-        return self.start[row] + self.stride[row] * (positions - self.first[row])
+        values: npt.NDArray[np.int64] = self.start[row] + self.stride[row] * (positions - self.first[row])
+        return values
 
 
 _OPEN: Final = SeriesRange()

@@ -125,7 +125,15 @@ class SeriesReader:
         if len(points) > limit:
             points = points.take(slice(0, limit))
             cursor = _encode_cursor(float(points.times[-1]), int(points.ordinals[-1]))
-        return _columns(value_type, points, downsampled=False, cursor=cursor)
+        # Pages can hold a million points: numpy columns go to JSON as they are (see ._json).
+        return {
+            "value_type": value_type,
+            "steps": points.steps,
+            "times": points.times,
+            "values": _json_array(value_type, points.values),
+            "downsampled": False,
+            "next_cursor": cursor,
+        }
 
     async def tail(self, series_id: int, value_type: str | None, count: int) -> list[Any]:
         """The last ``count`` values in logging order."""
@@ -187,14 +195,21 @@ def _columns(value_type: str | None, points: Points, *, downsampled: bool, curso
 
 
 def json_values(value_type: str | None, values: npt.NDArray[Any]) -> list[Any]:
-    """Stored values as JSON values of the series' type; numpy decides when no value needs a second look."""
+    """Stored values as JSON values of the series' type."""
+    out = _json_array(value_type, values)
+    return out if isinstance(out, list) else out.tolist()
+
+
+def _json_array(value_type: str | None, values: npt.NDArray[Any]) -> npt.NDArray[Any] | list[Any]:
+    """Stored values as JSON values of the series' type: a numpy array when all are finite numbers, else a list.
+
+    numpy decides in one pass that no value needs a second look; only
+    non-finite ones get the ``{"$float": ...}`` tag, one by one.
+    """
     if value_type == "str":
         return values.tolist()  # type: ignore[no-any-return]
-    finite = bool(np.isfinite(values).all())
-    if value_type == "int" and finite:
-        return values.astype(np.int64).tolist()  # type: ignore[no-any-return]
-    if value_type == "bool" and not np.isnan(values).any():
-        return (values != 0).tolist()  # type: ignore[no-any-return]
-    if value_type not in ("int", "bool") and finite:
-        return values.tolist()  # type: ignore[no-any-return]
+    if np.isfinite(values).all():
+        if value_type == "int":
+            return values.astype(np.int64)
+        return values != 0 if value_type == "bool" else values
     return [scalar_value(value_type, v, None) for v in values.tolist()]
