@@ -73,8 +73,7 @@ async def _seed(dsn: str, chunk_points: int) -> None:
             values = np.sin(steps / 5000) + (steps % 97) / 970
             day = utc_day()
             await conn.fetchval("SELECT runstream_point_partition($1)", day)
-            await _copy_chunks(conn, [series_id], steps, times, values, chunk_points, day)
-            await _set_summary(conn, [series_id], steps, times, values, day)
+            await _store(conn, [series_id], steps, times, values, chunk_points=chunk_points, day=day)
             runs = [(uuid.uuid4(), many_exp, "Completed", now - timedelta(seconds=i)) for i in range(RUNS)]
             await conn.copy_records_to_table(
                 "runs", columns=["id", "experiment_id", "status", "created_at"], records=runs
@@ -85,25 +84,26 @@ async def _seed(dsn: str, chunk_points: int) -> None:
             steps = np.arange(10)
             times, values = 1.7e9 + steps, steps / 10
             ids = [r["id"] for r in await conn.fetch("SELECT id FROM series WHERE run_id <> $1", BIG_RUN)]
-            await _copy_chunks(conn, ids, steps, times, values, chunk_points, day)
-            await _set_summary(conn, ids, steps, times, values, day)
+            await _store(conn, ids, steps, times, values, chunk_points=chunk_points, day=day)
         await conn.execute("ANALYZE")
     finally:
         await conn.close()
 
 
-async def _copy_chunks(
+async def _store(
     conn: asyncpg.Connection,
     series_ids: list[int],
     steps: npt.NDArray[Any],
     times: npt.NDArray[Any],
     values: npt.NDArray[Any],
+    *,
     chunk_points: int,
     day: int,
 ) -> None:
-    """These points in each series, as ingest writes them on ``day``: a ``point_chunks`` row per ``chunk_points``.
+    """These points in each series, as ingest stores them on ``day``: chunks and the series' summary.
 
-    Ordinals equal steps, as from one producer session.
+    A ``point_chunks`` row per ``chunk_points``; ordinals equal steps, as from
+    one producer session; the summary of migrations 0002 and 0004.
     """
     columns = (steps, times, steps, values)
     await conn.copy_records_to_table(
@@ -115,17 +115,6 @@ async def _copy_chunks(
             for i in range(0, len(steps), chunk_points)
         ),
     )
-
-
-async def _set_summary(
-    conn: asyncpg.Connection,
-    series_ids: list[int],
-    steps: npt.NDArray[Any],
-    times: npt.NDArray[Any],
-    values: npt.NDArray[Any],
-    day: int,
-) -> None:
-    """The per-series summary ingest keeps (migrations 0002 and 0004), for series holding these points."""
     await conn.execute(
         "UPDATE series SET point_count = $1, min_value = $2, max_value = $3, max_step = $4, last_step = $4,"
         " last_time = $5, last_ordinal = $4, last_value = $6, first_time = $7, first_day = $8, last_day = $8"
