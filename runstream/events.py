@@ -68,6 +68,7 @@ import numpy.typing as npt
 import orjson
 
 __all__ = [
+    "CHANGED_RUNS_CHANNEL",
     "FORMAT_VERSION",
     "MAX_RECORD_BYTES",
     "STATUSES",
@@ -82,6 +83,9 @@ __all__ = [
 ]
 
 FORMAT_VERSION: Final = 2
+#: After storing events, ingest NOTIFYs this PostgreSQL channel with the ids
+#: of the runs they changed (comma-separated), delivered at its COMMIT.
+CHANGED_RUNS_CHANNEL: Final = "runstream_changed_runs"
 _READABLE_VERSIONS: Final = frozenset({1, 2})
 #: Larger records are refused by the SDK and dead-lettered by ingest.
 MAX_RECORD_BYTES: Final = 8 * 1024 * 1024

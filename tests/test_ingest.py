@@ -14,7 +14,7 @@ from aiokafka import AIOKafkaProducer
 
 from ingest import DroppedExperiment, UnknownExperimentError, drop_experiment
 from runstream.config import Settings
-from runstream.events import FORMAT_VERSION
+from runstream.events import CHANGED_RUNS_CHANNEL, FORMAT_VERSION
 from tests.support import eventually
 from tests.test_ingest_support import (
     T0,
@@ -403,3 +403,27 @@ async def test_drop_experiment_deletes_its_runs_and_nothing_else(
     assert [p[3] for p in await points(db, kept, "x")] == [3.0]
     with pytest.raises(UnknownExperimentError):
         await drop_experiment(settings.database_url, name)
+
+
+async def test_each_commit_notifies_the_runs_it_changed(
+    settings: Settings, db: asyncpg.Pool, producer: AIOKafkaProducer, ingest_worker: Any
+) -> None:
+    heard: list[str] = []
+
+    def on_notify(_conn: Any, _pid: int, _channel: str, payload: str) -> None:
+        heard.extend(payload.split(","))
+
+    async def ids() -> list[str]:
+        return list(heard)
+
+    run, session = new_id(), new_id()
+    async with db.acquire() as listener:
+        await listener.add_listener(CHANGED_RUNS_CHANNEL, on_notify)
+        try:
+            await send(producer, settings.topic, run, [raw(run, session, 1, started(), scalars("x", "float", [1.0]))])
+            await eventually(ids, lambda got: run in got, what="a notification naming the run")
+            heard.clear()
+            await send(producer, settings.topic, run, [raw(run, session, 2, status("Completed", T0 + 1))])
+            await eventually(ids, lambda got: run in got, what="a notification of the status change")
+        finally:
+            await listener.remove_listener(CHANGED_RUNS_CHANNEL, on_notify)
