@@ -45,6 +45,8 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, An
 @pytest.mark.timeout(SUITE_TIMEOUT_SECONDS + 60)
 @pytest.mark.parametrize("scenario", list(SCENARIOS))
 def test_nothing_missing_nothing_duplicated(outcomes: dict[str, dict[str, Any]], scenario: str) -> None:
+    if scenario == "fill-spool-disk" and os.geteuid() != 0:
+        pytest.skip("the spool's small disk is a tmpfs mount (root only)")
     outcome = outcomes[scenario]
     assert outcome["errors"] == [], outcome["notes"]
     for source in ("database", "query"):

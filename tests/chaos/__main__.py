@@ -56,6 +56,10 @@ async def run_scenario(infra: Infra, name: str, size: Size, rng: random.Random) 
             outcome.notes = await SCENARIOS[name](box, size, rng)
         except Exception as exc:  # noqa: BLE001 - reported in the table; the ledger is still checked
             outcome.errors.append(f"{type(exc).__name__}: {exc}")
+        # A scenario that failed half-way may leave the broker or the database down: the
+        # check and the next scenarios need them (both starts do nothing if it is running).
+        await asyncio.to_thread(box.stack.kafka.start)
+        await asyncio.to_thread(box.stack.postgres.start)
         box.stop_load()
         outcome.errors += await box.trainers_done(timeout_seconds=size.settle_seconds)
         outcome.load_seconds = box.load_seconds
@@ -110,14 +114,19 @@ async def main_async(args: argparse.Namespace) -> list[Outcome]:
     size = QUICK if args.quick else FULL
     rng = random.Random(args.seed)
     infra = await asyncio.to_thread(Infra.start_local)
+    names = args.only or list(SCENARIOS)
     outcomes: list[Outcome] = []
     try:
-        for name in args.only or list(SCENARIOS):
+        for name in names:
             outcome = await run_scenario(infra, name, size, rng)
             outcomes.append(outcome)
             print(table([outcome]).split("\n\n")[0].splitlines()[-1], flush=True)
     finally:
-        await asyncio.to_thread(infra.close, keep_home=not all(o.ok for o in outcomes))
+        # The logs stay for a scenario that failed or a suite that did not finish.
+        passed = len(outcomes) == len(names) and all(o.ok for o in outcomes)
+        await asyncio.to_thread(infra.close, keep_home=not passed)
+        if not passed:
+            print(f"logs kept under {infra.home}", flush=True)
     return outcomes
 
 

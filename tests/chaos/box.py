@@ -119,7 +119,8 @@ class Box:
         deadline = time.monotonic() + timeout_seconds
         while any(t.alive() for t in self.trainers) and time.monotonic() < deadline:
             await asyncio.sleep(0.2)
-        self.load_seconds = time.monotonic() - self.load_started
+        # From the first process started to the last exited (a second call changes nothing).
+        self.load_seconds = self.load_seconds or time.monotonic() - self.load_started
         errors = []
         for trainer in self.trainers:
             if trainer.alive():

@@ -54,6 +54,7 @@ class LoggedRun:
     id: str
     metrics: int
     durable: int = 0
+    spooled: int = 0  # records the SDK had spooled by the last flush
     completed: int | None = None  # steps logged before complete(); None: the process died first
     stats: dict[str, Any] = field(default_factory=dict)
 
@@ -65,7 +66,8 @@ class LoggedRun:
 def read_ledgers(paths: Iterable[Path]) -> dict[str, LoggedRun]:
     runs: dict[str, LoggedRun] = {}
     for path in paths:
-        for line in path.read_text(encoding="utf-8").splitlines():
+        # The last element is "" or a line a SIGKILL cut short: what it promised never held.
+        for line in path.read_text(encoding="utf-8").split("\n")[:-1]:
             entry = json.loads(line)
             if "run" not in entry:
                 continue
@@ -73,6 +75,7 @@ def read_ledgers(paths: Iterable[Path]) -> dict[str, LoggedRun]:
                 runs[entry["run"]] = LoggedRun(entry["run"], entry["metrics"])
             run = runs[entry["run"]]
             run.durable = max(run.durable, entry.get("durable", 0))
+            run.spooled = max(run.spooled, entry.get("spooled", 0))
             if "completed" in entry:
                 run.completed = entry["completed"]
                 run.stats = entry["stats"]

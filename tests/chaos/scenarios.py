@@ -11,7 +11,6 @@ condition with a deadline.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import random
 import signal
@@ -22,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from tests.chaos.box import Box
+from tests.chaos.ledger import read_ledgers
 from tests.chaos.sse import StatusWatcher
 from tests.support import eventually
 
@@ -162,51 +162,52 @@ async def kill_trainer(box: Box, size: Size, rng: random.Random) -> list[str]:
 
 async def _spooled(box: Box, trainer: int) -> int:
     """Records trainer ``trainer`` reports spooled at its last flush."""
-    path = box.home / f"ledger-{trainer}.jsonl"
-    return max((int(e.get("spooled", 0)) for e in _entries(path)), default=0)
-
-
-def _entries(path: Path) -> list[dict[str, object]]:
-    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()] if path.exists() else []
+    return sum(run.spooled for run in read_ledgers([box.home / f"ledger-{trainer}.jsonl"]).values())
 
 
 async def fill_spool_disk(box: Box, size: Size, rng: random.Random) -> list[str]:
-    """5. The spool's disk fills while the broker is down: the SDK applies its policy and reports it,
-    the training processes do not crash, and (the broker back) every point arrives."""
+    """5. The spool's disk is full while the broker is down: the SDK applies its policy and reports it,
+    the training processes do not crash, and (the broker back) every point arrives.
+
+    The spool is a 1 MiB tmpfs that a filler file leaves 64 KiB of: full with the first records spooled.
+    """
     spool = box.home / "spool"
     spool.mkdir(parents=True, exist_ok=True)
-    # A 256 KiB tmpfs: a few seconds of spooling fill it.
-    mount = await asyncio.to_thread(
-        subprocess.run,
-        ["mount", "-t", "tmpfs", "-o", "size=256k,mode=0755", "chaos-spool", str(spool)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if mount.returncode != 0:
-        raise RuntimeError(f"cannot mount a small tmpfs for the spool (root needed): {mount.stderr.strip()}")
+    await _run(["mount", "-t", "tmpfs", "-o", "size=1m,mode=0755", "chaos-spool", str(spool)])
     try:
+        await _run(["fallocate", "-l", str(1024 * 1024 - 64 * 1024), str(spool / "filler")])
         await box.start_worker()
         await _under_load(box, size)
         await _pause(size, rng)
         await asyncio.to_thread(box.stack.kafka.stop)
-        await eventually(
-            lambda: _disk_free(spool), lambda free: free < 16 * 1024, timeout_seconds=60, what="the spool disk full"
-        )
-        await asyncio.sleep(size.kafka_outage_seconds / 2)  # the disk stays full for a while
+        await eventually(lambda: _spool_files(spool), lambda n: n > 0, timeout_seconds=60, what="the SDK spooling")
+        await asyncio.sleep(size.kafka_outage_seconds)  # the disk stays full for a while
         await asyncio.to_thread(box.stack.kafka.start)
         await asyncio.sleep(size.tail_seconds)
         box.stop_load()
-        await box.trainers_done(timeout_seconds=120)
+        await box.trainers_done(timeout_seconds=size.settle_seconds)
         synced = await box.sync()  # what a process could only leave in its spool: the documented recovery
     finally:
         await asyncio.to_thread(subprocess.run, ["umount", "-l", str(spool)], check=False)
-    return ["spool on a 256 KiB tmpfs, broker down until it filled", f"runstream sync: {synced}"]
+    # The documented report: run.stats()["spool_errors"], kept in the ledger when a run completes.
+    refused = sum(int(run.stats.get("spool_errors", 0)) for run in box.ledger().values())
+    if refused == 0:
+        raise AssertionError("no run reports spool_errors: the full disk went unreported (or never filled)")
+    return [
+        f"spool on a full tmpfs (64 KiB free), broker down {size.kafka_outage_seconds:.0f} s",
+        f"{refused} spool writes refused, reported as spool_errors",
+        synced,
+    ]
 
 
-async def _disk_free(path: Path) -> int:
-    stat = os.statvfs(path)
-    return stat.f_bavail * stat.f_frsize
+async def _run(argv: list[str]) -> None:
+    done = await asyncio.to_thread(subprocess.run, argv, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv)} failed (the tmpfs needs root): {done.stderr.strip()}")
+
+
+async def _spool_files(spool: Path) -> int:
+    return sum(1 for _ in spool.rglob("*.jsonl"))
 
 
 async def churn_workers(box: Box, size: Size, rng: random.Random) -> list[str]:
