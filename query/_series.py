@@ -1,7 +1,8 @@
 """One scalar series as columns: a range at full resolution (keyset pages) or downsampled.
 
 Points come from ``point_chunks`` as numpy columns in (time, ordinal) order
-(:mod:`._points`); nothing here runs Python code per point.
+(:mod:`._points`); no Python code runs per point, but to tag a series'
+non-finite values for JSON.
 
 Downsampling splits the requested time range into ``max_points / 2`` equal
 buckets and keeps, per bucket, the point with the lowest and the point with the
