@@ -14,10 +14,11 @@ in one place:
   deltas) are decoded all at once, with the arithmetic of
   :func:`runstream.chunks.decode_chunk` over whole arrays; any other row goes
   through :func:`runstream.chunks.decode_row`;
-* chunk bounds are compared with a microsecond of slack: ``time_end`` may be
-  the exact logged time while decoded times are rounded to the microsecond
-  (the delta encoding), so a bound compared exactly could skip a chunk that
-  holds a point just inside a range or just past a cursor;
+* chunk bounds are compared with a microsecond of slack: chunks written
+  before the codec stored its bounds as decoded (rounded to the microsecond
+  by the delta encoding) hold the exact logged times there, so a bound
+  compared exactly could skip one that holds a point just inside a range or
+  just past a cursor;
 * the API's order is (time, ordinal). Chunks read by ``time_start`` and
   concatenated are already in that order when they do not overlap in time and
   times never go backwards inside one: the usual case, checked in one O(n)
@@ -42,7 +43,7 @@ import asyncpg
 import numpy as np
 import numpy.typing as npt
 
-from runstream.chunks import DECODE_COLUMNS, DecodedChunk, decode_row
+from runstream.chunks import DECODE_COLUMNS, DecodedChunk, decode_compact, decode_row, is_compact
 
 __all__ = ["Points", "SeriesRange", "first_points", "read_after", "read_run_points", "read_series"]
 
@@ -182,7 +183,6 @@ class _Progressions:
 
 _OPEN: Final = SeriesRange()
 
-_PROGRESSIONS: Final = "step_start", "step_stride", "ord_start"
 _CHUNK_SQL: Final = ", ".join(f"c.{column}" for column in DECODE_COLUMNS)
 
 #: Seconds of slack when comparing chunk bounds with decoded times (see the module docstring).
@@ -208,7 +208,7 @@ def decode_rows(records: Iterable[asyncpg.Record]) -> Points:
     rows = list(records)
     if not rows:
         return _empty()
-    compact = np.array([_is_compact(r) for r in rows])
+    compact = np.array([is_compact(r) for r in rows])
     if compact.all():
         return _decode_compact(rows)
     chunks = [decode_row(r) for r, c in zip(rows, compact, strict=True) if not c]
@@ -229,13 +229,6 @@ def decode_rows(records: Iterable[asyncpg.Record]) -> Points:
     return Points(*columns)
 
 
-def _is_compact(row: asyncpg.Record) -> bool:
-    """Whether the row is in the usual encoding, which :func:`_decode_compact` decodes."""
-    return (
-        row["steps"] is None and row["ords"] is None and row["vals"] is not None and len(row["times"]) == 4 * row["n"]
-    )
-
-
 def _join(chunks: list[DecodedChunk]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.int64]]:
     return (
         np.concatenate([c.steps for c in chunks]),
@@ -245,25 +238,12 @@ def _join(chunks: list[DecodedChunk]) -> tuple[npt.NDArray[np.int64], npt.NDArra
 
 
 def _decode_compact(rows: list[asyncpg.Record]) -> Points:
-    """Rows in the usual encoding (step and ordinal progressions, microsecond time deltas, float64 values) at once.
-
-    The arithmetic of :func:`decode_chunk`, but over every row's points in a
-    few whole-array passes instead of a dozen small numpy calls per row, which
-    dominated the decoding of a long series stored in chunks of ~1,000 points.
-    Rows that need anything else go through :func:`decode_chunk` one by one.
-    """
-    n = np.fromiter((r["n"] for r in rows), np.int64, len(rows))
-    first = np.cumsum(n) - n
-    step_start, step_stride, ord_start = (np.array([r[k] for r in rows], np.int64) for k in _PROGRESSIONS)
-    deltas = np.frombuffer(b"".join(r["times"] for r in rows), "<u4")
-    total = np.cumsum(deltas, dtype=np.int64)
-    # Each row's micros are its rounded time_start plus the deltas' running sum from its own first point.
-    base = np.array([round(r["time_start"] * 1e6) for r in rows], np.int64) - (total[first] - deltas[first])
+    compact = decode_compact(rows)
     return Points(
-        _Progressions(n, step_start, step_stride),
-        (np.repeat(base, n) + total) / 1e6,
-        _Progressions(n, ord_start, np.ones_like(n)),
-        np.frombuffer(b"".join(r["vals"] for r in rows), "<f8"),
+        _Progressions(compact.n, compact.step_start, compact.step_stride),
+        compact.times,
+        _Progressions(compact.n, compact.ord_start, np.ones_like(compact.n)),
+        compact.values,
     )
 
 
