@@ -335,7 +335,7 @@ async def test_bad_records_are_dead_lettered_with_their_reason_and_good_ones_sto
 
     letters = await dead_letters(settings, set(where), timeout_ms=90_000)
     wrong = {
-        offset: (case.what, case.reasons, letters.get(offset, {}).get("reason"))
+        offset: (case.what, case.reasons, letters.get(offset, {}).get("reason"), (case.value or b"")[:200])
         for offset, case in where.items()
         if letters.get(offset, {}).get("reason") not in case.reasons
     }
