@@ -144,10 +144,6 @@ class Verdict:
     query: Tally = field(default_factory=Tally)
     wrong_status: dict[str, tuple[str, str | None, str | None]] = field(default_factory=dict)
 
-    @property
-    def exact(self) -> bool:
-        return self.database.exact and self.query.exact and not self.wrong_status
-
 
 async def check(runs: dict[str, LoggedRun], db: asyncpg.Pool, query_url: str) -> Verdict:
     verdict = Verdict()

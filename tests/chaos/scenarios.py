@@ -120,11 +120,11 @@ async def stop_kafka(box: Box, size: Size, rng: random.Random) -> list[str]:
     await asyncio.sleep(size.kafka_outage_seconds)  # the outage itself
     starting = time.monotonic()
     await asyncio.to_thread(box.stack.kafka.start)
-    down = time.monotonic() - stopped
+    started = time.monotonic()
     await asyncio.sleep(size.tail_seconds)
     return [
-        f"broker down {down:.0f} s (stopping took {stopped - stopping:.0f} s,"
-        f" starting {time.monotonic() - starting:.0f} s)"
+        f"broker down {started - stopped:.0f} s (stopping took {stopped - stopping:.0f} s,"
+        f" starting {started - starting:.0f} s)"
     ]
 
 
@@ -258,7 +258,7 @@ async def restart_query(box: Box, size: Size, rng: random.Random) -> list[str]:
     unseen = sum(1 for changes in history.values() for _, t in changes if any(a <= t <= b for a, b in down))
     return [
         f"{size.query_restarts} restarts; {unseen} status changes while the service was down;"
-        f" {watcher.reconnects} reconnects of {len(watcher.runs)} streams"
+        f" {watcher.reconnects} reconnection attempts by {len(watcher.runs)} streams"
     ]
 
 

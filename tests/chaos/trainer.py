@@ -61,18 +61,9 @@ class _Logged:
 
 
 def train(params: dict[str, Any]) -> None:
-    options = LoggingOptions(**params.get("options", {}))
-    workspace = Workspace.from_settings(Settings.from_env(), options=options)
-    experiment = Experiment(workspace, params["experiment"])
     ledger = _Ledger(Path(params["ledger"]))
+    live = _start_runs(params, ledger)
     stop = Path(params["stop"])
-    seconds = float(params["seconds"])
-    ends = params.get("ends") or [seconds] * params["runs"]
-    live = []
-    for end in ends:
-        run = experiment.start_logging(outputs=None)
-        ledger.write({"run": run.id, "metrics": params["metrics"], "pid": os.getpid()})
-        live.append(_Logged(run, params["metrics"], float(end)))
     # Steps per second of each run, so that all runs together offer `rate` points/s.
     step_rate = params["rate"] / (params["metrics"] * len(live))
     started = time.monotonic()
@@ -93,7 +84,17 @@ def train(params: dict[str, Any]) -> None:
             ledger.write({"run": logged.run.id, "completed": logged.steps, "stats": logged.run.stats()})
             live.remove(logged)
         time.sleep(_TICK_SECONDS)
-    ledger.write({"exit": 0})
+
+
+def _start_runs(params: dict[str, Any], ledger: _Ledger) -> list[_Logged]:
+    options = LoggingOptions(**params.get("options", {}))
+    experiment = Experiment(Workspace.from_settings(Settings.from_env(), options=options), params["experiment"])
+    live = []
+    for end in params.get("ends") or [params["seconds"]] * params["runs"]:
+        run = experiment.start_logging(outputs=None)
+        ledger.write({"run": run.id, "metrics": params["metrics"]})
+        live.append(_Logged(run, params["metrics"], float(end)))
+    return live
 
 
 def _flush(live: list[_Logged], ledger: _Ledger) -> None:
