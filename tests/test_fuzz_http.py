@@ -500,12 +500,12 @@ async def test_oversized_uploads_urls_and_headers_are_refused(secured: Service) 
 SLOW_CLIENTS = 100
 
 
-async def _slow_headers(url: str, closed: list[float]) -> None:
-    """Send a request line, then one header byte a second, never finishing; note when the server hangs up."""
+async def _trickle(url: str, head: bytes, closed: list[float]) -> None:
+    """Send ``head``, then one byte a second, never finishing; note when the server hangs up."""
     target = yarl.URL(url)
     reader, writer = await asyncio.open_connection(target.host, target.port)
     started = time.monotonic()
-    writer.write(b"GET /api/experiments HTTP/1.1\r\nHost: x\r\nX-Slow: ")
+    writer.write(head)
     try:
         while True:
             writer.write(b"a")
@@ -524,7 +524,17 @@ async def _slow_headers(url: str, closed: list[float]) -> None:
 
 async def test_slow_clients_do_not_starve_others_and_are_cut_off(secured: Service) -> None:
     closed: list[float] = []
-    slow = [asyncio.create_task(_slow_headers(secured.url, closed)) for _ in range(SLOW_CLIENTS)]
+    slow_head = b"GET /api/experiments HTTP/1.1\r\nHost: x\r\nX-Slow: "
+    slow = [asyncio.create_task(_trickle(secured.url, slow_head, closed)) for _ in range(SLOW_CLIENTS)]
+    # Uploads with the token that trickle in: they may take as long as they
+    # like, but what they leave when they give up is nothing.
+    before = _files_under(secured.root)
+    upload_head = (
+        f"PUT /api/runs/{uuid.uuid4()}/files/slow.bin HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n"
+        f"Content-Length: {UPLOAD_LIMIT - 1}\r\n\r\n"
+    ).encode()
+    gave_up: list[float] = []
+    uploads = [asyncio.create_task(_trickle(secured.url, upload_head, gave_up)) for _ in range(SLOW_CLIENTS // 10)]
     try:
         # A stranger's slow upload does not hold a connection: 401 at once, body unread.
         target = yarl.URL(secured.url)
@@ -544,7 +554,7 @@ async def test_slow_clients_do_not_starve_others_and_are_cut_off(secured: Servic
                 latencies.append(time.monotonic() - started)
         assert max(latencies) < 2.0, latencies
 
-        # The server hangs up on every one of them once the keep-alive timer runs out.
+        # The server hangs up on every slow request head once the keep-alive timer runs out.
         async def hung_up() -> int:
             return len(closed)
 
@@ -554,13 +564,19 @@ async def test_slow_clients_do_not_starve_others_and_are_cut_off(secured: Servic
             timeout_seconds=KEEPALIVE_SECONDS + 20,
             what="the server closing every slow connection",
         )
+        assert not gave_up, "a slow upload with the token was cut off"
     finally:
-        for task in slow:
+        for task in slow + uploads:
             task.cancel()
-        await asyncio.gather(*slow, return_exceptions=True)
+        await asyncio.gather(*slow, *uploads, return_exceptions=True)
+
+    async def left_behind() -> set[Path]:
+        return _files_under(secured.root) - before
+
+    await eventually(left_behind, lambda new: not new, what="abandoned uploads leaving nothing")
     assert max(closed) < KEEPALIVE_SECONDS + 10, max(closed)
     print(
-        f"\n[fuzz-http] slowloris: {SLOW_CLIENTS} slow connections,"
+        f"\n[fuzz-http] slowloris: {SLOW_CLIENTS} slow request heads and {len(uploads)} slow uploads,"
         f" cut off after {min(closed):.1f}-{max(closed):.1f} s;"
-        f" other clients' worst latency {max(latencies) * 1000:.0f} ms"
+        f" other clients' worst latency {max(latencies) * 1000:.0f} ms; abandoned uploads left nothing"
     )
