@@ -42,7 +42,9 @@ _log = logging.getLogger("query")
 #: name percent-encoded (1024 characters of up to 12 bytes each) plus the run
 #: id and a query; a field (header line) and the number of headers keep
 #: aiohttp's defaults. Anything larger is answered 400 by the parser.
-HTTP_LIMITS: Final = {"max_line_size": 32 * 1024, "max_field_size": 8190, "max_headers": 128}
+MAX_LINE_BYTES: Final = 32 * 1024
+MAX_FIELD_BYTES: Final = 8190
+MAX_HEADERS: Final = 128
 #: An idle connection, or one that never finishes sending its request line and
 #: headers (slowloris), is closed after this long: aiohttp's keep-alive timer
 #: runs from the moment a connection is made until a request is complete.
@@ -141,5 +143,7 @@ def serve(settings: Settings) -> None:
         print=None,
         shutdown_timeout=10.0,
         keepalive_timeout=KEEPALIVE_SECONDS,
-        **HTTP_LIMITS,
+        max_line_size=MAX_LINE_BYTES,
+        max_field_size=MAX_FIELD_BYTES,
+        max_headers=MAX_HEADERS,
     )
