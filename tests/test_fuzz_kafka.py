@@ -312,10 +312,10 @@ async def test_bad_records_are_dead_lettered_with_their_reason_and_good_ones_sto
     async with AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap, acks="all", max_request_size=2 * HUGE_BYTES
     ) as producer:
-        for key, value, case in stream:
+        for key, value, expected in stream:
             [offset] = await send(producer, settings.topic, key, [value])  # type: ignore[list-item]
-            if case is not None:
-                where[offset] = case
+            if expected is not None:
+                where[offset] = expected
 
     async def sessions_done() -> int:
         return int(
