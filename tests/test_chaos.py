@@ -8,17 +8,26 @@ test here.
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 import json
 import os
 import subprocess
 import sys
+import time
+import uuid
 from pathlib import Path
 from typing import Any
 
 import pytest
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from producer import Workspace, sync_spool
+from producer._spool import SpoolWriter
+from runstream.config import Settings
+from runstream.stack import ensure_topic
 from tests.chaos.scenarios import SCENARIOS
-from tests.support import free_port
+from tests.support import eventually, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The quick suite takes about four minutes; the limit leaves room for a slow machine.
@@ -92,3 +101,37 @@ def test_a_full_spool_disk_does_not_stop_the_training_loop(tmp_path: Path) -> No
     finally:
         subprocess.run(["umount", "-l", str(spool)], check=False)
     assert done.returncode == 0, done.stderr[-3000:]
+
+
+async def test_sync_skips_a_spool_file_its_process_removes_meanwhile(settings: Settings, tmp_path: Path) -> None:
+    """Found by kill-trainer: a live process that finishes replaying its spool closes the file,
+    then removes it, so for an instant it is unlocked; ``runstream sync`` may list it then and
+    find it gone by the time it reads it. Sync must skip it, not fail."""
+    spool = tmp_path / "spool"
+    first = SpoolWriter(spool / str(uuid.uuid4()) / f"{uuid.uuid4()}.jsonl")
+    for i in range(1_000):  # enough to keep sync publishing while the second file goes
+        first.append(b'{"n": %d}' % i)
+    first.close()
+    vanishing = SpoolWriter(spool / str(uuid.uuid4()) / f"{uuid.uuid4()}.jsonl")
+    vanishing.append(b"{}")
+    vanishing.close()
+    later = time.time() + 60
+    os.utime(vanishing.path, (later, later))  # sync publishes oldest first: this one second
+    topic = f"{settings.topic}.sync-race"
+    await ensure_topic(settings.kafka_bootstrap, topic, 1)
+    workspace = Workspace.from_settings(dataclasses.replace(settings, topic=topic))
+    syncing = asyncio.create_task(asyncio.to_thread(sync_spool, spool, workspace=workspace))
+    await eventually(lambda: _end_offset(settings, topic), lambda n: n > 0, what="sync publishing the first file")
+    vanishing.path.unlink()
+    result = await syncing
+    assert result.records == 1_000 and not first.path.exists()
+
+
+async def _end_offset(settings: Settings, topic: str) -> int:
+    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    await consumer.start()
+    try:
+        partition = TopicPartition(topic, 0)
+        return int((await consumer.end_offsets([partition]))[partition])
+    finally:
+        await consumer.stop()

@@ -21,7 +21,8 @@ from tests.chaos.box import Box
 from tests.chaos.ledger import LoggedRun, Tally, check
 from tests.chaos.scenarios import FULL, QUICK, SCENARIOS, Size
 
-FAILED_SETTLE_SECONDS = 15.0
+#: Long enough for a dead run to fail (scenarios.LIVENESS plus a sweep), short enough for CI.
+FAILED_SETTLE_SECONDS = 30.0
 
 
 @dataclass
