@@ -17,6 +17,7 @@ from dataclasses import asdict, dataclass, field
 import asyncpg
 
 from bench.services import Infra
+from runstream.stack import LocalStack
 from tests.chaos.box import Box
 from tests.chaos.ledger import LoggedRun, Tally, check
 from tests.chaos.scenarios import FULL, QUICK, SCENARIOS, Size
@@ -48,11 +49,10 @@ class Outcome:
         return self.database.sent / self.load_seconds if self.load_seconds else 0.0
 
 
-async def run_scenario(infra: Infra, name: str, size: Size, rng: random.Random) -> Outcome:
+async def run_scenario(infra: Infra, stack: LocalStack, name: str, size: Size, rng: random.Random) -> Outcome:
     outcome = Outcome(name)
     started = time.monotonic()
-    # The stack the scenarios stop and start: the one Infra.start_local made.
-    async with Box(infra, infra._stack, name.replace("-", "_")) as box:  # noqa: SLF001
+    async with Box(infra, stack, name.replace("-", "_")) as box:
         try:
             outcome.notes = await SCENARIOS[name](box, size, rng)
         except Exception as exc:  # noqa: BLE001 - reported in the table; the ledger is still checked
@@ -115,11 +115,15 @@ async def main_async(args: argparse.Namespace) -> list[Outcome]:
     size = QUICK if args.quick else FULL
     rng = random.Random(args.seed)
     infra = await asyncio.to_thread(Infra.start_local)
+    # The faults stop and start the very Kafka and PostgreSQL that Infra.start_local made.
+    stack = infra._stack  # noqa: SLF001
+    if stack is None:
+        raise RuntimeError("Infra.start_local made no stack")
     names = args.only or list(SCENARIOS)
     outcomes: list[Outcome] = []
     try:
         for name in names:
-            outcome = await run_scenario(infra, name, size, rng)
+            outcome = await run_scenario(infra, stack, name, size, rng)
             outcomes.append(outcome)
             print(table([outcome]).split("\n\n")[0].splitlines()[-1], flush=True)
     finally:
