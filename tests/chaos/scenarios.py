@@ -229,15 +229,16 @@ async def churn_workers(box: Box, size: Size, rng: random.Random) -> list[str]:
 
 async def restart_query(box: Box, size: Size, rng: random.Random) -> list[str]:
     """7. Restart the query service while clients hold a live SSE stream per run; runs
-    complete at random moments, some while the service is down. Every stream must
-    reconnect and see every status change after the first status it saw."""
+    complete at random moments, some while the service is down, two per process only
+    when the load stops. Every stream must reconnect and see every status change after
+    the first status it saw."""
     await box.start_worker()
     query_url = await box.query_url()
     window = 2 * size.query_restarts * size.gap_seconds[1]  # about as long as the restarts take
     for _ in range(TRAINERS):
-        ends = [round(rng.uniform(1.0, window), 2) for _ in range(3)]
-        box.start_trainers(1, rate=size.rate / TRAINERS, seconds=MAX_LOAD_SECONDS, runs=3, ends=ends)
-    watcher = StatusWatcher(query_url, await box.logged_runs(3 * TRAINERS))
+        ends = [round(rng.uniform(1.0, window), 2) for _ in range(3)] + [MAX_LOAD_SECONDS] * 2
+        box.start_trainers(1, rate=size.rate / TRAINERS, seconds=MAX_LOAD_SECONDS, ends=ends)
+    watcher = StatusWatcher(query_url, await box.logged_runs(5 * TRAINERS))
     watching = asyncio.create_task(watcher.watch(timeout_seconds=window + size.settle_seconds))
     down: list[tuple[float, float]] = []
     try:
@@ -248,6 +249,7 @@ async def restart_query(box: Box, size: Size, rng: random.Random) -> list[str]:
             await _pause(size, rng)
             await box.query_url()
             down.append((stopped, time.time()))
+        box.stop_load()
         await box.trainers_done(timeout_seconds=window + 60)
         await watching
     finally:
