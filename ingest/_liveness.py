@@ -22,6 +22,8 @@ from typing import Final
 import asyncpg
 import orjson
 
+from ._notify import notify_changed_runs
+
 __all__ = ["LivenessSweeper"]
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,7 @@ WITH stale AS (
     UPDATE runs AS r SET status = 'NotResponding' FROM stale WHERE r.id = stale.id RETURNING r.id
 )
 INSERT INTO status_history (run_id, status, time) SELECT id, 'NotResponding', now() FROM changed
+RETURNING run_id
 """
 
 _TO_FAILED: Final = """
@@ -49,6 +52,7 @@ WITH stale AS (
     FROM stale WHERE r.id = stale.id RETURNING r.id
 )
 INSERT INTO status_history (run_id, status, time, error) SELECT id, 'Failed', now(), $2::jsonb FROM changed
+RETURNING run_id
 """
 
 
@@ -62,10 +66,11 @@ class LivenessSweeper:
 
     async def sweep(self) -> tuple[int, int]:
         """One pass; returns how many runs turned (NotResponding, Failed)."""
-        async with self._pool.acquire() as conn:
-            failed = await conn.execute(_TO_FAILED, self._failed_after, NO_HEARTBEAT)
-            silent = await conn.execute(_TO_NOT_RESPONDING, self._not_responding_after)
-        changed = int(silent.rsplit(" ", 1)[1]), int(failed.rsplit(" ", 1)[1])
+        async with self._pool.acquire() as conn, conn.transaction():
+            failed = await conn.fetch(_TO_FAILED, self._failed_after, NO_HEARTBEAT)
+            silent = await conn.fetch(_TO_NOT_RESPONDING, self._not_responding_after)
+            await notify_changed_runs(conn, [str(r["run_id"]) for r in failed + silent])
+        changed = len(silent), len(failed)
         if any(changed):
             log.info("liveness: %d runs NotResponding, %d Failed (no heartbeat)", *changed)
         return changed

@@ -33,10 +33,10 @@ import asyncpg
 import orjson
 
 from runstream.chunks import CHUNK_COLUMNS, encode_chunk
-from runstream.events import CHANGED_RUNS_CHANNEL
 
 from ._compaction import CHUNK_POINTS, SMALL_CHUNK_POINTS
 from ._decoder import DeadLetter, Decoded
+from ._notify import notify_changed_runs
 from ._partitions import PointPartitions, utc_day
 from ._plan import Plan, RunState, SeriesKey, SeriesState, build_plan
 from ._summary import summarize
@@ -107,23 +107,6 @@ def _slices(columns: Columns) -> Iterable[Columns]:
     for start in range(0, len(columns[0]), CHUNK_POINTS):
         part = slice(start, start + CHUNK_POINTS)
         yield columns[0][part], columns[1][part], columns[2][part], columns[3][part]
-
-
-# A NOTIFY payload must stay under 8,000 bytes: 200 ids of 37 bytes each.
-_IDS_PER_NOTIFY: Final = 200
-
-
-async def _notify_changed_runs(conn: asyncpg.Connection, plan: Plan) -> None:
-    """Tell listeners (the query service's live streams) which runs this flush changed.
-
-    PostgreSQL delivers a NOTIFY at COMMIT and drops it on ROLLBACK, so a
-    listener hears exactly of what it can now read, without polling.
-    """
-    runs = sorted(set(plan.run_updates) | {key[0] for key in plan.series})
-    for start in range(0, len(runs), _IDS_PER_NOTIFY):
-        await conn.execute(
-            "SELECT pg_notify($1, $2)", CHANGED_RUNS_CHANNEL, ",".join(runs[start : start + _IDS_PER_NOTIFY])
-        )
 
 
 def _ts(epoch_seconds: float | None) -> datetime | None:
@@ -295,7 +278,7 @@ class Writer:
                 [run for run, _ in plan.sessions.values()],
                 [seq for _, seq in plan.sessions.values()],
             )
-        await _notify_changed_runs(conn, plan)
+        await notify_changed_runs(conn, set(plan.run_updates) | {key[0] for key in plan.series})
 
     async def _write_runs(self, conn: asyncpg.Connection, plan: Plan) -> None:
         if plan.experiments:

@@ -60,17 +60,23 @@ def create_app(
     *,
     artifact_store: ArtifactStore | None = None,
     live_interval_seconds: float = 0.5,
+    live_fallback_seconds: float = 5.0,
 ) -> web.Application:
     """Build the service; the database pool and artifact store open when the app starts.
 
     ``settings.max_upload_bytes`` caps one uploaded file; ``settings.write_token``,
     when set, is the only token that may upload (``settings.token`` is then
     read-only). ``artifact_store`` replaces the local content-addressed
-    directory under ``settings.artifacts_dir``; ``live_interval_seconds`` is
-    how often a watched run is checked for news.
+    directory under ``settings.artifacts_dir``; a watched run pushes news at
+    most every ``live_interval_seconds``, and is checked every
+    ``live_fallback_seconds`` even when ingest announces nothing (see ``_live``).
     """
-    if not live_interval_seconds > 0:
-        raise ValueError(f"live_interval_seconds must be positive, got {live_interval_seconds}")
+    for name, value in (
+        ("live_interval_seconds", live_interval_seconds),
+        ("live_fallback_seconds", live_fallback_seconds),
+    ):
+        if not value > 0:
+            raise ValueError(f"{name} must be positive, got {value}")
     middlewares = [make_error_middleware(_web_pages.error_page)]
     if settings.token or settings.write_token:
         middlewares.append(make_auth_middleware(settings.token, settings.write_token))
@@ -79,7 +85,11 @@ def create_app(
     app[SETTINGS] = settings
     app[MAX_UPLOAD_BYTES] = settings.max_upload_bytes
     app[ARTIFACTS] = artifact_store or LocalArtifactStore(settings.artifacts_dir)
-    app.cleanup_ctx.append(functools.partial(_resources, live_interval_seconds=live_interval_seconds))
+    app.cleanup_ctx.append(
+        functools.partial(
+            _resources, live_interval_seconds=live_interval_seconds, live_fallback_seconds=live_fallback_seconds
+        )
+    )
     app.on_shutdown.append(_end_streams)
     app.router.add_get("/health", _health)
     app.router.add_static("/static/", STATIC_DIR, name="static")
@@ -106,7 +116,9 @@ async def _end_streams(app: web.Application) -> None:
         await app[LIVE].stop()
 
 
-async def _resources(app: web.Application, *, live_interval_seconds: float) -> AsyncIterator[None]:
+async def _resources(
+    app: web.Application, *, live_interval_seconds: float, live_fallback_seconds: float
+) -> AsyncIterator[None]:
     store = app[ARTIFACTS]
     await store.start()
     try:
@@ -115,7 +127,14 @@ async def _resources(app: web.Application, *, live_interval_seconds: float) -> A
             app[DATABASE] = Database(pool)
             app[SERIES] = SeriesReader(pool)
             app[_web_logs.PARTS] = _web_logs.DriverLogParts(pool)
-            app[LIVE] = LiveHub(pool, app[DATABASE], app[SERIES], interval_seconds=live_interval_seconds)
+            app[LIVE] = LiveHub(
+                pool,
+                app[DATABASE],
+                app[SERIES],
+                interval_seconds=live_interval_seconds,
+                fallback_seconds=live_fallback_seconds,
+            )
+            app[LIVE].start()
             try:
                 yield
             finally:

@@ -1,15 +1,23 @@
 """Live updates: one watcher per watched run (or experiment), shared by every client streaming it.
 
-A :class:`RunWatcher` wakes every ``interval_seconds`` while at least one
-client is subscribed and asks PostgreSQL one cheap question: has the run's data
-version (see :mod:`._series`) or its status row changed? Only then does it read
-the new points, by index range after the last (time, ordinal) it sent for each
-series, and hand one batched event to every subscriber. So N browsers on a run
-cost one small query per interval, not N, and points are pushed at most
-``1 / interval_seconds`` times a second.
+Ingest NOTIFYs ``runstream_changed_runs`` with the ids of the runs each commit
+changed (:data:`runstream.events.CHANGED_RUNS_CHANNEL`). The hub LISTENs on
+one connection and wakes the watchers of those runs (and every experiment
+watcher, whose runs it cannot tell apart without a query). A woken
+:class:`RunWatcher` asks PostgreSQL whether the run's data version (see
+:mod:`._series`) or its status row changed; only then does it read the new
+points, after the last (time, ordinal) it sent for each series, and hand one
+batched event to every subscriber. So N browsers on a run cost one small
+query per change, not N, and nothing is polled while nothing changes.
+
+A watcher pushes at most once per ``interval_seconds`` (changes arriving
+meanwhile are batched into the next push), and checks once per
+``fallback_seconds`` even without a notification: notifications sent while
+the listening connection was down (a PostgreSQL restart) are lost, and
+changes made by anything but ingest are not announced.
 
 An :class:`ExperimentWatcher` likewise compares the status, end and heartbeat
-of an experiment's newest runs each interval and pushes the runs that changed
+of an experiment's newest runs when woken and pushes the runs that changed
 (or appeared), for the experiment page's table.
 
 A subscriber whose queue is full (a client that stopped reading) is dropped;
@@ -28,6 +36,8 @@ from dataclasses import dataclass, field
 from typing import Any, Final
 
 import asyncpg
+
+from runstream.events import CHANGED_RUNS_CHANNEL
 
 from ._db import Database
 from ._points import read_after
@@ -73,6 +83,11 @@ class _Watcher:
         self._task: asyncio.Task[None] | None = None
         #: Set once the starting point is read: later changes are news to subscribers.
         self.ready = asyncio.Event()
+        self._woken = asyncio.Event()
+
+    def wake(self) -> None:
+        """Something changed: check soon (within ``interval_seconds``)."""
+        self._woken.set()
 
     async def _prime(self) -> None:
         raise NotImplementedError
@@ -97,6 +112,7 @@ class _Watcher:
         primed = False
         try:
             while True:
+                self._woken.clear()  # a change from now on brings another round
                 try:
                     if primed:
                         await self._tick()
@@ -109,6 +125,8 @@ class _Watcher:
                 finally:
                     self.ready.set()
                 await asyncio.sleep(self._hub.interval_seconds)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._woken.wait(), self._hub.fallback_seconds)
         except Exception:
             _log.exception("live updates for %s stopped", self._label)
             for sub in list(self.subscribers):
@@ -241,6 +259,7 @@ class LiveHub:
         series: SeriesReader,
         *,
         interval_seconds: float = 0.5,
+        fallback_seconds: float = 5.0,
         max_points_per_event: int = 10_000,
         experiment_runs: int = 200,
     ) -> None:
@@ -248,10 +267,55 @@ class LiveHub:
         self.db = db
         self.series = series
         self.interval_seconds = interval_seconds
+        self.fallback_seconds = fallback_seconds
         self.max_points_per_event = max_points_per_event
         self.experiment_runs = experiment_runs
         self._watchers: dict[tuple[str, str], _Watcher] = {}
         self._stopped = False
+        self._listening: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Listen for ingest's notifications until :meth:`stop`."""
+        if self._listening is None:
+            self._listening = asyncio.create_task(self._listen(), name="live-listen")
+
+    async def _listen(self) -> None:
+        """Hold one pooled connection LISTENing; take another if it is lost."""
+        while True:
+            lost = asyncio.Event()
+
+            def on_lost(_conn: object, lost: asyncio.Event = lost) -> None:
+                lost.set()
+
+            try:
+                async with self.pool.acquire() as conn:
+                    conn.add_termination_listener(on_lost)
+                    await conn.add_listener(CHANGED_RUNS_CHANNEL, self._on_notify)
+                    try:
+                        self._wake_all()  # what changed while nobody listened
+                        await lost.wait()
+                    finally:
+                        conn.remove_termination_listener(on_lost)
+                        if not conn.is_closed():
+                            await conn.remove_listener(CHANGED_RUNS_CHANNEL, self._on_notify)
+            except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+                _log.warning(
+                    "live: cannot listen for changes (%s); watchers check every %.0fs", exc, self.fallback_seconds
+                )
+            await asyncio.sleep(min(1.0, self.fallback_seconds))
+
+    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        for run_id in payload.split(","):
+            watcher = self._watchers.get(("run", run_id))
+            if watcher is not None:
+                watcher.wake()
+        for key, watcher in self._watchers.items():
+            if key[0] == "experiment":
+                watcher.wake()
+
+    def _wake_all(self) -> None:
+        for watcher in self._watchers.values():
+            watcher.wake()
 
     async def subscribe(self, run_id: uuid.UUID) -> Subscription:
         """A run's stream, returned once its watcher knows where "new" starts."""
@@ -288,6 +352,11 @@ class LiveHub:
 
     async def stop(self) -> None:
         self._stopped = True
+        listening, self._listening = self._listening, None
+        if listening is not None:
+            listening.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listening
         watchers, self._watchers = list(self._watchers.values()), {}
         for watcher in watchers:
             await watcher.stop()

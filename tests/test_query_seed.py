@@ -19,6 +19,7 @@ import numpy as np
 import orjson
 
 from query._points import read_run_points
+from runstream.events import CHANGED_RUNS_CHANNEL
 from tests.support import copy_chunks
 
 
@@ -69,6 +70,7 @@ async def seed_run(
             dumps(tags or {}),
             dumps(properties or {}),
         )
+    await announce(db, run_id)
     return run_id
 
 
@@ -116,6 +118,7 @@ async def seed_scalars(
             chunk_points=chunk_points,
         )
         await _refresh_summary(conn, run_id, name, day)
+    await announce(db, run_id)
 
 
 async def _refresh_summary(conn: asyncpg.Connection, run_id: uuid.UUID, name: str, day: int) -> None:
@@ -186,10 +189,11 @@ async def append_points(
         series_id = await conn.fetchval("SELECT id FROM series WHERE run_id = $1 AND name = $2", run_id, name)
         day = await copy_chunks(conn, series_id, *(list(column) for column in zip(*points, strict=True)))
         await _refresh_summary(conn, run_id, name, day)
+    await announce(db, run_id)
 
 
 async def bump_session(db: asyncpg.Pool, run_id: uuid.UUID, session_id: uuid.UUID, last_seq: int) -> None:
-    """What ingest does with every stored batch: record the session's last batch number."""
+    """What ingest does with every stored batch: record the session's last batch number, announce the run."""
     await db.execute(
         "INSERT INTO producer_sessions (session_id, run_id, last_seq) VALUES ($1, $2, $3)"
         " ON CONFLICT (session_id) DO UPDATE SET last_seq = EXCLUDED.last_seq",
@@ -197,3 +201,9 @@ async def bump_session(db: asyncpg.Pool, run_id: uuid.UUID, session_id: uuid.UUI
         run_id,
         last_seq,
     )
+    await announce(db, run_id)
+
+
+async def announce(db: asyncpg.Pool, run_id: uuid.UUID) -> None:
+    """What ingest does after each commit: tell live streams the run changed."""
+    await db.execute("SELECT pg_notify($1, $2)", CHANGED_RUNS_CHANNEL, str(run_id))

@@ -10,8 +10,13 @@ from typing import Any
 import aiohttp
 import asyncpg
 import orjson
+from aiohttp import web
 
-from tests.test_query_seed import append_points, bump_session, get, seed_run, seed_scalars
+from query import create_app
+from runstream.config import Settings
+from tests.support import eventually, free_port
+from tests.test_ingest_support import new_id, produce_all, raw, scalars, started, status
+from tests.test_query_seed import announce, append_points, bump_session, get, seed_run, seed_scalars
 
 T0 = 1_700_000_000.0
 DEADLINE_SECONDS = 15.0
@@ -70,6 +75,7 @@ async def test_stream_pushes_points_and_status(query_service: str, db: asyncpg.P
                 }
 
             await db.execute("UPDATE runs SET status = 'Completed', ended_at = now() WHERE id = $1", run_id)
+            await announce(db, run_id)
             for reader in readers:
                 kind, data = await reader.next()
                 assert kind == "run" and data["status"] == "Completed" and data["ended_at"] is not None
@@ -116,6 +122,7 @@ async def test_experiment_stream_pushes_changed_and_new_runs(query_service: str,
         assert resp.status == 200 and resp.content_type == "text/event-stream"
         reader = EventReader(resp)
         await db.execute("UPDATE runs SET status = 'Failed', ended_at = now() WHERE id = $1", first)
+        await announce(db, first)
         kind, data = await reader.next()
         assert kind == "runs" and data["experiment"] == experiment
         assert [(r["id"], r["status"]) for r in data["runs"]] == [(str(first), "Failed")]
@@ -129,3 +136,35 @@ async def test_experiment_stream_errors(query_service: str) -> None:
     assert (status, body["error"]["parameter"]) == (400, "experiment")
     status, body = await get(f"{query_service}/api/stream?experiment=nothing-{uuid.uuid4()}")
     assert (status, body["error"]["code"]) == (404, "experiment_not_found")
+
+
+async def test_streams_wake_on_ingest_notifications_not_on_polling(
+    settings: Settings, db: asyncpg.Pool, ingest_worker: Any
+) -> None:
+    """With the fallback check an hour away, only ingest's NOTIFY can bring the news in time."""
+    runner = web.AppRunner(create_app(settings, live_interval_seconds=0.05, live_fallback_seconds=3600))
+    await runner.setup()
+    port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    run, session = new_id(), new_id()
+
+    async def publish(seq: int, *events: dict[str, Any]) -> None:
+        await produce_all(settings, settings.topic, [(run, raw(run, session, seq, *events))])
+
+    try:
+        await publish(1, started(), scalars("x", "float", [1.0]))
+        await eventually(lambda: db.fetchval("SELECT status FROM runs WHERE id = $1", run), lambda s: s == "Running")
+        async with (
+            aiohttp.ClientSession() as client,
+            client.get(f"http://127.0.0.1:{port}/api/runs/{run}/stream") as resp,
+        ):
+            reader = EventReader(resp)
+            assert (await reader.next())[0] == "run"
+            await publish(2, scalars("x", "float", [2.0], first_step=1, time=T0 + 1, first_ordinal=1))
+            kind, data = await reader.next()
+            assert kind == "points" and data["metrics"]["x"]["values"] == [2.0]
+            await publish(3, status("Completed", T0 + 5))
+            kind, data = await reader.next()
+            assert kind == "run" and data["status"] == "Completed"
+    finally:
+        await runner.cleanup()
