@@ -123,5 +123,11 @@ def session_files(root: Path) -> list[Path]:
     """Spool files under ``root`` (a spool directory, a run's directory or one file), oldest first."""
     if root.is_file():
         return [root]
-    files = [p for p in root.rglob(f"*{SUFFIX}") if "files" not in p.relative_to(root).parts[:-1]]
-    return sorted(files, key=lambda p: (p.stat().st_mtime, str(p)))
+    found = [p for p in root.rglob(f"*{SUFFIX}") if "files" not in p.relative_to(root).parts[:-1]]
+    dated = []
+    for path in found:
+        try:
+            dated.append((path.stat().st_mtime, str(path), path))
+        except FileNotFoundError:
+            continue  # removed by its live process since the listing: handled by its owner
+    return [path for _, _, path in sorted(dated)]

@@ -82,10 +82,15 @@ async def _publish_sessions(root: Path, ws: Workspace, result: SyncResult) -> No
                 result.skipped.append(file)
                 continue
             key = str(uuid.UUID(file.parent.name)).encode()
-            for value, _ in _spool.read_records(file):
-                await _publish(sink, key, value)
-                result.records += 1
-            file.unlink()
+            try:
+                for value, _ in _spool.read_records(file):
+                    await _publish(sink, key, value)
+                    result.records += 1
+            except FileNotFoundError:
+                # Its live process replayed it and removed it after we listed it
+                # (it is unlocked between close and unlink): nothing left to do.
+                continue
+            file.unlink(missing_ok=True)
             result.sessions.append(file)
     finally:
         await sink.close()
