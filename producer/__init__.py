@@ -35,10 +35,16 @@ counts it all: ``blocked_calls``/``blocked_seconds``, ``pressure_spills``,
 ``spooled_records``/``replayed_records``, ``spool_errors``, ``retries``,
 ``buffer_full_errors``.
 
-Limits: metric, column, tag and property names are 1..255 characters without
-control characters (``MAX_NAME_CHARS``); string values are at most
-``MAX_STRING_CHARS`` characters; integers and steps fit in 64 bits; one list,
-row or table entry encodes to at most ~8 MB. NaN and ±Inf are values.
+Limits, checked at the call site (``MetricTypeError``/``MetricValueError``
+naming the metric): metric, column, tag, property, experiment and display
+names are 1..255 characters without control characters (``MAX_NAME_CHARS``);
+every string is valid UTF-8 (no lone surrogate) and at most
+``MAX_STRING_CHARS`` characters; ``log`` strings, tag and property values and
+descriptions hold no NUL (PostgreSQL text cannot; list, row and table cells
+may); ``log`` integers are within ±2**53 (scalar series are stored as
+float64), list, row and table integers and steps fit in 64 bits; a metric
+keeps the kind it was first logged as (int and float mix); one list, row or
+table entry encodes to at most ~8 MB. NaN and ±Inf are values.
 """
 
 from producer._errors import (

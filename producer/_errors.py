@@ -28,19 +28,21 @@ class ProducerError(Exception):
 
 
 class MetricTypeError(ProducerError, TypeError):
-    """A value whose type the call cannot log; ``metric`` names the metric."""
+    """A value whose type the call cannot log; ``metric`` names the metric, ``problem`` the fault."""
 
     def __init__(self, metric: str, problem: str) -> None:
         super().__init__(f"metric {metric!r}: {problem}")
         self.metric = metric
+        self.problem = problem
 
 
 class MetricValueError(ProducerError, ValueError):
-    """A bad name, value, step or shape; ``metric`` names the metric."""
+    """A bad name, value, step or shape; ``metric`` names the metric, ``problem`` the fault."""
 
     def __init__(self, metric: str, problem: str) -> None:
         super().__init__(f"metric {metric!r}: {problem}")
         self.metric = metric
+        self.problem = problem
 
 
 class WorkspaceConfigError(ProducerError, ValueError):

@@ -38,6 +38,7 @@ def file_name(name: Any) -> str:
     found = _validate.CONTROL.search(name)
     if found:
         raise MetricValueError(name, f"file name contains the control character {found.group()!r}")
+    _validate.require_utf8(name, name, "file name")
     normalized = name.replace("\\", "/")
     if normalized.startswith("/") or any(p in ("", ".", "..") for p in normalized.split("/")):
         raise MetricValueError(name, "file name must be a non-empty relative path without '.' or '..' segments")
@@ -51,21 +52,41 @@ def walk(root: Path) -> Iterator[Path]:
 
 
 def error_object(details: Any) -> Any:
+    """A run's error as stored (PostgreSQL jsonb): from an exception, a message or a dict.
+
+    An exception's text is escaped where jsonb could not hold it (NUL, lone
+    surrogates): it usually reaches here on the way out of a failing block,
+    where raising would hide the exception and leave the run unfinished. A
+    message or dict given on purpose is checked instead, like any logged value.
+    """
     if details is None:
         return None
     if isinstance(details, BaseException):
         return {
             "type": type(details).__name__,
-            "message": str(details),
-            "traceback": "".join(traceback.format_exception(details)),
+            "message": _storable(str(details)),
+            "traceback": _storable("".join(traceback.format_exception(details))),
         }
     if isinstance(details, str):
+        _check_error_text(details)
         return {"message": details}
     if isinstance(details, Mapping):
         encoded = encode_json_value(dict(details))
+        _check_error_text(encoded)
         try:
             orjson.dumps(encoded)
         except TypeError as exc:
             raise MetricTypeError("error_details", f"fail() details must be JSON-serialisable: {exc}") from None
         return encoded
     raise MetricTypeError("error_details", f"fail() takes an exception, a str or a dict, got {type(details).__name__}")
+
+
+def _storable(text: str) -> str:
+    """``text`` with NUL and lone surrogates written as backslash escapes."""
+    return text.encode("utf-8", "backslashreplace").decode().replace("\x00", "\\x00")
+
+
+def _check_error_text(details: Any) -> None:
+    for text in _validate.json_strings(details):
+        _validate.require_utf8("error_details", text, "a string in fail() details")
+        _validate.require_no_nul("error_details", text, "a string in fail() details")

@@ -59,6 +59,13 @@ _EVENT_BUDGET = MAX_RECORD_BYTES - 64 * 1024
 DESCRIPTION_PREFIX = "runstream.description/"
 
 _context_run: Run | None = None
+_NUMBERS = frozenset({"int", "float"})
+#: How an error names each kind of series (scalar kinds, then the event types of entries).
+_KIND_NAMES = {
+    **{kind: f"{kind} scalars" for kind in ("float", "int", "bool", "str")},
+    **{kind: f"{kind} entries" for kind in ("list", "row", "table")},
+    "image": "images",
+}
 
 
 class Run:
@@ -96,6 +103,8 @@ class Run:
         self._tags: dict[str, str | None] = {}
         self._properties: dict[str, str] = {}
         self._names: set[str] = set()
+        #: name -> the kind this process logged it as (see _check_kind)
+        self._kinds: dict[str, str] = {}
         self._described: set[str] = set()  # series whose description this process has sent
         self._image_counts: dict[str, int] = {}
         self._script: ScriptProcess | None = None  # set by Experiment.submit
@@ -183,9 +192,11 @@ class Run:
         if step is not None:
             step = _validate.step(name, step)
         self._check_open(name)
+        kept = self._check_kind(name, kind)
         self._describe(name, description)
         self._sending()
         self._buffer.append(name, kind, stored, step)
+        self._kinds[name] = kept
 
     def _describe(self, name: str, description: Any) -> None:
         """Send the series' first non-empty description as the property ``DESCRIPTION_PREFIX + name``.
@@ -205,23 +216,22 @@ class Run:
         """Log a list of values as one entry of the metric ``name``."""
         self._check_name(name)
         values = _validate.values(name, value)
-        self._describe(name, description)
-        self._publish_sized(name, {"type": "list", "name": name, "time": time.time(), "values": values}, len(values))
+        self._publish_entry(
+            {"type": "list", "name": name, "time": time.time(), "values": values}, len(values), description
+        )
 
     def log_row(self, name: str, description: str | None = None, **columns: Any) -> None:
         """Log one row of the table ``name``: ``log_row("loss", epoch=1, value=0.3)``."""
         self._check_name(name)
         row = _validate.row(name, columns)
-        self._describe(name, description)
-        self._publish_sized(name, {"type": "row", "name": name, "time": time.time(), "columns": row}, len(row))
+        self._publish_entry({"type": "row", "name": name, "time": time.time(), "columns": row}, len(row), description)
 
     def log_table(self, name: str, value: Mapping[str, Any], description: str = "") -> None:
         """Log a table ``{column: [values]}``; columns must have equal lengths."""
         self._check_name(name)
         table = _validate.table(name, value)
-        self._describe(name, description)
         weight = sum(len(v) for v in table.values())
-        self._publish_sized(name, {"type": "table", "name": name, "time": time.time(), "columns": table}, weight)
+        self._publish_entry({"type": "table", "name": name, "time": time.time(), "columns": table}, weight, description)
 
     def log_image(
         self, name: str, path: str | os.PathLike[str] | None = None, plot: Any = None, description: str = ""
@@ -242,6 +252,7 @@ class Run:
         else:
             data, suffix = _payloads.render_png(name, plot), ".png"
         self._check_open(name)
+        self._check_kind(name, "image")
         self._describe(name, description)
         count = self._image_counts.get(name, 0)
         safe = name.replace("/", "_").replace("\\", "_")
@@ -249,6 +260,7 @@ class Run:
         self._store_bytes(file_name, data)
         self._image_counts[name] = count + 1
         self._publish({"type": "image", "name": name, "time": time.time(), "file": file_name})
+        self._kinds[name] = "image"
 
     # --- tags and properties ------------------------------------------------
 
@@ -469,6 +481,23 @@ class Run:
             _validate.name(name)
             self._names.add(name)
 
+    def _check_kind(self, name: str, kind: str) -> str:
+        """The kind ``name`` keeps once ``kind`` is logged to it; raises if ingest would refuse the change.
+
+        A series holds one kind (ingest dead-letters a record that changes it,
+        and with it the rest of the batch); int and float mix, widening to
+        float. Only this process's own calls are known here: another process
+        logging the same name as another kind still conflicts at ingest.
+        """
+        have = self._kinds.get(name)
+        if have is None or have == kind:
+            return kind
+        if {have, kind} <= _NUMBERS:
+            return "float"
+        raise MetricTypeError(
+            name, f"already logged as {_KIND_NAMES[have]}, cannot take {_KIND_NAMES[kind]}: a metric keeps one kind"
+        )
+
     def _check_open(self, what: str) -> None:
         if self._status in TERMINAL_STATUSES:
             raise RunClosedError(f"{what}: run {self.id} is {self._status}; it takes no more data")
@@ -478,11 +507,16 @@ class Run:
         self._sending()
         self._buffer.add_event(event, weight)
 
-    def _publish_sized(self, name: str, event: Event, weight: int) -> None:
+    def _publish_entry(self, event: Event, weight: int, description: Any) -> None:
+        """A list, row or table entry, checked whole (size, kind) before any of it is buffered."""
+        name = event["name"]
         size = len(orjson.dumps(event))
         if size > _EVENT_BUDGET:
             raise MetricValueError(name, f"encoded entry of {size} bytes exceeds the limit of {_EVENT_BUDGET} bytes")
+        self._check_kind(name, event["type"])
+        self._describe(name, description)
         self._publish(event, weight + 1)
+        self._kinds[name] = event["type"]
 
     # --- reading back (query service) ---------------------------------------
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from producer import (
 )
 from runstream.config import ConfigError, Settings
 from tests.test_producer import consume_run, events_of, points, topic, workspace  # noqa: F401 - fixtures
+from tests.test_producer_query import Figure
 
 Call = Callable[[Run], Any]
 
@@ -44,9 +46,14 @@ TYPE_ERRORS: list[tuple[str, Call, str]] = [
     ("bool step", lambda r: r.log("m", 1.0, step=True), "step must be an int"),
     ("list of str", lambda r: r.log_list("m", "abc"), "takes a list"),
     ("list of dict", lambda r: r.log_list("m", [{"a": 1}]), "got a dict"),
-    ("row value", lambda r: r.log_row("m", x=[1, 2]), "use log_list"),
+    ("row value", lambda r: r.log_row("m", x=[1, 2]), "per column, got a list; use log_table() for columns of several"),
+    ("list cell", lambda r: r.log_list("m", [[1.0]]), "log_list() takes values that are each a bool"),
+    ("table cell", lambda r: r.log_table("m", {"a": [(1,)]}), "log_table() takes columns of values that are each"),
+    ("0-d list", lambda r: r.log_list("m", np.array(1.0)), "log_list() takes a list of values, got a 0-d ndarray"),
+    ("0-d column", lambda r: r.log_table("m", {"a": np.array(1)}), "log_table() column 'a' takes a list of values"),
+    ("column type", lambda r: r.log_table("m", {3: [1]}), "column name must be a str, got int"),
     ("table not dict", lambda r: r.log_table("m", [1, 2]), "dict of columns"),
-    ("table column", lambda r: r.log_table("m", {"a": 5}), "takes a list"),
+    ("table column", lambda r: r.log_table("m", {"a": 5}), "column 'a' takes a list of values, got int"),
     ("plot", lambda r: r.log_image("m", plot=object()), "matplotlib"),
     ("tag value", lambda r: r.tag("m", 3), "tag value must be a str"),
     ("property value", lambda r: r.add_properties({"m": 1}), "property value must be a str"),
@@ -61,7 +68,30 @@ VALUE_ERRORS: list[tuple[str, Call, str]] = [
     ("newline", lambda r: r.log("m\nx", 1.0), "control character '\\n'"),
     ("nul", lambda r: r.log("m\x00", 1.0), "control character"),
     ("long string", lambda r: r.log("m", "x" * (MAX_STRING_CHARS + 1)), f"more than {MAX_STRING_CHARS}"),
-    ("huge int", lambda r: r.log("m", 2**63), "does not fit in 64 bits"),
+    ("huge int", lambda r: r.log("m", 2**63), "cannot be stored exactly"),
+    # Scalar series are float64: past 2**53 an int would read back rounded.
+    ("inexact int", lambda r: r.log("m", 2**53 + 1), "log it as a float or a string"),
+    ("inexact negative", lambda r: r.log("m", -(2**62)), "cannot be stored exactly"),
+    ("inexact numpy int", lambda r: r.log("m", np.uint64(2**64 - 1)), "cannot be stored exactly"),
+    ("huge cell", lambda r: r.log_list("m", [2**64]), "does not fit in 64 bits"),
+    # PostgreSQL text and jsonb cannot hold NUL: the record would be refused whole.
+    ("nul value", lambda r: r.log("m", "a\x00b"), "string value contains NUL"),
+    ("nul tag value", lambda r: r.tag("m", "a\x00b"), "tag value contains NUL"),
+    ("nul property", lambda r: r.add_properties({"m": "\x00"}), "property value contains NUL"),
+    ("nul description", lambda r: r.log_row("m", description="\x00", a=1), "description contains NUL"),
+    ("nul details", lambda r: r.fail({"m": ["\x00"]}), "a string in fail() details contains NUL"),
+    # A lone surrogate has no UTF-8 form: the record could not be encoded at all.
+    ("surrogate value", lambda r: r.log("m", "a\ud800b"), "lone surrogate '\\ud800', which is not valid UTF-8"),
+    ("surrogate name", lambda r: r.log("m\udfff", 1.0), "metric name contains the lone surrogate"),
+    ("surrogate cell", lambda r: r.log_list("m", ["\udc80"]), "string value contains the lone surrogate"),
+    ("surrogate row", lambda r: r.log_row("m", a=np.str_("\ud800")), "string value contains the lone surrogate"),
+    ("surrogate column", lambda r: r.log_table("m", {"\ud800": [1]}), "column name contains the lone surrogate"),
+    ("surrogate tag", lambda r: r.tag("m\ud800"), "tag name contains the lone surrogate"),
+    ("surrogate tag value", lambda r: r.set_tags({"m": "\ud800"}), "tag value contains the lone surrogate"),
+    ("surrogate property", lambda r: r.add_properties({"m": "\ud800"}), "property value contains the lone surrogate"),
+    ("surrogate description", lambda r: r.log("m", 1.0, description="\udbff"), "description contains the lone"),
+    ("surrogate file", lambda r: r.upload_file("m\ud800", __file__), "file name contains the lone surrogate"),
+    ("surrogate details", lambda r: r.fail("\ud800"), "a string in fail() details contains the lone surrogate"),
     ("huge step", lambda r: r.log("m", 1.0, step=2**64), "does not fit in 64 bits"),
     ("unequal table", lambda r: r.log_table("m", {"a": [1, 2], "b": [1]}), "differ in length (a=2, b=1)"),
     ("empty table", lambda r: r.log_table("m", {}), "at least one column"),
@@ -69,7 +99,7 @@ VALUE_ERRORS: list[tuple[str, Call, str]] = [
     ("image both", lambda r: r.log_image("m", path="x.png", plot=object()), "exactly one of path or plot"),
     ("image neither", lambda r: r.log_image("m"), "exactly one of path or plot"),
     ("image missing", lambda r: r.log_image("m", path="/nonexistent/x.png"), "is not a file"),
-    ("column name", lambda r: r.log_row("m", **{"": 1}), "column name is empty"),
+    ("column name", lambda r: r.log_row("m", **{"": 1}), "column name is empty: ''"),
     ("tag name", lambda r: r.tag("", "v"), "tag name is empty"),
     ("file name", lambda r: r.upload_file("../m", __file__), "relative path"),
     ("absolute file", lambda r: r.upload_file("/m", __file__), "relative path"),
@@ -77,6 +107,23 @@ VALUE_ERRORS: list[tuple[str, Call, str]] = [
     ("huge list", lambda r: r.log_list("m", ["x" * 4000] * 3000), "exceeds the limit"),
     ("long description", lambda r: r.log("m", 1.0, description="d" * (MAX_STRING_CHARS + 1)), "more than"),
 ]
+
+
+#: Cases whose error names something other than the metric 'm': the bad name itself, a file, the details.
+NAMED_OTHERWISE: dict[str, str] = {
+    "empty name": "",
+    "long name": "m" * 40 + "...",
+    "newline": "m\nx",
+    "nul": "m\x00",
+    "file name": "../m",
+    "absolute file": "/m",
+    "tag name": "",
+    "nul details": "error_details",
+    "surrogate name": "m\udfff",
+    "surrogate tag": "m\ud800",
+    "surrogate file": "m\ud800",
+    "surrogate details": "error_details",
+}
 
 
 @pytest.fixture
@@ -101,6 +148,7 @@ def test_value_errors_name_the_metric(run: Run, case: str, call: Call, message: 
         call(run)
     assert isinstance(info.value, ValueError)
     assert message in str(info.value)
+    assert info.value.metric == NAMED_OTHERWISE.get(case, "m")
     run.complete()
 
 
@@ -131,6 +179,77 @@ def test_non_finite_values_are_accepted(run: Run) -> None:
     run.log_list("l", [math.nan, math.inf])
     run.log_row("r", a=-math.inf)
     run.complete()
+
+
+KIND_CHANGES: list[tuple[str, Call, str]] = [
+    ("str", lambda r: r.log("m", "a"), "already logged as float scalars, cannot take str scalars"),
+    ("bool", lambda r: r.log("m", True), "cannot take bool scalars"),
+    ("list", lambda r: r.log_list("m", [1.0]), "cannot take list entries"),
+    ("row", lambda r: r.log_row("m", a=1.0), "cannot take row entries"),
+    ("table", lambda r: r.log_table("m", {"a": [1.0]}), "cannot take table entries"),
+    ("image", lambda r: r.log_image("m", plot=Figure()), "cannot take images"),
+]
+
+
+@pytest.mark.usefixtures("ingest_worker", "query_service")
+def test_a_metric_keeps_its_kind_and_the_batch_is_delivered(run: Run) -> None:
+    """Ingest refuses a record that changes a series' kind, and the whole batch with it:
+    the SDK refuses the call instead, naming the metric and both kinds."""
+    run.log("m", 1.0)
+    run.log("m", 2)  # int and float mix (the series is float)
+    for _, call, message in KIND_CHANGES:
+        with pytest.raises(MetricTypeError, match=re.escape(message)) as info:
+            call(run)
+        assert info.value.metric == "m"
+    run.log_list("l", [1])
+    with pytest.raises(MetricTypeError, match="'l': already logged as list entries, cannot take float scalars"):
+        run.log("l", 1.0)
+    run.log("m", 3.0, step=7)
+    run.complete()
+    assert run.wait_for_completion(timeout_seconds=60, poll_interval_seconds=0.1)["status"] == "Completed"
+    assert run.get_metrics() == {"m": [1.0, 2.0, 3.0], "l": [1]}
+
+
+@pytest.mark.usefixtures("ingest_worker", "query_service")
+def test_strings_postgresql_cannot_store_are_refused_and_the_batch_is_delivered(run: Run) -> None:
+    """A NUL in text or jsonb, or a lone surrogate anywhere, once lost the whole batch (or run):
+    now the call raises, and the rest arrives. List, row and table cells are stored as json,
+    which keeps a NUL (as the escape \\u0000): those are accepted and read back exactly."""
+    run.log("ok", 1.0)
+    for call in (
+        lambda: run.log("nul", "a\x00b"),
+        lambda: run.log("s", "a\ud800b"),
+        lambda: run.tag("k\ud800", "x"),
+        lambda: run.tag("k", "a\x00"),
+        lambda: run.add_properties({"p": "\x00"}),
+    ):
+        with pytest.raises(MetricValueError):
+            call()
+    run.log_list("cells", ["a\x00b", "\x00"])
+    run.log_row("row", a="\x00")
+    run.log_table("table", {"a": ["x\x00", "y"]})
+    run.log("exact", 2**53)
+    run.complete()
+    assert run.wait_for_completion(timeout_seconds=60, poll_interval_seconds=0.1)["status"] == "Completed"
+    assert run.get_metrics() == {
+        "ok": 1.0,
+        "cells": ["a\x00b", "\x00"],
+        "row": {"a": "\x00"},
+        "table": {"a": ["x\x00", "y"]},
+        "exact": 2**53,
+    }
+    assert run.get_tags() == {} and run.get_properties() == {}
+
+
+@pytest.mark.usefixtures("ingest_worker", "query_service")
+def test_an_exception_text_postgresql_cannot_store_fails_the_run_escaped(run: Run) -> None:
+    """A with-block's exception fails the run on the way out, where raising would hide it:
+    its text is escaped instead (a message or dict given to fail() on purpose is refused)."""
+    with pytest.raises(ValueError, match="bad"), run:
+        raise ValueError("bad \x00 and \ud800")
+    details = run.wait_for_completion(timeout_seconds=60, poll_interval_seconds=0.1, raise_on_error=False)
+    assert details["status"] == "Failed"
+    assert details["error"]["message"] == "bad \\x00 and \\ud800"
 
 
 # --- workspace -------------------------------------------------------------
