@@ -2,17 +2,17 @@
 
 Hypothesis generates names, values and shapes for ``log``, ``log_list``,
 ``log_row``, ``log_table``, ``tag``, ``add_properties`` and ``log_image``:
-unicode, control characters, strings around the length limit, NaN and ±Inf,
-integers past 64 bits, nested containers, bytes, numpy scalars and arrays,
-tables whose columns differ in length. Every call either raises the
+unicode, control characters, NUL and lone surrogates, strings around the
+length limit, NaN and ±Inf, integers around 2**53 and past 64 bits, nested
+containers, bytes, numpy scalars and arrays (0-d ones where a sequence is
+due), tables whose columns differ in length. Every call either raises the
 documented ``MetricTypeError``/``MetricValueError`` naming the metric (or the
-column, tag or property at fault), or is accepted; everything accepted by one
-run is then read back after ``complete()`` through Kafka, ingest and the query
-service, and must be exactly what was logged - nothing more.
-
-Value strings hold no NUL and no lone surrogate: the SDK accepts both today
-and the stack then loses the whole batch (reported, see the issue's notes),
-so this suite would only ever show that one failure.
+column, tag or property at fault), or is accepted; what the documentation
+rules out must raise; everything accepted by one run is then read back after
+``complete()`` through Kafka, ingest and the query service, and must be
+exactly what was logged - nothing more. So a NUL in a list, row or table cell
+(json keeps it) is read back, and one where PostgreSQL would refuse the
+record (text, jsonb) is refused at the call.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from producer import MAX_NAME_CHARS, Experiment, MetricTypeError, MetricValueError, Run, Workspace
-from producer._validate import CONTROL
+from producer._validate import CONTROL, MAX_EXACT_INT
 from tests.test_producer import topic, workspace  # noqa: F401 - fixtures
 from tests.test_producer_query import Figure, _png
 
@@ -44,12 +44,12 @@ EXAMPLES = 600
 
 # --- strategies -------------------------------------------------------------
 
-_chars = st.characters(exclude_categories=("Cs",))
-_value_chars = st.characters(exclude_categories=("Cs",), exclude_characters="\x00")
-_text = st.text(_value_chars, max_size=40)
+_chars = st.characters()  # NUL and lone surrogates (category Cs) included
+# Half the strings from a small alphabet, so that NUL and lone surrogates come often.
+_text = st.text(_chars, max_size=40) | st.text(st.sampled_from("a☃\x00\ud800\udfff"), max_size=5)
 _good_names = st.text(st.characters(exclude_categories=("Cs", "Cc")), min_size=1, max_size=30)
 _bad_names = st.one_of(
-    st.text(_chars, max_size=12),  # control characters (NUL too): names must refuse them
+    st.text(_chars, max_size=12),  # control characters (NUL too) and surrogates: names must refuse them
     st.integers(MAX_NAME_CHARS - 3, MAX_NAME_CHARS + 2).map(lambda n: "n" * n),
     st.sampled_from(["", "loss/train", "a\\b", "..", " ", "🙂", "x\n", "\t", "\x85", "%00", "'; --"]),
     st.integers(),
@@ -79,6 +79,7 @@ _numpy_scalars = st.one_of(
 _scalars = st.one_of(
     st.floats(),
     st.integers(),  # past 64 bits too
+    st.integers(2**53 - 2, 2**53 + 2).flatmap(lambda n: st.sampled_from([n, -n])),  # log()'s exact limit
     st.booleans(),
     _text,
     st.integers(4094, 4098).map(lambda n: "s" * n),  # around MAX_STRING_CHARS
@@ -102,9 +103,7 @@ _sequences = st.one_of(
     st.lists(st.floats(), max_size=5).map(np.array),
     st.lists(st.integers(-(2**31), 2**31), max_size=5).map(lambda v: np.array(v, dtype=np.int64)),
     st.lists(_cells, max_size=3).map(tuple),
-    # No 0-d array in place of a sequence: log_list(name, np.array(1.0)) raises a
-    # bare TypeError that names nothing (reported).
-    _values.filter(lambda v: not (isinstance(v, np.ndarray) and v.ndim == 0)),
+    _values,  # 0-d arrays among them
 )
 _steps = st.one_of(
     st.none(), st.integers(-5, 5), st.integers(), st.floats(), st.booleans(), st.integers(-5, 5).map(np.int32)
@@ -195,8 +194,26 @@ def _hashable(value: Any) -> bool:
 
 
 def _bad_name(name: Any) -> bool:
-    """Names are str of 1..255 characters without control characters (the SDK's docstring)."""
-    return not isinstance(name, str) or not 0 < len(name) <= MAX_NAME_CHARS or bool(CONTROL.search(name))
+    """Names are str of 1..255 characters without control characters, valid UTF-8 (the SDK's docstring)."""
+    return (
+        not isinstance(name, str)
+        or not 0 < len(name) <= MAX_NAME_CHARS
+        or bool(CONTROL.search(name))
+        or not _utf8(name)
+    )
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _unstorable_text(value: Any) -> bool:
+    """A str PostgreSQL cannot hold as text or jsonb (NUL), or no record can carry (a lone surrogate)."""
+    return isinstance(value, str) and ("\x00" in value or not _utf8(value))
 
 
 def _names_of(call: Call) -> list[tuple[str, Any]]:
@@ -212,9 +229,41 @@ def _names_of(call: Call) -> list[tuple[str, Any]]:
 def _must_fail(call: Call) -> bool:
     if any(_bad_name(name) for _, name in _names_of(call)):
         return True
+    args = call.args
     if call.method == "log":
-        return _scalar_or_none(call.args["value"]) is None
+        value = _scalar_or_none(args["value"])
+        # Scalar series are float64: an int past 2**53 would read back rounded.
+        inexact = type(value) is int and abs(value) > MAX_EXACT_INT
+        return value is None or inexact or _unstorable_text(value)
+    if call.method == "tag":
+        return _unstorable_text(args["value"])
+    if call.method == "add_properties":
+        props = args["value"]
+        return isinstance(props, Mapping) and any(_unstorable_text(v) for v in props.values())
+    if call.method in ("log_list", "log_row", "log_table"):
+        # Cells are json (a NUL is kept), but a lone surrogate has no UTF-8 form.
+        sequences = list(_sequences_of(call))
+        cells = [_scalar_or_none(v) for items in sequences if _is_sequence(items) for v in items]
+        return any(_is_0d(items) for items in sequences) or any(isinstance(c, str) and not _utf8(c) for c in cells)
     return False
+
+
+def _sequences_of(call: Call) -> Iterable[Any]:
+    """What a list, row or table call hands over as sequences of cells (a row: its one row)."""
+    if call.method == "log_list":
+        yield call.args["value"]
+    elif call.method == "log_row":
+        yield list(call.args["columns"].values())
+    elif isinstance(call.args["value"], Mapping):
+        yield from call.args["value"].values()
+
+
+def _is_0d(value: Any) -> bool:
+    return isinstance(value, np.ndarray) and value.ndim == 0
+
+
+def _is_sequence(value: Any) -> bool:
+    return isinstance(value, list | tuple) or (isinstance(value, np.ndarray) and value.ndim == 1)
 
 
 def _scalar_or_none(value: Any) -> Any:
@@ -236,9 +285,8 @@ def _expected(call: Call) -> Any:
     """What ``get_metrics()[name]`` returns for an accepted call (logged once)."""
     args = call.args
     if call.method == "log":
-        value = _scalar_or_none(args["value"])
-        # A scalar int series is stored as float64 (the SDK's documented widening): exact to 2**53.
-        return int(float(value)) if type(value) is int else value
+        # Exactly what was logged: an int is accepted only where float64 holds it exactly.
+        return _scalar_or_none(args["value"])
     if call.method == "log_list":
         return [_cell(v) for v in args["value"]]
     if call.method == "log_row":
@@ -318,7 +366,7 @@ def test_every_call_is_rejected_naming_the_metric_or_round_trips_exactly(
     tally = Tally()
     for call in calls:
         # One run takes every call, so each name is used once: logged twice,
-        # its expected shape would change (and a kind change is a reported bug).
+        # its expected shape would change (kind changes: test_producer_validation).
         names = _names_of(call)
         if all(_hashable(n) and (space, n) not in tally.used for space, n in names):
             tally.check(run, call)
