@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -97,3 +98,39 @@ async def test_runstream_sync_delivers_a_killed_process_spool_exactly_once(setti
     await eventually(metrics, lambda m: m.get("after") == 1.0, timeout_seconds=120, what="the later point")
     assert run.get_metrics("loss") == {"loss": expected}
     assert run.get_status() == "Running"  # the killed process never ended it; ingest's liveness will
+
+
+def _offline_run(home: Path) -> str:
+    """A completed offline run (``Run.get_context()`` outside any run) spooled under ``home``; returns its id."""
+    script = "from producer import Run\nrun = Run.get_context()\nrun.log('loss', 0.5)\nrun.complete()\nprint(run.id)\n"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNSTREAM_")}
+    env.update({"PYTHONPATH": str(ROOT), "RUNSTREAM_HOME": str(home)})
+    done = subprocess.run(
+        [sys.executable, "-c", script], env=env, cwd=home, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+async def test_runstream_sync_skips_a_listed_spool_file_that_is_gone(settings: Settings, tmp_path: Path) -> None:
+    """A live process removes its spool file once it has replayed it; if that happens just
+    after sync lists the file, sync's stat (or open) finds nothing. The file was handled by
+    its owner: sync skips it and publishes the rest. A dangling symlink is such a file at
+    any instant - listed, yet not there - so the race needs no timing here."""
+    home = tmp_path / "offline"
+    home.mkdir()
+    run_id = _offline_run(home)
+    gone = home / "spool" / str(uuid.uuid4()) / f"{uuid.uuid4()}.jsonl"
+    gone.parent.mkdir()
+    gone.symlink_to(tmp_path / "removed-by-its-process.jsonl")
+
+    assert "from 1 spool file(s)" in _sync(settings, home / "spool")
+    run = Run(Experiment(Workspace.from_settings(settings), "offline"), run_id)
+
+    async def delivered() -> tuple[str, dict[str, Any]]:
+        try:
+            return run.get_status(), run.get_metrics()
+        except RunNotFoundError:
+            return "", {}  # not ingested yet
+
+    await eventually(delivered, lambda got: got == ("Completed", {"loss": 0.5}), what="the offline run")
