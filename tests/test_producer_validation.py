@@ -51,7 +51,7 @@ TYPE_ERRORS: list[tuple[str, Call, str]] = [
     ("table cell", lambda r: r.log_table("m", {"a": [(1,)]}), "log_table() takes columns of values that are each"),
     ("0-d list", lambda r: r.log_list("m", np.array(1.0)), "log_list() takes a list of values, got a 0-d ndarray"),
     ("0-d column", lambda r: r.log_table("m", {"a": np.array(1)}), "log_table() column 'a' takes a list of values"),
-    ("column type", lambda r: r.log_table("m", {3: [1]}), "column name must be a str, got int"),
+    ("column type", lambda r: r.log_table("m", {3: [1]}), "column name must be a str, got int"),  # type: ignore[dict-item]
     ("table not dict", lambda r: r.log_table("m", [1, 2]), "dict of columns"),
     ("table column", lambda r: r.log_table("m", {"a": 5}), "column 'a' takes a list of values, got int"),
     ("plot", lambda r: r.log_image("m", plot=object()), "matplotlib"),
@@ -216,13 +216,14 @@ def test_strings_postgresql_cannot_store_are_refused_and_the_batch_is_delivered(
     now the call raises, and the rest arrives. List, row and table cells are stored as json,
     which keeps a NUL (as the escape \\u0000): those are accepted and read back exactly."""
     run.log("ok", 1.0)
-    for call in (
+    refused: list[Callable[[], Any]] = [
         lambda: run.log("nul", "a\x00b"),
         lambda: run.log("s", "a\ud800b"),
         lambda: run.tag("k\ud800", "x"),
         lambda: run.tag("k", "a\x00"),
         lambda: run.add_properties({"p": "\x00"}),
-    ):
+    ]
+    for call in refused:
         with pytest.raises(MetricValueError):
             call()
     run.log_list("cells", ["a\x00b", "\x00"])
