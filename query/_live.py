@@ -38,6 +38,7 @@ from typing import Any, Final
 import asyncpg
 
 from runstream.events import CHANGED_RUNS_CHANNEL
+from runstream.tasks import cancel_and_wait
 
 from ._db import Database
 from ._points import read_after
@@ -101,10 +102,7 @@ class _Watcher:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(task)
         for sub in list(self.subscribers):
             _offer(sub, None)
 
@@ -353,10 +351,7 @@ class LiveHub:
     async def stop(self) -> None:
         self._stopped = True
         listening, self._listening = self._listening, None
-        if listening is not None:
-            listening.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listening
+        await cancel_and_wait(listening)
         watchers, self._watchers = list(self._watchers.values()), {}
         for watcher in watchers:
             await watcher.stop()
