@@ -12,17 +12,22 @@ import os
 import signal
 import threading
 import time
+import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+import numpy as np
+import pytest
 import pytest_asyncio
 
 from ingest._topics import ensure_topics
 from producer import Experiment, LoggingOptions, Workspace
 from runstream.config import Settings
-from runstream.events import Batch
+from runstream.events import Batch, decode_batch, encode_batch, scalars_event
+from runstream.stack import free_port
 from runstream.stack._kafka import KafkaBroker
-from tests.support import eventually, free_port
+from tests.support import eventually
 from tests.test_producer import consume_run, events_of, points
 
 OUTAGE_SECONDS = 20.0
@@ -108,11 +113,34 @@ def once_in_order(batches: list[Batch]) -> list[Batch]:
     in flight) may be on the log twice; it is then the same batch with the same seq,
     which ingest drops.
     """
-    first: dict[int, object] = {}
+    first: dict[int, list[dict[str, Any]]] = {}
     for batch in batches:
-        assert first.setdefault(batch.seq, batch.events) == batch.events
+        events = _comparable(batch.events)
+        assert first.setdefault(batch.seq, events) == events
     assert list(first) == list(range(1, len(first) + 1))
     return [b for b in batches if first.pop(b.seq, None) is not None]
+
+
+def _comparable(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Decoded columns are numpy arrays, whose ``==`` is element-wise; lists compare whole."""
+    return [{k: v.tolist() if isinstance(v, np.ndarray) else v for k, v in e.items()} for e in events]
+
+
+def test_once_in_order_keeps_the_first_copy_of_a_batch_sent_twice() -> None:
+    run, session = str(uuid.uuid4()), str(uuid.uuid4())
+
+    def record(seq: int, first: int) -> bytes:
+        steps = list(range(first, first + 3))
+        event = scalars_event("x", "float", steps, [0.0] * 3, steps, [float(i) for i in steps])
+        return encode_batch(Batch(run, session, seq, [event]))
+
+    one, two = record(1, 0), record(2, 3)
+    batches = [decode_batch(r) for r in (one, two, two, one)]
+    unique = once_in_order(batches)
+    assert [b.seq for b in unique] == [1, 2]
+    assert points(events_of(unique), "x") == [(i, i, float(i)) for i in range(6)]
+    with pytest.raises(AssertionError):
+        once_in_order([decode_batch(one), decode_batch(record(1, 100))])  # same seq, other points
 
 
 async def _value(value: object) -> object:
