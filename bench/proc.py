@@ -10,7 +10,6 @@ import json
 import os
 import queue
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -18,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from runstream.stack import wait_http_ok
+from runstream.stack import free_port, wait_http_ok
 
 __all__ = [
     "BENCH_PYTHON",
@@ -44,12 +43,6 @@ RESULT_MARK = "BENCH-RESULT "
 
 class WorkerError(RuntimeError):
     """A worker exited without a result; the message carries the tail of its output."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def child_env(extra: Mapping[str, str] | None = None) -> dict[str, str]:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import socket
 import statistics
 import tempfile
 import time
@@ -38,6 +37,7 @@ from ingest._partitions import utc_day
 from ingest.schema import migrate
 from runstream.chunks import CHUNK_COLUMNS, encode_chunk
 from runstream.config import Settings
+from runstream.stack import free_port
 
 from ._app import create_app
 
@@ -131,12 +131,6 @@ async def _store(
     )
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 async def _time(client: aiohttp.ClientSession, urls: list[str]) -> tuple[float, int]:
     samples = []
     size = 0
@@ -167,7 +161,7 @@ async def main(admin_dsn: str, artifacts: Path, chunk_points: int) -> None:
     settings = Settings(database_url=dsn, artifacts_dir=artifacts)
     runner = web.AppRunner(create_app(settings))
     await runner.setup()
-    port = _free_port()
+    port = free_port()
     await web.TCPSite(runner, "127.0.0.1", port).start()
     base = f"http://127.0.0.1:{port}"
     try:

@@ -28,8 +28,8 @@ import pytest_asyncio
 
 from ingest.schema import migrate
 from runstream.config import Settings
-from runstream.stack import LocalStack
-from tests.support import free_port, wait_http_ok
+from runstream.stack import LocalStack, free_port
+from tests.support import LoggedProcess, wait_http_ok
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -96,10 +96,9 @@ async def db(settings: Settings) -> AsyncIterator[asyncpg.Pool]:
         yield pool
 
 
-def _spawn(module: str, settings: Settings, log: Path) -> subprocess.Popen[bytes]:
+def _spawn(module: str, settings: Settings, log: Path) -> LoggedProcess:
     env = {**os.environ, **settings.as_env(), "PYTHONPATH": str(ROOT)}
-    with log.open("ab") as out:
-        return subprocess.Popen([sys.executable, "-m", module], env=env, stdout=out, stderr=subprocess.STDOUT)
+    return LoggedProcess([sys.executable, "-m", module], log, env)
 
 
 def _terminate(proc: subprocess.Popen[bytes]) -> None:
@@ -141,4 +140,3 @@ async def query_service(settings: Settings, spawn: Callable[..., Any]) -> str:
     proc = spawn("query")
     await wait_http_ok(f"{settings.query_url}/health", proc)
     return settings.query_url
-

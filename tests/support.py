@@ -1,12 +1,12 @@
-"""Helpers for tests: free ports, waiting on a condition with a deadline, writing point chunks."""
+"""Test helpers: child processes that keep their logs, waiting on a condition with a deadline, point chunks."""
 
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
 import time
 from collections.abc import Awaitable, Callable, Sequence
+from pathlib import Path
 from typing import Any, TypeVar
 
 import aiohttp
@@ -16,12 +16,6 @@ from ingest._partitions import utc_day
 from runstream.chunks import CHUNK_COLUMNS, encode_chunk
 
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 async def eventually(
@@ -43,12 +37,28 @@ async def eventually(
         await asyncio.sleep(interval_seconds)
 
 
+class LoggedProcess(subprocess.Popen[bytes]):
+    """A child process whose output goes to ``log_path``, so a failure can show how it ended."""
+
+    def __init__(self, argv: Sequence[str], log_path: Path, env: dict[str, str]) -> None:
+        self.log_path = log_path
+        with log_path.open("ab") as out:
+            super().__init__(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
+
+    def log_tail(self, chars: int = 3000) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")[-chars:]
+        except FileNotFoundError:
+            return ""
+
+
 async def wait_http_ok(url: str, proc: subprocess.Popen[bytes] | None = None, timeout_seconds: float = 60.0) -> None:
-    """Wait until ``url`` answers 200, failing early if ``proc`` exits."""
+    """Wait until ``url`` answers 200, failing early (with the end of its log, if known) if ``proc`` exits."""
 
     async def probe() -> int:
         if proc is not None and proc.poll() is not None:
-            raise AssertionError(f"process for {url} exited with {proc.returncode}")
+            tail = proc.log_tail() if isinstance(proc, LoggedProcess) else ""
+            raise AssertionError(f"process for {url} exited with {proc.returncode}:\n{tail}")
         try:
             async with aiohttp.ClientSession() as session, session.get(url) as resp:
                 return resp.status

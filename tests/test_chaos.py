@@ -25,9 +25,9 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from producer import Workspace, sync_spool
 from producer._spool import SpoolWriter
 from runstream.config import Settings
-from runstream.stack import ensure_topic
+from runstream.stack import ensure_topic, free_port
 from tests.chaos.scenarios import SCENARIOS
-from tests.support import eventually, free_port
+from tests.support import eventually
 
 ROOT = Path(__file__).resolve().parent.parent
 #: The quick suite takes about four minutes; the limit leaves room for a slow machine.

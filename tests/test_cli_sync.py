@@ -21,7 +21,8 @@ import pytest
 
 from producer import Experiment, Run, RunNotFoundError, Workspace
 from runstream.config import Settings
-from tests.support import eventually, free_port
+from runstream.stack import free_port
+from tests.support import eventually
 from tests.test_producer import ROOT, topic  # noqa: F401 - fixture
 
 pytestmark = pytest.mark.usefixtures("topic", "ingest_worker", "query_service")

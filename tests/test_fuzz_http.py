@@ -35,7 +35,8 @@ import yarl
 from query._app import KEEPALIVE_SECONDS, MAX_FIELD_BYTES, MAX_LINE_BYTES
 from query._openapi import SPEC
 from runstream.config import Settings
-from tests.support import eventually, free_port, wait_http_ok
+from runstream.stack import free_port
+from tests.support import eventually, wait_http_ok
 from tests.test_query_files import TRAVERSALS
 from tests.test_query_seed import seed_run, seed_scalars
 

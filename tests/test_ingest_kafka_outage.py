@@ -17,8 +17,9 @@ import pytest_asyncio
 
 from ingest import IngestOptions, IngestWorker
 from runstream.config import Settings
+from runstream.stack import free_port
 from runstream.stack._kafka import KafkaBroker
-from tests.support import eventually, free_port, wait_http_ok
+from tests.support import eventually, wait_http_ok
 from tests.test_ingest_support import Stream, produce_all
 
 OUTAGE_SECONDS = 8.0

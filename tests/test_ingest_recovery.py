@@ -12,7 +12,8 @@ import aiohttp
 import asyncpg
 
 from runstream.config import Settings
-from tests.support import eventually, free_port, wait_http_ok
+from runstream.stack import free_port
+from tests.support import eventually, wait_http_ok
 from tests.test_ingest_support import Stream, produce_all
 
 

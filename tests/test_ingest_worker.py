@@ -26,7 +26,8 @@ from ingest import IngestConfigError, IngestOptions, IngestStartError, IngestSta
 from ingest.schema import migrate
 from runstream.chunks import decode_row
 from runstream.config import Settings
-from tests.support import eventually, free_port
+from runstream.stack import free_port
+from tests.support import eventually
 from tests.test_ingest_recovery import private
 from tests.test_ingest_support import (
     T0,

@@ -44,7 +44,8 @@ from producer import (
 from producer._spool import read_records
 from runstream.config import Settings
 from runstream.events import MAX_RECORD_BYTES, Batch, decode_batch
-from tests.support import eventually, free_port
+from runstream.stack import free_port
+from tests.support import eventually
 
 ROOT = Path(__file__).resolve().parent.parent
 

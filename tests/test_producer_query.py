@@ -27,7 +27,8 @@ from producer import (
     Workspace,
 )
 from runstream.config import Settings
-from tests.support import free_port, wait_http_ok
+from runstream.stack import free_port
+from tests.support import wait_http_ok
 from tests.test_producer import ROOT, topic, workspace  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.usefixtures("ingest_worker", "query_service")

@@ -25,7 +25,7 @@ from producer._sinks import KafkaSink, SharedProducer
 from producer._spool import SpoolWriter, is_locked, read_records
 from runstream.config import Settings
 from runstream.events import Batch, decode_batch
-from tests.support import free_port
+from runstream.stack import free_port
 from tests.test_producer import ROOT, consume_run, events_of, points, topic  # noqa: F401 - fixture
 
 # The broker does not create topics on first use; sync and replays need the session's.

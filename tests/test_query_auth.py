@@ -17,7 +17,8 @@ from aiohttp import web
 
 from query import create_app
 from runstream.config import Settings
-from tests.support import free_port, wait_http_ok
+from runstream.stack import free_port
+from tests.support import wait_http_ok
 from tests.test_query_seed import seed_run, seed_scalars
 
 TOKEN = "s3cret"

@@ -21,7 +21,7 @@ from aiohttp import web
 
 from query import LocalArtifactStore, StoredBlob, create_app
 from runstream.config import Settings
-from tests.support import free_port
+from runstream.stack import free_port
 
 
 async def put(

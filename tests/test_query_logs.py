@@ -20,7 +20,8 @@ from hypothesis import strategies as st
 from producer import Experiment, ScriptRunConfig, Workspace
 from query._web_logs import _complete_utf8
 from runstream.config import Settings
-from tests.support import eventually, free_port, wait_http_ok
+from runstream.stack import free_port
+from tests.support import eventually, wait_http_ok
 from tests.test_producer import topic, workspace  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.usefixtures("ingest_worker", "query_service")

@@ -11,7 +11,8 @@ from typing import Any
 import aiohttp
 
 from runstream.config import Settings
-from tests.support import eventually, free_port, wait_http_ok
+from runstream.stack import free_port
+from tests.support import eventually, wait_http_ok
 
 
 async def test_sigterm_shuts_down_cleanly(settings: Settings, spawn: Callable[..., Any]) -> None:

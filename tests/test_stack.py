@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from runstream.stack import free_port
 from runstream.stack._process import alive
-from tests.support import free_port
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -3,12 +3,13 @@
 Besides :class:`LocalStack` (``runstream up / down / status``), the pieces
 other tools build on: :func:`create_topics` and :func:`ensure_topic` for a
 topic set of their own on any broker, :func:`http_ok` and
-:func:`wait_http_ok` to wait for a service they started, and the
-:data:`KAFKA_VERSION` the stack runs.
+:func:`wait_http_ok` to wait for a service they started, :func:`free_port` to
+give it a port, and the :data:`KAFKA_VERSION` the stack runs.
 """
 
 from runstream.stack._health import http_ok, wait_http_ok
 from runstream.stack._kafka import KAFKA_VERSION, ensure_topic
 from runstream.stack._local import LocalStack, create_topics
+from runstream.stack._ports import free_port
 
-__all__ = ["KAFKA_VERSION", "LocalStack", "create_topics", "ensure_topic", "http_ok", "wait_http_ok"]
+__all__ = ["KAFKA_VERSION", "LocalStack", "create_topics", "ensure_topic", "free_port", "http_ok", "wait_http_ok"]
