@@ -32,13 +32,18 @@ __all__ = ["Infra", "MlflowServer", "Sandbox"]
 
 
 class Infra:
-    """Kafka and PostgreSQL, and a state directory for everything the run writes."""
+    """Kafka and PostgreSQL, and a state directory for everything the run writes.
+
+    ``stack`` is the :class:`LocalStack` that :meth:`start_local` made (None for
+    services that already ran): the chaos suite stops and starts its Kafka and
+    PostgreSQL.
+    """
 
     def __init__(self, *, kafka_bootstrap: str, admin_dsn: str, home: Path, stack: LocalStack | None = None) -> None:
         self.kafka_bootstrap = kafka_bootstrap
         self.admin_dsn = admin_dsn
         self.home = home
-        self._stack = stack
+        self.stack = stack
 
     @classmethod
     def start_local(cls) -> Infra:
@@ -93,8 +98,8 @@ class Infra:
             return str(await conn.fetchval("SHOW server_version"))
 
     def close(self, keep_home: bool = False) -> None:
-        if self._stack is not None:
-            self._stack.stop()
+        if self.stack is not None:
+            self.stack.stop()
         if not keep_home:
             shutil.rmtree(self.home, ignore_errors=True)
 

@@ -116,7 +116,7 @@ async def main_async(args: argparse.Namespace) -> list[Outcome]:
     rng = random.Random(args.seed)
     infra = await asyncio.to_thread(Infra.start_local)
     # The faults stop and start the very Kafka and PostgreSQL that Infra.start_local made.
-    stack = infra._stack  # noqa: SLF001
+    stack = infra.stack
     if stack is None:
         raise RuntimeError("Infra.start_local made no stack")
     names = args.only or list(SCENARIOS)
