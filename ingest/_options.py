@@ -3,12 +3,18 @@
 Connection settings (Kafka, PostgreSQL, topics, group, metrics port) come from
 :class:`runstream.config.Settings`; these are the worker's own trade-offs
 between latency, throughput and memory, with defaults that suit one worker on
-a small machine.
+a small machine. The ones an operator tunes are settings too
+(``RUNSTREAM_INGEST_FLUSH_SECONDS``, ``RUNSTREAM_INGEST_FLUSH_POINTS``,
+``RUNSTREAM_LIVENESS_SWEEP_SECONDS``): :meth:`IngestOptions.from_settings`
+applies them, and their defaults are these.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
+
+from runstream.config import Settings
 
 from ._errors import IngestConfigError
 
@@ -24,9 +30,9 @@ class IngestOptions:
     oldest of them has waited ``flush_interval_seconds``.
     """
 
-    flush_max_points: int = 500_000
+    flush_max_points: int = Settings.ingest_flush_points
     flush_max_records: int = 20_000
-    flush_interval_seconds: float = 0.05
+    flush_interval_seconds: float = Settings.ingest_flush_seconds
     fetch_max_records: int = 1_000
     fetch_timeout_seconds: float = 0.05
     retry_initial_seconds: float = 0.1
@@ -40,12 +46,22 @@ class IngestOptions:
     metrics_host: str = "127.0.0.1"
     # How often the worker sweeps for silent runs (the timeouts are settings:
     # RUNSTREAM_NOT_RESPONDING_AFTER, RUNSTREAM_FAILED_AFTER); 0 disables.
-    liveness_interval_seconds: float = 5.0
+    liveness_interval_seconds: float = Settings.liveness_sweep_seconds
     # How often it pre-creates tomorrow's point partition and applies
     # RUNSTREAM_RETENTION_DAYS; 0 disables.
     maintenance_interval_seconds: float = 600.0
     # How often it merges small chunks of slowly logged series (_compaction.py); 0 disables.
     compaction_interval_seconds: float = 30.0
+
+    @classmethod
+    def from_settings(cls, settings: Settings, **overrides: Any) -> IngestOptions:
+        """The defaults, with what ``settings`` (the environment) tunes, then ``overrides``."""
+        tuned = cls(
+            flush_max_points=settings.ingest_flush_points,
+            flush_interval_seconds=settings.ingest_flush_seconds,
+            liveness_interval_seconds=settings.liveness_sweep_seconds,
+        )
+        return replace(tuned, **overrides)
 
     def __post_init__(self) -> None:
         for name in ("flush_max_points", "flush_max_records", "fetch_max_records"):

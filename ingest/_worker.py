@@ -61,7 +61,9 @@ class IngestWorker:
 
     ``start()`` creates the topics if missing, applies pending migrations,
     connects, joins the group and serves metrics on ``metrics_port`` (default
-    ``settings.ingest_metrics_port``; 0 disables the server). ``stop()`` finishes the batch in hand, commits,
+    ``settings.ingest_metrics_port``; 0 disables the server). ``options`` tunes
+    batching, retries and sweeps (default: :meth:`IngestOptions.from_settings`).
+    ``stop()`` finishes the batch in hand, commits,
     leaves the group and closes everything; it is idempotent. ``async with``
     does both.
     """
@@ -70,7 +72,7 @@ class IngestWorker:
         self, settings: Settings, *, options: IngestOptions | None = None, metrics_port: int | None = None
     ) -> None:
         self.settings = settings
-        self.options = options or IngestOptions()
+        self.options = options or IngestOptions.from_settings(settings)
         self.metrics = IngestMetrics()
         self._metrics_port = settings.ingest_metrics_port if metrics_port is None else metrics_port
         self._state = "new"

@@ -33,6 +33,12 @@ RUNSTREAM_FAILED_AFTER             seconds without data before it turns         
                                    Failed ("no heartbeat")
 RUNSTREAM_HEARTBEAT_SECONDS        how often the SDK tells ingest a run is      5
                                    alive (keep it well below NOT_RESPONDING)
+RUNSTREAM_LIVENESS_SWEEP_SECONDS   how often each ingest worker looks for       5
+                                   silent runs; 0 turns the sweep off
+RUNSTREAM_INGEST_FLUSH_SECONDS     longest a consumed record waits before       0.05
+                                   ingest writes it (freshness vs. batching)
+RUNSTREAM_INGEST_FLUSH_POINTS      scalar points that make ingest write at      500000
+                                   once (the bound on a worker's memory)
 =================================  ===========================================  ==========================
 """
 
@@ -63,7 +69,7 @@ def _port(env: Mapping[str, str], name: str, default: int) -> int:
     return port
 
 
-def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+def _seconds(env: Mapping[str, str], name: str, default: float, *, zero_ok: bool = False) -> float:
     raw = env.get(name)
     if raw is None or raw == "":
         return default
@@ -71,8 +77,9 @@ def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
         value = float(raw)
     except ValueError:
         raise ConfigError(f"{name}={raw!r} is not a number of seconds") from None
-    if not value > 0 or value == float("inf"):
-        raise ConfigError(f"{name}={raw} must be a positive number of seconds")
+    if not (value > 0 or (zero_ok and value == 0)) or value == float("inf"):
+        what = "zero or a positive" if zero_ok else "a positive"
+        raise ConfigError(f"{name}={raw} must be {what} number of seconds")
     return value
 
 
@@ -115,6 +122,9 @@ class Settings:
     not_responding_after_seconds: float = 60.0
     failed_after_seconds: float = 300.0
     heartbeat_seconds: float = 5.0
+    liveness_sweep_seconds: float = 5.0
+    ingest_flush_seconds: float = 0.05
+    ingest_flush_points: int = 500_000
 
     def __post_init__(self) -> None:
         if self.failed_after_seconds < self.not_responding_after_seconds:
@@ -155,6 +165,9 @@ class Settings:
             not_responding_after_seconds=_seconds(env, "RUNSTREAM_NOT_RESPONDING_AFTER", 60.0),
             failed_after_seconds=_seconds(env, "RUNSTREAM_FAILED_AFTER", 300.0),
             heartbeat_seconds=_seconds(env, "RUNSTREAM_HEARTBEAT_SECONDS", 5.0),
+            liveness_sweep_seconds=_seconds(env, "RUNSTREAM_LIVENESS_SWEEP_SECONDS", 5.0, zero_ok=True),
+            ingest_flush_seconds=_seconds(env, "RUNSTREAM_INGEST_FLUSH_SECONDS", 0.05),
+            ingest_flush_points=_int(env, "RUNSTREAM_INGEST_FLUSH_POINTS", 500_000),
         )
 
     def as_env(self) -> dict[str, str]:
@@ -180,6 +193,9 @@ class Settings:
             "RUNSTREAM_NOT_RESPONDING_AFTER": repr(self.not_responding_after_seconds),
             "RUNSTREAM_FAILED_AFTER": repr(self.failed_after_seconds),
             "RUNSTREAM_HEARTBEAT_SECONDS": repr(self.heartbeat_seconds),
+            "RUNSTREAM_LIVENESS_SWEEP_SECONDS": repr(self.liveness_sweep_seconds),
+            "RUNSTREAM_INGEST_FLUSH_SECONDS": repr(self.ingest_flush_seconds),
+            "RUNSTREAM_INGEST_FLUSH_POINTS": str(self.ingest_flush_points),
         }
         if self.token is not None:
             env["RUNSTREAM_TOKEN"] = self.token

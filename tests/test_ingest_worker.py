@@ -11,6 +11,7 @@ import struct
 import time
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
@@ -25,7 +26,7 @@ import ingest
 from ingest import IngestConfigError, IngestOptions, IngestStartError, IngestStateError, IngestWorker
 from ingest.schema import migrate
 from runstream.chunks import decode_row
-from runstream.config import Settings
+from runstream.config import ConfigError, Settings
 from runstream.stack import free_port
 from tests.support import eventually
 from tests.test_ingest_recovery import private
@@ -70,6 +71,40 @@ def test_options_are_validated(bad: dict[str, float]) -> None:
         IngestOptions(**bad)  # type: ignore[arg-type]
     assert isinstance(info.value, ValueError)
     assert next(iter(bad)) in str(info.value)
+
+
+def test_the_tuning_an_operator_sets_reaches_the_worker(tmp_path: Path) -> None:
+    env = {
+        "RUNSTREAM_HOME": str(tmp_path),
+        "RUNSTREAM_INGEST_FLUSH_SECONDS": "0.2",
+        "RUNSTREAM_INGEST_FLUSH_POINTS": "1000",
+        "RUNSTREAM_LIVENESS_SWEEP_SECONDS": "0",
+    }
+    settings = Settings.from_env(env)
+    assert Settings.from_env(settings.as_env()) == settings  # what `runstream ingest --workers N` passes on
+    options = IngestWorker(settings).options
+    assert options.flush_interval_seconds == 0.2
+    assert options.flush_max_points == 1000
+    assert options.liveness_interval_seconds == 0
+    assert options == IngestOptions.from_settings(settings)
+    assert IngestOptions.from_settings(settings, flush_max_points=7).flush_max_points == 7
+    assert IngestOptions.from_settings(Settings.from_env({"RUNSTREAM_HOME": str(tmp_path)})) == IngestOptions()
+
+
+@pytest.mark.parametrize(
+    ("name", "raw", "message"),
+    [
+        ("RUNSTREAM_INGEST_FLUSH_SECONDS", "0", "must be a positive number of seconds"),
+        ("RUNSTREAM_INGEST_FLUSH_SECONDS", "soon", "is not a number of seconds"),
+        ("RUNSTREAM_INGEST_FLUSH_POINTS", "0", "must be at least 1"),
+        ("RUNSTREAM_INGEST_FLUSH_POINTS", "1e6", "is not an integer"),
+        ("RUNSTREAM_LIVENESS_SWEEP_SECONDS", "-1", "must be zero or a positive number of seconds"),
+        ("RUNSTREAM_LIVENESS_SWEEP_SECONDS", "inf", "must be zero or a positive number of seconds"),
+    ],
+)
+def test_bad_tuning_is_refused_by_name(name: str, raw: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=f"{name}=.*{message}"):
+        Settings.from_env({name: raw})
 
 
 async def test_metrics_count_what_was_written_and_lifecycle_is_strict(settings: Settings, db: asyncpg.Pool) -> None:
