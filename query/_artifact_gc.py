@@ -10,7 +10,9 @@ Two kinds of garbage are left behind on purpose by the paths that write:
   of hours does not cost a run its files);
 * blobs no row references: a file overwritten, rows deleted as above. The
   store decides what is safe to delete while uploads go on; see
-  :meth:`query.LocalArtifactStore.collect`.
+  :meth:`query.LocalArtifactStore.collect`;
+* partial uploads of a query process that died mid-upload, a day after their
+  last write.
 
 Run it from cron or by hand, in any process that reaches the database and the
 artifact directory; passes may overlap.
@@ -39,6 +41,7 @@ class ArtifactGcReport:
     blobs: int
     bytes: int
     too_new: int
+    abandoned_uploads: int
 
 
 async def collect_artifacts(
@@ -69,7 +72,7 @@ async def collect_artifacts(
         collected = await store.collect(referenced, min_age_seconds=min_age_seconds)
     finally:
         await conn.close()
-    return ArtifactGcReport(rows, collected.blobs, collected.bytes, collected.too_new)
+    return ArtifactGcReport(rows, collected.blobs, collected.bytes, collected.too_new, collected.abandoned_uploads)
 
 
 async def _delete_rows_of_unknown_runs(conn: asyncpg.Connection, min_age_seconds: float) -> int:

@@ -32,6 +32,7 @@ from typing import BinaryIO, Final
 from ._errors import NotFound, PayloadTooLarge
 
 __all__ = [
+    "ABANDONED_UPLOAD_SECONDS",
     "RECORD_WITHIN_SECONDS",
     "ArtifactStore",
     "Blob",
@@ -45,6 +46,11 @@ __all__ = [
 #: ``files`` row that references it; the web layer abandons the row after that.
 #: Blob collection keeps anything committed more recently than a multiple of it.
 RECORD_WITHIN_SECONDS: Final = 60.0
+#: A temp file in ``tmp/`` untouched this long is an upload whose process died
+#: (SIGKILL, power loss: the ``finally`` that discards it never ran). A live
+#: upload touches its file at least every ``_WRITE_BYTES``; one that idles for a
+#: day has long been given up by its client.
+ABANDONED_UPLOAD_SECONDS: Final = 86400.0
 
 _DIGEST: Final = re.compile(r"^[0-9a-f]{64}$")
 # Writes are batched to about this size so each thread hop moves a useful amount.
@@ -59,11 +65,16 @@ class StoredBlob:
 
 @dataclass(frozen=True, slots=True)
 class Collected:
-    """What one :meth:`ArtifactStore.collect` pass removed (and kept because it was too new)."""
+    """What one :meth:`ArtifactStore.collect` pass removed (and kept because it was too new).
+
+    ``abandoned_uploads`` counts the partial uploads of processes that died;
+    ``bytes`` includes them.
+    """
 
     blobs: int = 0
     bytes: int = 0
     too_new: int = 0
+    abandoned_uploads: int = 0
 
 
 #: Given candidate digests, answers those still referenced (by a query run after it is called).
@@ -104,7 +115,8 @@ class ArtifactStore(abc.ABC):
 
     @abc.abstractmethod
     async def collect(self, referenced: Referenced, *, min_age_seconds: float) -> Collected:
-        """Delete blobs committed over ``min_age_seconds`` ago that ``referenced`` does not name.
+        """Delete blobs committed over ``min_age_seconds`` ago that ``referenced`` does not name,
+        and uploads abandoned over :data:`ABANDONED_UPLOAD_SECONDS` ago.
 
         ``min_age_seconds`` must exceed :data:`RECORD_WITHIN_SECONDS` (by at
         least as much again) so that a blob whose ``files`` row is still being
@@ -208,17 +220,20 @@ class LocalArtifactStore(ArtifactStore):
         that commits the same content after step 1 renames a new inode into
         place: if that lands before the move in 3, the moved inode is new and is
         put back; if after, it is untouched. Uploads still streaming live in
-        ``tmp/``, which collection never reads. The argument assumes the wall
+        ``tmp/``, which collection only clears of files untouched for
+        :data:`ABANDONED_UPLOAD_SECONDS`. The argument assumes the wall
         clock does not step back by ``min_age_seconds - RECORD_WITHIN_SECONDS``
         during a pass.
         """
         if not min_age_seconds >= 2 * RECORD_WITHIN_SECONDS:
             raise ValueError(f"min_age_seconds must be at least {2 * RECORD_WITHIN_SECONDS:g}, got {min_age_seconds}")
-        cutoff = time.time() - min_age_seconds
+        now = time.time()
+        cutoff = now - min_age_seconds
+        abandoned, removed_bytes = await asyncio.to_thread(self._remove_abandoned_uploads, now)
         await asyncio.to_thread(self._restore_trash)
         old = await asyncio.to_thread(self._older_than, cutoff)
         kept = await referenced(list(old))
-        removed = removed_bytes = too_new = 0
+        removed = too_new = 0
         for digest in old.keys() - kept:
             outcome, size = await asyncio.to_thread(self._delete_if_older, digest, cutoff)
             if outcome == "deleted":
@@ -226,7 +241,18 @@ class LocalArtifactStore(ArtifactStore):
                 removed_bytes += size
             elif outcome == "kept":
                 too_new += 1
-        return Collected(removed, removed_bytes, too_new)
+        return Collected(removed, removed_bytes, too_new, abandoned)
+
+    def _remove_abandoned_uploads(self, now: float) -> tuple[int, int]:
+        count = size = 0
+        for entry in (self.root / "tmp").iterdir():
+            with contextlib.suppress(FileNotFoundError):  # its upload just ended
+                stat = entry.stat()
+                if stat.st_mtime < now - ABANDONED_UPLOAD_SECONDS:
+                    entry.unlink()
+                    count += 1
+                    size += stat.st_size
+        return count, size
 
     def _restore_trash(self) -> None:
         # A pass that died between its move and its decision left the blob here:

@@ -10,7 +10,6 @@ import signal
 import subprocess
 import sys
 from collections.abc import Sequence
-
 from typing import TYPE_CHECKING
 
 from runstream.config import ConfigError, Settings
@@ -152,8 +151,9 @@ def _gc_artifacts(settings: Settings, args: argparse.Namespace) -> int:
         print(f"runstream gc-artifacts: {exc}", file=sys.stderr)
         return 2
     print(
-        f"deleted {report.file_rows} file row(s) of runs that are gone and {report.blobs} blob(s) "
-        f"({report.bytes} bytes); kept {report.too_new} recommitted meanwhile"
+        f"deleted {report.file_rows} file row(s) of runs that are gone, {report.blobs} blob(s) and "
+        f"{report.abandoned_uploads} abandoned upload(s) ({report.bytes} bytes); "
+        f"kept {report.too_new} recommitted meanwhile"
     )
     return 0
 
@@ -168,7 +168,7 @@ _COMMANDS = {
     "dlq": (_dlq, "list the newest records of the dead-letter topic"),
     "query": (_query, "run the query service in the foreground"),
     "drop-experiment": (_drop_experiment, "delete one experiment's runs and all their data"),
-    "gc-artifacts": (_gc_artifacts, "delete stored files no run references any more"),
+    "gc-artifacts": (_gc_artifacts, "delete stored files no run references any more, and uploads abandoned a day ago"),
 }
 
 

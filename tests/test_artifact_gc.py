@@ -18,6 +18,7 @@ from ingest import drop_experiment
 from producer import Experiment, Workspace
 from query import LocalArtifactStore
 from query._artifact_gc import collect_artifacts
+from query._artifacts import ABANDONED_UPLOAD_SECONDS
 from runstream.config import Settings
 from tests.support import eventually
 from tests.test_cli import _cli
@@ -146,3 +147,23 @@ async def test_a_blob_left_in_trash_by_a_pass_that_died_is_put_back(settings: Se
     await collect_artifacts(settings.database_url, LocalArtifactStore(settings.artifacts_dir))
     assert (await download(url))[2] == content
     assert not any((settings.artifacts_dir / "trash").iterdir())
+
+
+async def test_an_upload_abandoned_by_a_dead_process_goes_after_a_day(settings: Settings) -> None:
+    """What SIGKILL mid-upload leaves in tmp/: collected once untouched for a day, never sooner."""
+    tmp = settings.artifacts_dir / "tmp"
+    dead, recent = tmp / f"dead-{uuid.uuid4().hex}", tmp / f"recent-{uuid.uuid4().hex}"
+    dead.write_bytes(os.urandom(700))
+    recent.write_bytes(os.urandom(300))
+    past = time.time() - ABANDONED_UPLOAD_SECONDS - 60
+    os.utime(dead, (past, past))
+    recent_past = time.time() - ABANDONED_UPLOAD_SECONDS + 600
+    os.utime(recent, (recent_past, recent_past))
+    try:
+        report = await collect_artifacts(settings.database_url, LocalArtifactStore(settings.artifacts_dir))
+        assert report.abandoned_uploads == 1 and report.bytes >= 700
+        assert not dead.exists() and recent.exists()
+    finally:
+        recent.unlink(missing_ok=True)
+    code, out = await _cli(settings, "gc-artifacts")
+    assert code == 0 and "0 abandoned upload(s)" in out, out
