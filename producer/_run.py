@@ -44,7 +44,7 @@ from producer._spool import SUFFIX, SpoolWriter
 from producer._submit import DriverLogFollower
 from producer._workspace import Workspace
 from runstream.config import Settings
-from runstream.events import MAX_RECORD_BYTES, TERMINAL_STATUSES, Event
+from runstream.events import DESCRIPTION_PREFIX, MAX_RECORD_BYTES, TERMINAL_STATUSES, Event
 
 if TYPE_CHECKING:
     from producer._experiment import Experiment
@@ -54,9 +54,6 @@ if TYPE_CHECKING:
 ENV_RUN_ID = "RUNSTREAM_RUN_ID"
 ENV_EXPERIMENT = "RUNSTREAM_EXPERIMENT"
 _EVENT_BUDGET = MAX_RECORD_BYTES - 64 * 1024
-#: A series' description travels as the run property ``DESCRIPTION_PREFIX + name``
-#: (the event format has no field for it; ingest keeps the first value of a property).
-DESCRIPTION_PREFIX = "runstream.description/"
 
 _context_run: Run | None = None
 _NUMBERS = frozenset({"int", "float"})

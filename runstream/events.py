@@ -69,6 +69,7 @@ import orjson
 
 __all__ = [
     "CHANGED_RUNS_CHANNEL",
+    "DESCRIPTION_PREFIX",
     "FORMAT_VERSION",
     "MAX_RECORD_BYTES",
     "STATUSES",
@@ -103,6 +104,9 @@ STATUSES: Final = (
     "NotResponding",
 )
 TERMINAL_STATUSES: Final = frozenset({"Completed", "Failed", "Canceled"})
+#: A series' description travels as the run property ``DESCRIPTION_PREFIX + name``
+#: (the event format has no field for it; ingest keeps the first value of a property).
+DESCRIPTION_PREFIX: Final = "runstream.description/"
 
 ScalarKind: TypeAlias = Literal["float", "int", "bool", "str"]
 Scalar: TypeAlias = float | int | bool | str
