@@ -31,6 +31,7 @@ vertical-align:top}th{background:#f3f4f8}nav{margin-bottom:1em;color:#667}a{colo
 .Completed{background:#d8f3dc}.Failed{background:#fbd5d5}.Running{background:#d6e8fb}.Canceled{background:#eee}
 .NotResponding{background:#fde9c8}svg.chart{background:#fafbfd;border:1px solid #dde}
 .muted{color:#778}.error{color:#b00020}.chart{min-height:40px;max-width:1000px}pre{background:#f6f7fa;padding:.5em;overflow:auto;max-height:20em}
+.description{margin:0 0 .4em;color:#556}
 """
 
 

@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 import orjson
 from aiohttp import web
 
-from runstream.events import STATUSES, TERMINAL_STATUSES
+from runstream.events import DESCRIPTION_PREFIX, STATUSES, TERMINAL_STATUSES
 
 from . import _html as h
 from ._db import Database, FileRecord
@@ -211,12 +211,16 @@ async def run_page(request: web.Request) -> web.Response:
     title = (run or {}).get("display_name") or str(run_id)
     body = f"<h1>Run {h.esc(title)}</h1>" + _details(run, str(run_id)) + _files(str(run_id), files)
     stored = {f.name for f in files}
+    descriptions = _descriptions(run)
     sections = []
     for item in overview:
+        name = item["name"]
         if item["kind"] == "scalar":
-            sections.append(await _scalar_section(request.app[SERIES], run_id, item))
-        elif item["name"] in entries:
-            sections.append(_metric(entries[item["name"]], str(run_id), stored))
+            content = await _scalar_body(request.app[SERIES], run_id, item)
+        else:
+            content = _entries_body(entries[name], str(run_id), stored) if name in entries else ""
+        if content:
+            sections.append(_metric_section(name, descriptions.get(name), content))
     metrics = "".join(sections) or '<p id="no-metrics">No metrics yet.</p>'
     body += f'<h2>Metrics</h2><div id="metrics">{metrics}</div>'
     live = run is None or run["status"] not in TERMINAL_STATUSES
@@ -251,8 +255,18 @@ def _details(run: dict[str, Any] | None, run_id: str) -> str:
     if run["error"]:
         out += f"<h2>Error</h2><pre>{h.esc(h.json_text(run['error']))}</pre>"
     out += "<h2>Tags</h2>" + _mapping(run["tags"])
-    out += "<h2>Properties</h2>" + _mapping(run["properties"])
+    # Descriptions are shown with their metrics; as properties they are the SDK's plumbing.
+    properties = {k: v for k, v in (run["properties"] or {}).items() if not k.startswith(DESCRIPTION_PREFIX)}
+    out += "<h2>Properties</h2>" + _mapping(properties)
     return out
+
+
+def _descriptions(run: dict[str, Any] | None) -> dict[str, str]:
+    """Each described metric's description, from the run properties the SDK sends them as."""
+    properties = (run or {}).get("properties") or {}
+    return {
+        k.removeprefix(DESCRIPTION_PREFIX): str(v) for k, v in properties.items() if k.startswith(DESCRIPTION_PREFIX)
+    }
 
 
 def _mapping(values: dict[str, Any] | None) -> str:
@@ -279,12 +293,14 @@ def _files(run_id: str, files: list[FileRecord]) -> str:
     return "<h2>Files</h2>" + h.table(["name", "bytes", "type"], rows, raw=True)
 
 
-def _metric(s: SeriesData, run_id: str, files: set[str]) -> str:
+def _metric_section(name: str, description: str | None, body: str) -> str:
+    note = f'<p class="description">{h.esc(description)}</p>' if description else ""
+    return f'<section class="metric" data-metric="{h.esc(name)}"><h3>{h.esc(name)}</h3>{note}{body}</section>'
+
+
+def _entries_body(s: SeriesData, run_id: str, files: set[str]) -> str:
     value = metric_value(s)
-    if value is EMPTY:
-        return ""
-    head = f'<section class="metric" data-metric="{h.esc(s.name)}"><h3>{h.esc(s.name)}</h3>'
-    return head + _metric_body(s, value, run_id, files) + "</section>"
+    return "" if value is EMPTY else _metric_body(s, value, run_id, files)
 
 
 def _image(run_id: str, name: str, stored: bool) -> str:
@@ -310,7 +326,7 @@ def _metric_body(s: SeriesData, value: Any, run_id: str, files: set[str]) -> str
     return f"<pre>{h.esc(_clip(h.json_text(value)))}</pre>"
 
 
-async def _scalar_section(reader: SeriesReader, run_id: uuid.UUID, item: dict[str, Any]) -> str:
+async def _scalar_body(reader: SeriesReader, run_id: uuid.UUID, item: dict[str, Any]) -> str:
     if not item["point_count"]:
         return ""
     name, value_type = item["name"], item["value_type"]
@@ -325,7 +341,7 @@ async def _scalar_section(reader: SeriesReader, run_id: uuid.UUID, item: dict[st
         ys = [v if isinstance(v, int | float) else None for v in points["values"]]
         # The SVG is the no-JavaScript view; run.js replaces it with a live chart.
         body += f'<div class="chart" data-chart="{h.esc(name)}">{h.chart_svg(ys, points["steps"], label=name)}</div>'
-    return f'<section class="metric" data-metric="{h.esc(name)}"><h3>{h.esc(name)}</h3>{body}</section>'
+    return body
 
 
 def _is_number(value: Any) -> bool:

@@ -9,6 +9,7 @@ import uuid
 import aiohttp
 import asyncpg
 
+from runstream.events import DESCRIPTION_PREFIX
 from tests.test_query_seed import get, get_text, seed_entries, seed_run, seed_scalars
 
 
@@ -69,6 +70,30 @@ async def test_run_page_shows_everything(query_service: str, db: asyncpg.Pool) -
     assert (status, body["error"]["parameter"]) == (400, "where")
     status, _, text = await get_text(f"{query_service}/")
     assert status == 200 and f'href="/experiments/{experiment}"' in text
+
+
+async def test_descriptions_show_under_their_metrics_not_as_properties(query_service: str, db: asyncpg.Pool) -> None:
+    described = {
+        DESCRIPTION_PREFIX + "loss": "training <b>loss</b>",
+        DESCRIPTION_PREFIX + "sweep": "one row per alpha",
+        DESCRIPTION_PREFIX + "never logged": "no metric of that name",
+    }
+    run_id = await seed_run(db, status="Completed", properties={"git": "abc123", **described})
+    await seed_scalars(db, run_id, "loss", "float", [1.0, 0.5])
+    await seed_scalars(db, run_id, "lr", "float", [0.1])
+    await seed_entries(db, run_id, "sweep", "row", [{"alpha": 0.1, "mse": 2.0}])
+    status, _, text = await get_text(f"{query_service}/runs/{run_id}")
+    assert status == 200
+    assert '<h3>loss</h3><p class="description">training &lt;b&gt;loss&lt;/b&gt;</p>' in text
+    assert '<h3>sweep</h3><p class="description">one row per alpha</p>' in text
+    assert "<h3>lr</h3><table>" in text and text.count('class="description"') == 2
+    # The properties table keeps the user's own and drops the SDK's reserved keys.
+    assert "<td>git</td><td>abc123</td>" in text
+    assert DESCRIPTION_PREFIX not in text and "no metric of that name" not in text
+
+    only_descriptions = await seed_run(db, status="Completed", properties=described)
+    status, _, text = await get_text(f"{query_service}/runs/{only_descriptions}")
+    assert status == 200 and "<h2>Properties</h2><p class=muted>none</p>" in text
 
 
 async def test_running_run_page_refreshes(query_service: str, db: asyncpg.Pool) -> None:
