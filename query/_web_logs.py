@@ -38,7 +38,7 @@ from ._state import ARTIFACTS, DATABASE
 from ._validate import parse_int, parse_run_id
 from ._web_files import DRIVER_LOG_PARTS, store_body
 
-__all__ = ["PARTS", "DriverLogParts", "routes"]
+__all__ = ["PARTS", "DriverLogParts", "LogText", "read_tail", "routes"]
 
 routes = web.RouteTableDef()
 
@@ -131,6 +131,53 @@ async def _read(store: ArtifactStore, parts: Sequence[_Part], start: int, end: i
     return bytes(out)
 
 
+@dataclass(frozen=True, slots=True)
+class LogText:
+    """The log's bytes ``offset`` up to ``next_offset`` as text, out of a log of ``size`` bytes."""
+
+    offset: int
+    next_offset: int
+    size: int
+    text: str
+
+
+async def _read_bytes(app: web.Application, run_id: uuid.UUID, start: int, end: int, *, final: bool) -> bytes:
+    """The log's bytes from ``start`` up to ``end``; unless ``final``, without a character cut at the end.
+
+    ``final``: ``end`` is the end of a log that will not grow, so nothing is
+    coming to complete a cut character (it shows as a replacement character).
+    """
+    data = await _read(app[ARTIFACTS], await app[PARTS].covering(run_id, start, end), start, end)
+    # The rest of a character cut at the end comes with the next read.
+    return data if final else data[: _complete_utf8(data)]
+
+
+def _text(offset: int, data: bytes, size: int) -> LogText:
+    # A log is whatever the script wrote: bytes that are not UTF-8 show as replacement characters.
+    return LogText(offset, offset + len(data), size, data.decode("utf-8", errors="replace"))
+
+
+async def read_tail(app: web.Application, run_id: uuid.UUID, max_bytes: int, *, terminal: bool) -> LogText:
+    """The last ``max_bytes`` of the log, or less: clipped, it starts at a line (or at least a character)."""
+    size = await app[PARTS].size(run_id)
+    start = max(0, size - max_bytes)
+    data = await _read_bytes(app, run_id, start, size, final=terminal)
+    skip = _line_start(data) if start else 0
+    return _text(start + skip, data[skip:], size)
+
+
+def _line_start(data: bytes) -> int:
+    """Where text cut from the middle of a log should begin: after its first newline, else its first character."""
+    newline = data.find(b"\n")
+    if 0 <= newline < len(data) - 1:
+        return newline + 1
+    # No line starts in it: skip the continuation bytes of a character cut in two.
+    skip = 0
+    while skip < min(3, len(data)) and data[skip] & 0xC0 == 0x80:
+        skip += 1
+    return skip
+
+
 def _complete_utf8(data: bytes) -> int:
     """The length of ``data`` without a UTF-8 character cut off at its end."""
     for back in range(1, min(4, len(data)) + 1):
@@ -161,20 +208,16 @@ async def read_driver_log(request: web.Request) -> web.Response:
     status = run["status"] if run is not None else None
     terminal = status in TERMINAL_STATUSES
     end = min(size, offset + limit)
-    data = await _read(request.app[ARTIFACTS], await parts.covering(run_id, offset, end), offset, end)
-    if not (terminal and end == size):
-        # The rest of a character cut at the end comes with the next read.
-        data = data[: _complete_utf8(data)]
-    next_offset = offset + len(data)
+    log = _text(offset, await _read_bytes(request.app, run_id, offset, end, final=terminal and end == size), size)
     return json_response(
         {
-            "offset": offset,
-            "next_offset": next_offset,
+            "offset": log.offset,
+            "next_offset": log.next_offset,
             "size": size,
             "status": status,
             "terminal": terminal,
-            "done": terminal and next_offset == size,
-            "text": data.decode("utf-8", errors="replace"),
+            "done": terminal and log.next_offset == size,
+            "text": log.text,
         }
     )
 

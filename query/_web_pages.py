@@ -20,6 +20,8 @@ from ._run_search import RunSearch, parse_condition, parse_sort
 from ._series import SeriesRange, SeriesReader
 from ._state import DATABASE, SERIES
 from ._validate import check_metric_name, parse_run_id
+from ._web_files import DRIVER_LOG_PARTS
+from ._web_logs import LogText, read_tail
 
 __all__ = ["error_page", "html_response", "routes"]
 
@@ -31,6 +33,7 @@ _METRIC_COLUMNS: Final = 12
 _XY_ROWS: Final = 10_000
 _SVG_POINTS: Final = 600
 _STR_TAIL: Final = 20
+_LOG_TAIL_BYTES: Final = 64 * 1024
 
 
 # Scripts only from this service, no inline script; inline styles are the page's own.
@@ -197,7 +200,7 @@ async def compare_page(request: web.Request) -> web.Response:
 
 @routes.get("/runs/{run_id}")
 async def run_page(request: web.Request) -> web.Response:
-    """Status, times, tags, properties, files and every metric of one run."""
+    """Status, times, tags, properties, files, the driver log and every metric of one run."""
     run_id = parse_run_id(request.match_info["run_id"])
     db: Database = request.app[DATABASE]
     run = await db.get_run(run_id)
@@ -208,8 +211,11 @@ async def run_page(request: web.Request) -> web.Response:
     overview = await db.series_overview(run_id)
     entries = {s.name: s for s in await db.series(run_id, with_scalars=False)}
     files = await db.list_files(run_id)
+    live = run is None or run["status"] not in TERMINAL_STATUSES
     title = (run or {}).get("display_name") or str(run_id)
     body = f"<h1>Run {h.esc(title)}</h1>" + _details(run, str(run_id)) + _files(str(run_id), files)
+    # After the run was read: a terminal status read first means the log read next is whole.
+    body += _driver_log(await read_tail(request.app, run_id, _LOG_TAIL_BYTES, terminal=not live), live=live)
     stored = {f.name for f in files}
     descriptions = _descriptions(run)
     sections = []
@@ -223,7 +229,6 @@ async def run_page(request: web.Request) -> web.Response:
             sections.append(_metric_section(name, descriptions.get(name), content))
     metrics = "".join(sections) or '<p id="no-metrics">No metrics yet.</p>'
     body += f'<h2>Metrics</h2><div id="metrics">{metrics}</div>'
-    live = run is None or run["status"] not in TERMINAL_STATUSES
     document = h.page(
         title,
         f'<div id="run" data-run-id="{h.esc(run_id)}">{body}</div>',
@@ -280,6 +285,8 @@ def _file_url(run_id: str, name: str) -> str:
 
 
 def _files(run_id: str, files: list[FileRecord]) -> str:
+    # The driver log's parts are how it is stored; the page shows the log itself.
+    files = [f for f in files if not f.name.startswith(DRIVER_LOG_PARTS)]
     if not files:
         return "<h2>Files</h2><p class=muted>none</p>"
     rows = [
@@ -291,6 +298,21 @@ def _files(run_id: str, files: list[FileRecord]) -> str:
         for f in files
     ]
     return "<h2>Files</h2>" + h.table(["name", "bytes", "type"], rows, raw=True)
+
+
+def _driver_log(log: LogText, *, live: bool) -> str:
+    """The log's tail; on a live run run.js appends what follows ``data-next-offset``.
+
+    A live run without a log yet gets the section hidden and empty: run.js shows it when text arrives.
+    """
+    if not log.size and not live:
+        return ""
+    clipped = f"<p class=muted>last {log.size - log.offset} of {log.size} bytes</p>" if log.offset else ""
+    follow = " data-follow" if live else ""
+    return (
+        f'<section id="driver-log-section"{"" if log.size else " hidden"}><h2>Driver log</h2>{clipped}'
+        f'<pre id="driver-log" data-next-offset="{log.next_offset}"{follow}>{h.esc(log.text)}</pre></section>'
+    )
 
 
 def _metric_section(name: str, description: str | None, body: str) -> str:

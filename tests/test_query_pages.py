@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import math
+import re
 import uuid
 
 import aiohttp
@@ -94,6 +95,93 @@ async def test_descriptions_show_under_their_metrics_not_as_properties(query_ser
     only_descriptions = await seed_run(db, status="Completed", properties=described)
     status, _, text = await get_text(f"{query_service}/runs/{only_descriptions}")
     assert status == 200 and "<h2>Properties</h2><p class=muted>none</p>" in text
+
+
+async def append_log(query_service: str, run_id: uuid.UUID, *parts: bytes) -> None:
+    """Append ``parts`` to the run's driver log the way the SDK does, one stored part each."""
+    url, offset = f"{query_service}/api/runs/{run_id}/logs/driver", 0
+    async with aiohttp.ClientSession() as session:
+        for part in parts:
+            async with session.put(f"{url}?offset={offset}", data=part) as resp:
+                assert resp.status == 201, await resp.text()
+            offset += len(part)
+
+
+def driver_log(page: str) -> tuple[str, dict[str, str], str]:
+    """The driver-log section's ``<pre>``: its unescaped text, its attributes, and the section's markup."""
+    section = re.search(r'<section id="driver-log-section"[^>]*>.*?</section>', page, re.DOTALL)
+    assert section is not None, "no driver log section"
+    pre = re.search(r'<pre id="driver-log"([^>]*)>(.*?)</pre>', section[0], re.DOTALL)
+    assert pre is not None
+    attrs = dict(re.findall(r'\s([\w-]+)(?:="([^"]*)")?', pre[1]))
+    return html.unescape(pre[2]), attrs, section[0]
+
+
+async def test_run_page_shows_the_driver_log_and_hides_its_parts(query_service: str, db: asyncpg.Pool) -> None:
+    run_id = await seed_run(db, status="Running")
+    first = b"epoch 1 <script>alert(1)</script> & done\n"
+    second = b"bad bytes \xff\xfe then \xc3\xa9\n"
+    await append_log(query_service, run_id, first, second)
+    async with aiohttp.ClientSession() as session:
+        async with session.put(f"{query_service}/api/runs/{run_id}/files/notes.txt", data=b"n") as resp:
+            assert resp.status == 201
+
+    status, _, text = await get_text(f"{query_service}/runs/{run_id}")
+    assert status == 200
+    shown, attrs, section = driver_log(text)
+    assert shown == "epoch 1 <script>alert(1)</script> & done\nbad bytes \ufffd\ufffd then \u00e9\n"
+    assert "<script>alert" not in text and "&lt;script&gt;alert(1)&lt;/script&gt; &amp; done" in section
+    # The whole log, so no note; a live run's log is followed from where the page's tail ends.
+    assert attrs == {"data-next-offset": str(len(first + second)), "data-follow": ""}
+    assert "<h2>Driver log</h2>" in section and "bytes</p>" not in section and " hidden" not in section
+    # The parts are the log's storage, not files of the run: only the uploaded file is listed.
+    assert "driver.log.parts" not in text and "notes.txt" in text
+    # A character cut at the end waits for its rest: the tail stops before it, where run.js goes on.
+    await append_log(query_service, run_id, first, second, b"caf\xc3")  # the first two again are no-ops
+    status, _, text = await get_text(f"{query_service}/runs/{run_id}")
+    shown, attrs, _ = driver_log(text)
+    assert status == 200 and shown.endswith("\ncaf") and attrs["data-next-offset"] == str(len(first + second) + 3)
+
+    # A live run without a log yet: an empty section, hidden until run.js has text for it.
+    quiet = await seed_run(db, status="Running")
+    status, _, text = await get_text(f"{query_service}/runs/{quiet}")
+    shown, attrs, section = driver_log(text)
+    assert (status, shown, attrs) == (200, "", {"data-next-offset": "0", "data-follow": ""})
+    assert section.startswith('<section id="driver-log-section" hidden>')
+    # A finished run without one has no section at all.
+    done = await seed_run(db, status="Completed")
+    status, _, text = await get_text(f"{query_service}/runs/{done}")
+    assert status == 200 and "Driver log" not in text and 'id="driver-log' not in text
+
+
+async def test_run_page_clips_a_long_driver_log_at_a_line_start(query_service: str, db: asyncpg.Pool) -> None:
+    run_id = await seed_run(db, status="Completed")
+    lines = [f"line {i:05d} {'x' * 40}\n".encode() for i in range(3000)]
+    width, log = len(lines[0]), b"".join(lines)  # every line as long: 156,000 bytes
+    # Two parts, the 64 KiB tail starting in the first.
+    await append_log(query_service, run_id, log[:100_000], log[100_000:])
+    status, _, text = await get_text(f"{query_service}/runs/{run_id}")
+    assert status == 200
+    shown, attrs, section = driver_log(text)
+    # The last 64 KiB start inside a line; the tail begins at the next whole line.
+    start = len(log) - 65_536
+    first_line = start // width + 1
+    assert start % width and shown == b"".join(lines[first_line:]).decode()
+    assert f"<p class=muted>last {len(log) - first_line * width} of {len(log)} bytes</p>" in section
+    assert attrs == {"data-next-offset": str(len(log))}  # finished: nothing to follow
+
+
+async def test_a_long_driver_log_without_newlines_is_clipped_at_a_character(
+    query_service: str, db: asyncpg.Pool
+) -> None:
+    run_id = await seed_run(db, status="Failed")
+    log = "€".encode() * 30_000  # 90,000 bytes of 3-byte characters, no line to start at
+    await append_log(query_service, run_id, log)
+    status, _, text = await get_text(f"{query_service}/runs/{run_id}")
+    shown, _, section = driver_log(text)
+    # The 64 KiB cut falls in the middle of a character: the tail starts at the next one.
+    assert status == 200 and shown == "€" * 21_845
+    assert "<p class=muted>last 65535 of 90000 bytes</p>" in section
 
 
 async def test_running_run_page_refreshes(query_service: str, db: asyncpg.Pool) -> None:
