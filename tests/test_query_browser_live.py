@@ -1,4 +1,4 @@
-"""The whole path into the browser: the SDK logs, ingest stores, the open run page's chart changes.
+"""The whole path into the browser: the SDK logs, ingest stores, the open run page's chart and log change.
 
 Also measures the live-update delay from ``run.log`` + ``flush`` to the new
 point drawn in Chromium, written to ``test-results/live-delay.txt``.
@@ -16,7 +16,7 @@ from typing import Any
 import aiohttp
 import pytest
 import pytest_asyncio
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser, async_playwright, expect
 
 from producer import Experiment, Workspace
 from runstream.config import Settings
@@ -84,3 +84,54 @@ async def test_sdk_points_reach_the_open_chart(settings: Settings, query_service
         + ", ".join(f"{d:.2f}" for d in delays)
         + f"; median {statistics.median(delays):.2f}\n"
     )
+
+
+async def _run_status(url: str) -> str | None:
+    async with aiohttp.ClientSession() as client, client.get(url) as resp:
+        return (await resp.json())["status"] if resp.status == 200 else None
+
+
+async def _append(url: str, offset: int, part: bytes) -> int:
+    async with aiohttp.ClientSession() as client, client.put(f"{url}?offset={offset}", data=part) as resp:
+        assert resp.status == 201, await resp.text()
+        next_offset: int = (await resp.json())["next_offset"]
+        return next_offset
+
+
+async def test_the_open_run_page_follows_the_driver_log(
+    settings: Settings, query_service: str, browser: Browser
+) -> None:
+    run = Experiment(Workspace.from_settings(settings), "browser-live").start_logging(display_name="log")
+    await asyncio.to_thread(run.flush, 30)
+    details = f"{query_service}/api/runs/{run.id}"
+    await eventually(lambda: _run_status(details), lambda s: s == "Running", what="the run stored as Running")
+    log = f"{details}/logs/driver"
+
+    page = await browser.new_page()
+    errors: list[Any] = []
+    page.on("pageerror", lambda exc: errors.append(exc))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    await page.goto(run.get_portal_url())
+    section, pre = page.locator("#driver-log-section"), page.locator("#driver-log")
+    await expect(section).to_be_hidden()  # no log yet
+
+    async def shows(text: str) -> None:
+        # Exactly the text, whitespace and all; markup in the log stays text.
+        await page.wait_for_function(
+            "t => document.getElementById('driver-log').textContent === t", arg=text, timeout=WAIT_MS
+        )
+
+    offset = await _append(log, 0, b"epoch 1 <b>loss</b> 0.5\n")
+    await shows("epoch 1 <b>loss</b> 0.5\n")
+    await expect(section).to_be_visible()
+    offset = await _append(log, offset, "epoch 2 — 0.25\n".encode())
+    await shows("epoch 1 <b>loss</b> 0.5\nepoch 2 — 0.25\n")
+    assert await pre.locator("b").count() == 0
+
+    # The SDK appends the last part before the final status; once the service says so, following stops.
+    await _append(log, offset, b"done\n")
+    await asyncio.to_thread(run.complete)
+    await shows("epoch 1 <b>loss</b> 0.5\nepoch 2 — 0.25\ndone\n")
+    await page.wait_for_selector("#driver-log:not([data-follow])", state="attached", timeout=WAIT_MS)
+    assert errors == []
+    await page.close()

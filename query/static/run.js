@@ -172,3 +172,57 @@
     if (ended && run.ended_at) ended.textContent = run.ended_at;
   });
 })();
+
+// The driver log: scrolled to its end on load and, on a live run, followed by
+// polling the logs API from where the page's tail ends until the service says
+// the run ended and the whole log is shown (`done`). Independent of the charts,
+// so it works even where uPlot did not load.
+(function () {
+  "use strict";
+  const root = document.getElementById("run");
+  const pre = document.getElementById("driver-log");
+  if (!root || !pre) return;
+  pre.scrollTop = pre.scrollHeight;
+  if (!("follow" in pre.dataset)) return;
+  const POLL_MS = 2000;
+  const url = "/api/runs/" + root.dataset.runId + "/logs/driver?offset=";
+  const section = document.getElementById("driver-log-section");
+
+  function show(text) {
+    if (!text) return;
+    // Keep to the end only if the reader was there, not pulling them away from what they scrolled to.
+    const atEnd = pre.scrollHeight - pre.scrollTop - pre.clientHeight < 4;
+    pre.append(text); // a text node: the log is never parsed as HTML
+    if (atEnd) pre.scrollTop = pre.scrollHeight;
+    section.hidden = false;
+  }
+
+  async function poll() {
+    if (document.hidden) {
+      // Nobody is looking: no requests until the page is shown again.
+      document.addEventListener("visibilitychange", poll, { once: true });
+      return;
+    }
+    const offset = Number(pre.dataset.nextOffset);
+    let body = null;
+    try {
+      const resp = await fetch(url + offset, { credentials: "same-origin" });
+      if (resp.ok) body = await resp.json();
+    } catch (e) {
+      // The service is away for a moment: the next poll tries again.
+    }
+    if (body) {
+      show(body.text);
+      pre.dataset.nextOffset = body.next_offset;
+      if (body.done) {
+        delete pre.dataset.follow; // the run ended and all of its log is shown
+        return;
+      }
+    }
+    // More than one read's worth was waiting: go on at once. A read that did not
+    // move (only part of a character so far) waits like any other.
+    const behind = body && body.next_offset > offset && body.next_offset < body.size;
+    setTimeout(poll, behind ? 0 : POLL_MS);
+  }
+  setTimeout(poll, POLL_MS);
+})();
