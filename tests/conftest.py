@@ -25,6 +25,7 @@ from typing import Any
 import asyncpg
 import pytest
 import pytest_asyncio
+from playwright.async_api import Browser, async_playwright
 
 from ingest.schema import migrate
 from runstream.config import Settings
@@ -140,3 +141,16 @@ async def query_service(settings: Settings, spawn: Callable[..., Any]) -> str:
     proc = spawn("query")
     await wait_http_ok(f"{settings.query_url}/health", proc)
     return settings.query_url
+
+
+@pytest_asyncio.fixture(scope="session")
+async def browser() -> AsyncIterator[Browser]:
+    """Debian's Chromium, headless, driven by Playwright (never a downloaded browser)."""
+    async with async_playwright() as pw:
+        browser = await pw.chromium.launch(
+            executable_path="/usr/bin/chromium", headless=True, args=["--headless", "--no-sandbox", "--disable-gpu"]
+        )
+        try:
+            yield browser
+        finally:
+            await browser.close()

@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import base64
 import uuid
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import asyncpg
-import pytest_asyncio
-from playwright.async_api import Browser, async_playwright
+from playwright.async_api import Browser
 
 from tests.test_query_seed import append_points, bump_session, seed_entries, seed_run, seed_scalars
 
@@ -22,19 +20,8 @@ PNG = base64.b64decode(
     "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="
 )
 SCREENSHOTS = ROOT / "test-results"
-CHROMIUM = "/usr/bin/chromium"
 T0 = 1_700_000_000.0
 WAIT_MS = 15_000
-
-
-@pytest_asyncio.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
-        try:
-            yield browser
-        finally:
-            await browser.close()
 
 
 async def test_run_page_charts_update_live(query_service: str, db: asyncpg.Pool, browser: Browser) -> None:

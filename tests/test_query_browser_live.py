@@ -9,14 +9,12 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-import pytest_asyncio
-from playwright.async_api import Browser, async_playwright, expect
+from playwright.async_api import Browser, expect
 
 from producer import Experiment, Workspace
 from runstream.config import Settings
@@ -27,16 +25,6 @@ RESULTS = ROOT / "test-results"
 WAIT_MS = 30_000
 
 pytestmark = pytest.mark.usefixtures("ingest_worker")
-
-
-@pytest_asyncio.fixture(scope="module")
-async def browser() -> AsyncIterator[Browser]:
-    async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
-        try:
-            yield browser
-        finally:
-            await browser.close()
 
 
 async def _points(url: str) -> int:
