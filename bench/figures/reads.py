@@ -42,10 +42,12 @@ async def _timed_get(session: aiohttp.ClientSession, url: str, params: dict[str,
     return seconds, orjson.loads(body)
 
 
-async def _full_series(session: aiohttp.ClientSession, base: str, run_id: str) -> tuple[float, int]:
+async def read_full_series(
+    session: aiohttp.ClientSession, base: str, run_id: str, name: str = "series"
+) -> tuple[float, int]:
     """Seconds to read every point (all keyset pages, as large as the service allows) and how many came."""
     url = f"{base}/api/runs/{run_id}/series"
-    params: dict[str, Any] = {"name": "series", "limit": 1_000_000}
+    params: dict[str, Any] = {"name": name, "limit": 1_000_000}
     total_seconds, count = 0.0, 0
     while True:
         seconds, body = await _timed_get(session, url, params)
@@ -56,9 +58,11 @@ async def _full_series(session: aiohttp.ClientSession, base: str, run_id: str) -
         params["cursor"] = body["next_cursor"]
 
 
-async def _downsampled(session: aiohttp.ClientSession, base: str, run_id: str, max_points: int) -> tuple[float, int]:
+async def read_downsampled(
+    session: aiohttp.ClientSession, base: str, run_id: str, max_points: int, name: str = "series"
+) -> tuple[float, int]:
     seconds, body = await _timed_get(
-        session, f"{base}/api/runs/{run_id}/series", {"name": "series", "max_points": max_points}
+        session, f"{base}/api/runs/{run_id}/series", {"name": name, "max_points": max_points}
     )
     return seconds, len(body["steps"])
 
@@ -72,19 +76,19 @@ async def _http_figures(ctx: Context, base: str, series_run: str) -> dict[str, A
     reps, n = ctx.sizes.reps, ctx.sizes.read_series_points
     out: dict[str, Any] = {"full": [], "downsampled_cold": [], "downsampled_cached": [], "runs_page": []}
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session:
-        await _full_series(session, base, series_run)
+        await read_full_series(session, base, series_run)
         for _ in range(reps):
-            seconds, count = await _full_series(session, base, series_run)
+            seconds, count = await read_full_series(session, base, series_run)
             if count != n:
                 raise RuntimeError(f"full read returned {count} of {n} points")
             out["full"].append(seconds)
-        await _downsampled(session, base, series_run, 2100)
+        await read_downsampled(session, base, series_run, 2100)
         for rep in range(reps):  # a different size each time: no answer comes from the service's cache
-            seconds, count = await _downsampled(session, base, series_run, 2000 - 2 * rep)
+            seconds, count = await read_downsampled(session, base, series_run, 2000 - 2 * rep)
             out["downsampled_cold"].append(seconds)
             out["downsampled_points"] = count
         for _ in range(reps):
-            out["downsampled_cached"].append((await _downsampled(session, base, series_run, 2000))[0])
+            out["downsampled_cached"].append((await read_downsampled(session, base, series_run, 2000))[0])
         await _runs_page(session, base)
         for _ in range(reps):
             seconds, out["runs_page_size"] = await _runs_page(session, base)
