@@ -307,7 +307,11 @@ def _driver_log(log: LogText, *, live: bool) -> str:
     """
     if not log.size and not live:
         return ""
-    clipped = f"<p class=muted>last {log.size - log.offset} of {log.size} bytes</p>" if log.offset else ""
+    clipped = (
+        f'<p id="driver-log-clipped" class=muted>last {log.size - log.offset} of {log.size} bytes</p>'
+        if log.offset
+        else ""
+    )
     follow = " data-follow" if live else ""
     return (
         f'<section id="driver-log-section"{"" if log.size else " hidden"}><h2>Driver log</h2>{clipped}'

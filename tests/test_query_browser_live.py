@@ -7,6 +7,7 @@ point drawn in Chromium, written to ``test-results/live-delay.txt``.
 from __future__ import annotations
 
 import asyncio
+import io
 import statistics
 import time
 from pathlib import Path
@@ -80,7 +81,7 @@ async def _run_status(url: str) -> str | None:
 
 
 async def _append(url: str, offset: int, part: bytes) -> int:
-    async with aiohttp.ClientSession() as client, client.put(f"{url}?offset={offset}", data=part) as resp:
+    async with aiohttp.ClientSession() as client, client.put(f"{url}?offset={offset}", data=io.BytesIO(part)) as resp:
         assert resp.status == 201, await resp.text()
         next_offset: int = (await resp.json())["next_offset"]
         return next_offset
@@ -116,10 +117,29 @@ async def test_the_open_run_page_follows_the_driver_log(
     await shows("epoch 1 <b>loss</b> 0.5\nepoch 2 — 0.25\n")
     assert await pre.locator("b").count() == 0
 
+    # A log longer than the page keeps (1 Mi characters) loses its oldest lines, whole, and says so.
+    line = "a line of a long log ".ljust(99, "x") + "\n"
+    offset = await _append(log, offset, (line * 11_000).encode())
+    await page.wait_for_function(
+        """() => { const t = document.getElementById('driver-log').textContent;
+                   return t.length <= 1048576 && t.length > 1048576 - 100 && t.endsWith('x\\n'); }""",
+        timeout=WAIT_MS,
+    )
+    shown = await pre.text_content()
+    assert shown is not None and shown.startswith(line) and set(shown.split("\n")[:-1]) == {line[:-1]}
+    await expect(page.locator("#driver-log-clipped")).to_have_text(
+        f"showing the end of the log ({offset} bytes in all)"
+    )
+
     # The SDK appends the last part before the final status; once the service says so, following stops.
-    await _append(log, offset, b"done\n")
+    offset = await _append(log, offset, b"done\n")
     await asyncio.to_thread(run.complete)
-    await shows("epoch 1 <b>loss</b> 0.5\nepoch 2 — 0.25\ndone\n")
+    await page.wait_for_function(
+        "() => document.getElementById('driver-log').textContent.endsWith('x\\ndone\\n')", timeout=WAIT_MS
+    )
+    await expect(page.locator("#driver-log-clipped")).to_have_text(
+        f"showing the end of the log ({offset} bytes in all)"
+    )
     await page.wait_for_selector("#driver-log:not([data-follow])", state="attached", timeout=WAIT_MS)
     assert errors == []
     await page.close()

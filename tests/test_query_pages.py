@@ -167,7 +167,8 @@ async def test_run_page_clips_a_long_driver_log_at_a_line_start(query_service: s
     start = len(log) - 65_536
     first_line = start // width + 1
     assert start % width and shown == b"".join(lines[first_line:]).decode()
-    assert f"<p class=muted>last {len(log) - first_line * width} of {len(log)} bytes</p>" in section
+    kept = len(log) - first_line * width
+    assert f'<p id="driver-log-clipped" class=muted>last {kept} of {len(log)} bytes</p>' in section
     assert attrs == {"data-next-offset": str(len(log))}  # finished: nothing to follow
 
 
@@ -181,7 +182,7 @@ async def test_a_long_driver_log_without_newlines_is_clipped_at_a_character(
     shown, _, section = driver_log(text)
     # The 64 KiB cut falls in the middle of a character: the tail starts at the next one.
     assert status == 200 and shown == "€" * 21_845
-    assert "<p class=muted>last 65535 of 90000 bytes</p>" in section
+    assert '<p id="driver-log-clipped" class=muted>last 65535 of 90000 bytes</p>' in section
 
 
 async def test_running_run_page_refreshes(query_service: str, db: asyncpg.Pool) -> None:

@@ -185,14 +185,34 @@
   pre.scrollTop = pre.scrollHeight;
   if (!("follow" in pre.dataset)) return;
   const POLL_MS = 2000;
+  // Characters kept on the page: a log can grow far beyond what a tab should hold.
+  const MAX_SHOWN = 1 << 20;
   const url = "/api/runs/" + root.dataset.runId + "/logs/driver?offset=";
   const section = document.getElementById("driver-log-section");
 
-  function show(text) {
+  function clippedNote(size) {
+    let note = document.getElementById("driver-log-clipped");
+    if (!note) {
+      note = document.createElement("p");
+      note.id = "driver-log-clipped";
+      note.className = "muted";
+      pre.before(note);
+    }
+    note.textContent = "showing the end of the log (" + size + " bytes in all)";
+  }
+
+  function show(text, size) {
     if (!text) return;
     // Keep to the end only if the reader was there, not pulling them away from what they scrolled to.
     const atEnd = pre.scrollHeight - pre.scrollTop - pre.clientHeight < 4;
     pre.append(text); // a text node: the log is never parsed as HTML
+    const shown = pre.textContent;
+    if (shown.length > MAX_SHOWN) {
+      // Drop the oldest text, from a line start so the first line shown is whole.
+      const cut = shown.indexOf("\n", shown.length - MAX_SHOWN);
+      pre.textContent = shown.slice(cut >= 0 && cut < shown.length - 1 ? cut + 1 : shown.length - MAX_SHOWN);
+    }
+    if (shown.length > MAX_SHOWN || document.getElementById("driver-log-clipped")) clippedNote(size);
     if (atEnd) pre.scrollTop = pre.scrollHeight;
     section.hidden = false;
   }
@@ -212,7 +232,7 @@
       // The service is away for a moment: the next poll tries again.
     }
     if (body) {
-      show(body.text);
+      show(body.text, body.size);
       pre.dataset.nextOffset = body.next_offset;
       if (body.done) {
         delete pre.dataset.follow; // the run ended and all of its log is shown
