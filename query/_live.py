@@ -37,7 +37,7 @@ from typing import Any, Final
 
 import asyncpg
 
-from runstream.events import CHANGED_RUNS_CHANNEL
+from runstream.events import CHANGED_RUNS_CHANNEL, metric_descriptions
 from runstream.tasks import cancel_and_wait
 
 from ._db import Database
@@ -63,6 +63,11 @@ class LiveEvent:
 
     kind: str
     data: dict[str, Any]
+
+
+def run_event(run: dict[str, Any]) -> LiveEvent:
+    """A run's details for a live page, with its metrics' descriptions picked out of its properties."""
+    return LiveEvent("run", {**run, "descriptions": metric_descriptions(run.get("properties"))})
 
 
 @dataclass(eq=False)
@@ -176,7 +181,7 @@ class RunWatcher(_Watcher):
         if run != self._run:
             self._run = run
             if run is not None:
-                self._publish(LiveEvent("run", run))
+                self._publish(run_event(run))
         version = await self._hub.series.data_version(self.run_id)
         if version == self._version:
             return

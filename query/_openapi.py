@@ -271,7 +271,10 @@ SPEC: Final[dict[str, Any]] = {
         },
         "/api/runs/{run_id}/stream": {
             "get": {
-                "summary": "Server-Sent Events: 'run' (details, on connect and on change), 'points' (new points)",
+                "summary": (
+                    "Server-Sent Events: 'run' (details with the metrics' descriptions, on connect and on change), "
+                    "'points' (new points)"
+                ),
                 "parameters": [_RUN_ID],
                 "responses": {
                     "200": {

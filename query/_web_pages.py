@@ -10,7 +10,7 @@ from urllib.parse import urlencode
 import orjson
 from aiohttp import web
 
-from runstream.events import DESCRIPTION_PREFIX, STATUSES, TERMINAL_STATUSES
+from runstream.events import DESCRIPTION_PREFIX, STATUSES, TERMINAL_STATUSES, metric_descriptions
 
 from . import _html as h
 from ._db import Database, FileRecord
@@ -217,7 +217,7 @@ async def run_page(request: web.Request) -> web.Response:
     # After the run was read: a terminal status read first means the log read next is whole.
     body += _driver_log(await read_tail(request.app, run_id, _LOG_TAIL_BYTES, terminal=not live), live=live)
     stored = {f.name for f in files}
-    descriptions = _descriptions(run)
+    descriptions = metric_descriptions((run or {}).get("properties"))
     sections = []
     for item in overview:
         name = item["name"]
@@ -264,14 +264,6 @@ def _details(run: dict[str, Any] | None, run_id: str) -> str:
     properties = {k: v for k, v in (run["properties"] or {}).items() if not k.startswith(DESCRIPTION_PREFIX)}
     out += "<h2>Properties</h2>" + _mapping(properties)
     return out
-
-
-def _descriptions(run: dict[str, Any] | None) -> dict[str, str]:
-    """Each described metric's description, from the run properties the SDK sends them as."""
-    properties = (run or {}).get("properties") or {}
-    return {
-        k.removeprefix(DESCRIPTION_PREFIX): str(v) for k, v in properties.items() if k.startswith(DESCRIPTION_PREFIX)
-    }
 
 
 def _mapping(values: dict[str, Any] | None) -> str:

@@ -21,7 +21,7 @@ import orjson
 from aiohttp import web
 
 from ._errors import BadRequest, NotFound
-from ._live import LiveEvent, Subscription
+from ._live import LiveEvent, Subscription, run_event
 from ._state import DATABASE, LIVE
 from ._validate import parse_run_id
 
@@ -44,7 +44,7 @@ async def run_stream(request: web.Request) -> web.StreamResponse:
         raise NotFound(f"no run {run_id}", code="run_not_found", parameter="run_id")
     sub = await request.app[LIVE].subscribe(run_id)
     run = await db.get_run(run_id)
-    return await _serve(request, sub, [LiveEvent("run", run)] if run is not None else [])
+    return await _serve(request, sub, [run_event(run)] if run is not None else [])
 
 
 @routes.get("/api/stream")

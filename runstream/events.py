@@ -156,6 +156,15 @@ class Batch:
     events: list[Event]
 
 
+def metric_descriptions(properties: Mapping[str, Any] | None) -> dict[str, str]:
+    """Each described metric's description, out of the run properties it travels as."""
+    return {
+        k.removeprefix(DESCRIPTION_PREFIX): str(v)
+        for k, v in (properties or {}).items()
+        if k.startswith(DESCRIPTION_PREFIX)
+    }
+
+
 # --- value encoding -------------------------------------------------------
 
 

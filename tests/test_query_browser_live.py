@@ -61,6 +61,13 @@ async def test_sdk_points_reach_the_open_chart(settings: Settings, query_service
     ys = await page.evaluate("() => window.runstream.charts.loss.ys.slice(-5)")
     assert ys == [0.0, 0.001, 0.002, 0.003, 0.004]
 
+    # A metric first logged while the page is open gets its section, and its description with it.
+    run.log("accuracy", 0.5, description="held-out <i>accuracy</i>")
+    await asyncio.to_thread(run.flush, 30)
+    note = page.locator('section[data-metric="accuracy"] p.description')
+    await expect(note).to_have_text("held-out <i>accuracy</i>", timeout=WAIT_MS)
+    assert await note.locator("i").count() == 0
+
     await asyncio.to_thread(run.complete)
     await page.wait_for_function(
         "() => document.getElementById('run-status').textContent === 'Completed'", timeout=WAIT_MS

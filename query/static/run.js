@@ -66,6 +66,18 @@
     }
   }
 
+  // What the live "run" event says each metric is (the SDK's descriptions).
+  let descriptions = {};
+
+  function describe(sec) {
+    const text = descriptions[sec.dataset.metric];
+    if (typeof text !== "string" || sec.querySelector(".description")) return;
+    const note = document.createElement("p");
+    note.className = "description";
+    note.textContent = text;
+    sec.querySelector("h3").after(note);
+  }
+
   function section(name) {
     const metrics = document.getElementById("metrics");
     const sec = document.createElement("section");
@@ -77,6 +89,7 @@
     el.className = "chart";
     el.dataset.chart = name;
     sec.append(title, el);
+    describe(sec);
     metrics.append(sec);
     const empty = document.getElementById("no-metrics");
     if (empty) empty.remove();
@@ -170,6 +183,8 @@
     }
     const ended = document.getElementById("run-ended");
     if (ended && run.ended_at) ended.textContent = run.ended_at;
+    descriptions = run.descriptions || {};
+    document.querySelectorAll("section.metric[data-metric]").forEach(describe);
   });
 })();
 
