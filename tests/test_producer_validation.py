@@ -5,10 +5,11 @@ Also the workspace's configuration: config file, environment, token.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from producer import (
     MetricTypeError,
     MetricValueError,
     Run,
+    RunClosedError,
     Workspace,
     WorkspaceConfigError,
 )
@@ -127,8 +129,12 @@ NAMED_OTHERWISE: dict[str, str] = {
 
 
 @pytest.fixture
-def run(workspace: Workspace) -> Run:  # noqa: F811 - the imported fixture
-    return Experiment(workspace, "validation").start_logging(outputs=None)
+def run(workspace: Workspace) -> Iterator[Run]:  # noqa: F811 - the imported fixture
+    opened = Experiment(workspace, "validation").start_logging(outputs=None)
+    yield opened
+    # Left open, a run heartbeats until the interpreter exits, when the session's broker is gone.
+    with contextlib.suppress(RunClosedError):
+        opened.complete()
 
 
 @pytest.mark.parametrize(("case", "call", "message"), TYPE_ERRORS, ids=[c[0] for c in TYPE_ERRORS])
