@@ -99,6 +99,7 @@ async def test_runstream_sync_delivers_a_killed_process_spool_exactly_once(setti
     await eventually(metrics, lambda m: m.get("after") == 1.0, timeout_seconds=120, what="the later point")
     assert run.get_metrics("loss") == {"loss": expected}
     assert run.get_status() == "Running"  # the killed process never ended it; ingest's liveness will
+    later.complete()  # else it heartbeats until the interpreter exits, when the session's broker is gone
 
 
 def _offline_run(home: Path) -> str:
