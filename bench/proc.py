@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from runstream.stack import free_port, wait_http_ok
+from runstream.stack import free_port, log_tail, wait_http_ok
 
 __all__ = [
     "BENCH_PYTHON",
@@ -156,10 +156,7 @@ class Service:
             raise RuntimeError(f"{exc}:\n{self.log_tail()}") from exc
 
     def log_tail(self, chars: int = 2000) -> str:
-        try:
-            return self.log_file.read_text(errors="replace")[-chars:]
-        except FileNotFoundError:
-            return ""
+        return log_tail(self.log_file, chars)
 
     def stop(self, timeout_seconds: float = 20.0) -> None:
         """SIGTERM the service's process group, SIGKILL it after the timeout."""

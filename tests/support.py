@@ -14,6 +14,7 @@ import asyncpg
 
 from ingest._partitions import utc_day
 from runstream.chunks import CHUNK_COLUMNS, encode_chunk
+from runstream.stack import log_tail
 
 T = TypeVar("T")
 
@@ -45,19 +46,13 @@ class LoggedProcess(subprocess.Popen[bytes]):
         with log_path.open("ab") as out:
             super().__init__(argv, env=env, stdout=out, stderr=subprocess.STDOUT)
 
-    def log_tail(self, chars: int = 3000) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")[-chars:]
-        except FileNotFoundError:
-            return ""
-
 
 async def wait_http_ok(url: str, proc: subprocess.Popen[bytes] | None = None, timeout_seconds: float = 60.0) -> None:
     """Wait until ``url`` answers 200, failing early (with the end of its log, if known) if ``proc`` exits."""
 
     async def probe() -> int:
         if proc is not None and proc.poll() is not None:
-            tail = proc.log_tail() if isinstance(proc, LoggedProcess) else ""
+            tail = log_tail(proc.log_path, 3000) if isinstance(proc, LoggedProcess) else ""
             raise AssertionError(f"process for {url} exited with {proc.returncode}:\n{tail}")
         try:
             async with aiohttp.ClientSession() as session, session.get(url) as resp:

@@ -13,6 +13,8 @@ Not run in QUICK mode.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
@@ -28,12 +30,15 @@ TITLE = "7. scale"
 _READ_METRIC = "metric_00"  # the producer's first metric (bench/workers/rs_producer.py)
 
 
-async def _series(ctx: Context, label: str, **kwargs: int) -> list[dict[str, object]]:
+async def _reps(ctx: Context, label: str, once: Callable[[], Awaitable[dict[str, Any]]]) -> list[dict[str, Any]]:
     results = []
     for rep in range(ctx.sizes.reps):
         ctx.progress(f"  rep {rep + 1}/{ctx.sizes.reps}: {label}")
-        result = await runstream_once(ctx, **kwargs)  # type: ignore[arg-type]
-        ctx.progress(f"    {result['points_per_second']:,.0f} points/s")
+        result = await once()
+        line = f"    {result['points_per_second']:,.0f} points/s"
+        if reads := result.get("reads"):
+            line += f"; {reads['metric_points']:,} points of one metric read in {reads['full_seconds'] * 1000:.1f} ms"
+        ctx.progress(line)
         results.append(result)
     return results
 
@@ -50,20 +55,13 @@ async def _reads(base: str) -> dict[str, Any]:
     return {"metric_points": count, "full_seconds": full_seconds, "downsampled_seconds": downsampled_seconds}
 
 
-async def _growth(ctx: Context, label: str, points: int) -> list[dict[str, Any]]:
-    results = []
-    for rep in range(ctx.sizes.reps):
-        ctx.progress(f"  rep {rep + 1}/{ctx.sizes.reps}: {label}")
-        async with Sandbox(ctx.infra, "growth") as sandbox:
-            await sandbox.start_ingest(1)
-            result = await runstream_once(ctx, 1, 1, points, sandbox, runs=1)
-            result["reads"] = await _reads(await sandbox.start_query())
-        ctx.progress(
-            f"    {result['points_per_second']:,.0f} points/s; {result['reads']['metric_points']:,} points of one "
-            f"metric read in {result['reads']['full_seconds'] * 1000:.1f} ms"
-        )
-        results.append(result)
-    return results
+async def _growth_once(ctx: Context, points: int) -> dict[str, Any]:
+    """The P=1 W=1 measurement of one run, then reads of one of its metrics, in a sandbox with a query service."""
+    async with Sandbox(ctx.infra, "growth") as sandbox:
+        await sandbox.start_ingest(1)
+        result = await runstream_once(ctx, 1, 1, points, sandbox, runs=1)
+        result["reads"] = await _reads(await sandbox.start_query())
+    return result
 
 
 async def run(ctx: Context) -> list[Row]:
@@ -90,8 +88,8 @@ async def run(ctx: Context) -> list[Row]:
         if gone := ctx.lacks("producer", "ingest"):
             row.missing = gone
             continue
-        results = await _series(ctx, figure, **kwargs)
-        row.runstream = Stats.of(r["points_per_second"] for r in results)  # type: ignore[misc]
+        results = await _reps(ctx, figure, functools.partial(runstream_once, ctx, **kwargs))  # type: ignore[arg-type]
+        row.runstream = Stats.of(r["points_per_second"] for r in results)
         row.details["runs"] = results
     if rows:
         rows[0].note = (
@@ -110,7 +108,7 @@ async def run(ctx: Context) -> list[Row]:
             for row in group:
                 row.missing = gone
             continue
-        results = await _growth(ctx, label, n)
+        results = await _reps(ctx, label, functools.partial(_growth_once, ctx, n))
         reads = [r["reads"] for r in results]
         write.runstream = Stats.of(r["points_per_second"] for r in results)
         full.runstream = Stats.of(r["metric_points"] / r["full_seconds"] for r in reads)

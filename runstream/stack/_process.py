@@ -9,7 +9,7 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-__all__ = ["alive", "read_pid", "spawn_detached", "stop_pid"]
+__all__ = ["alive", "log_tail", "read_pid", "spawn_detached", "stop_pid"]
 
 
 def spawn_detached(
@@ -34,6 +34,14 @@ def spawn_detached(
     pid = int(result.stdout.strip())
     pid_file.write_text(str(pid))
     return pid
+
+
+def log_tail(log_file: Path, chars: int = 2000) -> str:
+    """The end of a service's log ('' before it wrote one): what to show when it died."""
+    try:
+        return log_file.read_text(errors="replace")[-chars:]
+    except FileNotFoundError:
+        return ""
 
 
 def read_pid(pid_file: Path) -> int | None:
