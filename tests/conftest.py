@@ -25,6 +25,8 @@ from typing import Any
 import asyncpg
 import pytest
 import pytest_asyncio
+from hypothesis import HealthCheck
+from hypothesis import settings as hypothesis_settings
 from playwright.async_api import Browser, async_playwright
 
 from ingest.schema import migrate
@@ -33,6 +35,15 @@ from runstream.stack import LocalStack, free_port
 from tests.support import LoggedProcess, wait_http_ok
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Property-based tests draw the same cases on every `make test` run (derandomize)
+# and never fail on how slow a shared machine is; `make fuzz` (RUNSTREAM_FUZZ=1)
+# draws fresh ones, more of them (tests.support.fuzz_examples), from a seed it prints.
+hypothesis_settings.register_profile(
+    "ci", derandomize=True, database=None, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
+hypothesis_settings.register_profile("fuzz", database=None, deadline=None, suppress_health_check=list(HealthCheck))
+hypothesis_settings.load_profile("fuzz" if os.environ.get("RUNSTREAM_FUZZ") else "ci")
 
 
 @pytest.fixture(scope="session")
