@@ -143,8 +143,8 @@ class DeadLetters:
         if self.writable and await self._try_send(records):
             return
         await conn.executemany(
-            "INSERT INTO dead_letters (key, value, header_names, header_values) VALUES ($1, $2, $3, $4)",
-            [(key, value, [n for n, _ in headers], [v for _, v in headers]) for key, value, headers in records],
+            "INSERT INTO dead_letters (topic, key, value, header_names, header_values) VALUES ($1, $2, $3, $4, $5)",
+            [(self.topic, key, value, [n for n, _ in h], [v for _, v in h]) for key, value, h in records],
         )
         self.held += len(records)
 
@@ -174,7 +174,8 @@ class DeadLetters:
             async with pool.acquire() as conn, conn.transaction():
                 rows = await conn.fetch(
                     "SELECT id, key, value, header_names, header_values FROM dead_letters"
-                    " ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED",
+                    " WHERE topic = $1 ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED",
+                    self.topic,
                     _REDELIVER_BATCH,
                 )
                 if not rows:
@@ -202,6 +203,5 @@ class DeadLetters:
             log.info("the dead-letter topic %s takes dead letters again", self.topic)
         self.writable, self.failing_since, self.last_error = True, None, None
 
-    @staticmethod
-    async def _count(conn: Conn) -> int:
-        return int(await conn.fetchval("SELECT count(*) FROM dead_letters"))
+    async def _count(self, conn: Conn) -> int:
+        return int(await conn.fetchval("SELECT count(*) FROM dead_letters WHERE topic = $1", self.topic))

@@ -23,8 +23,8 @@ class Periodic:
     """Runs ``job`` every ``interval_seconds`` while ``ready()``, from ``start()`` to ``stop()``.
 
     A job that fails is tried again at its next turn: a service away is logged
-    as a warning, anything else (a bug) with its traceback. Until a turn
-    succeeds again, ``error`` says what failed (the worker's health reports it),
+    as a warning, anything else (a bug) with its traceback, and until a turn
+    succeeds again ``error`` says what failed (the worker's health reports it),
     so a broken job is never silent and never ends the worker.
     """
 
@@ -62,8 +62,8 @@ class Periodic:
         try:
             await self._job()
         except _TRANSIENT as exc:
+            # A service away: the worker's health reports that through what stalls, not here.
             log.warning("%s failed (%r); next try in %.1fs", self.name, exc, self.interval_seconds)
-            self.error = repr(exc)
         except Exception as exc:  # noqa: BLE001 - a bug in a job: reported, and the worker goes on
             log.exception("%s failed; next try in %.1fs", self.name, self.interval_seconds)
             self.error = repr(exc)

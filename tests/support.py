@@ -1,8 +1,11 @@
-"""Test helpers: child processes that keep their logs, waiting on a condition with a deadline, point chunks."""
+"""Test helpers: child processes that keep their logs, waiting on a condition with a deadline, point chunks,
+and the fuzz suites' seeds and sizes."""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import random
 import subprocess
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -17,6 +20,23 @@ from runstream.chunks import CHUNK_COLUMNS, encode_chunk
 from runstream.stack import log_tail
 
 T = TypeVar("T")
+
+#: Set by `make fuzz`: fresh seeds, FUZZ_SCALE times as many cases. Unset (`make test`, CI): the same cases every run.
+FUZZ = bool(os.environ.get("RUNSTREAM_FUZZ"))
+FUZZ_SCALE = int(os.environ.get("RUNSTREAM_FUZZ_SCALE") or 20)
+
+
+def fuzz_examples(ci: int) -> int:
+    """How many cases a fuzz suite draws: ``ci`` in `make test`, FUZZ_SCALE times more under `make fuzz`."""
+    return ci * FUZZ_SCALE if FUZZ else ci
+
+
+def fuzz_seed(fixed: int) -> int:
+    """The seed of a fuzz suite's own random choices: ``fixed`` in `make test`; under `make fuzz`
+    RUNSTREAM_FUZZ_SEED (which `make fuzz` draws and prints, so a failure can be replayed)."""
+    if not FUZZ:
+        return fixed
+    return int(os.environ.get("RUNSTREAM_FUZZ_SEED") or random.randrange(2**32))
 
 
 async def eventually(

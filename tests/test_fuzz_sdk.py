@@ -35,12 +35,13 @@ from hypothesis import strategies as st
 
 from producer import MAX_NAME_CHARS, Experiment, MetricTypeError, MetricValueError, Run, Workspace
 from producer._validate import CONTROL, MAX_EXACT_INT
+from tests.support import fuzz_examples
 from tests.test_producer import topic, workspace  # noqa: F401 - fixtures
 from tests.test_producer_query import Figure, _png
 
 pytestmark = pytest.mark.usefixtures("ingest_worker", "query_service")
 
-EXAMPLES = 600
+EXAMPLES = fuzz_examples(600)
 
 # --- strategies -------------------------------------------------------------
 
