@@ -247,11 +247,11 @@ def _new_topic(
     row: asyncpg.Record, identity: TopicIdentity, stored: Mapping[int, int], bounds: Mapping[int, tuple[int, int]]
 ) -> str | None:
     """Why the topic Kafka has now is not the one the stored offsets were read from, or None."""
+    if row["cluster_id"] is not None and identity.cluster_id is not None and row["cluster_id"] != identity.cluster_id:
+        return f"Kafka is another cluster (cluster id {identity.cluster_id}, was {row['cluster_id']})"
     if row["topic_id"] is not None and identity.topic_id is not None:
         if row["topic_id"] != identity.topic_id:
             return f"the topic was created again (topic id {identity.topic_id}, was {row['topic_id']})"
-    if row["cluster_id"] is not None and identity.cluster_id is not None and row["cluster_id"] != identity.cluster_id:
-        return f"Kafka is another cluster (cluster id {identity.cluster_id}, was {row['cluster_id']})"
     if row["topic_id"] is None or identity.topic_id is None:
         # No ids to compare: only what offsets can tell.
         if identity.partitions < row["partitions"]:
