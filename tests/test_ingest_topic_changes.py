@@ -89,7 +89,8 @@ async def test_a_broker_whose_data_is_replaced_loses_no_later_point(
         registry = worker.metrics.registry
         assert registry.get_sample_value("runstream_ingest_topic_changes_total", {"kind": "new_topic"}) == 1
         assert registry.get_sample_value("runstream_ingest_lost_batches_total") == 0  # the old topic was drained
-        assert any("new_topic" in notice and "another cluster" in notice for notice in (await ready(mine))[1]["notices"])
+        notices = (await ready(mine))[1]["notices"]
+        assert any("new_topic" in notice and "another cluster" in notice for notice in notices)
     assert any("new_topic" in r.getMessage() and "another cluster" in r.getMessage() for r in caplog.records)
 
     # No worker now. Three more batches per session go to the broker, which loses them with its data;
