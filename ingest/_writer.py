@@ -25,10 +25,13 @@ in halves, each in its own savepoint, until the failing ones are alone: those
 are dead-lettered (``db_rejected``, or a reason from the exception, see
 :func:`ingest._decoder.exception_letter`) and the rest are stored, in the same
 transaction: about 2·log2(n) savepoints per bad record, no commit or Kafka
-round trip among them. The decoder's checks keep PostgreSQL's known refusals
-from getting this far. Failures of PostgreSQL itself or of the connection
-propagate; the caller retries the same records, which the offset check makes
-safe.
+round trip among them. After _SAVEPOINTS savepoints the transaction commits
+what it has settled (a prefix of the records, with its offsets) and the next
+one goes on, so many bad records cost a steady few ms each rather than
+PostgreSQL's slow path for transactions of thousands of subtransactions. The
+decoder's checks keep PostgreSQL's known refusals from getting this far.
+Failures of PostgreSQL itself or of the connection propagate; the caller
+retries the same records, which the offset check makes safe.
 """
 
 from __future__ import annotations
@@ -59,12 +62,29 @@ __all__ = ["FlushResult", "Writer", "is_content_error"]
 
 log = logging.getLogger(__name__)
 
+#: Savepoints per transaction while isolating bad records: below PostgreSQL's
+#: cache of 64 subtransactions per transaction, past which every row it reads
+#: costs a lookup in pg_subtrans (tens of ms per savepoint after thousands).
+#: More than the depth of any bisection (log2 of a flush's records), so each
+#: transaction settles at least one record.
+_SAVEPOINTS: Final = 48
+
 #: SQLSTATE classes that mean "this content cannot be stored": data exception,
 #: integrity constraint violation, program limit exceeded.
 _CONTENT_SQLSTATES: Final = frozenset({"22", "23", "54"})
 
 Record = Decoded | DeadLetter
 DeadLetterSink = Callable[[Sequence[DeadLetter], Conn], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class _Budget:
+    left: int
+
+
+@dataclass(slots=True)
+class _Window:
+    size: int
 
 
 def is_content_error(exc: BaseException) -> bool:
@@ -143,12 +163,28 @@ class Writer:
         self._partitions = partitions
 
     async def write(self, records: Sequence[Record], *, epoch: int = 1) -> FlushResult:
-        """Store ``records`` (in consumption order per partition), read in topic ``epoch``, exactly once."""
+        """Store ``records`` (in consumption order per partition), read in topic ``epoch``, exactly once.
+
+        Usually one transaction. One that has to isolate many bad records commits
+        what it has settled once it used :data:`_SAVEPOINTS` savepoints, and the
+        next transaction goes on from there.
+        """
         result = FlushResult()
-        if not records:
-            return result
+        stored: dict[int, int] = {}
+        remaining = list(records)
+        window = _Window(len(remaining))
+        while remaining:
+            remaining = remaining[await self._transaction(remaining, epoch, result, stored, window) :]
+        result.stale = {p: o for p, o in stored.items() if p not in result.next_offsets}
+        return result
+
+    async def _transaction(
+        self, records: list[Record], epoch: int, result: FlushResult, stored: dict[int, int], window: _Window
+    ) -> int:
+        """One transaction over a prefix of ``records``; return the prefix's length (at least 1)."""
         day = utc_day()
         await self._partitions.ensure(day)  # before the flush's transaction: see _partitions
+        letters_before = len(result.dead)
         async with self._pool.acquire() as conn, conn.transaction():
             current = await self._epoch(conn)
             if current != epoch:
@@ -156,45 +192,95 @@ class Writer:
                 # either incarnation. Their data is safe to store (seqs are
                 # deduped exactly); their offsets are not.
                 result.stale_epoch = True
-                kept = list(records)
+                kept = records
             else:
-                stored = await self._lock_offsets(conn, {r.source.partition for r in records})
+                stored.update(await self._lock_offsets(conn, {r.source.partition for r in records}))
                 kept = [r for r in records if r.source.offset >= stored[r.source.partition]]
-                result.already_stored = len(records) - len(kept)
-                for record in kept:
-                    result.next_offsets[record.source.partition] = record.source.offset + 1
-                result.stale = {p: o for p, o in stored.items() if p not in result.next_offsets}
-            isolated = await self._write_isolating(conn, kept, day, current, result)
+            isolated: list[DeadLetter] = []
+            settled = await self._settle(conn, kept, day, current, result, isolated, window)
             if isolated:
                 # Their seqs are used up all the same (see _sessions).
-                result.isolated = len(isolated)
+                result.isolated += len(isolated)
                 await self._write_plan(conn, isolated, day, current, result)
-            await self._store_offsets(conn, result.next_offsets)
-            if result.dead:
+            done = (
+                len(records) if settled == len(kept) else next(i for i, r in enumerate(records) if r is kept[settled])
+            )
+            if current == epoch:
+                result.already_stored += done - settled
+                next_offsets = {r.source.partition: r.source.offset + 1 for r in kept[:settled]}
+                await self._store_offsets(conn, next_offsets)
+                result.next_offsets.update(next_offsets)
+            dead = result.dead[letters_before:]
+            if dead:
                 # Before COMMIT: a crash in between re-sends (at least once)
                 # rather than losing the dead letter.
-                await self._dead_letters(result.dead, conn)
-        return result
+                await self._dead_letters(dead, conn)
+        return done
 
-    async def _write_isolating(
-        self, conn: Conn, records: Sequence[Record], day: int, epoch: int, result: FlushResult
-    ) -> list[DeadLetter]:
-        """Write ``records`` in a savepoint, halving around failures; return the records that fail alone."""
-        if not records:
-            return []
+    async def _settle(
+        self,
+        conn: Conn,
+        records: Sequence[Record],
+        day: int,
+        epoch: int,
+        result: FlushResult,
+        isolated: list[DeadLetter],
+        window: _Window,
+    ) -> int:
+        """Write ``records`` window by window (see _isolate); return how many are settled, a prefix.
+
+        The window is the whole flush until a failure; then it is the size of the
+        last halves bisection tried, and doubles with each window written whole,
+        so a run of bad records costs about one savepoint each, not a bisection
+        of all the rest in every transaction.
+        """
+        budget = _Budget(_SAVEPOINTS)
+        settled = 0
+        while settled < len(records) and budget.left:
+            part = records[settled : settled + window.size]
+            failures = len(isolated)
+            done = await self._isolate(conn, part, day, epoch, result, isolated, budget, window)
+            settled += done
+            if done == len(part) and len(isolated) == failures:
+                window.size *= 2
+        return settled
+
+    async def _isolate(
+        self,
+        conn: Conn,
+        records: Sequence[Record],
+        day: int,
+        epoch: int,
+        result: FlushResult,
+        isolated: list[DeadLetter],
+        budget: _Budget,
+        window: _Window,
+    ) -> int:
+        """Write ``records`` in a savepoint, halving around failures, while ``budget`` lasts.
+
+        The records that fail alone go to ``isolated``; ``window`` becomes the
+        size of the halves tried last. Returns how many records (a prefix, left
+        to right) are settled: written or isolated.
+        """
+        if not records or budget.left == 0:
+            return 0
+        budget.left -= 1
         try:
             async with conn.transaction():  # a savepoint
                 plan = await self._write_plan(conn, records, day, epoch)
         except Exception as exc:
             if not is_content_error(exc):
                 raise
-            if len(records) > 1:
-                middle = len(records) // 2
-                first = await self._write_isolating(conn, records[:middle], day, epoch, result)
-                return first + await self._write_isolating(conn, records[middle:], day, epoch, result)
-            return [self._isolated(records[0], exc)]
+            if len(records) == 1:
+                isolated.append(self._isolated(records[0], exc))
+                return 1
+            middle = window.size = len(records) // 2
+            first = await self._isolate(conn, records[:middle], day, epoch, result, isolated, budget, window)
+            if first < middle:
+                return first
+            return middle + await self._isolate(conn, records[middle:], day, epoch, result, isolated, budget, window)
         result.add(plan)
-        return []
+        return len(records)
 
     @staticmethod
     def _isolated(record: Record, exc: Exception) -> DeadLetter:
