@@ -78,12 +78,9 @@ DeadLetterSink = Callable[[Sequence[DeadLetter], Conn], Awaitable[None]]
 
 
 @dataclass(slots=True)
-class _Budget:
-    left: int
-
-
-@dataclass(slots=True)
 class _Window:
+    """The records isolation tries at once; kept across a flush's transactions."""
+
     size: int
 
 
@@ -151,6 +148,19 @@ def _header(record: Record) -> BatchHeader | None:
     return BatchHeader(record.batch.run_id, record.batch.session_id, record.batch.seq)
 
 
+@dataclass(slots=True)
+class _Attempt:
+    """One transaction of a flush, as isolating its bad records needs it."""
+
+    conn: Conn
+    day: int
+    epoch: int
+    result: FlushResult
+    window: _Window
+    isolated: list[DeadLetter] = field(default_factory=list)
+    savepoints: int = _SAVEPOINTS
+
+
 class Writer:
     """Writes flushes of records for one topic through a pool."""
 
@@ -196,12 +206,12 @@ class Writer:
             else:
                 stored.update(await self._lock_offsets(conn, {r.source.partition for r in records}))
                 kept = [r for r in records if r.source.offset >= stored[r.source.partition]]
-            isolated: list[DeadLetter] = []
-            settled = await self._settle(conn, kept, day, current, result, isolated, window)
-            if isolated:
+            attempt = _Attempt(conn, day, current, result, window)
+            settled = await self._settle(attempt, kept)
+            if attempt.isolated:
                 # Their seqs are used up all the same (see _sessions).
-                result.isolated += len(isolated)
-                await self._write_plan(conn, isolated, day, current, result)
+                result.isolated += len(attempt.isolated)
+                await self._write_plan(conn, attempt.isolated, day, current, result)
             done = (
                 len(records) if settled == len(kept) else next(i for i, r in enumerate(records) if r is kept[settled])
             )
@@ -217,16 +227,7 @@ class Writer:
                 await self._dead_letters(dead, conn)
         return done
 
-    async def _settle(
-        self,
-        conn: Conn,
-        records: Sequence[Record],
-        day: int,
-        epoch: int,
-        result: FlushResult,
-        isolated: list[DeadLetter],
-        window: _Window,
-    ) -> int:
+    async def _settle(self, attempt: _Attempt, records: Sequence[Record]) -> int:
         """Write ``records`` window by window (see _isolate); return how many are settled, a prefix.
 
         The window is the whole flush until a failure; then it is the size of the
@@ -234,52 +235,40 @@ class Writer:
         so a run of bad records costs about one savepoint each, not a bisection
         of all the rest in every transaction.
         """
-        budget = _Budget(_SAVEPOINTS)
+        window = attempt.window
         settled = 0
-        while settled < len(records) and budget.left:
+        while settled < len(records) and attempt.savepoints:
             part = records[settled : settled + window.size]
-            failures = len(isolated)
-            done = await self._isolate(conn, part, day, epoch, result, isolated, budget, window)
+            failures = len(attempt.isolated)
+            done = await self._isolate(attempt, part)
             settled += done
-            if done == len(part) and len(isolated) == failures:
+            if done == len(part) and len(attempt.isolated) == failures:
                 window.size *= 2
         return settled
 
-    async def _isolate(
-        self,
-        conn: Conn,
-        records: Sequence[Record],
-        day: int,
-        epoch: int,
-        result: FlushResult,
-        isolated: list[DeadLetter],
-        budget: _Budget,
-        window: _Window,
-    ) -> int:
-        """Write ``records`` in a savepoint, halving around failures, while ``budget`` lasts.
+    async def _isolate(self, attempt: _Attempt, records: Sequence[Record]) -> int:
+        """Write ``records`` in a savepoint, halving around failures, while the attempt has savepoints left.
 
-        The records that fail alone go to ``isolated``; ``window`` becomes the
-        size of the halves tried last. Returns how many records (a prefix, left
-        to right) are settled: written or isolated.
+        The records that fail alone go to ``attempt.isolated``; its window
+        becomes the size of the halves tried last. Returns how many records (a
+        prefix, left to right) are settled: written or isolated.
         """
-        if not records or budget.left == 0:
+        if not records or attempt.savepoints == 0:
             return 0
-        budget.left -= 1
+        attempt.savepoints -= 1
         try:
-            async with conn.transaction():  # a savepoint
-                plan = await self._write_plan(conn, records, day, epoch)
+            async with attempt.conn.transaction():  # a savepoint
+                plan = await self._write_plan(attempt.conn, records, attempt.day, attempt.epoch)
         except Exception as exc:
             if not is_content_error(exc):
                 raise
             if len(records) == 1:
-                isolated.append(self._isolated(records[0], exc))
+                attempt.isolated.append(self._isolated(records[0], exc))
                 return 1
-            middle = window.size = len(records) // 2
-            first = await self._isolate(conn, records[:middle], day, epoch, result, isolated, budget, window)
-            if first < middle:
-                return first
-            return middle + await self._isolate(conn, records[middle:], day, epoch, result, isolated, budget, window)
-        result.add(plan)
+            middle = attempt.window.size = len(records) // 2
+            first = await self._isolate(attempt, records[:middle])
+            return first if first < middle else middle + await self._isolate(attempt, records[middle:])
+        attempt.result.add(plan)
         return len(records)
 
     @staticmethod

@@ -8,7 +8,6 @@ worker runs, and starts it again on the same data.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,35 +16,17 @@ import pytest_asyncio
 
 from ingest import IngestOptions, IngestWorker
 from runstream.config import Settings
-from runstream.stack import free_port
 from runstream.stack._kafka import KafkaBroker
 from tests.support import eventually, wait_http_ok
-from tests.test_ingest_support import Stream, produce_all
+from tests.test_ingest_support import Stream, private_broker, produce_all
 
 OUTAGE_SECONDS = 8.0
 
 
 @pytest_asyncio.fixture
 async def own_broker(settings: Settings, tmp_path: Path) -> AsyncIterator[tuple[KafkaBroker, Settings]]:
-    kafka_port = free_port()
-    mine = dataclasses.replace(
-        settings,
-        home=tmp_path / "home",
-        kafka_port=kafka_port,
-        kafka_controller_port=free_port(),
-        kafka_bootstrap=f"127.0.0.1:{kafka_port}",
-        topic="ingest-outage.events",
-        dlq_topic="ingest-outage.dead-letter",
-        group_id="ingest-outage",
-        topic_partitions=2,
-        ingest_metrics_port=free_port(),
-    )
-    kafka = KafkaBroker(mine)
-    await asyncio.to_thread(kafka.start)
-    try:
-        yield kafka, mine
-    finally:
-        await asyncio.to_thread(kafka.stop)
+    async with private_broker(settings, tmp_path / "home", "ingest-outage", partitions=2) as broker:
+        yield broker
 
 
 async def test_kafka_restart_under_the_worker_loses_and_duplicates_nothing(

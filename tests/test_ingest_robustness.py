@@ -19,7 +19,6 @@ import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import aiohttp
 import asyncpg
@@ -37,7 +36,7 @@ from runstream.events import decode_batch
 from tests.support import eventually
 from tests.test_ingest_recovery import private, start_worker
 from tests.test_ingest_support import T0, dead_letters, new_id, points, raw, scalars, send, started, status
-from tests.test_ingest_worker import own_database
+from tests.test_ingest_worker import own_database, proxied_database
 
 ROOT = Path(__file__).resolve().parent.parent
 #: "Stored within seconds": how long a normal record behind the crafted ones may take.
@@ -311,17 +310,8 @@ async def _runstream_status(settings: Settings) -> str:
 async def test_a_worker_stuck_retrying_is_unhealthy_on_ready_in_its_gauge_and_in_runstream_status(
     settings: Settings, services: tuple[str, str], tmp_path: Path
 ) -> None:
-    from tests.test_ingest_support import TcpProxy
-
-    async with own_database(services[1]) as dsn:
-        url = urlsplit(dsn)
-        proxy = TcpProxy(url.hostname or "127.0.0.1", url.port or 5432)
-        port = await proxy.start()
-        mine = dataclasses.replace(
-            private(settings, "stuck"),
-            home=tmp_path,
-            database_url=urlunsplit(url._replace(netloc=f"{url.username}@127.0.0.1:{port}")),
-        )
+    async with proxied_database(services[1]) as (_, proxy, proxied):
+        mine = dataclasses.replace(private(settings, "stuck"), home=tmp_path, database_url=proxied)
         # `runstream status` looks for the stack's ingest by its pid file: this process serves it.
         (tmp_path / "pids").mkdir()
         (tmp_path / "pids" / "ingest.pid").write_text(str(os.getpid()))
@@ -352,16 +342,8 @@ async def test_a_worker_that_never_stores_is_unhealthy_as_soon_as_old_records_wa
 ) -> None:
     """A crash loop: each new process finds records that have waited long and stores nothing. It must
     not look healthy just because it started a moment ago."""
-    from tests.test_ingest_support import TcpProxy
-
-    async with own_database(services[1]) as dsn:
-        url = urlsplit(dsn)
-        proxy = TcpProxy(url.hostname or "127.0.0.1", url.port or 5432)
-        port = await proxy.start()
-        mine = dataclasses.replace(
-            private(settings, "crashloop"),
-            database_url=urlunsplit(url._replace(netloc=f"{url.username}@127.0.0.1:{port}")),
-        )
+    async with proxied_database(services[1]) as (_, proxy, proxied):
+        mine = dataclasses.replace(private(settings, "crashloop"), database_url=proxied)
         run, session = new_id(), new_id()
         async with IngestWorker(mine, options=IngestOptions(stall_seconds=30.0)):
             await proxy.cut()

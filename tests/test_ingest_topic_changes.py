@@ -12,7 +12,6 @@ other one is stored exactly once.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import shutil
 from collections.abc import AsyncIterator
@@ -24,37 +23,19 @@ import pytest_asyncio
 
 from ingest import IngestOptions, IngestWorker
 from runstream.config import Settings
-from runstream.stack import create_topics, free_port
+from runstream.stack import create_topics
 from runstream.stack._kafka import KafkaBroker
 from tests.support import eventually
 from tests.test_ingest_robustness import numbered, ready
-from tests.test_ingest_support import new_id, points, produce_all
+from tests.test_ingest_support import new_id, points, private_broker, produce_all
 
 RUNS = 3
 
 
 @pytest_asyncio.fixture
 async def wipeable_broker(settings: Settings, tmp_path: Path) -> AsyncIterator[tuple[KafkaBroker, Settings]]:
-    kafka_port = free_port()
-    tag = f"replaced-{new_id()[:8]}"
-    mine = dataclasses.replace(
-        settings,
-        home=tmp_path / "home",
-        kafka_port=kafka_port,
-        kafka_controller_port=free_port(),
-        kafka_bootstrap=f"127.0.0.1:{kafka_port}",
-        topic=f"{tag}.events",
-        dlq_topic=f"{tag}.dead-letter",
-        group_id=tag,
-        topic_partitions=2,
-        ingest_metrics_port=free_port(),
-    )
-    kafka = KafkaBroker(mine)
-    await asyncio.to_thread(kafka.start)
-    try:
-        yield kafka, mine
-    finally:
-        await asyncio.to_thread(kafka.stop)
+    async with private_broker(settings, tmp_path / "home", f"replaced-{new_id()[:8]}", partitions=2) as broker:
+        yield broker
 
 
 async def replace_data(kafka: KafkaBroker) -> None:
