@@ -36,7 +36,6 @@ import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Final
 
 import asyncpg
 
@@ -46,10 +45,6 @@ from ._topics import TopicIdentity
 __all__ = ["Incarnations", "Reconciled", "TopicChange"]
 
 log = logging.getLogger(__name__)
-
-#: What kinds of change ``topic_changes`` records.
-KINDS: Final = ("new_topic", "truncated", "expired", "partitions_added")
-
 
 @dataclass(frozen=True, slots=True)
 class TopicChange:

@@ -29,7 +29,7 @@ import time
 import uuid
 
 import asyncpg
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
 
 from runstream.config import Settings
 from runstream.events import Batch, encode_batch, scalars_event

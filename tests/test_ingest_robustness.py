@@ -23,9 +23,9 @@ from typing import Any
 import aiohttp
 import asyncpg
 import pytest
-from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic
-from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition  # type: ignore[import-untyped]
+from aiokafka.admin import AIOKafkaAdminClient, NewPartitions, NewTopic  # type: ignore[import-untyped]
+from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType  # type: ignore[import-untyped]
 
 from ingest import IngestOptions, IngestWorker
 from ingest._decoder import DeadLetter, Decoded, Source
@@ -64,6 +64,11 @@ def numbered(run: str, session: str, seq: int) -> bytes:
     """Batch ``seq`` of a session: the run's start with the first, one point at step ``seq``."""
     first = [started()] if seq == 1 else []
     return raw(run, session, seq, *first, scalars("x", "float", [float(seq)], first_step=seq))
+
+
+async def _last_seq(db: asyncpg.Pool, session: str) -> int | None:
+    value = await db.fetchval("SELECT last_seq FROM producer_sessions WHERE session_id = $1", session)
+    return None if value is None else int(value)
 
 
 def nested(leaf: Any, depth: int) -> Any:
@@ -175,7 +180,7 @@ async def test_a_forged_seq_cannot_burn_a_live_session(settings: Settings, db: a
             await send(producer, mine.topic, run, [batch(4), batch(5), batch(6), batch(5)])
 
         async def last_seq() -> int | None:
-            return await db.fetchval("SELECT last_seq FROM producer_sessions WHERE session_id = $1", victim)
+            return await _last_seq(db, victim)
 
         await eventually(last_seq, lambda s: s == 6, what="the victim's later batches stored")
         assert [p[0] for p in await points(db, run, "x")] == [1, 2, 3, 4, 5, 6]
@@ -432,7 +437,7 @@ async def test_a_topic_deleted_and_created_again_under_a_running_worker_is_read_
         return numbered(run, session, seq)
 
     async def last_seq() -> int | None:
-        return await db.fetchval("SELECT last_seq FROM producer_sessions WHERE session_id = $1", session)
+        return await _last_seq(db, session)
 
     async with IngestWorker(mine, options=options) as worker:
         async with AIOKafkaProducer(bootstrap_servers=mine.kafka_bootstrap, acks="all") as producer:
