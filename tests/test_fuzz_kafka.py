@@ -254,7 +254,8 @@ def _bad_record(draw: st.DrawFn, kind: str) -> Bad:
         assume(isinstance(verdict, DeadLetter))
         return _bad(kind, data, verdict.reason)  # type: ignore[union-attr]
     # A well-formed batch for a run nobody started.
-    return _bad(kind, encode_batch(Batch(run, session, 1, [_scalars(2)])), "unknown_run")
+    seq = draw(st.integers(1, 1000))  # a new session: further out would be a seq_gap
+    return _bad(kind, encode_batch(Batch(run, session, seq, [_scalars(draw(st.integers(1, 30)))])), "unknown_run")
 
 
 def _doc(run: str, session: str, seq: Any, events: list[Any]) -> dict[str, Any]:
