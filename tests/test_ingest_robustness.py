@@ -302,6 +302,12 @@ async def test_an_unwritable_dead_letter_topic_is_reported_until_it_takes_the_le
         assert await db.fetchval("SELECT count(*) FROM dead_letters WHERE topic = $1", mine.dlq_topic) == 0
 
 
+def serve_status_from_here(home: Path) -> None:
+    """`runstream status` finds the stack's ingest by its pid file under ``home``: this process serves it."""
+    (home / "pids").mkdir()
+    (home / "pids" / "ingest.pid").write_text(str(os.getpid()))
+
+
 async def _runstream_status(settings: Settings) -> str:
     proc = await asyncio.create_subprocess_exec(
         sys.executable, "-m", "runstream.cli", "status",
@@ -317,9 +323,7 @@ async def test_a_worker_stuck_retrying_is_unhealthy_on_ready_in_its_gauge_and_in
 ) -> None:
     async with proxied_database(services[1]) as (_, proxy, proxied):
         mine = dataclasses.replace(private(settings, "stuck"), home=tmp_path, database_url=proxied)
-        # `runstream status` looks for the stack's ingest by its pid file: this process serves it.
-        (tmp_path / "pids").mkdir()
-        (tmp_path / "pids" / "ingest.pid").write_text(str(os.getpid()))
+        serve_status_from_here(tmp_path)
         run, session = new_id(), new_id()
         options = IngestOptions(stall_seconds=1.0, retry_max_seconds=0.2)
         async with IngestWorker(mine, options=options):
@@ -427,9 +431,10 @@ async def test_partitions_added_under_load_lose_nothing_and_duplicate_nothing(
 
 
 async def test_a_topic_deleted_and_created_again_under_a_running_worker_is_read_from_its_start(
-    settings: Settings, db: asyncpg.Pool, admin: AIOKafkaAdminClient
+    settings: Settings, db: asyncpg.Pool, admin: AIOKafkaAdminClient, tmp_path: Path
 ) -> None:
-    mine = private(settings, "recreated")
+    mine = dataclasses.replace(private(settings, "recreated"), home=tmp_path)
+    serve_status_from_here(tmp_path)
     run, session = new_id(), new_id()
     options = IngestOptions(topic_check_interval_seconds=0.5)
 
@@ -454,6 +459,8 @@ async def test_a_topic_deleted_and_created_again_under_a_running_worker_is_read_
         assert [p[0] for p in await points(db, run, "x")] == list(range(1, 26))
         assert registry.get_sample_value("runstream_ingest_topic_changes_total", {"kind": "new_topic"}) == 1
         assert any("new_topic" in notice for notice in (await ready(mine))[1]["notices"])
+        out = await _runstream_status(mine)
+        assert "- " in out and "new_topic: the topic was created again" in out, out
 
 
 async def _changes(db: asyncpg.Pool, topic: str) -> list[str]:
