@@ -9,7 +9,7 @@ too large for the dead-letter topic keeps its first 64 KiB and gets a
 ``truncated_from_bytes`` header.
 
 A dead-letter topic that is deleted, refuses writes or does not answer within
-``timeout_seconds`` must not stall the partitions whose records it should
+``timeout_seconds`` (plus a second per 10 MB sent) must not stall the partitions whose records it should
 take: :class:`DeadLetters` then keeps the letters in PostgreSQL
 (``dead_letters``, in the transaction that stores their offsets, so none is
 lost or doubled there), says so (``writable`` false; the worker reports it as
@@ -149,8 +149,10 @@ class DeadLetters:
         self.held += len(records)
 
     async def _try_send(self, records: Sequence[Raw]) -> bool:
+        # A second more per 10 MB: a burst of large dead letters is slow, not a topic that refuses them.
+        allowance = self._timeout + sum(len(value or b"") for _, value, _ in records) / 10e6
         try:
-            await asyncio.wait_for(self._send(records), self._timeout)
+            await asyncio.wait_for(self._send(records), allowance)
         except (KafkaError, OSError, TimeoutError) as exc:
             self._failed(exc)
             return False
