@@ -209,9 +209,8 @@ class Writer:
             attempt = _Attempt(conn, day, current, result, window)
             settled = await self._settle(attempt, kept)
             if attempt.isolated:
-                # Their seqs are used up all the same (see _sessions).
                 result.isolated += len(attempt.isolated)
-                await self._write_plan(conn, attempt.isolated, day, current, result)
+                await self._use_up_seqs(conn, attempt.isolated, day, current, result)
             done = (
                 len(records) if settled == len(kept) else next(i for i, r in enumerate(records) if r is kept[settled])
             )
@@ -270,6 +269,19 @@ class Writer:
             return first if first < middle else middle + await self._isolate(attempt, records[middle:])
         attempt.result.add(plan)
         return len(records)
+
+    async def _use_up_seqs(
+        self, conn: Conn, letters: list[DeadLetter], day: int, epoch: int, result: FlushResult
+    ) -> None:
+        """Dead-letter the isolated records; their seqs are used up all the same (see _sessions)."""
+        try:
+            async with conn.transaction():  # a savepoint: nothing may stop the flush here either
+                await self._write_plan(conn, letters, day, epoch, result)
+        except Exception as exc:
+            if not is_content_error(exc):
+                raise
+            log.exception("could not record the seqs of %d dead-lettered records: %r", len(letters), exc)
+            result.dead += letters
 
     @staticmethod
     def _isolated(record: Record, exc: Exception) -> DeadLetter:
