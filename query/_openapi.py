@@ -189,7 +189,11 @@ SPEC: Final[dict[str, Any]] = {
                     _param("experiment", "query", {"type": "string"}, "Only this experiment's runs"),
                     _param("status", "query", {"type": "string"}, "Only runs in this status"),
                     _param("tag", "query", {"type": "string"}, "key:value (that value) or key (present); repeatable"),
+                    _param(
+                        "property", "query", {"type": "string"}, "key:value (that value) or key (present); repeatable"
+                    ),
                     _param("parent", "query", {"type": "string", "format": "uuid"}, "Only children of this run"),
+                    _param("top_level", "query", {"type": "boolean", "default": False}, "Only runs without a parent"),
                     _param("include", "query", {"type": "string", "enum": ["metrics"]}, "Add latest scalar values"),
                     _param("where", "query", {"type": "string"}, "Metric condition, e.g. accuracy>0.9 or max(loss)<=2"),
                     _param(

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Final
-
 from aiohttp import web
 
 from ._errors import BadRequest, NotFound
 from ._json import json_response
 from ._metrics import metrics_dict
 from ._state import DATABASE
-from ._validate import check_metric_name, parse_run_id
+from ._validate import check_metric_name, parse_bool, parse_run_id
 
 __all__ = ["routes"]
 
 routes = web.RouteTableDef()
-
-_BOOLS: Final = {"true": True, "1": True, "false": False, "0": False}
 
 
 @routes.get("/api/runs/{run_id}/metrics")
@@ -31,14 +27,12 @@ async def get_metrics(request: web.Request) -> web.Response:
     if len(names) > 1:
         raise BadRequest("name is given more than once", parameter="name")
     name = check_metric_name(names[0]) if names else None
-    recursive = request.query.get("recursive", "false").lower()
-    if recursive not in _BOOLS:
-        raise BadRequest(f"recursive must be true or false, got {recursive[:20]!r}", parameter="recursive")
+    recursive = parse_bool(request.query.get("recursive"), "recursive")
     db = request.app[DATABASE]
     series = await db.series(run_id, name)
     if not series and not await db.run_has_data(run_id):
         raise NotFound(f"no run {run_id}", code="run_not_found", parameter="run_id")
-    if not _BOOLS[recursive]:
+    if not recursive:
         return json_response(metrics_dict(series))
     # Azure's recursive=True: {run_id: metrics} for the run and every descendant.
     result = {str(run_id): metrics_dict(series)}

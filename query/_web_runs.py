@@ -8,7 +8,7 @@ from ._errors import BadRequest, NotFound
 from ._json import json_response
 from ._run_search import RunSearch, parse_condition, parse_sort, parse_time
 from ._state import DATABASE
-from ._validate import parse_int, parse_run_id
+from ._validate import parse_bool, parse_int, parse_run_id
 
 __all__ = ["routes"]
 
@@ -34,13 +34,16 @@ async def get_run(request: web.Request) -> web.Response:
     return json_response(run)
 
 
-def _tags(request: web.Request) -> list[tuple[str, str | None]]:
-    """``tag=key:value`` matches a value, ``tag=key`` the key's presence; repeat to combine."""
+def _pairs(request: web.Request, parameter: str) -> list[tuple[str, str | None]]:
+    """``tag=key:value`` matches a value, ``tag=key`` the key's presence; repeat to combine (``property`` alike)."""
     out: list[tuple[str, str | None]] = []
-    for raw in request.query.getall("tag", []):
+    for raw in request.query.getall(parameter, []):
         key, sep, value = raw.partition(":")
         if not key:
-            raise BadRequest(f"tag {raw[:80]!r} has no key; use tag=key or tag=key:value", parameter="tag")
+            raise BadRequest(
+                f"{parameter} {raw[:80]!r} has no key; use {parameter}=key or {parameter}=key:value",
+                parameter=parameter,
+            )
         out.append((key, value if sep else None))
     return out
 
@@ -61,8 +64,10 @@ async def list_runs(request: web.Request) -> web.Response:
         limit=limit,
         experiment=_single(request, "experiment"),
         status=_single(request, "status"),
-        tags=_tags(request),
+        tags=_pairs(request, "tag"),
+        properties=_pairs(request, "property"),
         parent_id=parse_run_id(parent, "parent") if parent is not None else None,
+        top_level=parse_bool(_single(request, "top_level"), "top_level"),
         started_after=parse_time(_single(request, "started_after"), "started_after"),
         started_before=parse_time(_single(request, "started_before"), "started_before"),
         conditions=[parse_condition(raw) for raw in request.query.getall("where", [])],
