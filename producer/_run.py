@@ -288,8 +288,9 @@ class Run:
     def add_properties(self, properties: Mapping[str, Any]) -> None:
         """Add immutable properties (values stored as str); changing an existing one raises ValueError.
 
-        A finished run takes them too; on a run this object did not start, the
-        stored properties are read first so that a change is refused as well.
+        A finished run takes them too; on a run this object did not start, or
+        that has ended, the stored properties are read first so that changing
+        one that another process or object added is refused as well.
         """
         if not isinstance(properties, Mapping):
             raise MetricTypeError(
@@ -297,8 +298,8 @@ class Run:
             )
         checked = {_validate.name(k, "property"): _validate.property_value(k, v) for k, v in properties.items()}
         known = self._properties
-        if not (self._owner or self.offline):
-            known = {**self._remote_field("properties"), **known}
+        if not self.offline and (not self._owner or self._status in TERMINAL_STATUSES):
+            known = {**self._remote_field("properties"), **known}  # others may have added some meanwhile
         for key, value in checked.items():
             if key in known and known[key] != value:
                 raise MetricValueError(
