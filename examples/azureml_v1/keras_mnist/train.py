@@ -48,7 +48,7 @@ class LogRunMetrics(Callback):
         run.log("Accuracy", log["val_accuracy"])
 
 
-model = MLPClassifier(hidden_layer_sizes=(args.hidden,), random_state=0)
+model = MLPClassifier(hidden_layer_sizes=(args.hidden,), learning_rate_init=0.01, random_state=0)
 callback = LogRunMetrics()
 history = {"val_loss": [], "val_accuracy": []}
 for epoch in range(args.epochs):
