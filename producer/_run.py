@@ -428,6 +428,41 @@ class Run:
         """The id of the run's snapshot (its ``ContentSnapshotId`` property; the run's id if it has none)."""
         return str(self.get_properties().get(_snapshot.ID_PROPERTY) or self._stored_id)
 
+    def log_confusion_matrix(self, name: str, value: Any, description: str = "") -> None:
+        raise UnsupportedError(f"log_confusion_matrix({name!r}): log the matrix with log_table() (one column a class)")
+
+    def log_accuracy_table(self, name: str, value: Any, description: str = "") -> None:
+        raise UnsupportedError(f"log_accuracy_table({name!r}): log the table with log_table()")
+
+    def log_predictions(self, name: str, value: Any, description: str = "") -> None:
+        raise UnsupportedError(f"log_predictions({name!r}): log the values with log_table()")
+
+    def log_residuals(self, name: str, value: Any, description: str = "") -> None:
+        raise UnsupportedError(f"log_residuals({name!r}): log the histogram with log_table()")
+
+    def remove_tags(self, tags: Any) -> None:
+        raise UnsupportedError("remove_tags(): runstream's tags are set, never removed; tag the run with another value")
+
+    @property
+    def tags(self) -> dict[str, Any]:
+        """v1's ``run.tags``: :meth:`get_tags`."""
+        return self.get_tags()
+
+    @property
+    def properties(self) -> dict[str, str]:
+        """v1's ``run.properties``: :meth:`get_properties`."""
+        return self.get_properties()
+
+    @property
+    def status(self) -> str:
+        """v1's ``run.status``: :meth:`get_status`."""
+        return self.get_status()
+
+    @property
+    def name(self) -> str | None:
+        """v1's ``run.name``: the display name."""
+        return self.display_name
+
     def register_model(self, model_name: str, model_path: str | None = None, *args: Any, **kwargs: Any) -> Any:
         """Not in runstream: there is no model registry. The model is the run's file; download it."""
         raise UnsupportedError(

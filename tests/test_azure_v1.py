@@ -35,6 +35,7 @@ from producer import (
     MetricValueError,
     Run,
     RunDetails,
+    UnsupportedError,
     UsageError,
     Workspace,
     WorkspaceConfigError,
@@ -376,3 +377,25 @@ async def test_a_local_notebook_shows_the_run_page_in_a_frame(
     base = run.get_portal_url().split("/runs/")[0]
     with urllib.request.urlopen(f"{base}/", timeout=10) as resp:  # noqa: S310 - other pages stay unframeable
         assert "frame-ancestors 'none'" in resp.headers["Content-Security-Policy"]
+
+
+async def test_run_get_and_v1_attributes(workspace: Workspace) -> None:  # noqa: F811
+    experiment = _experiment(workspace, "v1-attributes")
+    run = experiment.start_logging(display_name="sweep", outputs=None)
+    run.tag("k", "v")
+    run.add_properties({"p": "1"})
+    run.complete()
+    found = await settled(lambda: Run.get(workspace, run.id), lambda r: r.id == run.id, "Run.get")
+    assert found.experiment.name == experiment.name and found.name == "sweep"
+    assert (found.status, found.tags, found.properties) == ("Completed", {"k": "v"}, {"p": "1"})
+    for call in (
+        lambda: run.log_confusion_matrix("cm", {}),
+        lambda: run.log_accuracy_table("at", {}),
+        lambda: run.log_predictions("pr", {}),
+        lambda: run.log_residuals("re", {}),
+        lambda: run.remove_tags(["k"]),
+    ):
+        with pytest.raises(UnsupportedError, match="log_table|never removed"):
+            call()
+    with pytest.raises(UnsupportedError, match="no model registry"):
+        run.register_model("model", "outputs/model.pkl")
