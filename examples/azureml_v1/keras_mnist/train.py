@@ -15,11 +15,10 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+from azureml.core import Run  # noqa: E402
 from sklearn.datasets import load_digits  # noqa: E402
 from sklearn.model_selection import train_test_split  # noqa: E402
 from sklearn.neural_network import MLPClassifier  # noqa: E402
-
-from azureml.core import Run  # noqa: E402
 
 try:
     from tensorflow.keras.callbacks import Callback
@@ -69,7 +68,7 @@ run.log("Final test accuracy", score[1])
 print("Test accuracy:", score[1])
 
 plt.figure(figsize=(6, 3))
-plt.title("Digits with an MLP ({} epochs)".format(args.epochs), fontsize=14)
+plt.title(f"Digits with an MLP ({args.epochs} epochs)", fontsize=14)
 plt.plot(history["val_accuracy"], "b-", label="Accuracy", lw=4, alpha=0.5)
 plt.plot(history["val_loss"], "r--", label="Loss", lw=4, alpha=0.5)
 plt.legend(fontsize=12)

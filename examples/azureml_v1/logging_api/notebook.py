@@ -9,17 +9,21 @@ import os
 import matplotlib
 
 matplotlib.use("Agg")
+import azureml.core  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-from tqdm import tqdm  # noqa: E402
-
-import azureml.core  # noqa: E402
 from azureml.core import Experiment, Run, Workspace  # noqa: E402
+from tqdm import tqdm  # noqa: E402
 
 print("SDK version", azureml.core.VERSION)
 ws = Workspace.from_config()
-print("Workspace name: " + ws.name, "Azure region: " + ws.location, "Subscription id: " + ws.subscription_id,
-      "Resource group: " + ws.resource_group, sep="\n")
+print(
+    "Workspace name: " + ws.name,
+    "Azure region: " + ws.location,
+    "Subscription id: " + ws.subscription_id,
+    "Resource group: " + ws.resource_group,
+    sep="\n",
+)
 experiment = Experiment(workspace=ws, name="logging-api-test")
 
 run = experiment.start_logging()
@@ -69,7 +73,7 @@ print(fetched_run.get_file_names())
 os.makedirs("files", exist_ok=True)
 for f in run.get_file_names():
     dest = os.path.join("files", f.split("/")[-1])
-    print("Downloading file {} to {}...".format(f, dest))
+    print(f"Downloading file {f} to {dest}...")
     fetched_run.download_file(f, dest)
 
 fetched_run.tag("My Favorite Run")

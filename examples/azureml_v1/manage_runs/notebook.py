@@ -5,7 +5,7 @@ the compatibility layer, or with ``from producer import ...`` instead.
 """
 
 import azureml.core
-from azureml.core import Experiment, Run, ScriptRunConfig, Workspace
+from azureml.core import Experiment, ScriptRunConfig, Workspace
 
 print(azureml.core.VERSION)
 ws = Workspace.from_config()
@@ -56,7 +56,7 @@ print(local_script_run.get_status())
 print("CHILDREN_PARENT", local_script_run.id)
 
 with exp.start_logging() as parent_run:
-    for c, count in enumerate(range(5)):
+    for c, _count in enumerate(range(5)):
         with parent_run.child_run() as child:
             child.log(name="Hello from child run", value=c)
 print(list(parent_run.get_children()))

@@ -13,14 +13,23 @@ from azureml.core.workspace import Workspace
 from azureml.widgets import RunDetails
 
 ws = Workspace.from_config()
-print("Workspace name: " + ws.name, "Azure region: " + ws.location, "Subscription id: " + ws.subscription_id,
-      "Resource group: " + ws.resource_group, sep="\n")
+print(
+    "Workspace name: " + ws.name,
+    "Azure region: " + ws.location,
+    "Subscription id: " + ws.subscription_id,
+    "Resource group: " + ws.resource_group,
+    sep="\n",
+)
 project_folder = os.path.dirname(os.path.abspath(__file__))
 experiment = Experiment(ws, name="train_iris")
 sklearn_env = Environment.get(ws, name="AzureML-sklearn-1.0-ubuntu20.04-py38-cpu")
-src = ScriptRunConfig(source_directory=project_folder, script="train_iris.py",
-                      arguments=["--kernel", "linear", "--penalty", 1.0],
-                      compute_target="local", environment=sklearn_env)
+src = ScriptRunConfig(
+    source_directory=project_folder,
+    script="train_iris.py",
+    arguments=["--kernel", "linear", "--penalty", 1.0],
+    compute_target="local",
+    environment=sklearn_env,
+)
 run = experiment.submit(src)
 RunDetails(run).show()
 run.wait_for_completion(show_output=True)

@@ -5,12 +5,11 @@ import os
 
 import joblib
 import numpy as np
+from azureml.core.run import Run
 from sklearn import datasets
 from sklearn.metrics import confusion_matrix
 from sklearn.model_selection import train_test_split
 from sklearn.svm import SVC
-
-from azureml.core.run import Run
 
 run = Run.get_context()
 
@@ -29,7 +28,7 @@ def main():
     svm_model = SVC(kernel=args.kernel, C=args.penalty).fit(X_train, y_train)
     predictions = svm_model.predict(X_test)
     accuracy = svm_model.score(X_test, y_test)
-    print("Accuracy of SVM classifier on test set: {:.2f}".format(accuracy))
+    print(f"Accuracy of SVM classifier on test set: {accuracy:.2f}")
     run.log("Accuracy", float(accuracy))
     cm = confusion_matrix(y_test, predictions)
     print(cm)

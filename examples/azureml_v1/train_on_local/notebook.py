@@ -6,9 +6,8 @@ the compatibility layer, or with ``from producer import ...`` instead.
 
 import os
 
-import numpy as np
-
 import azureml.core
+import numpy as np
 from azureml.core import Environment, Experiment, ScriptRunConfig
 from azureml.core.conda_dependencies import CondaDependencies
 from azureml.core.workspace import Workspace
@@ -39,7 +38,7 @@ print("SYSTEM_MANAGED", run.id)
 
 metrics = run.get_metrics()
 best_alpha = metrics["alpha"][np.argmin(metrics["mse"])]
-print("When alpha is {1:0.2f}, we have min MSE {0:0.2f}.".format(min(metrics["mse"]), best_alpha))
+print("When alpha is {:0.2f}, we have min MSE {:0.2f}.".format(best_alpha, min(metrics["mse"])))
 print(run.get_file_names())
 try:
     model = run.register_model(model_name="best_ridge_model", model_path="./outputs/ridge_0.40.pkl")

@@ -3,13 +3,12 @@
 import os
 
 import joblib
+import mylib
+from azureml.core.run import Run
 from sklearn.datasets import load_diabetes
 from sklearn.linear_model import Ridge
 from sklearn.metrics import mean_squared_error
 from sklearn.model_selection import train_test_split
-
-import mylib
-from azureml.core.run import Run
 
 os.makedirs("./outputs", exist_ok=True)
 X, y = load_diabetes(return_X_y=True)
@@ -24,8 +23,8 @@ for alpha in mylib.get_alphas():
     mse = mean_squared_error(preds, data["test"]["y"])
     run.log("alpha", alpha)
     run.log("mse", mse)
-    model_file_name = "ridge_{0:.2f}.pkl".format(alpha)
+    model_file_name = f"ridge_{alpha:.2f}.pkl"
     # in outputs/: uploaded with the run when it ends
     joblib.dump(value=reg, filename=os.path.join("./outputs/", model_file_name))
-    print("alpha is {0:.2f}, and mse is {1:0.2f}".format(alpha, mse))
+    print(f"alpha is {alpha:.2f}, and mse is {mse:0.2f}")
 print("EXAMPLE_ENV_VAR is", os.environ.get("EXAMPLE_ENV_VAR"))
