@@ -36,6 +36,7 @@ from query._app import KEEPALIVE_SECONDS, MAX_FIELD_BYTES, MAX_LINE_BYTES
 from query._openapi import SPEC
 from runstream.config import Settings
 from runstream.stack import free_port
+from tests.fuzzing import SEED, examples
 from tests.support import eventually, wait_http_ok
 from tests.test_query_files import TRAVERSALS
 from tests.test_query_seed import seed_run, seed_scalars
@@ -129,6 +130,8 @@ def _schemathesis(spec: Path, url: str, har: Path, *args: str) -> subprocess.Com
         "true",
         "--generation-database",
         "none",
+        "--seed",
+        str(SEED),
         # The stateful phase (chains through links) doubles the time and adds
         # no input the other two phases lack.
         "--phases",
@@ -163,17 +166,21 @@ def _assert_passed(result: subprocess.CompletedProcess[str]) -> None:
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
 
 
+@pytest.mark.fuzz
 def test_schemathesis_open_service_finds_no_5xx_and_no_spec_violation(
     query_service: str, known_run: uuid.UUID, tmp_path: Path
 ) -> None:
     har = tmp_path / "open.har"
-    result = _schemathesis(_spec_file(tmp_path, secured=False), query_service, har, "--checks", CHECKS, "-n", "20")
+    result = _schemathesis(
+        _spec_file(tmp_path, secured=False), query_service, har, "--checks", CHECKS, "-n", str(examples(20))
+    )
     _assert_passed(result)
     statuses = _summary("schemathesis, open service", har)
     assert not [s for s in statuses if s >= 500]
     assert statuses[200] and statuses[400]  # it reached the handlers and their checks
 
 
+@pytest.mark.fuzz
 def test_schemathesis_with_the_token_finds_no_5xx_and_no_ignored_auth(secured: Service, tmp_path: Path) -> None:
     har = tmp_path / "token.har"
     result = _schemathesis(
@@ -185,18 +192,19 @@ def test_schemathesis_with_the_token_finds_no_5xx_and_no_ignored_auth(secured: S
         "-H",
         f"Authorization: Bearer {TOKEN}",
         "-n",
-        "12",
+        str(examples(12)),
     )
     _assert_passed(result)
     statuses = _summary("schemathesis, token", har)
     assert statuses[200] and statuses[401]  # ignored_auth probed without and with a wrong token
 
 
+@pytest.mark.fuzz
 def test_schemathesis_without_the_token_gets_nothing_but_health(secured: Service, tmp_path: Path) -> None:
     har = tmp_path / "stranger.har"
     # Only the answers matter here; the status check would call every 401 undocumented.
     result = _schemathesis(
-        _spec_file(tmp_path, secured=True), secured.url, har, "--checks", "not_a_server_error", "-n", "8"
+        _spec_file(tmp_path, secured=True), secured.url, har, "--checks", "not_a_server_error", "-n", str(examples(8))
     )
     _assert_passed(result)
     _summary("schemathesis, no token", har)
