@@ -41,6 +41,7 @@ import numpy.typing as npt
 import orjson
 
 from ._errors import BadRequest
+from ._limits import MAX_CURSOR_CHARS
 from ._metrics import scalar_value
 from ._points import Points, SeriesRange, first_points, read_series
 
@@ -53,11 +54,15 @@ def _encode_cursor(time: float, ordinal: int) -> str:
 
 def decode_point_cursor(cursor: str) -> tuple[float, int]:
     try:
+        if len(cursor) > MAX_CURSOR_CHARS:
+            raise ValueError("too long")
         time, ordinal = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if not isinstance(time, float | int) or type(ordinal) is not int or not math.isfinite(time):
-            raise ValueError("bad cursor fields")
+        if isinstance(time, bool) or not isinstance(time, float | int) or type(ordinal) is not int:
+            raise TypeError("bad cursor fields")
+        if not math.isfinite(float(time)) or not -(2**63) <= ordinal < 2**63:
+            raise ValueError("cursor fields out of range")
         return float(time), ordinal
-    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
+    except (ValueError, TypeError, OverflowError, binascii.Error, orjson.JSONDecodeError):
         raise BadRequest("cursor is not one this service issued", code="bad_cursor", parameter="cursor") from None
 
 
@@ -111,10 +116,14 @@ class SeriesReader:
     def cached_points(self) -> int:
         return self._cached_points
 
-    async def find(self, run_id: uuid.UUID, name: str) -> asyncpg.Record | None:
-        return await self._pool.fetchrow(
-            "SELECT id, kind, value_type FROM series WHERE run_id = $1 AND name = $2", run_id, name
+    async def find(self, run_ids: list[uuid.UUID], name: str) -> dict[uuid.UUID, asyncpg.Record]:
+        """The series ``name`` of each run that has it: id, kind, value_type and point_count."""
+        records = await self._pool.fetch(
+            "SELECT run_id, id, kind, value_type, point_count FROM series WHERE run_id = ANY($1::uuid[]) AND name = $2",
+            run_ids,
+            name,
         )
+        return {r["run_id"]: r for r in records}
 
     async def page(
         self, series_id: int, value_type: str | None, rng: SeriesRange, *, limit: int, after: tuple[float, int] | None

@@ -37,11 +37,11 @@ from query._openapi import SPEC
 from runstream.config import Settings
 from runstream.stack import free_port
 from tests.fuzzing import SEED, examples
-from tests.support import eventually, wait_http_ok
+from tests.support import eventually, raw_exchange, status_line, wait_http_ok
 from tests.test_query_files import TRAVERSALS
 from tests.test_query_seed import seed_run, seed_scalars
 
-TOKEN = "fuzz-t0ken"
+TOKEN = "fuzz-t0ken-" + "f" * 32
 UPLOAD_LIMIT = 64 * 1024
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
 # Streams never end, so a generated request would wait out its timeout; their
@@ -445,22 +445,6 @@ async def test_names_full_of_sql_metacharacters_match_only_themselves(secured: S
 # --- oversized requests ---------------------------------------------------
 
 
-async def _raw_exchange(url: str, request: bytes) -> bytes:
-    """Send raw bytes; return what the server answered before closing (or within 10 s)."""
-    target = yarl.URL(url)
-    reader, writer = await asyncio.open_connection(target.host, target.port)
-    try:
-        writer.write(request)
-        await writer.drain()
-        return await asyncio.wait_for(reader.read(65536), timeout=10)
-    finally:
-        writer.close()
-
-
-def _status_line(answer: bytes) -> int:
-    return int(answer.split(b" ", 2)[1])
-
-
 async def test_oversized_uploads_urls_and_headers_are_refused(secured: Service) -> None:
     base = f"{secured.url}/api/runs/{uuid.uuid4()}/files"
     before = _files_under(secured.root)
@@ -495,8 +479,8 @@ async def test_oversized_uploads_urls_and_headers_are_refused(secured: Service) 
         "bad chunk": f"PUT {upload} HTTP/1.1\r\n{host}{auth}Transfer-Encoding: chunked\r\n\r\nZZZZ\r\n",
     }
     for what, request in cases.items():
-        answer = await _raw_exchange(secured.url, request.encode())
-        assert 400 <= _status_line(answer) < 500, (what, answer[:200])
+        answer = await raw_exchange(secured.url, request.encode())
+        assert 400 <= status_line(answer) < 500, (what, answer[:200])
     # Just under the limits, the same requests are ordinary ones.
     status, _, _ = await _get(f"{secured.url}/api/runs?experiment={'a' * 20000}", TOKEN)
     assert status == 200
@@ -547,12 +531,12 @@ async def test_slow_clients_do_not_starve_others_and_are_cut_off(secured: Servic
     try:
         # A stranger's slow upload does not hold a connection: 401 at once, body unread.
         target = yarl.URL(secured.url)
-        answer = await _raw_exchange(
+        answer = await raw_exchange(
             secured.url,
             f"PUT /api/runs/{uuid.uuid4()}/files/a HTTP/1.1\r\nHost: {target.authority}\r\n"
             "Content-Length: 100000000\r\n\r\nabc".encode(),
         )
-        assert _status_line(answer) == 401
+        assert status_line(answer) == 401
         # Meanwhile everybody else is served promptly.
         latencies = []
         async with aiohttp.ClientSession() as session:
