@@ -135,15 +135,7 @@ class SeriesReader:
         if len(points) > limit:
             points = points.take(slice(0, limit))
             cursor = _encode_cursor(float(points.times[-1]), int(points.ordinals[-1]))
-        # Pages can hold a million points: numpy columns go to JSON as they are (see ._json).
-        return {
-            "value_type": value_type,
-            "steps": points.steps,
-            "times": points.times,
-            "values": _json_array(value_type, points.values),
-            "downsampled": False,
-            "next_cursor": cursor,
-        }
+        return _columns(value_type, points, downsampled=False, cursor=cursor)
 
     async def tail(self, series_id: int, value_type: str | None, count: int) -> list[Any]:
         """The last ``count`` values in logging order."""
@@ -194,11 +186,13 @@ def _positions(values: npt.NDArray[np.float64], extremes: npt.NDArray[np.float64
 
 
 def _columns(value_type: str | None, points: Points, *, downsampled: bool, cursor: str | None) -> dict[str, Any]:
+    # Pages hold up to a million points: numpy columns go to JSON as they are (see ._json),
+    # and stay compact in the downsample cache.
     return {
         "value_type": value_type,
-        "steps": points.steps.tolist(),
-        "times": points.times.tolist(),
-        "values": json_values(value_type, points.values),
+        "steps": points.steps,
+        "times": points.times,
+        "values": _json_array(value_type, points.values),
         "downsampled": downsampled,
         "next_cursor": cursor,
     }

@@ -15,7 +15,7 @@ from aiohttp import web
 
 from ._errors import BadRequest, NotFound
 from ._heavy import check_budget
-from ._json import json_response
+from ._json import stream_json
 from ._metrics import metrics_dict
 from ._state import DATABASE, HEAVY_READS
 from ._validate import check_metric_name, parse_run_id
@@ -28,7 +28,7 @@ _BOOLS: Final = {"true": True, "1": True, "false": False, "0": False}
 
 
 @routes.get("/api/runs/{run_id}/metrics")
-async def get_metrics(request: web.Request) -> web.Response:
+async def get_metrics(request: web.Request) -> web.StreamResponse:
     """All metrics of the run, or only ``?name=``; an unknown name gives ``{}`` as Azure does.
 
     ``?recursive=true`` answers ``{run_id: {...}}`` for the run and its descendants, run first,
@@ -58,7 +58,7 @@ async def get_metrics(request: web.Request) -> web.Response:
     )
     async with request.app[HEAVY_READS].turn():
         if not _BOOLS[recursive]:
-            return json_response(metrics_dict(await db.series(run_id, name)))
+            return await stream_json(request, metrics_dict(await db.series(run_id, name)))
         # Azure's recursive=True: {run_id: metrics} for the run and every descendant.
         result = {str(r): metrics_dict(await db.series(r, name)) for r in runs}
-        return json_response(result)
+        return await stream_json(request, result)

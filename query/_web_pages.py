@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any, Final
 from urllib.parse import urlencode
 
+import numpy as np
 import orjson
 from aiohttp import web
 
@@ -358,10 +359,16 @@ async def _scalar_body(reader: SeriesReader, run_id: uuid.UUID, item: dict[str, 
         body += h.table(["#", "value"], [(str(first + i), _show(v)) for i, v in enumerate(recent)])
     else:
         points = await reader.downsample_cached(run_id, item["id"], value_type, SeriesRange(), max_points=_SVG_POINTS)
-        ys = [v if isinstance(v, int | float) else None for v in points["values"]]
+        ys = [v if isinstance(v, int | float) else None for v in _as_list(points["values"])]
         # The SVG is the no-JavaScript view; run.js replaces it with a live chart.
-        body += f'<div class="chart" data-chart="{h.esc(name)}">{h.chart_svg(ys, points["steps"], label=name)}</div>'
+        svg = h.chart_svg(ys, _as_list(points["steps"]), label=name)
+        body += f'<div class="chart" data-chart="{h.esc(name)}">{svg}</div>'
     return body
+
+
+def _as_list(column: Any) -> list[Any]:
+    """A column of a series answer (a numpy array, or a list when it holds tagged values) as Python values."""
+    return column.tolist() if isinstance(column, np.ndarray) else list(column)
 
 
 def _is_number(value: Any) -> bool:

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from ._errors import BadRequest, NotFound
 from ._heavy import check_budget
-from ._json import json_response
+from ._json import stream_json
 from ._limits import DEFAULT_SERIES_LIMIT, MAX_MAX_POINTS, MAX_SERIES_LIMIT, MAX_SERIES_RUNS, MIN_MAX_POINTS
 from ._series import SeriesRange, SeriesReader, decode_point_cursor
 from ._state import DATABASE, HEAVY_READS, SERIES
@@ -106,7 +106,7 @@ async def _read(reader: SeriesReader, run_id: uuid.UUID, found: asyncpg.Record, 
 
 
 @routes.get("/api/runs/{run_id}/series")
-async def run_series(request: web.Request) -> web.Response:
+async def run_series(request: web.Request) -> web.StreamResponse:
     """``?name=`` with optional step/time bounds; ``max_points`` downsamples, else ``limit``/``cursor`` pages."""
     run_id = parse_run_id(request.match_info["run_id"])
     params = _Params(request)
@@ -119,11 +119,11 @@ async def run_series(request: web.Request) -> web.Response:
     params.check_budget([found])
     async with request.app[HEAVY_READS].turn():
         body = await _read(reader, run_id, found, params)
-        return json_response({"run_id": str(run_id), "name": params.name, **body})
+        return await stream_json(request, {"run_id": str(run_id), "name": params.name, **body})
 
 
 @routes.get("/api/series")
-async def compare_series(request: web.Request) -> web.Response:
+async def compare_series(request: web.Request) -> web.StreamResponse:
     """The same metric from several runs (``run=`` repeated), for one chart; a run without it has empty columns."""
     raw_runs = request.query.getall("run", [])
     if not raw_runs:
@@ -145,4 +145,4 @@ async def compare_series(request: web.Request) -> web.Response:
             record = found.get(run_id)
             body = await _read(reader, run_id, record, params) if record is not None else _EMPTY
             series.append({"run_id": str(run_id), **body})
-        return json_response({"name": params.name, "series": series})
+        return await stream_json(request, {"name": params.name, "series": series})
