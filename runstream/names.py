@@ -16,8 +16,9 @@ stores it and as a browser later offers it for download. It is refused when:
 
 :func:`file_name_problem` says what is wrong (or ``None``); each side words its
 own error around it. :data:`HIDDEN_CHARACTERS` is a regular-expression class
-body that Python's ``re`` and the Rust ``regex`` engine (which checks the
-OpenAPI document's patterns in the fuzz tests) read alike.
+body that Python's ``re``, ECMA-262 (the OpenAPI document's patterns) and the
+Rust engine that checks them in the fuzz tests read alike: ``\\uXXXX`` escapes
+for the basic plane, the characters themselves beyond it.
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ HIDDEN_CHARACTERS: Final = (
     r"\u2066-\u206f"  # bidi isolates; deprecated format characters
     r"\ufeff"  # byte order mark (zero-width no-break space)
     r"\ufff9-\ufffb"  # interlinear annotation
-    r"\U000e0000-\U000e007f"  # tag characters
+    "\U000e0000-\U000e007f"  # tag characters: the characters themselves, as no escape is read alike everywhere
 )
 _HIDDEN: Final = re.compile(f"[{HIDDEN_CHARACTERS}]")
 

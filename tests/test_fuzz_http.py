@@ -38,6 +38,7 @@ from runstream.config import Settings
 from runstream.stack import free_port
 from tests.fuzzing import SEED, examples
 from tests.support import eventually, raw_exchange, status_line, wait_http_ok
+from tests.test_attack_query import BAD_POINT_CURSORS, BAD_RUN_CURSORS, ODD_RUN_CURSORS
 from tests.test_query_files import TRAVERSALS
 from tests.test_query_seed import seed_run, seed_scalars
 
@@ -405,6 +406,62 @@ async def test_sql_metacharacters_in_every_filter_and_name(
         status, body = await _status_without_waiting_for_streams(session, f"{secured.url}/api/runs/{known_run}/metrics")
     assert (status, body) == (200, {"loss": [1.0, 0.5]})
     print(f"\n[fuzz-http] SQL metacharacters: {sent} requests, answers {dict(answers)}")
+
+
+#: Filter values that mean nothing, or barely (issue 14): in every parameter of every GET, never a 5xx.
+FILTER_VALUES = [
+    "Bogus",
+    "completed",
+    "",
+    " ",
+    "n" * 300,
+    "9999-12-31T23:59:59-01:00",
+    "0001-01-01T00:00:00+01:00",
+    "2026-13-01T00:00:00Z",
+    "1e999",
+    "-0",
+    "NaN",
+    "\u202e",
+    "\ufeff",
+]
+
+
+async def test_crafted_cursors_and_filter_values_are_400s_never_5xx(secured: Service, known_run: uuid.UUID) -> None:
+    answers: Counter[int] = Counter()
+    sent = 0
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+
+        async def send(url: str) -> tuple[int, Any]:
+            nonlocal sent
+            status, body = await _status_without_waiting_for_streams(session, url)
+            sent += 1
+            answers[status] += 1
+            assert status < 500, (url, status, body)
+            if status >= 400:
+                assert set(body["error"]) == {"code", "message", "parameter"}, (url, body)
+            return status, body
+
+        run_sorts = ["", "sort=-last(loss)&", "sort=created_at&", "sort=min(loss)&include=metrics&"]
+        for cursor in BAD_RUN_CURSORS:
+            q = urllib.parse.quote(cursor, safe="")
+            for sort in run_sorts:
+                status, body = await send(f"{secured.url}/api/runs?{sort}cursor={q}")
+                assert (status, body["error"]["parameter"]) == (400, "cursor"), (sort, cursor)
+        for cursor in ODD_RUN_CURSORS:
+            for sort in run_sorts:
+                await send(f"{secured.url}/api/runs?{sort}cursor={urllib.parse.quote(cursor, safe='')}")
+        for cursor in BAD_POINT_CURSORS:
+            q = urllib.parse.quote(cursor, safe="")
+            status, body = await send(f"{secured.url}/api/runs/{known_run}/series?name=loss&cursor={q}")
+            assert (status, body["error"]["parameter"]) == (400, "cursor"), cursor
+        for value in FILTER_VALUES + BAD_RUN_CURSORS[:5] + BAD_POINT_CURSORS[:5]:
+            for url in _filter_urls(secured.url, known_run, value):
+                await send(url)
+        for value in ("Bogus", "", "completed", "running"):
+            status, body = await send(f"{secured.url}/api/runs?status={value}")
+            assert (status, body["error"]["parameter"]) == (400, "status"), value
+    print(f"\n[fuzz-http] crafted cursors and filter values: {sent} requests, answers {dict(answers)}")
+    assert answers[400] and not [s for s in answers if s >= 500]
 
 
 async def test_names_full_of_sql_metacharacters_match_only_themselves(secured: Service, db: asyncpg.Pool) -> None:
