@@ -1,7 +1,8 @@
 """The query service's memory and responsiveness under heavy reads (issue 14, "Memory").
 
 Seeds a database of its own with 10 runs of 1,000,000 points each (one scalar
-metric, ``loss``, in 10,000-point chunks as ingest writes them), starts
+metric, ``loss``, in 10,000-point chunks as ingest writes them, with the test
+suite's ``copy_chunks``), starts
 ``python -m query`` from a source tree (``--source``: this one by default, or
 another checkout to measure the code before a change), then for each scenario
 restarts the service and fires 4 identical requests in parallel while asking
@@ -34,9 +35,10 @@ import aiohttp
 import asyncpg
 import numpy as np
 
+from ingest._partitions import utc_day
 from ingest.schema import migrate
-from runstream.chunks import CHUNK_COLUMNS, encode_chunk
 from runstream.stack import free_port, wait_http_ok
+from tests.support import copy_chunks
 
 RUNS = 10
 POINTS = 1_000_000
@@ -66,8 +68,7 @@ async def _seed(dsn: str) -> list[uuid.UUID]:
         if len(found) == RUNS:
             return [r["id"] for r in found]
         experiment = await conn.fetchval("INSERT INTO experiments (name) VALUES ('memory') RETURNING id")
-        day = int(time.time() // 86400)
-        await conn.fetchval("SELECT runstream_point_partition($1)", day)
+        day = utc_day()  # the day copy_chunks stores them on
         steps = np.arange(POINTS, dtype=np.int64)
         times = 1_700_000_000.0 + steps * 0.01
         values = np.random.default_rng(7).random(POINTS)
@@ -93,20 +94,7 @@ async def _seed(dsn: str) -> list[uuid.UUID]:
                 float(values.max()),
                 float(times[0]),
             )
-            records = [
-                (
-                    *encode_chunk(
-                        series_id,
-                        steps[i : i + CHUNK],
-                        times[i : i + CHUNK],
-                        steps[i : i + CHUNK],
-                        values[i : i + CHUNK],
-                    ),
-                    day,
-                )
-                for i in range(0, POINTS, CHUNK)
-            ]
-            await conn.copy_records_to_table("point_chunks", columns=(*CHUNK_COLUMNS, "stored_day"), records=records)
+            await copy_chunks(conn, series_id, steps, times, steps, values, chunk_points=CHUNK)
             ids.append(run_id)
         return ids
     finally:

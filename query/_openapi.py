@@ -115,7 +115,16 @@ def _error(description: str) -> dict[str, Any]:
 
 _ERRORS: Final = {
     str(status): _error(text)
-    for status, text in ((400, "Bad input"), (401, "Missing or wrong token"), (404, "Not found"))
+    for status, text in (
+        (400, "Bad input"),
+        (401, "Missing or wrong token"),
+        (
+            403,
+            "Refused: a read token used for a write; without a read token, a Host that is not local"
+            " (host_not_allowed); a write from another site's page (cross_origin)",
+        ),
+        (404, "Not found"),
+    )
 }
 _TOO_LARGE: Final = _error("Over the size limit")
 _SLOW_BODY: Final = _error("The body did not arrive in time (RUNSTREAM_BODY_TIMEOUT_SECONDS)")
@@ -216,7 +225,10 @@ SPEC: Final[dict[str, Any]] = {
             "get": {"summary": "Liveness", "security": [], "responses": _ok({"type": "object"})},
         },
         "/api/openapi.json": {
-            "get": {"summary": "This document", "responses": {**_ok({"type": "object"}), "401": _ERRORS["401"]}}
+            "get": {
+                "summary": "This document",
+                "responses": {**_ok({"type": "object"}), "401": _ERRORS["401"], "403": _ERRORS["403"]},
+            }
         },
         "/api/experiments": {
             "get": {
@@ -224,6 +236,7 @@ SPEC: Final[dict[str, Any]] = {
                 "responses": {
                     **_ok({"type": "object", "properties": {"experiments": {"type": "array", "items": {}}}}),
                     "401": _ERRORS["401"],
+                    "403": _ERRORS["403"],
                 },
             }
         },
@@ -283,6 +296,7 @@ SPEC: Final[dict[str, Any]] = {
                     ),
                     "400": _ERRORS["400"],
                     "401": _ERRORS["401"],
+                    "403": _ERRORS["403"],
                 },
             }
         },
@@ -334,6 +348,7 @@ SPEC: Final[dict[str, Any]] = {
                     **_ok({"type": "object"}),
                     "400": _ERRORS["400"],
                     "401": _ERRORS["401"],
+                    "403": _ERRORS["403"],
                     **_TOO_MANY_POINTS,
                 },
             }

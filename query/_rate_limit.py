@@ -50,6 +50,8 @@ class RateLimiter:
         now = self._clock()
         tokens = self._tokens(key, now)
         if tokens < 1.0:
+            # Still recently used: a client kept out must not be forgotten (and refilled) first.
+            self._buckets.move_to_end(key)
             return (1.0 - tokens) / self._rate
         self._buckets[key] = (tokens - 1.0, now)
         self._buckets.move_to_end(key)
