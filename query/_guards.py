@@ -49,13 +49,13 @@ _READ_METHODS: Final = frozenset({"GET", "HEAD", "OPTIONS"})
 def _split(authority: str) -> tuple[str, int | None]:
     """(lower-case host without brackets, explicit port or None) of ``host[:port]``."""
     authority = authority.strip().lower()
-    if authority.startswith("["):
+    if authority.startswith("["):  # [v6 address]:port
         host, _, rest = authority[1:].partition("]")
         port = rest[1:] if rest.startswith(":") else ""
-    else:
-        host, sep, port = authority.rpartition(":") if authority.count(":") == 1 else (authority, "", "")
-        if not sep:
-            host = authority
+    elif authority.count(":") == 1:
+        host, _, port = authority.partition(":")
+    else:  # no port, or a bare v6 address
+        host, port = authority, ""
     return host.rstrip("."), int(port) if port.isdigit() else None
 
 

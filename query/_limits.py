@@ -3,16 +3,20 @@
 A limit is named once here and read by both, so the document never drifts
 from what the service does.
 
-The points budget: a JSON answer of a million points is about 40 MB of text
-and takes about 90 MB of the service's memory while it is built (the numpy
-columns, then the bytes). :data:`MAX_RESPONSE_POINTS` bounds one answer
-(runs x points) and is checked *before* any point is read, from the counts
-ingest keeps per series (``series.point_count``), so a request over it costs
-one small query. :data:`MAX_HEAVY_READS` answers are built at a time; the
-others wait their turn (at most :data:`HEAVY_READ_WAIT_SECONDS`, then 503),
-and the building itself runs off the event loop, so that ``/health``, the
-pages and light requests are answered meanwhile. Together they bound the
-memory that point reads can take to about ``MAX_HEAVY_READS x 90 MB``.
+The points budget: a JSON answer of a million points is about 40 MB of text,
+read from about 25 MB of numpy columns (more for get_metrics, which holds
+Python values). :data:`MAX_RESPONSE_POINTS` bounds one answer (runs x
+points) and is checked *before* any point is read, from the counts ingest
+keeps per series (``series.point_count``), so a request over it costs one
+small query. :data:`MAX_HEAVY_READS` answers are built at a time; the others
+wait their turn (at most :data:`HEAVY_READ_WAIT_SECONDS`, then 503 with
+Retry-After) without holding anything. Answers are written out in pieces
+(:func:`._json.stream_json`), which keeps the JSON text from doubling the
+memory and gives ``/health``, the pages and light requests their turns on
+the event loop meanwhile. Measured (``python -m bench.query_memory``): four
+parallel comparisons of 10 runs x 100,000 points peak at about 140 MB, where
+they took 420 MB before, and the same with a million points per run (4.35 GB
+when the issue was filed) are refused at once.
 """
 
 from __future__ import annotations

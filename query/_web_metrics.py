@@ -45,7 +45,8 @@ async def get_metrics(request: web.Request) -> web.StreamResponse:
     db = request.app[DATABASE]
     runs = [run_id, *(await db.descendants(run_id))] if _BOOLS[recursive] else [run_id]
     held = await db.point_count(runs, name)
-    if held is None and not await db.run_has_data(run_id):
+    # Descendants' series say nothing of the run itself.
+    if (held is None or len(runs) > 1) and not await db.run_has_data(run_id):
         raise NotFound(f"no run {run_id}", code="run_not_found", parameter="run_id")
     check_budget(
         held or 0,
