@@ -4,7 +4,9 @@ Sign-in attempts are limited per client address (:mod:`._rate_limit`; behind
 a proxy, the address it reports when it is trusted): past the limit, 429 with
 ``Retry-After``, before the guess is looked at. The cookie is HttpOnly,
 SameSite=Strict, lasts ``RUNSTREAM_SESSION_MAX_AGE_SECONDS`` and is ``Secure``
-when the browser came over https (directly, or as a trusted proxy says).
+when the browser came over https: directly, as a trusted proxy says
+(``X-Forwarded-Proto`` from ``RUNSTREAM_TRUSTED_PROXIES``), or whenever the
+service's public URL (``RUNSTREAM_QUERY_URL``) is https.
 
 ``next`` (where to go after signing in) must be a path on this service. Only
 a plain absolute path is followed; anything a browser could read as another
@@ -108,6 +110,11 @@ def _spend_attempt(request: web.Request) -> None:
         )
 
 
+def _served_over_https(request: web.Request) -> bool:
+    """The browser came over https: directly, as a trusted proxy says, or as the service's public URL says."""
+    return request.app[PROXIES].is_https(request) or request.app[SETTINGS].query_url.startswith("https://")
+
+
 @routes.post("/login")
 async def login(request: web.Request) -> web.Response:
     if request.content_length is not None and request.content_length > _MAX_FORM_BYTES:
@@ -131,7 +138,7 @@ async def login(request: web.Request) -> web.Response:
         httponly=True,
         samesite="Strict",
         path="/",
-        secure=request.app[PROXIES].is_https(request) or None,
+        secure=_served_over_https(request) or None,
     )
     raise response
 

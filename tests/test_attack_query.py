@@ -76,7 +76,7 @@ class Service:
 async def _start(spawn: Spawn, settings: Settings, **changes: Any) -> Service:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    mine = dataclasses.replace(settings, query_port=port, query_url=url, **changes)
+    mine = dataclasses.replace(dataclasses.replace(settings, query_port=port, query_url=url), **changes)
     proc = spawn("query", mine)
     await wait_http_ok(f"{url}/health", proc)
     return Service(url, proc, mine)
@@ -371,6 +371,10 @@ async def test_session_cookies_are_secure_when_the_browser_came_over_https(
     untrusting = await _start(spawn, settings, token=TOKEN, cookie_secret=SECRET)
     _, _, headers = await _login(untrusting, X_Forwarded_Proto="https")
     assert not _session_cookie(headers)[1]["secure"]
+    # A service whose public URL is https sets it whatever the request says.
+    public = await _start(spawn, settings, token=TOKEN, cookie_secret=SECRET, query_url="https://runs.example.com")
+    _, _, headers = await _login(public)
+    assert _session_cookie(headers)[1]["secure"]
 
 
 # --- sign-in rate limit -------------------------------------------------------------------
