@@ -94,7 +94,9 @@ async def _seed(dsn: str) -> list[uuid.UUID]:
                 float(values.max()),
                 float(times[0]),
             )
-            await copy_chunks(conn, series_id, steps, times, steps, values, chunk_points=CHUNK)
+            await copy_chunks(
+                conn, series_id, steps.tolist(), times.tolist(), steps.tolist(), values.tolist(), chunk_points=CHUNK
+            )
             ids.append(run_id)
         return ids
     finally:

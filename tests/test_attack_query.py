@@ -355,8 +355,9 @@ def test_short_tokens_and_secrets_stop_the_start(settings: Settings) -> None:
         assert Settings.from_env({variable: "€" * 11})
         with pytest.raises(ConfigError, match=variable):
             Settings.from_env({variable: "€" * 10})
+        field: dict[str, Any] = {variable.removeprefix("RUNSTREAM_").lower(): "s3cret"}
         with pytest.raises(ConfigError, match=variable):
-            dataclasses.replace(settings, **{variable.removeprefix("RUNSTREAM_").lower(): "s3cret"})
+            dataclasses.replace(settings, **field)
 
 
 async def test_session_cookies_are_secure_when_the_browser_came_over_https(

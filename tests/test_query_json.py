@@ -57,7 +57,7 @@ def _values(rng: np.random.Generator) -> list[Any]:
         {"x": tagged, "ints": rng.integers(-(2**62), 2**62, size=70_000), "bools": rng.random(66_000) > 0.5},
         {"table": {"a": [1, 2, 3], "b": ["x", None, "z"]}, "nested": [[1, [2, [3]]], {"k": {}}], "empty": {}},
         {"rows": [{"i": i} for i in range(3000)], "text": ["é\u202e\x00"] * 70_000},
-        {"key with \"quotes\" and \\": np.empty(0), "n": None, "t": True, "f": 1.5, "s": "s"},
+        {'key with "quotes" and \\': np.empty(0), "n": None, "t": True, "f": 1.5, "s": "s"},
         [],
         {},
         "bare",
