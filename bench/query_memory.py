@@ -132,7 +132,7 @@ async def _scenario(scenario: Scenario, env: dict[str, str], source: Path, runs:
     port = free_port()
     base = f"http://127.0.0.1:{port}"
     child_env = {**env, "RUNSTREAM_QUERY_PORT": str(port), "RUNSTREAM_QUERY_URL": base, "PYTHONPATH": str(source)}
-    with Path(env["RUNSTREAM_HOME"] + "-query.log").open("ab") as log:
+    with (Path(env["RUNSTREAM_HOME"]) / "query.log").open("ab") as log:
         proc = subprocess.Popen([sys.executable, "-m", "query"], env=child_env, cwd=source, stdout=log, stderr=log)
     try:
         await wait_http_ok(f"{base}/health", alive=lambda: proc.poll() is None, exited_message="query exited")
@@ -176,11 +176,12 @@ async def main() -> None:
     finally:
         await admin.close()
     dsn = args.dsn.rsplit("/", 1)[0] + "/" + name
+    home = tempfile.TemporaryDirectory(prefix=f"{name}-")  # the services' RUNSTREAM_HOME and log
     try:
         await migrate(dsn)
         runs = await _seed(dsn)
         env = {k: v for k, v in os.environ.items() if not k.startswith("RUNSTREAM_")}
-        env |= {"RUNSTREAM_DATABASE_URL": dsn, "RUNSTREAM_HOME": str(Path(tempfile.gettempdir()) / name)}
+        env |= {"RUNSTREAM_DATABASE_URL": dsn, "RUNSTREAM_HOME": home.name}
         print(f"source {args.source}; {RUNS} runs x {POINTS:,} points; {PARALLEL} parallel requests per scenario")
         print(
             f"{'scenario':38} {'RSS before':>10} {'RSS peak':>9} {'statuses':>22} {'body MB':>8} {'s':>6} "
@@ -195,6 +196,7 @@ async def main() -> None:
             if r["note"]:
                 print(f"    {r['note']}")
     finally:
+        home.cleanup()
         if not args.keep_db:
             admin = await asyncpg.connect(args.dsn)
             try:
