@@ -15,9 +15,8 @@ Retry-After) without holding anything. Answers are written out in pieces
 memory and gives ``/health``, the pages and light requests their turns on
 the event loop meanwhile. Measured (``python -m bench.query_memory``): four
 parallel comparisons of 10 runs x 100,000 points peak at about 140 MB, where
-they took 450 MB before, and the same with a million points per run (3.7 GB here,
-4.35 GB
-when the issue was filed) are refused at once.
+they took 450 MB before, and the same with a million points per run (3.7 GB
+here, 4.35 GB when the issue was filed) are refused at once.
 """
 
 from __future__ import annotations
