@@ -273,9 +273,10 @@ def test_from_config_reads_the_file_and_takes_the_token_from_env(tmp_path: Path)
     (tmp_path / "config.json").write_text(
         json.dumps({"kafka_bootstrap": "k:1", "query_url": "http://q:2/", "topic": "t", "token": "from-file"})
     )
-    env = {"RUNSTREAM_HOME": str(tmp_path), "RUNSTREAM_TOKEN": "secret", "RUNSTREAM_KAFKA_BOOTSTRAP": "env:9"}
+    secret = "secret-" + "s" * 32
+    env = {"RUNSTREAM_HOME": str(tmp_path), "RUNSTREAM_TOKEN": secret, "RUNSTREAM_KAFKA_BOOTSTRAP": "env:9"}
     ws = Workspace.from_config(env=env)
-    assert (ws.kafka_bootstrap, ws.query_url, ws.topic, ws.token) == ("k:1", "http://q:2", "t", "secret")
+    assert (ws.kafka_bootstrap, ws.query_url, ws.topic, ws.token) == ("k:1", "http://q:2", "t", secret)
     assert "secret" not in repr(ws)
     assert Workspace.from_config(tmp_path, env={}).token is None  # never from the file
     assert Workspace.from_config(tmp_path / "config.json", env={}).kafka_bootstrap == "k:1"
