@@ -17,6 +17,7 @@ import json
 import math
 import re
 import socket
+import sys
 import threading
 import urllib.request
 import uuid
@@ -311,14 +312,20 @@ async def test_run_and_experiment_display_as_v1_tables_escaped(settings: Setting
         assert page.status == 200
 
 
-def test_run_details_without_ipython_prints_the_link(
+async def test_run_details_shows_the_run_page_inline_or_its_link(
     workspace: Workspace,  # noqa: F811
     capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     run = _experiment(workspace, "v1-widget").start_logging(outputs=None)
-    shown = RunDetails(run).show()
-    assert shown == run.get_portal_url()
+    frame = RunDetails(run).show()  # IPython's IFrame, displayed
+    assert frame.src == run.get_portal_url()
+    assert f'src="{run.get_portal_url()}"' in frame._repr_html_() and 'width="100%"' in frame._repr_html_()
+    monkeypatch.setitem(sys.modules, "IPython.display", None)  # a Python without IPython
+    assert RunDetails(run).show() == run.get_portal_url()
     assert run.get_portal_url() in capsys.readouterr().out
+    data = await settled(RunDetails(run).get_widget_data, lambda d: d["details"]["runId"] == run.id, "widget data")
+    assert data["metrics"] == {} and data["details"]["status"] == "Running"
     run.complete()
 
 
