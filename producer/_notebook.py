@@ -72,7 +72,7 @@ class RunDetails:
             print(f"Run {self.run.id}: {url}", flush=True)
             return url
         frame = IFrame(url, width="100%", height=height)
-        display(frame)
+        display(frame)  # type: ignore[no-untyped-call, unused-ignore]
         return frame
 
     def get_widget_data(self, widget_settings: Any = None) -> dict[str, Any]:
