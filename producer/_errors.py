@@ -7,9 +7,13 @@ message names the metric (or tag, property, file) and the problem::
     ├── MetricTypeError (TypeError)        -- a value of a type the call cannot log
     ├── MetricValueError (ValueError)      -- a bad name, value, step or shape
     ├── WorkspaceConfigError (ValueError)  -- a config file or setting the SDK cannot use
+    ├── UsageError (ValueError)            -- arguments that do not fit together (v1's UserErrorException)
+    ├── SnapshotError (ValueError)         -- a source directory too large to snapshot (v1's SnapshotException)
     ├── SpoolCorruptError (ValueError)     -- a spool line that fails its checksum (in _spool)
     ├── RunClosedError (RuntimeError)      -- logging to a run that is completed, failed or canceled
     ├── OfflineRunError (RuntimeError)     -- a call that needs the query service, on an offline run
+    ├── RunEnvironmentError (RuntimeError) -- get_context(allow_offline=False) outside a submitted run
+    ├── UnsupportedError (NotImplementedError) -- an Azure ML v1 feature that needs Azure (remote compute...)
     ├── BufferFullError (TimeoutError)     -- log() waited ``buffer_timeout_seconds`` for room
     ├── FlushTimeoutError (TimeoutError)   -- flush()/complete() could not deliver in time
     ├── DeliveryError                      -- Kafka refused the run's records for good
@@ -94,3 +98,30 @@ class QueryServiceError(ProducerError):
 
 class RunNotFoundError(QueryServiceError, LookupError):
     """The query service does not know the run (it may not be ingested yet)."""
+
+
+class UsageError(ProducerError, ValueError):
+    """Arguments that cannot work together, or a value the call cannot take (Azure ML v1's UserErrorException)."""
+
+
+class SnapshotError(ProducerError, ValueError):
+    """A source directory that is over the snapshot limits once its ignore file is applied."""
+
+
+class RunEnvironmentError(ProducerError, RuntimeError):
+    """``Run.get_context(allow_offline=False)`` in a process that was not started for a run."""
+
+    def __init__(self, message: str | None = None) -> None:
+        # Azure ML v1's own words (RunEnvironmentException), so searches for it find this too.
+        super().__init__(
+            message
+            or "Could not load a submitted run, if outside of an execution context, "
+            "use experiment.start_logging to initialize an azureml.core.Run."
+        )
+
+
+class UnsupportedError(ProducerError, NotImplementedError):
+    """An Azure ML v1 feature that needs Azure itself (remote compute, Docker builds, the model registry).
+
+    The message says what runstream does instead, when it has an equivalent.
+    """

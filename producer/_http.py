@@ -48,6 +48,11 @@ class QueryClient:
             raw = resp.read()
         return json.loads(raw) if raw else None
 
+    def get_bytes(self, path: str) -> bytes:
+        """A small file's content, in memory (a large one: :meth:`download`)."""
+        with self._open("GET", self.url(path)) as resp:
+            return bytes(resp.read())
+
     def download(self, path: str, destination: Path) -> None:
         destination.parent.mkdir(parents=True, exist_ok=True)
         partial = destination.with_name(destination.name + ".part")

@@ -51,6 +51,17 @@ def report_spool_left(run: Run) -> None:
         )
 
 
+def announce(run_id: str) -> None:
+    """Make sure this process's sessions that started ``run_id`` have delivered ``run_started``.
+
+    Before another session of ours writes to the run: ingest refuses data for
+    a run it has not seen start.
+    """
+    for run in list(live_runs):
+        if run._pid == os.getpid() and run._stored_id == run_id:
+            run._announce()
+
+
 def _before_fork() -> None:
     # The child will log to these runs through sessions of its own.
     for run in list(live_runs):

@@ -258,7 +258,14 @@ SPEC: Final[dict[str, Any]] = {
                         {"type": "array", "items": {"type": "string"}},
                         "key:value (that value) or key (present); repeat to combine",
                     ),
+                    _param(
+                        "property",
+                        "query",
+                        {"type": "array", "items": {"type": "string"}},
+                        "key:value (that value) or key (present); repeat to combine",
+                    ),
                     _param("parent", "query", {"type": "string", "format": "uuid"}, "Only children of this run"),
+                    _param("top_level", "query", {"type": "boolean", "default": False}, "Only runs without a parent"),
                     _param("include", "query", {"type": "string", "enum": ["metrics"]}, "Add latest scalar values"),
                     _param(
                         "where",

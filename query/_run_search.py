@@ -168,7 +168,9 @@ class RunSearch:
     status: str | None = None
     name: str | None = None
     tags: Sequence[tuple[str, str | None]] = ()
+    properties: Sequence[tuple[str, str | None]] = ()
     parent_id: uuid.UUID | None = None
+    top_level: bool = False  # only runs without a parent
     started_after: datetime | None = None
     started_before: datetime | None = None
     conditions: Sequence[MetricCondition] = ()
@@ -190,14 +192,12 @@ class RunSearch:
             where.append(f"r.status = {self._arg(self.status, 'text')}")
         if self.name is not None:
             where.append(f"strpos(lower(r.display_name), lower({self._arg(self.name, 'text')})) > 0")
-        with_values = {k: v for k, v in self.tags if v is not None}
-        if with_values:
-            where.append(f"r.tags @> {self._arg(with_values, 'jsonb')}")  # the pool's codec encodes it
-        present = [k for k, v in self.tags if v is None]
-        if present:
-            where.append(f"r.tags ?& {self._arg(present, 'text[]')}")
+        where += self._contains("r.tags", self.tags)
+        where += self._contains("r.properties", self.properties)
         if self.parent_id is not None:
             where.append(f"r.parent_id = {self._arg(self.parent_id, 'uuid')}")
+        if self.top_level:
+            where.append("r.parent_id IS NULL")
         if self.started_after is not None:
             where.append(f"r.created_at >= {self._arg(self.started_after, 'timestamptz')}")
         if self.started_before is not None:
@@ -231,6 +231,17 @@ class RunSearch:
             f" WHERE {' AND '.join(where)} ORDER BY {order} LIMIT {limit}"
         )
         return statement, self._args
+
+    def _contains(self, column: str, pairs: Sequence[tuple[str, str | None]]) -> list[str]:
+        """Conditions on a jsonb object column: these keys with these values, those keys present."""
+        out = []
+        with_values = {k: v for k, v in pairs if v is not None}
+        if with_values:
+            out.append(f"{column} @> {self._arg(with_values, 'jsonb')}")  # the pool's codec encodes it
+        present = [k for k, v in pairs if v is None]
+        if present:
+            out.append(f"{column} ?& {self._arg(present, 'text[]')}")
+        return out
 
     def _after(self, key: str) -> str:
         """Rows strictly after the cursor's row in the sort order."""

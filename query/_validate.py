@@ -20,6 +20,7 @@ __all__ = [
     "MAX_FILE_NAME_CHARS",
     "check_file_name",
     "check_metric_name",
+    "parse_bool",
     "parse_float",
     "parse_int",
     "parse_run_id",
@@ -30,6 +31,19 @@ __all__ = [
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+_BOOLS: Final = {"true": True, "1": True, "false": False, "0": False}
+
+
+def parse_bool(raw: str | None, parameter: str, *, default: bool = False) -> bool:
+    """``true``/``1`` or ``false``/``0`` (any case); absent: ``default``."""
+    if raw is None:
+        return default
+    value = _BOOLS.get(raw.lower())
+    if value is None:
+        raise BadRequest(f"{parameter} must be true or false, got {raw[:20]!r}", parameter=parameter)
+    return value
 
 
 def parse_run_id(raw: str, parameter: str = "run_id") -> uuid.UUID:

@@ -9,8 +9,6 @@ a bigger run is read a metric at a time, and a scalar series in pages with
 
 from __future__ import annotations
 
-from typing import Final
-
 from aiohttp import web
 
 from ._errors import BadRequest, NotFound
@@ -18,13 +16,11 @@ from ._heavy import check_budget
 from ._json import stream_json
 from ._metrics import metrics_dict
 from ._state import DATABASE, HEAVY_READS
-from ._validate import check_metric_name, parse_run_id
+from ._validate import check_metric_name, parse_bool, parse_run_id
 
 __all__ = ["routes"]
 
 routes = web.RouteTableDef()
-
-_BOOLS: Final = {"true": True, "1": True, "false": False, "0": False}
 
 
 @routes.get("/api/runs/{run_id}/metrics")
@@ -39,11 +35,9 @@ async def get_metrics(request: web.Request) -> web.StreamResponse:
     if len(names) > 1:
         raise BadRequest("name is given more than once", parameter="name")
     name = check_metric_name(names[0]) if names else None
-    recursive = request.query.get("recursive", "false").lower()
-    if recursive not in _BOOLS:
-        raise BadRequest(f"recursive must be true or false, got {recursive[:20]!r}", parameter="recursive")
+    recursive = parse_bool(request.query.get("recursive"), "recursive")
     db = request.app[DATABASE]
-    runs = [run_id, *(await db.descendants(run_id))] if _BOOLS[recursive] else [run_id]
+    runs = [run_id, *(await db.descendants(run_id))] if recursive else [run_id]
     held = await db.point_count(runs, name)
     # Descendants' series say nothing of the run itself.
     if (held is None or len(runs) > 1) and not await db.run_has_data(run_id):
@@ -51,14 +45,14 @@ async def get_metrics(request: web.Request) -> web.StreamResponse:
     check_budget(
         held or 0,
         f"the metrics asked for ({len(runs)} run{'s' if len(runs) > 1 else ''})",
-        parameter="name" if name is None or not _BOOLS[recursive] else "recursive",
+        parameter="name" if name is None or not recursive else "recursive",
         advice=(
             "ask for one metric with name=, without recursive=true; read a scalar series in pages with"
             f" GET /api/runs/{run_id}/series?name=<metric>&limit=<points>"
         ),
     )
     async with request.app[HEAVY_READS].turn():
-        if not _BOOLS[recursive]:
+        if not recursive:
             return await stream_json(request, metrics_dict(await db.series(run_id, name)))
         # Azure's recursive=True: {run_id: metrics} for the run and every descendant.
         result = {str(r): metrics_dict(await db.series(r, name)) for r in runs}

@@ -19,9 +19,9 @@ from ._errors import BadRequest, NotFound
 from ._metrics import EMPTY, SeriesData, metric_value, scalar_value
 from ._run_search import RunSearch, parse_condition, parse_sort, parse_status
 from ._series import SeriesRange, SeriesReader
-from ._state import DATABASE, HEAVY_READS, SERIES
+from ._state import DATABASE, HEAVY_READS, SERIES, SETTINGS
 from ._validate import check_metric_name, parse_run_id
-from ._web_files import DRIVER_LOG_PARTS
+from ._web_files import run_files
 from ._web_logs import LogText, read_tail
 
 __all__ = ["error_page", "html_response", "routes"]
@@ -40,7 +40,7 @@ _LOG_TAIL_BYTES: Final = 64 * 1024
 # Scripts only from this service, no inline script; inline styles are the page's own.
 _CSP: Final = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    "connect-src 'self'; frame-ancestors {ancestors}; base-uri 'none'; form-action 'self'"
 )
 _RUN_SCRIPTS: Final = ("/static/vendor/uplot/uPlot.iife.min.js", "/static/run.js")
 _RUN_STYLES: Final = ("/static/vendor/uplot/uPlot.min.css",)
@@ -49,9 +49,10 @@ _COMPARE_RUNS: Final = 20
 _EXPERIMENT_SCRIPTS: Final = ("/static/experiment.js",)
 
 
-def html_response(text: str, status: int = 200) -> web.Response:
+def html_response(text: str, status: int = 200, *, frame_ancestors: str = "'none'") -> web.Response:
+    """A page; only run pages pass ``frame_ancestors`` (RUNSTREAM_EMBED_ORIGINS: a notebook's ``RunDetails``)."""
     response = web.Response(status=status, text=text, content_type="text/html", charset="utf-8")
-    response.headers["Content-Security-Policy"] = _CSP
+    response.headers["Content-Security-Policy"] = _CSP.format(ancestors=frame_ancestors)
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
 
@@ -211,7 +212,7 @@ async def run_page(request: web.Request) -> web.Response:
     # the page of a run with a million points costs what a small one does.
     overview = await db.series_overview(run_id)
     entries = {s.name: s for s in await db.series(run_id, with_scalars=False)}
-    files = await db.list_files(run_id)
+    files = await run_files(db, run_id)
     live = run is None or run["status"] not in TERMINAL_STATUSES
     title = (run or {}).get("display_name") or str(run_id)
     body = f"<h1>Run {h.esc(title)}</h1>" + _details(run, str(run_id)) + _files(str(run_id), files)
@@ -239,7 +240,7 @@ async def run_page(request: web.Request) -> web.Response:
         styles=_RUN_STYLES,
         live=live,
     )
-    return html_response(document)
+    return html_response(document, frame_ancestors=request.app[SETTINGS].embed_origins)
 
 
 def _details(run: dict[str, Any] | None, run_id: str) -> str:
@@ -280,8 +281,6 @@ def _file_url(run_id: str, name: str) -> str:
 
 
 def _files(run_id: str, files: list[FileRecord]) -> str:
-    # The driver log's parts are how it is stored; the page shows the log itself.
-    files = [f for f in files if not f.name.startswith(DRIVER_LOG_PARTS)]
     if not files:
         return "<h2>Files</h2><p class=muted>none</p>"
     rows = [

@@ -9,7 +9,7 @@ from ._json import json_response
 from ._limits import DEFAULT_RUNS_LIMIT, MAX_RUNS_LIMIT
 from ._run_search import RunSearch, parse_condition, parse_name, parse_sort, parse_status, parse_time
 from ._state import DATABASE
-from ._validate import parse_int, parse_run_id
+from ._validate import parse_bool, parse_int, parse_run_id
 
 __all__ = ["routes"]
 
@@ -32,13 +32,16 @@ async def get_run(request: web.Request) -> web.Response:
     return json_response(run)
 
 
-def _tags(request: web.Request) -> list[tuple[str, str | None]]:
-    """``tag=key:value`` matches a value, ``tag=key`` the key's presence; repeat to combine."""
+def _pairs(request: web.Request, parameter: str) -> list[tuple[str, str | None]]:
+    """``tag=key:value`` matches a value, ``tag=key`` the key's presence; repeat to combine (``property`` alike)."""
     out: list[tuple[str, str | None]] = []
-    for raw in request.query.getall("tag", []):
+    for raw in request.query.getall(parameter, []):
         key, sep, value = raw.partition(":")
         if not key:
-            raise BadRequest(f"tag {raw[:80]!r} has no key; use tag=key or tag=key:value", parameter="tag")
+            raise BadRequest(
+                f"{parameter} {raw[:80]!r} has no key; use {parameter}=key or {parameter}=key:value",
+                parameter=parameter,
+            )
         out.append((key, value if sep else None))
     return out
 
@@ -63,8 +66,10 @@ async def list_runs(request: web.Request) -> web.Response:
         experiment=experiment,
         status=parse_status(_single(request, "status")),
         name=parse_name(_single(request, "name")),
-        tags=_tags(request),
+        tags=_pairs(request, "tag"),
+        properties=_pairs(request, "property"),
         parent_id=parse_run_id(parent, "parent") if parent is not None else None,
+        top_level=parse_bool(_single(request, "top_level"), "top_level"),
         started_after=parse_time(_single(request, "started_after"), "started_after"),
         started_before=parse_time(_single(request, "started_before"), "started_before"),
         conditions=[parse_condition(raw) for raw in request.query.getall("where", [])],

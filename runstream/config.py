@@ -39,6 +39,11 @@ RUNSTREAM_INGEST_FLUSH_SECONDS     longest a consumed record waits before       
                                    ingest writes it (freshness vs. batching)
 RUNSTREAM_INGEST_FLUSH_POINTS      scalar points that make ingest write at      500000
                                    once (the bound on a worker's memory)
+RUNSTREAM_WORKSPACE_NAME           ``Workspace.name`` (Azure ML v1 identity;     runstream
+                                   a config.json's ``workspace_name`` wins)
+RUNSTREAM_SUBSCRIPTION_ID          ``Workspace.subscription_id``                 local
+RUNSTREAM_RESOURCE_GROUP           ``Workspace.resource_group``                  local
+RUNSTREAM_LOCATION                 ``Workspace.location``                        local
 =================================  ===========================================  ==========================
 
 The query service's guards (``docs/security.md``, "Query service"):
@@ -58,6 +63,9 @@ RUNSTREAM_ALLOWED_HOSTS            comma-separated extra Host names a service   
                                    without a read token answers; ``*`` any      only
 RUNSTREAM_BODY_TIMEOUT_SECONDS     seconds a request body may take, plus one    60
                                    per 16 KiB it holds
+RUNSTREAM_EMBED_ORIGINS            origins that may show a run page in a        ``'self'`` and http(s) on
+                                   frame (CSP frame-ancestors; Jupyter's         localhost / 127.0.0.1, any
+                                   ``RunDetails``); ``'none'`` forbids it        port
 =================================  ===========================================  ==========================
 
 RUNSTREAM_TOKEN, RUNSTREAM_WRITE_TOKEN and RUNSTREAM_COOKIE_SECRET must be at
@@ -68,6 +76,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -123,6 +132,29 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 1) -
     return value
 
 
+#: Loopback origins only: a notebook on this machine may frame a run page, other sites may not.
+DEFAULT_EMBED_ORIGINS = "'self' http://localhost:* http://127.0.0.1:* https://localhost:* https://127.0.0.1:*"
+# One CSP source expression: a keyword or a scheme/host/port without separators that
+# could end the directive (';', ',') or the header.
+_CSP_SOURCE = re.compile(r"^('none'|'self'|[a-z][a-z0-9+.-]*:(//)?(\*|\*\.)?[A-Za-z0-9.-]*(:(\*|[0-9]{1,5}))?)$")
+
+
+def _embed_origins(env: Mapping[str, str]) -> str:
+    raw = env.get("RUNSTREAM_EMBED_ORIGINS")
+    if raw is None or not raw.strip():
+        return DEFAULT_EMBED_ORIGINS
+    sources = raw.split()
+    for source in sources:
+        if not _CSP_SOURCE.match(source):
+            raise ConfigError(
+                f"RUNSTREAM_EMBED_ORIGINS: {source[:80]!r} is not a CSP source such as 'self', 'none' "
+                "or http://host:port"
+            )
+    if "'none'" in sources and len(sources) > 1:
+        raise ConfigError("RUNSTREAM_EMBED_ORIGINS: 'none' cannot be combined with other sources")
+    return " ".join(sources)
+
+
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     """Resolved configuration shared by the SDK, ingest, query and the stack."""
@@ -152,6 +184,11 @@ class Settings:
     liveness_sweep_seconds: float = 5.0
     ingest_flush_seconds: float = 0.05
     ingest_flush_points: int = 500_000
+    embed_origins: str = DEFAULT_EMBED_ORIGINS
+    workspace_name: str = "runstream"
+    subscription_id: str = "local"
+    resource_group: str = "local"
+    location: str = "local"
     # The query service's guards (see the second table above).
     cookie_secret: str | None = field(default=None, repr=False)
     cookie_secret_file: Path | None = None
@@ -203,6 +240,11 @@ class Settings:
             liveness_sweep_seconds=_seconds(env, "RUNSTREAM_LIVENESS_SWEEP_SECONDS", 5.0, zero_ok=True),
             ingest_flush_seconds=_seconds(env, "RUNSTREAM_INGEST_FLUSH_SECONDS", 0.05),
             ingest_flush_points=_int(env, "RUNSTREAM_INGEST_FLUSH_POINTS", 500_000),
+            embed_origins=_embed_origins(env),
+            workspace_name=env.get("RUNSTREAM_WORKSPACE_NAME") or "runstream",
+            subscription_id=env.get("RUNSTREAM_SUBSCRIPTION_ID") or "local",
+            resource_group=env.get("RUNSTREAM_RESOURCE_GROUP") or "local",
+            location=env.get("RUNSTREAM_LOCATION") or "local",
             **_query_guards_from_env(env),
         )
 
@@ -232,6 +274,11 @@ class Settings:
             "RUNSTREAM_LIVENESS_SWEEP_SECONDS": repr(self.liveness_sweep_seconds),
             "RUNSTREAM_INGEST_FLUSH_SECONDS": repr(self.ingest_flush_seconds),
             "RUNSTREAM_INGEST_FLUSH_POINTS": str(self.ingest_flush_points),
+            "RUNSTREAM_EMBED_ORIGINS": self.embed_origins,
+            "RUNSTREAM_WORKSPACE_NAME": self.workspace_name,
+            "RUNSTREAM_SUBSCRIPTION_ID": self.subscription_id,
+            "RUNSTREAM_RESOURCE_GROUP": self.resource_group,
+            "RUNSTREAM_LOCATION": self.location,
         }
         if self.token is not None:
             env["RUNSTREAM_TOKEN"] = self.token

@@ -299,8 +299,9 @@ def test_child_runs_and_listings(workspace: Workspace) -> None:  # noqa: F811
     everything = parent.get_metrics(recursive=True)
     assert everything[parent.id] == {"loss": 1.0}
     assert everything[first.id] == {"loss": 0.5} and everything[grandchild.id] == {"loss": 0.25}
-    listed = [r.id for r in experiment.get_runs()]
+    listed = [r.id for r in experiment.get_runs(include_children=True)]
     assert listed == [second.id, grandchild.id, first.id, parent.id]  # newest first
+    assert [r.id for r in experiment.get_runs()] == [parent.id]  # Azure ML v1: top-level runs by default
 
 
 def test_eight_processes_log_to_one_run(workspace: Workspace) -> None:  # noqa: F811
