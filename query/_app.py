@@ -13,6 +13,7 @@ from aiohttp import web
 from runstream.config import Settings
 
 from . import (
+    _consistency,
     _openapi,
     _web_files,
     _web_login,
@@ -25,6 +26,7 @@ from . import (
 )
 from ._artifacts import ArtifactStore, LocalArtifactStore
 from ._auth import make_auth_middleware
+from ._consistency import READ_AFTER, IngestProgress, read_after_middleware
 from ._db import Database, create_pool
 from ._errors import make_error_middleware
 from ._json import json_response
@@ -81,6 +83,7 @@ def create_app(
     if settings.token or settings.write_token:
         middlewares.append(make_auth_middleware(settings.token, settings.write_token))
     middlewares.append(query_text_middleware)  # inside auth: strangers get no input checks
+    middlewares.append(read_after_middleware)  # inside auth too: strangers cannot make a request wait
     app = web.Application(middlewares=middlewares)
     app[SETTINGS] = settings
     app[MAX_UPLOAD_BYTES] = settings.max_upload_bytes
@@ -94,6 +97,7 @@ def create_app(
     app.router.add_get("/health", _health)
     app.router.add_static("/static/", STATIC_DIR, name="static")
     routed = (
+        _consistency,
         _openapi,
         _web_runs,
         _web_metrics,
@@ -134,6 +138,7 @@ async def _resources(
                 interval_seconds=live_interval_seconds,
                 fallback_seconds=live_fallback_seconds,
             )
+            app[READ_AFTER] = IngestProgress(pool, app[LIVE])
             app[LIVE].start()
             try:
                 yield

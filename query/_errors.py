@@ -17,6 +17,7 @@ Errors::
     ├── Conflict                    -- 409: a file name already holds other content
     ├── PayloadTooLarge (ValueError)-- 413: an upload over the size limit
     └── Unavailable                 -- 503: PostgreSQL unreachable, restarting or too slow
+        └── IngestBehind            -- 503: a read-after token's wait ran out (body adds ``lag``)
 
 asyncpg's connection-level failures (a dropped connection, a server shutting
 down, a statement timeout) become :class:`Unavailable` with ``Retry-After``:
@@ -27,7 +28,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Final
+from typing import Any, Final
 
 import asyncpg
 import orjson
@@ -38,6 +39,7 @@ __all__ = [
     "BadRequest",
     "Conflict",
     "Forbidden",
+    "IngestBehind",
     "MethodNotAllowed",
     "NotFound",
     "PayloadTooLarge",
@@ -62,6 +64,8 @@ class QueryError(Exception):
         self.message = message
         self.code = code or self.default_code
         self.parameter = parameter
+        #: Members the JSON body carries beside ``error`` (machine-readable details).
+        self.extra: Mapping[str, Any] = {}
 
 
 class BadRequest(QueryError, ValueError):
@@ -94,6 +98,17 @@ class PayloadTooLarge(QueryError, ValueError):
 
 class Unavailable(QueryError):
     default_code = "unavailable"
+
+
+class IngestBehind(Unavailable):
+    """Ingest had not stored what a read-after token names when its wait ran out.
+
+    ``lag`` (also the body's ``lag`` member) says how far behind, per session.
+    """
+
+    def __init__(self, message: str, *, lag: Mapping[str, Any], code: str, parameter: str) -> None:
+        super().__init__(message, code=code, parameter=parameter)
+        self.extra = {"lag": lag}
 
 
 #: Failures of the database rather than of the request.
@@ -136,12 +151,15 @@ def status_of(error: QueryError) -> int:
     return 500
 
 
-def error_body(code: str, message: str, parameter: str | None = None) -> bytes:
-    return orjson.dumps({"error": {"code": code, "message": message, "parameter": parameter}})
+def error_body(code: str, message: str, parameter: str | None = None, extra: Mapping[str, Any] | None = None) -> bytes:
+    return orjson.dumps({"error": {"code": code, "message": message, "parameter": parameter}, **(extra or {})})
 
 
-def _json_error(status: int, code: str, message: str, parameter: str | None = None) -> web.Response:
-    return web.Response(status=status, body=error_body(code, message, parameter), content_type="application/json")
+def _json_error(
+    status: int, code: str, message: str, parameter: str | None = None, extra: Mapping[str, Any] | None = None
+) -> web.Response:
+    body = error_body(code, message, parameter, extra)
+    return web.Response(status=status, body=body, content_type="application/json")
 
 
 #: Renders an error for a browser page instead of JSON: (status, title, message) -> response.
@@ -151,10 +169,17 @@ PageRenderer = Callable[[int, str, str], web.Response]
 def make_error_middleware(render_page: PageRenderer) -> Callable[..., Awaitable[web.StreamResponse]]:
     """Build the middleware; ``render_page`` answers errors on non-API paths as HTML."""
 
-    def respond(request: web.Request, status: int, code: str, message: str, parameter: str | None) -> web.Response:
+    def respond(
+        request: web.Request,
+        status: int,
+        code: str,
+        message: str,
+        parameter: str | None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> web.Response:
         if _wants_html(request):
             return render_page(status, code.replace("_", " "), message)
-        response = _json_error(status, code, message, parameter)
+        response = _json_error(status, code, message, parameter, extra)
         if status == 401:
             response.headers["WWW-Authenticate"] = 'Bearer realm="runstream"'
         return response
@@ -166,7 +191,7 @@ def make_error_middleware(render_page: PageRenderer) -> Callable[..., Awaitable[
         try:
             return await handler(request)
         except QueryError as exc:
-            return respond(request, status_of(exc), exc.code, exc.message, exc.parameter)
+            return respond(request, status_of(exc), exc.code, exc.message, exc.parameter, exc.extra)
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise

@@ -10,6 +10,14 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from runstream.consistency import (
+    INGEST_BEHIND,
+    MAX_READ_AFTER_SESSIONS,
+    MAX_READ_WAIT_SECONDS,
+    PREFER_HEADER,
+    READ_AFTER_HEADER,
+)
+
 from ._json import json_response
 
 __all__ = ["SPEC", "routes"]
@@ -94,6 +102,34 @@ _SERIES_COLUMNS: Final = {
     },
 }
 
+# Every read takes a read-after token (query._consistency's middleware).
+_HEX: Final = "[0-9a-fA-F]"
+_PAIR: Final = rf"{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}:[1-9][0-9]{{0,17}}"
+_READ_AFTER: Final = [
+    _param(
+        READ_AFTER_HEADER,
+        "header",
+        {"type": "string", "pattern": rf"^{_PAIR}(,{_PAIR}){{0,{MAX_READ_AFTER_SESSIONS - 1}}}$"},
+        f"Read-your-writes: 'session:seq' pairs (at most {MAX_READ_AFTER_SESSIONS}, comma-separated). The "
+        "answer waits until ingest has stored each producer session up to its seq, so it holds everything "
+        "those records carried.",
+    ),
+    _param(
+        PREFER_HEADER,
+        "header",
+        {"type": "string", "example": "wait=12.5"},
+        f"With {READ_AFTER_HEADER}: wait=<seconds> (fractions allowed) bounds the wait; at most and by default "
+        f"{MAX_READ_WAIT_SECONDS:g}.",
+    ),
+]
+_INGEST_BEHIND: Final = {
+    "description": (
+        f"With {READ_AFTER_HEADER}: the wait ran out (error code {INGEST_BEHIND!r}); 'lag' names each session "
+        "still behind"
+    ),
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/IngestBehind"}}},
+}
+
 SPEC: Final[dict[str, Any]] = {
     "openapi": "3.0.3",
     "info": {
@@ -122,6 +158,34 @@ SPEC: Final[dict[str, Any]] = {
                         },
                     }
                 },
+            },
+            "IngestBehind": {
+                "allOf": [
+                    _ref("Error"),
+                    {
+                        "type": "object",
+                        "required": ["lag"],
+                        "properties": {
+                            "lag": {
+                                "type": "object",
+                                "properties": {
+                                    "waited_seconds": {"type": "number"},
+                                    "sessions": {
+                                        "type": "array",
+                                        "items": {
+                                            "type": "object",
+                                            "properties": {
+                                                "session": {"type": "string", "format": "uuid"},
+                                                "stored_seq": {"type": "integer"},
+                                                "required_seq": {"type": "integer"},
+                                            },
+                                        },
+                                    },
+                                },
+                            }
+                        },
+                    },
+                ]
             },
             "Run": {
                 "type": "object",
@@ -172,6 +236,28 @@ SPEC: Final[dict[str, Any]] = {
         },
         "/api/openapi.json": {
             "get": {"summary": "This document", "responses": {**_ok({"type": "object"}), "401": _ERRORS["401"]}}
+        },
+        "/api/read-after": {
+            "get": {
+                "summary": f"Wait until ingest has stored what {READ_AFTER_HEADER} names; answer the stored seqs",
+                "description": (
+                    "The read-after token alone, for a reader whose token needs more than one request: send "
+                    f"{MAX_READ_AFTER_SESSIONS} sessions at a time, then the read itself with the rest. Without "
+                    "the header there is nothing to wait for: sessions is empty."
+                ),
+                "responses": {
+                    **_ok(
+                        {
+                            "type": "object",
+                            "properties": {
+                                "sessions": {"type": "object", "additionalProperties": {"type": "integer"}}
+                            },
+                        }
+                    ),
+                    "400": _ERRORS["400"],
+                    "401": _ERRORS["401"],
+                },
+            }
         },
         "/api/experiments": {
             "get": {
@@ -401,6 +487,11 @@ SPEC: Final[dict[str, Any]] = {
         },
     },
 }
+
+for _path, _item in SPEC["paths"].items():
+    if _path.startswith("/api/") and "get" in _item:
+        _item["get"]["parameters"] = [*_item["get"].get("parameters", []), *_READ_AFTER]
+        _item["get"]["responses"]["503"] = _INGEST_BEHIND
 
 
 @routes.get("/api/openapi.json")
