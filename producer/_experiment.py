@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from producer import _validate
+from producer._consistency import LEDGER, Reader
 from producer._run import Run, _attached, iter_runs
 from producer._submit import ScriptProcess, ScriptRunConfig
 from producer._workspace import Workspace
@@ -62,8 +63,12 @@ class Experiment:
         return run
 
     def get_runs(self) -> Iterator[Run]:
-        """The experiment's runs, newest first, as the query service lists them."""
-        http = self.workspace.query_client()
+        """The experiment's runs, newest first, as the query service lists them.
+
+        Like every read, the listing includes what this process wrote to the
+        experiment's runs before it (see :mod:`producer._consistency`).
+        """
+        reader = Reader(self.workspace.query_client(), self.workspace.options.read_consistency_seconds)
         spool = self.workspace.home / "spool"
-        for doc in iter_runs(http, {"experiment": self.name}):
+        for doc in iter_runs(reader, {"experiment": self.name}, runs=LEDGER.experiment_runs(self.name)):
             yield _attached(self, doc, spool)

@@ -19,7 +19,7 @@ import io
 import os
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
@@ -27,6 +27,7 @@ from typing import IO, TYPE_CHECKING, Any
 import orjson
 
 from producer import _loop, _payloads, _process, _validate
+from producer._consistency import LEDGER, Reader
 from producer._errors import (
     DeliveryError,
     FlushTimeoutError,
@@ -37,7 +38,7 @@ from producer._errors import (
     RunFailedError,
     RunNotFoundError,
 )
-from producer._http import QueryClient, quote
+from producer._http import quote
 from producer._sender import Sender
 from producer._sinks import KafkaSink, Sink, SpoolSink
 from producer._spool import SUFFIX, SpoolWriter
@@ -165,6 +166,7 @@ class Run:
         if not sender.started:
             sender.start()
             _process.sending_runs.add(self)
+            LEDGER.add(sender, experiment=self.experiment.name, parent_id=self.parent_id)  # reads wait for it
         return sender
 
     # --- logging ------------------------------------------------------------
@@ -305,7 +307,7 @@ class Run:
         if self.offline:
             return {}
         try:
-            details = self._http.get_json(f"/api/runs/{self.id}")
+            details = self._reader().get_json(f"/api/runs/{self.id}", runs=(self.id,))
         except RunNotFoundError:
             return {}  # not ingested yet: our own copy is all there is
         value = details.get(key) if isinstance(details, dict) else None
@@ -348,7 +350,7 @@ class Run:
     def get_file_names(self) -> list[str]:
         """Names of the run's files, as the query service lists them."""
         self._require_online("get_file_names")
-        doc = self._http.get_json(f"/api/runs/{self.id}/files")
+        doc = self._reader().get_json(f"/api/runs/{self.id}/files", runs=(self.id,))
         return [entry["name"] for entry in doc.get("files", [])]
 
     def download_file(self, name: str, output_file_path: str | os.PathLike[str] | None = None) -> Path:
@@ -358,7 +360,7 @@ class Run:
         target = Path(output_file_path) if output_file_path is not None else Path(Path(name).name)
         if target.is_dir():
             target = target / Path(name).name
-        self._http.download(self._file_path(name), target)
+        self._reader().download(self._file_path(name), target, runs=(self.id,))
         return target
 
     def _file_path(self, name: str) -> str:
@@ -438,6 +440,7 @@ class Run:
             sender.stop(self._options.close_timeout_seconds if timeout_seconds is None else timeout_seconds)
         finally:
             _process.sending_runs.discard(self)
+            LEDGER.retire(sender)
         _process.report_spool_left(self)
 
     def flush(self, timeout_seconds: float | None = None) -> None:
@@ -517,6 +520,16 @@ class Run:
 
     # --- reading back (query service) ---------------------------------------
 
+    def _reader(self) -> Reader:
+        """The one way to read the query service: each read sees what this process wrote before it.
+
+        Name the runs a read covers (``runs=``): the reader flushes this
+        process's sessions of those runs and has the service wait, at most
+        ``read_consistency_seconds``, until ingest has stored them (see
+        :mod:`producer._consistency`). Every read method goes through here.
+        """
+        return Reader(self._http, self._options.read_consistency_seconds)
+
     def _require_online(self, what: str) -> None:
         if self.offline:
             raise OfflineRunError(f"{what}: run {self.id} is offline; there is no query service to ask")
@@ -525,7 +538,7 @@ class Run:
         """The run's status as the query service reports it (offline: the local status)."""
         if self.offline:
             return self._status or "NotStarted"
-        return str(self._http.get_json(f"/api/runs/{self.id}")["status"])
+        return str(self._reader().get_json(f"/api/runs/{self.id}", runs=(self.id,))["status"])
 
     def get_details(self) -> dict[str, Any]:
         """The query service's record of the run, plus this process's ``producer`` counters."""
@@ -533,7 +546,7 @@ class Run:
             details: dict[str, Any] = {"id": self.id, "status": self.get_status(), "tags": dict(self._tags)}
             details["properties"] = dict(self._properties)
         else:
-            details = dict(self._http.get_json(f"/api/runs/{self.id}"))
+            details = dict(self._reader().get_json(f"/api/runs/{self.id}", runs=(self.id,)))
         details["producer"] = self.stats()
         return details
 
@@ -568,7 +581,8 @@ class Run:
             params["name"] = name
         if recursive:
             params["recursive"] = "true"
-        result: dict[str, Any] = self._http.get_json(f"/api/runs/{self.id}/metrics", params or None)
+        covered = {self.id, *LEDGER.descendants(self.id)} if recursive else {self.id}
+        result: dict[str, Any] = self._reader().get_json(f"/api/runs/{self.id}/metrics", params or None, runs=covered)
         return result
 
     def wait_for_completion(
@@ -589,10 +603,11 @@ class Run:
             print(f"RunId: {self.id}\nWeb View: {self.get_portal_url()}", flush=True)
         log = DriverLogFollower(self._http if show_output else None, self.id)
         deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
+        reader = self._reader()
         while True:
             log.print_new()
             try:
-                details = dict(self._http.get_json(f"/api/runs/{self.id}"))
+                details = dict(reader.get_json(f"/api/runs/{self.id}", runs=(self.id,)))
             except RunNotFoundError:
                 details = {"status": None}  # not ingested yet
             if details.get("status") in TERMINAL_STATUSES:
@@ -634,9 +649,10 @@ class Run:
     def get_children(self, recursive: bool = False) -> list[Run]:
         """The runs whose parent is this one (with ``recursive``, all descendants), oldest first."""
         self._require_online("get_children")
+        listing = {"parent": self.id, "sort": "created_at"}
         children = [
             _attached(self.experiment, doc, self._spool_dir)
-            for doc in iter_runs(self._http, {"parent": self.id, "sort": "created_at"})
+            for doc in iter_runs(self._reader(), listing, runs=LEDGER.children(self.id))
         ]
         if recursive:
             return [d for child in children for d in (child, *child.get_children(recursive=True))]
@@ -666,15 +682,10 @@ class Run:
         return _context_run
 
 
-def iter_runs(http: QueryClient, params: dict[str, str]) -> Iterator[dict[str, Any]]:
-    """Every run the listing ``GET /api/runs`` returns for ``params``, following its cursor."""
-    cursor: str | None = None
-    while True:
-        page = http.get_json("/api/runs", {**params, **({"cursor": cursor} if cursor else {})})
+def iter_runs(reader: Reader, params: dict[str, str], *, runs: Collection[str]) -> Iterator[dict[str, Any]]:
+    """Every run the listing ``GET /api/runs`` returns for ``params``, with what this process wrote to ``runs``."""
+    for page in reader.pages("/api/runs", params, runs=runs):
         yield from page["runs"]
-        cursor = page.get("next_cursor")
-        if not cursor:
-            return
 
 
 def _attached(experiment: Experiment, doc: Mapping[str, Any], spool_dir: Path) -> Run:

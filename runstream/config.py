@@ -39,6 +39,9 @@ RUNSTREAM_INGEST_FLUSH_SECONDS     longest a consumed record waits before       
                                    ingest writes it (freshness vs. batching)
 RUNSTREAM_INGEST_FLUSH_POINTS      scalar points that make ingest write at      500000
                                    once (the bound on a worker's memory)
+RUNSTREAM_READ_CONSISTENCY_SECONDS longest an SDK read waits for ingest to       30
+                                   store this process's earlier writes, then
+                                   raises ReadConsistencyError (0: at once)
 =================================  ===========================================  ==========================
 """
 
@@ -125,6 +128,7 @@ class Settings:
     liveness_sweep_seconds: float = 5.0
     ingest_flush_seconds: float = 0.05
     ingest_flush_points: int = 500_000
+    read_consistency_seconds: float = 30.0
 
     def __post_init__(self) -> None:
         if self.failed_after_seconds < self.not_responding_after_seconds:
@@ -168,6 +172,7 @@ class Settings:
             liveness_sweep_seconds=_seconds(env, "RUNSTREAM_LIVENESS_SWEEP_SECONDS", 5.0, zero_ok=True),
             ingest_flush_seconds=_seconds(env, "RUNSTREAM_INGEST_FLUSH_SECONDS", 0.05),
             ingest_flush_points=_int(env, "RUNSTREAM_INGEST_FLUSH_POINTS", 500_000),
+            read_consistency_seconds=_seconds(env, "RUNSTREAM_READ_CONSISTENCY_SECONDS", 30.0, zero_ok=True),
         )
 
     def as_env(self) -> dict[str, str]:
@@ -196,6 +201,7 @@ class Settings:
             "RUNSTREAM_LIVENESS_SWEEP_SECONDS": repr(self.liveness_sweep_seconds),
             "RUNSTREAM_INGEST_FLUSH_SECONDS": repr(self.ingest_flush_seconds),
             "RUNSTREAM_INGEST_FLUSH_POINTS": str(self.ingest_flush_points),
+            "RUNSTREAM_READ_CONSISTENCY_SECONDS": repr(self.read_consistency_seconds),
         }
         if self.token is not None:
             env["RUNSTREAM_TOKEN"] = self.token
