@@ -26,6 +26,7 @@ from typing import Any
 
 import asyncpg
 import pytest
+from playwright.async_api import Browser, expect
 
 from ingest._topics import ensure_topics
 from producer import (
@@ -335,6 +336,34 @@ async def test_a_read_never_answers_without_data_waiting_in_the_spool(settings: 
     assert sync_spool(tmp_path / "spool", workspace=Workspace.from_settings(settings)).records == lag.required_seq
     assert run.get_metrics() == {"x": [float(i) for i in range(1_000)]}
     assert run.get_status() == "Completed"
+
+
+async def test_the_portal_url_shows_a_starting_run_that_fills_in_live(
+    settings: Settings, spawn: Callable[..., Any], browser: Browser
+) -> None:
+    """The URL printed right after start_logging() is opened by a browser, with no token: never a 404."""
+    private = _private(settings, "portal")
+    await ensure_topics(private.kafka_bootstrap, {private.topic: private.topic_partitions})
+    run = Experiment(Workspace.from_settings(private), "portal").start_logging(display_name="portal", outputs=None)
+    run.log("loss", 0.5)
+    await asyncio.to_thread(run.flush)  # in Kafka; no ingest worker reads this topic yet
+    page = await browser.new_page()
+    errors: list[Any] = []
+    page.on("pageerror", lambda exc: errors.append(exc))
+    page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
+    response = await page.goto(run.get_portal_url())
+    assert response is not None and response.status == 200
+    await expect(page.locator("#run-starting")).to_contain_text("Starting")
+    worker = spawn("ingest", private)
+    await expect(page.locator("#run-status")).to_have_text("Running", timeout=60_000)
+    await expect(page.locator('section[data-metric="loss"]')).to_be_visible()
+    await expect(page.locator("h1")).to_have_text("Run portal")
+    await asyncio.to_thread(run.complete)
+    await expect(page.locator("#run-status")).to_have_text("Completed", timeout=30_000)
+    assert errors == []
+    await page.close()
+    worker.terminate()
+    worker.wait(timeout=30)
 
 
 async def test_the_background_load_was_real(load: str, load_started: int, db: asyncpg.Pool) -> None:
