@@ -64,7 +64,6 @@ from runstream.consistency import (
 __all__ = ["LEDGER", "Ledger", "Reader"]
 
 T = TypeVar("T")
-_CHUNK = MAX_READ_AFTER_SESSIONS
 #: A request made with the given headers and socket timeout.
 Request = Callable[[dict[str, str], float], T]
 
@@ -243,8 +242,8 @@ class Reader:
         token = {s.session_id: seq for s in sessions if (seq := s.required()) > s.confirmed}
         if not token:
             return request({}, self._http.timeout_seconds)
-        ids = list(token)
-        chunks = [{i: token[i] for i in ids[n : n + MAX_READ_AFTER_SESSIONS]} for n in range(0, len(ids), _CHUNK)]
+        pairs = list(token.items())
+        chunks = [dict(pairs[n : n + MAX_READ_AFTER_SESSIONS]) for n in range(0, len(pairs), MAX_READ_AFTER_SESSIONS)]
         try:
             for chunk in chunks[:-1]:
                 self._with_token(chunk, deadline, self._barrier)
@@ -257,7 +256,15 @@ class Reader:
         return result
 
     def _flush(self, what: str, sessions: list[_Session], started: float, deadline: float) -> None:
-        """Deliver what the sessions buffered (all at once); raise if some is still here at the deadline."""
+        """Deliver what the sessions buffered (all at once); raise if some is still here at the deadline.
+
+        A session whose run ended with data it never delivered (no spool, and
+        Kafka away past ``complete()``'s timeout) can never be read whole:
+        that raises at once.
+        """
+        lost = [s for s in sessions if s.sender is None and s.undelivered]
+        if lost:
+            raise ReadConsistencyError(what, 0.0, [s.lag(s.required(), None) for s in lost])
         marks: list[tuple[_Session, Sender, int]] = []
         for session in sessions:
             sender = session.sender

@@ -96,9 +96,10 @@ class SessionLag:
             parts.append(f"needs seq {self.required_seq}")
         else:
             behind = self.required_seq - self.stored_seq
-            parts.append(f"ingest has stored seq {self.stored_seq} of {self.required_seq} ({behind} records behind)")
+            records = "record" if behind == 1 else "records"
+            parts.append(f"ingest has stored seq {self.stored_seq} of {self.required_seq} ({behind} {records} behind)")
         if self.undelivered:
-            parts.append(f"{self.undelivered} points or events of it are not yet delivered to Kafka")
+            parts.append(f"{self.undelivered} points or events of it were not delivered to Kafka")
         if self.spooled:
             where = f" in {self.spool}" if self.spool else ""
             parts.append(f"{self.spooled} records of it wait in this process's spool{where} (Kafka unreachable)")

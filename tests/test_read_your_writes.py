@@ -31,6 +31,7 @@ from playwright.async_api import Browser, expect
 from ingest._topics import ensure_topics
 from producer import (
     Experiment,
+    FlushTimeoutError,
     LoggingOptions,
     OfflineRunError,
     ReadConsistencyError,
@@ -298,7 +299,7 @@ async def test_a_read_raises_at_the_bound_when_ingest_stops(settings: Settings, 
     assert (lag.stored_seq, lag.required_seq) == (stored, stored + 1)
     assert lag.undelivered == 0 and lag.spooled == 0
     message = str(info.value)
-    assert f"ingest has stored seq {stored} of {stored + 1} (1 records behind)" in message and run.id in message
+    assert f"ingest has stored seq {stored} of {stored + 1} (1 record behind)" in message and run.id in message
     # A worker back on the same group catches up, and the same read now answers everything.
     worker = spawn("ingest", private)
     await wait_http_ok(f"http://127.0.0.1:{private.ingest_metrics_port}/metrics", worker)
@@ -336,6 +337,29 @@ async def test_a_read_never_answers_without_data_waiting_in_the_spool(settings: 
     assert sync_spool(tmp_path / "spool", workspace=Workspace.from_settings(settings)).records == lag.required_seq
     assert run.get_metrics() == {"x": [float(i) for i in range(1_000)]}
     assert run.get_status() == "Completed"
+
+
+def test_writes_that_never_reached_kafka_fail_every_read_at_once(settings: Settings, tmp_path: Path) -> None:
+    """No spool, Kafka away past complete()'s timeout: the data is gone, and no read pretends otherwise."""
+    unreachable = Workspace(
+        kafka_bootstrap=f"127.0.0.1:{free_port()}",  # nothing listens here
+        query_url=settings.query_url,
+        topic=settings.topic,
+        home=tmp_path,
+        options=LoggingOptions(spool=False, request_timeout_seconds=1.0),
+    )
+    run = Experiment(unreachable, "lost").start_logging(outputs=None)
+    for i in range(100):
+        run.log("x", float(i))
+    with pytest.raises(FlushTimeoutError):
+        run.complete(timeout_seconds=1)
+    started = time.monotonic()
+    with pytest.raises(ReadConsistencyError) as info:
+        run.get_status()
+    assert time.monotonic() - started < 1.0  # waiting cannot bring it back
+    [lag] = info.value.lag
+    assert lag.undelivered >= 100 and lag.stored_seq is None
+    assert "were not delivered to Kafka" in str(info.value)
 
 
 async def test_the_portal_url_shows_a_starting_run_that_fills_in_live(
