@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export RUNSTREAM_HOME ?= $(CURDIR)/.runstream
 
-.PHONY: demo test down status system-deps install bench chaos
+.PHONY: demo test down status system-deps install bench chaos fuzz lint
 
 demo: install
 	$(BIN)/runstream up
@@ -68,3 +68,9 @@ $(BENCH_VENV)/.installed: bench/requirements.txt
 	$(BENCH_VENV)/bin/pip install --quiet --upgrade pip
 	$(BENCH_VENV)/bin/pip install --quiet -r bench/requirements.txt
 	touch $@
+
+# The randomised tests (marked `fuzz`) with ten times the examples and a fresh
+# seed, printed in pytest's header and beside each failure; SEED=N replays one.
+fuzz: install
+	@seed=$${SEED:-$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}; echo "make fuzz: seed $$seed (SEED=$$seed make fuzz replays it)"; \
+	RUNSTREAM_FUZZ=1 RUNSTREAM_FUZZ_SEED=$$seed $(BIN)/pytest -m fuzz --hypothesis-seed=$$seed $(PYTEST_ARGS)

@@ -54,7 +54,7 @@ def name(metric: Any, what: str = "metric") -> str:
     if type(metric) is not str:
         if not isinstance(metric, str):
             raise MetricTypeError(repr(metric), f"{what} name must be a str, got {type(metric).__name__}")
-        metric = str(metric)
+        metric = own_str(metric)
     if not metric:
         raise MetricValueError(metric, f"{what} name is empty")
     if len(metric) > MAX_NAME_CHARS:
@@ -86,6 +86,17 @@ def require_no_nul(metric: str, value: str, what: str) -> None:
         raise MetricValueError(metric, f"{what} contains NUL ('\\x00'), which PostgreSQL cannot store in text")
 
 
+def own_str(value: str) -> str:
+    """A str subclass's own characters as a plain str.
+
+    ``str()`` of a subclass may differ from its content: numpy's ``str_``
+    drops trailing NULs (``str(np.str_("a\\x00")) == "a"``, as does its
+    ``.item()``), which would store a value other than the one given and let a
+    NUL past the checks on it.
+    """
+    return str.__str__(value)
+
+
 def _numpy_item(value: Any) -> Any:
     """A numpy scalar or 0-d array as a Python scalar, without importing numpy."""
     if type(value).__module__ == "numpy" and getattr(value, "shape", None) == () and hasattr(value, "item"):
@@ -95,8 +106,10 @@ def _numpy_item(value: Any) -> Any:
 
 def _plain(value: Any) -> Any:
     """A numpy scalar or a subclass of a scalar type as the plain Python scalar; anything else as is."""
+    if isinstance(value, str):
+        return own_str(value)
     value = _numpy_item(value)
-    for base in (bool, int, float, str):  # bool first: it is an int
+    for base in (bool, int, float):  # bool first: it is an int
         if isinstance(value, base):
             return base(value)
     return value
@@ -245,21 +258,21 @@ def tag_value(key: str, value: Any) -> str | None:
         return None
     if not isinstance(value, str):
         raise MetricTypeError(key, f"tag value must be a str or None, got {type(value).__name__}")
-    return _text(key, str(value), "tag value")
+    return _text(key, own_str(value), "tag value")
 
 
 def description(metric: str, value: Any) -> str:
     """A series' description: a str within the string limit, no NUL (it is stored as a property)."""
     if not isinstance(value, str):
         raise MetricTypeError(metric, f"description must be a str, got {type(value).__name__}")
-    return _text(metric, str(value), "description")
+    return _text(metric, own_str(value), "description")
 
 
 def property_value(key: str, value: Any) -> str:
     """A property's value: a str within the string limit, no NUL."""
     if not isinstance(value, str):
         raise MetricTypeError(key, f"property value must be a str, got {type(value).__name__}")
-    return _text(key, str(value), "property value")
+    return _text(key, own_str(value), "property value")
 
 
 def json_strings(value: Any) -> Iterator[str]:

@@ -14,10 +14,16 @@ Errors::
     ├── Forbidden                   -- 403: a read-only token used for a write
     ├── NotFound (LookupError)      -- 404: no such run, file, experiment or route
     ├── MethodNotAllowed            -- 405
+    ├── RequestTimeout              -- 408: a request body that did not arrive in time
     ├── Conflict                    -- 409: a file name already holds other content
-    ├── PayloadTooLarge (ValueError)-- 413: an upload over the size limit
-    └── Unavailable                 -- 503: PostgreSQL unreachable, restarting or too slow
+    ├── PayloadTooLarge (ValueError)-- 413: an upload over the size limit, an answer over the points budget
+    ├── TooManyRequests             -- 429: too many sign-in attempts from one address
+    └── Unavailable                 -- 503: PostgreSQL unreachable, restarting or too slow; too busy
         └── IngestBehind            -- 503: a read-after token's wait ran out (body adds ``lag``)
+
+An error raised with ``retry_after`` (seconds) is answered with a
+``Retry-After`` header; a :class:`RequestTimeout` closes the connection, whose
+unread body cannot be skipped.
 
 asyncpg's connection-level failures (a dropped connection, a server shutting
 down, a statement timeout) become :class:`Unavailable` with ``Retry-After``:
@@ -27,6 +33,7 @@ they say nothing about the request, and the pool reconnects by itself.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Any, Final
 
@@ -44,6 +51,8 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "QueryError",
+    "RequestTimeout",
+    "TooManyRequests",
     "Unauthorized",
     "Unavailable",
     "error_body",
@@ -59,11 +68,14 @@ class QueryError(Exception):
 
     default_code = "error"
 
-    def __init__(self, message: str, *, code: str | None = None, parameter: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, code: str | None = None, parameter: str | None = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code or self.default_code
         self.parameter = parameter
+        self.retry_after = retry_after
         #: Members the JSON body carries beside ``error`` (machine-readable details).
         self.extra: Mapping[str, Any] = {}
 
@@ -88,12 +100,20 @@ class MethodNotAllowed(QueryError):
     default_code = "method_not_allowed"
 
 
+class RequestTimeout(QueryError):
+    default_code = "request_timeout"
+
+
 class Conflict(QueryError):
     default_code = "conflict"
 
 
 class PayloadTooLarge(QueryError, ValueError):
     default_code = "payload_too_large"
+
+
+class TooManyRequests(QueryError):
+    default_code = "too_many_requests"
 
 
 class Unavailable(QueryError):
@@ -127,8 +147,10 @@ STATUS: Final[Mapping[type[QueryError], int]] = {
     Forbidden: 403,
     NotFound: 404,
     MethodNotAllowed: 405,
+    RequestTimeout: 408,
     Conflict: 409,
     PayloadTooLarge: 413,
+    TooManyRequests: 429,
     Unavailable: 503,
 }
 
@@ -138,6 +160,7 @@ _HTTP_CODES: Final[Mapping[int, str]] = {
     400: "bad_request",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     413: "payload_too_large",
     414: "uri_too_long",
     431: "headers_too_large",
@@ -191,7 +214,12 @@ def make_error_middleware(render_page: PageRenderer) -> Callable[..., Awaitable[
         try:
             return await handler(request)
         except QueryError as exc:
-            return respond(request, status_of(exc), exc.code, exc.message, exc.parameter, exc.extra)
+            response = respond(request, status_of(exc), exc.code, exc.message, exc.parameter, exc.extra)
+            if exc.retry_after is not None:
+                response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+            if isinstance(exc, RequestTimeout):
+                response.force_close()
+            return response
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise

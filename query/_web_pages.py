@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any, Final
 from urllib.parse import urlencode
 
+import numpy as np
 import orjson
 from aiohttp import web
 
@@ -16,9 +17,9 @@ from . import _html as h
 from ._db import Database, FileRecord
 from ._errors import BadRequest, NotFound
 from ._metrics import EMPTY, SeriesData, metric_value, scalar_value
-from ._run_search import RunSearch, parse_condition, parse_sort
+from ._run_search import RunSearch, parse_condition, parse_sort, parse_status
 from ._series import SeriesRange, SeriesReader
-from ._state import DATABASE, SERIES
+from ._state import DATABASE, HEAVY_READS, SERIES
 from ._validate import check_metric_name, parse_run_id
 from ._web_files import DRIVER_LOG_PARTS
 from ._web_logs import LogText, read_tail
@@ -84,7 +85,7 @@ async def experiment_page(request: web.Request) -> web.Response:
     db = request.app[DATABASE]
     if not await db.experiment_exists(name):
         raise NotFound(f"no experiment {name!r}", code="experiment_not_found", parameter="name")
-    status = request.query.get("status") or None
+    status = parse_status(request.query.get("status") or None)
     tag = request.query.get("tag") or None
     where = request.query.get("where") or None
     sort = request.query.get("sort") or None
@@ -220,14 +221,16 @@ async def run_page(request: web.Request) -> web.Response:
     stored = {f.name for f in files}
     descriptions = metric_descriptions((run or {}).get("properties"))
     sections = []
-    for item in overview:
-        name = item["name"]
-        if item["kind"] == "scalar":
-            content = await _scalar_body(request.app[SERIES], run_id, item)
-        else:
-            content = _entries_body(entries[name], str(run_id), stored) if name in entries else ""
-        if content:
-            sections.append(_metric_section(name, descriptions.get(name), content))
+    # Downsampling reads every point of each series (once; then it is cached): a heavy read.
+    async with request.app[HEAVY_READS].turn():
+        for item in overview:
+            name = item["name"]
+            if item["kind"] == "scalar":
+                content = await _scalar_body(request.app[SERIES], run_id, item)
+            else:
+                content = _entries_body(entries[name], str(run_id), stored) if name in entries else ""
+            if content:
+                sections.append(_metric_section(name, descriptions.get(name), content))
     metrics = "".join(sections) or '<p id="no-metrics">No metrics yet.</p>'
     body += f'<h2>Metrics</h2><div id="metrics">{metrics}</div>'
     document = h.page(
@@ -382,10 +385,16 @@ async def _scalar_body(reader: SeriesReader, run_id: uuid.UUID, item: dict[str, 
         body += h.table(["#", "value"], [(str(first + i), _show(v)) for i, v in enumerate(recent)])
     else:
         points = await reader.downsample_cached(run_id, item["id"], value_type, SeriesRange(), max_points=_SVG_POINTS)
-        ys = [v if isinstance(v, int | float) else None for v in points["values"]]
+        ys = [v if isinstance(v, int | float) else None for v in _as_list(points["values"])]
         # The SVG is the no-JavaScript view; run.js replaces it with a live chart.
-        body += f'<div class="chart" data-chart="{h.esc(name)}">{h.chart_svg(ys, points["steps"], label=name)}</div>'
+        svg = h.chart_svg(ys, _as_list(points["steps"]), label=name)
+        body += f'<div class="chart" data-chart="{h.esc(name)}">{svg}</div>'
     return body
+
+
+def _as_list(column: Any) -> list[Any]:
+    """A column of a series answer (a numpy array, or a list when it holds tagged values) as Python values."""
+    return column.tolist() if isinstance(column, np.ndarray) else list(column)
 
 
 def _is_number(value: Any) -> bool:

@@ -6,16 +6,14 @@ from aiohttp import web
 
 from ._errors import BadRequest, NotFound
 from ._json import json_response
-from ._run_search import RunSearch, parse_condition, parse_sort, parse_time
+from ._limits import DEFAULT_RUNS_LIMIT, MAX_RUNS_LIMIT
+from ._run_search import RunSearch, parse_condition, parse_name, parse_sort, parse_status, parse_time
 from ._state import DATABASE
 from ._validate import parse_int, parse_run_id
 
 __all__ = ["routes"]
 
 routes = web.RouteTableDef()
-
-DEFAULT_LIMIT = 50
-MAX_LIMIT = 1000
 
 
 def _single(request: web.Request, name: str) -> str | None:
@@ -49,18 +47,22 @@ def _tags(request: web.Request) -> list[tuple[str, str | None]]:
 async def list_runs(request: web.Request) -> web.Response:
     """Runs matching the filters, in keyset pages; ``next_cursor`` (or null) fetches the next.
 
-    See :mod:`._run_search` for ``where``, ``sort`` and the time bounds;
+    See :mod:`._run_search` for ``where``, ``sort``, ``name`` and the time bounds;
     ``include=metrics`` adds each run's latest value of every scalar metric.
     """
-    limit = parse_int(_single(request, "limit"), "limit", default=DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT)
+    limit = parse_int(_single(request, "limit"), "limit", default=DEFAULT_RUNS_LIMIT, minimum=1, maximum=MAX_RUNS_LIMIT)
     parent = _single(request, "parent")
     include = _single(request, "include")
     if include not in (None, "metrics"):
         raise BadRequest(f"include must be 'metrics', got {include[:40]!r}", parameter="include")
+    experiment = _single(request, "experiment")
+    if experiment == "":
+        raise BadRequest("experiment is empty; leave it out to list every experiment's runs", parameter="experiment")
     search = RunSearch(
         limit=limit,
-        experiment=_single(request, "experiment"),
-        status=_single(request, "status"),
+        experiment=experiment,
+        status=parse_status(_single(request, "status")),
+        name=parse_name(_single(request, "name")),
         tags=_tags(request),
         parent_id=parse_run_id(parent, "parent") if parent is not None else None,
         started_after=parse_time(_single(request, "started_after"), "started_after"),

@@ -30,17 +30,17 @@ import numpy as np
 import orjson
 import pytest
 from hypothesis import HealthCheck, given
-from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
 from producer import MAX_NAME_CHARS, Experiment, MetricTypeError, MetricValueError, Run, Workspace
 from producer._validate import CONTROL, MAX_EXACT_INT
+from tests.fuzzing import examples, fuzz_settings
 from tests.test_producer import topic, workspace  # noqa: F401 - fixtures
 from tests.test_producer_query import Figure, _png
 
-pytestmark = pytest.mark.usefixtures("ingest_worker", "query_service")
+pytestmark = [pytest.mark.usefixtures("ingest_worker", "query_service"), pytest.mark.fuzz]
 
-EXAMPLES = 600
+EXAMPLES = examples(600)
 
 # --- strategies -------------------------------------------------------------
 
@@ -267,7 +267,13 @@ def _is_sequence(value: Any) -> bool:
 
 
 def _scalar_or_none(value: Any) -> Any:
-    """The Python scalar a value is logged as, or None when it is no scalar."""
+    """The Python scalar a value is logged as, or None when it is no scalar.
+
+    A str subclass is its own characters: numpy's ``str_("a\\x00").item()`` is
+    ``"a"``, yet the value given holds a NUL, which must be refused or kept.
+    """
+    if isinstance(value, str):
+        return str.__str__(value)
     if isinstance(value, np.generic | np.ndarray) and np.ndim(value) == 0:
         value = value.item()
     return value if isinstance(value, bool | int | float | str) else None
@@ -346,7 +352,7 @@ def _generate(image: Path) -> list[Call]:
     SDK's sender thread runs (aiokafka there uses the global random module)."""
     calls: list[Call] = []
 
-    @hypothesis_settings(max_examples=EXAMPLES, database=None, deadline=None, suppress_health_check=list(HealthCheck))
+    @fuzz_settings(EXAMPLES, suppress=list(HealthCheck))
     @given(_calls(image))
     def collect(call: Call) -> None:
         calls.append(call)
