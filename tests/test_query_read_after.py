@@ -141,7 +141,7 @@ async def test_a_token_on_a_write_is_ignored(query_service: str) -> None:
 async def test_a_stranger_cannot_make_the_service_wait(settings: Settings, spawn: Callable[..., Any]) -> None:
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    proc = spawn("query", dataclasses.replace(settings, token="s3cret", query_port=port, query_url=url))
+    proc = spawn("query", dataclasses.replace(settings, token="s3cret-" + "x" * 32, query_port=port, query_url=url))
     await wait_http_ok(f"{url}/health", proc)
     status, body, took = await _get(f"{url}/api/runs/{uuid.uuid4()}", _token(uuid.uuid4(), 1, 30))
     assert status == 401 and "error" in body and took < 5
