@@ -61,7 +61,7 @@ def facts(run: Run) -> dict[str, Any]:
         if run.offline:
             return {}
         try:
-            run._facts = dict(run._query(run._http, f"/api/runs/{run._stored_id}"))
+            run._facts = dict(run._read_json(f"/api/runs/{run._stored_id}"))
         except RunNotFoundError:
             return {}  # not ingested yet: ask again next time
     return run._facts

@@ -83,7 +83,7 @@ def driver_log_text(run: Run) -> str:
     parts: list[str] = []
     offset = 0
     while True:
-        page = run._query(run._http, url, [("offset", str(offset))])
+        page = run._read_json(url, [("offset", str(offset))])
         parts.append(page["text"])
         if page["next_offset"] <= offset or page["next_offset"] >= page["size"]:
             return "".join(parts)
@@ -91,12 +91,12 @@ def driver_log_text(run: Run) -> str:
 
 
 def _definition(run: Run) -> dict[str, Any]:
-    doc = orjson.loads(run._http.get_bytes(run._file_path(RUN_DEFINITION_FILE)))
+    doc = orjson.loads(run._read_bytes(run._file_path(RUN_DEFINITION_FILE)))
     return doc if isinstance(doc, dict) else {}
 
 
 def _file_text(run: Run, name: str) -> str:
-    return run._http.get_bytes(run._file_path(name)).decode("utf-8", errors="replace")
+    return run._read_bytes(run._file_path(name)).decode("utf-8", errors="replace")
 
 
 def _log_files(run: Run, names: list[str], submitted: bool) -> dict[str, str]:

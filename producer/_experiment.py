@@ -82,7 +82,9 @@ class Experiment:
         """The experiment's runs, newest first: top-level ones unless ``include_children`` (v1).
 
         ``type``, ``tags`` (a key, or ``{key: value}``) and ``properties``
-        filter them in the query service (:mod:`producer._listing`).
+        filter them in the query service (:mod:`producer._listing`). Like every
+        read, the listing includes what this process wrote to the experiment's
+        runs before it (:mod:`producer._consistency`).
         """
         params = _listing.filters(tags=tags, properties=properties, type=type, include_children=include_children)
         return _listing.runs(self, params)

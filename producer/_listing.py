@@ -11,11 +11,11 @@ PostgreSQL; keys cannot contain ``:`` (the parameters' separator).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
+from producer._consistency import LEDGER, Reader
 from producer._errors import UsageError
-from producer._http import QueryClient
 
 if TYPE_CHECKING:
     from producer._experiment import Experiment
@@ -68,24 +68,22 @@ def _text(value: Any, what: str) -> str:
     return value
 
 
-def docs(http: QueryClient, params: Params) -> Iterator[dict[str, Any]]:
-    """Every run the listing returns for ``params``, page after page (through ``Run._query``)."""
-    from producer._run import Run
-
-    cursor: str | None = None
-    while True:
-        page = Run._query(http, "/api/runs", params + ([("cursor", cursor)] if cursor else []))
+def docs(reader: Reader, params: Params, *, runs: Collection[str]) -> Iterator[dict[str, Any]]:
+    """Every run the listing returns for ``params``, page after page, with what this process wrote to ``runs``."""
+    for page in reader.pages("/api/runs", params, runs=runs):
         yield from page["runs"]
-        cursor = page.get("next_cursor")
-        if not cursor:
-            return
 
 
 def runs(experiment: Experiment, params: Params) -> Iterator[Run]:
-    """The listed runs, attached (newest first unless ``params`` sort otherwise)."""
+    """The listed runs, attached (newest first unless ``params`` sort otherwise).
+
+    Like every read, the listing includes what this process wrote to the
+    experiment's runs before it (see :mod:`producer._consistency`).
+    """
     from producer._run import _attached
 
-    http = experiment.workspace.query_client()
-    spool = experiment.workspace.home / "spool"
-    for doc in docs(http, [("experiment", experiment.name), *params]):
-        yield _attached(experiment, doc, spool)
+    workspace = experiment.workspace
+    reader = Reader(workspace.query_client(), workspace.options.read_consistency_seconds)
+    written = LEDGER.experiment_runs(experiment.name)
+    for doc in docs(reader, [("experiment", experiment.name), *params], runs=written):
+        yield _attached(experiment, doc, workspace.home / "spool")

@@ -18,9 +18,8 @@ from __future__ import annotations
 import io
 import os
 import time
-import urllib.parse
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
@@ -28,6 +27,7 @@ from typing import IO, TYPE_CHECKING, Any
 import orjson
 
 from producer import _children, _details, _files, _listing, _loop, _notebook, _payloads, _process, _snapshot, _validate
+from producer._consistency import LEDGER, Reader
 from producer._errors import (
     DeliveryError,
     FlushTimeoutError,
@@ -40,7 +40,7 @@ from producer._errors import (
     RunNotFoundError,
     UnsupportedError,
 )
-from producer._http import QueryClient, quote
+from producer._http import Params, quote
 from producer._sender import Sender
 from producer._sinks import KafkaSink, Sink, SpoolSink
 from producer._spool import SUFFIX, SpoolWriter
@@ -171,6 +171,7 @@ class Run:
         if not sender.started:
             sender.start()
             _process.sending_runs.add(self)
+            LEDGER.add(sender, experiment=self.experiment.name, parent_id=self.parent_id)  # reads wait for it
         return sender
 
     # --- logging ------------------------------------------------------------
@@ -335,7 +336,7 @@ class Run:
         if self.offline:
             return {}
         try:
-            details = self._http.get_json(f"/api/runs/{self.id}")
+            details = self._reader().get_json(f"/api/runs/{self.id}", runs=(self.id,))
         except RunNotFoundError:
             return {}  # not ingested yet: our own copy is all there is
         value = details.get(key) if isinstance(details, dict) else None
@@ -378,7 +379,7 @@ class Run:
     def get_file_names(self) -> list[str]:
         """Names of the run's files, as the query service lists them."""
         self._require_online("get_file_names")
-        doc = self._http.get_json(f"/api/runs/{self.id}/files")
+        doc = self._reader().get_json(f"/api/runs/{self.id}/files", runs=(self.id,))
         return [entry["name"] for entry in doc.get("files", [])]
 
     def download_file(self, name: str, output_file_path: str | os.PathLike[str] | None = None) -> Path:
@@ -388,7 +389,7 @@ class Run:
         target = Path(output_file_path) if output_file_path is not None else Path(Path(name).name)
         if target.is_dir():
             target = target / Path(name).name
-        self._http.download(self._file_path(name), target)
+        self._reader().download(self._file_path(name), target, runs=(self.id,))
         return target
 
     def upload_files(
@@ -552,6 +553,7 @@ class Run:
             sender.stop(self._options.close_timeout_seconds if timeout_seconds is None else timeout_seconds)
         finally:
             _process.sending_runs.discard(self)
+            LEDGER.retire(sender)
         _process.report_spool_left(self)
 
     def flush(self, timeout_seconds: float | None = None) -> None:
@@ -631,6 +633,16 @@ class Run:
 
     # --- reading back (query service) ---------------------------------------
 
+    def _reader(self) -> Reader:
+        """The one way to read the query service: each read sees what this process wrote before it.
+
+        Name the runs a read covers (``runs=``): the reader flushes this
+        process's sessions of those runs and has the service wait, at most
+        ``read_consistency_seconds``, until ingest has stored them (see
+        :mod:`producer._consistency`). Every read method goes through here.
+        """
+        return Reader(self._http, self._options.read_consistency_seconds)
+
     def _require_online(self, what: str) -> None:
         if self.offline:
             raise OfflineRunError(f"{what}: run {self.id} is offline; there is no query service to ask")
@@ -639,7 +651,7 @@ class Run:
         """The run's status as the query service reports it (offline: the local status)."""
         if self.offline:
             return self._status or "NotStarted"
-        return str(self._http.get_json(f"/api/runs/{self.id}")["status"])
+        return str(self._reader().get_json(f"/api/runs/{self.id}", runs=(self.id,))["status"])
 
     def get_details(self) -> dict[str, Any]:
         """The query service's record of the run, plus this process's ``producer`` counters."""
@@ -647,7 +659,7 @@ class Run:
             details: dict[str, Any] = {"id": self.id, "status": self.get_status(), "tags": dict(self._tags)}
             details["properties"] = dict(self._properties)
         else:
-            details = dict(self._http.get_json(f"/api/runs/{self.id}"))
+            details = dict(self._read_json(f"/api/runs/{self._stored_id}"))
         details = _details.v1_details(self, details)
         details["producer"] = self.stats()
         return details
@@ -657,10 +669,13 @@ class Run:
         self._require_online("get_details_with_logs")
         return _details.with_logs(self, self.get_details())
 
-    @staticmethod
-    def _query(http: QueryClient, path: str, params: Sequence[tuple[str, str]] = ()) -> Any:
-        """Every read the Azure ML v1 surface adds goes through here: one place for read-your-writes."""
-        return http.get_json(f"{path}?{urllib.parse.urlencode(list(params))}" if params else path)
+    def _read_json(self, path: str, params: Params = (), *, runs: Collection[str] | None = None) -> Any:
+        """A read of the query service that sees this process's writes to ``runs`` (default: this run)."""
+        return self._reader().get_json(path, params, runs=(self._stored_id,) if runs is None else runs)
+
+    def _read_bytes(self, path: str) -> bytes:
+        """A small file of the run, read as :meth:`_read_json` reads."""
+        return self._reader().get_bytes(path, runs=(self._stored_id,))
 
     def stats(self) -> dict[str, Any]:
         """This process's counters: what the session sent, retried and had to wait for."""
@@ -693,7 +708,8 @@ class Run:
             params["name"] = name
         if recursive:
             params["recursive"] = "true"
-        result: dict[str, Any] = self._http.get_json(f"/api/runs/{self.id}/metrics", params or None)
+        covered = {self.id, *LEDGER.descendants(self.id)} if recursive else {self.id}
+        result: dict[str, Any] = self._reader().get_json(f"/api/runs/{self.id}/metrics", params or None, runs=covered)
         return result
 
     def wait_for_completion(
@@ -717,10 +733,11 @@ class Run:
             print(f"RunId: {self.id}\nWeb View: {self.get_portal_url()}", flush=True)
         log = DriverLogFollower(self._http if show_output else None, self.id)
         deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
+        reader = self._reader()
         while True:
             log.print_new()
             try:
-                details = dict(self._http.get_json(f"/api/runs/{self.id}"))
+                details = dict(reader.get_json(f"/api/runs/{self.id}", runs=(self.id,)))
             except RunNotFoundError:
                 details = {"status": None}  # not ingested yet
             if details.get("status") in TERMINAL_STATUSES:
@@ -815,7 +832,8 @@ class Run:
 
     def _listed_children(self, parent_id: str, wanted: _listing.Params) -> list[Run]:
         params = [("parent", parent_id), ("sort", "created_at"), *wanted]
-        return [_attached(self.experiment, doc, self._spool_dir) for doc in _listing.docs(self._http, params)]
+        docs = _listing.docs(self._reader(), params, runs=LEDGER.children(parent_id))
+        return [_attached(self.experiment, doc, self._spool_dir) for doc in docs]
 
     # --- context ------------------------------------------------------------
 
@@ -859,8 +877,9 @@ class Run:
         """v1's ``Run.get(workspace, run_id)``: the run, in its experiment, whichever that is."""
         from producer._experiment import Experiment
 
-        http = workspace.query_client()
-        doc = Run._query(http, f"/api/runs/{stored_run_id(run_id)}")
+        reader = Reader(workspace.query_client(), workspace.options.read_consistency_seconds)
+        stored_id = stored_run_id(run_id)
+        doc = reader.get_json(f"/api/runs/{stored_id}", runs=(stored_id,))
         return _attached(Experiment(workspace, doc["experiment"]), doc, workspace.home / "spool")
 
     # --- notebooks ----------------------------------------------------------

@@ -61,6 +61,10 @@ class LoggingOptions:
     ``heartbeat_interval_seconds``: how often a running run tells ingest it is
     alive (ingest marks it ``NotResponding``, then ``Failed``, when they stop).
     ``request_timeout_seconds`` bounds one Kafka request (and query service call).
+    ``read_consistency_seconds``: how long a read (``get_metrics()``,
+    ``get_status()``...) waits for ingest to store what this process wrote
+    before it, then raises :class:`ReadConsistencyError` rather than answer
+    without it (0: raise at once if ingest is behind; see :mod:`producer._consistency`).
     """
 
     flush_points: int = 50_000
@@ -73,6 +77,7 @@ class LoggingOptions:
     spool: bool = True
     spill_after_seconds: float = 5.0
     compression: str | None = field(default_factory=_default_compression)
+    read_consistency_seconds: float = 30.0
 
     def __post_init__(self) -> None:
         for key in ("flush_points", "max_buffered_points"):
@@ -95,6 +100,11 @@ class LoggingOptions:
             value = getattr(self, key)
             if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
                 raise WorkspaceConfigError(f"LoggingOptions.{key} must be a positive number of seconds, got {value!r}")
+        wait = self.read_consistency_seconds
+        if not isinstance(wait, int | float) or isinstance(wait, bool) or not 0 <= wait < float("inf"):
+            raise WorkspaceConfigError(
+                f"LoggingOptions.read_consistency_seconds must be zero or a positive number of seconds, got {wait!r}"
+            )
         if self.compression not in (None, "gzip", "lz4", "zstd", "snappy"):
             raise WorkspaceConfigError(
                 f"LoggingOptions.compression {self.compression!r} is not gzip, lz4, zstd, snappy or None"
@@ -271,6 +281,7 @@ class Workspace:
             "RUNSTREAM_SUBSCRIPTION_ID": self.subscription_id,
             "RUNSTREAM_RESOURCE_GROUP": self.resource_group,
             "RUNSTREAM_LOCATION": self.location,
+            "RUNSTREAM_READ_CONSISTENCY_SECONDS": repr(self.options.read_consistency_seconds),
         }
         if self.token is not None:
             env["RUNSTREAM_TOKEN"] = self.token
@@ -286,8 +297,11 @@ class Workspace:
 
 
 def _default_options(settings: Settings) -> LoggingOptions:
-    """The default options, but for what the settings choose (RUNSTREAM_HEARTBEAT_SECONDS)."""
-    return LoggingOptions(heartbeat_interval_seconds=settings.heartbeat_seconds)
+    """The default options, but for what the settings choose (the heartbeat interval, the read wait)."""
+    return LoggingOptions(
+        heartbeat_interval_seconds=settings.heartbeat_seconds,
+        read_consistency_seconds=settings.read_consistency_seconds,
+    )
 
 
 def _read_config(file: Path) -> dict[str, str]:

@@ -13,6 +13,7 @@ from aiohttp import web
 from runstream.config import Settings
 
 from . import (
+    _consistency,
     _openapi,
     _web_files,
     _web_login,
@@ -26,6 +27,7 @@ from . import (
 from ._artifacts import ArtifactStore, LocalArtifactStore
 from ._auth import make_auth_middleware
 from ._body import make_body_deadline_middleware
+from ._consistency import READ_AFTER, IngestProgress, read_after_middleware
 from ._db import Database, create_pool
 from ._errors import make_error_middleware
 from ._guards import make_guard_middleware
@@ -109,11 +111,12 @@ def create_app(
     ]
     if settings.token or settings.write_token:
         middlewares.append(make_auth_middleware(settings.token, settings.write_token))
-    # Inside auth: strangers get no input checks, and their bodies are never read.
+    # Inside auth: strangers get no input checks, their bodies are never read, and they cannot make a read wait.
     middlewares += [
         make_body_deadline_middleware(settings.body_timeout_seconds),
         parameters_middleware,
         query_text_middleware,
+        read_after_middleware,
     ]
     app = web.Application(middlewares=middlewares)
     app[SETTINGS] = settings
@@ -134,6 +137,7 @@ def create_app(
     app.router.add_get("/health", _health)
     app.router.add_static("/static/", STATIC_DIR, name="static")
     routed = (
+        _consistency,
         _openapi,
         _web_runs,
         _web_metrics,
@@ -175,6 +179,7 @@ async def _resources(
                 interval_seconds=live_interval_seconds,
                 fallback_seconds=live_fallback_seconds,
             )
+            app[READ_AFTER] = IngestProgress(pool, app[LIVE])
             app[LIVE].start()
             try:
                 yield

@@ -19,6 +19,7 @@ Errors::
     ├── PayloadTooLarge (ValueError)-- 413: an upload over the size limit, an answer over the points budget
     ├── TooManyRequests             -- 429: too many sign-in attempts from one address
     └── Unavailable                 -- 503: PostgreSQL unreachable, restarting or too slow; too busy
+        └── IngestBehind            -- 503: a read-after token's wait ran out (body adds ``lag``)
 
 An error raised with ``retry_after`` (seconds) is answered with a
 ``Retry-After`` header; a :class:`RequestTimeout` closes the connection, whose
@@ -34,7 +35,7 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Final
+from typing import Any, Final
 
 import asyncpg
 import orjson
@@ -45,6 +46,7 @@ __all__ = [
     "BadRequest",
     "Conflict",
     "Forbidden",
+    "IngestBehind",
     "MethodNotAllowed",
     "NotFound",
     "PayloadTooLarge",
@@ -74,6 +76,8 @@ class QueryError(Exception):
         self.code = code or self.default_code
         self.parameter = parameter
         self.retry_after = retry_after
+        #: Members the JSON body carries beside ``error`` (machine-readable details).
+        self.extra: Mapping[str, Any] = {}
 
 
 class BadRequest(QueryError, ValueError):
@@ -114,6 +118,17 @@ class TooManyRequests(QueryError):
 
 class Unavailable(QueryError):
     default_code = "unavailable"
+
+
+class IngestBehind(Unavailable):
+    """Ingest had not stored what a read-after token names when its wait ran out.
+
+    ``lag`` (also the body's ``lag`` member) says how far behind, per session.
+    """
+
+    def __init__(self, message: str, *, lag: Mapping[str, Any], code: str, parameter: str) -> None:
+        super().__init__(message, code=code, parameter=parameter)
+        self.extra = {"lag": lag}
 
 
 #: Failures of the database rather than of the request.
@@ -159,12 +174,15 @@ def status_of(error: QueryError) -> int:
     return 500
 
 
-def error_body(code: str, message: str, parameter: str | None = None) -> bytes:
-    return orjson.dumps({"error": {"code": code, "message": message, "parameter": parameter}})
+def error_body(code: str, message: str, parameter: str | None = None, extra: Mapping[str, Any] | None = None) -> bytes:
+    return orjson.dumps({"error": {"code": code, "message": message, "parameter": parameter}, **(extra or {})})
 
 
-def _json_error(status: int, code: str, message: str, parameter: str | None = None) -> web.Response:
-    return web.Response(status=status, body=error_body(code, message, parameter), content_type="application/json")
+def _json_error(
+    status: int, code: str, message: str, parameter: str | None = None, extra: Mapping[str, Any] | None = None
+) -> web.Response:
+    body = error_body(code, message, parameter, extra)
+    return web.Response(status=status, body=body, content_type="application/json")
 
 
 #: Renders an error for a browser page instead of JSON: (status, title, message) -> response.
@@ -174,10 +192,17 @@ PageRenderer = Callable[[int, str, str], web.Response]
 def make_error_middleware(render_page: PageRenderer) -> Callable[..., Awaitable[web.StreamResponse]]:
     """Build the middleware; ``render_page`` answers errors on non-API paths as HTML."""
 
-    def respond(request: web.Request, status: int, code: str, message: str, parameter: str | None) -> web.Response:
+    def respond(
+        request: web.Request,
+        status: int,
+        code: str,
+        message: str,
+        parameter: str | None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> web.Response:
         if _wants_html(request):
             return render_page(status, code.replace("_", " "), message)
-        response = _json_error(status, code, message, parameter)
+        response = _json_error(status, code, message, parameter, extra)
         if status == 401:
             response.headers["WWW-Authenticate"] = 'Bearer realm="runstream"'
         return response
@@ -189,7 +214,7 @@ def make_error_middleware(render_page: PageRenderer) -> Callable[..., Awaitable[
         try:
             return await handler(request)
         except QueryError as exc:
-            response = respond(request, status_of(exc), exc.code, exc.message, exc.parameter)
+            response = respond(request, status_of(exc), exc.code, exc.message, exc.parameter, exc.extra)
             if exc.retry_after is not None:
                 response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
             if isinstance(exc, RequestTimeout):

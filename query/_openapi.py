@@ -13,6 +13,13 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from runstream.consistency import (
+    INGEST_BEHIND,
+    MAX_READ_AFTER_SESSIONS,
+    MAX_READ_WAIT_SECONDS,
+    PREFER_HEADER,
+    READ_AFTER_HEADER,
+)
 from runstream.events import STATUSES
 from runstream.names import HIDDEN_CHARACTERS
 
@@ -148,6 +155,37 @@ _SERIES_COLUMNS: Final = {
     },
 }
 
+# Every read takes a read-after token (query._consistency's middleware). The two
+# headers are described once, in components.parameters, like the bearer token in
+# securitySchemes, rather than in every operation: a client generated from the
+# document, or a fuzzer, must not send a token it did not earn, which waits.
+_HEX: Final = "[0-9a-fA-F]"
+_PAIR: Final = rf"{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}:[1-9][0-9]{{0,17}}"
+_READ_AFTER: Final = {
+    "ReadAfter": _param(
+        READ_AFTER_HEADER,
+        "header",
+        {"type": "string", "pattern": rf"^{_PAIR}(,{_PAIR}){{0,{MAX_READ_AFTER_SESSIONS - 1}}}$"},
+        f"Read-your-writes: 'session:seq' pairs (at most {MAX_READ_AFTER_SESSIONS}, comma-separated). The "
+        "answer waits until ingest has stored each producer session up to its seq, so it holds everything "
+        "those records carried.",
+    ),
+    "Prefer": _param(
+        PREFER_HEADER,
+        "header",
+        {"type": "string", "example": "wait=12.5"},
+        f"With {READ_AFTER_HEADER}: wait=<seconds> (fractions allowed) bounds the wait; at most and by default "
+        f"{MAX_READ_WAIT_SECONDS:g}.",
+    ),
+}
+_INGEST_BEHIND: Final = {
+    "description": (
+        f"With {READ_AFTER_HEADER}: the wait ran out (error code {INGEST_BEHIND!r}); 'lag' names each session "
+        "still behind"
+    ),
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/IngestBehind"}}},
+}
+
 SPEC: Final[dict[str, Any]] = {
     "openapi": "3.0.3",
     "info": {
@@ -156,11 +194,15 @@ SPEC: Final[dict[str, Any]] = {
         "description": (
             "Runs, metrics and files of ML training runs. Non-finite floats in any JSON value are "
             'written as {"$float": "NaN" | "Infinity" | "-Infinity"}. When the service has a token, '
-            "every path but /health needs 'Authorization: Bearer <token>'."
+            "every path but /health needs 'Authorization: Bearer <token>'. Read-your-writes: every GET under "
+            f"/api/ takes the headers {READ_AFTER_HEADER} and {PREFER_HEADER} (components.parameters ReadAfter "
+            "and Prefer): the answer waits until ingest has stored what the token names, or is 503 "
+            f"{INGEST_BEHIND} when the wait runs out."
         ),
     },
     "components": {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "parameters": _READ_AFTER,
         "schemas": {
             "Error": {
                 "type": "object",
@@ -176,6 +218,34 @@ SPEC: Final[dict[str, Any]] = {
                         },
                     }
                 },
+            },
+            "IngestBehind": {
+                "allOf": [
+                    _ref("Error"),
+                    {
+                        "type": "object",
+                        "required": ["lag"],
+                        "properties": {
+                            "lag": {
+                                "type": "object",
+                                "properties": {
+                                    "waited_seconds": {"type": "number"},
+                                    "sessions": {
+                                        "type": "array",
+                                        "items": {
+                                            "type": "object",
+                                            "properties": {
+                                                "session": {"type": "string", "format": "uuid"},
+                                                "stored_seq": {"type": "integer"},
+                                                "required_seq": {"type": "integer"},
+                                            },
+                                        },
+                                    },
+                                },
+                            }
+                        },
+                    },
+                ]
             },
             "Run": {
                 "type": "object",
@@ -228,6 +298,27 @@ SPEC: Final[dict[str, Any]] = {
             "get": {
                 "summary": "This document",
                 "responses": {**_ok({"type": "object"}), "401": _ERRORS["401"], "403": _ERRORS["403"]},
+            }
+        },
+        "/api/read-after": {
+            "get": {
+                "summary": f"Wait until ingest has stored what {READ_AFTER_HEADER} names; answer the stored seqs",
+                "description": (
+                    "The read-after token alone, for a reader whose token needs more than one request: send "
+                    f"{MAX_READ_AFTER_SESSIONS} sessions at a time (header {READ_AFTER_HEADER}, with {PREFER_HEADER}: "
+                    "see components.parameters), then the read itself with the rest. Without the header there is "
+                    "nothing to wait for: sessions is empty."
+                ),
+                "responses": {
+                    **_ok(
+                        {
+                            "type": "object",
+                            "properties": {"sessions": {"type": "object", "additionalProperties": {"type": "integer"}}},
+                        }
+                    ),
+                    "400": _ERRORS["400"],
+                    "401": _ERRORS["401"],
+                },
             }
         },
         "/api/experiments": {
@@ -501,6 +592,10 @@ SPEC: Final[dict[str, Any]] = {
         },
     },
 }
+
+for _path, _item in SPEC["paths"].items():
+    if _path.startswith("/api/") and "get" in _item:
+        _item["get"]["responses"]["503"] = _INGEST_BEHIND
 
 
 @routes.get("/api/openapi.json")

@@ -44,6 +44,7 @@ _CSP: Final = (
 )
 _RUN_SCRIPTS: Final = ("/static/vendor/uplot/uPlot.iife.min.js", "/static/run.js")
 _RUN_STYLES: Final = ("/static/vendor/uplot/uPlot.min.css",)
+_STARTING_SCRIPTS: Final = ("/static/run.js",)
 _COMPARE_SCRIPTS: Final = ("/static/vendor/uplot/uPlot.iife.min.js", "/static/compare.js")
 _COMPARE_RUNS: Final = 20
 _EXPERIMENT_SCRIPTS: Final = ("/static/experiment.js",)
@@ -207,7 +208,7 @@ async def run_page(request: web.Request) -> web.Response:
     db: Database = request.app[DATABASE]
     run = await db.get_run(run_id)
     if run is None and not await db.run_has_data(run_id):
-        raise NotFound(f"no run {run_id}", code="run_not_found", parameter="run_id")
+        return _starting_page(run_id)
     # Scalars from ingest's summary and a cached downsample, never every point:
     # the page of a run with a million points costs what a small one does.
     overview = await db.series_overview(run_id)
@@ -241,6 +242,31 @@ async def run_page(request: web.Request) -> web.Response:
         live=live,
     )
     return html_response(document, frame_ancestors=request.app[SETTINGS].embed_origins)
+
+
+def _starting_page(run_id: uuid.UUID) -> web.Response:
+    """A run ingest has stored nothing of yet: "starting", then the whole page once its first data is stored.
+
+    The SDK prints a run's portal URL as soon as ``start_logging()`` returns,
+    which is before ingest has stored the run's start: a browser opening it
+    must not get a 404 for a run that exists. run.js follows the run's live
+    stream and reloads the page at its first event; without JavaScript the
+    page reloads itself every few seconds.
+    """
+    body = (
+        f"<h1>Run {h.esc(run_id)}</h1>"
+        '<p id="run-starting"><span class="status Starting">Starting</span> waiting for the first data: this page '
+        "fills in as soon as ingest has stored the run's start, usually within a second of it.</p>"
+        "<p class=muted>Nothing has been stored for this run id yet. If the page stays like this, check the "
+        "address and that ingest is running.</p>"
+    )
+    document = h.page(
+        f"Run {run_id}",
+        f'<div id="run" data-run-id="{h.esc(run_id)}" data-starting>{body}</div>',
+        scripts=_STARTING_SCRIPTS,
+        live=True,
+    )
+    return html_response(document)
 
 
 def _details(run: dict[str, Any] | None, run_id: str) -> str:

@@ -44,6 +44,9 @@ RUNSTREAM_WORKSPACE_NAME           ``Workspace.name`` (Azure ML v1 identity;    
 RUNSTREAM_SUBSCRIPTION_ID          ``Workspace.subscription_id``                 local
 RUNSTREAM_RESOURCE_GROUP           ``Workspace.resource_group``                  local
 RUNSTREAM_LOCATION                 ``Workspace.location``                        local
+RUNSTREAM_READ_CONSISTENCY_SECONDS longest an SDK read waits for ingest to       30
+                                   store this process's earlier writes, then
+                                   raises ReadConsistencyError (0: at once)
 =================================  ===========================================  ==========================
 
 The query service's guards (``docs/security.md``, "Query service"):
@@ -189,6 +192,7 @@ class Settings:
     subscription_id: str = "local"
     resource_group: str = "local"
     location: str = "local"
+    read_consistency_seconds: float = 30.0
     # The query service's guards (see the second table above).
     cookie_secret: str | None = field(default=None, repr=False)
     cookie_secret_file: Path | None = None
@@ -245,6 +249,7 @@ class Settings:
             subscription_id=env.get("RUNSTREAM_SUBSCRIPTION_ID") or "local",
             resource_group=env.get("RUNSTREAM_RESOURCE_GROUP") or "local",
             location=env.get("RUNSTREAM_LOCATION") or "local",
+            read_consistency_seconds=_seconds(env, "RUNSTREAM_READ_CONSISTENCY_SECONDS", 30.0, zero_ok=True),
             **_query_guards_from_env(env),
         )
 
@@ -279,6 +284,7 @@ class Settings:
             "RUNSTREAM_SUBSCRIPTION_ID": self.subscription_id,
             "RUNSTREAM_RESOURCE_GROUP": self.resource_group,
             "RUNSTREAM_LOCATION": self.location,
+            "RUNSTREAM_READ_CONSISTENCY_SECONDS": repr(self.read_consistency_seconds),
         }
         if self.token is not None:
             env["RUNSTREAM_TOKEN"] = self.token
