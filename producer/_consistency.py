@@ -37,10 +37,22 @@ to ``GET /api/read-after``, the last with the read itself.
 Every read of a run's or an experiment's data goes through :class:`Reader`
 (``Run._reader()``): give it the runs the read covers. A new read method must
 too, or it can answer without this process's latest writes.
+
+A submitted script is another process, yet v1's flow reads what it wrote
+right after ``wait_for_completion()`` (``get_metrics()``, ``get_children()``).
+Its records for the submitted run itself come before the run's final status
+on the run's partition, but the child runs it creates sit on other
+partitions. So the script's process hands its ledger over: at exit it writes
+its sessions to the directory named by :data:`ENV_HANDOFF_DIR`
+(:func:`write_handoff`, one file per process, forked ones included), and the
+submitter adopts them (:meth:`Ledger.adopt_handoff`) before it publishes the
+final status; its reads then wait for them as for its own.
 """
 
 from __future__ import annotations
 
+import json
+import os
 import threading
 import time
 from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
@@ -61,7 +73,10 @@ from runstream.consistency import (
     format_wait,
 )
 
-__all__ = ["LEDGER", "Ledger", "Reader"]
+__all__ = ["ENV_HANDOFF_DIR", "LEDGER", "Ledger", "Reader", "write_handoff"]
+
+#: In a submitted script's environment: the directory its processes leave their sessions in at exit.
+ENV_HANDOFF_DIR = "RUNSTREAM_SESSIONS_HANDOFF"
 
 T = TypeVar("T")
 #: A request made with the given headers and socket timeout.
@@ -96,13 +111,15 @@ class _Session:
             self.undelivered, self.spooled, self.spool = _held(sender)
         self.sender = None
 
+    def held(self) -> tuple[int, int, str | None]:
+        """(undelivered, spooled, spool file): what of this session is still in its process."""
+        if self.sender is not None:
+            return _held(self.sender)
+        return self.undelivered, self.spooled, self.spool
+
     def lag(self, required: int, stored: int | None) -> SessionLag:
         """How far this session is from ``required``, ingest having stored up to ``stored``."""
-        if self.sender is not None:
-            undelivered, spooled, spool = _held(self.sender)
-        else:
-            undelivered, spooled, spool = self.undelivered, self.spooled, self.spool
-        return SessionLag(self.run_id, self.session_id, required, stored, undelivered, spooled, spool)
+        return SessionLag(self.run_id, self.session_id, required, stored, *self.held())
 
 
 def _held(sender: Sender) -> tuple[int, int, str | None]:
@@ -187,6 +204,54 @@ class Ledger:
                 if session.sender is None and session.confirmed >= session.seq and not session.undelivered:
                     self._forget(session)
 
+    def export(self) -> list[dict[str, Any]]:
+        """Every session not yet confirmed stored, with its run's experiment and parent (see :func:`write_handoff`)."""
+        with self._lock:
+            experiments = {run: name for name, runs in self._experiments.items() for run in runs}
+            parents = {child: parent for parent, children in self._children.items() for child in children}
+            return [
+                {
+                    "run": s.run_id,
+                    "session": s.session_id,
+                    "seq": s.required(),
+                    "experiment": experiments.get(s.run_id),
+                    "parent": parents.get(s.run_id),
+                    **dict(zip(("undelivered", "spooled", "spool"), s.held(), strict=True)),
+                }
+                for s in self._by_session.values()
+                if s.required() > s.confirmed
+            ]
+
+    def adopt(self, entries: Iterable[Mapping[str, Any]]) -> None:
+        """Another process's sessions (its :meth:`export`), retired: reads here wait for them too."""
+        with self._lock:
+            for entry in entries:
+                run_id, session_id, seq = entry["run"], entry["session"], int(entry["seq"])
+                session = self._by_session.get(session_id)
+                if session is None:
+                    session = _Session(run_id, session_id, None)
+                    self._by_session[session_id] = session
+                    self._runs.setdefault(run_id, []).append(session)
+                if session.sender is None:
+                    session.seq = max(session.seq, seq)
+                    session.undelivered, session.spooled = int(entry["undelivered"]), int(entry["spooled"])
+                    session.spool = entry["spool"]
+                if entry.get("experiment"):
+                    self._experiments.setdefault(entry["experiment"], set()).add(run_id)
+                if entry.get("parent"):
+                    self._children.setdefault(entry["parent"], set()).add(run_id)
+
+    def adopt_handoff(self, directory: Path) -> None:
+        """Adopt what a submitted script's processes left in ``directory``, then remove it."""
+        for path in sorted(directory.glob("*.json")):
+            try:
+                entries = json.loads(path.read_bytes())
+                self.adopt(entries)
+            except (OSError, ValueError, TypeError, KeyError):
+                continue  # a process killed while writing: its data may simply not be waited for
+            finally:
+                path.unlink(missing_ok=True)
+
     def _forget(self, session: _Session) -> None:
         self._by_session.pop(session.session_id, None)
         kept = [s for s in self._runs.get(session.run_id, ()) if s is not session]
@@ -198,6 +263,23 @@ class Ledger:
 
 #: This process's ledger (:mod:`producer._process` resets it in a forked child).
 LEDGER = Ledger()
+
+
+def write_handoff() -> None:
+    """At exit of a submitted script's process: leave its sessions for the submitter (see the module doc)."""
+    directory = os.environ.get(ENV_HANDOFF_DIR)
+    entries = LEDGER.export() if directory else []
+    if not directory or not entries:
+        return
+    target = Path(directory) / f"{os.getpid()}.json"
+    partial = target.with_suffix(".part")
+    try:
+        fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as out:
+            json.dump(entries, out)
+        os.replace(partial, target)
+    except OSError:
+        return  # the submitter's reads then wait only for what it wrote itself
 
 
 class Reader:

@@ -24,7 +24,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from producer import _loop
-from producer._consistency import LEDGER
+from producer._consistency import LEDGER, write_handoff
 from producer._errors import ProducerError
 
 if TYPE_CHECKING:
@@ -94,6 +94,7 @@ def _flush_at_exit() -> None:
         except ProducerError as exc:
             print(f"runstream: {exc}", file=sys.stderr)
         report_spool_left(run)
+    write_handoff()  # in a submitted script: what the submitter's reads must wait for
 
 
 def install_handlers() -> None:

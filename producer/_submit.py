@@ -40,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 import orjson
 
 from producer import _snapshot
+from producer._consistency import ENV_HANDOFF_DIR, LEDGER
 from producer._details import RUN_DEFINITION_FILE
 from producer._environment import Environment
 from producer._errors import ProducerError, QueryServiceError, RunNotFoundError, UnsupportedError, UsageError
@@ -279,6 +280,8 @@ class ScriptProcess:
         self._watcher: threading.Thread | None = None
         self._done = threading.Event()
         self._started_at = 0.0
+        #: Where the script's processes leave their producer sessions (producer._consistency).
+        self._handoff = log_path.parent / "sessions"
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -289,7 +292,9 @@ class ScriptProcess:
             **self.run.get_environment(),
             "PYTHONPATH": python_path,
             "PYTHONUNBUFFERED": "1",
+            ENV_HANDOFF_DIR: str(self._handoff),
         }
+        self._handoff.mkdir(mode=0o700, parents=True, exist_ok=True)
         with self.log_path.open("wb") as log:
             for note in self.plan.notes:
                 log.write(f"runstream: {note}\n".encode())
@@ -331,6 +336,8 @@ class ScriptProcess:
                     self._enforce_duration()
                 self._log.append_new()
             self._files.send()
+            # Before the final status: whoever sees it reads what the script wrote, child runs included.
+            LEDGER.adopt_handoff(self._handoff)
             self.error = self._log.error or self._files.error
             self._upload("logs/driver.log", self.log_path)
             if self.run._status in TERMINAL_STATUSES:

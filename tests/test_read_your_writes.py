@@ -226,6 +226,43 @@ def test_a_submitted_run_is_readable_at_once(workspace: Workspace, tmp_path: Pat
     assert run.get_metrics() == {"arg": 1.5}
 
 
+_FAMILY_SCRIPT = """
+import os
+from producer import Run
+run = Run.get_context()
+for c, child in enumerate(run.create_children(count=5)):
+    for step in range(2000):
+        child.log("loss", float(step + c))
+    child.log_row("summary", child=c)
+    child.complete()
+if os.fork() == 0:  # a data loader's worker, say: its own session, handed over at its exit
+    run.log("from the fork", 1.0)
+    raise SystemExit(0)
+os.wait()
+run.log("children", 5)
+"""
+
+
+def test_what_a_submitted_script_wrote_is_read_whole_after_wait_for_completion(
+    workspace: Workspace, tmp_path: Path
+) -> None:
+    """v1's flow: submit, wait, read. The script is another process and its child runs sit on
+    other partitions than the run's final status, so the script hands its sessions over."""
+    source = tmp_path / "src"
+    source.mkdir()
+    (source / "family.py").write_text(_FAMILY_SCRIPT)
+    run = _experiment(workspace, "family-script").submit(ScriptRunConfig(source, "family.py"))
+    assert run.wait_for_completion(timeout_seconds=120, poll_interval_seconds=0.1)["status"] == "Completed"
+    children = run.get_children()
+    assert len(children) == 5  # at once: no retry
+    for c, child in enumerate(children):
+        metrics = child.get_metrics()
+        assert metrics["summary"] == {"child": c}
+        assert metrics["loss"] == [float(step + c) for step in range(2000)]
+    assert run.get_metrics() == {"from the fork": 1.0, "children": 5}
+    assert not list((Path(workspace.home) / "runs" / run.id / "sessions").iterdir())  # adopted and removed
+
+
 def test_a_listing_of_more_runs_than_one_token_holds(workspace: Workspace) -> None:
     experiment = _experiment(workspace, "many")
     count = MAX_READ_AFTER_SESSIONS + 20
