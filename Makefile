@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export RUNSTREAM_HOME ?= $(CURDIR)/.runstream
 
-.PHONY: demo test down status system-deps install bench chaos fuzz
+.PHONY: demo test down status system-deps install bench chaos fuzz lint
 
 demo: install
 	$(BIN)/runstream up
@@ -55,17 +55,6 @@ system-deps:
 chaos: install
 	$(BIN)/python -m tests.chaos $(if $(filter 1 yes true,$(QUICK)),--quick)
 
-# The fuzz suites (tests/test_fuzz_*.py) for longer, with fresh cases: `make test` draws the same
-# cases every run, fewer of them. The seed is printed; `make fuzz SEED=N` draws the same cases again,
-# FUZZ_SCALE=K draws K times more than `make test` (default 20).
-fuzz: install
-	@seed=$${SEED:-$$($(BIN)/python -c 'import random; print(random.randrange(2**32))')}; \
-	echo "fuzz seed $$seed (replay: make fuzz SEED=$$seed)"; \
-	RUNSTREAM_FUZZ=1 RUNSTREAM_FUZZ_SEED=$$seed RUNSTREAM_FUZZ_SCALE=$${FUZZ_SCALE:-20} \
-	  $(BIN)/pytest tests/test_fuzz_decoder.py tests/test_fuzz_kafka.py tests/test_fuzz_sdk.py tests/test_fuzz_http.py \
-	  -p no:cacheprovider --hypothesis-seed=$$seed --timeout=3600 -s $(PYTEST_ARGS) \
-	  || { echo "fuzz FAILED with seed $$seed: replay with make fuzz SEED=$$seed"; exit 1; }
-
 # The benchmark suite (bench/README.md): its own stack on free ports, MLflow and
 # W&B in an environment of their own (bench/.venv), one table at the end.
 # `make bench QUICK=1` runs the reduced version (under 3 minutes).
@@ -79,3 +68,9 @@ $(BENCH_VENV)/.installed: bench/requirements.txt
 	$(BENCH_VENV)/bin/pip install --quiet --upgrade pip
 	$(BENCH_VENV)/bin/pip install --quiet -r bench/requirements.txt
 	touch $@
+
+# The randomised tests (marked `fuzz`) with ten times the examples and a fresh
+# seed, printed in pytest's header and beside each failure; SEED=N replays one.
+fuzz: install
+	@seed=$${SEED:-$$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}; echo "make fuzz: seed $$seed (SEED=$$seed make fuzz replays it)"; \
+	RUNSTREAM_FUZZ=1 RUNSTREAM_FUZZ_SEED=$$seed $(BIN)/pytest -m fuzz --hypothesis-seed=$$seed $(PYTEST_ARGS)

@@ -54,7 +54,7 @@ def name(metric: Any, what: str = "metric") -> str:
     if type(metric) is not str:
         if not isinstance(metric, str):
             raise MetricTypeError(repr(metric), f"{what} name must be a str, got {type(metric).__name__}")
-        metric = str(metric)
+        metric = own_str(metric)
     if not metric:
         raise MetricValueError(metric, f"{what} name is empty")
     if len(metric) > MAX_NAME_CHARS:
@@ -86,6 +86,17 @@ def require_no_nul(metric: str, value: str, what: str) -> None:
         raise MetricValueError(metric, f"{what} contains NUL ('\\x00'), which PostgreSQL cannot store in text")
 
 
+def own_str(value: str) -> str:
+    """A str subclass's own characters as a plain str.
+
+    ``str()`` of a subclass may differ from its content: numpy's ``str_``
+    drops trailing NULs (``str(np.str_("a\\x00")) == "a"``, as does its
+    ``.item()``), which would store a value other than the one given and let a
+    NUL past the checks on it.
+    """
+    return str.__str__(value)
+
+
 def _numpy_item(value: Any) -> Any:
     """A numpy scalar or 0-d array as a Python scalar, without importing numpy."""
     if type(value).__module__ == "numpy" and getattr(value, "shape", None) == () and hasattr(value, "item"):
@@ -95,8 +106,10 @@ def _numpy_item(value: Any) -> Any:
 
 def _plain(value: Any) -> Any:
     """A numpy scalar or a subclass of a scalar type as the plain Python scalar; anything else as is."""
+    if isinstance(value, str):
+        return own_str(value)
     value = _numpy_item(value)
-    for base in (bool, int, float, str):  # bool first: it is an int
+    for base in (bool, int, float):  # bool first: it is an int
         if isinstance(value, base):
             return base(value)
     return value
@@ -240,26 +253,41 @@ def table(metric: str, columns: Any) -> dict[str, list[Any]]:
 
 
 def tag_value(key: str, value: Any) -> str | None:
-    """A tag's value: a str (within the string limit, no NUL) or None."""
+    """A tag's value: None, or as text (within the string limit, no NUL).
+
+    Anything else than a str is stored as ``str(value)``, as Azure ML v1 does
+    (``run.tag("rank", 1)`` stores ``'1'``, ``True`` stores ``'True'``).
+    """
     if value is None:
         return None
-    if not isinstance(value, str):
-        raise MetricTypeError(key, f"tag value must be a str or None, got {type(value).__name__}")
-    return _text(key, str(value), "tag value")
+    return _text(key, _as_text(key, value, "tag value"), "tag value")
 
 
 def description(metric: str, value: Any) -> str:
     """A series' description: a str within the string limit, no NUL (it is stored as a property)."""
     if not isinstance(value, str):
         raise MetricTypeError(metric, f"description must be a str, got {type(value).__name__}")
-    return _text(metric, str(value), "description")
+    return _text(metric, own_str(value), "description")
 
 
 def property_value(key: str, value: Any) -> str:
-    """A property's value: a str within the string limit, no NUL."""
-    if not isinstance(value, str):
-        raise MetricTypeError(key, f"property value must be a str, got {type(value).__name__}")
-    return _text(key, str(value), "property value")
+    """A property's value as text within the string limit, no NUL; not None.
+
+    Like tags, anything else than a str is stored as ``str(value)`` (Azure ML v1).
+    """
+    if value is None:
+        raise MetricTypeError(key, "property value must be a str (or convert to one), got None")
+    return _text(key, _as_text(key, value, "property value"), "property value")
+
+
+def _as_text(key: str, value: Any, what: str) -> str:
+    if isinstance(value, str):
+        return own_str(value)  # a str subclass (numpy.str_) as a plain str, all of it
+    try:
+        return str(value)
+    except Exception as exc:  # noqa: BLE001 - whatever the object's __str__ raises, the caller learns which
+        problem = f"{what} of type {type(value).__name__} cannot be converted to str: {exc!r}"
+        raise MetricTypeError(key, problem) from None
 
 
 def json_strings(value: Any) -> Iterator[str]:

@@ -18,32 +18,56 @@ import subprocess
 import sys
 import tempfile
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import hypothesis
 import pytest
 import pytest_asyncio
-from hypothesis import HealthCheck
-from hypothesis import settings as hypothesis_settings
 from playwright.async_api import Browser, async_playwright
 
 from ingest.schema import migrate
 from runstream.config import Settings
 from runstream.stack import LocalStack, free_port
+from tests.fuzzing import FUZZING, SEED, examples
+from tests.library_logs import RepeatedRecords
 from tests.support import LoggedProcess, wait_http_ok
 
 ROOT = Path(__file__).resolve().parent.parent
 
-# Property-based tests draw the same cases on every `make test` run (derandomize)
-# and never fail on how slow a shared machine is; `make fuzz` (RUNSTREAM_FUZZ=1)
-# draws fresh ones, more of them (tests.support.fuzz_examples), from a seed it prints.
-hypothesis_settings.register_profile(
-    "ci", derandomize=True, database=None, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+# Every @given draws the same cases on every `make test` (see tests/fuzzing.py).
+hypothesis.settings.register_profile(
+    "runstream",
+    derandomize=not FUZZING,
+    max_examples=examples(100),
+    database=None,
+    deadline=None,
+    print_blob=True,
 )
-hypothesis_settings.register_profile("fuzz", database=None, deadline=None, suppress_health_check=list(HealthCheck))
-hypothesis_settings.load_profile("fuzz" if os.environ.get("RUNSTREAM_FUZZ") else "ci")
+hypothesis.settings.load_profile("runstream")
+
+
+def pytest_report_header() -> str:
+    how = "fresh (make fuzz)" if FUZZING else "fixed; `make fuzz` draws fresh ones"
+    return f"randomised tests: seed {SEED}, {how}"
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    if report.failed and item.get_closest_marker("fuzz") is not None:
+        report.sections.append(("randomised draw", f"seed {SEED}: RUNSTREAM_FUZZ_SEED={SEED} make fuzz replays it"))
+    return report
+
+
+@pytest.fixture(autouse=True)
+def _library_log_repeats() -> Iterator[None]:
+    """Collapse a library's repeated log lines (a broker down: thousands of 'Unable connect')
+    into a few and a count, in what pytest shows for a failing test."""
+    with RepeatedRecords.installed(("aiokafka", "kafka", "asyncio")):
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -1,11 +1,8 @@
-"""Test helpers: child processes that keep their logs, waiting on a condition with a deadline, point chunks,
-and the fuzz suites' seeds and sizes."""
+"""Test helpers: child processes that keep their logs, waiting on a condition with a deadline, point chunks."""
 
 from __future__ import annotations
 
 import asyncio
-import os
-import random
 import subprocess
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -14,29 +11,13 @@ from typing import Any, TypeVar
 
 import aiohttp
 import asyncpg
+import yarl
 
 from ingest._partitions import utc_day
 from runstream.chunks import CHUNK_COLUMNS, encode_chunk
 from runstream.stack import log_tail
 
 T = TypeVar("T")
-
-#: Set by `make fuzz`: fresh seeds, FUZZ_SCALE times as many cases. Unset (`make test`, CI): the same cases every run.
-FUZZ = bool(os.environ.get("RUNSTREAM_FUZZ"))
-FUZZ_SCALE = int(os.environ.get("RUNSTREAM_FUZZ_SCALE") or 20)
-
-
-def fuzz_examples(ci: int) -> int:
-    """How many cases a fuzz suite draws: ``ci`` in `make test`, FUZZ_SCALE times more under `make fuzz`."""
-    return ci * FUZZ_SCALE if FUZZ else ci
-
-
-def fuzz_seed(fixed: int) -> int:
-    """The seed of a fuzz suite's own random choices: ``fixed`` in `make test`; under `make fuzz`
-    RUNSTREAM_FUZZ_SEED (which `make fuzz` draws and prints, so a failure can be replayed)."""
-    if not FUZZ:
-        return fixed
-    return int(os.environ.get("RUNSTREAM_FUZZ_SEED") or random.randrange(2**32))
 
 
 async def eventually(
@@ -81,6 +62,23 @@ async def wait_http_ok(url: str, proc: subprocess.Popen[bytes] | None = None, ti
             return 0
 
     await eventually(probe, lambda status: status == 200, timeout_seconds=timeout_seconds, what=f"200 from {url}")
+
+
+async def raw_exchange(url: str, request: bytes, *, timeout_seconds: float = 10.0) -> bytes:
+    """Send raw bytes to ``url``'s host and port; return what the server answered before closing (or in time)."""
+    target = yarl.URL(url)
+    reader, writer = await asyncio.open_connection(target.host, target.port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(65536), timeout=timeout_seconds)
+    finally:
+        writer.close()
+
+
+def status_line(answer: bytes) -> int:
+    """The status code of a raw HTTP answer."""
+    return int(answer.split(b" ", 2)[1])
 
 
 async def copy_chunks(

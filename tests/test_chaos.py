@@ -27,6 +27,7 @@ from producer._spool import SpoolWriter
 from runstream.config import Settings
 from runstream.stack import ensure_topic, free_port
 from tests.chaos.scenarios import SCENARIOS
+from tests.fuzzing import SEED
 from tests.support import eventually
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,7 +39,7 @@ SUITE_TIMEOUT_SECONDS = 480
 def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
     report = tmp_path_factory.mktemp("chaos") / "outcomes.json"
     done = subprocess.run(
-        [sys.executable, "-m", "tests.chaos", "--quick", "--json", str(report)],
+        [sys.executable, "-m", "tests.chaos", "--quick", "--seed", str(SEED), "--json", str(report)],
         cwd=ROOT,
         capture_output=True,
         text=True,

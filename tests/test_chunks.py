@@ -6,10 +6,11 @@ import math
 import struct
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
-from runstream.chunks import CHUNK_COLUMNS, decode_chunk, encode_chunk
+from runstream.chunks import CHUNK_COLUMNS, DECODE_COLUMNS, decode_chunk, encode_chunk
+from tests.fuzzing import examples, fuzz_settings
 
 BASE_TIME = 1_790_000_000.0
 
@@ -20,14 +21,13 @@ def _bits(x: float) -> bytes:
 
 def _decode(record: tuple[object, ...]):  # type: ignore[no-untyped-def]
     row = dict(zip(CHUNK_COLUMNS, record, strict=True))
-    return decode_chunk(**{k: row[k] for k in (
-        "n", "time_start", "ord_start", "ords", "step_start", "step_stride", "steps", "times", "vals", "texts")})
+    return decode_chunk(**{k: row[k] for k in DECODE_COLUMNS})
 
 
 points = st.integers(min_value=1, max_value=300).flatmap(
     lambda n: st.tuples(
         st.one_of(
-            st.builds(lambda a, d: [a + d * i for i in range(n)], st.integers(-10**6, 10**6), st.integers(-5, 5)),
+            st.builds(lambda a, d: [a + d * i for i in range(n)], st.integers(-(10**6), 10**6), st.integers(-5, 5)),
             st.lists(st.integers(-(2**62), 2**62), min_size=n, max_size=n),
         ),
         st.one_of(
@@ -45,7 +45,8 @@ points = st.integers(min_value=1, max_value=300).flatmap(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@pytest.mark.fuzz
+@fuzz_settings(examples(300))
 @given(points)
 def test_float_chunks_round_trip_exactly(data: tuple[list[int], list[float], list[int], list[float]]) -> None:
     steps, times, ordinals, values = data
@@ -68,8 +69,13 @@ def test_text_chunks_round_trip(texts: list[str]) -> None:
 
 
 def test_summary_columns_ignore_non_finite_values() -> None:
-    record = dict(zip(CHUNK_COLUMNS, encode_chunk(1, [0, 1, 2, 3], [BASE_TIME] * 4, [0, 1, 2, 3],
-                                                  [math.nan, 2.0, -math.inf, 1.0]), strict=True))
+    record = dict(
+        zip(
+            CHUNK_COLUMNS,
+            encode_chunk(1, [0, 1, 2, 3], [BASE_TIME] * 4, [0, 1, 2, 3], [math.nan, 2.0, -math.inf, 1.0]),
+            strict=True,
+        )
+    )
     assert (record["value_min"], record["value_max"], record["value_last"]) == (1.0, 2.0, 1.0)
     assert record["steps"] is None and record["step_stride"] == 1
     assert len(record["times"]) == 16  # four uint32 deltas

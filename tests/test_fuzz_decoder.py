@@ -10,7 +10,7 @@ over MAX_INDEXED_NAME_BYTES, timestamps outside datetime's range). test_fuzz_kaf
 kinds of record through the real broker and database, and checks that a valid record behind them is
 stored.
 
-Deterministic in `make test` (the "ci" Hypothesis profile); `make fuzz` draws fresh cases, more of them.
+Deterministic in `make test`; `make fuzz` draws fresh cases, more of them (tests/fuzzing.py).
 Run with ``-s`` to see the dead-letter reasons the suite produced, with counts.
 """
 
@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 import orjson
 import pytest
-from hypothesis import given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from ingest._decoder import MAX_INDEXED_NAME_BYTES, DeadLetter, Decoded, Source, decode_record
@@ -36,8 +36,10 @@ from ingest._summary import summarize
 from ingest._writer import _slices, _ts
 from runstream.chunks import encode_chunk
 from runstream.events import Batch, encode_batch, scalars_event
-from tests.support import fuzz_examples
+from tests.fuzzing import examples, fuzz_settings
 from tests.test_ingest_support import T0
+
+pytestmark = pytest.mark.fuzz
 
 #: Every reason a record may be dead-lettered with before it reaches PostgreSQL.
 REASONS = frozenset(
@@ -58,7 +60,7 @@ REASONS = frozenset(
 )
 #: Outcomes across the module: dead-letter reasons, and "decoded". Printed at the end (pytest -s).
 SEEN: Counter[str] = Counter()
-EXAMPLES = fuzz_examples(300)
+EXAMPLES = examples(300)
 
 RUN, SESSION = str(uuid.uuid4()), str(uuid.uuid4())
 STARTED = {"type": "run_started", "time": T0, "experiment": "e", "display_name": "d", "parent": None}
@@ -385,25 +387,25 @@ def mutated_bytes(draw: st.DrawFn) -> bytes:
     return bytes(data)
 
 
-@settings(max_examples=EXAMPLES)
+@fuzz_settings(EXAMPLES)
 @given(mutated_events())
 def test_any_one_field_changed_decodes_storably_or_dead_letters(record: bytes) -> None:
     verdict(record)
 
 
-@settings(max_examples=EXAMPLES)
+@fuzz_settings(EXAMPLES)
 @given(any_batches())
 def test_any_json_value_as_a_record_decodes_storably_or_dead_letters(record: bytes) -> None:
     verdict(record)
 
 
-@settings(max_examples=EXAMPLES)
+@fuzz_settings(EXAMPLES)
 @given(mutated_bytes())
 def test_any_byte_mutation_of_a_valid_record_decodes_storably_or_dead_letters(record: bytes) -> None:
     verdict(record)
 
 
-@settings(max_examples=EXAMPLES)
+@fuzz_settings(EXAMPLES)
 @given(st.binary(max_size=512) | st.none())
 def test_any_bytes_decode_storably_or_dead_letter(record: bytes | None) -> None:
     verdict(record)

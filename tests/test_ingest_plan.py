@@ -7,7 +7,8 @@ import math
 from typing import Any
 
 import orjson
-from hypothesis import given, settings
+import pytest
+from hypothesis import given
 from hypothesis import strategies as st
 
 from ingest._decoder import DeadLetter, Decoded, Source, decode_record
@@ -17,7 +18,10 @@ from ingest._sessions import MAX_SEQ_GAP, SEQ_PATIENCE, SessionState, Verdict
 from ingest._status import accepts
 from ingest._summary import summarize
 from runstream.events import STATUSES, TERMINAL_STATUSES
+from tests.fuzzing import examples, fuzz_settings
 from tests.test_ingest_support import T0, new_id, raw, scalars, started
+
+pytestmark = pytest.mark.fuzz
 
 RUN = new_id()
 
@@ -175,7 +179,7 @@ def test_type_conflicts_reject_whole_batches(kinds: list[str]) -> None:
     assert (state.kind, state.value_type) == (("list", None) if have == "list" else ("scalar", have))
 
 
-@settings(max_examples=200)
+@fuzz_settings(examples(200))
 @given(
     st.lists(
         st.tuples(st.floats(allow_nan=True, allow_infinity=True), st.integers(0, 3), st.integers(0, 5)),

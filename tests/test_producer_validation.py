@@ -34,6 +34,11 @@ from tests.test_producer_query import Figure
 
 Call = Callable[[Run], Any]
 
+class Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("no text for this one")
+
+
 TYPE_ERRORS: list[tuple[str, Call, str]] = [
     ("list", lambda r: r.log("m", [1.0, 2.0]), "use log_list"),
     ("tuple", lambda r: r.log("m", (1.0,)), "use log_list"),
@@ -57,8 +62,14 @@ TYPE_ERRORS: list[tuple[str, Call, str]] = [
     ("table not dict", lambda r: r.log_table("m", [1, 2]), "dict of columns"),
     ("table column", lambda r: r.log_table("m", {"a": 5}), "column 'a' takes a list of values, got int"),
     ("plot", lambda r: r.log_image("m", plot=object()), "matplotlib"),
-    ("tag value", lambda r: r.tag("m", 3), "tag value must be a str"),
-    ("property value", lambda r: r.add_properties({"m": 1}), "property value must be a str"),
+    # Azure ML v1 stores str(value); a value that cannot be one, or None as a property, is refused.
+    ("tag value", lambda r: r.tag("m", Unprintable()), "tag value of type Unprintable cannot be converted to str"),
+    ("property value", lambda r: r.add_properties({"m": None}), "property value must be a str"),
+    (
+        "property conversion",
+        lambda r: r.add_properties({"m": Unprintable()}),
+        "property value of type Unprintable cannot be converted",
+    ),
     ("fail details", lambda r: r.fail(3.5), "fail() takes"),
     ("description", lambda r: r.log("m", 1.0, description=3), "description must be a str"),
     ("row description", lambda r: r.log_row("m", description=b"x", a=1), "description must be a str"),
@@ -82,6 +93,11 @@ VALUE_ERRORS: list[tuple[str, Call, str]] = [
     ("nul property", lambda r: r.add_properties({"m": "\x00"}), "property value contains NUL"),
     ("nul description", lambda r: r.log_row("m", description="\x00", a=1), "description contains NUL"),
     ("nul details", lambda r: r.fail({"m": ["\x00"]}), "a string in fail() details contains NUL"),
+    # numpy's str_ hides trailing NULs from str() and .item(): the check must see them (issue 19's CI failure).
+    ("nul numpy value", lambda r: r.log("m", np.str_("a\x00")), "string value contains NUL"),
+    ("nul numpy tag value", lambda r: r.tag("m", np.str_("\x00")), "tag value contains NUL"),
+    ("nul numpy property", lambda r: r.add_properties({"m": np.str_("\x00")}), "property value contains NUL"),
+    ("nul numpy description", lambda r: r.log("m", 1.0, description=np.str_("d\x00")), "description contains NUL"),
     # A lone surrogate has no UTF-8 form: the record could not be encoded at all.
     ("surrogate value", lambda r: r.log("m", "a\ud800b"), "lone surrogate '\\ud800', which is not valid UTF-8"),
     ("surrogate name", lambda r: r.log("m\udfff", 1.0), "metric name contains the lone surrogate"),
@@ -235,6 +251,7 @@ def test_strings_postgresql_cannot_store_are_refused_and_the_batch_is_delivered(
     run.log_list("cells", ["a\x00b", "\x00"])
     run.log_row("row", a="\x00")
     run.log_table("table", {"a": ["x\x00", "y"]})
+    run.log_list("numpy cells", [np.str_("a\x00"), np.str_("\x00")])  # str() of these would drop the NULs
     run.log("exact", 2**53)
     run.complete()
     assert run.wait_for_completion(timeout_seconds=60, poll_interval_seconds=0.1)["status"] == "Completed"
@@ -243,6 +260,7 @@ def test_strings_postgresql_cannot_store_are_refused_and_the_batch_is_delivered(
         "cells": ["a\x00b", "\x00"],
         "row": {"a": "\x00"},
         "table": {"a": ["x\x00", "y"]},
+        "numpy cells": ["a\x00", "\x00"],
         "exact": 2**53,
     }
     assert run.get_tags() == {} and run.get_properties() == {}
@@ -266,9 +284,10 @@ def test_from_config_reads_the_file_and_takes_the_token_from_env(tmp_path: Path)
     (tmp_path / "config.json").write_text(
         json.dumps({"kafka_bootstrap": "k:1", "query_url": "http://q:2/", "topic": "t", "token": "from-file"})
     )
-    env = {"RUNSTREAM_HOME": str(tmp_path), "RUNSTREAM_TOKEN": "secret", "RUNSTREAM_KAFKA_BOOTSTRAP": "env:9"}
+    secret = "secret-" + "s" * 32
+    env = {"RUNSTREAM_HOME": str(tmp_path), "RUNSTREAM_TOKEN": secret, "RUNSTREAM_KAFKA_BOOTSTRAP": "env:9"}
     ws = Workspace.from_config(env=env)
-    assert (ws.kafka_bootstrap, ws.query_url, ws.topic, ws.token) == ("k:1", "http://q:2", "t", "secret")
+    assert (ws.kafka_bootstrap, ws.query_url, ws.topic, ws.token) == ("k:1", "http://q:2", "t", secret)
     assert "secret" not in repr(ws)
     assert Workspace.from_config(tmp_path, env={}).token is None  # never from the file
     assert Workspace.from_config(tmp_path / "config.json", env={}).kafka_bootstrap == "k:1"

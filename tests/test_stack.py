@@ -41,7 +41,12 @@ def stack_env() -> Iterator[dict[str, str]]:
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "runstream.cli", *args], env=env, capture_output=True, text=True, timeout=300, check=False
+        [sys.executable, "-m", "runstream.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
     )
 
 
