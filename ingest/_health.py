@@ -8,7 +8,8 @@ A worker is *unhealthy* when
   so a worker that crash-loops before storing anything is unhealthy whenever
   it is up; a worker catching up on an old backlog is healthy as long as it
   stores;
-* it cannot fetch from Kafka and has not been able to for ``stall_seconds``;
+* it cannot reach Kafka (its fetches or its look at the topic fail) and has
+  not been able to for ``stall_seconds``;
 * the dead-letter topic cannot take dead letters (they wait in PostgreSQL);
 * a background job keeps failing.
 
@@ -35,8 +36,8 @@ class Vitals:
     oldest_waiting_at: float | None  # when the oldest record in hand or in flight was produced
     records_waiting: int
     lag: int  # records behind the end of the partitions it reads, as of its last flush
-    fetch_failing_since: float | None
-    fetch_error: str | None
+    kafka_failing_since: float | None  # fetches, or the topic watch, failing since
+    kafka_error: str | None
     flush_error: str | None  # the last failure of the flush being retried
     dead_letter_topic: str
     dead_letter_failing_since: float | None
@@ -69,8 +70,8 @@ def assess(v: Vitals, *, stall_seconds: float) -> Report:
         )
         why = f": {v.flush_error}" if v.flush_error else ""
         reasons.append(f"stalled: {v.records_waiting} records waiting, the oldest for {waited:.0f} s, {stored}{why}")
-    if v.fetch_failing_since is not None and v.now - v.fetch_failing_since > stall_seconds:
-        reasons.append(f"cannot fetch from Kafka for {v.now - v.fetch_failing_since:.0f} s: {v.fetch_error}")
+    if v.kafka_failing_since is not None and v.now - v.kafka_failing_since > stall_seconds:
+        reasons.append(f"cannot reach Kafka for {v.now - v.kafka_failing_since:.0f} s: {v.kafka_error}")
     if v.dead_letter_failing_since is not None:
         reasons.append(
             f"dead-letter topic {v.dead_letter_topic} unwritable for {v.now - v.dead_letter_failing_since:.0f} s"

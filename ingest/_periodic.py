@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 
 import asyncpg
@@ -42,6 +43,9 @@ class Periodic:
         self._task: asyncio.Task[None] | None = None
         self.name = name
         self.error: str | None = None
+        # Since when (wall clock) every turn has failed, whatever the cause, and the last failure.
+        self.failing_since: float | None = None
+        self.last_failure: str | None = None
 
     def start(self) -> None:
         if self._task is None:
@@ -64,8 +68,14 @@ class Periodic:
         except _TRANSIENT as exc:
             # A service away: the worker's health reports that through what stalls, not here.
             log.warning("%s failed (%r); next try in %.1fs", self.name, exc, self.interval_seconds)
+            self._failed(exc)
         except Exception as exc:  # noqa: BLE001 - a bug in a job: reported, and the worker goes on
             log.exception("%s failed; next try in %.1fs", self.name, self.interval_seconds)
+            self._failed(exc)
             self.error = repr(exc)
         else:
-            self.error = None
+            self.error = self.failing_since = self.last_failure = None
+
+    def _failed(self, exc: Exception) -> None:
+        self.failing_since = self.failing_since or time.time()
+        self.last_failure = repr(exc)

@@ -581,6 +581,13 @@ class IngestWorker:
         produced = [r.source.produced_at for r in waiting if r.source.produced_at is not None]
         dlq = self._dead_letters
         consumer = self._consumer
+        # Kafka away: the fetches say so (when aiokafka surfaces it), or the topic watch does.
+        kafka_failing = [(self._fetch_failing_since, self._fetch_error)] + [
+            (job.failing_since, job.last_failure) for job in self._jobs if job.name == "ingest-topic-watch"
+        ]
+        kafka_since, kafka_error = min(
+            ((since, error) for since, error in kafka_failing if since is not None), default=(None, None)
+        )
         vitals = Vitals(
             now=time.time(),
             started_at=self._started_at,
@@ -588,8 +595,8 @@ class IngestWorker:
             oldest_waiting_at=min(produced, default=None),
             records_waiting=len(waiting),
             lag=self._lag_total(),
-            fetch_failing_since=self._fetch_failing_since,
-            fetch_error=self._fetch_error,
+            kafka_failing_since=kafka_since,
+            kafka_error=kafka_error,
             flush_error=self._flush_error,
             dead_letter_topic=self.settings.dlq_topic,
             dead_letter_failing_since=None if dlq is None else dlq.failing_since,

@@ -267,8 +267,8 @@ def _vitals(**changes: Any) -> Vitals:
         oldest_waiting_at=None,
         records_waiting=0,
         lag=0,
-        fetch_failing_since=None,
-        fetch_error=None,
+        kafka_failing_since=None,
+        kafka_error=None,
         flush_error=None,
         dead_letter_topic="dlq",
         dead_letter_failing_since=None,
@@ -291,8 +291,8 @@ def test_health_says_what_is_wrong() -> None:
         _vitals(oldest_waiting_at=400.0, records_waiting=1, progress_at=None, started_at=999.0), stall_seconds=30
     )
     assert not fresh.ready and "nothing stored since this process started" in fresh.reasons[0]
-    kafka = assess(_vitals(fetch_failing_since=950.0, fetch_error="e"), stall_seconds=30)
-    assert not kafka.ready and kafka.reasons == ["cannot fetch from Kafka for 50 s: e"]
+    kafka = assess(_vitals(kafka_failing_since=950.0, kafka_error="e"), stall_seconds=30)
+    assert not kafka.ready and kafka.reasons == ["cannot reach Kafka for 50 s: e"]
     dlq = assess(_vitals(dead_letter_failing_since=990.0, dead_letters_held=3, dead_letter_error="e"), stall_seconds=30)
     assert not dlq.ready and "3 dead letters kept in PostgreSQL" in dlq.reasons[0]
     held = assess(_vitals(held=[4, 5], notices=["a change"]), stall_seconds=30)
