@@ -1,13 +1,20 @@
-"""The worker's Prometheus metrics and the tiny HTTP server that exposes them.
+"""The worker's Prometheus metrics and the tiny HTTP server that exposes them and its readiness.
 
 Each worker has its own registry, so several workers in one process (tests,
-``--workers N``) never share or clash over counters.
+``--workers N``) never share or clash over counters. ``GET /ready`` answers
+200 or 503 with the worker's health report (:mod:`ingest._health`) as JSON;
+both endpoints refresh the health gauges first.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+import orjson
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+from ._health import Report
 
 __all__ = ["IngestMetrics", "MetricsServer"]
 
@@ -50,23 +57,79 @@ class IngestMetrics:
         self.assigned = Gauge(
             "runstream_ingest_assigned_partitions", "Partitions of the events topic this worker owns", registry=r
         )
+        self.healthy = Gauge(
+            "runstream_ingest_healthy", "1 while the worker makes progress and can dead-letter (see /ready)", registry=r
+        )
+        self.seconds_since_progress = Gauge(
+            "runstream_ingest_seconds_since_progress",
+            "Seconds since this worker last committed a flush (since its start before the first)",
+            registry=r,
+        )
+        self.oldest_waiting_seconds = Gauge(
+            "runstream_ingest_oldest_waiting_seconds",
+            "Age of the oldest record the worker holds or writes (0 when it holds none)",
+            registry=r,
+        )
+        self.dead_letter_topic_writable = Gauge(
+            "runstream_ingest_dead_letter_topic_writable",
+            "1 while the dead-letter topic takes dead letters; 0 while they are kept in PostgreSQL",
+            registry=r,
+        )
+        self.dead_letters_held = Gauge(
+            "runstream_ingest_dead_letters_held",
+            "Dead letters kept in PostgreSQL for the dead-letter topic",
+            registry=r,
+        )
+        self.held_partitions = Gauge(
+            "runstream_ingest_held_partitions",
+            "Added partitions this worker holds until the older ones are stored up to the change",
+            registry=r,
+        )
+        self.topic_changes = Counter(
+            "runstream_ingest_topic_changes",
+            "Changes of the events topic ingest detected (new_topic, truncated, expired, partitions_added)",
+            ["kind"],
+            registry=r,
+        )
+        self.lost_batches = Counter(
+            "runstream_ingest_lost_batches",
+            "Batches of producer sessions given up as lost (seqs that went with records Kafka lost)",
+            registry=r,
+        )
+        self.isolated = Counter(
+            "runstream_ingest_isolated_records",
+            "Records dead-lettered because writing them failed (found by bisecting a flush)",
+            registry=r,
+        )
+
+    def observe(self, report: Report) -> None:
+        """Set the health gauges from a report."""
+        body = report.body
+        self.healthy.set(1 if report.ready else 0)
+        self.seconds_since_progress.set(body["seconds_since_progress"] or 0)
+        self.oldest_waiting_seconds.set(body["oldest_waiting_seconds"] or 0)
+        self.dead_letter_topic_writable.set(1 if body["dead_letter_topic_writable"] else 0)
+        self.dead_letters_held.set(body["dead_letters_held"])
+        self.held_partitions.set(len(body["held_partitions"]))
 
     def render(self) -> bytes:
         return generate_latest(self.registry)
 
 
 class MetricsServer:
-    """Serves ``GET /metrics`` on ``host:port``."""
+    """Serves ``GET /metrics`` and ``GET /ready`` on ``host:port``; ``health()`` makes the report."""
 
-    def __init__(self, metrics: IngestMetrics, *, host: str, port: int) -> None:
+    def __init__(self, metrics: IngestMetrics, *, host: str, port: int, health: Callable[[], Report]) -> None:
         self._metrics = metrics
         self._host = host
         self._port = port
+        self._health = health
         self._runner: web.AppRunner | None = None
 
     async def start(self) -> None:
         app = web.Application()
         app.router.add_get("/metrics", self._handle)
+        app.router.add_get("/ready", self._ready)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         try:
@@ -82,4 +145,12 @@ class MetricsServer:
             await runner.cleanup()
 
     async def _handle(self, request: web.Request) -> web.Response:
+        self._metrics.observe(self._health())
         return web.Response(body=self._metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _ready(self, request: web.Request) -> web.Response:
+        report = self._health()
+        self._metrics.observe(report)
+        return web.Response(
+            body=orjson.dumps(report.body), status=200 if report.ready else 503, content_type="application/json"
+        )

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Final
 
-import asyncpg
-
 from runstream.events import CHANGED_RUNS_CHANNEL
+
+from ._pg import Conn
 
 __all__ = ["notify_changed_runs"]
 
@@ -15,7 +15,7 @@ __all__ = ["notify_changed_runs"]
 _IDS_PER_NOTIFY: Final = 200
 
 
-async def notify_changed_runs(conn: asyncpg.Connection, run_ids: Iterable[str]) -> None:
+async def notify_changed_runs(conn: Conn, run_ids: Iterable[str]) -> None:
     """NOTIFY the ids, comma-separated, inside the caller's transaction.
 
     PostgreSQL delivers a NOTIFY at COMMIT and drops it on ROLLBACK, so a

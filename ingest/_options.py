@@ -52,6 +52,17 @@ class IngestOptions:
     maintenance_interval_seconds: float = 600.0
     # How often it merges small chunks of slowly logged series (_compaction.py); 0 disables.
     compaction_interval_seconds: float = 30.0
+    # How often it asks Kafka whether the events topic is still the one its
+    # offsets belong to, was created again or grew partitions (_incarnation.py),
+    # and releases added partitions once the older ones are drained; 0 disables
+    # (the checks at each assignment and out-of-range fetch remain).
+    topic_check_interval_seconds: float = 5.0
+    # Records waiting this long with nothing stored make the worker unhealthy (_health.py).
+    stall_seconds: float = 30.0
+    # How long a send to the dead-letter topic may take before the letters are
+    # kept in PostgreSQL instead, and how often those are offered to it again (_dlq.py).
+    dead_letter_timeout_seconds: float = 5.0
+    dead_letter_retry_seconds: float = 5.0
 
     @classmethod
     def from_settings(cls, settings: Settings, **overrides: Any) -> IngestOptions:
@@ -79,6 +90,10 @@ class IngestOptions:
             "liveness_interval_seconds",
             "maintenance_interval_seconds",
             "compaction_interval_seconds",
+            "topic_check_interval_seconds",
+            "stall_seconds",
+            "dead_letter_timeout_seconds",
+            "dead_letter_retry_seconds",
         ):
             if not getattr(self, name) >= 0:
                 raise IngestConfigError(f"{name}={getattr(self, name)} must be a non-negative number of seconds")

@@ -5,10 +5,15 @@ read at the start of the transaction (runs, series, producer sessions) and
 folds them into a :class:`Plan`: new experiments and runs, one final update per
 run, status history, series to create or widen, and the columns to COPY.
 
-Each record is first *checked* against that state without changing it, then
-*applied*; a record that cannot be stored (events for a run nobody started, a
-metric whose type clashes with its series) becomes a dead letter as a whole and
-leaves no trace in the plan, so the records around it are unaffected.
+Each record's seq is first checked against its producer session
+(:mod:`ingest._sessions`: a duplicate is dropped, a seq far beyond the
+session's is refused as ``seq_gap``), then its content *checked* against that
+state without changing it, then *applied*; a record that cannot be stored
+(events for a run nobody started, a metric whose type clashes with its series)
+becomes a dead letter as a whole and leaves no trace in the plan but its seq,
+so the records around it are unaffected. A batch for a run that is started
+only later in the same flush (read from another partition, around a
+partition change) gets a second try at the end of the flush.
 """
 
 from __future__ import annotations
@@ -20,9 +25,10 @@ from typing import Any, Final
 import numpy as np
 import orjson
 
-from runstream.events import TERMINAL_STATUSES, Event, encode_json_value
+from runstream.events import TERMINAL_STATUSES, Batch, BatchHeader, Event, encode_json_value
 
 from ._decoder import DeadLetter, Decoded
+from ._sessions import SessionState, Verdict
 from ._status import accepts
 
 __all__ = ["Plan", "RunState", "RunUpdate", "SeriesKey", "SeriesState", "build_plan"]
@@ -94,6 +100,7 @@ class Plan:
     dead: list[DeadLetter] = field(default_factory=list)
     batches: int = 0
     duplicates: int = 0
+    lost_seqs: int = 0  # seqs of sessions given up as lost (see _sessions)
     points: int = 0
     ignored_statuses: int = 0
     experiments: set[str] = field(default_factory=set)
@@ -105,7 +112,8 @@ class Plan:
     scalars: dict[SeriesKey, ScalarColumns] = field(default_factory=dict)
     # (series key, time, position, JSON text)
     entries: list[tuple[SeriesKey, float, int, str]] = field(default_factory=list)
-    sessions: dict[str, tuple[str, int]] = field(default_factory=dict)
+    # the sessions whose seen seqs changed, as they are now
+    sessions: dict[str, SessionState] = field(default_factory=dict)
 
 
 class _Reject(Exception):
@@ -118,16 +126,22 @@ def build_plan(
     records: Iterable[Decoded | DeadLetter],
     runs: Mapping[str, RunState],
     series: Mapping[SeriesKey, SeriesState],
-    sessions: Mapping[str, int],
+    sessions: Mapping[str, SessionState],
+    *,
+    epoch: int = 1,
 ) -> Plan:
-    """Fold ``records`` into a plan; the mappings are the stored state (not modified)."""
+    """Fold ``records`` into a plan; the mappings are the stored state (not modified).
+
+    ``epoch`` is the topic incarnation the records were read in (see _sessions).
+    """
     plan = Plan()
-    planner = _Planner(plan, dict(runs), series, dict(sessions))
+    planner = _Planner(plan, dict(runs), series, sessions, epoch)
     for record in records:
         if isinstance(record, DeadLetter):
-            plan.dead.append(record)
+            planner.dead(record)
         else:
             planner.add(record)
+    planner.retry_deferred()
     return plan
 
 
@@ -137,25 +151,54 @@ class _Planner:
         plan: Plan,
         runs: dict[str, RunState],
         stored_series: Mapping[SeriesKey, SeriesState],
-        last_seq: dict[str, int],
+        stored_sessions: Mapping[str, SessionState],
+        epoch: int,
     ) -> None:
         self.plan = plan
         self.runs = runs
         self.stored_series = stored_series
-        self.last_seq = last_seq
+        self.stored_sessions = stored_sessions
+        self.epoch = epoch
+        self.deferred: list[Decoded] = []
 
-    def add(self, record: Decoded) -> None:
+    def dead(self, letter: DeadLetter) -> None:
+        """A record the decoder refused: dead-lettered whatever its seq, which it used up if it had one."""
+        self.plan.dead.append(letter)
+        header = letter.header
+        if (
+            header is not None
+            and self._session(header.session_id, header.run_id).verdict(header.seq, self.epoch) is Verdict.NEW
+        ):
+            self._mark(header.session_id, header.run_id, header.seq)
+
+    def add(self, record: Decoded, *, last_try: bool = False) -> None:
         batch = record.batch
-        if batch.seq <= self.last_seq.get(batch.session_id, 0):
+        verdict = self._session(batch.session_id, batch.run_id).verdict(batch.seq, self.epoch)
+        if verdict is Verdict.DUPLICATE:
             self.plan.duplicates += 1
+            return
+        if verdict is Verdict.GAP:
+            stored = self._session(batch.session_id, batch.run_id)
+            self.plan.dead.append(
+                DeadLetter(
+                    record.source,
+                    "seq_gap",
+                    f"session {batch.session_id} numbers its batches without gaps: seq {batch.seq} is more than"
+                    f" allowed above its last seq {stored.last_seq} (a forged or corrupt record)",
+                    _header(batch),
+                )
+            )
             return
         try:
             self._check(batch.run_id, batch.events)
         except _Reject as exc:
-            self.plan.dead.append(DeadLetter(record.source, exc.reason, str(exc)))
+            if exc.reason == "unknown_run" and not last_try:
+                self.deferred.append(record)  # its run_started may come later in this flush
+                return
+            self.plan.dead.append(DeadLetter(record.source, exc.reason, str(exc), _header(batch)))
+            self._mark(batch.session_id, batch.run_id, batch.seq)
             return
-        self.last_seq[batch.session_id] = batch.seq
-        self.plan.sessions[batch.session_id] = (batch.run_id, batch.seq)
+        self._mark(batch.session_id, batch.run_id, batch.seq)
         self.plan.batches += 1
         self.plan.points += record.points
         for event in batch.events:
@@ -163,6 +206,21 @@ class _Planner:
         if batch.run_id in self.runs:
             self._update(batch.run_id)  # every run heard from gets seen_at = now()
             self._resume(batch.run_id, batch.events)
+
+    def retry_deferred(self) -> None:
+        """Batches whose run was unknown when their turn came: started since, or dead letters."""
+        deferred, self.deferred = self.deferred, []
+        for record in deferred:
+            self.add(record, last_try=True)
+
+    def _session(self, session_id: str, run_id: str) -> SessionState:
+        return self.plan.sessions.get(session_id) or self.stored_sessions.get(session_id) or SessionState(run_id)
+
+    def _mark(self, session_id: str, run_id: str, seq: int) -> None:
+        state = self.plan.sessions.get(session_id)
+        if state is None:
+            state = self.plan.sessions[session_id] = self._session(session_id, run_id).copy()
+        self.plan.lost_seqs += state.mark(seq, self.epoch)
 
     # --- checks (read-only) ---------------------------------------------------
 
@@ -285,6 +343,10 @@ class _Planner:
         value = orjson.dumps(encode_json_value(event[_ENTRY_FIELD[kind]])).decode()
         self.plan.entries.append(((run_id, event["name"]), float(event["time"]), state.next_position, value))
         state.next_position += 1
+
+
+def _header(batch: Batch) -> BatchHeader:
+    return BatchHeader(batch.run_id, batch.session_id, batch.seq)
 
 
 def _merge_types(

@@ -1,20 +1,39 @@
-"""Create the events and dead-letter topics if they do not exist yet.
+"""The events and dead-letter topics: created if missing, and which incarnation exists.
 
 Several workers may start at once; a topic another one created in between is
 as good as one this worker created.
+
+:func:`topic_identity` tells a topic that was deleted and created again, or a
+broker whose data was replaced, from the topic ingest stored offsets for:
+Kafka gives every topic a random id (KIP-516) and every cluster one. aiokafka
+asks for metadata in a protocol version that predates topic ids, so this
+module sends version 12 of the Metadata request itself, through the client the
+consumer already has (its connection and security settings).
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Final
+import uuid
+from dataclasses import dataclass
+from io import BytesIO
+from typing import Any, Final
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # type: ignore[import-untyped]
+from aiokafka.errors import (  # type: ignore[import-untyped]
+    IncompatibleBrokerVersion,
+    KafkaConnectionError,
+    KafkaError,
+    TopicAlreadyExistsError,
+    for_code,
+)
+from aiokafka.protocol.abstract import AbstractType  # type: ignore[import-untyped]
+from aiokafka.protocol.api import Request, RequestStruct, Response  # type: ignore[import-untyped]
+from aiokafka.protocol.types import Boolean, CompactArray, CompactString, Int16, Int32, Schema, TaggedFields  # type: ignore[import-untyped]
 
 from runstream.events import MAX_RECORD_BYTES
 
-__all__ = ["ensure_topics"]
+__all__ = ["TopicIdentity", "ensure_topics", "topic_identity"]
 
 log = logging.getLogger(__name__)
 
@@ -55,3 +74,126 @@ async def ensure_topics(bootstrap_servers: str, topics: dict[str, int]) -> None:
                 raise error(f"creating topic {name}: {topic_error[2] if len(topic_error) > 2 else ''}")
     finally:
         await admin.close()
+
+
+@dataclass(frozen=True, slots=True)
+class TopicIdentity:
+    """What Kafka says a topic is: ``partitions`` 0 when it does not exist; ids None when the broker does not say."""
+
+    cluster_id: str | None
+    topic_id: uuid.UUID | None
+    partitions: int
+
+    def describe(self) -> str:
+        return f"topic id {self.topic_id or '?'} in cluster {self.cluster_id or '?'}, {self.partitions} partitions"
+
+
+_UNKNOWN_TOPIC: Final = 3
+_NO_ID: Final = uuid.UUID(int=0)
+
+
+async def topic_identity(client: Any, topic: str) -> TopicIdentity:
+    """Ask one broker, through aiokafka's ``client``, for ``topic``'s id, partitions and the cluster's id.
+
+    Falls back to the client's own (id-less) metadata on a broker too old for
+    topic ids. Raises KafkaError when no broker answers.
+    """
+    node = client.get_random_node()
+    if node is None:
+        await client.force_metadata_update()
+        node = client.get_random_node()
+        if node is None:
+            raise KafkaConnectionError(f"no broker answers for the metadata of {topic}")
+    try:
+        response = await client.send(node, _MetadataRequest(topic))
+    except (IncompatibleBrokerVersion, NotImplementedError):
+        await client.force_metadata_update()
+        return TopicIdentity(None, None, len(client.cluster.partitions_for_topic(topic) or ()))
+    for error_code, _name, topic_id, _internal, partitions, *_ in response.topics:
+        if error_code == _UNKNOWN_TOPIC:
+            return TopicIdentity(response.cluster_id, None, 0)
+        if error_code:
+            raise for_code(error_code)(f"metadata of {topic}")
+        return TopicIdentity(response.cluster_id, None if topic_id == _NO_ID else topic_id, len(partitions))
+    return TopicIdentity(response.cluster_id, None, 0)
+
+
+class _Uuid(AbstractType[uuid.UUID]):  # type: ignore[misc]
+    @classmethod
+    def encode(cls, value: uuid.UUID) -> bytes:
+        return value.bytes
+
+    @classmethod
+    def decode(cls, data: BytesIO) -> uuid.UUID:
+        raw = data.read(16)
+        if len(raw) != 16:
+            raise ValueError("buffer underrun decoding a uuid")
+        return uuid.UUID(bytes=raw)
+
+
+class _MetadataResponseV12(Response):  # type: ignore[misc]
+    API_KEY = 3
+    API_VERSION = 12
+    SCHEMA = Schema(
+        ("throttle_time_ms", Int32),
+        (
+            "brokers",
+            CompactArray(
+                ("node_id", Int32),
+                ("host", CompactString("utf-8")),
+                ("port", Int32),
+                ("rack", CompactString("utf-8")),
+                ("tags", TaggedFields),
+            ),
+        ),
+        ("cluster_id", CompactString("utf-8")),
+        ("controller_id", Int32),
+        (
+            "topics",
+            CompactArray(
+                ("error_code", Int16),
+                ("name", CompactString("utf-8")),
+                ("topic_id", _Uuid),
+                ("is_internal", Boolean),
+                (
+                    "partitions",
+                    CompactArray(
+                        ("error_code", Int16),
+                        ("partition_index", Int32),
+                        ("leader_id", Int32),
+                        ("leader_epoch", Int32),
+                        ("replica_nodes", CompactArray(Int32)),
+                        ("isr_nodes", CompactArray(Int32)),
+                        ("offline_replicas", CompactArray(Int32)),
+                        ("tags", TaggedFields),
+                    ),
+                ),
+                ("topic_authorized_operations", Int32),
+                ("tags", TaggedFields),
+            ),
+        ),
+        ("tags", TaggedFields),
+    )
+
+
+class _MetadataRequestV12(RequestStruct):  # type: ignore[misc]
+    FLEXIBLE_VERSION = True
+    API_KEY = 3
+    API_VERSION = 12
+    RESPONSE_TYPE = _MetadataResponseV12
+    SCHEMA = Schema(
+        ("topics", CompactArray(("topic_id", _Uuid), ("name", CompactString("utf-8")), ("tags", TaggedFields))),
+        ("allow_auto_topic_creation", Boolean),
+        ("include_topic_authorized_operations", Boolean),
+        ("tags", TaggedFields),
+    )
+
+
+class _MetadataRequest(Request[_MetadataRequestV12]):  # type: ignore[misc]
+    API_KEY = 3
+
+    def __init__(self, topic: str) -> None:
+        self._topic = topic
+
+    def build(self, request_struct_class: type[_MetadataRequestV12]) -> _MetadataRequestV12:
+        return request_struct_class([(_NO_ID, self._topic, {})], False, False, {})

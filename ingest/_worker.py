@@ -9,14 +9,21 @@ The loop::
         then (advisory only) commit the same offsets to Kafka
 
 PostgreSQL is the source of truth for offsets. On every partition assignment
-the worker seeks to the stored next offset (the beginning when none), and the
-writer's offset check drops anything already stored, so rebalances, crashes
-and retries neither lose nor duplicate a record.
+the worker checks that the topic is still the one the stored offsets were read
+from (:mod:`ingest._incarnation`), then seeks to the stored next offset (the
+beginning when none), and the writer's offset check drops anything already
+stored, so rebalances, crashes and retries neither lose nor duplicate a
+record. The same check runs when a fetch finds its offset out of range (the
+consumer never resets an offset by itself) and every
+``topic_check_interval_seconds``; it also releases partitions held after a
+partition change.
 
 While a flush fails (PostgreSQL down), the worker keeps the records in hand,
 pauses its partitions so memory stays bounded, keeps polling so it stays in
 the group, and retries with capped exponential backoff. On revocation it
 writes what it holds for the revoked partitions if it can do so promptly.
+Whether it gets anywhere is what ``/ready`` and ``runstream status`` report
+(:mod:`ingest._health`).
 """
 
 from __future__ import annotations
@@ -29,24 +36,30 @@ import time
 from collections.abc import Awaitable, Callable, Iterable
 from contextlib import AsyncExitStack
 from types import TracebackType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
-from aiokafka.errors import KafkaError
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition  # type: ignore[import-untyped]
+from aiokafka.errors import (  # type: ignore[import-untyped]
+    KafkaError,
+    NoOffsetForPartitionError,
+    OffsetOutOfRangeError,
+)
 
 from runstream.config import Settings
 
 from ._compaction import ChunkCompactor
 from ._decoder import DeadLetter, Decoded, Source, decode_record
-from ._dlq import DeadLetterProducer
+from ._dlq import DeadLetterProducer, DeadLetters
 from ._errors import IngestStartError, IngestStateError
+from ._health import Report, Vitals, assess
+from ._incarnation import Incarnations
 from ._liveness import LivenessSweeper
 from ._metrics import IngestMetrics, MetricsServer
 from ._options import IngestOptions
 from ._partitions import PointPartitions, utc_day
 from ._periodic import Periodic
-from ._topics import ensure_topics
+from ._topics import TopicIdentity, ensure_topics, topic_identity
 from ._writer import FlushResult, Writer
 from .schema import migrate
 
@@ -91,6 +104,22 @@ class IngestWorker:
         self._abandoned = False
         self._trouble_at = time.monotonic()  # start counts: a backlog may wait
         self._lag: dict[int, int] = {}
+        # What the topic is (see _incarnation): None until the first reconciliation.
+        self._incarnations: Incarnations | None = None
+        self._identity: TopicIdentity | None = None
+        self._epoch = 1
+        self._held: set[int] = set()
+        self._notices: list[str] = []
+        self._dead_letters: DeadLetters | None = None
+        self._jobs: list[Periodic] = []
+        self._ensure_topics: Callable[[], Awaitable[None]] = _nothing
+        # Health (see _health): wall-clock seconds.
+        self._started_at = time.time()
+        self._progress_at: float | None = None
+        self._writing: list[Decoded | DeadLetter] = []
+        self._flush_error: str | None = None
+        self._fetch_failing_since: float | None = None
+        self._fetch_error: str | None = None
 
     # --- lifecycle ---------------------------------------------------------------
 
@@ -109,7 +138,9 @@ class IngestWorker:
     async def _start(self) -> None:
         s, o = self.settings, self.options
         topics = {s.topic: s.topic_partitions, s.dlq_topic: s.topic_partitions}
-        await _retrying("create topics", o, lambda: ensure_topics(s.kafka_bootstrap, topics))
+        # The one way this worker creates its topics: at start, and again if one is deleted under it.
+        self._ensure_topics = lambda: ensure_topics(s.kafka_bootstrap, topics)
+        await _retrying("create topics", o, self._ensure_topics)
         # Idempotent and serialised by an advisory lock: a worker never writes
         # to a schema older than its code.
         await _retrying("migrate the schema", o, lambda: migrate(s.database_url))
@@ -118,12 +149,39 @@ class IngestWorker:
         )
         self._stack.push_async_callback(pool.close)
         partitions = PointPartitions(pool)
+        self._incarnations = Incarnations(pool, s.topic)
+        self._notices = [c.describe() for c in await self._incarnations.recent_changes()]
         sweeper = LivenessSweeper(
             pool,
             not_responding_after_seconds=s.not_responding_after_seconds,
             failed_after_seconds=s.failed_after_seconds,
         )
-        jobs = [
+        dlq = DeadLetterProducer(bootstrap_servers=s.kafka_bootstrap, topic=s.dlq_topic)
+        await _retrying("start the dead-letter producer", o, dlq.start)
+        self._stack.push_async_callback(dlq.stop)
+        dead_letters = DeadLetters(
+            dlq.send_raw,
+            ensure_topic=self._ensure_topics,
+            topic=s.dlq_topic,
+            timeout_seconds=o.dead_letter_timeout_seconds,
+        )
+        self._dead_letters = dead_letters
+        self._writer = Writer(pool, s.topic, dead_letters, partitions=partitions)
+        consumer = AIOKafkaConsumer(
+            bootstrap_servers=s.kafka_bootstrap,
+            group_id=s.group_id,
+            enable_auto_commit=False,
+            # Never: an offset out of range is a changed topic or lost records,
+            # which _reconcile handles (and reports) instead of a silent jump.
+            auto_offset_reset="none",
+            max_partition_fetch_bytes=8 * 1024 * 1024,
+            fetch_max_bytes=64 * 1024 * 1024,
+            session_timeout_ms=int(o.session_timeout_seconds * 1000),
+            heartbeat_interval_ms=max(100, int(o.session_timeout_seconds * 1000 / 3)),
+        )
+        await _retrying("start the consumer", o, consumer.start)
+        self._stack.push_async_callback(consumer.stop)
+        self._jobs = [
             # Only while caught up: after an outage the data of live runs may
             # still wait in Kafka, and their silence is ingest's, not theirs.
             Periodic(
@@ -135,33 +193,23 @@ class IngestWorker:
                 interval_seconds=o.maintenance_interval_seconds,
             ),
             Periodic("ingest-compaction", ChunkCompactor(pool).compact, interval_seconds=o.compaction_interval_seconds),
+            Periodic("ingest-topic-watch", self._watch_topic, interval_seconds=o.topic_check_interval_seconds),
+            Periodic(
+                "ingest-dead-letters",
+                lambda: dead_letters.redeliver(pool),
+                interval_seconds=o.dead_letter_retry_seconds,
+            ),
         ]
-        for job in jobs:
+        for job in self._jobs:
             if job.interval_seconds > 0:  # 0 disables the job
                 job.start()
                 self._stack.push_async_callback(job.stop)
-        dlq = DeadLetterProducer(bootstrap_servers=s.kafka_bootstrap, topic=s.dlq_topic)
-        await _retrying("start the dead-letter producer", o, dlq.start)
-        self._stack.push_async_callback(dlq.stop)
-        self._writer = Writer(pool, s.topic, dlq, partitions=partitions)
-        consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.kafka_bootstrap,
-            group_id=s.group_id,
-            enable_auto_commit=False,
-            auto_offset_reset="earliest",
-            max_partition_fetch_bytes=8 * 1024 * 1024,
-            fetch_max_bytes=64 * 1024 * 1024,
-            session_timeout_ms=int(o.session_timeout_seconds * 1000),
-            heartbeat_interval_ms=max(100, int(o.session_timeout_seconds * 1000 / 3)),
-        )
-        await _retrying("start the consumer", o, consumer.start)
-        self._stack.push_async_callback(consumer.stop)
         consumer.subscribe([s.topic], listener=_Listener(self))
         self._consumer = consumer
         self._task = asyncio.create_task(self._consume(), name="ingest-consume")
         self._stack.push_async_callback(self._finish_task)
         if self._metrics_port:
-            server = MetricsServer(self.metrics, host=o.metrics_host, port=self._metrics_port)
+            server = MetricsServer(self.metrics, host=o.metrics_host, port=self._metrics_port, health=self.health)
             try:
                 await server.start()
             except OSError as exc:
@@ -227,12 +275,25 @@ class IngestWorker:
             room = max(1, min(o.fetch_max_records, o.flush_max_records - len(self._pending)))
             try:
                 fetched = await consumer.getmany(timeout_ms=timeout_ms, max_records=room)
+            except OffsetOutOfRangeError as exc:
+                # A changed topic, a truncated log or expired records: never skipped silently.
+                log.warning("fetch offsets out of range %s: checking the topic", exc.args[0] if exc.args else exc)
+                await self._reconcile_locked()
+                continue
+            except NoOffsetForPartitionError as exc:
+                # Nothing stored in PostgreSQL could be read at assignment, nor in
+                # Kafka: from the start (the writer drops what is stored).
+                await consumer.seek_to_beginning(*exc.args)
+                continue
             except KafkaError as exc:
                 # aiokafka reconnects by itself; an error surfacing here returned
                 # no records, so waiting a little and polling again loses nothing.
                 log.warning("fetch failed (%r); polling again", exc)
+                self._fetch_failing_since = self._fetch_failing_since or time.time()
+                self._fetch_error = repr(exc)
                 await asyncio.sleep(o.retry_max_seconds)
                 continue
+            self._fetch_failing_since = self._fetch_error = None
             self._hold(fetched.values())
             if self._pending and self._flushing is None and self._flush_due():
                 # Written in the background: decoding the next records overlaps it.
@@ -248,12 +309,13 @@ class IngestWorker:
             task, self._flushing = self._flushing, None
             task.result()  # a flush only fails on a bug: end the loop with it
 
-    def _hold(self, fetched: Iterable[list[object]]) -> None:
+    def _hold(self, fetched: Iterable[list[Any]]) -> None:
         for messages in fetched:
             for m in messages:
                 if not self._pending:
                     self._pending_since = time.monotonic()
-                record = decode_record(Source(m.topic, m.partition, m.offset, m.key, m.value))  # type: ignore[attr-defined]
+                source = Source(m.topic, m.partition, m.offset, m.key, m.value, m.timestamp / 1000)
+                record = decode_record(source)
                 if isinstance(record, Decoded):
                     self._pending_points += record.points
                 self._pending.append(record)
@@ -295,11 +357,17 @@ class IngestWorker:
             records = self._take_pending()
             if not records:
                 return
-            result = await self._write_retrying(records)
+            self._writing = records
+            try:
+                result = await self._write_retrying(records)
+            finally:
+                self._writing = []
         if result is not None:
             # Outside the lock: the advisory Kafka commit may wait on a
             # rebalance whose revocation callback wants the lock.
             await self._after_commit(result)
+            if result.stale_epoch:
+                await self._reconcile_locked()
 
     async def _write_retrying(self, records: list[Decoded | DeadLetter]) -> FlushResult | None:
         delay = self.options.retry_initial_seconds
@@ -309,6 +377,7 @@ class IngestWorker:
             except Exception as exc:  # an outage, not data: the writer isolates bad records
                 self.metrics.retries.inc()
                 self._trouble_at = time.monotonic()
+                self._flush_error = f"flush of {len(records)} records failing: {exc!r}"
                 if time.monotonic() + delay > self._stop_deadline:
                     # Nothing was committed: these records will be consumed
                     # again. Nothing after them may be written now.
@@ -322,8 +391,9 @@ class IngestWorker:
     async def _write(self, records: list[Decoded | DeadLetter]) -> FlushResult:
         assert self._writer is not None  # noqa: S101
         started = time.perf_counter()
-        result = await self._writer.write(records)
+        result = await self._writer.write(records, epoch=self._epoch)
         self.metrics.write_seconds.observe(time.perf_counter() - started)
+        self._progress_at, self._flush_error = time.time(), None
         return result
 
     def _pause(self, paused: bool) -> None:
@@ -334,7 +404,7 @@ class IngestWorker:
         if paused:
             consumer.pause(*consumer.assignment())
         else:
-            consumer.resume(*consumer.assignment())
+            consumer.resume(*(tp for tp in consumer.assignment() if tp.partition not in self._held))
 
     async def _after_commit(self, result: FlushResult) -> None:
         m = self.metrics
@@ -344,6 +414,10 @@ class IngestWorker:
         m.duplicates.inc(result.duplicates)
         m.already_stored.inc(result.already_stored)
         m.ignored_statuses.inc(result.ignored_statuses)
+        m.lost_batches.inc(result.lost_seqs)
+        m.isolated.inc(result.isolated)
+        if result.lost_seqs:
+            log.warning("%d batches of producer sessions given up as lost (see ingest._sessions)", result.lost_seqs)
         for letter in result.dead:
             m.dead_letters.labels(letter.reason).inc()
             log.warning(
@@ -378,29 +452,90 @@ class IngestWorker:
     def _caught_up(self) -> bool:
         """Whether silence in the data means silence of the runs (for the liveness sweep)."""
         calm = time.monotonic() - self._trouble_at > self.settings.not_responding_after_seconds
-        return calm and not self._full() and sum(self._lag.values()) < self.options.flush_max_records
+        return calm and not self._full() and self._lag_total() < self.options.flush_max_records
+
+    def _lag_total(self) -> int:
+        return sum(lag for partition, lag in self._lag.items() if partition not in self._held)
+
+    # --- the topic ---------------------------------------------------------------
+
+    async def _reconcile_locked(self) -> None:
+        """:meth:`_reconcile` between flushes."""
+        async with self._flush_lock:
+            await self._reconcile()
+
+    async def _reconcile(self) -> bool:
+        """Check the topic against PostgreSQL (_incarnation) and seek every assigned partition accordingly.
+
+        The caller holds the flush lock or is the rebalance callback (nothing
+        is being written for these partitions). Records in hand are dropped and
+        fetched again from the stored offsets. False if Kafka or PostgreSQL
+        could not be asked (the topic watch tries again).
+        """
+        consumer, incarnations, topic = self._consumer, self._incarnations, self.settings.topic
+        if consumer is None or incarnations is None:
+            return False
+        try:
+            identity = await topic_identity(consumer._client, topic)
+            if identity.partitions == 0:
+                log.warning("topic %s does not exist: creating it", topic)
+                await self._ensure_topics()
+                return False
+            every = [TopicPartition(topic, p) for p in range(identity.partitions)]
+            starts = await consumer.beginning_offsets(every)
+            ends = await consumer.end_offsets(every)
+            done = await incarnations.reconcile(identity, {tp.partition: (starts[tp], ends[tp]) for tp in every})
+        except (KafkaError, OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            log.warning("could not check topic %s (%r); trying again soon", topic, exc)
+            return False
+        self._identity, self._epoch, self._held = identity, done.epoch, done.held
+        for change in done.changes:
+            self.metrics.topic_changes.labels(change.kind).inc()
+        self._notices = (self._notices + [c.describe() for c in done.changes])[-5:]
+        assigned = consumer.assignment()
+        self._drop({tp.partition for tp in assigned})
+        for tp in assigned:
+            if tp.partition in self._held:
+                consumer.pause(tp)
+            else:
+                consumer.seek(tp, done.offsets.get(tp.partition, starts[tp]))
+                if not self._paused:
+                    consumer.resume(tp)
+        self.metrics.held_partitions.set(len(self._held & {tp.partition for tp in assigned}))
+        return True
+
+    async def _watch_topic(self) -> None:
+        """The periodic look at the topic: changed under us, deleted, grown; held partitions drained?"""
+        consumer, incarnations = self._consumer, self._incarnations
+        if consumer is None or incarnations is None:
+            return
+        identity = await topic_identity(consumer._client, self.settings.topic)
+        if identity != self._identity:
+            if self._identity is not None and identity.partitions > self._identity.partitions:
+                # The group rebalances once the consumer's metadata shows the new partitions.
+                consumer._client.force_metadata_update()
+            await self._reconcile_locked()
+        elif self._held:
+            held = await incarnations.release_drained()
+            if held != self._held:
+                await self._reconcile_locked()
 
     # --- rebalancing -------------------------------------------------------------
 
     async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
-        consumer, writer = self._consumer, self._writer
-        if consumer is None or writer is None or not assigned:
+        consumer = self._consumer
+        if consumer is None or not assigned:
             return
         try:
-            stored = await asyncio.wait_for(
-                writer.stored_offsets(tp.partition for tp in assigned), self.options.revoke_timeout_seconds
-            )
-        except Exception as exc:
+            checked = await asyncio.wait_for(self._reconcile(), self.options.revoke_timeout_seconds)
+        except TimeoutError:
+            checked = False
+        if not checked:
             # Kafka's committed offsets never run ahead of PostgreSQL's, and the
-            # writer drops what is already stored: safe, only slower.
-            log.warning("could not read stored offsets (%r); starting from Kafka's committed offsets", exc)
-            return
-        fresh = [tp for tp in assigned if tp.partition not in stored]
-        for tp in assigned:
-            if tp.partition in stored:
-                consumer.seek(tp, stored[tp.partition])
-        if fresh:
-            await consumer.seek_to_beginning(*fresh)
+            # writer drops what is already stored: safe, only slower. The topic
+            # watch checks the topic as soon as it can.
+            self._identity = None
+            log.warning("could not check the topic at assignment; starting from Kafka's committed offsets")
         self.metrics.assigned.set(len(consumer.assignment()))
         log.info("assigned partitions %s", sorted(tp.partition for tp in assigned))
 
@@ -438,6 +573,43 @@ class IngestWorker:
         self.metrics.assigned.set(0)
         log.info("revoked partitions %s", sorted(partitions))
 
+    # --- health ------------------------------------------------------------------
+
+    def health(self) -> Report:
+        """The worker's health report (see _health); also what ``GET /ready`` answers."""
+        waiting = [*self._writing, *self._pending]
+        produced = [r.source.produced_at for r in waiting if r.source.produced_at is not None]
+        dlq = self._dead_letters
+        consumer = self._consumer
+        # Kafka away: the fetches say so (when aiokafka surfaces it), or the topic watch does.
+        kafka_failing = [(self._fetch_failing_since, self._fetch_error)] + [
+            (job.failing_since, job.last_failure) for job in self._jobs if job.name == "ingest-topic-watch"
+        ]
+        kafka_since, kafka_error = min(
+            ((since, error) for since, error in kafka_failing if since is not None), default=(None, None)
+        )
+        vitals = Vitals(
+            now=time.time(),
+            started_at=self._started_at,
+            progress_at=self._progress_at,
+            oldest_waiting_at=min(produced, default=None),
+            records_waiting=len(waiting),
+            lag=self._lag_total(),
+            kafka_failing_since=kafka_since,
+            kafka_error=kafka_error,
+            flush_error=self._flush_error,
+            dead_letter_topic=self.settings.dlq_topic,
+            dead_letter_failing_since=None if dlq is None else dlq.failing_since,
+            dead_letter_error=None if dlq is None else dlq.last_error,
+            dead_letters_held=0 if dlq is None else dlq.held,
+            job_errors={job.name: job.error for job in self._jobs if job.error is not None},
+            assigned=sorted(tp.partition for tp in consumer.assignment()) if consumer is not None else [],
+            held=sorted(self._held),
+            epoch=self._epoch,
+            notices=list(self._notices),
+        )
+        return assess(vitals, stall_seconds=self.options.stall_seconds)
+
     def _drop(self, partitions: set[int]) -> None:
         self._pending = [r for r in self._pending if r.source.partition not in partitions]
         self._recount()
@@ -455,6 +627,10 @@ class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
         await self._worker._on_assigned(assigned)
+
+
+async def _nothing() -> None:
+    return None
 
 
 async def _retrying(what: str, options: IngestOptions, attempt: Callable[[], Awaitable[T]]) -> T:

@@ -8,16 +8,30 @@ Exactly once rests on two facts written atomically with the data:
   two workers hold the same partition across a rebalance, or a flush is
   retried after a failure at an unknown point: whoever commits first wins and
   the other drops what is already stored.
-* ``producer_sessions`` holds the last batch ``seq`` per producer session, so a
-  batch the SDK sent twice is dropped.
+* ``producer_sessions`` holds the seqs seen per producer session
+  (:mod:`ingest._sessions`), so a batch the SDK sent twice is dropped, even
+  when the copies are read from different partitions or topic incarnations.
 
-A flush that PostgreSQL refuses because of one record's *content* (a NUL
-character in a name, a too-long key...) is bisected until the bad record is
-alone; that one is dead-lettered with reason ``db_rejected`` and the rest are
-stored. A record that trips a bug in ingest itself is isolated the same way
-(reason ``ingest_error``), so no record can block its partition forever.
-Any other failure propagates; the caller retries the same records, which the
-offset check makes safe.
+Offsets belong to one incarnation of the topic (:mod:`ingest._incarnation`):
+the flush checks the worker's epoch against ``topic_incarnations``; a worker
+that has not noticed a new topic yet stores its records' data (the seq dedupe
+keeps that exact) but no offsets, and is told to look again.
+
+No record can stop or stall a flush. The plan is written inside a savepoint;
+if that fails because of content (PostgreSQL refusing a value, SQLSTATE
+classes 22, 23 and 54, or any exception of ingest's own code: a bug tripped by
+a record is that record's problem, not its partition's), the records are split
+in halves, each in its own savepoint, until the failing ones are alone: those
+are dead-lettered (``db_rejected``, or a reason from the exception, see
+:func:`ingest._decoder.exception_letter`) and the rest are stored, in the same
+transaction: about 2·log2(n) savepoints per bad record, no commit or Kafka
+round trip among them. After _SAVEPOINTS savepoints the transaction commits
+what it has settled (a prefix of the records, with its offsets) and the next
+one goes on, so many bad records cost a steady few ms each rather than
+PostgreSQL's slow path for transactions of thousands of subtransactions. The
+decoder's checks keep PostgreSQL's known refusals from getting this far.
+Failures of PostgreSQL itself or of the connection propagate; the caller
+retries the same records, which the offset check makes safe.
 """
 
 from __future__ import annotations
@@ -33,40 +47,59 @@ import asyncpg
 import orjson
 
 from runstream.chunks import CHUNK_COLUMNS, encode_chunk
+from runstream.events import BatchHeader
 
 from ._compaction import CHUNK_POINTS, SMALL_CHUNK_POINTS
-from ._decoder import DeadLetter, Decoded
+from ._decoder import DeadLetter, Decoded, exception_letter
 from ._notify import notify_changed_runs
 from ._partitions import PointPartitions, utc_day
+from ._pg import Conn
 from ._plan import Plan, RunState, SeriesKey, SeriesState, build_plan
+from ._sessions import SessionState
 from ._summary import summarize
 
-__all__ = ["BUG_ERRORS", "DATA_ERRORS", "FlushResult", "Writer"]
+__all__ = ["FlushResult", "Writer", "is_content_error"]
 
 log = logging.getLogger(__name__)
 
-#: Errors that mean "this content cannot be stored", as opposed to an outage.
-DATA_ERRORS: Final = (
-    asyncpg.exceptions.DataError,
-    asyncpg.exceptions.IntegrityConstraintViolationError,
-    asyncpg.exceptions.ProgramLimitExceededError,
-    asyncpg.exceptions._base.DataError,  # client-side encoding of a parameter
-    OverflowError,
-    UnicodeError,
-)
-#: A record that makes ingest's own code fail is isolated the same way (reason
-#: ``ingest_error``) rather than blocking its partition forever.
-BUG_ERRORS: Final = (KeyError, TypeError, AttributeError, IndexError, ValueError)
+#: Savepoints per transaction while isolating bad records: below PostgreSQL's
+#: cache of 64 subtransactions per transaction, past which every row it reads
+#: costs a lookup in pg_subtrans (tens of ms per savepoint after thousands).
+#: More than the depth of any bisection (log2 of a flush's records), so each
+#: transaction settles at least one record.
+_SAVEPOINTS: Final = 48
+
+#: SQLSTATE classes that mean "this content cannot be stored": data exception,
+#: integrity constraint violation, program limit exceeded.
+_CONTENT_SQLSTATES: Final = frozenset({"22", "23", "54"})
 
 Record = Decoded | DeadLetter
-DeadLetterSink = Callable[[Sequence[DeadLetter]], Awaitable[None]]
+DeadLetterSink = Callable[[Sequence[DeadLetter], Conn], Awaitable[None]]
+
+
+@dataclass(slots=True)
+class _Window:
+    """The records isolation tries at once; kept across a flush's transactions."""
+
+    size: int
+
+
+def is_content_error(exc: BaseException) -> bool:
+    """Whether ``exc`` (raised writing some records) blames their content rather than PostgreSQL or the connection."""
+    if isinstance(exc, asyncpg.exceptions._base.DataError):
+        return True  # a parameter PostgreSQL's type cannot hold, found while encoding it
+    if isinstance(exc, asyncpg.PostgresError):
+        return (exc.sqlstate or "")[:2] in _CONTENT_SQLSTATES
+    # The connection, the server's state (down, read-only, out of disk...), a timeout: retry.
+    return not isinstance(exc, asyncpg.InterfaceError | OSError | TimeoutError)
 
 
 @dataclass(slots=True)
 class FlushResult:
     """What a flush stored. ``stale`` maps partitions whose records were all
     already stored (by another worker, or an earlier attempt) to the stored
-    next offset, so the caller can skip ahead."""
+    next offset, so the caller can skip ahead. ``stale_epoch`` is set when the
+    topic changed under the caller: data was stored, no offset."""
 
     next_offsets: dict[int, int] = field(default_factory=dict)
     stale: dict[int, int] = field(default_factory=dict)
@@ -75,22 +108,18 @@ class FlushResult:
     duplicates: int = 0
     ignored_statuses: int = 0
     already_stored: int = 0
+    lost_seqs: int = 0
+    isolated: int = 0  # records dead-lettered because writing them failed
     dead: list[DeadLetter] = field(default_factory=list)
+    stale_epoch: bool = False
 
-    def merge(self, later: FlushResult) -> FlushResult:
-        self.next_offsets.update(later.next_offsets)
-        for partition, offset in later.stale.items():
-            if partition not in self.next_offsets:
-                self.stale[partition] = offset
-        for partition in later.next_offsets:
-            self.stale.pop(partition, None)
-        self.batches += later.batches
-        self.points += later.points
-        self.duplicates += later.duplicates
-        self.ignored_statuses += later.ignored_statuses
-        self.already_stored += later.already_stored
-        self.dead += later.dead
-        return self
+    def add(self, plan: Plan) -> None:
+        self.batches += plan.batches
+        self.points += plan.points
+        self.duplicates += plan.duplicates
+        self.ignored_statuses += plan.ignored_statuses
+        self.lost_seqs += plan.lost_seqs
+        self.dead += plan.dead
 
 
 #: A series' points in one flush: (steps, times, ordinals, values).
@@ -113,6 +142,25 @@ def _ts(epoch_seconds: float | None) -> datetime | None:
     return None if epoch_seconds is None else datetime.fromtimestamp(epoch_seconds, UTC)
 
 
+def _header(record: Record) -> BatchHeader | None:
+    if isinstance(record, DeadLetter):
+        return record.header
+    return BatchHeader(record.batch.run_id, record.batch.session_id, record.batch.seq)
+
+
+@dataclass(slots=True)
+class _Attempt:
+    """One transaction of a flush, as isolating its bad records needs it."""
+
+    conn: Conn
+    day: int
+    epoch: int
+    result: FlushResult
+    window: _Window
+    isolated: list[DeadLetter] = field(default_factory=list)
+    savepoints: int = _SAVEPOINTS
+
+
 class Writer:
     """Writes flushes of records for one topic through a pool."""
 
@@ -124,28 +172,146 @@ class Writer:
         self._dead_letters = dead_letters
         self._partitions = partitions
 
-    async def write(self, records: Sequence[Record]) -> FlushResult:
-        """Store ``records`` (in consumption order per partition) exactly once."""
-        if not records:
-            return FlushResult()
+    async def write(self, records: Sequence[Record], *, epoch: int = 1) -> FlushResult:
+        """Store ``records`` (in consumption order per partition), read in topic ``epoch``, exactly once.
+
+        Usually one transaction. One that has to isolate many bad records commits
+        what it has settled once it used :data:`_SAVEPOINTS` savepoints, and the
+        next transaction goes on from there.
+        """
+        result = FlushResult()
+        stored: dict[int, int] = {}
+        remaining = list(records)
+        window = _Window(len(remaining))
+        while remaining:
+            remaining = remaining[await self._transaction(remaining, epoch, result, stored, window) :]
+        result.stale = {p: o for p, o in stored.items() if p not in result.next_offsets}
+        return result
+
+    async def _transaction(
+        self, records: list[Record], epoch: int, result: FlushResult, stored: dict[int, int], window: _Window
+    ) -> int:
+        """One transaction over a prefix of ``records``; return the prefix's length (at least 1)."""
+        day = utc_day()
+        await self._partitions.ensure(day)  # before the flush's transaction: see _partitions
+        letters_before = len(result.dead)
+        async with self._pool.acquire() as conn, conn.transaction():
+            current = await self._epoch(conn)
+            if current != epoch:
+                # The topic changed under the caller: its records may come from
+                # either incarnation. Their data is safe to store (seqs are
+                # deduped exactly); their offsets are not.
+                result.stale_epoch = True
+                kept = records
+            else:
+                stored.update(await self._lock_offsets(conn, {r.source.partition for r in records}))
+                kept = [r for r in records if r.source.offset >= stored[r.source.partition]]
+            attempt = _Attempt(conn, day, current, result, window)
+            settled = await self._settle(attempt, kept)
+            if attempt.isolated:
+                result.isolated += len(attempt.isolated)
+                await self._use_up_seqs(conn, attempt.isolated, day, current, result)
+            done = (
+                len(records) if settled == len(kept) else next(i for i, r in enumerate(records) if r is kept[settled])
+            )
+            if current == epoch:
+                result.already_stored += done - settled
+                next_offsets = {r.source.partition: r.source.offset + 1 for r in kept[:settled]}
+                await self._store_offsets(conn, next_offsets)
+                result.next_offsets.update(next_offsets)
+            dead = result.dead[letters_before:]
+            if dead:
+                # Before COMMIT: a crash in between re-sends (at least once)
+                # rather than losing the dead letter.
+                await self._dead_letters(dead, conn)
+        return done
+
+    async def _settle(self, attempt: _Attempt, records: Sequence[Record]) -> int:
+        """Write ``records`` window by window (see _isolate); return how many are settled, a prefix.
+
+        The window is the whole flush until a failure; then it is the size of the
+        last halves bisection tried, and doubles with each window written whole,
+        so a run of bad records costs about one savepoint each, not a bisection
+        of all the rest in every transaction.
+        """
+        window = attempt.window
+        settled = 0
+        while settled < len(records) and attempt.savepoints:
+            part = records[settled : settled + window.size]
+            failures = len(attempt.isolated)
+            done = await self._isolate(attempt, part)
+            settled += done
+            if done == len(part) and len(attempt.isolated) == failures:
+                window.size *= 2
+        return settled
+
+    async def _isolate(self, attempt: _Attempt, records: Sequence[Record]) -> int:
+        """Write ``records`` in a savepoint, halving around failures, while the attempt has savepoints left.
+
+        The records that fail alone go to ``attempt.isolated``; its window
+        becomes the size of the halves tried last. Returns how many records (a
+        prefix, left to right) are settled: written or isolated.
+        """
+        if not records or attempt.savepoints == 0:
+            return 0
+        attempt.savepoints -= 1
         try:
-            return await self._write_once(records)
-        except DATA_ERRORS + BUG_ERRORS as exc:
+            async with attempt.conn.transaction():  # a savepoint
+                plan = await self._write_plan(attempt.conn, records, attempt.day, attempt.epoch)
+        except Exception as exc:
+            if not is_content_error(exc):
+                raise
             if len(records) == 1:
-                record = records[0]
-                reason = "db_rejected" if isinstance(exc, DATA_ERRORS) else "ingest_error"
-                log.warning(
-                    "record partition=%d offset=%d cannot be stored (%s): %r",
-                    record.source.partition,
-                    record.source.offset,
-                    reason,
-                    exc,
-                    exc_info=reason == "ingest_error",
-                )
-                return await self._write_once([DeadLetter(record.source, reason, f"{type(exc).__name__}: {exc}")])
-            middle = len(records) // 2
-            first = await self.write(records[:middle])
-            return first.merge(await self.write(records[middle:]))
+                attempt.isolated.append(self._isolated(records[0], exc))
+                return 1
+            middle = attempt.window.size = len(records) // 2
+            first = await self._isolate(attempt, records[:middle])
+            return first if first < middle else middle + await self._isolate(attempt, records[middle:])
+        attempt.result.add(plan)
+        return len(records)
+
+    async def _use_up_seqs(
+        self, conn: Conn, letters: list[DeadLetter], day: int, epoch: int, result: FlushResult
+    ) -> None:
+        """Dead-letter the isolated records; their seqs are used up all the same (see _sessions)."""
+        try:
+            async with conn.transaction():  # a savepoint: nothing may stop the flush here either
+                await self._write_plan(conn, letters, day, epoch, result)
+        except Exception as exc:
+            if not is_content_error(exc):
+                raise
+            log.exception("could not record the seqs of %d dead-lettered records: %r", len(letters), exc)
+            result.dead += letters
+
+    @staticmethod
+    def _isolated(record: Record, exc: Exception) -> DeadLetter:
+        reason = "ingest_error"
+        if isinstance(exc, asyncpg.PostgresError | asyncpg.exceptions._base.DataError):
+            reason = "db_rejected"
+        letter = exception_letter(record.source, exc, _header(record), default=reason)
+        log.warning(
+            "record partition=%d offset=%d cannot be stored (%s): %r",
+            record.source.partition,
+            record.source.offset,
+            letter.reason,
+            exc,
+            exc_info=letter.reason == "ingest_error",
+        )
+        return letter
+
+    async def _write_plan(
+        self,
+        conn: Conn,
+        records: Sequence[Record],
+        day: int,
+        epoch: int,
+        result: FlushResult | None = None,
+    ) -> Plan:
+        plan = await self._plan(conn, records, epoch)
+        await self._apply(conn, plan, day)
+        if result is not None:
+            result.add(plan)
+        return plan
 
     async def stored_offsets(self, partitions: Iterable[int]) -> dict[int, int]:
         """The next offset to consume for each partition that has one stored."""
@@ -156,31 +322,14 @@ class Writer:
         )
         return {row["partition"]: row["next_offset"] for row in rows}
 
-    async def _write_once(self, records: Sequence[Record]) -> FlushResult:
-        result = FlushResult()
-        day = utc_day()
-        await self._partitions.ensure(day)  # before the flush's transaction: see _partitions
-        async with self._pool.acquire() as conn, conn.transaction():
-            stored = await self._lock_offsets(conn, {r.source.partition for r in records})
-            kept = [r for r in records if r.source.offset >= stored[r.source.partition]]
-            result.already_stored = len(records) - len(kept)
-            for record in kept:
-                result.next_offsets[record.source.partition] = record.source.offset + 1
-            result.stale = {p: o for p, o in stored.items() if p not in result.next_offsets}
-            plan = await self._plan(conn, kept)
-            await self._apply(conn, plan, day)
-            await self._store_offsets(conn, result.next_offsets)
-            if plan.dead:
-                # Before COMMIT: a crash in between re-sends (at least once)
-                # rather than losing the dead letter.
-                await self._dead_letters(plan.dead)
-        result.batches, result.points, result.duplicates = plan.batches, plan.points, plan.duplicates
-        result.ignored_statuses, result.dead = plan.ignored_statuses, plan.dead
-        return result
-
     # --- reads -------------------------------------------------------------------
 
-    async def _lock_offsets(self, conn: asyncpg.Connection, partitions: set[int]) -> dict[int, int]:
+    async def _epoch(self, conn: Conn) -> int:
+        # FOR SHARE: a reconciliation (which may start a new epoch) waits for this flush, and the other way round.
+        epoch = await conn.fetchval("SELECT epoch FROM topic_incarnations WHERE topic = $1 FOR SHARE", self._topic)
+        return 1 if epoch is None else int(epoch)
+
+    async def _lock_offsets(self, conn: Conn, partitions: set[int]) -> dict[int, int]:
         ordered = sorted(partitions)  # one lock order for every worker: no deadlocks
         await conn.execute(
             "INSERT INTO consumer_offsets (topic, partition, next_offset)"
@@ -196,9 +345,9 @@ class Writer:
         )
         return {row["partition"]: row["next_offset"] for row in rows}
 
-    async def _plan(self, conn: asyncpg.Connection, records: list[Record]) -> Plan:
+    async def _plan(self, conn: Conn, records: Sequence[Record], epoch: int) -> Plan:
         decoded = [r for r in records if isinstance(r, Decoded)]
-        session_ids = list({r.batch.session_id for r in decoded})
+        headers = [h for h in (_header(r) for r in records) if h is not None]
         run_ids = list({r.batch.run_id for r in decoded})
         keys = list(
             {
@@ -208,14 +357,9 @@ class Writer:
                 if "name" in e and e["type"] != "run_started"
             }
         )
-        sessions: dict[str, int] = {}
         runs: dict[str, RunState] = {}
         series: dict[SeriesKey, SeriesState] = {}
-        if session_ids:
-            for row in await conn.fetch(
-                "SELECT session_id, last_seq FROM producer_sessions WHERE session_id = ANY($1::uuid[])", session_ids
-            ):
-                sessions[str(row["session_id"])] = row["last_seq"]
+        sessions = await self._lock_sessions(conn, headers)
         if run_ids:
             # FOR UPDATE: the liveness sweep must not change a status between
             # this read and this transaction's update of it.
@@ -236,11 +380,36 @@ class Writer:
                 series[(str(row["run_id"]), row["name"])] = SeriesState(
                     row["id"], row["kind"], row["value_type"], row["next_position"]
                 )
-        return build_plan(records, runs, series, sessions)
+        return build_plan(records, runs, series, sessions, epoch=epoch)
+
+    async def _lock_sessions(self, conn: Conn, headers: list[BatchHeader]) -> dict[str, SessionState]:
+        """The sessions' seen seqs, locked: a session read from two partitions is updated by one flush at a time."""
+        if not headers:
+            return {}
+        runs = {h.session_id: h.run_id for h in headers}
+        ids = sorted(runs)
+        # Rows first (epoch 0: nothing seen), so that FOR UPDATE has something to lock.
+        await conn.execute(
+            "INSERT INTO producer_sessions (session_id, run_id, last_seq, epoch)"
+            " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::int[]) ON CONFLICT DO NOTHING",
+            ids,
+            [runs[i] for i in ids],
+            [0] * len(ids),
+            [0] * len(ids),
+        )
+        rows = await conn.fetch(
+            "SELECT session_id, run_id, last_seq, ahead, epoch FROM producer_sessions"
+            " WHERE session_id = ANY($1::uuid[]) ORDER BY session_id FOR UPDATE",
+            ids,
+        )
+        return {
+            str(r["session_id"]): SessionState(str(r["run_id"]), r["last_seq"], list(r["ahead"]), r["epoch"])
+            for r in rows
+        }
 
     # --- writes ------------------------------------------------------------------
 
-    async def _apply(self, conn: asyncpg.Connection, plan: Plan, day: int) -> None:
+    async def _apply(self, conn: Conn, plan: Plan, day: int) -> None:
         await self._write_runs(conn, plan)
         ids = await self._write_series(conn, plan)
         if plan.scalars:
@@ -269,18 +438,21 @@ class Writer:
                 list(counts.values()),
             )
         if plan.sessions:
+            # The rows exist and are locked (_lock_sessions): the plan's state replaces them.
             await conn.execute(
-                "INSERT INTO producer_sessions (session_id, run_id, last_seq)"
-                " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[])"
-                " ON CONFLICT (session_id) DO UPDATE"
-                " SET last_seq = greatest(producer_sessions.last_seq, EXCLUDED.last_seq)",
+                "UPDATE producer_sessions AS p SET last_seq = u.last_seq, epoch = u.epoch, ahead = '{}'"
+                " FROM unnest($1::uuid[], $2::bigint[], $3::int[]) AS u(id, last_seq, epoch) WHERE p.session_id = u.id",
                 list(plan.sessions),
-                [run for run, _ in plan.sessions.values()],
-                [seq for _, seq in plan.sessions.values()],
+                [state.last_seq for state in plan.sessions.values()],
+                [state.epoch for state in plan.sessions.values()],
             )
+            # Seqs seen out of order: rare (a partition change, a replaced topic), one statement each.
+            ahead = [(session, state.ahead) for session, state in plan.sessions.items() if state.ahead]
+            if ahead:
+                await conn.executemany("UPDATE producer_sessions SET ahead = $2 WHERE session_id = $1", ahead)
         await notify_changed_runs(conn, set(plan.run_updates) | {key[0] for key in plan.series})
 
-    async def _write_runs(self, conn: asyncpg.Connection, plan: Plan) -> None:
+    async def _write_runs(self, conn: Conn, plan: Plan) -> None:
         if plan.experiments:
             names = sorted(plan.experiments)
             await conn.execute(
@@ -325,7 +497,7 @@ class Writer:
                 [(run_id, status, _ts(time), error) for run_id, status, time, error in plan.history],
             )
 
-    async def _write_series(self, conn: asyncpg.Connection, plan: Plan) -> dict[SeriesKey, int]:
+    async def _write_series(self, conn: Conn, plan: Plan) -> dict[SeriesKey, int]:
         ids: dict[SeriesKey, int] = {key: state.id for key, state in plan.series.items() if state.id is not None}
         new = [(key, state) for key, state in plan.series.items() if state.id is None]
         if new:
@@ -358,7 +530,7 @@ class Writer:
 
     @staticmethod
     async def _write_summaries(
-        conn: asyncpg.Connection,
+        conn: Conn,
         plan: Plan,
         ids: dict[SeriesKey, int],
         columns: dict[SeriesKey, Columns],
@@ -396,12 +568,12 @@ class Writer:
             day,
         )
 
-    async def _store_offsets(self, conn: asyncpg.Connection, next_offsets: dict[int, int]) -> None:
+    async def _store_offsets(self, conn: Conn, next_offsets: dict[int, int]) -> None:
         if not next_offsets:
             return
         partitions = sorted(next_offsets)
         await conn.execute(
-            "UPDATE consumer_offsets SET next_offset = greatest(next_offset, x.o)"
+            "UPDATE consumer_offsets SET next_offset = greatest(next_offset, x.o), updated_at = now()"
             " FROM unnest($2::int[], $3::bigint[]) AS x(p, o) WHERE topic = $1 AND partition = x.p",
             self._topic,
             partitions,

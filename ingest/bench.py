@@ -8,6 +8,14 @@ Freshness (``--freshness 100000``): produces that many points per second in
 batches every 10 ms for ``--seconds`` and reports p50/p99 of the time from
 sending a batch to its commit in PostgreSQL.
 
+Rejected records (``--rejected 10000``): what N records PostgreSQL would refuse
+(a NUL in a series name) cost the other runs. First end to end: N such records,
+then one normal batch per partition, consumed by a fresh worker, timed from its
+start until the normal batches are stored, against the same without the bad
+records. Then the writer's fallback alone: N records that got past the
+decoder's checks (as if they had a hole), with normal ones among them, in one
+flush bisected in savepoints.
+
 Uses the settings from ``RUNSTREAM_*`` for Kafka and PostgreSQL; the topics
 and group are ``bench-*``.
 """
@@ -21,13 +29,16 @@ import time
 import uuid
 
 import asyncpg
-from aiokafka import AIOKafkaProducer
+from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
 
 from runstream.config import Settings
 from runstream.events import Batch, encode_batch, scalars_event
 
+from ._decoder import Decoded, Source
 from ._options import IngestOptions
+from ._partitions import PointPartitions
 from ._worker import IngestWorker
+from ._writer import Writer
 
 
 def _records(points: int, runs: int, metrics: int, per_event: int) -> list[tuple[bytes, bytes]]:
@@ -139,6 +150,83 @@ async def _freshness(rate: int, seconds: float) -> None:
     )
 
 
+def _bad_and_good(bad: int, partitions: int) -> tuple[list[tuple[bytes, bytes]], list[str]]:
+    """``bad`` records PostgreSQL refuses, then a normal run's batch keyed to each partition (roughly)."""
+    t0 = time.time()
+    records = []
+    for i in range(bad):
+        run, session = str(uuid.uuid4()), str(uuid.uuid4())
+        event = scalars_event(f"bad\x00{i}", "float", [0], [t0], [0], [1.0])
+        records.append((run.encode(), encode_batch(Batch(run, session, 1, [event]))))
+    good = [str(uuid.uuid4()) for _ in range(4 * partitions)]
+    for run in good:
+        started = {"type": "run_started", "time": t0, "experiment": "bench", "display_name": None}
+        event = scalars_event("loss", "float", [0], [t0], [0], [0.5])
+        records.append((run.encode(), encode_batch(Batch(run, str(uuid.uuid4()), 1, [started, event]))))
+    return records, good
+
+
+async def _time_to_store(settings: Settings, records: list[tuple[bytes, bytes]], good: list[str]) -> float:
+    """Seconds from a fresh worker's start until the good runs' batches are stored."""
+    from ._topics import ensure_topics
+
+    await ensure_topics(settings.kafka_bootstrap, {settings.topic: settings.topic_partitions})
+    async with AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=20) as producer:
+        await asyncio.gather(*[await producer.send(settings.topic, value=v, key=k) for k, v in records])
+    async with asyncpg.create_pool(settings.database_url, min_size=1, max_size=1) as pool:
+        started = time.perf_counter()
+        async with IngestWorker(settings, metrics_port=0):
+            while await pool.fetchval("SELECT count(*) FROM runs WHERE id = ANY($1::uuid[])", good) < len(good):
+                await asyncio.sleep(0.02)
+            return time.perf_counter() - started
+
+
+async def _rejected(count: int) -> None:
+    base = Settings.from_env()
+
+    def fresh() -> Settings:
+        tag = uuid.uuid4().hex[:8]
+        return dataclasses.replace(
+            base, topic=f"bench-{tag}.events", dlq_topic=f"bench-{tag}.dlq", group_id=f"bench-{tag}"
+        )
+
+    records, good = _bad_and_good(count, base.topic_partitions)
+    with_bad = await _time_to_store(fresh(), records, good)
+    without = await _time_to_store(fresh(), records[count:], good)
+    print(
+        f"{count} records PostgreSQL would refuse, then {len(good)} normal batches: stored {with_bad:.2f}s after the"
+        f" worker's start, against {without:.2f}s without them: they cost the other runs {with_bad - without:.2f}s"
+    )
+    await _fallback(base, count)
+
+
+async def _fallback(settings: Settings, count: int) -> None:
+    """The writer's last resort: records past the decoder that PostgreSQL refuses, bisected in one transaction."""
+    from runstream.events import decode_batch
+
+    t0 = time.time()
+    records: list[Decoded] = []
+    for i in range(count + count // 10):
+        run, session = str(uuid.uuid4()), str(uuid.uuid4())
+        name = f"bad\x00{i}" if i % 11 != 10 else "loss"  # one normal record in eleven
+        events = [{"type": "run_started", "time": t0, "experiment": "bench", "display_name": None}]
+        value = encode_batch(Batch(run, session, 1, [*events, scalars_event(name, "float", [0], [t0], [0], [1.0])]))
+        records.append(Decoded(Source("bench", 0, i, None, value), decode_batch(value), 1))
+
+    async def ignore(letters: object, conn: object) -> None:
+        return None
+
+    async with asyncpg.create_pool(settings.database_url, min_size=1, max_size=2) as pool:
+        writer = Writer(pool, f"bench-{uuid.uuid4().hex[:8]}", ignore, partitions=PointPartitions(pool))
+        started = time.perf_counter()
+        result = await writer.write(records)
+        elapsed = time.perf_counter() - started
+    print(
+        f"fallback: {result.isolated} refused records isolated among {len(records)} in one flush in {elapsed:.2f}s"
+        f" ({elapsed / max(1, result.isolated) * 1000:.2f} ms each, {result.batches} stored)"
+    )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--points", type=int, default=2_000_000)
@@ -148,8 +236,11 @@ def main() -> None:
     parser.add_argument("--flush-points", type=int, default=IngestOptions().flush_max_points)
     parser.add_argument("--freshness", type=int, metavar="RATE", help="measure freshness at RATE points/s")
     parser.add_argument("--seconds", type=float, default=10.0)
+    parser.add_argument("--rejected", type=int, metavar="N", help="measure what N records PostgreSQL refuses cost")
     args = parser.parse_args()
-    if args.freshness:
+    if args.rejected:
+        asyncio.run(_rejected(args.rejected))
+    elif args.freshness:
         asyncio.run(_freshness(args.freshness, args.seconds))
     else:
         asyncio.run(_main(args.points, args.runs, args.metrics, args.per_event, args.flush_points))

@@ -112,7 +112,9 @@ def encode_chunk(
     time_arr = np.asarray(times, dtype=np.float64)
     ord_arr = np.asarray(ordinals, dtype=np.int64)
 
-    stride = int(step_arr[1] - step_arr[0]) if n > 1 else 1
+    # np.diff, not a scalar subtraction: steps far apart wrap (modulo 2**64, which
+    # decoding undoes) instead of raising an overflow warning.
+    stride = int(np.diff(step_arr[:2])[0]) if n > 1 else 1
     arithmetic = n == 1 or bool((np.diff(step_arr) == stride).all())
     consecutive = n == 1 or bool((np.diff(ord_arr) == 1).all())
 

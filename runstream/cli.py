@@ -49,7 +49,12 @@ def _print_status(stack: LocalStack) -> bool:
     rows = stack.status()
     print(f"{'component':<10} {'pid':>8} {'port':>6}  health")
     for row in rows:
-        print(f"{row.name:<10} {row.pid or '-':>8} {row.port:>6}  {'ok' if row.healthy else 'DOWN'}")
+        health = "ok" if row.healthy else ("UNHEALTHY" if row.pid else "DOWN")
+        print(f"{row.name:<10} {row.pid or '-':>8} {row.port:>6}  {health}")
+        for problem in row.problems:
+            print(f"{'':<10} {'':>8} {'':>6}    ! {problem}")
+        for notice in row.notices:
+            print(f"{'':<10} {'':>8} {'':>6}    - {notice}")
     return all(row.healthy for row in rows)
 
 

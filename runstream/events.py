@@ -47,10 +47,17 @@ Times are seconds since the epoch (float). ``ordinals`` number a series' points
 in logging order within the session, so points logged within the same clock
 tick keep their order.
 
+Limits beyond the shapes above: ``seq`` fits a signed 64-bit integer (PostgreSQL's
+``bigint``), so do steps and ordinals, ``{"from": a, "step": d}`` included;
+a record nests JSON at most :data:`MAX_NESTING` levels deep (orjson, which the
+SDK encodes with, writes no deeper, and ingest re-encodes the values it stores).
+
 Errors::
 
     EventError (ValueError)     -- a record that is not a valid batch; the
-                                   message says why, ``reason`` is a short code
+                                   message says why, ``reason`` is a short code,
+                                   ``header`` the batch's run, session and seq
+                                   when only its events are invalid
 """
 
 from __future__ import annotations
@@ -71,10 +78,12 @@ __all__ = [
     "CHANGED_RUNS_CHANNEL",
     "DESCRIPTION_PREFIX",
     "FORMAT_VERSION",
+    "MAX_NESTING",
     "MAX_RECORD_BYTES",
     "STATUSES",
     "TERMINAL_STATUSES",
     "Batch",
+    "BatchHeader",
     "Event",
     "EventError",
     "decode_batch",
@@ -90,6 +99,9 @@ CHANGED_RUNS_CHANNEL: Final = "runstream_changed_runs"
 _READABLE_VERSIONS: Final = frozenset({1, 2})
 #: Larger records are refused by the SDK and dead-lettered by ingest.
 MAX_RECORD_BYTES: Final = 8 * 1024 * 1024
+#: The deepest nesting of arrays and objects a record may have: orjson.dumps refuses deeper
+#: values, so no SDK writes one, and ingest could not re-encode what it stores.
+MAX_NESTING: Final = 254
 
 STATUSES: Final = (
     "NotStarted",
@@ -137,13 +149,25 @@ class EventError(ValueError):
     """A record that is not a valid runstream batch.
 
     ``reason`` is a short machine-readable code (``not_json``, ``bad_version``,
-    ``bad_shape``, ``bad_run_id``, ``too_large``, ...) that ingest writes to the
-    dead-letter topic beside the message.
+    ``bad_shape``, ``bad_run_id``, ``too_large``, ``too_deep``, ...) that ingest
+    writes to the dead-letter topic beside the message. ``header`` is set when
+    the record's run, session and seq are valid and only its events are not:
+    the batch still used up its seq (ingest counts it as seen).
     """
 
     def __init__(self, reason: str, message: str) -> None:
         super().__init__(f"{reason}: {message}")
         self.reason = reason
+        self.header: BatchHeader | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BatchHeader:
+    """Who sent a batch and which of its session's batches it is."""
+
+    run_id: str
+    session_id: str
+    seq: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -212,9 +236,12 @@ def _unpack_ints(event: Event, field: str, n: int) -> npt.NDArray[np.int64]:
     if type(start) is not int or type(step) is not int or len(spec) != 2:
         raise EventError("bad_shape", f"scalars {event['name']!r}: {field} must be {{'from': int, 'step': int}}")
     last = start + step * max(n - 1, 0)
-    if not (_INT64_MIN <= start <= _INT64_MAX and _INT64_MIN <= last <= _INT64_MAX):
+    # The step itself too: numpy cannot hold it otherwise, even for a single point.
+    if not all(_INT64_MIN <= v <= _INT64_MAX for v in (start, step, last)):
         raise EventError("bad_value", f"scalars {event['name']!r}: {field} leaves the 64-bit range")
-    return start + step * np.arange(n, dtype=np.int64)
+    # step * i may wrap for large i, but modulo 2**64 the sum is exact and, the
+    # progression being monotonic between two int64 ends, it is the true value.
+    return start + np.arange(n, dtype=np.int64) * np.int64(step)
 
 
 def _unpack(event: Event, field: str, dtype: np.dtype[Any]) -> npt.NDArray[Any]:
@@ -287,18 +314,33 @@ def decode_batch(data: bytes | None) -> Batch:
         raise EventError("not_json", str(exc)) from None
     if not isinstance(doc, dict):
         raise EventError("bad_shape", "record is not a JSON object")
+    _check_nesting(data, doc)
     version = doc.get("v")
     if type(version) is not int or version not in _READABLE_VERSIONS:
         raise EventError("bad_version", f"unsupported format version {version!r}")
     run_id = _uuid_field(doc, "run", "bad_run_id")
     session_id = _uuid_field(doc, "session", "bad_session_id")
     seq = doc.get("seq")
-    if type(seq) is not int or seq < 1:
-        raise EventError("bad_shape", f"seq must be a positive integer, got {seq!r}")
+    if type(seq) is not int or not 1 <= seq <= _INT64_MAX:
+        raise EventError("bad_shape", f"seq must be a positive 64-bit integer, got {seq!r}")
     events = doc.get("events")
     if not isinstance(events, list):
         raise EventError("bad_shape", "events must be a list")
-    return Batch(run_id, session_id, seq, [_check_event(e, version) for e in events])
+    try:
+        return Batch(run_id, session_id, seq, [_check_event(e, version) for e in events])
+    except EventError as exc:
+        exc.header = BatchHeader(run_id, session_id, seq)
+        raise
+
+
+def _check_nesting(data: bytes, doc: Any) -> None:
+    """Refuse a record nested deeper than MAX_NESTING (code that walks it would recurse that deep)."""
+    if data.count(b"[") + data.count(b"{") <= MAX_NESTING:
+        return  # too few brackets to nest that deep: the usual case, at the cost of two scans in C
+    try:
+        orjson.dumps(doc)  # refuses exactly what is deeper than MAX_NESTING
+    except orjson.JSONEncodeError as exc:
+        raise EventError("too_deep", f"record nests more than {MAX_NESTING} levels deep ({exc})") from None
 
 
 def _uuid_field(doc: Mapping[str, Any], key: str, reason: str) -> str:
@@ -343,7 +385,7 @@ def _check_scalars(event: Event, version: int) -> None:
     """
     kind = event["kind"]
     name = event["name"]
-    if kind not in _KINDS:
+    if not isinstance(kind, str) or kind not in _KINDS:
         raise EventError("bad_shape", f"scalars {name!r} has unknown kind {kind!r}")
     if version == 1:
         _check_scalars_v1(event)

@@ -1,8 +1,12 @@
-"""Bad records on the real events topic, consumed by the real ingest worker (issue 7, "Bad input: Kafka").
+"""Bad records on the real events topic, consumed by the real ingest worker (issue 7, "Bad input: Kafka";
+issue 13).
 
 Hypothesis generates bad records - random bytes, truncated batches, JSON of
 the wrong shape at every level, unknown versions, events for runs that never
-started - each with the dead-letter reason it must get. They are produced
+started, integers beyond 64 bits, nesting beyond what orjson writes, NUL where
+PostgreSQL cannot store it, and mutations of valid records (the ones the
+decoder refuses, with the reason it gives: tests/test_fuzz_decoder.py) - each
+with the dead-letter reason it must get. They are produced
 between the batches of a few good runs (whose steps go back and forth and
 whose batches are partly sent twice), plus two 10 MB records. Then: every
 good point is stored exactly once, every bad record is on the dead-letter
@@ -16,6 +20,7 @@ hand-written JSON of version 1, which stays readable.
 
 from __future__ import annotations
 
+import itertools
 import os
 import random
 import struct
@@ -29,13 +34,15 @@ import asyncpg
 import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
-from hypothesis import HealthCheck, given
+from hypothesis import HealthCheck, assume, given
 from hypothesis import strategies as st
 
+from ingest._decoder import DeadLetter, Source, decode_record
 from runstream.config import Settings
 from runstream.events import MAX_RECORD_BYTES, STATUSES, Batch, encode_batch, scalars_event
 from tests.fuzzing import SEED, examples, fuzz_settings
 from tests.support import eventually
+from tests.test_fuzz_decoder import mutated_bytes, mutated_events, nested, to_json
 from tests.test_ingest_support import T0, dead_letters, points, send, started
 
 pytestmark = pytest.mark.fuzz
@@ -62,7 +69,10 @@ def _bad(what: str, value: bytes | None, *reasons: str) -> Bad:
 
 # --- bad records ------------------------------------------------------------
 
-_ids = st.uuids().map(str)
+#: Every bad record gets a run and session of its own: derandomised Hypothesis draws the same uuids
+#: again and again, and two records of one session with one seq are one batch sent twice (the
+#: second a duplicate, never a dead letter).
+_ids = itertools.count(1)
 _ints = st.integers(min_value=-(2**63), max_value=2**63 - 1)  # what JSON (orjson) carries
 _not_uuid = st.one_of(
     st.text(max_size=40).filter(lambda t: not _parses_as_uuid(t)),
@@ -139,12 +149,16 @@ KINDS = (
     "time",
     "packed column",
     "unknown run",
+    "int overflow",
+    "deep",
+    "nul",
+    "mutation",
 )
 
 
 @st.composite
 def _bad_record(draw: st.DrawFn, kind: str) -> Bad:
-    run, session = draw(_ids), draw(_ids)
+    run, session = str(uuid.UUID(int=next(_ids))), str(uuid.UUID(int=next(_ids)))
     if kind == "bytes":
         data = draw(st.binary(max_size=300))
         return _bad(kind, data, _reason_for_bytes(data))
@@ -204,8 +218,67 @@ def _bad_record(draw: st.DrawFn, kind: str) -> Bad:
         column = draw(st.sampled_from(["steps", "times", "ordinals", "f64"]))
         event[column] = draw(_json.filter(lambda v: not isinstance(v, dict)))
         return _bad(kind, encode_batch(Batch(run, session, 1, [event])), "bad_shape", "bad_value")
+    if kind == "int overflow":
+        return _int_overflow(draw, run, session)
+    if kind == "deep":
+        depth = draw(st.integers(252, 1100))
+        value = nested(
+            draw(st.none() | st.integers() | st.text(max_size=4)), depth, draw(st.sampled_from(["list", "dict"]))
+        )
+        event = draw(
+            st.sampled_from(
+                [
+                    {"type": "status", "time": T0, "status": "Failed", "error": {"e": value}},
+                    {"type": "list", "name": "l", "time": T0, "values": [value]},
+                    {"type": "tags", "time": T0, "tags": {"a": value}},
+                ]
+            )
+        )
+        return _bad(kind, to_json(_doc(run, session, 1, [event])), "too_deep", "not_json")
+    if kind == "nul":
+        text = "".join(draw(st.permutations(["\x00", *draw(st.text(max_size=6))])))
+        event = draw(
+            st.sampled_from(
+                [
+                    scalars_event(text, "float", [0], [T0], [0], [1.0]),
+                    scalars_event("s", "str", [0], [T0], [0], [text]),
+                    {"type": "tags", "time": T0, "tags": {text: "v"}},
+                    {"type": "properties", "time": T0, "properties": {"k": text}},
+                    {"type": "status", "time": T0, "status": "Failed", "error": {"m": text}},
+                    {"type": "run_started", "time": T0, "experiment": text, "display_name": None},
+                ]
+            )
+        )
+        return _bad(kind, orjson.dumps(_doc(run, session, 1, [event])), "bad_value")
+    if kind == "mutation":
+        # A valid record changed anywhere, that the decoder refuses: whatever reason it gives, ingest must.
+        data = draw(mutated_events() | mutated_bytes())
+        verdict = decode_record(Source("t", 0, 0, None, data))
+        assume(isinstance(verdict, DeadLetter))
+        return _bad(kind, data, verdict.reason)  # type: ignore[union-attr]
     # A well-formed batch for a run nobody started.
-    return _bad(kind, encode_batch(Batch(run, session, 1, [_scalars(2)])), "unknown_run")
+    seq = draw(st.integers(1, 1000))  # a new session: further out would be a seq_gap
+    return _bad(kind, encode_batch(Batch(run, session, seq, [_scalars(draw(st.integers(1, 30)))])), "unknown_run")
+
+
+def _doc(run: str, session: str, seq: Any, events: list[Any]) -> dict[str, Any]:
+    return {"v": 2, "run": run, "session": session, "seq": seq, "events": events}
+
+
+def _int_overflow(draw: st.DrawFn, run: str, session: str) -> Bad:
+    """Integers JSON carries but int64 (steps, ordinals, seq, PostgreSQL's bigint) cannot."""
+    huge = st.integers(min_value=2**63) | st.integers(max_value=-(2**63) - 1)
+    where = draw(st.sampled_from(["steps", "ordinals", "seq", "time"]))
+    if where == "seq":
+        return _bad("int overflow", to_json(_doc(run, session, draw(huge), [])), "bad_shape")
+    if where == "time":
+        return _bad(
+            "int overflow", to_json(_doc(run, session, 1, [{"type": "heartbeat", "time": draw(huge)}])), "bad_value"
+        )
+    event = _scalars(draw(st.integers(1, 5)))
+    spec = draw(st.sampled_from([{"from": 0, "step": draw(huge)}, {"from": draw(huge), "step": 1}]))
+    # Beyond 64 bits JSON integers reach Python as floats (orjson): no longer {"from": int, "step": int}.
+    return _bad("int overflow", to_json(_doc(run, session, 1, [{**event, where: spec}])), "bad_value", "bad_shape")
 
 
 def _not_a_type(value: Any) -> bool:

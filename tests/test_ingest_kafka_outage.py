@@ -8,7 +8,6 @@ worker runs, and starts it again on the same data.
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -17,35 +16,17 @@ import pytest_asyncio
 
 from ingest import IngestOptions, IngestWorker
 from runstream.config import Settings
-from runstream.stack import free_port
 from runstream.stack._kafka import KafkaBroker
 from tests.support import eventually, wait_http_ok
-from tests.test_ingest_support import Stream, produce_all
+from tests.test_ingest_support import Stream, private_broker, produce_all
 
 OUTAGE_SECONDS = 8.0
 
 
 @pytest_asyncio.fixture
 async def own_broker(settings: Settings, tmp_path: Path) -> AsyncIterator[tuple[KafkaBroker, Settings]]:
-    kafka_port = free_port()
-    mine = dataclasses.replace(
-        settings,
-        home=tmp_path / "home",
-        kafka_port=kafka_port,
-        kafka_controller_port=free_port(),
-        kafka_bootstrap=f"127.0.0.1:{kafka_port}",
-        topic="ingest-outage.events",
-        dlq_topic="ingest-outage.dead-letter",
-        group_id="ingest-outage",
-        topic_partitions=2,
-        ingest_metrics_port=free_port(),
-    )
-    kafka = KafkaBroker(mine)
-    await asyncio.to_thread(kafka.start)
-    try:
-        yield kafka, mine
-    finally:
-        await asyncio.to_thread(kafka.stop)
+    async with private_broker(settings, tmp_path / "home", "ingest-outage", partitions=2) as broker:
+        yield broker
 
 
 async def test_kafka_restart_under_the_worker_loses_and_duplicates_nothing(
@@ -54,16 +35,24 @@ async def test_kafka_restart_under_the_worker_loses_and_duplicates_nothing(
     kafka, mine = own_broker
     stream = Stream(runs=2, batches_per_run=20, points_per_batch=500)
     records = stream.records()
-    async with IngestWorker(mine, options=IngestOptions(retry_max_seconds=1.0)) as worker:
+    options = IngestOptions(retry_max_seconds=1.0, stall_seconds=2.0, topic_check_interval_seconds=0.5)
+    async with IngestWorker(mine, options=options) as worker:
         loop_ended = asyncio.create_task(worker.wait())
         await produce_all(mine, mine.topic, records[:20])
         await eventually(lambda: stream.stored(db), lambda n: n >= 20 * 500, what="first half stored")
         await asyncio.to_thread(kafka.stop)
         await asyncio.sleep(OUTAGE_SECONDS)  # the outage itself, not a wait for a condition
         await wait_http_ok(f"http://127.0.0.1:{mine.ingest_metrics_port}/metrics")  # still serving
+        reasons = worker.health().reasons  # and saying what is wrong
+        assert any(reason.startswith("cannot reach Kafka for") for reason in reasons), reasons
         await asyncio.to_thread(kafka.start)
         await produce_all(mine, mine.topic, records[20:])
         await eventually(lambda: stream.stored(db), lambda n: n >= stream.total, what="all points stored")
         assert not loop_ended.done()
+        await eventually(lambda: _ready(worker), lambda ok: ok, what="healthy once Kafka is back")
         loop_ended.cancel()
     await stream.check_exactly_once(db)
+
+
+async def _ready(worker: IngestWorker) -> bool:
+    return worker.health().ready

@@ -1,7 +1,8 @@
-"""Pure logic of ingest (no services): decoding, status rules, the flush planner, summaries."""
+"""Pure logic of ingest (no services): decoding, status rules, the flush planner, summaries, session seqs, health."""
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from typing import Any
 
@@ -11,7 +12,9 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ingest._decoder import DeadLetter, Decoded, Source, decode_record
+from ingest._health import Vitals, assess
 from ingest._plan import build_plan
+from ingest._sessions import MAX_SEQ_GAP, SEQ_PATIENCE, SessionState, Verdict
 from ingest._status import accepts
 from ingest._summary import summarize
 from runstream.events import STATUSES, TERMINAL_STATUSES
@@ -121,6 +124,8 @@ def test_status_never_moves_backwards(sequence: list[str]) -> None:
 
 @given(st.lists(st.integers(1, 8), min_size=1, max_size=20))
 def test_resent_batches_are_dropped(seqs: list[int]) -> None:
+    """Every copy of a seq after the first is dropped; every seq not seen yet is stored, even out of
+    order (a session's batches read from two partitions around a partition change)."""
     session = new_id()
     records = [
         Decoded(
@@ -136,14 +141,15 @@ def test_resent_batches_are_dropped(seqs: list[int]) -> None:
         1,
     )
     plan = build_plan(records, {}, {}, {})
-    expected, high = [], 0
-    for seq in [1, *seqs]:
-        if seq > high:
-            expected.append(float(seq))
-            high = seq
-    assert plan.scalars[(RUN, "x")].joined(is_text=False)[3].tolist() == expected
+    expected = list(dict.fromkeys([1, *seqs]))  # first copies, in the order read
+    assert plan.scalars[(RUN, "x")].joined(is_text=False)[3].tolist() == [float(s) for s in expected]
     assert plan.duplicates == len(seqs) + 1 - len(expected)
-    assert plan.sessions[session] == (RUN, high)
+    state = plan.sessions[session]
+    contiguous = max(k for k in range(9) if set(range(1, k + 1)) <= set(expected))
+    assert state.last_seq == contiguous  # what readers of producer_sessions.last_seq rely on
+    assert {s for lo, hi in zip(state.ahead[::2], state.ahead[1::2], strict=True) for s in range(lo, hi + 1)} == {
+        s for s in expected if s > contiguous
+    }
 
 
 @given(st.lists(st.sampled_from(["float", "int", "bool", "str", "list"]), min_size=1, max_size=10))
@@ -198,3 +204,96 @@ def test_summary_matches_a_naive_computation(points: list[tuple[float, int, int]
     assert (last_time, last_ordinal) == (float(points[best][1]), points[best][2])
     assert last_text is None
     assert last_value == points[last_step][0] or (math.isnan(last_value) and math.isnan(points[last_step][0]))
+
+
+@given(st.lists(st.integers(1, 60), min_size=1, max_size=120))
+def test_a_session_dedupes_exactly_in_any_order(seqs: list[int]) -> None:
+    """Each seq is new once and a duplicate after; last_seq is the gapless prefix, ahead the rest."""
+    state, seen = SessionState(RUN), set[int]()
+    for seq in seqs:
+        assert state.verdict(seq, 1) is (Verdict.DUPLICATE if seq in seen else Verdict.NEW)
+        if seq not in seen:
+            assert state.mark(seq, 1) == 0
+            seen.add(seq)
+        prefix = max(k for k in range(61) if set(range(1, k + 1)) <= seen)
+        assert state.last_seq == prefix
+        assert set(_expand(state.ahead)) == {s for s in seen if s > prefix}
+        assert all(state.seen(s) == (s in seen) for s in range(1, 62))
+
+
+def _expand(ranges: list[int]) -> list[int]:
+    return [s for lo, hi in zip(ranges[::2], ranges[1::2], strict=True) for s in range(lo, hi + 1)]
+
+
+@given(st.integers(1, 10_000), st.integers(MAX_SEQ_GAP + 1, 2**63 - 1))
+def test_a_seq_far_beyond_is_a_gap_and_changes_nothing(last: int, jump: int) -> None:
+    state = SessionState(RUN, last, [], 1)
+    seq = min(last + jump, 2**63 - 1)
+    assert state.verdict(seq, 1) is Verdict.GAP
+    assert (state.last_seq, state.ahead) == (last, [])
+    assert state.verdict(last + 1, 1) is Verdict.NEW  # the session goes on
+
+
+def test_after_kafka_lost_data_a_session_resumes_past_what_was_lost() -> None:
+    state = SessionState(RUN, 10, [], 1)
+    far = 10 + MAX_SEQ_GAP + 490
+    assert state.verdict(far, 1) is Verdict.GAP
+    assert state.verdict(far, 2) is Verdict.NEW  # epoch 2: a new topic
+    assert state.mark(far, 2) == far - 11  # 11..far-1 went with the old topic
+    assert (state.last_seq, state.epoch) == (far, 2)
+    assert state.verdict(2**63 - 1, 3) is Verdict.GAP  # even then, not without bound
+    fresh = SessionState(RUN)
+    assert fresh.verdict(MAX_SEQ_GAP + 5, 1) is Verdict.GAP  # a new session starts at 1...
+    assert fresh.verdict(MAX_SEQ_GAP + 5, 2) is Verdict.NEW  # ...unless its first batches may be lost
+
+
+def test_a_gap_that_never_fills_is_given_up_once_the_session_has_gone_on() -> None:
+    state = SessionState(RUN)
+    for seq in range(2, SEQ_PATIENCE + 2):  # seq 1 never comes
+        state.mark(seq, 1)
+    assert state.last_seq == 0 and len(_expand(state.ahead)) == SEQ_PATIENCE
+    beyond = MAX_SEQ_GAP + 5
+    assert state.verdict(beyond, 1) is Verdict.NEW
+    assert state.mark(beyond, 1) == 1  # seq 1, given up; the ones between may still come
+    assert (state.last_seq, state.ahead) == (SEQ_PATIENCE + 1, [beyond, beyond])
+    assert state.verdict(SEQ_PATIENCE + 2, 1) is Verdict.NEW
+
+
+def _vitals(**changes: Any) -> Vitals:
+    base = Vitals(
+        now=1000.0,
+        started_at=900.0,
+        progress_at=995.0,
+        oldest_waiting_at=None,
+        records_waiting=0,
+        lag=0,
+        kafka_failing_since=None,
+        kafka_error=None,
+        flush_error=None,
+        dead_letter_topic="dlq",
+        dead_letter_failing_since=None,
+        dead_letter_error=None,
+        dead_letters_held=0,
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def test_health_says_what_is_wrong() -> None:
+    assert assess(_vitals(), stall_seconds=30).ready
+    # Catching up on an old backlog while storing: healthy.
+    assert assess(_vitals(oldest_waiting_at=100.0, records_waiting=9), stall_seconds=30).ready
+    stuck = assess(
+        _vitals(oldest_waiting_at=900.0, records_waiting=9, progress_at=900.0, flush_error="x"), stall_seconds=30
+    )
+    assert not stuck.ready and stuck.reasons[0].startswith("stalled: 9 records waiting, the oldest for 100 s")
+    # A fresh process that has stored nothing while old records wait: a crash loop looks like this.
+    fresh = assess(
+        _vitals(oldest_waiting_at=400.0, records_waiting=1, progress_at=None, started_at=999.0), stall_seconds=30
+    )
+    assert not fresh.ready and "nothing stored since this process started" in fresh.reasons[0]
+    kafka = assess(_vitals(kafka_failing_since=950.0, kafka_error="e"), stall_seconds=30)
+    assert not kafka.ready and kafka.reasons == ["cannot reach Kafka for 50 s: e"]
+    dlq = assess(_vitals(dead_letter_failing_since=990.0, dead_letters_held=3, dead_letter_error="e"), stall_seconds=30)
+    assert not dlq.ready and "3 dead letters kept in PostgreSQL" in dlq.reasons[0]
+    held = assess(_vitals(held=[4, 5], notices=["a change"]), stall_seconds=30)
+    assert held.ready and held.body["notices"][0] == "a change" and "[4, 5]" in held.body["notices"][1]

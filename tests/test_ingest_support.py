@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 import math
 import time
 import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
@@ -15,6 +19,8 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from query._points import Points, read_run_points
 from runstream.config import Settings
 from runstream.events import Batch, encode_batch, scalars_event
+from runstream.stack import free_port
+from runstream.stack._kafka import KafkaBroker
 
 T0 = 1_700_000_000.0
 _NO_POINTS = Points(np.empty(0, np.int64), np.empty(0), np.empty(0, np.int64), np.empty(0))
@@ -181,6 +187,33 @@ class Stream:
         ) == len(self.runs)
 
 
+@contextlib.asynccontextmanager
+async def private_broker(
+    settings: Settings, home: Path, name: str, *, partitions: int
+) -> AsyncIterator[tuple[KafkaBroker, Settings]]:
+    """A Kafka broker of the test's own (the stack's code), for tests that stop or wipe it: free ports,
+    its files under ``home``, topics and group named ``name``; the session's settings otherwise."""
+    kafka_port = free_port()
+    mine = dataclasses.replace(
+        settings,
+        home=home,
+        kafka_port=kafka_port,
+        kafka_controller_port=free_port(),
+        kafka_bootstrap=f"127.0.0.1:{kafka_port}",
+        topic=f"{name}.events",
+        dlq_topic=f"{name}.dead-letter",
+        group_id=name,
+        topic_partitions=partitions,
+        ingest_metrics_port=free_port(),
+    )
+    kafka = KafkaBroker(mine)
+    await asyncio.to_thread(kafka.start)
+    try:
+        yield kafka, mine
+    finally:
+        await asyncio.to_thread(kafka.stop)
+
+
 async def produce_all(settings: Settings, topic: str, records: list[tuple[str, bytes]]) -> None:
     async with AIOKafkaProducer(
         bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5, max_request_size=16 * 1024 * 1024
@@ -219,6 +252,10 @@ class TcpProxy:
             up_reader, up_writer = await asyncio.open_connection(*self.target)
         except OSError:
             writer.transport.abort()
+            return
+        if self._server is None:  # cut while this connection was being made: it must not outlive the cut
+            writer.transport.abort()
+            up_writer.transport.abort()
             return
         self._writers |= {writer, up_writer}
         await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))

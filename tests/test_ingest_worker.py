@@ -193,6 +193,19 @@ async def own_database(admin_dsn: str, *, schema_version: int | None = None) -> 
             await admin.close()
 
 
+@contextlib.asynccontextmanager
+async def proxied_database(admin_dsn: str) -> AsyncIterator[tuple[str, TcpProxy, str]]:
+    """A database of the test's own: (its DSN, a TcpProxy the test can cut, the DSN through the proxy)."""
+    async with own_database(admin_dsn) as dsn:
+        url = urlsplit(dsn)
+        proxy = TcpProxy(url.hostname or "127.0.0.1", url.port or 5432)
+        port = await proxy.start()
+        try:
+            yield dsn, proxy, urlunsplit(url._replace(netloc=f"{url.username}@127.0.0.1:{port}"))
+        finally:
+            await proxy.cut()
+
+
 async def test_silent_runs_turn_not_responding_then_failed(settings: Settings, services: tuple[str, str]) -> None:
     async with own_database(services[1]) as dsn:
         await _check_liveness(settings, dsn)
@@ -201,13 +214,13 @@ async def test_silent_runs_turn_not_responding_then_failed(settings: Settings, s
 async def test_no_run_is_failed_for_silence_that_was_a_postgres_outage(
     settings: Settings, services: tuple[str, str]
 ) -> None:
-    async with own_database(services[1]) as dsn, asyncpg.create_pool(dsn, min_size=1, max_size=2) as db:
-        url = urlsplit(dsn)
-        proxy = TcpProxy(url.hostname or "127.0.0.1", url.port or 5432)
-        port = await proxy.start()
+    async with (
+        proxied_database(services[1]) as (dsn, proxy, proxied),
+        asyncpg.create_pool(dsn, min_size=1, max_size=2) as db,
+    ):
         mine = dataclasses.replace(
             private(settings, "live-outage"),
-            database_url=urlunsplit(url._replace(netloc=f"{url.username}@127.0.0.1:{port}")),
+            database_url=proxied,
             not_responding_after_seconds=1.0,
             failed_after_seconds=2.0,
         )

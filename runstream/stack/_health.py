@@ -1,13 +1,15 @@
-"""Waiting for a service to answer on its health URL."""
+"""Waiting for a service to answer on its health URL, and asking it how it is."""
 
 from __future__ import annotations
 
 import asyncio
+import json
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from typing import Any
 
-__all__ = ["http_ok", "wait_http_ok"]
+__all__ = ["http_json", "http_ok", "wait_http_ok"]
 
 
 def http_ok(url: str) -> bool:
@@ -17,6 +19,27 @@ def http_ok(url: str) -> bool:
             return bool(resp.status == 200)
     except (urllib.error.URLError, OSError):
         return False
+
+
+def http_json(url: str) -> tuple[int, Any]:
+    """(status, JSON body) of a GET of ``url`` within 2 s; (0, None) when nothing answers.
+
+    A health endpoint answers 503 with a body that says why: that body is returned too.
+    """
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:  # noqa: S310 - our own loopback URL
+            return int(resp.status), _json(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, _json(exc.read())
+    except (urllib.error.URLError, OSError):
+        return 0, None
+
+
+def _json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except ValueError:
+        return None
 
 
 async def wait_http_ok(

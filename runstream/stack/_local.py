@@ -11,7 +11,7 @@ from pathlib import Path
 
 from runstream.config import Settings
 from runstream.stack import _process
-from runstream.stack._health import http_ok, wait_http_ok
+from runstream.stack._health import http_json, http_ok, wait_http_ok
 from runstream.stack._kafka import KafkaBroker, ensure_topic
 from runstream.stack._postgres import PostgresCluster
 
@@ -20,10 +20,15 @@ __all__ = ["ComponentStatus", "LocalStack", "create_topics"]
 
 @dataclass(frozen=True)
 class ComponentStatus:
+    """One component's line of ``runstream status``; ``problems`` say why it is not healthy, ``notices``
+    what an operator should know anyway (both from ingest's ``/ready``)."""
+
     name: str
     pid: int | None
     port: int
     healthy: bool
+    problems: tuple[str, ...] = ()
+    notices: tuple[str, ...] = ()
 
 
 class LocalStack:
@@ -98,9 +103,21 @@ class LocalStack:
         return [
             ComponentStatus("kafka", self.kafka.pid(), s.kafka_port, self.kafka.pid() is not None),
             ComponentStatus("postgres", self.postgres.pid(), s.pg_port, self.postgres.running()),
-            self._service_status("ingest", s.ingest_metrics_port, f"http://127.0.0.1:{s.ingest_metrics_port}/metrics"),
+            self._ingest_status(),
             self._service_status("query", s.query_port, f"{s.query_url}/health"),
         ]
+
+    def _ingest_status(self) -> ComponentStatus:
+        """Ingest's readiness: running, and storing what it reads (its ``/ready`` says why not)."""
+        port = self.settings.ingest_metrics_port
+        pid = _process.read_pid(self._pid_file("ingest"))
+        running = _process.alive(pid)
+        status, body = http_json(f"http://127.0.0.1:{port}/ready") if running else (0, None)
+        body = body if isinstance(body, dict) else {}
+        problems = tuple(body.get("reasons", ())) or (() if status in (0, 200) else (f"/ready answered {status}",))
+        return ComponentStatus(
+            "ingest", pid if running else None, port, status == 200, problems, tuple(body.get("notices", ()))
+        )
 
     def _service_status(self, name: str, port: int, health_url: str) -> ComponentStatus:
         pid = _process.read_pid(self._pid_file(name))

@@ -1,4 +1,4 @@
-"""The chaos suite (issue 7): faults injected while real load flows, and a ledger that proves the outcome.
+"""The chaos suite (issues 7 and 13): faults injected while real load flows, and a ledger that proves the outcome.
 
 ``python -m tests.chaos`` (``make chaos``) runs every scenario at full size,
 ``--quick`` the reduced form CI runs (``tests/test_chaos.py``). It starts its

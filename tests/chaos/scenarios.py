@@ -1,4 +1,4 @@
-"""The faults of issue 7, each injected while four training processes log.
+"""The faults of issue 7 (and issue 13's replaced broker), each injected while four training processes log.
 
 A scenario starts the processes it needs on its :class:`~tests.chaos.box.Box`,
 injects its fault at random moments, lets the load run on for ``size.tail``
@@ -13,12 +13,16 @@ from __future__ import annotations
 import asyncio
 import os
 import random
+import shutil
 import signal
 import subprocess
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+
+import asyncpg
+from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from tests.chaos.box import Box
 from tests.chaos.ledger import read_ledgers
@@ -264,6 +268,82 @@ async def restart_query(box: Box, size: Size, rng: random.Random) -> list[str]:
     ]
 
 
+async def replace_broker(box: Box, size: Size, rng: random.Random) -> list[str]:
+    """8. The broker's data is lost (a lost volume: a new, empty cluster on the same address) while
+    PostgreSQL is kept: ingest finds a new topic under the old name, reads it from its start, and
+    every point logged afterwards is stored; the training processes spool meanwhile and replay.
+
+    Records Kafka acknowledged and nobody read yet go with its data: no consumer can save those.
+    So the training processes are frozen (SIGSTOP) until ingest has stored everything the old broker
+    holds, then the broker's data is replaced and they go on, into the outage.
+    """
+    await box.start_worker()
+    await _under_load(box, size)
+    await _pause(size, rng)
+    live = [t for t in box.trainers if t.alive()]
+    for trainer in live:
+        os.killpg(trainer.pid, signal.SIGSTOP)
+    try:
+        stored = await eventually(
+            lambda: _unread(box), lambda n: n == 0, timeout_seconds=size.settle_seconds, what="ingest caught up"
+        )
+        before = await _cluster_id(box)
+        await asyncio.to_thread(box.stack.kafka.stop)
+        shutil.rmtree(box.stack.kafka.root / "data")
+    finally:
+        for trainer in live:
+            os.killpg(trainer.pid, signal.SIGCONT)
+    await asyncio.sleep(size.kafka_outage_seconds)  # the outage itself: the broker is being rebuilt
+    await asyncio.to_thread(box.stack.kafka.start)
+    # Ingest creates the topics again, as at its start, and finds them new.
+    await eventually(lambda: _changes(box), lambda kinds: "new_topic" in kinds, timeout_seconds=60, what="noticed")
+    await asyncio.sleep(size.tail_seconds)
+    return [f"broker data replaced (cluster {before} -> {await _cluster_id(box)}) with {stored} records unread"]
+
+
+async def _unread(box: Box) -> int:
+    """Records of the events topic that PostgreSQL's offsets have not passed."""
+    _, ends = await _kafka_view(box)
+    conn = await asyncpg.connect(box.settings.database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT partition, next_offset FROM consumer_offsets WHERE topic = $1", box.settings.topic
+        )
+    finally:
+        await conn.close()
+    stored = {r["partition"]: r["next_offset"] for r in rows}
+    return sum(max(0, end - stored.get(partition, 0)) for partition, end in ends.items())
+
+
+async def _cluster_id(box: Box) -> str:
+    return (await _kafka_view(box))[0]
+
+
+async def _kafka_view(box: Box) -> tuple[str, dict[int, int]]:
+    """The cluster's id and the events topic's end offset per partition, as Kafka says now."""
+    from ingest._topics import topic_identity
+
+    topic = box.settings.topic
+    consumer = AIOKafkaConsumer(bootstrap_servers=box.settings.kafka_bootstrap)
+    await consumer.start()
+    try:
+        identity = await topic_identity(consumer._client, topic)
+        partitions = [TopicPartition(topic, p) for p in range(identity.partitions)]
+        ends = await consumer.end_offsets(partitions) if partitions else {}
+    finally:
+        await consumer.stop()
+    return str(identity.cluster_id), {tp.partition: end for tp, end in ends.items()}
+
+
+async def _changes(box: Box) -> list[str]:
+    conn = await asyncpg.connect(box.settings.database_url)
+    try:
+        rows = await conn.fetch("SELECT kind FROM topic_changes WHERE topic = $1 ORDER BY id", box.settings.topic)
+    finally:
+        await conn.close()
+    return [r["kind"] for r in rows]
+
+
 SCENARIOS: dict[str, Scenario] = {
     "kill-ingest": kill_ingest,
     "restart-postgres": restart_postgres,
@@ -272,4 +352,5 @@ SCENARIOS: dict[str, Scenario] = {
     "fill-spool-disk": fill_spool_disk,
     "churn-workers": churn_workers,
     "restart-query": restart_query,
+    "replace-broker": replace_broker,
 }
