@@ -35,7 +35,9 @@ import asyncpg
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.errors import KafkaError
 
+from runstream import kafka
 from runstream.config import Settings
+from runstream.dsn import postgres_setup_error
 
 from ._compaction import ChunkCompactor
 from ._decoder import DeadLetter, Decoded, Source, decode_record
@@ -46,7 +48,6 @@ from ._metrics import IngestMetrics, MetricsServer
 from ._options import IngestOptions
 from ._partitions import PointPartitions, utc_day
 from ._periodic import Periodic
-from ._topics import ensure_topics
 from ._writer import FlushResult, Writer
 from .schema import migrate
 
@@ -108,8 +109,7 @@ class IngestWorker:
 
     async def _start(self) -> None:
         s, o = self.settings, self.options
-        topics = {s.topic: s.topic_partitions, s.dlq_topic: s.topic_partitions}
-        await _retrying("create topics", o, lambda: ensure_topics(s.kafka_bootstrap, topics))
+        await _retrying("create topics", o, lambda: kafka.ensure_topics(s))
         # Idempotent and serialised by an advisory lock: a worker never writes
         # to a schema older than its code.
         await _retrying("migrate the schema", o, lambda: migrate(s.database_url))
@@ -140,12 +140,12 @@ class IngestWorker:
             if job.interval_seconds > 0:  # 0 disables the job
                 job.start()
                 self._stack.push_async_callback(job.stop)
-        dlq = DeadLetterProducer(bootstrap_servers=s.kafka_bootstrap, topic=s.dlq_topic)
+        dlq = DeadLetterProducer(s, topic=s.dlq_topic)
         await _retrying("start the dead-letter producer", o, dlq.start)
         self._stack.push_async_callback(dlq.stop)
         self._writer = Writer(pool, s.topic, dlq, partitions=partitions)
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.kafka_bootstrap,
+            **kafka.client_options(s),
             group_id=s.group_id,
             enable_auto_commit=False,
             auto_offset_reset="earliest",
@@ -154,7 +154,7 @@ class IngestWorker:
             session_timeout_ms=int(o.session_timeout_seconds * 1000),
             heartbeat_interval_ms=max(100, int(o.session_timeout_seconds * 1000 / 3)),
         )
-        await _retrying("start the consumer", o, consumer.start)
+        await _retrying("start the consumer", o, lambda: kafka.start(consumer, s))
         self._stack.push_async_callback(consumer.stop)
         consumer.subscribe([s.topic], listener=_Listener(self))
         self._consumer = consumer
@@ -465,6 +465,10 @@ async def _retrying(what: str, options: IngestOptions, attempt: Callable[[], Awa
         try:
             return await attempt()
         except (OSError, KafkaError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            # A refused password or certificate stays refused: say so at once, naming the setting.
+            # (A Kafka setting that is wrong raises kafka.KafkaSetupError, which is not caught here.)
+            if (setup := postgres_setup_error(exc)) is not None:
+                raise IngestStartError(f"could not {what}: {setup}") from exc
             if time.monotonic() + delay > deadline:
                 raise IngestStartError(f"could not {what}: {exc!r}") from exc
             log.warning("could not %s (%r), retrying in %.2fs", what, exc, delay)

@@ -1,10 +1,13 @@
-"""Where runs are sent: the Kafka bootstrap servers, the topic, the query service, the tokens.
+"""Where runs are sent: the Kafka bootstrap servers and security, the topic, the query service, the tokens.
 
 ``Workspace.from_config()`` reads ``<RUNSTREAM_HOME>/config.json`` (written by
 ``runstream up``) when it exists and ``RUNSTREAM_*`` variables otherwise. The
 tokens never come from the file: only from ``RUNSTREAM_TOKEN`` (reads) and
 ``RUNSTREAM_WRITE_TOKEN`` (uploads) or the constructor, so a config file can be
-shared without leaking them.
+shared without leaking them. Kafka's security (``kafka_security``, the
+``RUNSTREAM_KAFKA_*`` variables) may be in the file, but never a secret: a
+password or key passphrase only as the name of a 0600 file holding it, and no
+OAUTHBEARER token command (a config file must not run programs).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from aiokafka import codec  # type: ignore[import-untyped]
 
 from producer._errors import WorkspaceConfigError
 from producer._http import QueryClient
-from runstream.config import Settings
+from runstream.config import ConfigError, KafkaSecurity, Settings
 
 _CONFIG_KEYS = ("kafka_bootstrap", "query_url", "topic")
 
@@ -104,6 +107,7 @@ class Workspace:
         topic: str = "runstream.events",
         options: LoggingOptions | None = None,
         home: str | os.PathLike[str] | None = None,
+        kafka_security: KafkaSecurity | None = None,
     ) -> None:
         for key, value in (("kafka_bootstrap", kafka_bootstrap), ("query_url", query_url), ("topic", topic)):
             if not isinstance(value, str) or not value.strip():
@@ -113,7 +117,11 @@ class Workspace:
         for key, secret in (("token", token), ("write_token", write_token)):
             if secret is not None and not isinstance(secret, str):
                 raise WorkspaceConfigError(f"Workspace {key} must be a str or None")
+        if kafka_security is not None and not isinstance(kafka_security, KafkaSecurity):
+            raise WorkspaceConfigError("Workspace kafka_security must be a runstream.config.KafkaSecurity or None")
         self.kafka_bootstrap = kafka_bootstrap
+        # TLS and SASL for Kafka (runstream.kafka.client_options); None: PLAINTEXT.
+        self.kafka_security = kafka_security or KafkaSecurity()
         self.query_url = query_url.rstrip("/")
         self.token = token or None
         # Uploads present it when set (the query service may demand it for writes).
@@ -139,6 +147,7 @@ class Workspace:
             topic=settings.topic,
             options=options or _default_options(settings),
             home=settings.home,
+            kafka_security=settings.kafka_security,
         )
 
     @classmethod
@@ -167,6 +176,7 @@ class Workspace:
                 raise WorkspaceConfigError(f"workspace config file {file} does not exist")
         values = _read_config(file)
         return cls(
+            kafka_security=_read_security(file, settings),
             kafka_bootstrap=values.get("kafka_bootstrap", settings.kafka_bootstrap),
             query_url=values.get("query_url", settings.query_url),
             token=settings.token,
@@ -184,6 +194,7 @@ class Workspace:
             "RUNSTREAM_QUERY_URL": self.query_url,
             "RUNSTREAM_TOPIC": self.topic,
             "RUNSTREAM_HEARTBEAT_SECONDS": repr(self.options.heartbeat_interval_seconds),
+            **self.kafka_security.as_env(),
         }
         if self.token is not None:
             env["RUNSTREAM_TOKEN"] = self.token
@@ -203,13 +214,47 @@ def _default_options(settings: Settings) -> LoggingOptions:
     return LoggingOptions(heartbeat_interval_seconds=settings.heartbeat_seconds)
 
 
-def _read_config(file: Path) -> dict[str, str]:
+def _load(file: Path) -> dict[str, Any]:
     try:
         doc: Any = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise WorkspaceConfigError(f"cannot read workspace config {file}: {exc}") from None
     if not isinstance(doc, dict):
         raise WorkspaceConfigError(f"workspace config {file} is not a JSON object")
+    return doc
+
+
+# What a config file may not hold: secrets themselves, and a command to run.
+_NOT_IN_FILES = (
+    "RUNSTREAM_KAFKA_SASL_PASSWORD",
+    "RUNSTREAM_KAFKA_SSL_KEY_PASSWORD",
+    "RUNSTREAM_KAFKA_OAUTH_TOKEN_COMMAND",
+)
+
+
+def _read_security(file: Path, settings: Settings) -> KafkaSecurity:
+    """The file's ``kafka_security`` (``RUNSTREAM_KAFKA_*`` names to values), else the environment's."""
+    section = _load(file).get("kafka_security")
+    if section is None:
+        return settings.kafka_security
+    if not isinstance(section, dict) or not all(isinstance(v, str) for v in section.values()):
+        raise WorkspaceConfigError(
+            f"workspace config {file}: kafka_security must map RUNSTREAM_KAFKA_* names to strings"
+        )
+    unknown = [k for k in section if not k.startswith("RUNSTREAM_KAFKA_") or k in _NOT_IN_FILES]
+    if unknown:
+        raise WorkspaceConfigError(
+            f"workspace config {file}: kafka_security may not hold {', '.join(sorted(unknown))}"
+            " (secrets come from the environment or a 0600 file named by its _FILE variable)"
+        )
+    try:
+        return KafkaSecurity.from_env(section, home=settings.home, local=False)
+    except ConfigError as exc:
+        raise WorkspaceConfigError(f"workspace config {file}: {exc}") from None
+
+
+def _read_config(file: Path) -> dict[str, str]:
+    doc = _load(file)
     values: dict[str, str] = {}
     for key in _CONFIG_KEYS:
         if key in doc:

@@ -91,7 +91,7 @@ def _run_worker_processes(settings: Settings, workers: int) -> int:
 def _dlq(settings: Settings, args: argparse.Namespace) -> int:
     from runstream._dlq_reader import read_dead_letters
 
-    records = asyncio.run(read_dead_letters(settings.kafka_bootstrap, settings.dlq_topic, limit=args.limit))
+    records = asyncio.run(read_dead_letters(settings, limit=args.limit))
     print(f"{'source':<28} {'reason':<16} {'bytes':>8}  message")
     for record in records:
         h = record.headers
@@ -203,9 +203,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = _COMMANDS[args.command][0]
     try:
         return handler(settings, args)
+    except ConfigError as exc:  # a setting the command cannot use: a wrong password, CA, certificate
+        print(f"runstream {args.command}: {exc}", file=sys.stderr)
+        return 2
     except (RuntimeError, OSError) as exc:
+        if (setup := _postgres_setup_error(exc)) is not None:
+            print(f"runstream {args.command}: {setup}", file=sys.stderr)
+            return 2
         print(f"runstream {args.command}: {exc}", file=sys.stderr)
         return 1
+    except Exception as exc:
+        if (setup := _postgres_setup_error(exc)) is None:
+            raise
+        print(f"runstream {args.command}: {setup}", file=sys.stderr)
+        return 2
+
+
+def _postgres_setup_error(exc: BaseException) -> str | None:
+    from runstream.dsn import postgres_setup_error  # imports asyncpg: only when there is an error
+
+    return postgres_setup_error(exc)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,9 @@ RUNSTREAM_KAFKA_PORT               broker port of the local Kafka               
 RUNSTREAM_KAFKA_CONTROLLER_PORT    KRaft controller port of the local Kafka     39093
 RUNSTREAM_KAFKA_BOOTSTRAP          bootstrap servers (overrides the port)       ``127.0.0.1:<kafka port>``
 RUNSTREAM_PG_PORT                  port of the local PostgreSQL                 35432
-RUNSTREAM_DATABASE_URL             asyncpg DSN (overrides the port)             ``postgresql://runstream@127.0.0.1:<pg port>/runstream``
+RUNSTREAM_DATABASE_URL             asyncpg DSN (overrides the port); may carry  ``postgresql://runstream@127.0.0.1:<pg port>``
+                                   ``passfile=``, ``sslmode=verify-full`` and   ``/runstream?passfile=<home>/secrets/``
+                                   ``sslrootcert=`` (docs/security.md)          ``postgres.pgpass`` (the local stack's)
 RUNSTREAM_QUERY_HOST               address the query service binds              127.0.0.1
 RUNSTREAM_QUERY_PORT               port of the query service                    38080
 RUNSTREAM_QUERY_URL                where clients reach the query service        ``http://127.0.0.1:<query port>``
@@ -40,16 +42,50 @@ RUNSTREAM_INGEST_FLUSH_SECONDS     longest a consumed record waits before       
 RUNSTREAM_INGEST_FLUSH_POINTS      scalar points that make ingest write at      500000
                                    once (the bound on a worker's memory)
 =================================  ===========================================  ==========================
+
+Kafka security and topics (one :class:`KafkaSecurity`, turned into client
+arguments by ``runstream.kafka.client_options`` for every client). Without
+``RUNSTREAM_KAFKA_BOOTSTRAP`` you talk to the local stack, and the defaults are
+its SASL/SCRAM credentials; with it, plain ``PLAINTEXT`` unless you say more.
+A secret ``X`` is read from ``RUNSTREAM_X`` or, better, from the file named by
+``RUNSTREAM_X_FILE``, which must not be readable by other users (0600).
+
+=======================================  =========================================  ============================
+variable                                 meaning                                    default
+=======================================  =========================================  ============================
+RUNSTREAM_KAFKA_SECURITY_PROTOCOL        PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL   local stack: SASL_PLAINTEXT
+RUNSTREAM_KAFKA_SASL_MECHANISM           PLAIN, SCRAM-SHA-256, SCRAM-SHA-512,       SCRAM-SHA-512
+                                         OAUTHBEARER
+RUNSTREAM_KAFKA_SASL_USERNAME            user of PLAIN and SCRAM                    local stack: ``runstream``
+RUNSTREAM_KAFKA_SASL_PASSWORD[_FILE]     its password (read as a client starts)     local stack: ``<home>/
+                                                                                    secrets/kafka.password``
+RUNSTREAM_KAFKA_OAUTH_TOKEN_FILE         OAUTHBEARER: a file holding the token,     unset
+                                         re-read at each connect
+RUNSTREAM_KAFKA_OAUTH_TOKEN_COMMAND      OAUTHBEARER: a command printing the        unset
+                                         token (run at each connect; no shell)
+RUNSTREAM_KAFKA_SSL_CAFILE               CA bundle that signs the brokers' certs    the system's CAs
+RUNSTREAM_KAFKA_SSL_CERTFILE             client certificate (mTLS), PEM             unset
+RUNSTREAM_KAFKA_SSL_KEYFILE              its private key, PEM (0600)                unset
+RUNSTREAM_KAFKA_SSL_KEY_PASSWORD[_FILE]  the key's passphrase, if encrypted         unset
+RUNSTREAM_TOPIC_REPLICATION_FACTOR       replicas of the topics runstream creates   min(3, brokers)
+RUNSTREAM_TOPIC_MIN_INSYNC_REPLICAS      their ``min.insync.replicas`` (the         replicas - 1, within 1..2
+                                         producers use acks=all)
+RUNSTREAM_CREATE_TOPICS                  ``false``: an administrator made the       true
+                                         topics; runstream checks they exist and
+                                         never creates or alters one
+=======================================  =========================================  ============================
 """
 
 from __future__ import annotations
 
 import os
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import quote
 
-__all__ = ["ConfigError", "Settings"]
+__all__ = ["ConfigError", "KafkaSecurity", "Settings", "read_secret_file"]
 
 
 class ConfigError(ValueError):
@@ -96,6 +132,212 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 1) -
     return value
 
 
+# --- Kafka security and topics ------------------------------------------------------
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
+#: the local stack's Kafka user; its password is ``<home>/secrets/kafka.password``
+LOCAL_KAFKA_USER = "runstream"
+LOCAL_KAFKA_MECHANISM = "SCRAM-SHA-512"
+
+
+def secrets_dir(home: Path) -> Path:
+    """Where the local stack keeps the secrets it generates (0700, files 0600)."""
+    return home / "secrets"
+
+
+def read_secret_file(path: Path, variable: str) -> str:
+    """The content of a secret file (without the final newline), if only its owner may read it.
+
+    A secret another user can read is no secret: refused, like ssh and libpq
+    do, with the variable that named the file.
+    """
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        raise ConfigError(f"{variable}={path}: no such file") from None
+    if mode & 0o077:
+        raise ConfigError(f"{variable}={path} is readable by other users (mode {mode & 0o777:04o}); chmod 600 it")
+    try:
+        return path.read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as exc:
+        raise ConfigError(f"{variable}={path}: {exc.strerror or exc}") from None
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    value = (env.get(name) or default).upper()
+    if value not in choices:
+        raise ConfigError(f"{name}={env.get(name)!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={env.get(name)!r} is not true or false")
+
+
+def _file(env: Mapping[str, str], name: str) -> Path | None:
+    raw = env.get(name)
+    if not raw:
+        return None
+    path = Path(raw).expanduser().absolute()
+    if not path.is_file():
+        raise ConfigError(f"{name}={raw}: no such file")
+    return path
+
+
+def _secret(env: Mapping[str, str], name: str) -> tuple[str | None, Path | None]:
+    """A secret given as ``name`` or as the file ``name_FILE`` (read when used), not both."""
+    value, file = env.get(name) or None, env.get(f"{name}_FILE") or None
+    if value is not None and file is not None:
+        raise ConfigError(f"set {name} or {name}_FILE, not both")
+    return value, Path(file).expanduser().absolute() if file else None
+
+
+@dataclass(frozen=True, kw_only=True)
+class KafkaSecurity:
+    """How every Kafka client of runstream authenticates and encrypts: one value, validated once.
+
+    Secrets in files are read when a client starts (``sasl_password()``), so a
+    rotated password is used by the next client and a missing file is
+    reported then, naming its variable; an OAUTHBEARER token at every connect. ``runstream.kafka.client_options``
+    turns this into aiokafka's arguments.
+    """
+
+    protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password_value: str | None = field(default=None, repr=False)
+    sasl_password_file: Path | None = None
+    oauth_token_file: Path | None = None
+    oauth_token_command: tuple[str, ...] | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    ssl_key_password_value: str | None = field(default=None, repr=False)
+    ssl_key_password_file: Path | None = None
+
+    def __post_init__(self) -> None:
+        p = "RUNSTREAM_KAFKA_"
+        if self.protocol not in SECURITY_PROTOCOLS:
+            raise ConfigError(f"{p}SECURITY_PROTOCOL={self.protocol!r} is not one of {', '.join(SECURITY_PROTOCOLS)}")
+        if self.sasl and self.sasl_mechanism not in SASL_MECHANISMS:
+            raise ConfigError(f"{p}SASL_MECHANISM={self.sasl_mechanism!r} is not one of {', '.join(SASL_MECHANISMS)}")
+        if self.sasl_mechanism == "OAUTHBEARER":
+            if (self.oauth_token_file is None) == (self.oauth_token_command is None):
+                raise ConfigError(f"OAUTHBEARER needs one of {p}OAUTH_TOKEN_FILE or {p}OAUTH_TOKEN_COMMAND")
+        elif self.sasl:
+            if not self.sasl_username:
+                raise ConfigError(f"{p}SASL_MECHANISM={self.sasl_mechanism} needs {p}SASL_USERNAME")
+            if self.sasl_password_value is None and self.sasl_password_file is None:
+                raise ConfigError(f"{p}SASL_MECHANISM={self.sasl_mechanism} needs {p}SASL_PASSWORD(_FILE)")
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ConfigError(f"a client certificate needs both {p}SSL_CERTFILE and {p}SSL_KEYFILE")
+        if not self.tls and (self.ssl_cafile or self.ssl_certfile):
+            raise ConfigError(f"{p}SSL_* files are set but {p}SECURITY_PROTOCOL={self.protocol} does not use TLS")
+
+    @property
+    def sasl(self) -> bool:
+        return self.protocol.startswith("SASL_")
+
+    @property
+    def tls(self) -> bool:
+        return self.protocol in ("SSL", "SASL_SSL")
+
+    def sasl_password(self) -> str | None:
+        """The SASL password, from the file when one is named (read now, so a rotation is seen)."""
+        if self.sasl_password_file is not None:
+            return read_secret_file(self.sasl_password_file, "RUNSTREAM_KAFKA_SASL_PASSWORD_FILE")
+        return self.sasl_password_value
+
+    def ssl_key_password(self) -> str | None:
+        if self.ssl_key_password_file is not None:
+            return read_secret_file(self.ssl_key_password_file, "RUNSTREAM_KAFKA_SSL_KEY_PASSWORD_FILE")
+        return self.ssl_key_password_value
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], *, home: Path, local: bool) -> KafkaSecurity:
+        """Read ``RUNSTREAM_KAFKA_*``; ``local`` (no bootstrap given) makes the local stack's SCRAM user the default."""
+        p = "RUNSTREAM_KAFKA_"
+        protocol = _choice(env, f"{p}SECURITY_PROTOCOL", SECURITY_PROTOCOLS, "SASL_PLAINTEXT" if local else "PLAINTEXT")
+        sasl = protocol.startswith("SASL_")
+        mechanism = _choice(env, f"{p}SASL_MECHANISM", SASL_MECHANISMS, LOCAL_KAFKA_MECHANISM) if sasl else None
+        password, password_file = _secret(env, f"{p}SASL_PASSWORD")
+        username = env.get(f"{p}SASL_USERNAME") or None
+        if local and sasl and mechanism != "OAUTHBEARER" and username is None and password is None:
+            username = LOCAL_KAFKA_USER
+            password_file = password_file or secrets_dir(home) / "kafka.password"
+        command = env.get(f"{p}OAUTH_TOKEN_COMMAND") or None
+        key_password, key_password_file = _secret(env, f"{p}SSL_KEY_PASSWORD")
+        return cls(
+            protocol=protocol,
+            sasl_mechanism=mechanism,
+            sasl_username=username if sasl else None,
+            sasl_password_value=password if sasl else None,
+            sasl_password_file=password_file if sasl else None,
+            oauth_token_file=_file(env, f"{p}OAUTH_TOKEN_FILE"),
+            oauth_token_command=tuple(shlex.split(command)) if command else None,
+            ssl_cafile=_file(env, f"{p}SSL_CAFILE"),
+            ssl_certfile=_file(env, f"{p}SSL_CERTFILE"),
+            ssl_keyfile=_file(env, f"{p}SSL_KEYFILE"),
+            ssl_key_password_value=key_password,
+            ssl_key_password_file=key_password_file,
+        )
+
+    def as_env(self, *, secrets: bool = True) -> dict[str, str]:
+        """The variables that make ``from_env`` give this value back.
+
+        ``secrets=False`` leaves out the values that are secrets themselves
+        (a password given inline, the token command): what a config file may hold.
+        """
+        p = "RUNSTREAM_KAFKA_"
+        env = {f"{p}SECURITY_PROTOCOL": self.protocol}
+        optional: dict[str, object] = {
+            f"{p}SASL_MECHANISM": self.sasl_mechanism,
+            f"{p}SASL_USERNAME": self.sasl_username,
+            f"{p}SASL_PASSWORD_FILE": self.sasl_password_file,
+            f"{p}OAUTH_TOKEN_FILE": self.oauth_token_file,
+            f"{p}SSL_CAFILE": self.ssl_cafile,
+            f"{p}SSL_CERTFILE": self.ssl_certfile,
+            f"{p}SSL_KEYFILE": self.ssl_keyfile,
+            f"{p}SSL_KEY_PASSWORD_FILE": self.ssl_key_password_file,
+        }
+        if secrets:
+            optional |= {
+                f"{p}SASL_PASSWORD": self.sasl_password_value,
+                f"{p}SSL_KEY_PASSWORD": self.ssl_key_password_value,
+                f"{p}OAUTH_TOKEN_COMMAND": shlex.join(self.oauth_token_command) if self.oauth_token_command else None,
+            }
+        env |= {k: str(v) for k, v in optional.items() if v is not None}
+        return env
+
+
+def _topic_settings(env: Mapping[str, str]) -> tuple[int | None, int | None]:
+    replication = _int(env, "RUNSTREAM_TOPIC_REPLICATION_FACTOR", 0) or None
+    min_insync = _int(env, "RUNSTREAM_TOPIC_MIN_INSYNC_REPLICAS", 0) or None
+    if replication is not None and min_insync is not None and min_insync > replication:
+        raise ConfigError(
+            f"RUNSTREAM_TOPIC_MIN_INSYNC_REPLICAS={min_insync} is above"
+            f" RUNSTREAM_TOPIC_REPLICATION_FACTOR={replication}: no write could ever succeed"
+        )
+    return replication, min_insync
+
+
+def _local_database_url(home: Path, pg_port: int) -> str:
+    """The local stack's DSN: its ``runstream`` role, the password in a 0600 passfile under ``home``."""
+    passfile = quote(str(secrets_dir(home) / "postgres.pgpass"), safe="/")
+    return f"postgresql://runstream@127.0.0.1:{pg_port}/runstream?passfile={passfile}"
+
+
+# --- end of Kafka security and topics ---------------------------------------------
+
+
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     """Resolved configuration shared by the SDK, ingest, query and the stack."""
@@ -125,6 +367,11 @@ class Settings:
     liveness_sweep_seconds: float = 5.0
     ingest_flush_seconds: float = 0.05
     ingest_flush_points: int = 500_000
+    # Kafka security and topics (see the second table)
+    kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
+    topic_replication_factor: int | None = None
+    topic_min_insync_replicas: int | None = None
+    create_topics: bool = True
 
     def __post_init__(self) -> None:
         if self.failed_after_seconds < self.not_responding_after_seconds:
@@ -141,14 +388,14 @@ class Settings:
         kafka_port = _port(env, "RUNSTREAM_KAFKA_PORT", 39092)
         pg_port = _port(env, "RUNSTREAM_PG_PORT", 35432)
         query_port = _port(env, "RUNSTREAM_QUERY_PORT", 38080)
+        replication, min_insync = _topic_settings(env)
         return cls(
             home=home,
             kafka_port=kafka_port,
             kafka_controller_port=_port(env, "RUNSTREAM_KAFKA_CONTROLLER_PORT", 39093),
             kafka_bootstrap=env.get("RUNSTREAM_KAFKA_BOOTSTRAP") or f"127.0.0.1:{kafka_port}",
             pg_port=pg_port,
-            database_url=env.get("RUNSTREAM_DATABASE_URL")
-            or f"postgresql://runstream@127.0.0.1:{pg_port}/runstream",
+            database_url=env.get("RUNSTREAM_DATABASE_URL") or _local_database_url(home, pg_port),
             query_host=env.get("RUNSTREAM_QUERY_HOST") or "127.0.0.1",
             query_port=query_port,
             query_url=(env.get("RUNSTREAM_QUERY_URL") or f"http://127.0.0.1:{query_port}").rstrip("/"),
@@ -168,6 +415,10 @@ class Settings:
             liveness_sweep_seconds=_seconds(env, "RUNSTREAM_LIVENESS_SWEEP_SECONDS", 5.0, zero_ok=True),
             ingest_flush_seconds=_seconds(env, "RUNSTREAM_INGEST_FLUSH_SECONDS", 0.05),
             ingest_flush_points=_int(env, "RUNSTREAM_INGEST_FLUSH_POINTS", 500_000),
+            kafka_security=KafkaSecurity.from_env(env, home=home, local=not env.get("RUNSTREAM_KAFKA_BOOTSTRAP")),
+            topic_replication_factor=replication,
+            topic_min_insync_replicas=min_insync,
+            create_topics=_bool(env, "RUNSTREAM_CREATE_TOPICS", True),
         )
 
     def as_env(self) -> dict[str, str]:
@@ -197,6 +448,12 @@ class Settings:
             "RUNSTREAM_INGEST_FLUSH_SECONDS": repr(self.ingest_flush_seconds),
             "RUNSTREAM_INGEST_FLUSH_POINTS": str(self.ingest_flush_points),
         }
+        env |= self.kafka_security.as_env()
+        env["RUNSTREAM_CREATE_TOPICS"] = "true" if self.create_topics else "false"
+        if self.topic_replication_factor is not None:
+            env["RUNSTREAM_TOPIC_REPLICATION_FACTOR"] = str(self.topic_replication_factor)
+        if self.topic_min_insync_replicas is not None:
+            env["RUNSTREAM_TOPIC_MIN_INSYNC_REPLICAS"] = str(self.topic_min_insync_replicas)
         if self.token is not None:
             env["RUNSTREAM_TOKEN"] = self.token
         if self.write_token is not None:

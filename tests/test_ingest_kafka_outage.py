@@ -27,13 +27,22 @@ OUTAGE_SECONDS = 8.0
 
 @pytest_asyncio.fixture
 async def own_broker(settings: Settings, tmp_path: Path) -> AsyncIterator[tuple[KafkaBroker, Settings]]:
-    kafka_port = free_port()
+    # A broker of our own, as the stack makes one: its own SCRAM user, its secrets under its home.
+    home = tmp_path / "home"
+    local = Settings.from_env(
+        {
+            "RUNSTREAM_HOME": str(home),
+            "RUNSTREAM_KAFKA_PORT": str(free_port()),
+            "RUNSTREAM_KAFKA_CONTROLLER_PORT": str(free_port()),
+        }
+    )
     mine = dataclasses.replace(
         settings,
-        home=tmp_path / "home",
-        kafka_port=kafka_port,
-        kafka_controller_port=free_port(),
-        kafka_bootstrap=f"127.0.0.1:{kafka_port}",
+        home=home,
+        kafka_port=local.kafka_port,
+        kafka_controller_port=local.kafka_controller_port,
+        kafka_bootstrap=local.kafka_bootstrap,
+        kafka_security=local.kafka_security,
         topic="ingest-outage.events",
         dlq_topic="ingest-outage.dead-letter",
         group_id="ingest-outage",

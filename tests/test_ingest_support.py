@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from query._points import Points, read_run_points
 from runstream.config import Settings
 from runstream.events import Batch, encode_batch, scalars_event
+from runstream.kafka import client_options
 
 T0 = 1_700_000_000.0
 _NO_POINTS = Points(np.empty(0, np.int64), np.empty(0), np.empty(0, np.int64), np.empty(0))
@@ -102,7 +103,7 @@ async def dead_letters(
     """Read the DLQ from the start until every (partition, offset) in ``wanted`` is found."""
     consumer = AIOKafkaConsumer(
         settings.dlq_topic,
-        bootstrap_servers=settings.kafka_bootstrap,
+        **client_options(settings),
         auto_offset_reset="earliest",
         enable_auto_commit=False,
     )
@@ -183,7 +184,7 @@ class Stream:
 
 async def produce_all(settings: Settings, topic: str, records: list[tuple[str, bytes]]) -> None:
     async with AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5, max_request_size=16 * 1024 * 1024
+        **client_options(settings), acks="all", linger_ms=5, max_request_size=16 * 1024 * 1024
     ) as producer:
         futures = [await producer.send(topic, value=value, key=key.encode()) for key, value in records]
         for future in futures:

@@ -1,4 +1,13 @@
-"""The whole local stack: Kafka, PostgreSQL, the ingest worker and the query service."""
+"""The whole local stack: Kafka, PostgreSQL, the ingest worker and the query service.
+
+Everything lives under ``settings.home``, which must be ours: a home another
+user owns (or may write) is refused, so their pid files can make ``down`` stop
+nothing of theirs and their files are never adopted. ``start`` makes it 0700
+(see :mod:`runstream.stack._private` for root), generates the secrets once,
+and writes ``config.json`` (0600) for the SDK's ``Workspace.from_config()``:
+the Kafka bootstrap, security protocol, user and password *file* - never a
+secret itself.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +18,14 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from runstream import kafka
 from runstream.config import Settings
 from runstream.stack import _process
 from runstream.stack._health import http_ok, wait_http_ok
-from runstream.stack._kafka import KafkaBroker, ensure_topic
+from runstream.stack._kafka import KafkaBroker
 from runstream.stack._postgres import PostgresCluster
+from runstream.stack._private import check_owned, private_dir, tighten, write_private
+from runstream.stack._secrets import StackSecrets
 
 __all__ = ["ComponentStatus", "LocalStack", "create_topics"]
 
@@ -31,21 +43,37 @@ class LocalStack:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.kafka = KafkaBroker(settings)
-        self.postgres = PostgresCluster(settings)
+        self.secrets = StackSecrets(settings.home)
+        self.kafka = KafkaBroker(settings, self.secrets)
+        self.postgres = PostgresCluster(settings, self.secrets)
 
     @property
     def config_file(self) -> Path:
         return self.settings.home / "config.json"
 
+    @property
+    def admin_dsn(self) -> str:
+        """The PostgreSQL superuser's DSN: for the stack's own work, never for a service."""
+        return self.postgres.admin_dsn
+
     def _pid_file(self, name: str) -> Path:
         return self.settings.home / "pids" / f"{name}.pid"
+
+    def _claim_home(self) -> None:
+        """The home made private (0700), the directories in it too, the secrets there."""
+        home = self.settings.home
+        check_owned(home)
+        private_dir(home, postgres_passes=True)
+        tighten(home, skip=self.postgres.root)
+        for name in ("pids", "logs"):
+            private_dir(home / name, postgres_passes=name == "logs")
+        self.secrets.ensure()
 
     def start_infrastructure(self) -> None:
         """Kafka and PostgreSQL, the schema migrated and the topics created."""
         from ingest.schema import migrate  # the schema belongs to ingest
 
-        self.settings.home.mkdir(parents=True, exist_ok=True)
+        self._claim_home()
         self.kafka.start()
         self.postgres.start()
         asyncio.run(migrate(self.settings.database_url))
@@ -56,16 +84,13 @@ class LocalStack:
         self.start_infrastructure()
         self._start_service("ingest", f"http://127.0.0.1:{self.settings.ingest_metrics_port}/metrics")
         self._start_service("query", f"{self.settings.query_url}/health")
-        self.config_file.write_text(
-            json.dumps(
-                {
-                    "kafka_bootstrap": self.settings.kafka_bootstrap,
-                    "query_url": self.settings.query_url,
-                    "topic": self.settings.topic,
-                },
-                indent=2,
-            )
-        )
+        config = {
+            "kafka_bootstrap": self.settings.kafka_bootstrap,
+            "query_url": self.settings.query_url,
+            "topic": self.settings.topic,
+            "kafka_security": self.settings.kafka_security.as_env(secrets=False),
+        }
+        write_private(self.config_file, json.dumps(config, indent=2))
 
     def _start_service(self, module: str, health_url: str) -> None:
         pid_file = self._pid_file(module)
@@ -85,7 +110,12 @@ class LocalStack:
         )
 
     def stop(self) -> list[str]:
-        """Stop what ``start`` started, newest first; return the names of those that were running."""
+        """Stop what ``start`` started, newest first; return the names of those that were running.
+
+        Only processes whose pid file still names them (same command line,
+        same start time) are signalled; a stale or forged pid file is dropped.
+        """
+        check_owned(self.settings.home)
         stopped = [name for name in ("query", "ingest") if _process.stop_pid(self._pid_file(name))]
         if self.kafka.stop():
             stopped.append("kafka")
@@ -95,6 +125,7 @@ class LocalStack:
 
     def status(self) -> list[ComponentStatus]:
         s = self.settings
+        check_owned(s.home)
         return [
             ComponentStatus("kafka", self.kafka.pid(), s.kafka_port, self.kafka.pid() is not None),
             ComponentStatus("postgres", self.postgres.pid(), s.pg_port, self.postgres.running()),
@@ -109,6 +140,5 @@ class LocalStack:
 
 
 async def create_topics(settings: Settings) -> None:
-    """The events topic (``settings.topic_partitions`` partitions) and the dead-letter topic, unless they exist."""
-    await ensure_topic(settings.kafka_bootstrap, settings.topic, settings.topic_partitions)
-    await ensure_topic(settings.kafka_bootstrap, settings.dlq_topic, 1)
+    """The events and dead-letter topics as ``settings`` say (see :func:`runstream.kafka.ensure_topics`)."""
+    await kafka.ensure_topics(settings)
