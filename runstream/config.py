@@ -12,9 +12,10 @@ RUNSTREAM_KAFKA_PORT               broker port of the local Kafka               
 RUNSTREAM_KAFKA_CONTROLLER_PORT    KRaft controller port of the local Kafka     39093
 RUNSTREAM_KAFKA_BOOTSTRAP          bootstrap servers (overrides the port)       ``127.0.0.1:<kafka port>``
 RUNSTREAM_PG_PORT                  port of the local PostgreSQL                 35432
-RUNSTREAM_DATABASE_URL             asyncpg DSN (overrides the port); may carry  ``postgresql://runstream@127.0.0.1:<pg port>``
-                                   ``passfile=``, ``sslmode=verify-full`` and   ``/runstream?passfile=<home>/secrets/``
-                                   ``sslrootcert=`` (docs/security.md)          ``postgres.pgpass`` (the local stack's)
+RUNSTREAM_DATABASE_URL             asyncpg DSN (overrides the port); may carry  the local stack's role and passfile:
+                                   ``passfile=``, ``sslmode=verify-full`` and   ``postgresql://runstream@127.0.0.1:``
+                                   ``sslrootcert=`` (docs/security.md)          ``<pg port>/runstream?passfile=``
+                                                                                ``<home>/secrets/postgres.pgpass``
 RUNSTREAM_QUERY_HOST               address the query service binds              127.0.0.1
 RUNSTREAM_QUERY_PORT               port of the query service                    38080
 RUNSTREAM_QUERY_URL                where clients reach the query service        ``http://127.0.0.1:<query port>``
