@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import logging
 import os
 import signal
 import subprocess
@@ -195,6 +196,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--unknown-run-min-age-seconds", type=float, help="keep files of runs ingest has not stored (default: a day)"
     )
     args = parser.parse_args(argv)
+    # A Kafka connection that fails is explained in one line (runstream.kafka); aiokafka's own
+    # log of each attempt would only repeat it, before the explanation.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
         settings = Settings.from_env()
     except ConfigError as exc:

@@ -25,11 +25,15 @@ them.
 
 from __future__ import annotations
 
+import _ssl
 import asyncio
+import contextlib
 import logging
 import ssl
 import struct
+import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, Final, Protocol
 
 from aiokafka.abc import AbstractTokenProvider  # type: ignore[import-untyped]
@@ -68,6 +72,8 @@ log = logging.getLogger(__name__)
 #: its reason instead of failing in the producer.
 TOPIC_MAX_MESSAGE_BYTES: Final = 2 * MAX_RECORD_BYTES
 _PROBE_TIMEOUT_SECONDS: Final = 10.0
+# How long a probe waits for the broker's verdict on its certificate (TLS 1.3 sends it after the handshake).
+_VERDICT_SECONDS: Final = 0.5
 _TOKEN_COMMAND_TIMEOUT_SECONDS: Final = 30.0
 _P: Final = "RUNSTREAM_KAFKA_"
 
@@ -174,7 +180,7 @@ class TokenProvider(AbstractTokenProvider):  # type: ignore[misc]  # aiokafka is
             raise TokenError(f"{name}: no token within {_TOKEN_COMMAND_TIMEOUT_SECONDS:g}s") from None
         if proc.returncode != 0:
             first = (err.decode(errors="replace").strip().splitlines() or [""])[0][:200]
-            raise TokenError(f"{name} exited with {proc.returncode}: {first}")
+            raise TokenError(f"{name} exited with {proc.returncode}" + (f": {first}" if first else ""))
         return out.decode(errors="replace").strip()
 
 
@@ -182,7 +188,12 @@ class TokenProvider(AbstractTokenProvider):  # type: ignore[misc]  # aiokafka is
 
 
 async def start(client: Any, target: KafkaTarget) -> None:
-    """``client.start()``; a failure that a setting causes becomes a :class:`KafkaSetupError`."""
+    """``client.start()``; a failure that a setting causes becomes a :class:`KafkaSetupError`.
+
+    An OAUTHBEARER token is tried first by hand (see :func:`_oauth_refusal`).
+    """
+    if target.kafka_security.sasl_mechanism == "OAUTHBEARER":
+        await _check_token(target)
     try:
         await client.start()
     except KafkaConnectionError as exc:
@@ -190,6 +201,16 @@ async def start(client: Any, target: KafkaTarget) -> None:
         if cause is not None:
             raise cause from exc
         raise
+
+
+async def _check_token(target: KafkaTarget) -> None:
+    """Raise :class:`KafkaSetupError` if a broker refuses our OAUTHBEARER token (before aiokafka would hide it)."""
+    security = target.kafka_security
+    context = ssl_context(security) if security.tls else None
+    for host, port, _ in collect_hosts(target.kafka_bootstrap, randomize=False):
+        message = await _oauth_refusal(host, port, security, context)
+        if message is not None:
+            raise KafkaSetupError(message)
 
 
 async def diagnose(target: KafkaTarget) -> KafkaSetupError | None:
@@ -210,6 +231,8 @@ async def _probe(host: str, port: int, options: dict[str, Any], security: KafkaS
             return message
     elif await _speaks_tls(host, port):
         return f"{_P}SECURITY_PROTOCOL={security.protocol}: {where} speaks TLS; use SSL or SASL_SSL"
+    if security.sasl_mechanism == "OAUTHBEARER":
+        return await _oauth_refusal(host, port, security, options.get("ssl_context"))
     if security.sasl:
         return await _sasl_probe(host, port, options, security)
     mechanisms = await _sasl_mechanisms(host, port)
@@ -221,10 +244,29 @@ async def _probe(host: str, port: int, options: dict[str, Any], security: KafkaS
     return None
 
 
-# An ApiVersions v0 request (size, api key 18, version 0, correlation id, client id):
-# every listener answers it, before any SASL step.
 _CLIENT_ID: Final = b"runstream-probe"
-_API_VERSIONS: Final = struct.pack(">ihhih", 10 + len(_CLIENT_ID), 18, 0, 1, len(_CLIENT_ID)) + _CLIENT_ID
+
+
+def _request(api_key: int, version: int, body: bytes = b"") -> bytes:
+    """One Kafka request, framed: size, api key, version, correlation id, client id, body."""
+    message = struct.pack(">hhih", api_key, version, 1, len(_CLIENT_ID)) + _CLIENT_ID + body
+    return struct.pack(">i", len(message)) + message
+
+
+async def _exchange(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, request: bytes) -> bytes:
+    """Send a request, return its response without the size (the correlation id first)."""
+    writer.write(request)
+    await writer.drain()
+    (size,) = struct.unpack(">i", await asyncio.wait_for(reader.readexactly(4), _PROBE_TIMEOUT_SECONDS))
+    return await asyncio.wait_for(reader.readexactly(size), _PROBE_TIMEOUT_SECONDS)
+
+
+def _string(value: bytes) -> bytes:
+    return struct.pack(">h", len(value)) + value
+
+
+# An ApiVersions v0 request: every listener answers it, before any SASL step.
+_API_VERSIONS: Final = _request(18, 0)
 
 
 async def _tls_probe(host: str, port: int, context: ssl.SSLContext, security: KafkaSecurity) -> str | None:
@@ -240,6 +282,10 @@ async def _tls_probe(host: str, port: int, context: ssl.SSLContext, security: Ka
     except (OSError, TimeoutError):
         return None
     try:
+        # Listen first: a refusal that comes as the broker closes could be lost
+        # (reset) once we have sent a request it will never read.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(reader.read(1), _VERDICT_SECONDS)
         writer.write(_API_VERSIONS)
         await writer.drain()
         await asyncio.wait_for(reader.readexactly(4), _PROBE_TIMEOUT_SECONDS)
@@ -269,14 +315,29 @@ def _untrusted_broker(host: str, port: int, exc: ssl.SSLCertVerificationError, s
 
 def _refused_handshake(host: str, port: int, exc: ssl.SSLError, security: KafkaSecurity) -> str:
     where, reason = f"{host}:{port}", str(exc.reason or exc)
-    cert = f"{_P}SSL_CERTFILE={security.ssl_certfile}"
-    if "CERTIFICATE_REQUIRED" in reason or (security.ssl_certfile is None and "HANDSHAKE_FAILURE" in reason):
+    alert = "ALERT" in reason
+    if security.ssl_certfile is None and (alert or "CERTIFICATE_REQUIRED" in reason):
         return f"broker {where} wants a client certificate (mTLS): set {_P}SSL_CERTFILE and {_P}SSL_KEYFILE ({reason})"
-    if "CERTIFICATE_EXPIRED" in reason:
-        return f"{cert}: broker {where} refused the client certificate: it has expired ({reason})"
-    if "ALERT" in reason and security.ssl_certfile is not None:
-        return f"{cert}: broker {where} refused the client certificate ({reason})"
+    if security.ssl_certfile is not None and alert:
+        # The broker's alert rarely says why (Java answers "bad certificate"): check the dates ourselves.
+        cert = f"{_P}SSL_CERTFILE={security.ssl_certfile}"
+        return f"{cert}: broker {where} refused the client certificate{_validity(security.ssl_certfile)} ({reason})"
     return f"{_P}SECURITY_PROTOCOL={security.protocol}: the TLS handshake with {where} failed ({reason})"
+
+
+def _validity(certfile: Path) -> str:
+    """': it has expired (on <date>)' or ': it is not valid before <date>' for a certificate out of its dates."""
+    try:
+        decoded = _ssl._test_decode_cert(str(certfile))  # type: ignore[attr-defined]  # the stdlib's PEM parser
+        not_before, not_after = (ssl.cert_time_to_seconds(decoded[k]) for k in ("notBefore", "notAfter"))
+    except (OSError, ValueError, KeyError, ssl.SSLError):
+        return ""
+    now = time.time()
+    if now > not_after:
+        return f": it has expired (on {decoded['notAfter']})"
+    if now < not_before:
+        return f": it is not valid before {decoded['notBefore']}"
+    return ""
 
 
 async def _speaks_tls(host: str, port: int) -> bool:
@@ -295,21 +356,15 @@ async def _speaks_tls(host: str, port: int) -> bool:
 async def _sasl_mechanisms(host: str, port: int) -> list[str] | None:
     """The mechanisms a SASL listener offers; None from a listener without SASL (or none reached).
 
-    A SaslHandshake v1 request, by hand: a SASL listener answers it with its
+    A SaslHandshake v1 request: a SASL listener answers it with its
     mechanisms, a plain one with ILLEGAL_SASL_STATE.
     """
-    mechanism = b"PLAIN"
-    header = struct.pack(">hhih", 17, 1, 2, len(_CLIENT_ID)) + _CLIENT_ID
-    body = header + struct.pack(">h", len(mechanism)) + mechanism
     try:
         reader, writer = await asyncio.wait_for(asyncio.open_connection(host, port), _PROBE_TIMEOUT_SECONDS)
     except (OSError, TimeoutError):
         return None
     try:
-        writer.write(struct.pack(">i", len(body)) + body)
-        await writer.drain()
-        (size,) = struct.unpack(">i", await asyncio.wait_for(reader.readexactly(4), _PROBE_TIMEOUT_SECONDS))
-        response = await asyncio.wait_for(reader.readexactly(size), _PROBE_TIMEOUT_SECONDS)
+        response = await _exchange(reader, writer, _request(17, 1, _string(b"PLAIN")))
     except (OSError, TimeoutError, asyncio.IncompleteReadError, struct.error):
         return None
     finally:
@@ -343,9 +398,6 @@ async def _sasl_probe(host: str, port: int, options: dict[str, Any], security: K
         )
     except SaslAuthenticationFailed as exc:
         secret = "SASL_PASSWORD_FILE" if security.sasl_password_file else "SASL_PASSWORD"
-        if security.sasl_mechanism == "OAUTHBEARER":
-            secret = "OAUTH_TOKEN_FILE" if security.oauth_token_file else "OAUTH_TOKEN_COMMAND"
-            return f"{_P}{secret}: broker {where} refused the OAUTHBEARER token ({_first_line(exc)})"
         return (
             f"{_P}SASL_USERNAME={user} / {_P}{secret}: broker {where} refused the credentials"
             f" ({security.sasl_mechanism}): {_first_line(exc)}"
@@ -354,11 +406,58 @@ async def _sasl_probe(host: str, port: int, options: dict[str, Any], security: K
         return f"{_P}SASL_MECHANISM={security.sasl_mechanism}: broker {where} does not offer it"
     except IllegalSaslStateError:
         return f"{_P}SECURITY_PROTOCOL={security.protocol}: broker {where} has no SASL on this listener"
-    except TokenError as exc:
-        return str(exc)
     except (OSError, KafkaError, TimeoutError):
         return None
     conn.close()
+    return None
+
+
+async def _oauth_refusal(host: str, port: int, security: KafkaSecurity, context: ssl.SSLContext | None) -> str | None:
+    """Why the broker refuses our OAUTHBEARER token, by hand; None if it takes it (or cannot be reached).
+
+    aiokafka does not read the broker's verdict on a token (RFC 7628 sends it
+    as a challenge, not an error), so a refused token would look like a
+    successful login followed by requests that fail for ever.
+    """
+    try:
+        token = await TokenProvider(security).token()
+    except TokenError as exc:
+        return str(exc.args[0])  # without aiokafka's "TokenError: " prefix
+    where = f"{host}:{port}"
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(host, port, ssl=context, server_hostname=host if context else None),
+            _PROBE_TIMEOUT_SECONDS,
+        )
+    except (OSError, TimeoutError):
+        return None
+    try:
+        await _exchange(reader, writer, _request(17, 1, _string(b"OAUTHBEARER")))
+        payload = f"n,,\x01auth=Bearer {token}\x01\x01".encode()
+        response = await _exchange(reader, writer, _request(36, 0, struct.pack(">i", len(payload)) + payload))
+    except (OSError, TimeoutError, asyncio.IncompleteReadError):
+        return None
+    finally:
+        writer.close()
+    verdict = _oauth_verdict(response)
+    source = f"{_P}OAUTH_TOKEN_FILE" if security.oauth_token_file else f"{_P}OAUTH_TOKEN_COMMAND"
+    return None if verdict is None else f"{source}: broker {where} refused the OAUTHBEARER token ({verdict})"
+
+
+def _oauth_verdict(response: bytes) -> str | None:
+    """The error in a SaslAuthenticate v0 response: an error code, or the JSON challenge of RFC 7628."""
+    try:
+        _, error_code, length = struct.unpack_from(">ihh", response)
+        offset = 8 + max(length, 0)
+        message = response[8:offset].decode("utf-8", "replace") if length > 0 else ""
+        (size,) = struct.unpack_from(">i", response, offset)
+        challenge = response[offset + 4 : offset + 4 + max(size, 0)]
+    except struct.error:
+        return None
+    if error_code != 0:
+        return message or f"error {error_code}"
+    if challenge.startswith(b"{"):
+        return challenge.decode("utf-8", "replace")
     return None
 
 

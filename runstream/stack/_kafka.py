@@ -23,6 +23,7 @@ import shutil
 import subprocess
 import time
 import uuid
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 
@@ -94,9 +95,17 @@ def resolve_jars() -> Path:
 class KafkaBroker:
     """The broker's files under ``<home>/kafka`` and its process."""
 
-    def __init__(self, settings: Settings, secrets: StackSecrets | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        secrets: StackSecrets | None = None,
+        *,
+        extra_properties: Mapping[str, str] | None = None,
+    ) -> None:
+        """``extra_properties`` override the broker's own (a test's TLS listeners, say)."""
         self.settings = settings
         self.secrets = secrets or StackSecrets(settings.home)
+        self.extra_properties = dict(extra_properties or {})
         self.root = settings.home / "kafka"
         self.pid_file = settings.home / "pids" / "kafka.pid"
         self.log_file = settings.home / "logs" / "kafka.log"
@@ -136,6 +145,7 @@ class KafkaBroker:
             "group.initial.rebalance.delay.ms": "0",
             "message.max.bytes": str(16 * 1024 * 1024),
             "auto.create.topics.enable": "false",
+            **self.extra_properties,
         }
         private_dir(self.root)
         write_private(self.root / "log4j2.yaml", _LOG4J2)
