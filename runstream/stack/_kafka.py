@@ -81,13 +81,14 @@ def resolve_jars() -> Path:
     pom.parent.mkdir(parents=True, exist_ok=True)
     pom.write_text(resources.files("runstream.stack").joinpath("kafka-pom.xml").read_text(encoding="utf-8"))
     shutil.rmtree(libs, ignore_errors=True)
-    result = subprocess.run(
+    result = subprocess.run(  # noqa: S603 - our own argv, no shell
         [_tools.maven(), "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
          f"-DoutputDirectory={libs}", "-DincludeScope=runtime"],
         capture_output=True, text=True, check=False,
     )
     if result.returncode != 0:
-        raise RuntimeError(f"mvn could not resolve Kafka {KAFKA_VERSION}:\n{result.stdout[-4000:]}{result.stderr[-2000:]}")
+        output = f"{result.stdout[-4000:]}{result.stderr[-2000:]}"
+        raise RuntimeError(f"mvn could not resolve Kafka {KAFKA_VERSION}:\n{output}")
     marker.write_text(KAFKA_VERSION)
     return libs
 
@@ -193,7 +194,7 @@ class KafkaBroker:
         argfile = self.root / "format.args"
         write_private(argfile, "\n".join(args) + "\n")
         try:
-            result = subprocess.run(
+            result = subprocess.run(  # noqa: S603 - our own argv, no shell
                 self._java(libs, f"@{argfile}"), capture_output=True, text=True, check=False, umask=PRIVATE_UMASK
             )
         finally:

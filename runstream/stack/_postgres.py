@@ -107,7 +107,8 @@ class PostgresCluster:
         return argv
 
     def _run(self, argv: list[str]) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(self._as_owner(argv), capture_output=True, text=True, check=False)
+        # noqa below: our own argv, no shell.
+        return subprocess.run(self._as_owner(argv), capture_output=True, text=True, check=False)  # noqa: S603
 
     def _prepare_dirs(self) -> None:
         private_dir(self.log_file.parent, postgres_passes=True)
