@@ -38,6 +38,11 @@ def user_of(dsn: str) -> str:
 
 def postgres_setup_error(exc: BaseException) -> str | None:
     """A one-line explanation naming ``RUNSTREAM_DATABASE_URL`` if ``exc`` comes from a setting; else None."""
+    if isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError) and "no encryption" in str(exc):
+        return (
+            f"RUNSTREAM_DATABASE_URL: the server takes only TLS connections ({exc}):"
+            " add sslmode=verify-full&sslrootcert=<its CA file>"
+        )
     if isinstance(exc, asyncpg.InvalidAuthorizationSpecificationError):  # incl. a wrong password (28P01)
         return f"RUNSTREAM_DATABASE_URL: the server refused the login: {exc} (check the user and its passfile)"
     if isinstance(exc, asyncpg.InvalidCatalogNameError):

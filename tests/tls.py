@@ -65,8 +65,15 @@ class Authority:
         self.cert = directory / f"{name}-ca.pem"
         self.cert.write_bytes(self.pem)
 
-    def issue(self, common_name: str, *, server: bool, expired: bool = False) -> Issued:
-        """A certificate for 127.0.0.1 and localhost (server) or a client, valid now unless ``expired``."""
+    def issue(
+        self,
+        common_name: str,
+        *,
+        server: bool,
+        expired: bool = False,
+        hosts: tuple[str, ...] = ("127.0.0.1", "localhost"),
+    ) -> Issued:
+        """A certificate for ``hosts`` (server) or a client, valid now unless ``expired``."""
         key = ec.generate_private_key(ec.SECP256R1())
         before, after = (
             (_NOW - dt.timedelta(days=10), _NOW - dt.timedelta(days=1))
@@ -88,7 +95,9 @@ class Authority:
             .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
         )
         if server:
-            names = [x509.IPAddress(ipaddress.ip_address("127.0.0.1")), x509.DNSName("localhost")]
+            names: list[x509.GeneralName] = [
+                x509.IPAddress(ipaddress.ip_address(h)) if h[0].isdigit() else x509.DNSName(h) for h in hosts
+            ]
             builder = builder.add_extension(x509.SubjectAlternativeName(names), critical=False)
         cert = builder.sign(self._key, hashes.SHA256())
         stem = self.directory / f"{self.name}-{common_name}"
