@@ -58,7 +58,8 @@ RUNSTREAM_KAFKA_SECURITY_PROTOCOL        PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SS
 RUNSTREAM_KAFKA_SASL_MECHANISM           PLAIN, SCRAM-SHA-256, SCRAM-SHA-512,       SCRAM-SHA-512
                                          OAUTHBEARER
 RUNSTREAM_KAFKA_SASL_USERNAME            user of PLAIN and SCRAM                    local stack: ``runstream``
-RUNSTREAM_KAFKA_SASL_PASSWORD[_FILE]     its password (read as a client starts)     local stack: ``<home>/
+RUNSTREAM_KAFKA_SASL_PASSWORD            its password (read as a client starts)     unset
+RUNSTREAM_KAFKA_SASL_PASSWORD_FILE       or a 0600 file holding it                  local stack: ``<home>/
                                                                                     secrets/kafka.password``
 RUNSTREAM_KAFKA_OAUTH_TOKEN_FILE         OAUTHBEARER: a file holding the token,     unset
                                          re-read at each connect
@@ -67,7 +68,8 @@ RUNSTREAM_KAFKA_OAUTH_TOKEN_COMMAND      OAUTHBEARER: a command printing the    
 RUNSTREAM_KAFKA_SSL_CAFILE               CA bundle that signs the brokers' certs    the system's CAs
 RUNSTREAM_KAFKA_SSL_CERTFILE             client certificate (mTLS), PEM             unset
 RUNSTREAM_KAFKA_SSL_KEYFILE              its private key, PEM (0600)                unset
-RUNSTREAM_KAFKA_SSL_KEY_PASSWORD[_FILE]  the key's passphrase, if encrypted         unset
+RUNSTREAM_KAFKA_SSL_KEY_PASSWORD         the key's passphrase, if encrypted         unset
+RUNSTREAM_KAFKA_SSL_KEY_PASSWORD_FILE    or a 0600 file holding it                  unset
 RUNSTREAM_TOPIC_REPLICATION_FACTOR       replicas of the topics runstream creates   min(3, brokers)
 RUNSTREAM_TOPIC_MIN_INSYNC_REPLICAS      their ``min.insync.replicas`` (the         replicas - 1, within 1..2
                                          producers use acks=all)
@@ -193,11 +195,11 @@ def _file(env: Mapping[str, str], name: str) -> Path | None:
     return path
 
 
-def _secret(env: Mapping[str, str], name: str) -> tuple[str | None, Path | None]:
-    """A secret given as ``name`` or as the file ``name_FILE`` (read when used), not both."""
-    value, file = env.get(name) or None, env.get(f"{name}_FILE") or None
+def _secret(env: Mapping[str, str], name: str, file_name: str) -> tuple[str | None, Path | None]:
+    """A secret given as ``name`` or as the file ``file_name`` (read when used), not both."""
+    value, file = env.get(name) or None, env.get(file_name) or None
     if value is not None and file is not None:
-        raise ConfigError(f"set {name} or {name}_FILE, not both")
+        raise ConfigError(f"set {name} or {file_name}, not both")
     return value, Path(file).expanduser().absolute() if file else None
 
 
@@ -225,23 +227,34 @@ class KafkaSecurity:
     ssl_key_password_file: Path | None = None
 
     def __post_init__(self) -> None:
-        p = "RUNSTREAM_KAFKA_"
         if self.protocol not in SECURITY_PROTOCOLS:
-            raise ConfigError(f"{p}SECURITY_PROTOCOL={self.protocol!r} is not one of {', '.join(SECURITY_PROTOCOLS)}")
+            raise ConfigError(
+                f"RUNSTREAM_KAFKA_SECURITY_PROTOCOL={self.protocol!r} is not one of {', '.join(SECURITY_PROTOCOLS)}"
+            )
         if self.sasl and self.sasl_mechanism not in SASL_MECHANISMS:
-            raise ConfigError(f"{p}SASL_MECHANISM={self.sasl_mechanism!r} is not one of {', '.join(SASL_MECHANISMS)}")
+            raise ConfigError(
+                f"RUNSTREAM_KAFKA_SASL_MECHANISM={self.sasl_mechanism!r} is not one of {', '.join(SASL_MECHANISMS)}"
+            )
         if self.sasl_mechanism == "OAUTHBEARER":
             if (self.oauth_token_file is None) == (self.oauth_token_command is None):
-                raise ConfigError(f"OAUTHBEARER needs one of {p}OAUTH_TOKEN_FILE or {p}OAUTH_TOKEN_COMMAND")
+                raise ConfigError(
+                    "OAUTHBEARER needs one of RUNSTREAM_KAFKA_OAUTH_TOKEN_FILE or RUNSTREAM_KAFKA_OAUTH_TOKEN_COMMAND"
+                )
         elif self.sasl:
+            needs = f"RUNSTREAM_KAFKA_SASL_MECHANISM={self.sasl_mechanism} needs"
             if not self.sasl_username:
-                raise ConfigError(f"{p}SASL_MECHANISM={self.sasl_mechanism} needs {p}SASL_USERNAME")
+                raise ConfigError(f"{needs} RUNSTREAM_KAFKA_SASL_USERNAME")
             if self.sasl_password_value is None and self.sasl_password_file is None:
-                raise ConfigError(f"{p}SASL_MECHANISM={self.sasl_mechanism} needs {p}SASL_PASSWORD(_FILE)")
+                raise ConfigError(f"{needs} RUNSTREAM_KAFKA_SASL_PASSWORD or RUNSTREAM_KAFKA_SASL_PASSWORD_FILE")
         if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
-            raise ConfigError(f"a client certificate needs both {p}SSL_CERTFILE and {p}SSL_KEYFILE")
+            raise ConfigError(
+                "a client certificate needs both RUNSTREAM_KAFKA_SSL_CERTFILE and RUNSTREAM_KAFKA_SSL_KEYFILE"
+            )
         if not self.tls and (self.ssl_cafile or self.ssl_certfile):
-            raise ConfigError(f"{p}SSL_* files are set but {p}SECURITY_PROTOCOL={self.protocol} does not use TLS")
+            raise ConfigError(
+                f"RUNSTREAM_KAFKA_SSL_* files are set but RUNSTREAM_KAFKA_SECURITY_PROTOCOL={self.protocol}"
+                " does not use TLS"
+            )
 
     @property
     def sasl(self) -> bool:
@@ -265,28 +278,32 @@ class KafkaSecurity:
     @classmethod
     def from_env(cls, env: Mapping[str, str], *, home: Path, local: bool) -> KafkaSecurity:
         """Read ``RUNSTREAM_KAFKA_*``; ``local`` (no bootstrap given) makes the local stack's SCRAM user the default."""
-        p = "RUNSTREAM_KAFKA_"
-        protocol = _choice(env, f"{p}SECURITY_PROTOCOL", SECURITY_PROTOCOLS, "SASL_PLAINTEXT" if local else "PLAINTEXT")
+        default = "SASL_PLAINTEXT" if local else "PLAINTEXT"
+        protocol = _choice(env, "RUNSTREAM_KAFKA_SECURITY_PROTOCOL", SECURITY_PROTOCOLS, default)
         sasl = protocol.startswith("SASL_")
-        mechanism = _choice(env, f"{p}SASL_MECHANISM", SASL_MECHANISMS, LOCAL_KAFKA_MECHANISM) if sasl else None
-        password, password_file = _secret(env, f"{p}SASL_PASSWORD")
-        username = env.get(f"{p}SASL_USERNAME") or None
+        mechanism = (
+            _choice(env, "RUNSTREAM_KAFKA_SASL_MECHANISM", SASL_MECHANISMS, LOCAL_KAFKA_MECHANISM) if sasl else None
+        )
+        password, password_file = _secret(env, "RUNSTREAM_KAFKA_SASL_PASSWORD", "RUNSTREAM_KAFKA_SASL_PASSWORD_FILE")
+        username = env.get("RUNSTREAM_KAFKA_SASL_USERNAME") or None
         if local and sasl and mechanism != "OAUTHBEARER" and username is None and password is None:
             username = LOCAL_KAFKA_USER
             password_file = password_file or secrets_dir(home) / "kafka.password"
-        command = env.get(f"{p}OAUTH_TOKEN_COMMAND") or None
-        key_password, key_password_file = _secret(env, f"{p}SSL_KEY_PASSWORD")
+        command = env.get("RUNSTREAM_KAFKA_OAUTH_TOKEN_COMMAND") or None
+        key_password, key_password_file = _secret(
+            env, "RUNSTREAM_KAFKA_SSL_KEY_PASSWORD", "RUNSTREAM_KAFKA_SSL_KEY_PASSWORD_FILE"
+        )
         return cls(
             protocol=protocol,
             sasl_mechanism=mechanism,
             sasl_username=username if sasl else None,
             sasl_password_value=password if sasl else None,
             sasl_password_file=password_file if sasl else None,
-            oauth_token_file=_file(env, f"{p}OAUTH_TOKEN_FILE"),
+            oauth_token_file=_file(env, "RUNSTREAM_KAFKA_OAUTH_TOKEN_FILE"),
             oauth_token_command=tuple(shlex.split(command)) if command else None,
-            ssl_cafile=_file(env, f"{p}SSL_CAFILE"),
-            ssl_certfile=_file(env, f"{p}SSL_CERTFILE"),
-            ssl_keyfile=_file(env, f"{p}SSL_KEYFILE"),
+            ssl_cafile=_file(env, "RUNSTREAM_KAFKA_SSL_CAFILE"),
+            ssl_certfile=_file(env, "RUNSTREAM_KAFKA_SSL_CERTFILE"),
+            ssl_keyfile=_file(env, "RUNSTREAM_KAFKA_SSL_KEYFILE"),
             ssl_key_password_value=key_password,
             ssl_key_password_file=key_password_file,
         )
@@ -297,23 +314,23 @@ class KafkaSecurity:
         ``secrets=False`` leaves out the values that are secrets themselves
         (a password given inline, the token command): what a config file may hold.
         """
-        p = "RUNSTREAM_KAFKA_"
-        env = {f"{p}SECURITY_PROTOCOL": self.protocol}
+        env = {"RUNSTREAM_KAFKA_SECURITY_PROTOCOL": self.protocol}
         optional: dict[str, object] = {
-            f"{p}SASL_MECHANISM": self.sasl_mechanism,
-            f"{p}SASL_USERNAME": self.sasl_username,
-            f"{p}SASL_PASSWORD_FILE": self.sasl_password_file,
-            f"{p}OAUTH_TOKEN_FILE": self.oauth_token_file,
-            f"{p}SSL_CAFILE": self.ssl_cafile,
-            f"{p}SSL_CERTFILE": self.ssl_certfile,
-            f"{p}SSL_KEYFILE": self.ssl_keyfile,
-            f"{p}SSL_KEY_PASSWORD_FILE": self.ssl_key_password_file,
+            "RUNSTREAM_KAFKA_SASL_MECHANISM": self.sasl_mechanism,
+            "RUNSTREAM_KAFKA_SASL_USERNAME": self.sasl_username,
+            "RUNSTREAM_KAFKA_SASL_PASSWORD_FILE": self.sasl_password_file,
+            "RUNSTREAM_KAFKA_OAUTH_TOKEN_FILE": self.oauth_token_file,
+            "RUNSTREAM_KAFKA_SSL_CAFILE": self.ssl_cafile,
+            "RUNSTREAM_KAFKA_SSL_CERTFILE": self.ssl_certfile,
+            "RUNSTREAM_KAFKA_SSL_KEYFILE": self.ssl_keyfile,
+            "RUNSTREAM_KAFKA_SSL_KEY_PASSWORD_FILE": self.ssl_key_password_file,
         }
         if secrets:
+            command = shlex.join(self.oauth_token_command) if self.oauth_token_command else None
             optional |= {
-                f"{p}SASL_PASSWORD": self.sasl_password_value,
-                f"{p}SSL_KEY_PASSWORD": self.ssl_key_password_value,
-                f"{p}OAUTH_TOKEN_COMMAND": shlex.join(self.oauth_token_command) if self.oauth_token_command else None,
+                "RUNSTREAM_KAFKA_SASL_PASSWORD": self.sasl_password_value,
+                "RUNSTREAM_KAFKA_SSL_KEY_PASSWORD": self.ssl_key_password_value,
+                "RUNSTREAM_KAFKA_OAUTH_TOKEN_COMMAND": command,
             }
         env |= {k: str(v) for k, v in optional.items() if v is not None}
         return env
