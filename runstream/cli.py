@@ -39,6 +39,19 @@ def _down(settings: Settings, _: argparse.Namespace) -> int:
     return 0
 
 
+def _rotate_secrets(settings: Settings, args: argparse.Namespace) -> int:
+    from runstream.stack import ROTATABLE, LocalStack
+
+    unknown = sorted(set(args.which) - set(ROTATABLE))
+    if unknown:
+        choices = ", ".join(ROTATABLE)
+        print(f"runstream rotate-secrets: cannot rotate {', '.join(unknown)}; choose from {choices}", file=sys.stderr)
+        return 2
+    rotated = LocalStack(settings).rotate_secrets(args.which or ROTATABLE)
+    print("rotated: " + ", ".join(rotated))
+    return 0
+
+
 def _status(settings: Settings, _: argparse.Namespace) -> int:
     from runstream.stack import LocalStack
 
@@ -163,6 +176,7 @@ _COMMANDS = {
     "up": (_up, "start Kafka, PostgreSQL, ingest and query in the background"),
     "down": (_down, "stop what `up` started"),
     "status": (_status, "each component's pid, port and health"),
+    "rotate-secrets": (_rotate_secrets, "new passwords for the local stack's Kafka user and PostgreSQL roles"),
     "migrate": (_migrate, "apply pending schema migrations"),
     "ingest": (_ingest, "run ingest workers in the foreground"),
     "sync": (_sync, "publish spools left by offline runs or processes that died"),
@@ -188,6 +202,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parsers["sync"].add_argument("path", nargs="?", default=None, help="spool, run directory or file")
     parsers["dlq"].add_argument("action", choices=["list"])
     parsers["dlq"].add_argument("--limit", type=_positive, default=50, help="how many of the newest (default 50)")
+    parsers["rotate-secrets"].add_argument(
+        "which", nargs="*", help="any of kafka, postgres, postgres-admin (default: all three)"
+    )
     parsers["drop-experiment"].add_argument("name", help="the experiment's name")
     parsers["drop-experiment"].add_argument("--yes", action="store_true", help="confirm the deletion")
     gc = parsers["gc-artifacts"]

@@ -430,3 +430,60 @@ def test_runstream_up_is_private_and_the_sdk_finds_its_credentials(up_env: dict[
         assert (home / name).exists(), name
     assert_private_tree(home)
     assert as_nobody("ls", str(home / "artifacts")).returncode != 0
+
+
+async def _select_one(dsn: str) -> int:
+    conn = await asyncpg.connect(dsn)
+    try:
+        return int(await conn.fetchval("SELECT 1"))
+    finally:
+        await conn.close()
+
+
+@as_root
+def test_rotated_secrets_lock_out_the_old_ones_and_the_stack_goes_on(up_env: dict[str, str], tmp_path: Path) -> None:
+    assert _cli(up_env, "up").returncode == 0
+    home = Path(up_env["RUNSTREAM_HOME"])
+    secrets = home / "secrets"
+    names = ("kafka.password", "postgres.pgpass", "postgres-admin.pgpass")
+    old = {name: (secrets / name).read_text() for name in names}
+
+    done = _cli(up_env, "rotate-secrets")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "rotated: kafka, postgres, postgres-admin"
+    for name in names:
+        assert (secrets / name).read_text() != old[name]
+        assert stat.S_IMODE((secrets / name).stat().st_mode) == 0o600
+
+    settings = Settings.from_env(up_env)
+    assert settings.topic in asyncio.run(_topics(settings))  # the new Kafka password works
+    stale = _with_password(settings, tmp_path, old["kafka.password"])
+    with pytest.raises(KafkaSetupError, match="refused the credentials"):
+        asyncio.run(_topics(stale))
+    for name, user, database in (
+        ("postgres.pgpass", "runstream", "runstream"),
+        ("postgres-admin.pgpass", "runstream_admin", "postgres"),
+    ):
+        stale_file = tmp_path / name
+        stale_file.write_text(old[name])
+        stale_file.chmod(0o600)
+        dsn = f"postgresql://{user}@127.0.0.1:{settings.pg_port}/{database}"
+        with pytest.raises(asyncpg.InvalidPasswordError):
+            asyncio.run(_select_one(f"{dsn}?passfile={stale_file}"))
+        assert asyncio.run(_select_one(f"{dsn}?passfile={secrets / name}")) == 1
+
+    # Ingest was restarted with the new Kafka password; a run logged now is stored and served.
+    status = _cli(up_env, "status")
+    assert status.returncode == 0, status.stdout
+    script = (
+        "from producer import Experiment, Workspace\n"
+        "run = Experiment(Workspace.from_config(), 'after-rotation').start_logging(outputs=None)\n"
+        "run.log('loss', 0.25)\n"
+        "run.complete()\n"
+        "print(run.wait_for_completion(timeout_seconds=60, poll_interval_seconds=0.1)['status'])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNSTREAM_")}
+    env |= {"RUNSTREAM_HOME": str(home), "PYTHONPATH": str(ROOT)}
+    ran = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert ran.returncode == 0, ran.stderr
+    assert ran.stdout.split() == ["Completed"]

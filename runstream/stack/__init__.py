@@ -10,12 +10,13 @@ give it a port, :func:`log_tail` to show how it ended, and the
 
 from runstream.stack._health import http_ok, wait_http_ok
 from runstream.stack._kafka import KAFKA_VERSION
-from runstream.stack._local import LocalStack, create_topics
+from runstream.stack._local import ROTATABLE, LocalStack, create_topics
 from runstream.stack._ports import free_port
 from runstream.stack._process import log_tail
 
 __all__ = [
     "KAFKA_VERSION",
+    "ROTATABLE",
     "LocalStack",
     "create_topics",
     "free_port",

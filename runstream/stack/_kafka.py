@@ -182,16 +182,34 @@ class KafkaBroker:
         )
         asyncio.run(self.wait_ready())
 
-    def _format(self, libs: Path, config: Path) -> None:
-        """Format the storage with the SCRAM users, their passwords passed in an argument file (0600)."""
-        secrets = self.secrets
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-        users = {LOCAL_KAFKA_USER: secrets.kafka_password, _BROKER_USER: secrets.kafka_broker_password}
-        args = ["kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(config)]
-        for name, password in users.items():
-            args += ["--add-scram", f"{LOCAL_KAFKA_MECHANISM}=[name={name},password={password}]"]
+    def set_scram_password(self, user: str, password: str) -> None:
+        """Give ``user`` a new SCRAM password on the running broker (ConfigCommand, as the broker's own user).
+
+        Connections already authenticated stay up; the next login needs the
+        new password. Arguments and client properties go through 0600 files.
+        """
+        libs = resolve_jars()
+        client = self.root / "admin-client.properties"
+        write_private(
+            client,
+            f"security.protocol=SASL_PLAINTEXT\nsasl.mechanism={LOCAL_KAFKA_MECHANISM}\n"
+            f'sasl.jaas.config={_SCRAM} required username="{_BROKER_USER}" '
+            f'password="{self.secrets.kafka_broker_password}";\n',
+        )
+        args = [
+            "kafka.admin.ConfigCommand", "--bootstrap-server", f"127.0.0.1:{self.settings.kafka_port}",
+            "--command-config", str(client), "--alter", "--entity-type", "users", "--entity-name", user,
+            "--add-config", f"{LOCAL_KAFKA_MECHANISM}=[iterations=8192,password={password}]",
+        ]
+        try:
+            self._run_tool(libs, args, "setting a SCRAM password")
+        finally:
+            client.unlink(missing_ok=True)
+
+    def _run_tool(self, libs: Path, args: list[str], what: str) -> None:
+        """A Kafka tool whose arguments hold secrets: they go in an argument file (0600), never on a command line."""
         # The java launcher expands "@file" into arguments: they never reach /proc/<pid>/cmdline.
-        argfile = self.root / "format.args"
+        argfile = self.root / "tool.args"
         write_private(argfile, "\n".join(args) + "\n")
         try:
             result = subprocess.run(  # noqa: S603 - our own argv, no shell
@@ -200,7 +218,17 @@ class KafkaBroker:
         finally:
             argfile.unlink(missing_ok=True)
         if result.returncode != 0:
-            raise RuntimeError(f"Kafka storage format failed:\n{result.stdout}{result.stderr}")
+            raise RuntimeError(f"Kafka {what} failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+
+    def _format(self, libs: Path, config: Path) -> None:
+        """Format the storage with the SCRAM users, their passwords passed in an argument file (0600)."""
+        secrets = self.secrets
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        users = {LOCAL_KAFKA_USER: secrets.kafka_password, _BROKER_USER: secrets.kafka_broker_password}
+        args = ["kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(config)]
+        for name, password in users.items():
+            args += ["--add-scram", f"{LOCAL_KAFKA_MECHANISM}=[name={name},password={password}]"]
+        self._run_tool(libs, args, "storage format")
         write_private(self.root / _SCRAM_MARKER, f"{LOCAL_KAFKA_MECHANISM}: {', '.join(users)}\n")
 
     async def wait_ready(self, timeout_seconds: float = 120.0) -> None:

@@ -15,19 +15,23 @@ import asyncio
 import json
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from runstream import kafka
-from runstream.config import Settings
+from runstream.config import LOCAL_KAFKA_USER, Settings
 from runstream.stack import _process
 from runstream.stack._health import http_ok, wait_http_ok
 from runstream.stack._kafka import KafkaBroker
 from runstream.stack._postgres import PostgresCluster
 from runstream.stack._private import check_owned, private_dir, tighten, write_private
-from runstream.stack._secrets import StackSecrets
+from runstream.stack._secrets import StackSecrets, new_secret
 
-__all__ = ["ComponentStatus", "LocalStack", "create_topics"]
+__all__ = ["ROTATABLE", "ComponentStatus", "LocalStack", "create_topics"]
+
+#: What ``runstream rotate-secrets`` renews: Kafka's client user, the service role, the superuser.
+ROTATABLE = ("kafka", "postgres", "postgres-admin")
 
 
 @dataclass(frozen=True)
@@ -108,6 +112,31 @@ class LocalStack:
                 exited_message=f"{module} exited during start; see its log under logs/",
             )
         )
+
+    def rotate_secrets(self, which: Sequence[str] = ROTATABLE) -> list[str]:
+        """New passwords for ``which`` of :data:`ROTATABLE`, on the running stack; return what was rotated.
+
+        Each server takes the new password first, then its 0600 file is
+        replaced: open connections stay up, new ones use the new password.
+        Kafka clients read their password as they start, so a running ingest
+        worker is restarted after the Kafka password changes.
+        """
+        check_owned(self.settings.home)
+        unknown = sorted(set(which) - set(ROTATABLE))
+        if unknown:
+            raise ValueError(f"cannot rotate {', '.join(unknown)}: choose from {', '.join(ROTATABLE)}")
+        if not self.postgres.running() or self.kafka.pid() is None:
+            raise RuntimeError("the stack is not running: `runstream up` first (rotation talks to its servers)")
+        for name in which:
+            if name == "kafka":
+                password = new_secret()
+                self.kafka.set_scram_password(LOCAL_KAFKA_USER, password)
+                self.secrets.write("kafka.password", password)
+                if _process.stop_pid(self._pid_file("ingest")):
+                    self._start_service("ingest", f"http://127.0.0.1:{self.settings.ingest_metrics_port}/metrics")
+            else:
+                self.postgres.set_password(admin=name == "postgres-admin", password=new_secret())
+        return list(which)
 
     def stop(self) -> list[str]:
         """Stop what ``start`` started, newest first; return the names of those that were running.

@@ -201,6 +201,19 @@ class PostgresCluster:
         finally:
             await conn.close()
 
+    def set_password(self, *, admin: bool, password: str) -> None:
+        """A new password for the service role (or the superuser), then its passfile; connections open stay up."""
+        role = ADMIN_ROLE if admin else _checked(user_of(self.settings.database_url), "the RUNSTREAM_DATABASE_URL user")
+        asyncio.run(self._alter_password(role, password))
+        self.secrets.write_pgpass(self.secrets.pgpass_path(admin=admin).name, role, password)
+
+    async def _alter_password(self, role: str, password: str) -> None:
+        conn = await self._connect_admin(timeout_seconds=30.0)
+        try:
+            await conn.execute(f"ALTER ROLE \"{role}\" PASSWORD '{scram_verifier(password)}'")
+        finally:
+            await conn.close()
+
     async def _connect_admin(self, timeout_seconds: float) -> asyncpg.Connection:
         deadline = time.monotonic() + timeout_seconds
         while True:

@@ -25,12 +25,12 @@ from pathlib import Path
 from runstream.config import read_secret_file, secrets_dir
 from runstream.stack._private import private_dir, write_private
 
-__all__ = ["ADMIN_ROLE", "StackSecrets"]
+__all__ = ["ADMIN_ROLE", "StackSecrets", "new_secret"]
 
 ADMIN_ROLE = "runstream_admin"
 
 
-def _new_secret() -> str:
+def new_secret() -> str:
     return secrets.token_urlsafe(32)
 
 
@@ -45,10 +45,10 @@ class StackSecrets:
         private_dir(self.dir)
         for name in ("kafka.password", "kafka-broker.password", "kafka-controller.password"):
             if not (self.dir / name).exists():
-                write_private(self.dir / name, _new_secret())
+                write_private(self.dir / name, new_secret())
         for name, role in (("postgres.pgpass", None), ("postgres-admin.pgpass", ADMIN_ROLE)):
             if not (self.dir / name).exists():
-                self.write_pgpass(name, role or "runstream", _new_secret())
+                self.write_pgpass(name, role or "runstream", new_secret())
 
     def exists(self) -> bool:
         return (self.dir / "kafka.password").exists()
@@ -78,3 +78,6 @@ class StackSecrets:
 
     def write_pgpass(self, name: str, role: str, password: str) -> None:
         write_private(self.dir / name, f"*:*:*:{role}:{password}\n")
+
+    def write(self, name: str, value: str) -> None:
+        write_private(self.dir / name, value)
