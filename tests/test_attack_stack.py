@@ -293,6 +293,21 @@ def test_ingest_exits_at_once_on_a_wrong_kafka_password(stack: LocalStack, tmp_p
     assert time.monotonic() - started < 30  # not the start timeout's retries
 
 
+def test_ingest_exits_at_once_on_a_wrong_postgresql_password(stack: LocalStack, tmp_path: Path) -> None:
+    passfile = tmp_path / "wrong.pgpass"
+    passfile.write_text("*:*:*:runstream:not-the-password\n")
+    passfile.chmod(0o600)
+    dsn = f"postgresql://runstream@127.0.0.1:{stack.settings.pg_port}/runstream?passfile={passfile}"
+    env = {**os.environ, **stack.settings.as_env(), "PYTHONPATH": str(ROOT), "RUNSTREAM_DATABASE_URL": dsn}
+    env["RUNSTREAM_INGEST_METRICS_PORT"] = str(free_port())
+    started = time.monotonic()
+    done = subprocess.run([sys.executable, "-m", "ingest"], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2
+    assert "RUNSTREAM_DATABASE_URL: the server refused the login" in done.stderr
+    assert "password authentication failed" in done.stderr
+    assert time.monotonic() - started < 30  # not the start timeout's retries
+
+
 def test_a_secret_file_other_users_can_read_is_refused(stack: LocalStack, tmp_path: Path) -> None:
     shared = _with_password(stack.settings, tmp_path, stack.secrets.kafka_password)
     assert shared.kafka_security.sasl_password_file is not None
