@@ -44,13 +44,7 @@ def stack(services: Services) -> Iterator[LocalStack]:
         yield services.stack
         return
     home = Path(tempfile.mkdtemp(prefix="runstream-attack-"))
-    env = {
-        "RUNSTREAM_HOME": str(home),
-        "RUNSTREAM_KAFKA_PORT": str(free_port()),
-        "RUNSTREAM_KAFKA_CONTROLLER_PORT": str(free_port()),
-        "RUNSTREAM_PG_PORT": str(free_port()),
-    }
-    own = LocalStack(Settings.from_env(env))
+    own = LocalStack(Settings.from_env(_home_env(home)))
     try:
         own.start_infrastructure()
         yield own
@@ -413,6 +407,23 @@ def up_env() -> Iterator[dict[str, str]]:
     shutil.rmtree(parent, ignore_errors=True)
 
 
+def _train(home: Path, more: str = "") -> str:
+    """A training script that knows nothing but RUNSTREAM_HOME logs a run (and ``more``); the status ingest stored."""
+    script = (
+        "from producer import Experiment, Workspace\n"
+        "run = Experiment(Workspace.from_config(), 'private').start_logging(outputs=None)\n"
+        "run.log('loss', 0.5)\n"
+        f"{more}"
+        "run.complete()\n"
+        "print(run.wait_for_completion(timeout_seconds=60, poll_interval_seconds=0.1)['status'])\n"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNSTREAM_")}
+    env |= {"RUNSTREAM_HOME": str(home), "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
 @as_root
 def test_runstream_up_is_private_and_the_sdk_finds_its_credentials(up_env: dict[str, str], tmp_path: Path) -> None:
     up = _cli(up_env, "up")
@@ -424,20 +435,7 @@ def test_runstream_up_is_private_and_the_sdk_finds_its_credentials(up_env: dict[
 
     # A training script that knows nothing but RUNSTREAM_HOME: a run, a file, the query service reads both.
     (tmp_path / "model.txt").write_text("weights")
-    script = (
-        "import sys\n"
-        "from producer import Experiment, Workspace\n"
-        "run = Experiment(Workspace.from_config(), 'private').start_logging(outputs=None)\n"
-        "run.log('loss', 0.5)\n"
-        f"run.upload_file('model.txt', {str(tmp_path / 'model.txt')!r})\n"
-        "run.complete()\n"
-        "print(run.wait_for_completion(timeout_seconds=60, poll_interval_seconds=0.1)['status'])\n"
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNSTREAM_")}
-    env |= {"RUNSTREAM_HOME": str(home), "PYTHONPATH": str(ROOT)}
-    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.split() == ["Completed"]
+    assert _train(home, f"run.upload_file('model.txt', {str(tmp_path / 'model.txt')!r})\n") == "Completed"
 
     stored = list((home / "artifacts").rglob("*"))
     assert any(p.is_file() and p.read_bytes() == b"weights" for p in stored)
@@ -490,15 +488,4 @@ def test_rotated_secrets_lock_out_the_old_ones_and_the_stack_goes_on(up_env: dic
     # Ingest was restarted with the new Kafka password; a run logged now is stored and served.
     status = _cli(up_env, "status")
     assert status.returncode == 0, status.stdout
-    script = (
-        "from producer import Experiment, Workspace\n"
-        "run = Experiment(Workspace.from_config(), 'after-rotation').start_logging(outputs=None)\n"
-        "run.log('loss', 0.25)\n"
-        "run.complete()\n"
-        "print(run.wait_for_completion(timeout_seconds=60, poll_interval_seconds=0.1)['status'])\n"
-    )
-    env = {k: v for k, v in os.environ.items() if not k.startswith("RUNSTREAM_")}
-    env |= {"RUNSTREAM_HOME": str(home), "PYTHONPATH": str(ROOT)}
-    ran = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
-    assert ran.returncode == 0, ran.stderr
-    assert ran.stdout.split() == ["Completed"]
+    assert _train(home) == "Completed"
