@@ -150,28 +150,28 @@ class TokenProvider(AbstractTokenProvider):  # type: ignore[misc]  # aiokafka is
         self._command = security.oauth_token_command
 
     async def token(self) -> str:
-        if self._file is not None:
+        if self._command is not None:
+            value = await self._run(self._command)
+            what = f"{_P}OAUTH_TOKEN_COMMAND"
+        else:
             try:
-                value = read_secret_file(self._file, f"{_P}OAUTH_TOKEN_FILE").strip()
+                value = read_secret_file(self._file, f"{_P}OAUTH_TOKEN_FILE").strip() if self._file else ""
             except ConfigError as exc:
                 raise TokenError(str(exc)) from None
             what = f"{_P}OAUTH_TOKEN_FILE={self._file}"
-        else:
-            value = await self._run()
-            what = f"{_P}OAUTH_TOKEN_COMMAND"
         if not value:
             raise TokenError(f"{what} gave an empty token")
         return value
 
-    async def _run(self) -> str:
-        assert self._command is not None  # noqa: S101 - validated by KafkaSecurity
-        name = f"{_P}OAUTH_TOKEN_COMMAND={self._command[0]}"
+    @staticmethod
+    async def _run(command: tuple[str, ...]) -> str:
+        name = f"{_P}OAUTH_TOKEN_COMMAND={command[0]}"
         try:
             proc = await asyncio.create_subprocess_exec(
-                *self._command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+                *command, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
             )
-        except OSError as exc:
-            raise TokenError(f"{name}: cannot run it ({exc.strerror or exc})") from None
+        except (OSError, RuntimeError) as exc:  # RuntimeError: no new thread to watch it, at interpreter exit
+            raise TokenError(f"{name}: cannot run it ({getattr(exc, 'strerror', None) or exc})") from None
         try:
             out, err = await asyncio.wait_for(proc.communicate(), _TOKEN_COMMAND_TIMEOUT_SECONDS)
         except TimeoutError:
