@@ -225,6 +225,9 @@ class KafkaSecurity:
     ssl_keyfile: Path | None = None
     ssl_key_password_value: str | None = field(default=None, repr=False)
     ssl_key_password_file: Path | None = None
+    #: the defaults of the local stack were taken (no bootstrap given): a missing
+    #: password file then means a stack not started yet, not a wrong setting
+    local_stack: bool = field(default=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.protocol not in SECURITY_PROTOCOLS:
@@ -286,7 +289,8 @@ class KafkaSecurity:
         )
         password, password_file = _secret(env, "RUNSTREAM_KAFKA_SASL_PASSWORD", "RUNSTREAM_KAFKA_SASL_PASSWORD_FILE")
         username = env.get("RUNSTREAM_KAFKA_SASL_USERNAME") or None
-        if local and sasl and mechanism != "OAUTHBEARER" and username is None and password is None:
+        local_stack = local and sasl and mechanism != "OAUTHBEARER" and username is None and password is None
+        if local_stack:
             username = LOCAL_KAFKA_USER
             password_file = password_file or secrets_dir(home) / "kafka.password"
         command = env.get("RUNSTREAM_KAFKA_OAUTH_TOKEN_COMMAND") or None
@@ -306,6 +310,7 @@ class KafkaSecurity:
             ssl_keyfile=_file(env, "RUNSTREAM_KAFKA_SSL_KEYFILE"),
             ssl_key_password_value=key_password,
             ssl_key_password_file=key_password_file,
+            local_stack=local_stack,
         )
 
     def as_env(self, *, secrets: bool = True) -> dict[str, str]:

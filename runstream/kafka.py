@@ -96,9 +96,14 @@ def client_options(target: KafkaTarget) -> dict[str, Any]:
     """aiokafka keyword arguments (bootstrap servers, TLS, SASL) for any client: producer, consumer, admin.
 
     Reads the secret files now: a missing or world-readable one is a
-    :class:`~runstream.config.ConfigError` naming its variable.
+    :class:`~runstream.config.ConfigError` naming its variable - but for the
+    local stack's own password file, whose absence means the stack was never
+    started: that is a broker not there yet, retried (and spooled) as such.
     """
     security = target.kafka_security
+    file = security.sasl_password_file
+    if security.local_stack and file is not None and not file.exists():
+        raise KafkaConnectionError(f"no local stack in {file.parent.parent} yet (no {file.name}): `runstream up`")
     options: dict[str, Any] = {"bootstrap_servers": target.kafka_bootstrap, "security_protocol": security.protocol}
     if security.tls:
         options["ssl_context"] = ssl_context(security)

@@ -14,9 +14,10 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
-from producer import Workspace, WorkspaceConfigError
+from producer import Experiment, LoggingOptions, Workspace, WorkspaceConfigError
 from runstream.config import ConfigError, KafkaSecurity, Settings
 from runstream.kafka import KafkaSetupError, client_options, ensure_topics, start
+from runstream.stack import free_port
 from tests.support import eventually
 
 
@@ -214,3 +215,16 @@ async def test_topics_an_administrator_made_are_used_as_they_are(settings: Setti
     assert partitions == 2  # not the 3 of RUNSTREAM_TOPIC_PARTITIONS
     assert configs["retention.ms"] == "3600000"
     assert configs["max.message.bytes"] == "1000000"  # not altered to ours
+
+
+def test_without_a_local_stack_the_sdk_spools_as_when_kafka_is_down(tmp_path: Path) -> None:
+    """No local stack yet (no password file until `runstream up`): a broker not there, not a bad setting."""
+    env = {"RUNSTREAM_HOME": str(tmp_path), "RUNSTREAM_KAFKA_PORT": str(free_port())}
+    options = LoggingOptions(spill_after_seconds=0.2, request_timeout_seconds=1.0)
+    run = Experiment(Workspace.from_config(env=env, options=options), "offline").start_logging(outputs=None)
+    run.log("x", 1.0)
+    run.complete(timeout_seconds=10)
+    stats = run.stats()
+    assert (stats["records_sent"], stats["pending"]) == (0, 0)
+    assert stats["spooled_records"] >= 1
+    assert Path(stats["spool_left"]).is_relative_to(tmp_path / "spool")
