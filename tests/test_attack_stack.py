@@ -489,3 +489,23 @@ def test_rotated_secrets_lock_out_the_old_ones_and_the_stack_goes_on(up_env: dic
     status = _cli(up_env, "status")
     assert status.returncode == 0, status.stdout
     assert _train(home) == "Completed"
+
+
+def test_a_home_an_older_runstream_left_open_is_refused(up_env: dict[str, str]) -> None:
+    """Kafka without users and PostgreSQL with trust are not started again: runstream no longer runs them open."""
+    settings = Settings.from_env(up_env)
+    kafka_data = settings.home / "kafka" / "data"
+    kafka_data.mkdir(parents=True)
+    (kafka_data / "meta.properties").write_text("version=1\n")  # formatted, without our SCRAM users
+    done = _cli(settings.as_env(), "up")
+    assert done.returncode == 1
+    assert "made by an older runstream, without authentication" in done.stderr
+    assert done.stderr.count("\n") == 1
+
+    pg_data = settings.home / "postgres" / "data"
+    pg_data.mkdir(parents=True)
+    (pg_data / "PG_VERSION").write_text("15\n")
+    (pg_data / "pg_hba.conf").write_text("host all all 127.0.0.1/32 trust\n")
+    cluster = LocalStack(settings).postgres
+    with pytest.raises(RuntimeError, match="open to every local user .trust authentication."):
+        cluster.start()
