@@ -38,6 +38,11 @@ class Sizes:
     load_series_points: int = 1_000_000
     # 8. memory: points logged by the SDK with Kafka unreachable
     rss_points: int = 10_000_000
+    # 9. read-your-writes: background loads (points/s), seconds of complete()+get_metrics() per
+    # measurement, and points logged per measured run
+    consistency_rates: tuple[int, ...] = (10_000, 100_000)
+    consistency_seconds: float = 15.0
+    consistency_points: int = 1_000
 
 
 FULL = Sizes()
@@ -58,4 +63,5 @@ QUICK = Sizes(
     load_seconds=1.0,
     load_series_points=100_000,
     rss_points=1_000_000,
+    consistency_seconds=2.0,
 )

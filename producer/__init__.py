@@ -11,7 +11,15 @@
 
 Inside a script started by ``Experiment.submit(ScriptRunConfig(...))`` (or any
 process given ``run.get_environment()``), ``Run.get_context()`` is that run;
-elsewhere it is an offline run written to the local spool.
+elsewhere it is an offline run (id ``OfflineRun_<uuid>``) written to the local
+spool, which ``runstream sync`` publishes later.
+
+The Azure ML v1 surface that scripts use is here under v1's names
+(``Environment``, ``RunConfiguration``, ``CondaDependencies``, ``RunDetails``...);
+what runs on Azure compute runs on this machine instead, and what needs Azure
+itself raises :class:`UnsupportedError` (README, "Migrating from Azure ML SDK
+v1"). ``runstream install-azureml-compat`` makes ``import azureml.core``
+resolve to this package, for scripts that must stay unchanged.
 
 Delivery: ``log()`` only appends to a bounded in-memory buffer; one background
 thread per process, with one Kafka producer (idempotent, ``acks=all``) shared
@@ -47,6 +55,7 @@ keeps the kind it was first logged as (int and float mix); one list, row or
 table entry encodes to at most ~8 MB. NaN and ±Inf are values.
 """
 
+from producer._environment import CondaDependencies, Environment
 from producer._errors import (
     BufferFullError,
     DeliveryError,
@@ -56,13 +65,21 @@ from producer._errors import (
     OfflineRunError,
     ProducerError,
     QueryServiceError,
+    ReadConsistencyError,
     RunClosedError,
+    RunEnvironmentError,
     RunFailedError,
     RunNotFoundError,
+    SessionLag,
+    SnapshotError,
+    UnsupportedError,
+    UsageError,
     WorkspaceConfigError,
 )
 from producer._experiment import Experiment
+from producer._notebook import RunDetails
 from producer._run import ENV_EXPERIMENT, ENV_RUN_ID, Run
+from producer._runconfig import DockerConfiguration, RunConfiguration
 from producer._spool import SpoolCorruptError
 from producer._submit import ScriptRunConfig
 from producer._sync import SyncResult, sync_spool
@@ -75,7 +92,10 @@ __all__ = [
     "MAX_NAME_CHARS",
     "MAX_STRING_CHARS",
     "BufferFullError",
+    "CondaDependencies",
     "DeliveryError",
+    "DockerConfiguration",
+    "Environment",
     "Experiment",
     "FlushTimeoutError",
     "LoggingOptions",
@@ -84,13 +104,21 @@ __all__ = [
     "OfflineRunError",
     "ProducerError",
     "QueryServiceError",
+    "ReadConsistencyError",
     "Run",
     "RunClosedError",
+    "RunConfiguration",
+    "RunDetails",
+    "RunEnvironmentError",
     "RunFailedError",
     "RunNotFoundError",
     "ScriptRunConfig",
+    "SessionLag",
+    "SnapshotError",
     "SpoolCorruptError",
     "SyncResult",
+    "UnsupportedError",
+    "UsageError",
     "Workspace",
     "WorkspaceConfigError",
     "sync_spool",

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
-from pathlib import Path
+from collections.abc import Iterator, Mapping
+from typing import Any
 
-from producer import _validate
-from producer._run import Run, _attached, iter_runs
-from producer._submit import ScriptProcess, ScriptRunConfig
+from producer import _listing, _notebook, _submit, _validate
+from producer._http import quote
+from producer._run import Run
+from producer._submit import ScriptRunConfig
 from producer._workspace import Workspace
 
 
 class Experiment:
-    """``Experiment(workspace, name)``; ``start_logging()`` creates a run in it."""
+    """``Experiment(workspace, name)``; ``start_logging()`` creates a run in it, ``submit()`` runs a script."""
 
-    def __init__(self, workspace: Workspace, name: str) -> None:
+    def __init__(self, workspace: Workspace, name: str, **_: Any) -> None:
         if not isinstance(workspace, Workspace):
             raise TypeError(f"Experiment needs a Workspace, got {type(workspace).__name__}")
         self.workspace = workspace
@@ -24,6 +25,14 @@ class Experiment:
 
     def __repr__(self) -> str:
         return f"Experiment(name={self.name!r}, workspace={self.workspace!r})"
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: v1's table of Name, Workspace and the experiment's page."""
+        return _notebook.experiment_html(self)
+
+    def get_portal_url(self) -> str:
+        """The experiment's page in the query service."""
+        return f"{self.workspace.query_url}/experiments/{quote(self.name)}"
 
     def start_logging(
         self,
@@ -44,26 +53,38 @@ class Experiment:
             run.upload_folder("snapshot", snapshot_directory)
         return run
 
-    def submit(self, config: ScriptRunConfig, *, display_name: str | None = None) -> Run:
-        """Run ``config``'s script locally as a child process, as a new run; returns at once.
+    def submit(
+        self,
+        config: ScriptRunConfig,
+        tags: Mapping[str, Any] | None = None,
+        *,
+        display_name: str | None = None,
+        **_: Any,
+    ) -> Run:
+        """Run ``config``'s script locally as a child process, as a new run with ``tags``; returns at once.
 
+        The source directory is snapshotted (its ``.amlignore`` or ``.gitignore``
+        applied) and the script runs in that copy (:mod:`producer._submit`).
         The script's ``Run.get_context()`` is this run. Its output becomes the
         driver log (``logs/driver.log``); its exit code sets the status
         (non-zero: ``Failed`` with the code and the log's end). Use
         ``run.wait_for_completion(show_output=True)`` to follow it.
         """
-        if not isinstance(config, ScriptRunConfig):
-            raise TypeError(f"submit() takes a ScriptRunConfig, got {type(config).__name__}")
-        run = self.start_logging(display_name=display_name or config.script, outputs=None)
-        run._outputs = Path(config.source_directory) / "outputs"
-        script = ScriptProcess(run, config, self.workspace.home / "runs" / run.id / "driver.log")
-        run._script = script
-        script.start()
-        return run
+        return _submit.submit(self, config, tags=tags, display_name=display_name)
 
-    def get_runs(self) -> Iterator[Run]:
-        """The experiment's runs, newest first, as the query service lists them."""
-        http = self.workspace.query_client()
-        spool = self.workspace.home / "spool"
-        for doc in iter_runs(http, {"experiment": self.name}):
-            yield _attached(self, doc, spool)
+    def get_runs(
+        self,
+        type: str | None = None,  # noqa: A002 - v1's parameter name
+        tags: str | Mapping[str, Any] | None = None,
+        properties: str | Mapping[str, Any] | None = None,
+        include_children: bool = False,
+    ) -> Iterator[Run]:
+        """The experiment's runs, newest first: top-level ones unless ``include_children`` (v1).
+
+        ``type``, ``tags`` (a key, or ``{key: value}``) and ``properties``
+        filter them in the query service (:mod:`producer._listing`). Like every
+        read, the listing includes what this process wrote to the experiment's
+        runs before it (:mod:`producer._consistency`).
+        """
+        params = _listing.filters(tags=tags, properties=properties, type=type, include_children=include_children)
+        return _listing.runs(self, params)

@@ -14,8 +14,7 @@ import orjson
 from producer import _validate
 from producer._errors import MetricTypeError, MetricValueError
 from runstream.events import encode_json_value
-
-MAX_FILE_NAME_CHARS = 1024
+from runstream.names import MAX_FILE_NAME_CHARS, file_name_problem
 
 
 def render_png(name: str, plot: Any) -> bytes:
@@ -30,18 +29,19 @@ def render_png(name: str, plot: Any) -> bytes:
 
 
 def file_name(name: Any) -> str:
-    """A run file name: a relative path with '/' separators, no control characters."""
+    """A run file name: a relative path with '/' separators, as :mod:`runstream.names` defines it.
+
+    Backslashes are Windows separators here and become '/'.
+    """
     if not isinstance(name, str):
         raise MetricTypeError(repr(name), f"file name must be a str, got {type(name).__name__}")
     if len(name) > MAX_FILE_NAME_CHARS:
         raise MetricValueError(name[:40] + "...", f"file name is longer than {MAX_FILE_NAME_CHARS} characters")
-    found = _validate.CONTROL.search(name)
-    if found:
-        raise MetricValueError(name, f"file name contains the control character {found.group()!r}")
     _validate.require_utf8(name, name, "file name")
     normalized = name.replace("\\", "/")
-    if normalized.startswith("/") or any(p in ("", ".", "..") for p in normalized.split("/")):
-        raise MetricValueError(name, "file name must be a non-empty relative path without '.' or '..' segments")
+    problem = file_name_problem(normalized)
+    if problem is not None:
+        raise MetricValueError(name, f"file name {problem}")
     return normalized
 
 

@@ -1,10 +1,11 @@
 """Process-wide hooks: fork, interpreter exit and SIGTERM.
 
 This is the only module state of the SDK besides ``Run.get_context``'s
-context run: a weak set of live runs (reset in a forked child, announced
-before a fork), the runs whose sender is running (flushed at exit, held
-strongly so a run dropped without ``complete()`` still gets there), and
-whether a SIGTERM arrived (the runs this process started then end
+context run and the ledger of the sessions this process wrote with
+(:data:`producer._consistency.LEDGER`, reset here in a forked child): a weak
+set of live runs (reset in a forked child, announced before a fork), the
+runs whose sender is running (flushed at exit, held strongly so a run
+dropped without ``complete()`` still gets there), and whether a SIGTERM arrived (the runs this process started then end
 ``Canceled``). Nothing here is set up at import time except the fork and
 exit hooks themselves; the SIGTERM handler and the excepthook are installed by the first run
 a process starts.
@@ -23,6 +24,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING
 
 from producer import _loop
+from producer._consistency import LEDGER, write_handoff
 from producer._errors import ProducerError
 
 if TYPE_CHECKING:
@@ -51,6 +53,17 @@ def report_spool_left(run: Run) -> None:
         )
 
 
+def announce(run_id: str) -> None:
+    """Make sure this process's sessions that started ``run_id`` have delivered ``run_started``.
+
+    Before another session of ours writes to the run: ingest refuses data for
+    a run it has not seen start.
+    """
+    for run in list(live_runs):
+        if run._pid == os.getpid() and run._stored_id == run_id:
+            run._announce()
+
+
 def _before_fork() -> None:
     # The child will log to these runs through sessions of its own.
     for run in list(live_runs):
@@ -60,6 +73,7 @@ def _before_fork() -> None:
 
 def _after_fork_in_child() -> None:
     _loop.after_fork_in_child()  # first: the new sessions below look up the child's loop
+    LEDGER.after_fork_in_child()
     for run in list(live_runs):
         run._after_fork_in_child()
 
@@ -80,6 +94,7 @@ def _flush_at_exit() -> None:
         except ProducerError as exc:
             print(f"runstream: {exc}", file=sys.stderr)
         report_spool_left(run)
+    write_handoff()  # in a submitted script: what the submitter's reads must wait for
 
 
 def install_handlers() -> None:

@@ -19,14 +19,15 @@ import io
 import os
 import time
 import uuid
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
-from producer import _loop, _payloads, _process, _validate
+from producer import _children, _details, _files, _listing, _loop, _notebook, _payloads, _process, _snapshot, _validate
+from producer._consistency import LEDGER, Reader
 from producer._errors import (
     DeliveryError,
     FlushTimeoutError,
@@ -34,10 +35,12 @@ from producer._errors import (
     MetricValueError,
     OfflineRunError,
     RunClosedError,
+    RunEnvironmentError,
     RunFailedError,
     RunNotFoundError,
+    UnsupportedError,
 )
-from producer._http import QueryClient, quote
+from producer._http import Params, quote
 from producer._sender import Sender
 from producer._sinks import KafkaSink, Sink, SpoolSink
 from producer._spool import SUFFIX, SpoolWriter, write_private
@@ -53,6 +56,8 @@ if TYPE_CHECKING:
 #: Environment of a process started for a run: ``Run.get_context()`` returns that run.
 ENV_RUN_ID = "RUNSTREAM_RUN_ID"
 ENV_EXPERIMENT = "RUNSTREAM_EXPERIMENT"
+#: The prefix of an offline run's id, as in Azure ML v1 (see :mod:`producer._offline`).
+OFFLINE_PREFIX = "OfflineRun_"
 _EVENT_BUDGET = MAX_RECORD_BYTES - 64 * 1024
 
 _context_run: Run | None = None
@@ -83,10 +88,9 @@ class Run:
         offline: bool = False,
         spool_dir: str | os.PathLike[str] | None = None,
     ) -> None:
-        try:
-            self.id = str(uuid.UUID(str(run_id)))
-        except ValueError:
-            raise ValueError(f"run id {run_id!r} is not a UUID") from None
+        #: The run's id in the store, in events and spool paths; ``id`` is the same but for offline runs.
+        self._stored_id = stored_run_id(run_id)
+        self.id = self._stored_id
         self.experiment = experiment
         self.display_name = display_name
         self.parent_id = parent_id
@@ -108,6 +112,8 @@ class Run:
         self._owner = False  # this process started the run (and so ends it on SIGTERM)
         self._announced = False  # run_started is known to be in Kafka
         self._cancel_requested = False
+        self._facts: dict[str, Any] | None = None  # the service's record, once read (see _children)
+        self._parent_run: Run | None = None
         self._new_session()
         _process.live_runs.add(self)
 
@@ -121,7 +127,7 @@ class Run:
         self._pid = os.getpid()
         o = self._options
         self._sender = Sender(
-            run_id=self.id,
+            run_id=self._stored_id,
             session_id=self.session_id,
             sink=self._make_sink(),
             flush_points=o.flush_points,
@@ -138,7 +144,7 @@ class Run:
         self._append_float = self._buffer.append_float
 
     def _spool_path(self) -> Path:
-        return self._spool_dir / self.id / f"{self.session_id}{SUFFIX}"
+        return self._spool_dir / self._stored_id / f"{self.session_id}{SUFFIX}"
 
     def _spool_writer(self) -> SpoolWriter:
         return SpoolWriter(self._spool_path())
@@ -165,6 +171,7 @@ class Run:
         if not sender.started:
             sender.start()
             _process.sending_runs.add(self)
+            LEDGER.add(sender, experiment=self.experiment.name, parent_id=self.parent_id)  # reads wait for it
         return sender
 
     # --- logging ------------------------------------------------------------
@@ -261,41 +268,65 @@ class Run:
 
     # --- tags and properties ------------------------------------------------
 
-    def tag(self, key: str, value: str | None = None) -> None:
-        """Tag the run with ``key`` and an optional string value."""
+    def tag(self, key: str, value: Any = None) -> None:
+        """Tag the run with ``key`` and an optional value, stored as a str (``1`` as ``'1'``) as in Azure ML v1."""
         self.set_tags({key: value})
 
-    def set_tags(self, tags: Mapping[str, str | None]) -> None:
-        """Set several tags at once."""
+    def set_tags(self, tags: Mapping[str, Any]) -> None:
+        """Set several tags at once; a finished run takes them too (see :meth:`_annotate`)."""
         if not isinstance(tags, Mapping):
             raise MetricTypeError(repr(tags)[:40], f"set_tags() takes a dict, got {type(tags).__name__}")
         checked = {_validate.name(k, "tag"): _validate.tag_value(k, v) for k, v in tags.items()}
         if not checked:
             return
-        self._publish({"type": "tags", "time": time.time(), "tags": checked})
+        self._annotate({"type": "tags", "time": time.time(), "tags": checked})
         self._tags.update(checked)
 
     def get_tags(self) -> dict[str, str | None]:
         """The run's tags: the query service's view, updated with this process's own."""
         return {**self._remote_field("tags"), **self._tags}
 
-    def add_properties(self, properties: Mapping[str, str]) -> None:
-        """Add immutable properties; changing an existing one raises ValueError."""
+    def add_properties(self, properties: Mapping[str, Any]) -> None:
+        """Add immutable properties (values stored as str); changing an existing one raises ValueError.
+
+        A finished run takes them too; on a run this object did not start, or
+        that has ended, the stored properties are read first so that changing
+        one that another process or object added is refused as well.
+        """
         if not isinstance(properties, Mapping):
             raise MetricTypeError(
                 repr(properties)[:40], f"add_properties() takes a dict, got {type(properties).__name__}"
             )
         checked = {_validate.name(k, "property"): _validate.property_value(k, v) for k, v in properties.items()}
+        known = self._properties
+        if not self.offline and (not self._owner or self._status in TERMINAL_STATUSES):
+            known = {**self._remote_field("properties"), **known}  # others may have added some meanwhile
         for key, value in checked.items():
-            if key in self._properties and self._properties[key] != value:
+            if key in known and known[key] != value:
                 raise MetricValueError(
-                    key, f"property is already {self._properties[key]!r}; properties cannot be changed, only added"
+                    key, f"property is already {known[key]!r}; properties cannot be changed, only added"
                 )
-        new = {k: v for k, v in checked.items() if k not in self._properties}
+        new = {k: v for k, v in checked.items() if k not in known}
         if not new:
             return
-        self._publish({"type": "properties", "time": time.time(), "properties": new})
+        self._annotate({"type": "properties", "time": time.time(), "properties": new})
         self._properties.update(new)
+
+    def _annotate(self, event: Event) -> None:
+        """Tags and properties: with the run's data while this process logs to it, else delivered at once.
+
+        Azure ML v1 sets them with a synchronous call, on any run, finished or
+        not. A run this process ended (or only attached to) has no open
+        session, so they go in a short session of their own, delivered before
+        this returns: ingest stores tags and properties whatever the status.
+        """
+        if self._status is not None and self._status not in TERMINAL_STATUSES:
+            self._publish(event)
+            return
+        _process.announce(self._stored_id)  # a session of ours that started the run goes first
+        courier = Run(self.experiment, self._stored_id, offline=self.offline, spool_dir=self._spool_dir)
+        courier._publish(event)
+        courier._close(None, None, None)
 
     def get_properties(self) -> dict[str, str]:
         """The run's properties: the query service's view, updated with this process's own."""
@@ -305,7 +336,7 @@ class Run:
         if self.offline:
             return {}
         try:
-            details = self._http.get_json(f"/api/runs/{self.id}")
+            details = self._reader().get_json(f"/api/runs/{self.id}", runs=(self.id,))
         except RunNotFoundError:
             return {}  # not ingested yet: our own copy is all there is
         value = details.get(key) if isinstance(details, dict) else None
@@ -348,7 +379,7 @@ class Run:
     def get_file_names(self) -> list[str]:
         """Names of the run's files, as the query service lists them."""
         self._require_online("get_file_names")
-        doc = self._http.get_json(f"/api/runs/{self.id}/files")
+        doc = self._reader().get_json(f"/api/runs/{self.id}/files", runs=(self.id,))
         return [entry["name"] for entry in doc.get("files", [])]
 
     def download_file(self, name: str, output_file_path: str | os.PathLike[str] | None = None) -> Path:
@@ -358,11 +389,90 @@ class Run:
         target = Path(output_file_path) if output_file_path is not None else Path(Path(name).name)
         if target.is_dir():
             target = target / Path(name).name
-        self._http.download(self._file_path(name), target)
+        self._reader().download(self._file_path(name), target, runs=(self.id,))
         return target
 
+    def upload_files(
+        self,
+        names: Sequence[str],
+        paths: Sequence[str | os.PathLike[str]],
+        return_artifacts: bool = False,
+        timeout_seconds: float | None = None,
+        datastore_name: str | None = None,
+    ) -> list[Any]:
+        """Upload ``paths[i]`` as the run's file ``names[i]``, several at a time (v1)."""
+        return _files.upload_files(self, names, paths)
+
+    def download_files(
+        self,
+        prefix: str | None = None,
+        output_directory: str | os.PathLike[str] | None = None,
+        output_paths: Sequence[str | os.PathLike[str]] | None = None,
+        batch_size: int = 100,
+        append_prefix: bool = True,
+        timeout_seconds: float | None = None,
+    ) -> list[Path]:
+        """Download the run's files under ``prefix`` (all by default) into ``output_directory`` (v1's layout)."""
+        self._require_online("download_files")
+        return _files.download_files(self, prefix, output_directory, output_paths, append_prefix)
+
+    def take_snapshot(self, file_or_folder_path: str | os.PathLike[str]) -> str:
+        """Upload a directory (its ignore file applied) as the run's snapshot; returns the snapshot id."""
+        return _snapshot.take(self, file_or_folder_path)
+
+    def restore_snapshot(self, snapshot_id: str | None = None, path: str | os.PathLike[str] | None = None) -> str:
+        """The run's snapshot as a zip ``<path>/<snapshot id>.zip`` (path: the temp directory); returns its path."""
+        self._require_online("restore_snapshot")
+        return _snapshot.restore(self, snapshot_id or self.get_snapshot_id(), path)
+
+    def get_snapshot_id(self) -> str:
+        """The id of the run's snapshot (its ``ContentSnapshotId`` property; the run's id if it has none)."""
+        return str(self.get_properties().get(_snapshot.ID_PROPERTY) or self._stored_id)
+
+    def log_confusion_matrix(self, name: str, value: Any, description: str = "") -> None:
+        raise UnsupportedError(f"log_confusion_matrix({name!r}): log the matrix with log_table() (one column a class)")
+
+    def log_accuracy_table(self, name: str, value: Any, description: str = "") -> None:
+        raise UnsupportedError(f"log_accuracy_table({name!r}): log the table with log_table()")
+
+    def log_predictions(self, name: str, value: Any, description: str = "") -> None:
+        raise UnsupportedError(f"log_predictions({name!r}): log the values with log_table()")
+
+    def log_residuals(self, name: str, value: Any, description: str = "") -> None:
+        raise UnsupportedError(f"log_residuals({name!r}): log the histogram with log_table()")
+
+    def remove_tags(self, tags: Any) -> None:
+        raise UnsupportedError("remove_tags(): runstream's tags are set, never removed; tag the run with another value")
+
+    @property
+    def tags(self) -> dict[str, Any]:
+        """v1's ``run.tags``: :meth:`get_tags`."""
+        return self.get_tags()
+
+    @property
+    def properties(self) -> dict[str, str]:
+        """v1's ``run.properties``: :meth:`get_properties`."""
+        return self.get_properties()
+
+    @property
+    def status(self) -> str:
+        """v1's ``run.status``: :meth:`get_status`."""
+        return self.get_status()
+
+    @property
+    def name(self) -> str | None:
+        """v1's ``run.name``: the display name."""
+        return self.display_name
+
+    def register_model(self, model_name: str, model_path: str | None = None, *args: Any, **kwargs: Any) -> Any:
+        """Not in runstream: there is no model registry. The model is the run's file; download it."""
+        raise UnsupportedError(
+            f"register_model({model_name!r}): runstream has no model registry; the model stays the run's file "
+            f"{model_path!r} (run.download_file(...) gets it)"
+        )
+
     def _file_path(self, name: str) -> str:
-        return f"/api/runs/{self.id}/files/{quote(name)}"
+        return f"/api/runs/{self._stored_id}/files/{quote(name)}"
 
     def _store_bytes(self, name: str, data: bytes) -> Any:
         if self.offline:
@@ -371,7 +481,7 @@ class Run:
 
     def _spool_file(self, name: str, data: bytes) -> None:
         # Offline runs keep their files beside their spool, for `runstream sync`.
-        write_private(self._spool_dir / self.id / "files" / name, data)
+        write_private(self._spool_dir / self._stored_id / "files" / name, data)
 
     def _upload_outputs(self) -> None:
         if self._outputs is not None and self._outputs.is_dir():
@@ -429,13 +539,19 @@ class Run:
         self._finish("Canceled", None, timeout_seconds)
 
     def _finish(self, status: str, error: Any, timeout_seconds: float | None) -> None:
+        self._close({"type": "status", "time": time.time(), "status": status, "error": error}, status, timeout_seconds)
+
+    def _close(self, final: Event | None, status: str | None, timeout_seconds: float | None) -> None:
+        """End this session: deliver what is buffered and ``final``, then stop the sender."""
         sender = self._sending()
-        self._buffer.close({"type": "status", "time": time.time(), "status": status, "error": error})
-        self._status = status
+        self._buffer.close(final)
+        if status is not None:
+            self._status = status
         try:
             sender.stop(self._options.close_timeout_seconds if timeout_seconds is None else timeout_seconds)
         finally:
             _process.sending_runs.discard(self)
+            LEDGER.retire(sender)
         _process.report_spool_left(self)
 
     def flush(self, timeout_seconds: float | None = None) -> None:
@@ -515,6 +631,16 @@ class Run:
 
     # --- reading back (query service) ---------------------------------------
 
+    def _reader(self) -> Reader:
+        """The one way to read the query service: each read sees what this process wrote before it.
+
+        Name the runs a read covers (``runs=``): the reader flushes this
+        process's sessions of those runs and has the service wait, at most
+        ``read_consistency_seconds``, until ingest has stored them (see
+        :mod:`producer._consistency`). Every read method goes through here.
+        """
+        return Reader(self._http, self._options.read_consistency_seconds)
+
     def _require_online(self, what: str) -> None:
         if self.offline:
             raise OfflineRunError(f"{what}: run {self.id} is offline; there is no query service to ask")
@@ -523,7 +649,7 @@ class Run:
         """The run's status as the query service reports it (offline: the local status)."""
         if self.offline:
             return self._status or "NotStarted"
-        return str(self._http.get_json(f"/api/runs/{self.id}")["status"])
+        return str(self._reader().get_json(f"/api/runs/{self.id}", runs=(self.id,))["status"])
 
     def get_details(self) -> dict[str, Any]:
         """The query service's record of the run, plus this process's ``producer`` counters."""
@@ -531,9 +657,23 @@ class Run:
             details: dict[str, Any] = {"id": self.id, "status": self.get_status(), "tags": dict(self._tags)}
             details["properties"] = dict(self._properties)
         else:
-            details = dict(self._http.get_json(f"/api/runs/{self.id}"))
+            details = dict(self._read_json(f"/api/runs/{self._stored_id}"))
+        details = _details.v1_details(self, details)
         details["producer"] = self.stats()
         return details
+
+    def get_details_with_logs(self) -> dict[str, Any]:
+        """:meth:`get_details` with ``logFiles`` mapping each log's name to its text (v1)."""
+        self._require_online("get_details_with_logs")
+        return _details.with_logs(self, self.get_details())
+
+    def _read_json(self, path: str, params: Params = (), *, runs: Collection[str] | None = None) -> Any:
+        """A read of the query service that sees this process's writes to ``runs`` (default: this run)."""
+        return self._reader().get_json(path, params, runs=(self._stored_id,) if runs is None else runs)
+
+    def _read_bytes(self, path: str) -> bytes:
+        """A small file of the run, read as :meth:`_read_json` reads."""
+        return self._reader().get_bytes(path, runs=(self._stored_id,))
 
     def stats(self) -> dict[str, Any]:
         """This process's counters: what the session sent, retried and had to wait for."""
@@ -566,31 +706,36 @@ class Run:
             params["name"] = name
         if recursive:
             params["recursive"] = "true"
-        result: dict[str, Any] = self._http.get_json(f"/api/runs/{self.id}/metrics", params or None)
+        covered = {self.id, *LEDGER.descendants(self.id)} if recursive else {self.id}
+        result: dict[str, Any] = self._reader().get_json(f"/api/runs/{self.id}/metrics", params or None, runs=covered)
         return result
 
     def wait_for_completion(
         self,
         show_output: bool = False,
+        wait_post_processing: bool = False,
         raise_on_error: bool = True,
         *,
         timeout_seconds: float | None = None,
         poll_interval_seconds: float = 0.5,
     ) -> dict[str, Any]:
-        """Poll the query service until the run's status is terminal; returns the details.
+        """Poll the query service until the run's status is terminal; returns :meth:`get_details`.
 
         With ``raise_on_error``, a ``Failed`` run raises :class:`RunFailedError`.
         ``timeout_seconds`` (default: no limit) raises TimeoutError.
+        ``wait_post_processing`` is v1's: a terminal status here is final, with
+        the outputs and logs uploaded before it, so there is nothing more to wait for.
         """
         self._require_online("wait_for_completion")
         if show_output:
             print(f"RunId: {self.id}\nWeb View: {self.get_portal_url()}", flush=True)
         log = DriverLogFollower(self._http if show_output else None, self.id)
         deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
+        reader = self._reader()
         while True:
             log.print_new()
             try:
-                details = dict(self._http.get_json(f"/api/runs/{self.id}"))
+                details = dict(reader.get_json(f"/api/runs/{self.id}", runs=(self.id,)))
             except RunNotFoundError:
                 details = {"status": None}  # not ingested yet
             if details.get("status") in TERMINAL_STATUSES:
@@ -603,11 +748,11 @@ class Run:
             print(f"Execution Summary\n=================\nRunId: {self.id}\nStatus: {details['status']}", flush=True)
         if details["status"] == "Failed" and raise_on_error:
             raise RunFailedError(self.id, details.get("error"))
-        return details
+        return {**_details.v1_details(self, details), "producer": self.stats()}
 
     def get_portal_url(self) -> str:
-        """The run's page in the query service."""
-        return f"{self._workspace.query_url}/runs/{self.id}"
+        """The run's page in the query service (an offline run's, once ``runstream sync`` has published it)."""
+        return f"{self._workspace.query_url}/runs/{self._stored_id}"
 
     # --- child runs ---------------------------------------------------------
 
@@ -617,28 +762,76 @@ class Run:
         """A new run whose parent is this one, already ``Running``."""
         if name is not None:
             _validate.name(name, "display")
-        child = Run(
+        from producer._offline import _OfflineRun
+
+        child = (_OfflineRun if self.offline else Run)(
             self.experiment,
             run_id or str(uuid.uuid4()),
             outputs=outputs,
             display_name=name,
-            parent_id=self.id,
+            parent_id=self._stored_id,
             offline=self.offline,
             spool_dir=self._spool_dir,
         )
         child._start()
         return child
 
-    def get_children(self, recursive: bool = False) -> list[Run]:
-        """The runs whose parent is this one (with ``recursive``, all descendants), oldest first."""
+    def create_children(
+        self, count: int | None = None, tag_key: str | None = None, tag_values: Sequence[Any] | None = None
+    ) -> list[Run]:
+        """Azure ML v1's batch of child runs, at most 100, each ``Running`` as from :meth:`child_run`.
+
+        ``count`` of them (tagged ``azureml.batch_child_number`` 0, 1, ...), or
+        one per entry of ``tag_values``, tagged ``tag_key``.
+        """
+        return _children.create(self, count, tag_key, tag_values)
+
+    @property
+    def parent(self) -> Run | None:
+        """The parent run (attached), or None for a top-level run."""
+        return _children.parent(self)
+
+    @property
+    def type(self) -> str | None:
+        """v1's run type: ``azureml.scriptrun`` for a submitted script, None for a run started by logging."""
+        return _children.run_type(self)
+
+    def get_children(
+        self,
+        recursive: bool = False,
+        tags: str | Mapping[str, Any] | None = None,
+        properties: str | Mapping[str, Any] | None = None,
+        type: str | None = None,  # noqa: A002 - v1's parameter name
+        status: str | None = None,
+    ) -> list[Run]:
+        """The runs whose parent is this one (with ``recursive``, all descendants), oldest first.
+
+        ``tags``, ``properties``, ``type`` and ``status`` filter them as in
+        v1 (:mod:`producer._listing`); with ``recursive`` every descendant is
+        searched, the filters applying to each.
+        """
         self._require_online("get_children")
-        children = [
-            _attached(self.experiment, doc, self._spool_dir)
-            for doc in iter_runs(self._http, {"parent": self.id, "sort": "created_at"})
-        ]
+        wanted = _listing.filters(tags=tags, properties=properties, type=type, status=status)
+        if wanted:
+            return self._filtered_children(wanted, recursive)
+        children = self._listed_children(self._stored_id, [])
         if recursive:
             return [d for child in children for d in (child, *child.get_children(recursive=True))]
         return children
+
+    def _filtered_children(self, wanted: _listing.Params, recursive: bool) -> list[Run]:
+        """Level by level: each level's matching runs are kept; all of its runs are the next level's parents."""
+        found: list[Run] = []
+        parents = [self._stored_id]
+        while parents:
+            found += [run for parent_id in parents for run in self._listed_children(parent_id, wanted)]
+            parents = [run.id for p in parents for run in self._listed_children(p, [])] if recursive else []
+        return found
+
+    def _listed_children(self, parent_id: str, wanted: _listing.Params) -> list[Run]:
+        params = [("parent", parent_id), ("sort", "created_at"), *wanted]
+        docs = _listing.docs(self._reader(), params, runs=LEDGER.children(parent_id))
+        return [_attached(self.experiment, doc, self._spool_dir) for doc in docs]
 
     # --- context ------------------------------------------------------------
 
@@ -652,27 +845,46 @@ class Run:
         return {**self._workspace.as_env(), ENV_RUN_ID: self.id, ENV_EXPERIMENT: self.experiment.name}
 
     @classmethod
-    def get_context(cls, *, env: Mapping[str, str] | None = None) -> Run:
+    def get_context(
+        cls,
+        allow_offline: bool = True,
+        used_for_context_manager: bool = False,
+        *,
+        env: Mapping[str, str] | None = None,
+        **_: Any,
+    ) -> Run:
         """The run this process was started for, or an offline run recording to the local spool.
 
         The same object is returned on every call in a process (and in its
-        forked children, each with its own producer session).
+        forked children, each with its own producer session). Outside a run,
+        ``allow_offline=False`` raises :class:`RunEnvironmentError` as v1
+        does; otherwise the run is an ``_OfflineRun`` (:mod:`producer._offline`).
         """
         global _context_run
+        variables = os.environ if env is None else env
         if _context_run is None:
-            _context_run = _context_from_env(os.environ if env is None else env)
+            if not allow_offline and not variables.get(ENV_RUN_ID):
+                raise RunEnvironmentError()
+            _context_run = _context_from_env(variables)
+        elif not allow_offline and _context_run.offline:
+            raise RunEnvironmentError()
         return _context_run
 
+    @staticmethod
+    def get(workspace: Workspace, run_id: str) -> Run:
+        """v1's ``Run.get(workspace, run_id)``: the run, in its experiment, whichever that is."""
+        from producer._experiment import Experiment
 
-def iter_runs(http: QueryClient, params: dict[str, str]) -> Iterator[dict[str, Any]]:
-    """Every run the listing ``GET /api/runs`` returns for ``params``, following its cursor."""
-    cursor: str | None = None
-    while True:
-        page = http.get_json("/api/runs", {**params, **({"cursor": cursor} if cursor else {})})
-        yield from page["runs"]
-        cursor = page.get("next_cursor")
-        if not cursor:
-            return
+        reader = Reader(workspace.query_client(), workspace.options.read_consistency_seconds)
+        stored_id = stored_run_id(run_id)
+        doc = reader.get_json(f"/api/runs/{stored_id}", runs=(stored_id,))
+        return _attached(Experiment(workspace, doc["experiment"]), doc, workspace.home / "spool")
+
+    # --- notebooks ----------------------------------------------------------
+
+    def _repr_html_(self) -> str:
+        """Jupyter's view: v1's table of Experiment, Id, Type, Status and the run's page."""
+        return _notebook.run_html(self)
 
 
 def _attached(experiment: Experiment, doc: Mapping[str, Any], spool_dir: Path) -> Run:
@@ -681,7 +893,17 @@ def _attached(experiment: Experiment, doc: Mapping[str, Any], spool_dir: Path) -
     )
     if doc.get("status") in TERMINAL_STATUSES:
         run._status = doc["status"]
+    run._facts = dict(doc)
     return run
+
+
+def stored_run_id(run_id: Any) -> str:
+    """The UUID a run is stored under: its id, canonical, without an offline run's ``OfflineRun_``."""
+    text = str(run_id)
+    try:
+        return str(uuid.UUID(text.removeprefix(OFFLINE_PREFIX)))
+    except ValueError:
+        raise ValueError(f"run id {run_id!r} is not a UUID (nor OfflineRun_<uuid>)") from None
 
 
 def _context_from_env(env: Mapping[str, str]) -> Run:
@@ -695,7 +917,8 @@ def _context_from_env(env: Mapping[str, str]) -> Run:
         run = Run(experiment, run_id, spool_dir=spool)
         run._status = "Running"
         return run
-    experiment = Experiment(Workspace.from_settings(settings), "offline")
-    run = Run(experiment, str(uuid.uuid4()), offline=True, spool_dir=spool, outputs="./outputs")
+    from producer._offline import _OfflineRun
+
+    run = _OfflineRun(Experiment(Workspace.from_settings(settings), "offline"), spool_dir=spool, outputs="./outputs")
     run._start()
     return run

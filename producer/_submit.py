@@ -1,8 +1,15 @@
 """``Experiment.submit(ScriptRunConfig(...))``: a script run locally as a child process.
 
+Submission checks everything first (the target is local, no Docker, the
+snapshot within v1's limits: :mod:`producer._snapshot`), then creates the
+run with its tags and v1's properties (``azureml.runsource``,
+``ContentSnapshotId``, ``_azureml.ComputeTargetType``), copies and uploads
+the snapshot and the run definition, and starts the script in the copy.
+
 The child gets the run's identity in its environment, so ``Run.get_context()``
 inside the script returns the submitted run (with a producer session of its
-own). Its stdout and stderr go to the driver log,
+own), plus the environment's variables and v1's ``AZUREML_RUN_ID`` family.
+Its stdout and stderr go to the driver log,
 ``<home>/runs/<run id>/driver.log``. A watcher thread appends what the log
 gained to the query service's copy every :data:`LOG_UPLOAD_INTERVAL_SECONDS`
 (``PUT /api/runs/{id}/logs/driver?offset=N``: each append sends only the new
@@ -16,18 +23,33 @@ A reader that sees the final status has therefore seen the complete log.
 
 from __future__ import annotations
 
+import getpass
+import io
 import os
+import shlex
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+import time
+import uuid
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from producer._errors import ProducerError, QueryServiceError, RunNotFoundError
+import orjson
+
+from producer import _snapshot
+from producer._consistency import ENV_HANDOFF_DIR, LEDGER
+from producer._details import RUN_DEFINITION_FILE
+from producer._environment import Environment
+from producer._errors import ProducerError, QueryServiceError, RunNotFoundError, UnsupportedError, UsageError
+from producer._listing import RUN_TYPE_PROPERTY
+from producer._runconfig import LOCAL_TARGET, DockerConfiguration, RunConfiguration
+from runstream.events import TERMINAL_STATUSES
 
 if TYPE_CHECKING:
+    from producer._experiment import Experiment
     from producer._http import QueryClient
     from producer._run import Run
 
@@ -40,53 +62,247 @@ _LOG_TAIL_CHARS = 4000
 _SDK_ROOT = str(Path(__file__).resolve().parent.parent)
 
 
-@dataclass(frozen=True)
 class ScriptRunConfig:
-    """What to run: ``script`` (relative to ``source_directory``) with ``arguments``, by ``python``."""
+    """What to run, Azure ML v1's way: ``script`` (relative to ``source_directory``) with ``arguments``.
 
-    source_directory: str | os.PathLike[str]
-    script: str
-    arguments: Sequence[Any] = field(default_factory=tuple)
-    python: str = sys.executable
+    ``compute_target`` must be ``"local"`` or None (the script runs on this
+    machine); ``environment`` (an :class:`Environment`) chooses the
+    interpreter and variables; ``run_config`` (a :class:`RunConfiguration`,
+    also reachable as ``src.run_config`` to edit) replaces those two as in
+    v1; ``command`` runs a command line instead of ``script``;
+    ``max_run_duration_seconds`` cancels a script that runs longer. ``python``
+    (runstream's own) names the interpreter outright. Distributed jobs,
+    ``resume_from`` and Docker are refused with :class:`UnsupportedError`.
+    """
 
-    def __post_init__(self) -> None:
+    MAX_DURATION_SECONDS_DEFAULT = 2592000
+
+    def __init__(
+        self,
+        source_directory: str | os.PathLike[str],
+        script: str | None = None,
+        arguments: Sequence[Any] | None = None,
+        run_config: RunConfiguration | None = None,
+        _telemetry_values: Any = None,
+        compute_target: Any = None,
+        environment: Environment | None = None,
+        distributed_job_config: Any = None,
+        resume_from: Any = None,
+        max_run_duration_seconds: int = MAX_DURATION_SECONDS_DEFAULT,
+        command: Sequence[Any] | str | None = None,
+        docker_runtime_config: DockerConfiguration | None = None,
+        *,
+        python: str | None = None,
+    ) -> None:
+        if distributed_job_config is not None:
+            raise UnsupportedError("distributed_job_config: runstream runs a submitted script as one local process")
+        if resume_from is not None:
+            raise UnsupportedError("resume_from: datastore paths need Azure; pass the checkpoint's path as an argument")
+        self.source_directory = source_directory
+        self.script = script
+        self.command = command
+        self.arguments = arguments
+        self.python = python
+        if run_config is not None:
+            if not isinstance(run_config, RunConfiguration):
+                raise TypeError(f"run_config must be a RunConfiguration, got {type(run_config).__name__}")
+            self.script = script or run_config.script
+            self.arguments = arguments if arguments else (run_config.arguments or None)
+            self.command = command or run_config.command or None
+            self.run_config = run_config
+        else:
+            self.run_config = RunConfiguration()
+            self.run_config.target = compute_target
+            self.run_config.environment = environment if environment is not None else Environment("default-environment")
+            self.run_config.max_run_duration_seconds = max_run_duration_seconds
+            if docker_runtime_config is not None:
+                self.run_config.docker = docker_runtime_config
+        self._check()
+
+    def _check(self) -> None:
+        """What can be checked before submission: the files, the arguments, that it can run here."""
         source = Path(self.source_directory)
         if not source.is_dir():
             raise ValueError(f"ScriptRunConfig source_directory {str(source)!r} is not a directory")
-        if not (source / self.script).is_file():
+        if (self.script is None) == (not self.command):
+            raise UsageError("ScriptRunConfig needs exactly one of script and command")
+        if self.script is not None and not (source / self.script).is_file():
             raise ValueError(f"ScriptRunConfig script {self.script!r} is not a file in {str(source)!r}")
         if isinstance(self.arguments, str | bytes):
             raise TypeError("ScriptRunConfig arguments must be a list of arguments, not one string")
-        for argument in self.arguments:
+        for argument in self.arguments or ():
             if not isinstance(argument, str | int | float) or isinstance(argument, bool):
                 raise TypeError(f"ScriptRunConfig argument {argument!r} is not a str or a number")
+        self.run_config.check_runnable()
 
-    def command(self) -> list[str]:
-        return [self.python, self.script, *(str(a) for a in self.arguments)]
+    def argv(self) -> list[str]:
+        """The command line the run executes, in its snapshot directory."""
+        self._check()
+        python = self.python or self.run_config.environment.interpreter()
+        if self.script is not None:
+            return [python, self.script, *(str(a) for a in self.arguments or ())]
+        words = shlex.split(self.command) if isinstance(self.command, str) else [str(w) for w in self.command or ()]
+        if words and words[0] in ("python", "python3"):
+            words[0] = python  # the environment's interpreter, as v1 runs "python" in it
+        return [*words, *(str(a) for a in self.arguments or ())]
+
+    def environment_variables(self) -> dict[str, str]:
+        """The variables the script gets on top of this process's: the environment's, then the run config's."""
+        rc = self.run_config
+        return {**rc.environment.environment_variables, **rc.environment_variables}
+
+    def run_definition(self, argv: list[str]) -> dict[str, Any]:
+        """What ``get_details()["runDefinition"]`` shows: v1's keys, plus the command line that ran."""
+        rc = self.run_config
+        return {
+            "script": self.script,
+            "command": self.command if isinstance(self.command, str) else list(self.command or []),
+            "arguments": [str(a) for a in self.arguments or ()],
+            "target": rc.target,
+            "framework": rc.framework,
+            "communicator": rc.communicator,
+            "maxRunDurationSeconds": rc.max_run_duration_seconds,
+            "nodeCount": rc.node_count,
+            "environment": rc.environment.as_dict(),
+            "environmentVariables": dict(rc.environment_variables),
+            "commandLine": argv,
+        }
+
+    def __repr__(self) -> str:
+        return (
+            f"ScriptRunConfig(source_directory={str(self.source_directory)!r}, script={self.script!r}, "
+            f"arguments={self.arguments!r}, target={self.run_config.target!r})"
+        )
+
+
+@dataclass(frozen=True)
+class LaunchPlan:
+    """One submission, checked: the command, where it runs, its extra variables, its bounds."""
+
+    argv: list[str]
+    cwd: Path
+    env: dict[str, str]
+    script: str
+    max_seconds: float | None
+    notes: list[str]
+
+
+#: ``run.type`` (and the ``azureml.runsource`` property) of a submitted script, as in v1.
+SCRIPT_RUN_TYPE = "azureml.scriptrun"
+
+
+def submit(
+    experiment: Experiment, config: ScriptRunConfig, *, tags: Mapping[str, Any] | None, display_name: str | None
+) -> Run:
+    """Check, create the run, snapshot, start the script; see the module docstring."""
+    if not isinstance(config, ScriptRunConfig):
+        raise TypeError(f"submit() takes a ScriptRunConfig, got {type(config).__name__}")
+    argv = config.argv()
+    ws = experiment.workspace
+    snapshot = _snapshot.select(config.source_directory, exclude=[ws.home])
+    run = experiment.start_logging(display_name=display_name or config.script or Path(argv[0]).name, outputs=None)
+    folder = ws.home / "runs" / run.id
+    try:
+        if tags:
+            run.set_tags(tags)
+        run.add_properties(
+            {
+                RUN_TYPE_PROPERTY: SCRIPT_RUN_TYPE,
+                _snapshot.ID_PROPERTY: str(uuid.uuid4()),
+                "_azureml.ComputeTargetType": LOCAL_TARGET,
+            }
+        )
+        archive = _snapshot.archive(snapshot, folder / _snapshot.ARCHIVE)
+        workdir = _snapshot.extract(archive, folder / "snapshot")
+    except BaseException as exc:
+        run.fail(exc)  # nothing ran: say why the run ended at once
+        raise
+    run._outputs = workdir / "outputs"
+    definition = {"runDefinition": config.run_definition(argv), "submittedBy": _user()}
+    files = [
+        *_snapshot.entries(archive),
+        (RUN_DEFINITION_FILE, lambda: orjson.dumps(definition, option=orjson.OPT_INDENT_2)),
+    ]
+    env = {
+        **config.environment_variables(),
+        "AZUREML_RUN_ID": run.id,
+        "AZUREML_ARM_PROJECT_NAME": experiment.name,
+        "AZUREML_ARM_WORKSPACE_NAME": ws.name,
+        "AZUREML_ARM_SUBSCRIPTION": ws.subscription_id,
+        "AZUREML_ARM_RESOURCEGROUP": ws.resource_group,
+    }
+    plan = LaunchPlan(
+        argv,
+        workdir,
+        env,
+        config.script or " ".join(argv),
+        config.run_config.max_run_duration_seconds,
+        _notes(config, argv),
+    )
+    script = ScriptProcess(run, plan, folder / "driver.log", files)
+    run._script = script
+    script.start()
+    return run
+
+
+def _user() -> str | None:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name nor password entry (some containers)
+        return None
+
+
+def _notes(config: ScriptRunConfig, argv: list[str]) -> list[str]:
+    """What the driver log says first: declared dependencies are not installed here."""
+    env = config.run_config.environment
+    deps = env.python.conda_dependencies
+    declared = deps is not None and (deps.conda_packages or deps.pip_packages or deps.as_dict().get("text"))
+    if env.python.user_managed_dependencies or not declared:
+        return []
+    return [
+        f"environment {env.name!r} declares conda/pip dependencies; runstream records them (runDefinition) "
+        f"and installs nothing: the script runs with {argv[0]}"
+    ]
 
 
 class ScriptProcess:
     """The child process of a submitted run and the thread that finishes the run when it exits."""
 
-    def __init__(self, run: Run, config: ScriptRunConfig, log_path: Path) -> None:
+    def __init__(self, run: Run, plan: LaunchPlan, log_path: Path, files: Sequence[PendingFile] = ()) -> None:
         self.run = run
-        self.config = config
+        self.plan = plan
         self.log_path = log_path
+        self._files = _FileUploader(run, files)
         self.returncode: int | None = None
         self.error: BaseException | None = None
         self._process: subprocess.Popen[bytes] | None = None
         self._log: _LogAppender | None = None
         self._watcher: threading.Thread | None = None
         self._done = threading.Event()
+        self._started_at = 0.0
+        #: Where the script's processes leave their producer sessions (producer._consistency).
+        self._handoff = log_path.parent / "sessions"
 
     def start(self) -> None:
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
         python_path = os.pathsep.join(p for p in (_SDK_ROOT, os.environ.get("PYTHONPATH")) if p)
-        env = {**os.environ, **self.run.get_environment(), "PYTHONPATH": python_path, "PYTHONUNBUFFERED": "1"}
+        env = {
+            **os.environ,
+            **self.plan.env,
+            **self.run.get_environment(),
+            "PYTHONPATH": python_path,
+            "PYTHONUNBUFFERED": "1",
+            ENV_HANDOFF_DIR: str(self._handoff),
+        }
+        self._handoff.mkdir(mode=0o700, parents=True, exist_ok=True)
         with self.log_path.open("wb") as log:
+            for note in self.plan.notes:
+                log.write(f"runstream: {note}\n".encode())
+            log.flush()
+            self._started_at = time.monotonic()
             self._process = subprocess.Popen(  # noqa: S603 - the user's own script
-                self.config.command(),
-                cwd=self.config.source_directory,
+                self.plan.argv,
+                cwd=self.plan.cwd,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
@@ -113,15 +329,20 @@ class ScriptProcess:
         assert self._process is not None and self._log is not None  # noqa: S101 - started before the watcher
         try:
             while self.returncode is None:
+                self._files.send()
                 try:
                     self.returncode = self._process.wait(LOG_UPLOAD_INTERVAL_SECONDS)
                 except subprocess.TimeoutExpired:
-                    pass
+                    self._enforce_duration()
                 self._log.append_new()
-            if self._log.error is not None:
-                self.error = self._log.error
+            self._files.send()
+            # Before the final status: whoever sees it reads what the script wrote, child runs included.
+            LEDGER.adopt_handoff(self._handoff)
+            self.error = self._log.error or self._files.error
             self._upload("logs/driver.log", self.log_path)
-            if self.returncode == 0:
+            if self.run._status in TERMINAL_STATUSES:
+                self.run._upload_outputs()  # ended by its caller meanwhile (fail(), as v1 allows): keep that
+            elif self.returncode == 0:
                 self.run.complete()  # uploads the outputs directory too
             elif self.run._cancel_requested:
                 self.run._upload_outputs()
@@ -134,6 +355,13 @@ class ScriptProcess:
         finally:
             self._done.set()
 
+    def _enforce_duration(self) -> None:
+        """v1's max_run_duration_seconds: past it the script is asked to stop and the run ends Canceled."""
+        limit = self.plan.max_seconds
+        if limit is not None and not self.run._cancel_requested and time.monotonic() - self._started_at > limit:
+            self.run._cancel_requested = True
+            self.cancel()
+
     def _upload(self, name: str, path: Path) -> None:
         try:
             self.run.upload_file(name, path)
@@ -145,10 +373,48 @@ class ScriptProcess:
         text = self.log_path.read_text(encoding="utf-8", errors="replace")
         code = self.returncode
         return {
-            "message": f"script {self.config.script} exited with code {code}",
+            "message": f"script {self.plan.script} exited with code {code}",
             "exit_code": code,
             "log_tail": text[-_LOG_TAIL_CHARS:],
         }
+
+
+#: A file the run must have: its name, and a function that gives its bytes.
+PendingFile = tuple[str, Callable[[], bytes]]
+
+
+class _FileUploader:
+    """The snapshot and the run definition, uploaded by the watcher while the script runs.
+
+    Submission does not wait for the query service (a script runs while it
+    is away, like its driver log): each round sends what is still pending;
+    one that gets no answer (or a 5xx) stops the round and is tried again
+    next time; a refused one (4xx) is given up and kept as ``error``. The
+    watcher's last round comes before the final status.
+    """
+
+    def __init__(self, run: Run, files: Sequence[PendingFile]) -> None:
+        self._run = run
+        self._pending = list(files)
+        self._refused: QueryServiceError | None = None
+        self._unanswered: QueryServiceError | None = None
+
+    def send(self) -> None:
+        while self._pending:
+            name, content = self._pending[0]
+            try:
+                self._run.upload_file(name, io.BytesIO(content()))
+            except QueryServiceError as exc:
+                if _transient(exc):
+                    self._unanswered = exc
+                    return
+                self._refused = exc
+            self._pending.pop(0)
+
+    @property
+    def error(self) -> QueryServiceError | None:
+        """Why a file is missing: one was refused, or some are still unsent."""
+        return self._refused or (self._unanswered if self._pending else None)
 
 
 class _LogAppender:

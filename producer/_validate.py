@@ -253,12 +253,14 @@ def table(metric: str, columns: Any) -> dict[str, list[Any]]:
 
 
 def tag_value(key: str, value: Any) -> str | None:
-    """A tag's value: a str (within the string limit, no NUL) or None."""
+    """A tag's value: None, or as text (within the string limit, no NUL).
+
+    Anything else than a str is stored as ``str(value)``, as Azure ML v1 does
+    (``run.tag("rank", 1)`` stores ``'1'``, ``True`` stores ``'True'``).
+    """
     if value is None:
         return None
-    if not isinstance(value, str):
-        raise MetricTypeError(key, f"tag value must be a str or None, got {type(value).__name__}")
-    return _text(key, own_str(value), "tag value")
+    return _text(key, _as_text(key, value, "tag value"), "tag value")
 
 
 def description(metric: str, value: Any) -> str:
@@ -269,10 +271,23 @@ def description(metric: str, value: Any) -> str:
 
 
 def property_value(key: str, value: Any) -> str:
-    """A property's value: a str within the string limit, no NUL."""
-    if not isinstance(value, str):
-        raise MetricTypeError(key, f"property value must be a str, got {type(value).__name__}")
-    return _text(key, own_str(value), "property value")
+    """A property's value as text within the string limit, no NUL; not None.
+
+    Like tags, anything else than a str is stored as ``str(value)`` (Azure ML v1).
+    """
+    if value is None:
+        raise MetricTypeError(key, "property value must be a str (or convert to one), got None")
+    return _text(key, _as_text(key, value, "property value"), "property value")
+
+
+def _as_text(key: str, value: Any, what: str) -> str:
+    if isinstance(value, str):
+        return own_str(value)  # a str subclass (numpy.str_) as a plain str, all of it
+    try:
+        return str(value)
+    except Exception as exc:  # noqa: BLE001 - whatever the object's __str__ raises, the caller learns which
+        problem = f"{what} of type {type(value).__name__} cannot be converted to str: {exc!r}"
+        raise MetricTypeError(key, problem) from None
 
 
 def json_strings(value: Any) -> Iterator[str]:

@@ -1,4 +1,4 @@
-"""Where runs are sent: the Kafka bootstrap servers and security, the topic, the query service, the tokens.
+"""Where runs are sent: the Kafka bootstrap servers, the topic, the query service, the tokens.
 
 ``Workspace.from_config()`` reads ``<RUNSTREAM_HOME>/config.json`` (written by
 ``runstream up``) when it exists and ``RUNSTREAM_*`` variables otherwise. The
@@ -8,6 +8,14 @@ shared without leaking them. Kafka's security (``kafka_security``, the
 ``RUNSTREAM_KAFKA_*`` variables) may be in the file, but never a secret: a
 password or key passphrase only as the name of a 0600 file holding it, and no
 OAUTHBEARER token command (a config file must not run programs).
+
+A workspace also has Azure ML v1's identity - ``name``, ``subscription_id``,
+``resource_group``, ``location`` - which scripts print and pass around but
+which selects nothing here: one runstream deployment is one workspace. It
+comes from the config file (v1's own ``config.json`` keys ``workspace_name``,
+``subscription_id``, ``resource_group`` are read too, so an Azure config file
+works as it is), else ``RUNSTREAM_WORKSPACE_NAME``, ``RUNSTREAM_SUBSCRIPTION_ID``,
+``RUNSTREAM_RESOURCE_GROUP``, ``RUNSTREAM_LOCATION``, else the local defaults.
 """
 
 from __future__ import annotations
@@ -26,6 +34,8 @@ from producer._http import QueryClient
 from runstream.config import ConfigError, KafkaSecurity, Settings
 
 _CONFIG_KEYS = ("kafka_bootstrap", "query_url", "topic")
+#: Azure ML v1's config.json keys (``workspace_name`` is ``Workspace.name``).
+_IDENTITY_KEYS = ("workspace_name", "subscription_id", "resource_group", "location")
 
 
 def _default_compression() -> str | None:
@@ -54,6 +64,10 @@ class LoggingOptions:
     ``heartbeat_interval_seconds``: how often a running run tells ingest it is
     alive (ingest marks it ``NotResponding``, then ``Failed``, when they stop).
     ``request_timeout_seconds`` bounds one Kafka request (and query service call).
+    ``read_consistency_seconds``: how long a read (``get_metrics()``,
+    ``get_status()``...) waits for ingest to store what this process wrote
+    before it, then raises :class:`ReadConsistencyError` rather than answer
+    without it (0: raise at once if ingest is behind; see :mod:`producer._consistency`).
     """
 
     flush_points: int = 50_000
@@ -66,6 +80,7 @@ class LoggingOptions:
     spool: bool = True
     spill_after_seconds: float = 5.0
     compression: str | None = field(default_factory=_default_compression)
+    read_consistency_seconds: float = 30.0
 
     def __post_init__(self) -> None:
         for key in ("flush_points", "max_buffered_points"):
@@ -88,6 +103,11 @@ class LoggingOptions:
             value = getattr(self, key)
             if not isinstance(value, int | float) or isinstance(value, bool) or not value > 0:
                 raise WorkspaceConfigError(f"LoggingOptions.{key} must be a positive number of seconds, got {value!r}")
+        wait = self.read_consistency_seconds
+        if not isinstance(wait, int | float) or isinstance(wait, bool) or not 0 <= wait < float("inf"):
+            raise WorkspaceConfigError(
+                f"LoggingOptions.read_consistency_seconds must be zero or a positive number of seconds, got {wait!r}"
+            )
         if self.compression not in (None, "gzip", "lz4", "zstd", "snappy"):
             raise WorkspaceConfigError(
                 f"LoggingOptions.compression {self.compression!r} is not gzip, lz4, zstd, snappy or None"
@@ -95,20 +115,44 @@ class LoggingOptions:
 
 
 class Workspace:
-    """Connection settings shared by the experiments and runs created from it."""
+    """Connection settings shared by the experiments and runs created from it.
+
+    ``Workspace(subscription_id, resource_group, workspace_name)`` as in Azure
+    ML v1 names the workspace and connects to the ``RUNSTREAM_*`` settings;
+    ``auth`` is accepted and ignored (the query service's token is
+    ``RUNSTREAM_TOKEN``). Connection arguments not given come from the settings.
+    """
 
     def __init__(
         self,
+        subscription_id: str | None = None,
+        resource_group: str | None = None,
+        workspace_name: str | None = None,
+        auth: Any = None,
         *,
-        kafka_bootstrap: str,
-        query_url: str,
+        kafka_bootstrap: str | None = None,
+        query_url: str | None = None,
         token: str | None = None,
         write_token: str | None = None,
         topic: str = "runstream.events",
         options: LoggingOptions | None = None,
         home: str | os.PathLike[str] | None = None,
+        location: str | None = None,
         kafka_security: KafkaSecurity | None = None,
     ) -> None:
+        settings = Settings.from_env()  # what the arguments leave out
+        if query_url is None:
+            # The settings' service, so its tokens too.
+            query_url, token, write_token = (
+                settings.query_url,
+                token or settings.token,
+                write_token or settings.write_token,
+            )
+        if kafka_bootstrap is None:
+            # The settings' cluster, so its security too (by default the local stack's SASL user).
+            kafka_bootstrap, kafka_security = settings.kafka_bootstrap, kafka_security or settings.kafka_security
+        if kafka_security is not None and not isinstance(kafka_security, KafkaSecurity):
+            raise WorkspaceConfigError("Workspace kafka_security must be a runstream.config.KafkaSecurity or None")
         for key, value in (("kafka_bootstrap", kafka_bootstrap), ("query_url", query_url), ("topic", topic)):
             if not isinstance(value, str) or not value.strip():
                 raise WorkspaceConfigError(f"Workspace {key} must be a non-empty str, got {value!r}")
@@ -117,8 +161,6 @@ class Workspace:
         for key, secret in (("token", token), ("write_token", write_token)):
             if secret is not None and not isinstance(secret, str):
                 raise WorkspaceConfigError(f"Workspace {key} must be a str or None")
-        if kafka_security is not None and not isinstance(kafka_security, KafkaSecurity):
-            raise WorkspaceConfigError("Workspace kafka_security must be a runstream.config.KafkaSecurity or None")
         self.kafka_bootstrap = kafka_bootstrap
         # TLS and SASL for Kafka (runstream.kafka.client_options); None: PLAINTEXT.
         self.kafka_security = kafka_security or KafkaSecurity()
@@ -129,54 +171,73 @@ class Workspace:
         self.topic = topic
         self.options = options or LoggingOptions()
         # The state directory whose spool/ keeps what Kafka could not take (RUNSTREAM_HOME by default).
-        self.home = Path(home) if home is not None else Settings.from_env().home
+        self.home = Path(home) if home is not None else settings.home
+        given = {
+            "name": workspace_name,
+            "subscription_id": subscription_id,
+            "resource_group": resource_group,
+            "location": location,
+        }
+        for attribute, named in given.items():
+            if named is not None and (not isinstance(named, str) or not named.strip()):
+                raise WorkspaceConfigError(f"Workspace {attribute} must be a non-empty str, got {named!r}")
+        self.name: str = workspace_name or settings.workspace_name
+        self.subscription_id: str = subscription_id or settings.subscription_id
+        self.resource_group: str = resource_group or settings.resource_group
+        self.location: str = location or settings.location
 
     def __repr__(self) -> str:
         return (
-            f"Workspace(kafka_bootstrap={self.kafka_bootstrap!r}, query_url={self.query_url!r}, topic={self.topic!r})"
+            f"Workspace.create(name={self.name!r}, subscription_id={self.subscription_id!r}, "
+            f"resource_group={self.resource_group!r}, query_url={self.query_url!r}, topic={self.topic!r})"
         )
 
     @classmethod
-    def from_settings(cls, settings: Settings, *, options: LoggingOptions | None = None) -> Workspace:
-        """The workspace the given settings describe (tests, services)."""
-        return cls(
-            kafka_bootstrap=settings.kafka_bootstrap,
-            query_url=settings.query_url,
-            token=settings.token,
-            write_token=settings.write_token,
-            topic=settings.topic,
-            options=options or _default_options(settings),
-            home=settings.home,
-            kafka_security=settings.kafka_security,
-        )
-
-    @classmethod
-    def from_config(
+    def get(
         cls,
-        path: str | os.PathLike[str] | None = None,
+        name: str,
+        auth: Any = None,
+        subscription_id: str | None = None,
+        resource_group: str | None = None,
+        location: str | None = None,
+        **_: Any,
+    ) -> Workspace:
+        """Azure ML v1's ``Workspace.get(name, ...)``: this deployment's workspace, under that name.
+
+        One runstream deployment is one workspace, so any name is found; the
+        connection is ``Workspace.from_config()``'s.
+        """
+        ws = cls.from_config()
+        return cls(
+            subscription_id or ws.subscription_id,
+            resource_group or ws.resource_group,
+            name,
+            kafka_bootstrap=ws.kafka_bootstrap,
+            query_url=ws.query_url,
+            token=ws.token,
+            write_token=ws.write_token,
+            topic=ws.topic,
+            options=ws.options,
+            home=ws.home,
+            location=location or ws.location,
+            kafka_security=ws.kafka_security,
+        )
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Settings,
         *,
         options: LoggingOptions | None = None,
-        env: Mapping[str, str] | None = None,
+        config: Mapping[str, str] | None = None,
+        kafka_security: KafkaSecurity | None = None,
     ) -> Workspace:
-        """Read ``path`` (a config.json or a directory holding one), else ``<RUNSTREAM_HOME>/config.json``.
-
-        Without a file, the ``RUNSTREAM_*`` environment variables (and their
-        defaults) apply. An explicit ``path`` that does not exist is an error.
-        """
-        settings = Settings.from_env(env)
-        if path is None:
-            file = settings.home / "config.json"
-            if not file.exists():
-                return cls.from_settings(settings, options=options)
-        else:
-            file = Path(path)
-            if file.is_dir():
-                file = file / "config.json"
-            if not file.exists():
-                raise WorkspaceConfigError(f"workspace config file {file} does not exist")
-        values = _read_config(file)
+        """The workspace the given settings describe (tests, services), with a config file's values over them."""
+        values = config or {}
         return cls(
-            kafka_security=_read_security(file, settings),
+            values.get("subscription_id", settings.subscription_id),
+            values.get("resource_group", settings.resource_group),
+            values.get("workspace_name", settings.workspace_name),
             kafka_bootstrap=values.get("kafka_bootstrap", settings.kafka_bootstrap),
             query_url=values.get("query_url", settings.query_url),
             token=settings.token,
@@ -184,7 +245,47 @@ class Workspace:
             topic=values.get("topic", settings.topic),
             options=options or _default_options(settings),
             home=settings.home,
+            location=values.get("location", settings.location),
+            kafka_security=kafka_security or settings.kafka_security,
         )
+
+    @classmethod
+    def from_config(
+        cls,
+        path: str | os.PathLike[str] | None = None,
+        auth: Any = None,
+        _logger: Any = None,
+        _file_name: str | None = None,
+        *,
+        options: LoggingOptions | None = None,
+        env: Mapping[str, str] | None = None,
+    ) -> Workspace:
+        """Read ``path`` (a config.json, or a directory with one or ``.azureml/config.json``), else the home's.
+
+        The home's is ``<RUNSTREAM_HOME>/config.json``, written by ``runstream up``.
+        Without a file, the ``RUNSTREAM_*`` environment variables (and their
+        defaults) apply. An explicit ``path`` that does not exist is an error.
+        The file may hold runstream's keys (``kafka_bootstrap``, ``query_url``,
+        ``topic``), Azure ML v1's (``workspace_name``, ``subscription_id``,
+        ``resource_group``, ``location``) or both; ``_file_name`` is v1's name
+        for another file name than ``config.json``.
+        """
+        settings = Settings.from_env(env)
+        name = _file_name or "config.json"
+        if path is None:
+            file = settings.home / name
+            if not file.exists():
+                return cls.from_settings(settings, options=options)
+        else:
+            file = Path(path)
+            if file.is_dir():
+                candidates = [file / name, file / ".azureml" / name]
+                file = next((c for c in candidates if c.exists()), candidates[0])
+            if not file.exists():
+                raise WorkspaceConfigError(f"workspace config file {file} does not exist")
+        doc = _load(file)
+        security = _read_security(file, doc, settings)
+        return cls.from_settings(settings, options=options, config=_read_config(file, doc), kafka_security=security)
 
     def as_env(self) -> dict[str, str]:
         """Variables that make ``Workspace.from_config()`` in a child process resolve to this workspace."""
@@ -194,6 +295,11 @@ class Workspace:
             "RUNSTREAM_QUERY_URL": self.query_url,
             "RUNSTREAM_TOPIC": self.topic,
             "RUNSTREAM_HEARTBEAT_SECONDS": repr(self.options.heartbeat_interval_seconds),
+            "RUNSTREAM_WORKSPACE_NAME": self.name,
+            "RUNSTREAM_SUBSCRIPTION_ID": self.subscription_id,
+            "RUNSTREAM_RESOURCE_GROUP": self.resource_group,
+            "RUNSTREAM_LOCATION": self.location,
+            "RUNSTREAM_READ_CONSISTENCY_SECONDS": repr(self.options.read_consistency_seconds),
             **self.kafka_security.as_env(),
         }
         if self.token is not None:
@@ -210,8 +316,11 @@ class Workspace:
 
 
 def _default_options(settings: Settings) -> LoggingOptions:
-    """The default options, but for what the settings choose (RUNSTREAM_HEARTBEAT_SECONDS)."""
-    return LoggingOptions(heartbeat_interval_seconds=settings.heartbeat_seconds)
+    """The default options, but for what the settings choose (the heartbeat interval, the read wait)."""
+    return LoggingOptions(
+        heartbeat_interval_seconds=settings.heartbeat_seconds,
+        read_consistency_seconds=settings.read_consistency_seconds,
+    )
 
 
 def _load(file: Path) -> dict[str, Any]:
@@ -232,11 +341,11 @@ _NOT_IN_FILES = (
 )
 
 
-def _read_security(file: Path, settings: Settings) -> KafkaSecurity:
-    """The file's ``kafka_security`` (``RUNSTREAM_KAFKA_*`` names to values), else the environment's."""
-    section = _load(file).get("kafka_security")
+def _read_security(file: Path, doc: dict[str, Any], settings: Settings) -> KafkaSecurity | None:
+    """The file's ``kafka_security`` (``RUNSTREAM_KAFKA_*`` names to values), None without one."""
+    section = doc.get("kafka_security")
     if section is None:
-        return settings.kafka_security
+        return None
     if not isinstance(section, dict) or not all(isinstance(v, str) for v in section.values()):
         raise WorkspaceConfigError(
             f"workspace config {file}: kafka_security must map RUNSTREAM_KAFKA_* names to strings"
@@ -253,10 +362,9 @@ def _read_security(file: Path, settings: Settings) -> KafkaSecurity:
         raise WorkspaceConfigError(f"workspace config {file}: {exc}") from None
 
 
-def _read_config(file: Path) -> dict[str, str]:
-    doc = _load(file)
+def _read_config(file: Path, doc: dict[str, Any]) -> dict[str, str]:
     values: dict[str, str] = {}
-    for key in _CONFIG_KEYS:
+    for key in (*_CONFIG_KEYS, *_IDENTITY_KEYS):
         if key in doc:
             if not isinstance(doc[key], str) or not doc[key]:
                 raise WorkspaceConfigError(f"workspace config {file}: {key} must be a non-empty string")

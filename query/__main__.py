@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
-from runstream.config import Settings
+import sys
+
+from runstream.config import ConfigError, Settings
 
 from . import serve
 
 if __name__ == "__main__":
-    serve(Settings.from_env())
+    try:
+        serve(Settings.from_env())
+    except ConfigError as exc:
+        # One line naming the setting, not a traceback: the fix is in the environment.
+        sys.exit(f"runstream query: {exc}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Final
 
@@ -13,6 +13,7 @@ from aiohttp import web
 from runstream.config import Settings
 
 from . import (
+    _consistency,
     _openapi,
     _web_files,
     _web_login,
@@ -25,12 +26,32 @@ from . import (
 )
 from ._artifacts import ArtifactStore, LocalArtifactStore
 from ._auth import make_auth_middleware
+from ._body import make_body_deadline_middleware
+from ._consistency import READ_AFTER, IngestProgress, read_after_middleware
 from ._db import Database, create_pool
 from ._errors import make_error_middleware
+from ._guards import make_guard_middleware
+from ._heavy import HeavyReads
 from ._json import json_response
+from ._limits import LOGIN_ATTEMPTS, LOGIN_WINDOW_SECONDS
 from ._live import LiveHub
+from ._params import parameters_middleware
+from ._proxy import Proxies
+from ._rate_limit import RateLimiter
 from ._series import SeriesReader
-from ._state import ARTIFACTS, DATABASE, LIVE, MAX_UPLOAD_BYTES, SERIES, SETTINGS
+from ._sessions import Sessions, cookie_secret, session_key
+from ._state import (
+    ARTIFACTS,
+    DATABASE,
+    HEAVY_READS,
+    LIVE,
+    LOGIN_LIMITER,
+    MAX_UPLOAD_BYTES,
+    PROXIES,
+    SERIES,
+    SESSIONS,
+    SETTINGS,
+)
 from ._validate import query_text_middleware
 
 __all__ = ["DEFAULT_MAX_UPLOAD_BYTES", "create_app", "serve"]
@@ -70,6 +91,13 @@ def create_app(
     directory under ``settings.artifacts_dir``; a watched run pushes news at
     most every ``live_interval_seconds``, and is checked every
     ``live_fallback_seconds`` even when ingest announces nothing (see ``_live``).
+
+    Requests pass, in order: the error middleware (every error as JSON or a
+    page), the Host and Origin checks (``_guards``), the token check
+    (``_auth``), the request body's time limit (``_body``), and the checks of
+    query parameters against the OpenAPI document (``_params``); a bad
+    setting (a short token, a cookie secret file others can read) raises
+    :class:`~runstream.config.ConfigError` here, before anything listens.
     """
     for name, value in (
         ("live_interval_seconds", live_interval_seconds),
@@ -77,23 +105,39 @@ def create_app(
     ):
         if not value > 0:
             raise ValueError(f"{name} must be positive, got {value}")
-    middlewares = [make_error_middleware(_web_pages.error_page)]
+    middlewares: list[Callable[..., Awaitable[web.StreamResponse]]] = [
+        make_error_middleware(_web_pages.error_page),
+        make_guard_middleware(settings),
+    ]
     if settings.token or settings.write_token:
         middlewares.append(make_auth_middleware(settings.token, settings.write_token))
-    middlewares.append(query_text_middleware)  # inside auth: strangers get no input checks
+    # Inside auth: strangers get no input checks, their bodies are never read, and they cannot make a read wait.
+    middlewares += [
+        make_body_deadline_middleware(settings.body_timeout_seconds),
+        parameters_middleware,
+        query_text_middleware,
+        read_after_middleware,
+    ]
     app = web.Application(middlewares=middlewares)
     app[SETTINGS] = settings
     app[MAX_UPLOAD_BYTES] = settings.max_upload_bytes
     app[ARTIFACTS] = artifact_store or LocalArtifactStore(settings.artifacts_dir)
+    app[HEAVY_READS] = HeavyReads()
+    app[PROXIES] = Proxies(settings.trusted_proxies)
+    app[LOGIN_LIMITER] = RateLimiter(attempts=LOGIN_ATTEMPTS, window_seconds=LOGIN_WINDOW_SECONDS)
     app.cleanup_ctx.append(
         functools.partial(
-            _resources, live_interval_seconds=live_interval_seconds, live_fallback_seconds=live_fallback_seconds
+            _resources,
+            session_key=session_key(cookie_secret(settings), settings.token or ""),
+            live_interval_seconds=live_interval_seconds,
+            live_fallback_seconds=live_fallback_seconds,
         )
     )
     app.on_shutdown.append(_end_streams)
     app.router.add_get("/health", _health)
     app.router.add_static("/static/", STATIC_DIR, name="static")
     routed = (
+        _consistency,
         _openapi,
         _web_runs,
         _web_metrics,
@@ -117,7 +161,7 @@ async def _end_streams(app: web.Application) -> None:
 
 
 async def _resources(
-    app: web.Application, *, live_interval_seconds: float, live_fallback_seconds: float
+    app: web.Application, *, session_key: bytes, live_interval_seconds: float, live_fallback_seconds: float
 ) -> AsyncIterator[None]:
     store = app[ARTIFACTS]
     await store.start()
@@ -126,6 +170,7 @@ async def _resources(
         try:
             app[DATABASE] = Database(pool)
             app[SERIES] = SeriesReader(pool)
+            app[SESSIONS] = Sessions(pool, key=session_key, max_age_seconds=app[SETTINGS].session_max_age_seconds)
             app[_web_logs.PARTS] = _web_logs.DriverLogParts(pool)
             app[LIVE] = LiveHub(
                 pool,
@@ -134,6 +179,7 @@ async def _resources(
                 interval_seconds=live_interval_seconds,
                 fallback_seconds=live_fallback_seconds,
             )
+            app[READ_AFTER] = IngestProgress(pool, app[LIVE])
             app[LIVE].start()
             try:
                 yield

@@ -5,15 +5,14 @@ browser sessions can only read.
 
 Scripts send ``Authorization: Bearer <token>``. Browsers cannot add that header
 to page loads or to ``EventSource``, so ``/login`` takes the token once in a
-form and sets an HttpOnly, SameSite=Strict cookie holding a value derived from
-it (an HMAC, so the token itself never sits in the cookie jar). A browser that
-asks for a page without either is sent to ``/login``; any other client gets
-401 JSON. Every comparison is constant-time.
+form and sets an HttpOnly, SameSite=Strict session cookie that expires and can
+be revoked (:mod:`._sessions`; the token itself never sits in the cookie jar).
+A browser that asks for a page without either is sent to ``/login``; any other
+client gets 401 JSON. Every comparison is constant-time.
 """
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 from collections.abc import Awaitable, Callable
 from typing import Final
@@ -22,19 +21,15 @@ from urllib.parse import quote
 from aiohttp import web
 
 from ._errors import Forbidden, Unauthorized
+from ._sessions import COOKIE
+from ._state import SESSIONS
 
-__all__ = ["COOKIE", "PUBLIC_PATHS", "make_auth_middleware", "session_value", "token_matches"]
+__all__ = ["PUBLIC_PATHS", "PUBLIC_PREFIXES", "make_auth_middleware", "token_matches"]
 
 PUBLIC_PATHS: Final = frozenset({"/health", "/login"})
 PUBLIC_PREFIXES: Final = ("/static/",)
-COOKIE: Final = "runstream_session"
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def session_value(token: str) -> str:
-    """The cookie value for ``token``: changes whenever the token does."""
-    return hmac.new(token.encode("utf-8", "replace"), b"runstream ui session v1", hashlib.sha256).hexdigest()
 
 
 def token_matches(supplied: str, token: str) -> bool:
@@ -56,7 +51,6 @@ def make_auth_middleware(
     when that is set; a read token or a browser session presented for a write
     gets 403. With neither set there is nothing to check.
     """
-    cookie_value = session_value(read_token) if read_token else None
     read_tokens = [t for t in (read_token, write_token) if t]
     required_for_write = write_token or read_token
 
@@ -74,10 +68,10 @@ def make_auth_middleware(
                         raise Forbidden("this token may read but not write; writes need the write token")
                     raise Unauthorized("the bearer token is not valid for writes", code="bad_token")
             return await handler(request)
-        if cookie_value is None:  # reads are open
+        if read_token is None:  # reads are open
             return await handler(request)
         cookie = request.cookies.get(COOKIE)
-        if cookie is not None and hmac.compare_digest(cookie.encode("utf-8", "replace"), cookie_value.encode()):
+        if cookie is not None and await request.app[SESSIONS].valid(cookie):
             return await handler(request)
         if header is None and _is_browser_page(request):
             raise web.HTTPSeeOther(f"/login?next={quote(request.path_qs, safe='')}")

@@ -1,7 +1,8 @@
 """Every SQL statement the query service runs, behind one class over an asyncpg pool.
 
 Reads of scalar points (``point_chunks``) are in :mod:`._points`. The service
-only reads ingest's tables; the one table it writes is ``files``. Results come
+only reads ingest's tables; the tables it writes are ``files`` (here) and
+``ui_sessions`` (:mod:`._sessions`). Results come
 back as plain JSON-ready dicts: times as ISO-8601 UTC strings
 (``2026-01-02T03:04:05.123456Z``) or ``None``.
 """
@@ -214,6 +215,15 @@ class Database:
             run_id,
         )
         return [dict(r) for r in records]
+
+    async def point_count(self, run_ids: Sequence[uuid.UUID], name: str | None = None) -> int | None:
+        """Points and entries stored in the runs' series (or their series ``name``); ``None`` if there is none."""
+        total: int | None = await self._pool.fetchval(
+            "SELECT sum(point_count) FROM series WHERE run_id = ANY($1::uuid[]) AND ($2::text IS NULL OR name = $2)",
+            list(run_ids),
+            name,
+        )
+        return None if total is None else int(total)
 
     async def series(
         self, run_id: uuid.UUID, name: str | None = None, *, with_scalars: bool = True

@@ -14,9 +14,16 @@ Errors::
     ├── Forbidden                   -- 403: a read-only token used for a write
     ├── NotFound (LookupError)      -- 404: no such run, file, experiment or route
     ├── MethodNotAllowed            -- 405
+    ├── RequestTimeout              -- 408: a request body that did not arrive in time
     ├── Conflict                    -- 409: a file name already holds other content
-    ├── PayloadTooLarge (ValueError)-- 413: an upload over the size limit
-    └── Unavailable                 -- 503: PostgreSQL unreachable, restarting or too slow
+    ├── PayloadTooLarge (ValueError)-- 413: an upload over the size limit, an answer over the points budget
+    ├── TooManyRequests             -- 429: too many sign-in attempts from one address
+    └── Unavailable                 -- 503: PostgreSQL unreachable, restarting or too slow; too busy
+        └── IngestBehind            -- 503: a read-after token's wait ran out (body adds ``lag``)
+
+An error raised with ``retry_after`` (seconds) is answered with a
+``Retry-After`` header; a :class:`RequestTimeout` closes the connection, whose
+unread body cannot be skipped.
 
 asyncpg's connection-level failures (a dropped connection, a server shutting
 down, a statement timeout) become :class:`Unavailable` with ``Retry-After``:
@@ -26,8 +33,9 @@ they say nothing about the request, and the pool reconnects by itself.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Final
+from typing import Any, Final
 
 import asyncpg
 import orjson
@@ -38,10 +46,13 @@ __all__ = [
     "BadRequest",
     "Conflict",
     "Forbidden",
+    "IngestBehind",
     "MethodNotAllowed",
     "NotFound",
     "PayloadTooLarge",
     "QueryError",
+    "RequestTimeout",
+    "TooManyRequests",
     "Unauthorized",
     "Unavailable",
     "error_body",
@@ -57,11 +68,16 @@ class QueryError(Exception):
 
     default_code = "error"
 
-    def __init__(self, message: str, *, code: str | None = None, parameter: str | None = None) -> None:
+    def __init__(
+        self, message: str, *, code: str | None = None, parameter: str | None = None, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.code = code or self.default_code
         self.parameter = parameter
+        self.retry_after = retry_after
+        #: Members the JSON body carries beside ``error`` (machine-readable details).
+        self.extra: Mapping[str, Any] = {}
 
 
 class BadRequest(QueryError, ValueError):
@@ -84,6 +100,10 @@ class MethodNotAllowed(QueryError):
     default_code = "method_not_allowed"
 
 
+class RequestTimeout(QueryError):
+    default_code = "request_timeout"
+
+
 class Conflict(QueryError):
     default_code = "conflict"
 
@@ -92,8 +112,23 @@ class PayloadTooLarge(QueryError, ValueError):
     default_code = "payload_too_large"
 
 
+class TooManyRequests(QueryError):
+    default_code = "too_many_requests"
+
+
 class Unavailable(QueryError):
     default_code = "unavailable"
+
+
+class IngestBehind(Unavailable):
+    """Ingest had not stored what a read-after token names when its wait ran out.
+
+    ``lag`` (also the body's ``lag`` member) says how far behind, per session.
+    """
+
+    def __init__(self, message: str, *, lag: Mapping[str, Any], code: str, parameter: str) -> None:
+        super().__init__(message, code=code, parameter=parameter)
+        self.extra = {"lag": lag}
 
 
 #: Failures of the database rather than of the request.
@@ -112,8 +147,10 @@ STATUS: Final[Mapping[type[QueryError], int]] = {
     Forbidden: 403,
     NotFound: 404,
     MethodNotAllowed: 405,
+    RequestTimeout: 408,
     Conflict: 409,
     PayloadTooLarge: 413,
+    TooManyRequests: 429,
     Unavailable: 503,
 }
 
@@ -123,6 +160,7 @@ _HTTP_CODES: Final[Mapping[int, str]] = {
     400: "bad_request",
     404: "not_found",
     405: "method_not_allowed",
+    408: "request_timeout",
     413: "payload_too_large",
     414: "uri_too_long",
     431: "headers_too_large",
@@ -136,12 +174,15 @@ def status_of(error: QueryError) -> int:
     return 500
 
 
-def error_body(code: str, message: str, parameter: str | None = None) -> bytes:
-    return orjson.dumps({"error": {"code": code, "message": message, "parameter": parameter}})
+def error_body(code: str, message: str, parameter: str | None = None, extra: Mapping[str, Any] | None = None) -> bytes:
+    return orjson.dumps({"error": {"code": code, "message": message, "parameter": parameter}, **(extra or {})})
 
 
-def _json_error(status: int, code: str, message: str, parameter: str | None = None) -> web.Response:
-    return web.Response(status=status, body=error_body(code, message, parameter), content_type="application/json")
+def _json_error(
+    status: int, code: str, message: str, parameter: str | None = None, extra: Mapping[str, Any] | None = None
+) -> web.Response:
+    body = error_body(code, message, parameter, extra)
+    return web.Response(status=status, body=body, content_type="application/json")
 
 
 #: Renders an error for a browser page instead of JSON: (status, title, message) -> response.
@@ -151,10 +192,17 @@ PageRenderer = Callable[[int, str, str], web.Response]
 def make_error_middleware(render_page: PageRenderer) -> Callable[..., Awaitable[web.StreamResponse]]:
     """Build the middleware; ``render_page`` answers errors on non-API paths as HTML."""
 
-    def respond(request: web.Request, status: int, code: str, message: str, parameter: str | None) -> web.Response:
+    def respond(
+        request: web.Request,
+        status: int,
+        code: str,
+        message: str,
+        parameter: str | None,
+        extra: Mapping[str, Any] | None = None,
+    ) -> web.Response:
         if _wants_html(request):
             return render_page(status, code.replace("_", " "), message)
-        response = _json_error(status, code, message, parameter)
+        response = _json_error(status, code, message, parameter, extra)
         if status == 401:
             response.headers["WWW-Authenticate"] = 'Bearer realm="runstream"'
         return response
@@ -166,7 +214,12 @@ def make_error_middleware(render_page: PageRenderer) -> Callable[..., Awaitable[
         try:
             return await handler(request)
         except QueryError as exc:
-            return respond(request, status_of(exc), exc.code, exc.message, exc.parameter)
+            response = respond(request, status_of(exc), exc.code, exc.message, exc.parameter, exc.extra)
+            if exc.retry_after is not None:
+                response.headers["Retry-After"] = str(max(1, math.ceil(exc.retry_after)))
+            if isinstance(exc, RequestTimeout):
+                response.force_close()
+            return response
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise

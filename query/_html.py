@@ -29,7 +29,7 @@ table{border-collapse:collapse;margin:.3em 0}td,th{border:1px solid #dde;padding
 vertical-align:top}th{background:#f3f4f8}nav{margin-bottom:1em;color:#667}a{color:#2450b2}
 .status{display:inline-block;padding:.1em .6em;border-radius:1em;background:#eef;font-weight:600}
 .Completed{background:#d8f3dc}.Failed{background:#fbd5d5}.Running{background:#d6e8fb}.Canceled{background:#eee}
-.NotResponding{background:#fde9c8}svg.chart{background:#fafbfd;border:1px solid #dde}
+.NotResponding{background:#fde9c8}.Starting{background:#fff3c4}svg.chart{background:#fafbfd;border:1px solid #dde}
 .muted{color:#778}.error{color:#b00020}.chart{min-height:40px;max-width:1000px}pre{background:#f6f7fa;padding:.5em;overflow:auto;max-height:20em}
 .description{margin:0 0 .4em;color:#556}
 """

@@ -276,6 +276,7 @@ class LiveHub:
         self._watchers: dict[tuple[str, str], _Watcher] = {}
         self._stopped = False
         self._listening: asyncio.Task[None] | None = None
+        self._changed = asyncio.Event()
 
     def start(self) -> None:
         """Listen for ingest's notifications until :meth:`stop`."""
@@ -307,7 +308,21 @@ class LiveHub:
                 )
             await asyncio.sleep(min(1.0, self.fallback_seconds))
 
+    def changed(self) -> asyncio.Event:
+        """An event set by the next commit ingest announces (of any run), or when listening (re)starts.
+
+        Take it *before* reading what it guards, then wait on it: a commit in
+        between has set it already, so none is missed. Notifications sent
+        while nobody listened are lost: wait with a timeout and read again.
+        """
+        return self._changed
+
+    def _announce_change(self) -> None:
+        changed, self._changed = self._changed, asyncio.Event()
+        changed.set()
+
     def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+        self._announce_change()
         for run_id in payload.split(","):
             watcher = self._watchers.get(("run", run_id))
             if watcher is not None:
@@ -317,6 +332,7 @@ class LiveHub:
                 watcher.wake()
 
     def _wake_all(self) -> None:
+        self._announce_change()
         for watcher in self._watchers.values():
             watcher.wake()
 

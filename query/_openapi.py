@@ -1,7 +1,10 @@
 """The OpenAPI 3 description of the JSON API, served at ``/api/openapi.json``.
 
 Written by hand next to the handlers; a test checks that every route the app
-serves is described here and every described route is served.
+serves is described here and every described route is served. Every limit is
+read from :mod:`._limits`, which the handlers read too; the query parameters
+listed per operation are the ones the service takes (:mod:`._params` refuses
+any other).
 """
 
 from __future__ import annotations
@@ -10,7 +13,35 @@ from typing import Any, Final
 
 from aiohttp import web
 
+from runstream.consistency import (
+    INGEST_BEHIND,
+    MAX_READ_AFTER_SESSIONS,
+    MAX_READ_WAIT_SECONDS,
+    PREFER_HEADER,
+    READ_AFTER_HEADER,
+)
+from runstream.events import STATUSES
+from runstream.names import HIDDEN_CHARACTERS
+
 from ._json import json_response
+from ._limits import (
+    DEFAULT_LOG_READ_BYTES,
+    DEFAULT_RUNS_LIMIT,
+    DEFAULT_SERIES_LIMIT,
+    MAX_CURSOR_CHARS,
+    MAX_FILE_NAME_CHARS,
+    MAX_LOG_OFFSET,
+    MAX_LOG_READ_BYTES,
+    MAX_MAX_POINTS,
+    MAX_METRIC_NAME_CHARS,
+    MAX_RESPONSE_POINTS,
+    MAX_RUN_NAME_CHARS,
+    MAX_RUNS_LIMIT,
+    MAX_SERIES_LIMIT,
+    MAX_SERIES_RUNS,
+    MIN_LOG_READ_BYTES,
+    MIN_MAX_POINTS,
+)
 
 __all__ = ["SPEC", "routes"]
 
@@ -29,23 +60,32 @@ def _param(name: str, where: str, schema: dict[str, Any], description: str, requ
 
 _RUN_ID = _param("run_id", "path", {"type": "string", "format": "uuid"}, "The run's id")
 # What _validate accepts, so that generated valid input is valid: no control
-# characters or backslashes, and (for files) relative '/'-separated segments
-# that are neither empty, '.' nor '..'.
+# characters (metric names), and for files none of runstream.names' hidden
+# characters nor backslashes, in relative '/'-separated segments that are
+# neither empty, '.' nor '..'.
 _CONTROL: Final = r"\x00-\x1f\x7f"
-_NOT: Final = _CONTROL + r"\\"  # inside [^...]: control characters and the backslash
+_NOT: Final = HIDDEN_CHARACTERS + r"\\"  # inside [^...]: hidden characters and the backslash
 _SEGMENT: Final = rf"(?:[^/.{_NOT}][^/{_NOT}]*|\.[^/.{_NOT}][^/{_NOT}]*|\.\.[^/{_NOT}]+)"
 _FILE_NAME = _param(
     "name",
     "path",
-    {"type": "string", "minLength": 1, "maxLength": 1024, "pattern": f"^{_SEGMENT}(?:/{_SEGMENT})*$"},
-    "File name in the run; '/' separates folders",
+    {
+        "type": "string",
+        "minLength": 1,
+        "maxLength": MAX_FILE_NAME_CHARS,
+        "pattern": f"^{_SEGMENT}(?:/{_SEGMENT})*$",
+    },
+    "File name in the run; '/' separates folders. No control, bidirectional or zero-width characters",
 )
 _METRIC = _param(
     "name",
     "query",
-    {"type": "string", "minLength": 1, "maxLength": 255, "pattern": rf"^[^{_CONTROL}]+$"},
+    {"type": "string", "minLength": 1, "maxLength": MAX_METRIC_NAME_CHARS, "pattern": rf"^[^{_CONTROL}]+$"},
     "Metric name",
     required=True,
+)
+_CURSOR = _param(
+    "cursor", "query", {"type": "string", "maxLength": MAX_CURSOR_CHARS}, "next_cursor of the previous page"
 )
 _RANGE = [
     _param("start_step", "query", {"type": "integer"}, "Lowest step (inclusive)"),
@@ -55,16 +95,16 @@ _RANGE = [
     _param(
         "max_points",
         "query",
-        {"type": "integer", "minimum": 2, "maximum": 100000},
-        "Downsample to at most this many points",
+        {"type": "integer", "minimum": MIN_MAX_POINTS, "maximum": MAX_MAX_POINTS},
+        "Downsample to at most this many points per run",
     ),
     _param(
         "limit",
         "query",
-        {"type": "integer", "minimum": 1, "maximum": 1000000, "default": 100000},
-        "Page size at full resolution",
+        {"type": "integer", "minimum": 1, "maximum": MAX_SERIES_LIMIT, "default": DEFAULT_SERIES_LIMIT},
+        "Page size at full resolution, per run",
     ),
-    _param("cursor", "query", {"type": "string"}, "next_cursor of the previous page"),
+    _CURSOR,
 ]
 
 
@@ -76,11 +116,32 @@ def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
 
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref("Error")}}}
+
+
 _ERRORS: Final = {
-    str(status): {"description": text, "content": {"application/json": {"schema": _ref("Error")}}}
-    for status, text in ((400, "Bad input"), (401, "Missing or wrong token"), (404, "Not found"))
+    str(status): _error(text)
+    for status, text in (
+        (400, "Bad input"),
+        (401, "Missing or wrong token"),
+        (
+            403,
+            "Refused: a read token used for a write; without a read token, a Host that is not local"
+            " (host_not_allowed); a write from another site's page (cross_origin)",
+        ),
+        (404, "Not found"),
+    )
 }
-_TOO_LARGE: Final = {"description": "Over the size limit", "content": {"application/json": {"schema": _ref("Error")}}}
+_TOO_LARGE: Final = _error("Over the size limit")
+_SLOW_BODY: Final = _error("The body did not arrive in time (RUNSTREAM_BODY_TIMEOUT_SECONDS)")
+_TOO_MANY_POINTS: Final = {
+    "413": _error(
+        f"The answer would hold more than {MAX_RESPONSE_POINTS} points (runs x points, by the points stored);"
+        " checked before anything is read"
+    ),
+    "503": _error("Busy with other reads of many points; retry after Retry-After seconds"),
+}
 _NULLABLE_TIME: Final = {"type": "string", "format": "date-time", "nullable": True}
 _SERIES_COLUMNS: Final = {
     "type": "object",
@@ -94,6 +155,37 @@ _SERIES_COLUMNS: Final = {
     },
 }
 
+# Every read takes a read-after token (query._consistency's middleware). The two
+# headers are described once, in components.parameters, like the bearer token in
+# securitySchemes, rather than in every operation: a client generated from the
+# document, or a fuzzer, must not send a token it did not earn, which waits.
+_HEX: Final = "[0-9a-fA-F]"
+_PAIR: Final = rf"{_HEX}{{8}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{4}}-{_HEX}{{12}}:[1-9][0-9]{{0,17}}"
+_READ_AFTER: Final = {
+    "ReadAfter": _param(
+        READ_AFTER_HEADER,
+        "header",
+        {"type": "string", "pattern": rf"^{_PAIR}(,{_PAIR}){{0,{MAX_READ_AFTER_SESSIONS - 1}}}$"},
+        f"Read-your-writes: 'session:seq' pairs (at most {MAX_READ_AFTER_SESSIONS}, comma-separated). The "
+        "answer waits until ingest has stored each producer session up to its seq, so it holds everything "
+        "those records carried.",
+    ),
+    "Prefer": _param(
+        PREFER_HEADER,
+        "header",
+        {"type": "string", "example": "wait=12.5"},
+        f"With {READ_AFTER_HEADER}: wait=<seconds> (fractions allowed) bounds the wait; at most and by default "
+        f"{MAX_READ_WAIT_SECONDS:g}.",
+    ),
+}
+_INGEST_BEHIND: Final = {
+    "description": (
+        f"With {READ_AFTER_HEADER}: the wait ran out (error code {INGEST_BEHIND!r}); 'lag' names each session "
+        "still behind"
+    ),
+    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/IngestBehind"}}},
+}
+
 SPEC: Final[dict[str, Any]] = {
     "openapi": "3.0.3",
     "info": {
@@ -102,11 +194,15 @@ SPEC: Final[dict[str, Any]] = {
         "description": (
             "Runs, metrics and files of ML training runs. Non-finite floats in any JSON value are "
             'written as {"$float": "NaN" | "Infinity" | "-Infinity"}. When the service has a token, '
-            "every path but /health needs 'Authorization: Bearer <token>'."
+            "every path but /health needs 'Authorization: Bearer <token>'. Read-your-writes: every GET under "
+            f"/api/ takes the headers {READ_AFTER_HEADER} and {PREFER_HEADER} (components.parameters ReadAfter "
+            "and Prefer): the answer waits until ingest has stored what the token names, or is 503 "
+            f"{INGEST_BEHIND} when the wait runs out."
         ),
     },
     "components": {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "parameters": _READ_AFTER,
         "schemas": {
             "Error": {
                 "type": "object",
@@ -122,6 +218,34 @@ SPEC: Final[dict[str, Any]] = {
                         },
                     }
                 },
+            },
+            "IngestBehind": {
+                "allOf": [
+                    _ref("Error"),
+                    {
+                        "type": "object",
+                        "required": ["lag"],
+                        "properties": {
+                            "lag": {
+                                "type": "object",
+                                "properties": {
+                                    "waited_seconds": {"type": "number"},
+                                    "sessions": {
+                                        "type": "array",
+                                        "items": {
+                                            "type": "object",
+                                            "properties": {
+                                                "session": {"type": "string", "format": "uuid"},
+                                                "stored_seq": {"type": "integer"},
+                                                "required_seq": {"type": "integer"},
+                                            },
+                                        },
+                                    },
+                                },
+                            }
+                        },
+                    },
+                ]
             },
             "Run": {
                 "type": "object",
@@ -171,7 +295,31 @@ SPEC: Final[dict[str, Any]] = {
             "get": {"summary": "Liveness", "security": [], "responses": _ok({"type": "object"})},
         },
         "/api/openapi.json": {
-            "get": {"summary": "This document", "responses": {**_ok({"type": "object"}), "401": _ERRORS["401"]}}
+            "get": {
+                "summary": "This document",
+                "responses": {**_ok({"type": "object"}), "401": _ERRORS["401"], "403": _ERRORS["403"]},
+            }
+        },
+        "/api/read-after": {
+            "get": {
+                "summary": f"Wait until ingest has stored what {READ_AFTER_HEADER} names; answer the stored seqs",
+                "description": (
+                    "The read-after token alone, for a reader whose token needs more than one request: send "
+                    f"{MAX_READ_AFTER_SESSIONS} sessions at a time (header {READ_AFTER_HEADER}, with {PREFER_HEADER}: "
+                    "see components.parameters), then the read itself with the rest. Without the header there is "
+                    "nothing to wait for: sessions is empty."
+                ),
+                "responses": {
+                    **_ok(
+                        {
+                            "type": "object",
+                            "properties": {"sessions": {"type": "object", "additionalProperties": {"type": "integer"}}},
+                        }
+                    ),
+                    "400": _ERRORS["400"],
+                    "401": _ERRORS["401"],
+                },
+            }
         },
         "/api/experiments": {
             "get": {
@@ -179,6 +327,7 @@ SPEC: Final[dict[str, Any]] = {
                 "responses": {
                     **_ok({"type": "object", "properties": {"experiments": {"type": "array", "items": {}}}}),
                     "401": _ERRORS["401"],
+                    "403": _ERRORS["403"],
                 },
             }
         },
@@ -186,12 +335,35 @@ SPEC: Final[dict[str, Any]] = {
             "get": {
                 "summary": "Runs, newest first, in keyset pages",
                 "parameters": [
-                    _param("experiment", "query", {"type": "string"}, "Only this experiment's runs"),
-                    _param("status", "query", {"type": "string"}, "Only runs in this status"),
-                    _param("tag", "query", {"type": "string"}, "key:value (that value) or key (present); repeatable"),
+                    _param("experiment", "query", {"type": "string", "minLength": 1}, "Only this experiment's runs"),
+                    _param("status", "query", {"type": "string", "enum": list(STATUSES)}, "Only runs in this status"),
+                    _param(
+                        "name",
+                        "query",
+                        {"type": "string", "minLength": 1, "maxLength": MAX_RUN_NAME_CHARS},
+                        "Only runs whose display name contains this text (ignoring case; no wildcards)",
+                    ),
+                    _param(
+                        "tag",
+                        "query",
+                        {"type": "array", "items": {"type": "string"}},
+                        "key:value (that value) or key (present); repeat to combine",
+                    ),
+                    _param(
+                        "property",
+                        "query",
+                        {"type": "array", "items": {"type": "string"}},
+                        "key:value (that value) or key (present); repeat to combine",
+                    ),
                     _param("parent", "query", {"type": "string", "format": "uuid"}, "Only children of this run"),
+                    _param("top_level", "query", {"type": "boolean", "default": False}, "Only runs without a parent"),
                     _param("include", "query", {"type": "string", "enum": ["metrics"]}, "Add latest scalar values"),
-                    _param("where", "query", {"type": "string"}, "Metric condition, e.g. accuracy>0.9 or max(loss)<=2"),
+                    _param(
+                        "where",
+                        "query",
+                        {"type": "array", "items": {"type": "string"}},
+                        "Metric condition, e.g. accuracy>0.9 or max(loss)<=2; repeat to combine",
+                    ),
                     _param(
                         "sort",
                         "query",
@@ -203,9 +375,12 @@ SPEC: Final[dict[str, Any]] = {
                         "started_before", "query", {"type": "string", "format": "date-time"}, "created at or before"
                     ),
                     _param(
-                        "limit", "query", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 50}, "Page size"
+                        "limit",
+                        "query",
+                        {"type": "integer", "minimum": 1, "maximum": MAX_RUNS_LIMIT, "default": DEFAULT_RUNS_LIMIT},
+                        "Page size",
                     ),
-                    _param("cursor", "query", {"type": "string"}, "next_cursor of the previous page"),
+                    _CURSOR,
                 ],
                 "responses": {
                     **_ok(
@@ -219,6 +394,7 @@ SPEC: Final[dict[str, Any]] = {
                     ),
                     "400": _ERRORS["400"],
                     "401": _ERRORS["401"],
+                    "403": _ERRORS["403"],
                 },
             }
         },
@@ -242,14 +418,14 @@ SPEC: Final[dict[str, Any]] = {
                     {**_METRIC, "required": False},
                     _param("recursive", "query", {"type": "boolean"}, "{run_id: metrics} for the run and descendants"),
                 ],
-                "responses": {**_ok({"type": "object"}), **_ERRORS},
+                "responses": {**_ok({"type": "object"}), **_ERRORS, **_TOO_MANY_POINTS},
             }
         },
         "/api/runs/{run_id}/series": {
             "get": {
                 "summary": "One scalar metric as columns, by range, paged or downsampled (min/max per bucket)",
                 "parameters": [_RUN_ID, _METRIC, *_RANGE],
-                "responses": {**_ok(_ref("SeriesColumns")), **_ERRORS},
+                "responses": {**_ok(_ref("SeriesColumns")), **_ERRORS, **_TOO_MANY_POINTS},
             }
         },
         "/api/series": {
@@ -259,14 +435,20 @@ SPEC: Final[dict[str, Any]] = {
                     _param(
                         "run",
                         "query",
-                        {"type": "array", "items": {"type": "string", "format": "uuid"}, "maxItems": 50},
+                        {"type": "array", "items": {"type": "string", "format": "uuid"}, "maxItems": MAX_SERIES_RUNS},
                         "Run ids (repeat the parameter)",
                         required=True,
                     ),
                     _METRIC,
                     *[p for p in _RANGE if p["name"] != "cursor"],
                 ],
-                "responses": {**_ok({"type": "object"}), "400": _ERRORS["400"], "401": _ERRORS["401"]},
+                "responses": {
+                    **_ok({"type": "object"}),
+                    "400": _ERRORS["400"],
+                    "401": _ERRORS["401"],
+                    "403": _ERRORS["403"],
+                    **_TOO_MANY_POINTS,
+                },
             }
         },
         "/api/runs/{run_id}/stream": {
@@ -288,7 +470,9 @@ SPEC: Final[dict[str, Any]] = {
         "/api/stream": {
             "get": {
                 "summary": "Server-Sent Events: 'runs' with an experiment's runs whose status or end changed",
-                "parameters": [_param("experiment", "query", {"type": "string"}, "Experiment name", required=True)],
+                "parameters": [
+                    _param("experiment", "query", {"type": "string", "minLength": 1}, "Experiment name", required=True)
+                ],
                 "responses": {
                     "200": {
                         "description": "An event stream",
@@ -312,13 +496,18 @@ SPEC: Final[dict[str, Any]] = {
                     _param(
                         "offset",
                         "query",
-                        {"type": "integer", "minimum": 0, "maximum": 999999999999, "default": 0},
+                        {"type": "integer", "minimum": 0, "maximum": MAX_LOG_OFFSET, "default": 0},
                         "Byte offset",
                     ),
                     _param(
                         "limit",
                         "query",
-                        {"type": "integer", "minimum": 4, "maximum": 16777216, "default": 1048576},
+                        {
+                            "type": "integer",
+                            "minimum": MIN_LOG_READ_BYTES,
+                            "maximum": MAX_LOG_READ_BYTES,
+                            "default": DEFAULT_LOG_READ_BYTES,
+                        },
                         "At most this many bytes",
                     ),
                 ],
@@ -335,7 +524,7 @@ SPEC: Final[dict[str, Any]] = {
                     _param(
                         "offset",
                         "query",
-                        {"type": "integer", "minimum": 0, "maximum": 999999999999},
+                        {"type": "integer", "minimum": 0, "maximum": MAX_LOG_OFFSET},
                         "The log's size",
                         required=True,
                     ),
@@ -358,6 +547,7 @@ SPEC: Final[dict[str, Any]] = {
                         "description": "offset is not the log's end, or repeats an append with other bytes",
                         "content": {"application/json": {"schema": _ref("Error")}},
                     },
+                    "408": _SLOW_BODY,
                     "413": _TOO_LARGE,
                 },
             },
@@ -395,12 +585,17 @@ SPEC: Final[dict[str, Any]] = {
                         "description": "The name holds other content",
                         "content": {"application/json": {"schema": _ref("Error")}},
                     },
+                    "408": _SLOW_BODY,
                     "413": _TOO_LARGE,
                 },
             },
         },
     },
 }
+
+for _path, _item in SPEC["paths"].items():
+    if _path.startswith("/api/") and "get" in _item:
+        _item["get"]["responses"]["503"] = _INGEST_BEHIND
 
 
 @routes.get("/api/openapi.json")

@@ -15,9 +15,15 @@ Syntax (query parameters of ``GET /api/runs``):
   without the metric, or whose value is NaN, come last either way (a NaN never
   meets a condition either).
 * ``started_after`` / ``started_before``: ISO-8601 times bounding ``created_at``.
+* ``name=``: runs whose display name contains the text, ignoring case (a
+  plain substring: ``%`` and ``_`` are themselves, not wildcards).
+* ``status=``: one of the run statuses (``runstream.events.STATUSES``).
 
 Cursors are opaque: base64 of the last row's sort key, so a page continues
-exactly after the previous one even while runs are added.
+exactly after the previous one even while runs are added. A cursor the
+service did not issue for this sort (a wrong type, a time outside the years
+PostgreSQL and Python share, anything over :data:`~._limits.MAX_CURSOR_CHARS`)
+is 400 ``bad_cursor``; so is every filter value that cannot mean anything.
 """
 
 # ruff: noqa: S608 - SQL is assembled from constant fragments and whitelisted names; values are $n parameters.
@@ -36,9 +42,21 @@ from typing import Any, Final
 
 import orjson
 
-from ._errors import BadRequest
+from runstream.events import STATUSES
 
-__all__ = ["MetricCondition", "RunSearch", "SortKey", "parse_condition", "parse_sort", "parse_time"]
+from ._errors import BadRequest
+from ._limits import MAX_CURSOR_CHARS, MAX_METRIC_NAME_CHARS, MAX_RUN_NAME_CHARS
+
+__all__ = [
+    "MetricCondition",
+    "RunSearch",
+    "SortKey",
+    "parse_condition",
+    "parse_name",
+    "parse_sort",
+    "parse_status",
+    "parse_time",
+]
 
 _COLUMNS: Final = {"last": "last_value", "min": "min_value", "max": "max_value"}
 _OPS: Final = {">": ">", ">=": ">=", "<": "<", "<=": "<=", "=": "=", "!=": "<>"}
@@ -66,8 +84,10 @@ class SortKey:
 def _target(text: str, parameter: str) -> tuple[str, str]:
     match = _AGGREGATE.match(text)
     name, aggregate = (match.group(2), match.group(1)) if match else (text, "last")
-    if not name or len(name) > 255:
-        raise BadRequest(f"{parameter}: metric name must have 1 to 255 characters", parameter=parameter)
+    if not name or len(name) > MAX_METRIC_NAME_CHARS:
+        raise BadRequest(
+            f"{parameter}: metric name must have 1 to {MAX_METRIC_NAME_CHARS} characters", parameter=parameter
+        )
     return name, aggregate
 
 
@@ -102,6 +122,25 @@ def parse_sort(raw: str | None) -> SortKey:
     return SortKey(descending=descending, metric=name, aggregate=aggregate)
 
 
+def parse_status(raw: str | None) -> str | None:
+    if raw is None:
+        return None
+    if raw not in STATUSES:
+        raise BadRequest(
+            f"status {raw[:40]!r} is not a run status; use one of {', '.join(STATUSES)}", parameter="status"
+        )
+    return raw
+
+
+def parse_name(raw: str | None) -> str | None:
+    """``name=``: a part of the display names sought, 1 to MAX_RUN_NAME_CHARS characters."""
+    if raw is None:
+        return None
+    if not raw or len(raw) > MAX_RUN_NAME_CHARS:
+        raise BadRequest(f"name must have 1 to {MAX_RUN_NAME_CHARS} characters", parameter="name")
+    return raw
+
+
 def parse_time(raw: str | None, parameter: str) -> datetime | None:
     if raw is None:
         return None
@@ -127,8 +166,11 @@ class RunSearch:
     limit: int
     experiment: str | None = None
     status: str | None = None
+    name: str | None = None
     tags: Sequence[tuple[str, str | None]] = ()
+    properties: Sequence[tuple[str, str | None]] = ()
     parent_id: uuid.UUID | None = None
+    top_level: bool = False  # only runs without a parent
     started_after: datetime | None = None
     started_before: datetime | None = None
     conditions: Sequence[MetricCondition] = ()
@@ -148,14 +190,14 @@ class RunSearch:
             where.append(f"e.name = {self._arg(self.experiment, 'text')}")
         if self.status is not None:
             where.append(f"r.status = {self._arg(self.status, 'text')}")
-        with_values = {k: v for k, v in self.tags if v is not None}
-        if with_values:
-            where.append(f"r.tags @> {self._arg(with_values, 'jsonb')}")  # the pool's codec encodes it
-        present = [k for k, v in self.tags if v is None]
-        if present:
-            where.append(f"r.tags ?& {self._arg(present, 'text[]')}")
+        if self.name is not None:
+            where.append(f"strpos(lower(r.display_name), lower({self._arg(self.name, 'text')})) > 0")
+        where += self._contains("r.tags", self.tags)
+        where += self._contains("r.properties", self.properties)
         if self.parent_id is not None:
             where.append(f"r.parent_id = {self._arg(self.parent_id, 'uuid')}")
+        if self.top_level:
+            where.append("r.parent_id IS NULL")
         if self.started_after is not None:
             where.append(f"r.created_at >= {self._arg(self.started_after, 'timestamptz')}")
         if self.started_before is not None:
@@ -190,6 +232,17 @@ class RunSearch:
         )
         return statement, self._args
 
+    def _contains(self, column: str, pairs: Sequence[tuple[str, str | None]]) -> list[str]:
+        """Conditions on a jsonb object column: these keys with these values, those keys present."""
+        out = []
+        with_values = {k: v for k, v in pairs if v is not None}
+        if with_values:
+            out.append(f"{column} @> {self._arg(with_values, 'jsonb')}")  # the pool's codec encodes it
+        present = [k for k, v in pairs if v is None]
+        if present:
+            out.append(f"{column} ?& {self._arg(present, 'text[]')}")
+        return out
+
     def _after(self, key: str) -> str:
         """Rows strictly after the cursor's row in the sort order."""
         value, created, run_id = decode_cursor(self.cursor or "", by_metric=self.sort.metric is not None)
@@ -213,17 +266,22 @@ class RunSearch:
 
 def decode_cursor(cursor: str, *, by_metric: bool) -> tuple[float | None, datetime, uuid.UUID]:
     try:
+        if len(cursor) > MAX_CURSOR_CHARS:
+            raise ValueError("too long")
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         value, created, run_id = orjson.loads(raw)
+        if not isinstance(created, str) or not isinstance(run_id, str):
+            raise TypeError("time and run id must be strings")
         when = datetime.fromisoformat(created)
         if when.tzinfo is None:
             raise ValueError("naive time")
+        when = when.astimezone(UTC)  # OverflowError for a time that is outside the years 1-9999 in UTC
         if isinstance(value, str):
             value = float(value)
-        if value is not None and (not isinstance(value, int | float) or not by_metric):
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int | float) or not by_metric):
             raise ValueError("cursor value does not fit the sort")
         return (float(value) if value is not None else None), when, uuid.UUID(run_id)
-    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
+    except (ValueError, TypeError, OverflowError, binascii.Error, orjson.JSONDecodeError):
         raise BadRequest(
             "cursor is not one this service issued for this sort", code="bad_cursor", parameter="cursor"
         ) from None

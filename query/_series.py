@@ -41,6 +41,7 @@ import numpy.typing as npt
 import orjson
 
 from ._errors import BadRequest
+from ._limits import MAX_CURSOR_CHARS
 from ._metrics import scalar_value
 from ._points import Points, SeriesRange, first_points, read_series
 
@@ -53,11 +54,15 @@ def _encode_cursor(time: float, ordinal: int) -> str:
 
 def decode_point_cursor(cursor: str) -> tuple[float, int]:
     try:
+        if len(cursor) > MAX_CURSOR_CHARS:
+            raise ValueError("too long")
         time, ordinal = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if not isinstance(time, float | int) or type(ordinal) is not int or not math.isfinite(time):
-            raise ValueError("bad cursor fields")
+        if isinstance(time, bool) or not isinstance(time, float | int) or type(ordinal) is not int:
+            raise TypeError("bad cursor fields")
+        if not math.isfinite(float(time)) or not -(2**63) <= ordinal < 2**63:
+            raise ValueError("cursor fields out of range")
         return float(time), ordinal
-    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
+    except (ValueError, TypeError, OverflowError, binascii.Error, orjson.JSONDecodeError):
         raise BadRequest("cursor is not one this service issued", code="bad_cursor", parameter="cursor") from None
 
 
@@ -111,10 +116,14 @@ class SeriesReader:
     def cached_points(self) -> int:
         return self._cached_points
 
-    async def find(self, run_id: uuid.UUID, name: str) -> asyncpg.Record | None:
-        return await self._pool.fetchrow(
-            "SELECT id, kind, value_type FROM series WHERE run_id = $1 AND name = $2", run_id, name
+    async def find(self, run_ids: list[uuid.UUID], name: str) -> dict[uuid.UUID, asyncpg.Record]:
+        """The series ``name`` of each run that has it: id, kind, value_type and point_count."""
+        records = await self._pool.fetch(
+            "SELECT run_id, id, kind, value_type, point_count FROM series WHERE run_id = ANY($1::uuid[]) AND name = $2",
+            run_ids,
+            name,
         )
+        return {r["run_id"]: r for r in records}
 
     async def page(
         self, series_id: int, value_type: str | None, rng: SeriesRange, *, limit: int, after: tuple[float, int] | None
@@ -126,15 +135,7 @@ class SeriesReader:
         if len(points) > limit:
             points = points.take(slice(0, limit))
             cursor = _encode_cursor(float(points.times[-1]), int(points.ordinals[-1]))
-        # Pages can hold a million points: numpy columns go to JSON as they are (see ._json).
-        return {
-            "value_type": value_type,
-            "steps": points.steps,
-            "times": points.times,
-            "values": _json_array(value_type, points.values),
-            "downsampled": False,
-            "next_cursor": cursor,
-        }
+        return _columns(value_type, points, downsampled=False, cursor=cursor)
 
     async def tail(self, series_id: int, value_type: str | None, count: int) -> list[Any]:
         """The last ``count`` values in logging order."""
@@ -185,11 +186,13 @@ def _positions(values: npt.NDArray[np.float64], extremes: npt.NDArray[np.float64
 
 
 def _columns(value_type: str | None, points: Points, *, downsampled: bool, cursor: str | None) -> dict[str, Any]:
+    # Pages hold up to a million points: numpy columns go to JSON as they are (see ._json),
+    # and stay compact in the downsample cache.
     return {
         "value_type": value_type,
-        "steps": points.steps.tolist(),
-        "times": points.times.tolist(),
-        "values": json_values(value_type, points.values),
+        "steps": points.steps,
+        "times": points.times,
+        "values": _json_array(value_type, points.values),
         "downsampled": downsampled,
         "next_cursor": cursor,
     }

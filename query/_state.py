@@ -10,10 +10,25 @@ from runstream.config import Settings
 
 from ._artifacts import ArtifactStore
 from ._db import Database
+from ._heavy import HeavyReads
 from ._live import LiveHub
+from ._proxy import Proxies
+from ._rate_limit import RateLimiter
 from ._series import SeriesReader
+from ._sessions import Sessions
 
-__all__ = ["ARTIFACTS", "DATABASE", "LIVE", "MAX_UPLOAD_BYTES", "SERIES", "SETTINGS"]
+__all__ = [
+    "ARTIFACTS",
+    "DATABASE",
+    "HEAVY_READS",
+    "LIVE",
+    "LOGIN_LIMITER",
+    "MAX_UPLOAD_BYTES",
+    "PROXIES",
+    "SERIES",
+    "SESSIONS",
+    "SETTINGS",
+]
 
 SETTINGS: Final = web.AppKey("settings", Settings)
 DATABASE: Final = web.AppKey("database", Database)
@@ -21,3 +36,7 @@ ARTIFACTS: Final = web.AppKey("artifacts", ArtifactStore)
 MAX_UPLOAD_BYTES: Final = web.AppKey("max_upload_bytes", int)
 SERIES: Final = web.AppKey("series", SeriesReader)
 LIVE: Final = web.AppKey("live", LiveHub)
+HEAVY_READS: Final = web.AppKey("heavy_reads", HeavyReads)
+SESSIONS: Final = web.AppKey("sessions", Sessions)
+PROXIES: Final = web.AppKey("proxies", Proxies)
+LOGIN_LIMITER: Final = web.AppKey("login_limiter", RateLimiter)

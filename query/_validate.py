@@ -11,12 +11,16 @@ from typing import Final
 import asyncpg
 from aiohttp import web
 
+from runstream.names import MAX_FILE_NAME_CHARS, file_name_problem
+
 from ._errors import BadRequest
+from ._limits import MAX_METRIC_NAME_CHARS
 
 __all__ = [
     "MAX_FILE_NAME_CHARS",
     "check_file_name",
     "check_metric_name",
+    "parse_bool",
     "parse_float",
     "parse_int",
     "parse_run_id",
@@ -24,11 +28,22 @@ __all__ = [
     "query_text_middleware",
 ]
 
-MAX_FILE_NAME_CHARS: Final = 1024
-MAX_METRIC_NAME_CHARS: Final = 255
 _CONTROL: Final = re.compile(r"[\x00-\x1f\x7f]")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+_BOOLS: Final = {"true": True, "1": True, "false": False, "0": False}
+
+
+def parse_bool(raw: str | None, parameter: str, *, default: bool = False) -> bool:
+    """``true``/``1`` or ``false``/``0`` (any case); absent: ``default``."""
+    if raw is None:
+        return default
+    value = _BOOLS.get(raw.lower())
+    if value is None:
+        raise BadRequest(f"{parameter} must be true or false, got {raw[:20]!r}", parameter=parameter)
+    return value
 
 
 def parse_run_id(raw: str, parameter: str = "run_id") -> uuid.UUID:
@@ -42,30 +57,15 @@ def parse_run_id(raw: str, parameter: str = "run_id") -> uuid.UUID:
 
 
 def check_file_name(name: str) -> str:
-    """A run-relative file name; refuses anything that could leave the run's namespace.
+    """A run-relative file name; refuses anything that could leave the run's namespace or hide in it.
 
     ``name`` is the already URL-decoded value, so ``%2e%2e%2f`` arrives here as
-    ``../`` and is refused like the literal form.
+    ``../`` and is refused like the literal form. The rule is the SDK's too
+    (:mod:`runstream.names`).
     """
-
-    def bad(why: str) -> BadRequest:
-        return BadRequest(f"file name {name[:100]!r} {why}", code="bad_file_name", parameter="name")
-
-    if not name:
-        raise bad("is empty")
-    if len(name) > MAX_FILE_NAME_CHARS:
-        raise bad(f"is longer than {MAX_FILE_NAME_CHARS} characters")
-    if _CONTROL.search(name):
-        raise bad("contains a control character")
-    if "\\" in name:
-        raise bad("contains a backslash")
-    if name.startswith("/"):
-        raise bad("is an absolute path")
-    segments = name.split("/")
-    if any(s in ("..", ".") for s in segments):
-        raise bad("contains a '.' or '..' segment")
-    if any(s == "" for s in segments):
-        raise bad("contains an empty segment")
+    problem = file_name_problem(name)
+    if problem is not None:
+        raise BadRequest(f"file name {name[:100]!r} {problem}", code="bad_file_name", parameter="name")
     return name
 
 

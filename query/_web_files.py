@@ -12,13 +12,13 @@ from urllib.parse import quote
 from aiohttp import web
 
 from ._artifacts import RECORD_WITHIN_SECONDS
-from ._db import FileRecord
+from ._db import Database, FileRecord
 from ._errors import BadRequest, NotFound, PayloadTooLarge, Unavailable
 from ._json import json_response
 from ._state import ARTIFACTS, DATABASE, MAX_UPLOAD_BYTES
-from ._validate import check_file_name, parse_run_id
+from ._validate import check_file_name, parse_bool, parse_run_id
 
-__all__ = ["DRIVER_LOG_PARTS", "routes", "store_body"]
+__all__ = ["DRIVER_LOG_PARTS", "routes", "run_files", "store_body"]
 
 routes = web.RouteTableDef()
 
@@ -30,7 +30,6 @@ _CONTENT_TYPE: Final = re.compile(r"^[A-Za-z0-9][\w.+-]*/[\w.+-]+(\s*;\s*[\w.+-]
 # Shown in the browser; anything else (HTML, SVG, scripts) downloads, so an
 # uploaded file can never run script in the service's origin.
 _INLINE: Final = re.compile(r"^(image/(png|jpeg|gif|webp|bmp)|text/plain|application/json|application/pdf)\b")
-_BOOLS: Final = {"true": True, "1": True, "false": False, "0": False}
 #: Where the driver log's appends are kept (see ``_web_logs``); only that module writes there.
 DRIVER_LOG_PARTS: Final = "logs/driver.log.parts/"
 
@@ -46,10 +45,7 @@ def _content_type(request: web.Request, name: str) -> str:
 
 
 def _overwrite(request: web.Request) -> bool:
-    raw = request.query.get("overwrite", "false").lower()
-    if raw not in _BOOLS:
-        raise BadRequest(f"overwrite must be true or false, got {raw[:20]!r}", parameter="overwrite")
-    return _BOOLS[raw]
+    return parse_bool(request.query.get("overwrite"), "overwrite")
 
 
 async def store_body(
@@ -96,10 +92,19 @@ async def put_file(request: web.Request) -> web.Response:
     return json_response(record.as_json(), status=201)
 
 
+async def run_files(db: Database, run_id: uuid.UUID) -> list[FileRecord]:
+    """The run's files as its users see them: the driver log's parts are how the log is stored, not files.
+
+    The log itself is read with ``GET .../logs/driver`` (and is the file
+    ``logs/driver.log`` once its script has ended).
+    """
+    return [f for f in await db.list_files(run_id) if not f.name.startswith(DRIVER_LOG_PARTS)]
+
+
 @routes.get("/api/runs/{run_id}/files")
 async def list_files(request: web.Request) -> web.Response:
     run_id = parse_run_id(request.match_info["run_id"])
-    files = await request.app[DATABASE].list_files(run_id)
+    files = await run_files(request.app[DATABASE], run_id)
     return json_response({"files": [f.as_json() for f in files]})
 
 

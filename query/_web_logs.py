@@ -34,6 +34,7 @@ from runstream.events import TERMINAL_STATUSES
 from ._artifacts import ArtifactStore
 from ._errors import BadRequest, Conflict, NotFound
 from ._json import json_response
+from ._limits import DEFAULT_LOG_READ_BYTES, MAX_LOG_OFFSET, MAX_LOG_READ_BYTES, MIN_LOG_READ_BYTES
 from ._state import ARTIFACTS, DATABASE
 from ._validate import parse_int, parse_run_id
 from ._web_files import DRIVER_LOG_PARTS, store_body
@@ -43,11 +44,6 @@ __all__ = ["PARTS", "DriverLogParts", "LogText", "read_tail", "routes"]
 routes = web.RouteTableDef()
 
 _ROUTE: Final = "/api/runs/{run_id}/logs/driver"
-MAX_OFFSET: Final = 10**12 - 1
-DEFAULT_READ_BYTES: Final = 1 << 20
-MAX_READ_BYTES: Final = 1 << 24
-# Room for one whole UTF-8 character, so a read always moves on.
-MIN_READ_BYTES: Final = 4
 
 
 def _name(offset: int) -> str:
@@ -114,7 +110,7 @@ def _offset(request: web.Request, *, required: bool) -> int:
     raw = request.query.get("offset")
     if raw is None and required:
         raise BadRequest("offset is required: the log's size, where the bytes go", parameter="offset")
-    return parse_int(raw, "offset", default=0, minimum=0, maximum=MAX_OFFSET)
+    return parse_int(raw, "offset", default=0, minimum=0, maximum=MAX_LOG_OFFSET)
 
 
 async def _read(store: ArtifactStore, parts: Sequence[_Part], start: int, end: int) -> bytes:
@@ -196,7 +192,11 @@ async def read_driver_log(request: web.Request) -> web.Response:
     run_id = parse_run_id(request.match_info["run_id"])
     offset = _offset(request, required=False)
     limit = parse_int(
-        request.query.get("limit"), "limit", default=DEFAULT_READ_BYTES, minimum=MIN_READ_BYTES, maximum=MAX_READ_BYTES
+        request.query.get("limit"),
+        "limit",
+        default=DEFAULT_LOG_READ_BYTES,
+        minimum=MIN_LOG_READ_BYTES,
+        maximum=MAX_LOG_READ_BYTES,
     )
     run = await request.app[DATABASE].get_run(run_id)  # before the parts: see the module docstring
     parts = request.app[PARTS]

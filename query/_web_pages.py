@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any, Final
 from urllib.parse import urlencode
 
+import numpy as np
 import orjson
 from aiohttp import web
 
@@ -16,11 +17,11 @@ from . import _html as h
 from ._db import Database, FileRecord
 from ._errors import BadRequest, NotFound
 from ._metrics import EMPTY, SeriesData, metric_value, scalar_value
-from ._run_search import RunSearch, parse_condition, parse_sort
+from ._run_search import RunSearch, parse_condition, parse_sort, parse_status
 from ._series import SeriesRange, SeriesReader
-from ._state import DATABASE, SERIES
+from ._state import DATABASE, HEAVY_READS, SERIES, SETTINGS
 from ._validate import check_metric_name, parse_run_id
-from ._web_files import DRIVER_LOG_PARTS
+from ._web_files import run_files
 from ._web_logs import LogText, read_tail
 
 __all__ = ["error_page", "html_response", "routes"]
@@ -39,18 +40,20 @@ _LOG_TAIL_BYTES: Final = 64 * 1024
 # Scripts only from this service, no inline script; inline styles are the page's own.
 _CSP: Final = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-    "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    "connect-src 'self'; frame-ancestors {ancestors}; base-uri 'none'; form-action 'self'"
 )
 _RUN_SCRIPTS: Final = ("/static/vendor/uplot/uPlot.iife.min.js", "/static/run.js")
 _RUN_STYLES: Final = ("/static/vendor/uplot/uPlot.min.css",)
+_STARTING_SCRIPTS: Final = ("/static/run.js",)
 _COMPARE_SCRIPTS: Final = ("/static/vendor/uplot/uPlot.iife.min.js", "/static/compare.js")
 _COMPARE_RUNS: Final = 20
 _EXPERIMENT_SCRIPTS: Final = ("/static/experiment.js",)
 
 
-def html_response(text: str, status: int = 200) -> web.Response:
+def html_response(text: str, status: int = 200, *, frame_ancestors: str = "'none'") -> web.Response:
+    """A page; only run pages pass ``frame_ancestors`` (RUNSTREAM_EMBED_ORIGINS: a notebook's ``RunDetails``)."""
     response = web.Response(status=status, text=text, content_type="text/html", charset="utf-8")
-    response.headers["Content-Security-Policy"] = _CSP
+    response.headers["Content-Security-Policy"] = _CSP.format(ancestors=frame_ancestors)
     response.headers["X-Content-Type-Options"] = "nosniff"
     return response
 
@@ -83,7 +86,7 @@ async def experiment_page(request: web.Request) -> web.Response:
     db = request.app[DATABASE]
     if not await db.experiment_exists(name):
         raise NotFound(f"no experiment {name!r}", code="experiment_not_found", parameter="name")
-    status = request.query.get("status") or None
+    status = parse_status(request.query.get("status") or None)
     tag = request.query.get("tag") or None
     where = request.query.get("where") or None
     sort = request.query.get("sort") or None
@@ -205,12 +208,12 @@ async def run_page(request: web.Request) -> web.Response:
     db: Database = request.app[DATABASE]
     run = await db.get_run(run_id)
     if run is None and not await db.run_has_data(run_id):
-        raise NotFound(f"no run {run_id}", code="run_not_found", parameter="run_id")
+        return _starting_page(run_id)
     # Scalars from ingest's summary and a cached downsample, never every point:
     # the page of a run with a million points costs what a small one does.
     overview = await db.series_overview(run_id)
     entries = {s.name: s for s in await db.series(run_id, with_scalars=False)}
-    files = await db.list_files(run_id)
+    files = await run_files(db, run_id)
     live = run is None or run["status"] not in TERMINAL_STATUSES
     title = (run or {}).get("display_name") or str(run_id)
     body = f"<h1>Run {h.esc(title)}</h1>" + _details(run, str(run_id)) + _files(str(run_id), files)
@@ -219,14 +222,16 @@ async def run_page(request: web.Request) -> web.Response:
     stored = {f.name for f in files}
     descriptions = metric_descriptions((run or {}).get("properties"))
     sections = []
-    for item in overview:
-        name = item["name"]
-        if item["kind"] == "scalar":
-            content = await _scalar_body(request.app[SERIES], run_id, item)
-        else:
-            content = _entries_body(entries[name], str(run_id), stored) if name in entries else ""
-        if content:
-            sections.append(_metric_section(name, descriptions.get(name), content))
+    # Downsampling reads every point of each series (once; then it is cached): a heavy read.
+    async with request.app[HEAVY_READS].turn():
+        for item in overview:
+            name = item["name"]
+            if item["kind"] == "scalar":
+                content = await _scalar_body(request.app[SERIES], run_id, item)
+            else:
+                content = _entries_body(entries[name], str(run_id), stored) if name in entries else ""
+            if content:
+                sections.append(_metric_section(name, descriptions.get(name), content))
     metrics = "".join(sections) or '<p id="no-metrics">No metrics yet.</p>'
     body += f'<h2>Metrics</h2><div id="metrics">{metrics}</div>'
     document = h.page(
@@ -235,6 +240,31 @@ async def run_page(request: web.Request) -> web.Response:
         scripts=_RUN_SCRIPTS,
         styles=_RUN_STYLES,
         live=live,
+    )
+    return html_response(document, frame_ancestors=request.app[SETTINGS].embed_origins)
+
+
+def _starting_page(run_id: uuid.UUID) -> web.Response:
+    """A run ingest has stored nothing of yet: "starting", then the whole page once its first data is stored.
+
+    The SDK prints a run's portal URL as soon as ``start_logging()`` returns,
+    which is before ingest has stored the run's start: a browser opening it
+    must not get a 404 for a run that exists. run.js follows the run's live
+    stream and reloads the page at its first event; without JavaScript the
+    page reloads itself every few seconds.
+    """
+    body = (
+        f"<h1>Run {h.esc(run_id)}</h1>"
+        '<p id="run-starting"><span class="status Starting">Starting</span> waiting for the first data: this page '
+        "fills in as soon as ingest has stored the run's start, usually within a second of it.</p>"
+        "<p class=muted>Nothing has been stored for this run id yet. If the page stays like this, check the "
+        "address and that ingest is running.</p>"
+    )
+    document = h.page(
+        f"Run {run_id}",
+        f'<div id="run" data-run-id="{h.esc(run_id)}" data-starting>{body}</div>',
+        scripts=_STARTING_SCRIPTS,
+        live=True,
     )
     return html_response(document)
 
@@ -277,8 +307,6 @@ def _file_url(run_id: str, name: str) -> str:
 
 
 def _files(run_id: str, files: list[FileRecord]) -> str:
-    # The driver log's parts are how it is stored; the page shows the log itself.
-    files = [f for f in files if not f.name.startswith(DRIVER_LOG_PARTS)]
     if not files:
         return "<h2>Files</h2><p class=muted>none</p>"
     rows = [
@@ -356,10 +384,16 @@ async def _scalar_body(reader: SeriesReader, run_id: uuid.UUID, item: dict[str, 
         body += h.table(["#", "value"], [(str(first + i), _show(v)) for i, v in enumerate(recent)])
     else:
         points = await reader.downsample_cached(run_id, item["id"], value_type, SeriesRange(), max_points=_SVG_POINTS)
-        ys = [v if isinstance(v, int | float) else None for v in points["values"]]
+        ys = [v if isinstance(v, int | float) else None for v in _as_list(points["values"])]
         # The SVG is the no-JavaScript view; run.js replaces it with a live chart.
-        body += f'<div class="chart" data-chart="{h.esc(name)}">{h.chart_svg(ys, points["steps"], label=name)}</div>'
+        svg = h.chart_svg(ys, _as_list(points["steps"]), label=name)
+        body += f'<div class="chart" data-chart="{h.esc(name)}">{svg}</div>'
     return body
+
+
+def _as_list(column: Any) -> list[Any]:
+    """A column of a series answer (a numpy array, or a list when it holds tagged values) as Python values."""
+    return column.tolist() if isinstance(column, np.ndarray) else list(column)
 
 
 def _is_number(value: Any) -> bool:

@@ -6,16 +6,14 @@ from aiohttp import web
 
 from ._errors import BadRequest, NotFound
 from ._json import json_response
-from ._run_search import RunSearch, parse_condition, parse_sort, parse_time
+from ._limits import DEFAULT_RUNS_LIMIT, MAX_RUNS_LIMIT
+from ._run_search import RunSearch, parse_condition, parse_name, parse_sort, parse_status, parse_time
 from ._state import DATABASE
-from ._validate import parse_int, parse_run_id
+from ._validate import parse_bool, parse_int, parse_run_id
 
 __all__ = ["routes"]
 
 routes = web.RouteTableDef()
-
-DEFAULT_LIMIT = 50
-MAX_LIMIT = 1000
 
 
 def _single(request: web.Request, name: str) -> str | None:
@@ -34,13 +32,16 @@ async def get_run(request: web.Request) -> web.Response:
     return json_response(run)
 
 
-def _tags(request: web.Request) -> list[tuple[str, str | None]]:
-    """``tag=key:value`` matches a value, ``tag=key`` the key's presence; repeat to combine."""
+def _pairs(request: web.Request, parameter: str) -> list[tuple[str, str | None]]:
+    """``tag=key:value`` matches a value, ``tag=key`` the key's presence; repeat to combine (``property`` alike)."""
     out: list[tuple[str, str | None]] = []
-    for raw in request.query.getall("tag", []):
+    for raw in request.query.getall(parameter, []):
         key, sep, value = raw.partition(":")
         if not key:
-            raise BadRequest(f"tag {raw[:80]!r} has no key; use tag=key or tag=key:value", parameter="tag")
+            raise BadRequest(
+                f"{parameter} {raw[:80]!r} has no key; use {parameter}=key or {parameter}=key:value",
+                parameter=parameter,
+            )
         out.append((key, value if sep else None))
     return out
 
@@ -49,20 +50,26 @@ def _tags(request: web.Request) -> list[tuple[str, str | None]]:
 async def list_runs(request: web.Request) -> web.Response:
     """Runs matching the filters, in keyset pages; ``next_cursor`` (or null) fetches the next.
 
-    See :mod:`._run_search` for ``where``, ``sort`` and the time bounds;
+    See :mod:`._run_search` for ``where``, ``sort``, ``name`` and the time bounds;
     ``include=metrics`` adds each run's latest value of every scalar metric.
     """
-    limit = parse_int(_single(request, "limit"), "limit", default=DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT)
+    limit = parse_int(_single(request, "limit"), "limit", default=DEFAULT_RUNS_LIMIT, minimum=1, maximum=MAX_RUNS_LIMIT)
     parent = _single(request, "parent")
     include = _single(request, "include")
     if include not in (None, "metrics"):
         raise BadRequest(f"include must be 'metrics', got {include[:40]!r}", parameter="include")
+    experiment = _single(request, "experiment")
+    if experiment == "":
+        raise BadRequest("experiment is empty; leave it out to list every experiment's runs", parameter="experiment")
     search = RunSearch(
         limit=limit,
-        experiment=_single(request, "experiment"),
-        status=_single(request, "status"),
-        tags=_tags(request),
+        experiment=experiment,
+        status=parse_status(_single(request, "status")),
+        name=parse_name(_single(request, "name")),
+        tags=_pairs(request, "tag"),
+        properties=_pairs(request, "property"),
         parent_id=parse_run_id(parent, "parent") if parent is not None else None,
+        top_level=parse_bool(_single(request, "top_level"), "top_level"),
         started_after=parse_time(_single(request, "started_after"), "started_after"),
         started_before=parse_time(_single(request, "started_before"), "started_before"),
         conditions=[parse_condition(raw) for raw in request.query.getall("where", [])],

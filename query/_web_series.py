@@ -1,26 +1,39 @@
-"""Scalar series as columns: one run's (``/api/runs/{run_id}/series``) or several runs' (``/api/series``)."""
+"""Scalar series as columns: one run's (``/api/runs/{run_id}/series``) or several runs' (``/api/series``).
+
+Before a point is read, the series are looked up with the counts ingest keeps
+(``point_count``), and the answer's size is bounded: up to ``limit`` (or
+``max_points``) points from each run, summed over the runs, within the points
+budget (:mod:`._heavy`); then the answer is built in its turn.
+"""
 
 from __future__ import annotations
 
 import uuid
 from typing import Any, Final
 
+import asyncpg
 from aiohttp import web
 
 from ._errors import BadRequest, NotFound
-from ._json import json_response
+from ._heavy import check_budget
+from ._json import stream_json
+from ._limits import DEFAULT_SERIES_LIMIT, MAX_MAX_POINTS, MAX_SERIES_LIMIT, MAX_SERIES_RUNS, MIN_MAX_POINTS
 from ._series import SeriesRange, SeriesReader, decode_point_cursor
-from ._state import DATABASE, SERIES
+from ._state import DATABASE, HEAVY_READS, SERIES
 from ._validate import check_metric_name, parse_float, parse_int, parse_run_id, parse_step
 
 __all__ = ["routes"]
 
 routes = web.RouteTableDef()
 
-DEFAULT_LIMIT: Final = 100_000
-MAX_LIMIT: Final = 1_000_000
-MAX_POINTS: Final = 100_000
-MAX_RUNS: Final = 50
+_EMPTY: Final[dict[str, Any]] = {
+    "value_type": None,
+    "steps": [],
+    "times": [],
+    "values": [],
+    "downsampled": False,
+    "next_cursor": None,
+}
 
 
 def _single(request: web.Request, name: str) -> str | None:
@@ -46,25 +59,41 @@ class _Params:
         )
         raw_max = _single(request, "max_points")
         self.max_points = (
-            parse_int(raw_max, "max_points", default=0, minimum=2, maximum=MAX_POINTS) if raw_max else None
+            parse_int(raw_max, "max_points", default=0, minimum=MIN_MAX_POINTS, maximum=MAX_MAX_POINTS)
+            if raw_max is not None
+            else None
         )
-        self.limit = parse_int(_single(request, "limit"), "limit", default=DEFAULT_LIMIT, minimum=1, maximum=MAX_LIMIT)
+        self.limit = parse_int(
+            _single(request, "limit"), "limit", default=DEFAULT_SERIES_LIMIT, minimum=1, maximum=MAX_SERIES_LIMIT
+        )
         cursor = _single(request, "cursor")
         if cursor is not None and self.max_points is not None:
             raise BadRequest("cursor pages full resolution; it cannot be combined with max_points", parameter="cursor")
         self.after = decode_point_cursor(cursor) if cursor is not None else None
 
+    def check_budget(self, found: list[asyncpg.Record]) -> None:
+        """At most ``limit`` (or ``max_points``) points from each series, summed: within the budget."""
+        cap, parameter = (self.max_points, "max_points") if self.max_points is not None else (self.limit, "limit")
+        points = sum(min(cap, r["point_count"]) for r in found)
+        check_budget(
+            points,
+            f"{len(found)} series of up to {cap:,} points each",
+            parameter=parameter,
+            advice=f"lower {parameter}, ask for fewer runs or a narrower range",
+        )
 
-async def _read(reader: SeriesReader, run_id: uuid.UUID, params: _Params) -> dict[str, Any] | None:
-    found = await reader.find(run_id, params.name)
-    if found is None:
-        return None
-    if found["kind"] != "scalar":
+
+def _scalar(found: asyncpg.Record | None, name: str) -> asyncpg.Record | None:
+    if found is not None and found["kind"] != "scalar":
         raise BadRequest(
-            f"metric {params.name!r} is a {found['kind']}, not a scalar series; read it with /metrics?name=",
+            f"metric {name!r} is a {found['kind']}, not a scalar series; read it with /metrics?name=",
             code="not_scalar",
             parameter="name",
         )
+    return found
+
+
+async def _read(reader: SeriesReader, run_id: uuid.UUID, found: asyncpg.Record, params: _Params) -> dict[str, Any]:
     if params.max_points is not None:
         if found["value_type"] == "str":
             raise BadRequest(
@@ -77,40 +106,43 @@ async def _read(reader: SeriesReader, run_id: uuid.UUID, params: _Params) -> dic
 
 
 @routes.get("/api/runs/{run_id}/series")
-async def run_series(request: web.Request) -> web.Response:
+async def run_series(request: web.Request) -> web.StreamResponse:
     """``?name=`` with optional step/time bounds; ``max_points`` downsamples, else ``limit``/``cursor`` pages."""
     run_id = parse_run_id(request.match_info["run_id"])
     params = _Params(request)
-    body = await _read(request.app[SERIES], run_id, params)
-    if body is None:
+    reader = request.app[SERIES]
+    found = _scalar((await reader.find([run_id], params.name)).get(run_id), params.name)
+    if found is None:
         if not await request.app[DATABASE].run_has_data(run_id):
             raise NotFound(f"no run {run_id}", code="run_not_found", parameter="run_id")
         raise NotFound(f"run {run_id} has no metric {params.name!r}", code="metric_not_found", parameter="name")
-    return json_response({"run_id": str(run_id), "name": params.name, **body})
+    params.check_budget([found])
+    async with request.app[HEAVY_READS].turn():
+        body = await _read(reader, run_id, found, params)
+        return await stream_json(request, {"run_id": str(run_id), "name": params.name, **body})
 
 
 @routes.get("/api/series")
-async def compare_series(request: web.Request) -> web.Response:
+async def compare_series(request: web.Request) -> web.StreamResponse:
     """The same metric from several runs (``run=`` repeated), for one chart; a run without it has empty columns."""
     raw_runs = request.query.getall("run", [])
     if not raw_runs:
         raise BadRequest("give at least one run=<run id>", parameter="run")
-    if len(raw_runs) > MAX_RUNS:
-        raise BadRequest(f"at most {MAX_RUNS} runs per request, got {len(raw_runs)}", parameter="run")
+    if len(raw_runs) > MAX_SERIES_RUNS:
+        raise BadRequest(f"at most {MAX_SERIES_RUNS} runs per request, got {len(raw_runs)}", parameter="run")
     run_ids = list(dict.fromkeys(parse_run_id(r, "run") for r in raw_runs))
     params = _Params(request)
     if params.after is not None:
         raise BadRequest("cursor pages one run's series; use /api/runs/{run_id}/series", parameter="cursor")
+    reader = request.app[SERIES]
+    found = await reader.find(run_ids, params.name)
+    for each in found.values():
+        _scalar(each, params.name)
+    params.check_budget(list(found.values()))
     series = []
-    for run_id in run_ids:
-        body = await _read(request.app[SERIES], run_id, params)
-        empty: dict[str, Any] = {
-            "value_type": None,
-            "steps": [],
-            "times": [],
-            "values": [],
-            "downsampled": False,
-            "next_cursor": None,
-        }
-        series.append({"run_id": str(run_id), **(body or empty)})
-    return json_response({"name": params.name, "series": series})
+    async with request.app[HEAVY_READS].turn():
+        for run_id in run_ids:
+            record = found.get(run_id)
+            body = await _read(reader, run_id, record, params) if record is not None else _EMPTY
+            series.append({"run_id": str(run_id), **body})
+        return await stream_json(request, {"name": params.name, "series": series})

@@ -3,7 +3,8 @@
 Events (``data`` is JSON, non-finite floats ``$float``-tagged):
 
 * ``run``: the run's details (as ``GET /api/runs/{run_id}``), first on connect
-  and again whenever they change (status, end, heartbeat, tags...);
+  and again whenever they change (status, end, heartbeat, tags...); for a run
+  not stored yet (just started), first when ingest stores its start;
 * ``points``: ``{"run_id", "metrics": {name: {"steps", "times", "values"}}}``
   with the scalar points stored since the previous event;
 * ``runs`` (experiment streams): ``{"experiment", "runs": [run details...]}``
@@ -38,12 +39,10 @@ def _frame(event: LiveEvent) -> bytes:
 
 @routes.get("/api/runs/{run_id}/stream")
 async def run_stream(request: web.Request) -> web.StreamResponse:
+    """A run's events; a well-formed id not stored yet (a run just started) streams from its first data on."""
     run_id = parse_run_id(request.match_info["run_id"])
-    db = request.app[DATABASE]
-    if not await db.run_has_data(run_id):
-        raise NotFound(f"no run {run_id}", code="run_not_found", parameter="run_id")
     sub = await request.app[LIVE].subscribe(run_id)
-    run = await db.get_run(run_id)
+    run = await request.app[DATABASE].get_run(run_id)
     return await _serve(request, sub, [run_event(run)] if run is not None else [])
 
 

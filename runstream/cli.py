@@ -172,6 +172,22 @@ def _gc_artifacts(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _install_azureml_compat(settings: Settings, args: argparse.Namespace) -> int:
+    from runstream import _azureml_compat as compat
+
+    if args.uninstall:
+        removed = compat.uninstall()
+        print(f"removed {compat.pth_path()}" if removed else "the Azure ML v1 compatibility layer was not installed")
+        return 0
+    try:
+        path = compat.install()
+    except compat.CompatError as exc:
+        print(f"runstream install-azureml-compat: {exc}", file=sys.stderr)
+        return 1
+    print(f"installed {path}: `import azureml.core` now resolves to runstream in this Python environment")
+    return 0
+
+
 _COMMANDS = {
     "up": (_up, "start Kafka, PostgreSQL, ingest and query in the background"),
     "down": (_down, "stop what `up` started"),
@@ -184,6 +200,10 @@ _COMMANDS = {
     "query": (_query, "run the query service in the foreground"),
     "drop-experiment": (_drop_experiment, "delete one experiment's runs and all their data"),
     "gc-artifacts": (_gc_artifacts, "delete stored files no run references any more, and uploads abandoned a day ago"),
+    "install-azureml-compat": (
+        _install_azureml_compat,
+        "make `import azureml.core` (Azure ML SDK v1) resolve to runstream here; refused beside the real one",
+    ),
 }
 
 
@@ -212,6 +232,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     gc.add_argument(
         "--unknown-run-min-age-seconds", type=float, help="keep files of runs ingest has not stored (default: a day)"
     )
+    parsers["install-azureml-compat"].add_argument("--uninstall", action="store_true", help="remove it again")
     args = parser.parse_args(argv)
     # A Kafka connection that fails is explained in one line (runstream.kafka); aiokafka's own
     # log of each attempt would only repeat it, before the explanation.

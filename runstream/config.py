@@ -42,7 +42,40 @@ RUNSTREAM_INGEST_FLUSH_SECONDS     longest a consumed record waits before       
                                    ingest writes it (freshness vs. batching)
 RUNSTREAM_INGEST_FLUSH_POINTS      scalar points that make ingest write at      500000
                                    once (the bound on a worker's memory)
+RUNSTREAM_WORKSPACE_NAME           ``Workspace.name`` (Azure ML v1 identity;     runstream
+                                   a config.json's ``workspace_name`` wins)
+RUNSTREAM_SUBSCRIPTION_ID          ``Workspace.subscription_id``                 local
+RUNSTREAM_RESOURCE_GROUP           ``Workspace.resource_group``                  local
+RUNSTREAM_LOCATION                 ``Workspace.location``                        local
+RUNSTREAM_READ_CONSISTENCY_SECONDS longest an SDK read waits for ingest to       30
+                                   store this process's earlier writes, then
+                                   raises ReadConsistencyError (0: at once)
 =================================  ===========================================  ==========================
+
+The query service's guards (``docs/security.md``, "Query service"):
+
+=================================  ===========================================  ==========================
+variable                           meaning                                      default
+=================================  ===========================================  ==========================
+RUNSTREAM_COOKIE_SECRET            key that signs browser sessions (32+         unset: the file, else a
+                                   bytes); a new one signs everyone out         random key per start
+RUNSTREAM_COOKIE_SECRET_FILE       file holding that key; must be 0600 (or      unset
+                                   0400) and the service user's own
+RUNSTREAM_SESSION_MAX_AGE_SECONDS  how long a browser session lasts             43200 (12 hours)
+RUNSTREAM_TRUSTED_PROXIES          comma-separated addresses or networks of     unset: trust none
+                                   reverse proxies whose X-Forwarded-For and
+                                   X-Forwarded-Proto are believed
+RUNSTREAM_ALLOWED_HOSTS            comma-separated extra Host names a service   unset: loopback names
+                                   without a read token answers; ``*`` any      only
+RUNSTREAM_BODY_TIMEOUT_SECONDS     seconds a request body may take, plus one    60
+                                   per 16 KiB it holds
+RUNSTREAM_EMBED_ORIGINS            origins that may show a run page in a        ``'self'`` and http(s) on
+                                   frame (CSP frame-ancestors; Jupyter's         localhost / 127.0.0.1, any
+                                   ``RunDetails``); ``'none'`` forbids it        port
+=================================  ===========================================  ==========================
+
+RUNSTREAM_TOKEN, RUNSTREAM_WRITE_TOKEN and RUNSTREAM_COOKIE_SECRET must be at
+least :data:`MIN_SECRET_BYTES` bytes long.
 
 Kafka security and topics (one :class:`KafkaSecurity`, turned into client
 arguments by ``runstream.kafka.client_options`` for every client). Without
@@ -81,14 +114,20 @@ RUNSTREAM_CREATE_TOPICS                  ``false``: an administrator made the   
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Final
 from urllib.parse import quote
 
-__all__ = ["ConfigError", "KafkaSecurity", "Settings", "read_secret_file"]
+__all__ = ["MIN_SECRET_BYTES", "ConfigError", "KafkaSecurity", "Settings", "read_secret_file"]
+
+#: The shortest token or cookie secret accepted: 256 bits, beyond guessing at any rate.
+MIN_SECRET_BYTES: Final = 32
 
 
 class ConfigError(ValueError):
@@ -135,6 +174,29 @@ def _int(env: Mapping[str, str], name: str, default: int, *, minimum: int = 1) -
     return value
 
 
+#: Loopback origins only: a notebook on this machine may frame a run page, other sites may not.
+DEFAULT_EMBED_ORIGINS = "'self' http://localhost:* http://127.0.0.1:* https://localhost:* https://127.0.0.1:*"
+# One CSP source expression: a keyword or a scheme/host/port without separators that
+# could end the directive (';', ',') or the header.
+_CSP_SOURCE = re.compile(r"^('none'|'self'|[a-z][a-z0-9+.-]*:(//)?(\*|\*\.)?[A-Za-z0-9.-]*(:(\*|[0-9]{1,5}))?)$")
+
+
+def _embed_origins(env: Mapping[str, str]) -> str:
+    raw = env.get("RUNSTREAM_EMBED_ORIGINS")
+    if raw is None or not raw.strip():
+        return DEFAULT_EMBED_ORIGINS
+    sources = raw.split()
+    for source in sources:
+        if not _CSP_SOURCE.match(source):
+            raise ConfigError(
+                f"RUNSTREAM_EMBED_ORIGINS: {source[:80]!r} is not a CSP source such as 'self', 'none' "
+                "or http://host:port"
+            )
+    if "'none'" in sources and len(sources) > 1:
+        raise ConfigError("RUNSTREAM_EMBED_ORIGINS: 'none' cannot be combined with other sources")
+    return " ".join(sources)
+
+
 # --- Kafka security and topics ------------------------------------------------------
 
 SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
@@ -150,15 +212,18 @@ def secrets_dir(home: Path) -> Path:
 
 
 def read_secret_file(path: Path, variable: str) -> str:
-    """The content of a secret file (without the final newline), if only its owner may read it.
+    """The content of a secret file (without the final newline), if it is ours and only we may read it.
 
-    A secret another user can read is no secret: refused, like ssh and libpq
-    do, with the variable that named the file.
+    A secret another user can read, or write, is no secret: refused, like ssh
+    and libpq do, with the variable that named the file.
     """
     try:
-        mode = path.stat().st_mode
+        info = path.stat()
     except FileNotFoundError:
         raise ConfigError(f"{variable}={path}: no such file") from None
+    mode = info.st_mode
+    if info.st_uid != os.geteuid():
+        raise ConfigError(f"{variable}={path} belongs to another user (uid {info.st_uid}); a secret must be yours")
     if mode & 0o077:
         raise ConfigError(f"{variable}={path} is readable by other users (mode {mode & 0o777:04o}); chmod 600 it")
     try:
@@ -341,7 +406,8 @@ class KafkaSecurity:
         return env
 
 
-def _topic_settings(env: Mapping[str, str]) -> tuple[int | None, int | None]:
+def _kafka_from_env(env: Mapping[str, str], home: Path) -> dict[str, Any]:
+    """The Kafka fields of :class:`Settings`; without a bootstrap, the local stack's security."""
     replication = _int(env, "RUNSTREAM_TOPIC_REPLICATION_FACTOR", 0) or None
     min_insync = _int(env, "RUNSTREAM_TOPIC_MIN_INSYNC_REPLICAS", 0) or None
     if replication is not None and min_insync is not None and min_insync > replication:
@@ -349,7 +415,22 @@ def _topic_settings(env: Mapping[str, str]) -> tuple[int | None, int | None]:
             f"RUNSTREAM_TOPIC_MIN_INSYNC_REPLICAS={min_insync} is above"
             f" RUNSTREAM_TOPIC_REPLICATION_FACTOR={replication}: no write could ever succeed"
         )
-    return replication, min_insync
+    return {
+        "kafka_security": KafkaSecurity.from_env(env, home=home, local=not env.get("RUNSTREAM_KAFKA_BOOTSTRAP")),
+        "topic_replication_factor": replication,
+        "topic_min_insync_replicas": min_insync,
+        "create_topics": _bool(env, "RUNSTREAM_CREATE_TOPICS", True),
+    }
+
+
+def _kafka_as_env(settings: Settings) -> dict[str, str]:
+    env = settings.kafka_security.as_env()
+    env["RUNSTREAM_CREATE_TOPICS"] = "true" if settings.create_topics else "false"
+    if settings.topic_replication_factor is not None:
+        env["RUNSTREAM_TOPIC_REPLICATION_FACTOR"] = str(settings.topic_replication_factor)
+    if settings.topic_min_insync_replicas is not None:
+        env["RUNSTREAM_TOPIC_MIN_INSYNC_REPLICAS"] = str(settings.topic_min_insync_replicas)
+    return env
 
 
 def _local_database_url(home: Path, pg_port: int) -> str:
@@ -390,13 +471,27 @@ class Settings:
     liveness_sweep_seconds: float = 5.0
     ingest_flush_seconds: float = 0.05
     ingest_flush_points: int = 500_000
-    # Kafka security and topics (see the second table)
+    embed_origins: str = DEFAULT_EMBED_ORIGINS
+    workspace_name: str = "runstream"
+    subscription_id: str = "local"
+    resource_group: str = "local"
+    location: str = "local"
+    read_consistency_seconds: float = 30.0
+    # The query service's guards (see the second table above).
+    cookie_secret: str | None = field(default=None, repr=False)
+    cookie_secret_file: Path | None = None
+    session_max_age_seconds: float = 43_200.0
+    trusted_proxies: tuple[str, ...] = ()
+    allowed_hosts: tuple[str, ...] = ()
+    body_timeout_seconds: float = 60.0
+    # Kafka security and topics (see the third table above).
     kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
     topic_replication_factor: int | None = None
     topic_min_insync_replicas: int | None = None
     create_topics: bool = True
 
     def __post_init__(self) -> None:
+        _check_query_guards(self)
         if self.failed_after_seconds < self.not_responding_after_seconds:
             raise ConfigError(
                 f"RUNSTREAM_FAILED_AFTER={self.failed_after_seconds:g} is below"
@@ -411,7 +506,6 @@ class Settings:
         kafka_port = _port(env, "RUNSTREAM_KAFKA_PORT", 39092)
         pg_port = _port(env, "RUNSTREAM_PG_PORT", 35432)
         query_port = _port(env, "RUNSTREAM_QUERY_PORT", 38080)
-        replication, min_insync = _topic_settings(env)
         return cls(
             home=home,
             kafka_port=kafka_port,
@@ -438,10 +532,14 @@ class Settings:
             liveness_sweep_seconds=_seconds(env, "RUNSTREAM_LIVENESS_SWEEP_SECONDS", 5.0, zero_ok=True),
             ingest_flush_seconds=_seconds(env, "RUNSTREAM_INGEST_FLUSH_SECONDS", 0.05),
             ingest_flush_points=_int(env, "RUNSTREAM_INGEST_FLUSH_POINTS", 500_000),
-            kafka_security=KafkaSecurity.from_env(env, home=home, local=not env.get("RUNSTREAM_KAFKA_BOOTSTRAP")),
-            topic_replication_factor=replication,
-            topic_min_insync_replicas=min_insync,
-            create_topics=_bool(env, "RUNSTREAM_CREATE_TOPICS", True),
+            embed_origins=_embed_origins(env),
+            workspace_name=env.get("RUNSTREAM_WORKSPACE_NAME") or "runstream",
+            subscription_id=env.get("RUNSTREAM_SUBSCRIPTION_ID") or "local",
+            resource_group=env.get("RUNSTREAM_RESOURCE_GROUP") or "local",
+            location=env.get("RUNSTREAM_LOCATION") or "local",
+            read_consistency_seconds=_seconds(env, "RUNSTREAM_READ_CONSISTENCY_SECONDS", 30.0, zero_ok=True),
+            **_query_guards_from_env(env),
+            **_kafka_from_env(env, home),
         )
 
     def as_env(self) -> dict[str, str]:
@@ -470,15 +568,81 @@ class Settings:
             "RUNSTREAM_LIVENESS_SWEEP_SECONDS": repr(self.liveness_sweep_seconds),
             "RUNSTREAM_INGEST_FLUSH_SECONDS": repr(self.ingest_flush_seconds),
             "RUNSTREAM_INGEST_FLUSH_POINTS": str(self.ingest_flush_points),
+            "RUNSTREAM_EMBED_ORIGINS": self.embed_origins,
+            "RUNSTREAM_WORKSPACE_NAME": self.workspace_name,
+            "RUNSTREAM_SUBSCRIPTION_ID": self.subscription_id,
+            "RUNSTREAM_RESOURCE_GROUP": self.resource_group,
+            "RUNSTREAM_LOCATION": self.location,
+            "RUNSTREAM_READ_CONSISTENCY_SECONDS": repr(self.read_consistency_seconds),
         }
-        env |= self.kafka_security.as_env()
-        env["RUNSTREAM_CREATE_TOPICS"] = "true" if self.create_topics else "false"
-        if self.topic_replication_factor is not None:
-            env["RUNSTREAM_TOPIC_REPLICATION_FACTOR"] = str(self.topic_replication_factor)
-        if self.topic_min_insync_replicas is not None:
-            env["RUNSTREAM_TOPIC_MIN_INSYNC_REPLICAS"] = str(self.topic_min_insync_replicas)
         if self.token is not None:
             env["RUNSTREAM_TOKEN"] = self.token
         if self.write_token is not None:
             env["RUNSTREAM_WRITE_TOKEN"] = self.write_token
+        env.update(_query_guards_as_env(self))
+        env.update(_kafka_as_env(self))
         return env
+
+
+# --- the query service's guards (issue 14) ----------------------------------------------
+
+
+def _check_query_guards(settings: Settings) -> None:
+    for name, secret in (
+        ("RUNSTREAM_TOKEN", settings.token),
+        ("RUNSTREAM_WRITE_TOKEN", settings.write_token),
+        ("RUNSTREAM_COOKIE_SECRET", settings.cookie_secret),
+    ):
+        if secret is not None and len(secret.encode("utf-8", "surrogatepass")) < MIN_SECRET_BYTES:
+            raise ConfigError(
+                f"{name} is {len(secret.encode('utf-8', 'surrogatepass'))} bytes long; it must have at least"
+                f" {MIN_SECRET_BYTES} (make one with: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
+    if settings.cookie_secret is not None and settings.cookie_secret_file is not None:
+        raise ConfigError("set RUNSTREAM_COOKIE_SECRET or RUNSTREAM_COOKIE_SECRET_FILE, not both")
+    for proxy in settings.trusted_proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise ConfigError(
+                f"RUNSTREAM_TRUSTED_PROXIES: {proxy!r} is not an IP address or network (e.g. 10.0.0.0/8)"
+            ) from None
+    for host in settings.allowed_hosts:
+        if host != "*" and (not host or any(c in host for c in "/@?#\\ ") or host != host.strip()):
+            raise ConfigError(f"RUNSTREAM_ALLOWED_HOSTS: {host!r} is not a host name")
+    for name, seconds in (
+        ("RUNSTREAM_SESSION_MAX_AGE_SECONDS", settings.session_max_age_seconds),
+        ("RUNSTREAM_BODY_TIMEOUT_SECONDS", settings.body_timeout_seconds),
+    ):
+        if not 0 < seconds < float("inf"):
+            raise ConfigError(f"{name}={seconds:g} must be a positive number of seconds")
+
+
+def _list(env: Mapping[str, str], name: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in (env.get(name) or "").split(",") if part.strip())
+
+
+def _query_guards_from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    secret_file = env.get("RUNSTREAM_COOKIE_SECRET_FILE")
+    return {
+        "cookie_secret": env.get("RUNSTREAM_COOKIE_SECRET") or None,
+        "cookie_secret_file": Path(secret_file).absolute() if secret_file else None,
+        "session_max_age_seconds": _seconds(env, "RUNSTREAM_SESSION_MAX_AGE_SECONDS", 43_200.0),
+        "trusted_proxies": _list(env, "RUNSTREAM_TRUSTED_PROXIES"),
+        "allowed_hosts": tuple(h.lower() for h in _list(env, "RUNSTREAM_ALLOWED_HOSTS")),
+        "body_timeout_seconds": _seconds(env, "RUNSTREAM_BODY_TIMEOUT_SECONDS", 60.0),
+    }
+
+
+def _query_guards_as_env(settings: Settings) -> dict[str, str]:
+    env = {
+        "RUNSTREAM_SESSION_MAX_AGE_SECONDS": repr(settings.session_max_age_seconds),
+        "RUNSTREAM_TRUSTED_PROXIES": ",".join(settings.trusted_proxies),
+        "RUNSTREAM_ALLOWED_HOSTS": ",".join(settings.allowed_hosts),
+        "RUNSTREAM_BODY_TIMEOUT_SECONDS": repr(settings.body_timeout_seconds),
+    }
+    if settings.cookie_secret is not None:
+        env["RUNSTREAM_COOKIE_SECRET"] = settings.cookie_secret
+    if settings.cookie_secret_file is not None:
+        env["RUNSTREAM_COOKIE_SECRET_FILE"] = str(settings.cookie_secret_file)
+    return env

@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 
 import aiohttp
 import asyncpg
+import yarl
 
 from ingest._partitions import utc_day
 from runstream.chunks import CHUNK_COLUMNS, encode_chunk
@@ -61,6 +62,23 @@ async def wait_http_ok(url: str, proc: subprocess.Popen[bytes] | None = None, ti
             return 0
 
     await eventually(probe, lambda status: status == 200, timeout_seconds=timeout_seconds, what=f"200 from {url}")
+
+
+async def raw_exchange(url: str, request: bytes, *, timeout_seconds: float = 10.0) -> bytes:
+    """Send raw bytes to ``url``'s host and port; return what the server answered before closing (or in time)."""
+    target = yarl.URL(url)
+    reader, writer = await asyncio.open_connection(target.host, target.port)
+    try:
+        writer.write(request)
+        await writer.drain()
+        return await asyncio.wait_for(reader.read(65536), timeout=timeout_seconds)
+    finally:
+        writer.close()
+
+
+def status_line(answer: bytes) -> int:
+    """The status code of a raw HTTP answer."""
+    return int(answer.split(b" ", 2)[1])
 
 
 async def copy_chunks(

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runstream.chunks import CHUNK_COLUMNS, decode_chunk, encode_chunk
+from runstream.chunks import CHUNK_COLUMNS, DECODE_COLUMNS, decode_chunk, encode_chunk
 from tests.fuzzing import examples, fuzz_settings
 
 BASE_TIME = 1_790_000_000.0
@@ -21,23 +21,7 @@ def _bits(x: float) -> bytes:
 
 def _decode(record: tuple[object, ...]):  # type: ignore[no-untyped-def]
     row = dict(zip(CHUNK_COLUMNS, record, strict=True))
-    return decode_chunk(
-        **{
-            k: row[k]
-            for k in (
-                "n",
-                "time_start",
-                "ord_start",
-                "ords",
-                "step_start",
-                "step_stride",
-                "steps",
-                "times",
-                "vals",
-                "texts",
-            )
-        }
-    )
+    return decode_chunk(**{k: row[k] for k in DECODE_COLUMNS})
 
 
 points = st.integers(min_value=1, max_value=300).flatmap(

@@ -37,11 +37,12 @@ from query._openapi import SPEC
 from runstream.config import Settings
 from runstream.stack import free_port
 from tests.fuzzing import SEED, examples
-from tests.support import eventually, wait_http_ok
+from tests.support import eventually, raw_exchange, status_line, wait_http_ok
+from tests.test_attack_query import BAD_POINT_CURSORS, BAD_RUN_CURSORS, ODD_RUN_CURSORS
 from tests.test_query_files import TRAVERSALS
 from tests.test_query_seed import seed_run, seed_scalars
 
-TOKEN = "fuzz-t0ken"
+TOKEN = "fuzz-t0ken-" + "f" * 32
 UPLOAD_LIMIT = 64 * 1024
 SCHEMATHESIS = Path(sys.executable).parent / "schemathesis"
 # Streams never end, so a generated request would wait out its timeout; their
@@ -384,27 +385,84 @@ async def _status_without_waiting_for_streams(session: aiohttp.ClientSession, ur
         return resp.status, orjson.loads(body) if resp.content_type == "application/json" else None
 
 
+class _Tally:
+    """Requests sent and how they were answered; every answer checked: no 5xx, and any 4xx a JSON error."""
+
+    def __init__(self, session: aiohttp.ClientSession) -> None:
+        self.session = session
+        self.answers: Counter[int] = Counter()
+
+    async def send(self, url: str) -> tuple[int, Any]:
+        status, body = await _status_without_waiting_for_streams(self.session, url)
+        self.answers[status] += 1
+        assert status < 500, (url, status, body)
+        if status >= 400:
+            assert set(body["error"]) == {"code", "message", "parameter"}, (url, body)
+        return status, body
+
+    def report(self, what: str) -> None:
+        print(f"\n[fuzz-http] {what}: {self.answers.total()} requests, answers {dict(self.answers)}")
+
+
 async def test_sql_metacharacters_in_every_filter_and_name(
     secured: Service, db: asyncpg.Pool, known_run: uuid.UUID
 ) -> None:
     runs_before = await db.fetchval("SELECT count(*) FROM runs")
-    answers: Counter[int] = Counter()
-    sent = 0
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        tally = _Tally(session)
         for value in SQL:
             for url in _filter_urls(secured.url, known_run, value):
-                status, body = await _status_without_waiting_for_streams(session, url)
-                sent += 1
-                answers[status] += 1
-                assert status < 500, (url, status, body)
-                if status >= 400:
-                    assert set(body["error"]) == {"code", "message", "parameter"}, (url, body)
+                await tally.send(url)
     # Nothing was dropped, and the known run is still what it was.
     assert await db.fetchval("SELECT count(*) FROM runs") >= runs_before
     async with aiohttp.ClientSession() as session:
         status, body = await _status_without_waiting_for_streams(session, f"{secured.url}/api/runs/{known_run}/metrics")
     assert (status, body) == (200, {"loss": [1.0, 0.5]})
-    print(f"\n[fuzz-http] SQL metacharacters: {sent} requests, answers {dict(answers)}")
+    tally.report("SQL metacharacters")
+
+
+#: Filter values that mean nothing, or barely (issue 14): in every parameter of every GET, never a 5xx.
+FILTER_VALUES = [
+    "Bogus",
+    "completed",
+    "",
+    " ",
+    "n" * 300,
+    "9999-12-31T23:59:59-01:00",
+    "0001-01-01T00:00:00+01:00",
+    "2026-13-01T00:00:00Z",
+    "1e999",
+    "-0",
+    "NaN",
+    "\u202e",
+    "\ufeff",
+]
+
+
+async def test_crafted_cursors_and_filter_values_are_400s_never_5xx(secured: Service, known_run: uuid.UUID) -> None:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        tally = _Tally(session)
+        run_sorts = ["", "sort=-last(loss)&", "sort=created_at&", "sort=min(loss)&include=metrics&"]
+        for cursor in BAD_RUN_CURSORS:
+            q = urllib.parse.quote(cursor, safe="")
+            for sort in run_sorts:
+                status, body = await tally.send(f"{secured.url}/api/runs?{sort}cursor={q}")
+                assert (status, body["error"]["parameter"]) == (400, "cursor"), (sort, cursor)
+        for cursor in ODD_RUN_CURSORS:
+            for sort in run_sorts:
+                await tally.send(f"{secured.url}/api/runs?{sort}cursor={urllib.parse.quote(cursor, safe='')}")
+        for cursor in BAD_POINT_CURSORS:
+            q = urllib.parse.quote(cursor, safe="")
+            status, body = await tally.send(f"{secured.url}/api/runs/{known_run}/series?name=loss&cursor={q}")
+            assert (status, body["error"]["parameter"]) == (400, "cursor"), cursor
+        for value in FILTER_VALUES + BAD_RUN_CURSORS[:5] + BAD_POINT_CURSORS[:5]:
+            for url in _filter_urls(secured.url, known_run, value):
+                await tally.send(url)
+        for value in ("Bogus", "", "completed", "running"):
+            status, body = await tally.send(f"{secured.url}/api/runs?status={value}")
+            assert (status, body["error"]["parameter"]) == (400, "status"), value
+    tally.report("crafted cursors and filter values")
+    assert tally.answers[400]
 
 
 async def test_names_full_of_sql_metacharacters_match_only_themselves(secured: Service, db: asyncpg.Pool) -> None:
@@ -445,22 +503,6 @@ async def test_names_full_of_sql_metacharacters_match_only_themselves(secured: S
 # --- oversized requests ---------------------------------------------------
 
 
-async def _raw_exchange(url: str, request: bytes) -> bytes:
-    """Send raw bytes; return what the server answered before closing (or within 10 s)."""
-    target = yarl.URL(url)
-    reader, writer = await asyncio.open_connection(target.host, target.port)
-    try:
-        writer.write(request)
-        await writer.drain()
-        return await asyncio.wait_for(reader.read(65536), timeout=10)
-    finally:
-        writer.close()
-
-
-def _status_line(answer: bytes) -> int:
-    return int(answer.split(b" ", 2)[1])
-
-
 async def test_oversized_uploads_urls_and_headers_are_refused(secured: Service) -> None:
     base = f"{secured.url}/api/runs/{uuid.uuid4()}/files"
     before = _files_under(secured.root)
@@ -495,8 +537,8 @@ async def test_oversized_uploads_urls_and_headers_are_refused(secured: Service) 
         "bad chunk": f"PUT {upload} HTTP/1.1\r\n{host}{auth}Transfer-Encoding: chunked\r\n\r\nZZZZ\r\n",
     }
     for what, request in cases.items():
-        answer = await _raw_exchange(secured.url, request.encode())
-        assert 400 <= _status_line(answer) < 500, (what, answer[:200])
+        answer = await raw_exchange(secured.url, request.encode())
+        assert 400 <= status_line(answer) < 500, (what, answer[:200])
     # Just under the limits, the same requests are ordinary ones.
     status, _, _ = await _get(f"{secured.url}/api/runs?experiment={'a' * 20000}", TOKEN)
     assert status == 200
@@ -547,12 +589,12 @@ async def test_slow_clients_do_not_starve_others_and_are_cut_off(secured: Servic
     try:
         # A stranger's slow upload does not hold a connection: 401 at once, body unread.
         target = yarl.URL(secured.url)
-        answer = await _raw_exchange(
+        answer = await raw_exchange(
             secured.url,
             f"PUT /api/runs/{uuid.uuid4()}/files/a HTTP/1.1\r\nHost: {target.authority}\r\n"
             "Content-Length: 100000000\r\n\r\nabc".encode(),
         )
-        assert _status_line(answer) == 401
+        assert status_line(answer) == 401
         # Meanwhile everybody else is served promptly.
         latencies = []
         async with aiohttp.ClientSession() as session:

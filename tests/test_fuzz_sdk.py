@@ -1,7 +1,8 @@
 """Bad input through the SDK, read back through the real stack (issue 7, "Bad input: SDK").
 
 Hypothesis generates names, values and shapes for ``log``, ``log_list``,
-``log_row``, ``log_table``, ``tag``, ``add_properties`` and ``log_image``:
+``log_row``, ``log_table``, ``tag``, ``add_properties`` and ``log_image``
+(tag and property values of any type are stored as ``str(value)``, as Azure ML v1 does):
 unicode, control characters, NUL and lone surrogates, strings around the
 length limit, NaN and ±Inf, integers around 2**53 and past 64 bits, nested
 containers, bytes, numpy scalars and arrays (0-d ones where a sequence is
@@ -216,6 +217,11 @@ def _unstorable_text(value: Any) -> bool:
     return isinstance(value, str) and ("\x00" in value or not _utf8(value))
 
 
+def _stored_text(value: Any) -> str | None:
+    """A tag or property value as stored: Azure ML v1 keeps None and stores anything else as str(value)."""
+    return None if value is None else str(value)
+
+
 def _names_of(call: Call) -> list[tuple[str, Any]]:
     """(namespace, name) of everything the call would create."""
     if call.method == "tag":
@@ -236,10 +242,10 @@ def _must_fail(call: Call) -> bool:
         inexact = type(value) is int and abs(value) > MAX_EXACT_INT
         return value is None or inexact or _unstorable_text(value)
     if call.method == "tag":
-        return _unstorable_text(args["value"])
+        return _unstorable_text(_stored_text(args["value"]))
     if call.method == "add_properties":
         props = args["value"]
-        return isinstance(props, Mapping) and any(_unstorable_text(v) for v in props.values())
+        return isinstance(props, Mapping) and any(v is None or _unstorable_text(str(v)) for v in props.values())
     if call.method in ("log_list", "log_row", "log_table"):
         # Cells are json (a NUL is kept), but a lone surrogate has no UTF-8 form.
         sequences = list(_sequences_of(call))
@@ -396,9 +402,9 @@ def _check_read_back(run: Run, accepted: Iterable[Call], query_url: str, picture
     expected_properties: dict[str, Any] = {}
     for call in accepted:
         if call.method == "tag":
-            expected_tags[call.name] = call.args["value"]
+            expected_tags[call.name] = _stored_text(call.args["value"])
         elif call.method == "add_properties":
-            expected_properties.update(call.args["value"])
+            expected_properties.update({k: _stored_text(v) for k, v in call.args["value"].items()})
         elif call.method == "log_image":
             # The event names the uploaded file, whose bytes are the picture's.
             target = run.download_file(metrics[call.name], scratch / "downloaded.png")

@@ -173,7 +173,7 @@ def test_uploading_the_same_name_twice_is_refused(workspace: Workspace) -> None:
 
 
 async def test_the_token_is_sent_as_a_bearer(settings: Settings, spawn: Any, tmp_path: Path) -> None:
-    secured = replace(settings, token="s3cret", query_port=free_port())
+    secured = replace(settings, token="s3cret-" + "t" * 32, query_port=free_port())
     secured = replace(secured, query_url=f"http://127.0.0.1:{secured.query_port}")
     proc = spawn("query", secured)
     await wait_http_ok(f"{secured.query_url}/health", proc)
@@ -188,18 +188,22 @@ async def test_the_token_is_sent_as_a_bearer(settings: Settings, spawn: Any, tmp
     run.complete()
 
 
+READ_TOKEN = "r3ad-" + "r" * 32
+WRITE_TOKEN = "wr1te-" + "w" * 32
+
+
 async def test_uploads_use_the_write_token_and_reads_the_read_token(
     settings: Settings, spawn: Any, tmp_path: Path
 ) -> None:
     port = free_port()
     secured = replace(
-        settings, token="r3ad", write_token="wr1te", query_port=port, query_url=f"http://127.0.0.1:{port}"
+        settings, token=READ_TOKEN, write_token=WRITE_TOKEN, query_port=port, query_url=f"http://127.0.0.1:{port}"
     )
     proc = spawn("query", secured)
     await wait_http_ok(f"{secured.query_url}/health", proc)
     env = {k: v for k, v in secured.as_env().items() if k != "RUNSTREAM_HOME"}
     both = Workspace.from_config(env={**env, "RUNSTREAM_HOME": str(tmp_path)})
-    assert (both.token, both.write_token) == ("r3ad", "wr1te")
+    assert (both.token, both.write_token) == (READ_TOKEN, WRITE_TOKEN)
     run = Experiment(both, "tokens").start_logging(outputs=None)
     run.upload_file("f.txt", io.BytesIO(b"ok"))  # 403 if it were sent with the read token
     assert run.get_file_names() == ["f.txt"]
@@ -295,8 +299,9 @@ def test_child_runs_and_listings(workspace: Workspace) -> None:  # noqa: F811
     everything = parent.get_metrics(recursive=True)
     assert everything[parent.id] == {"loss": 1.0}
     assert everything[first.id] == {"loss": 0.5} and everything[grandchild.id] == {"loss": 0.25}
-    listed = [r.id for r in experiment.get_runs()]
+    listed = [r.id for r in experiment.get_runs(include_children=True)]
     assert listed == [second.id, grandchild.id, first.id, parent.id]  # newest first
+    assert [r.id for r in experiment.get_runs()] == [parent.id]  # Azure ML v1: top-level runs by default
 
 
 def test_eight_processes_log_to_one_run(workspace: Workspace) -> None:  # noqa: F811

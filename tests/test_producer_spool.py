@@ -113,7 +113,7 @@ async def test_offline_run_syncs_with_its_files(settings: Settings, tmp_path: Pa
         [sys.executable, "-c", script], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
-    run_id = done.stdout.strip()
+    run_id = done.stdout.strip().removeprefix("OfflineRun_")  # stored under its UUID (producer._offline)
     result = sync_spool(tmp_path / "spool", workspace=Workspace.from_settings(settings))
     assert result.files == [f"{run_id}/notes.txt"]
     events = events_of(await consume_run(settings, run_id))

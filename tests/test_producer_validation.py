@@ -34,6 +34,11 @@ from tests.test_producer_query import Figure
 
 Call = Callable[[Run], Any]
 
+class Unprintable:
+    def __str__(self) -> str:
+        raise RuntimeError("no text for this one")
+
+
 TYPE_ERRORS: list[tuple[str, Call, str]] = [
     ("list", lambda r: r.log("m", [1.0, 2.0]), "use log_list"),
     ("tuple", lambda r: r.log("m", (1.0,)), "use log_list"),
@@ -57,8 +62,14 @@ TYPE_ERRORS: list[tuple[str, Call, str]] = [
     ("table not dict", lambda r: r.log_table("m", [1, 2]), "dict of columns"),
     ("table column", lambda r: r.log_table("m", {"a": 5}), "column 'a' takes a list of values, got int"),
     ("plot", lambda r: r.log_image("m", plot=object()), "matplotlib"),
-    ("tag value", lambda r: r.tag("m", 3), "tag value must be a str"),
-    ("property value", lambda r: r.add_properties({"m": 1}), "property value must be a str"),
+    # Azure ML v1 stores str(value); a value that cannot be one, or None as a property, is refused.
+    ("tag value", lambda r: r.tag("m", Unprintable()), "tag value of type Unprintable cannot be converted to str"),
+    ("property value", lambda r: r.add_properties({"m": None}), "property value must be a str"),
+    (
+        "property conversion",
+        lambda r: r.add_properties({"m": Unprintable()}),
+        "property value of type Unprintable cannot be converted",
+    ),
     ("fail details", lambda r: r.fail(3.5), "fail() takes"),
     ("description", lambda r: r.log("m", 1.0, description=3), "description must be a str"),
     ("row description", lambda r: r.log_row("m", description=b"x", a=1), "description must be a str"),
@@ -273,9 +284,10 @@ def test_from_config_reads_the_file_and_takes_the_token_from_env(tmp_path: Path)
     (tmp_path / "config.json").write_text(
         json.dumps({"kafka_bootstrap": "k:1", "query_url": "http://q:2/", "topic": "t", "token": "from-file"})
     )
-    env = {"RUNSTREAM_HOME": str(tmp_path), "RUNSTREAM_TOKEN": "secret", "RUNSTREAM_KAFKA_BOOTSTRAP": "env:9"}
+    secret = "secret-" + "s" * 32
+    env = {"RUNSTREAM_HOME": str(tmp_path), "RUNSTREAM_TOKEN": secret, "RUNSTREAM_KAFKA_BOOTSTRAP": "env:9"}
     ws = Workspace.from_config(env=env)
-    assert (ws.kafka_bootstrap, ws.query_url, ws.topic, ws.token) == ("k:1", "http://q:2", "t", "secret")
+    assert (ws.kafka_bootstrap, ws.query_url, ws.topic, ws.token) == ("k:1", "http://q:2", "t", secret)
     assert "secret" not in repr(ws)
     assert Workspace.from_config(tmp_path, env={}).token is None  # never from the file
     assert Workspace.from_config(tmp_path / "config.json", env={}).kafka_bootstrap == "k:1"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import dataclasses
 import urllib.parse
 import uuid
@@ -21,7 +22,9 @@ from runstream.stack import free_port
 from tests.support import wait_http_ok
 from tests.test_query_seed import seed_run, seed_scalars
 
-TOKEN = "s3cret"
+TOKEN = "s3cret-" + "x" * 32
+READ_TOKEN = "r3ad-" + "r" * 32
+WRITE_TOKEN = "wr1te-" + "w" * 32
 
 
 @pytest_asyncio.fixture(scope="module")
@@ -71,10 +74,10 @@ async def test_every_route_needs_the_token(secured: str, db: asyncpg.Pool) -> No
         for header, code in (
             (None, "missing_token"),
             ("Bearer wrong", "bad_token"),
-            ("Bearer s3cre", "bad_token"),
-            ("Bearer s3cret-and-more", "bad_token"),
-            ("Basic czNjcmV0", "bad_token"),
-            ("s3cret", "bad_token"),
+            (f"Bearer {TOKEN[:-1]}", "bad_token"),
+            (f"Bearer {TOKEN}-and-more", "bad_token"),
+            (f"Basic {base64.b64encode(TOKEN.encode()).decode()}", "bad_token"),
+            (TOKEN, "bad_token"),
             ("Bearer ", "bad_token"),
         ):
             status, body, challenge = await request(method, secured + path, header=header)
@@ -152,29 +155,29 @@ async def _serve(app_settings: Settings, write_token: str) -> tuple[web.AppRunne
 
 async def test_separate_write_token(settings: Settings, db: asyncpg.Pool, tmp_path: Path) -> None:
     run_id = await seed_run(db, experiment="auth")
-    app_settings = dataclasses.replace(settings, token="r3ad", artifacts_dir=tmp_path)
-    runner, url = await _serve(app_settings, "wr1te")
+    app_settings = dataclasses.replace(settings, token=READ_TOKEN, artifacts_dir=tmp_path)
+    runner, url = await _serve(app_settings, WRITE_TOKEN)
     try:
         file_url = f"{url}/api/runs/{run_id}/files/a.txt"
-        for token, want in ((None, 401), ("r3ad", 200), ("wr1te", 200), ("nope", 401)):
+        for token, want in ((None, 401), (READ_TOKEN, 200), (WRITE_TOKEN, 200), ("nope", 401)):
             assert (await request("GET", f"{url}/api/runs/{run_id}", token))[0] == want, token
         for token, want, code in (
             (None, 401, "missing_token"),
-            ("r3ad", 403, "forbidden"),
+            (READ_TOKEN, 403, "forbidden"),
             ("nope", 401, "bad_token"),
         ):
             status, body, _ = await request("PUT", file_url, token)
             assert (status, body["error"]["code"]) == (want, code), token
-        assert (await request("PUT", file_url, "wr1te"))[0] == 201
-        assert (await request("GET", file_url, "r3ad"))[0] == 200
+        assert (await request("PUT", file_url, WRITE_TOKEN))[0] == 201
+        assert (await request("GET", file_url, READ_TOKEN))[0] == 200
     finally:
         await runner.cleanup()
 
     # Only a write token: reads are open, writes are not.
-    runner, url = await _serve(dataclasses.replace(app_settings, token=None), "wr1te")
+    runner, url = await _serve(dataclasses.replace(app_settings, token=None), WRITE_TOKEN)
     try:
         assert (await request("GET", f"{url}/api/runs/{run_id}"))[0] == 200
         assert (await request("PUT", f"{url}/api/runs/{run_id}/files/b.txt"))[0] == 401
-        assert (await request("PUT", f"{url}/api/runs/{run_id}/files/b.txt", "wr1te"))[0] == 201
+        assert (await request("PUT", f"{url}/api/runs/{run_id}/files/b.txt", WRITE_TOKEN))[0] == 201
     finally:
         await runner.cleanup()

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from producer import Experiment, ScriptRunConfig, Workspace
+from producer import Experiment, Run, ScriptRunConfig, Workspace
 from query._web_logs import _complete_utf8
 from runstream.config import Settings
 from runstream.stack import free_port
@@ -51,6 +51,12 @@ for i in range(3, 6):
 """
 
 
+def go(run: Run) -> None:
+    """Tell the submitted script to go on, in the directory it runs in (its snapshot)."""
+    assert run._script is not None
+    (run._script.plan.cwd / "go").touch()
+
+
 def script(tmp_path: Path) -> Path:
     source = tmp_path / "src"
     source.mkdir()
@@ -81,7 +87,7 @@ async def test_show_output_follows_the_log_from_the_service_while_the_script_run
     run = Experiment(workspace, "driver-log").submit(ScriptRunConfig(source, "train.py"))
     url = f"{query_service}/api/runs/{run.id}/logs/driver"
     await first_lines(url)
-    (source / "go").touch()
+    go(run)
 
     details = await asyncio.to_thread(
         run.wait_for_completion, show_output=True, timeout_seconds=120, poll_interval_seconds=0.1
@@ -117,7 +123,7 @@ async def test_appends_missed_while_the_service_is_down_arrive_when_it_is_back(
     await eventually(append_failed, bool, what="an append that found no service")
     await wait_http_ok(f"{later.query_url}/health", spawn("query", later))
     await first_lines(f"{later.query_url}/api/runs/{run.id}/logs/driver")
-    (source / "go").touch()
+    go(run)
     details = await asyncio.to_thread(run.wait_for_completion, timeout_seconds=120, poll_interval_seconds=0.1)
     assert details["status"] == "Completed"
     status, page = await call("GET", f"{later.query_url}/api/runs/{run.id}/logs/driver")

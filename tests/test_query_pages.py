@@ -192,12 +192,25 @@ async def test_running_run_page_refreshes(query_service: str, db: asyncpg.Pool) 
     assert status == 200 and '<noscript><meta http-equiv="refresh"' in text and "No metrics yet" in text
 
 
+async def test_a_run_not_stored_yet_has_a_starting_page(query_service: str) -> None:
+    """The SDK prints the portal URL before ingest stores the run: a browser sees "starting", never a 404."""
+    fresh = uuid.uuid4()
+    for headers in ({"Accept": "text/html"}, {}):
+        status, ctype, text = await get_text(f"{query_service}/runs/{fresh}", headers=headers)
+        assert (status, ctype) == (200, "text/html")
+        assert f'<div id="run" data-run-id="{fresh}" data-starting>' in text
+        assert '<span class="status Starting">Starting</span> waiting for the first data' in text
+        # run.js follows the run's stream and reloads; without JavaScript the page reloads itself.
+        assert '<script src="/static/run.js" defer></script>' in text
+        assert '<noscript><meta http-equiv="refresh"' in text
+
+
 async def test_page_errors(query_service: str) -> None:
     missing = uuid.uuid4()
     # A browser gets an HTML error page, any other client JSON.
-    status, ctype, text = await get_text(f"{query_service}/runs/{missing}", headers={"Accept": "text/html"})
+    status, ctype, text = await get_text(f"{query_service}/no/such/{missing}", headers={"Accept": "text/html"})
     assert (status, ctype) == (404, "text/html") and str(missing) in text
-    status, body = await get(f"{query_service}/runs/{missing}")
+    status, body = await get(f"{query_service}/api/runs/{missing}")
     assert status == 404 and body["error"]["code"] == "run_not_found"
     status, body = await get(f"{query_service}/runs/nope")
     assert status == 400 and body["error"]["parameter"] == "run_id"

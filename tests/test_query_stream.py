@@ -105,9 +105,22 @@ async def test_stream_starts_after_the_stored_last_point_and_catches_up_on_burst
         assert steps == [p[0] for p in burst]
 
 
+async def test_a_run_not_stored_yet_streams_from_its_first_data(query_service: str, db: asyncpg.Pool) -> None:
+    """A run page opened right after start_logging() follows the run's stream before ingest stores the run."""
+    run_id = uuid.uuid4()
+    async with aiohttp.ClientSession() as client, client.get(f"{query_service}/api/runs/{run_id}/stream") as resp:
+        assert resp.status == 200 and resp.content_type == "text/event-stream"
+        reader = EventReader(resp)
+        await seed_run(db, run_id=run_id, experiment="arrives-late", status="Running")  # and announces it
+        kind, data = await reader.next()
+        assert kind == "run" and (data["id"], data["status"], data["experiment"]) == (
+            str(run_id),
+            "Running",
+            "arrives-late",
+        )
+
+
 async def test_stream_errors(query_service: str) -> None:
-    status, body = await get(f"{query_service}/api/runs/{uuid.uuid4()}/stream")
-    assert status == 404 and body["error"]["code"] == "run_not_found"
     status, body = await get(f"{query_service}/api/runs/nope/stream")
     assert status == 400 and body["error"]["parameter"] == "run_id"
 

@@ -13,19 +13,18 @@ from __future__ import annotations
 
 import asyncio
 import math
-import multiprocessing
 import time
 from typing import Any
 
 import aiohttp
 
+from bench.by_rate import percentile_rows
 from bench.context import Context
-from bench.proc import next_message
+from bench.load import PacedLoad
 from bench.query_api import read_series
 from bench.rows import Bar, Row
 from bench.services import Sandbox
-from bench.stats import Stats, percentile
-from bench.workers.rs_paced import paced
+from bench.stats import percentile
 
 TITLE = "3. freshness: run.log to visible through the query service"
 PROBE_INTERVAL = 0.02
@@ -53,22 +52,18 @@ async def _poll(session: aiohttp.ClientSession, base: str, run_id: str, expected
 
 
 async def _measure_rate(ctx: Context, sandbox: Sandbox, rate: int) -> list[dict[str, Any]]:
-    mp = multiprocessing.get_context("spawn")
-    queue, go = mp.Queue(), mp.Queue()
-    proc = mp.Process(
-        target=paced,
-        args=(sandbox.settings.as_env(), rate, ctx.sizes.freshness_seconds, PROBE_INTERVAL, ctx.sizes.reps, queue, go),
-        daemon=True,
-    )
-    proc.start()
+    s = ctx.sizes
     results = []
-    async with aiohttp.ClientSession() as session:
-        for rep in range(ctx.sizes.reps):
-            run_id = (await next_message(queue, [proc], "paced producer"))["run_id"]
+    async with (
+        PacedLoad(sandbox.settings, rate, s.freshness_seconds, s.reps, PROBE_INTERVAL) as load,
+        aiohttp.ClientSession() as session,
+    ):
+        for rep in range(s.reps):
+            run_id = await load.next_run()
             expected_box: list[int] = []
             poller = asyncio.create_task(_poll(session, sandbox.settings.query_url, run_id, expected_box))
-            go.put("go")
-            done = await next_message(queue, [proc], "paced producer")
+            load.go()
+            done = await load.done()
             expected = done["probes"]
             expected_box.append(expected)
             delays = await poller
@@ -87,51 +82,20 @@ async def _measure_rate(ctx: Context, sandbox: Sandbox, rate: int) -> list[dict[
                 f"    {rate:,}/s rep {rep + 1}: p50 {results[-1]['p50'] * 1000:.0f} ms, "
                 f"p99 {results[-1]['p99'] * 1000:.0f} ms ({len(delays)}/{expected} probes)"
             )
-    await asyncio.to_thread(proc.join, 60)
     return results
 
 
-def _rows(rate: int) -> tuple[Row, Row]:
-    label = f"{rate // 1000}k points/s"
-    return (
-        Row(
-            key=f"freshness_p50_{rate}",
-            figure=f"{TITLE}, p50 at {label}",
-            unit="s",
-            bars=[Bar("max", 0.25, "≤ 250 ms")],
-        ),
-        Row(
-            key=f"freshness_p99_{rate}",
-            figure=f"{TITLE}, p99 at {label}",
-            unit="s",
-            bars=[Bar("max", 1.0, "≤ 1 s")],
-        ),
-    )
-
-
 async def run(ctx: Context) -> list[Row]:
-    rows: list[Row] = []
-    gone = ctx.lacks("producer", "ingest", "query")
-    pairs = {rate: _rows(rate) for rate in ctx.sizes.freshness_rates}
-    if gone:
-        for pair in pairs.values():
-            for row in pair:
-                row.missing = gone
-        return [row for pair in pairs.values() for row in pair]
-    async with Sandbox(ctx.infra, "fresh") as sandbox:
-        await sandbox.start_ingest(1)
-        await sandbox.start_query()
-        for rate, (p50, p99) in pairs.items():
-            ctx.progress(f"  offered load {rate:,} points/s, {ctx.sizes.freshness_seconds:g} s per run")
-            results = await _measure_rate(ctx, sandbox, rate)
-            p50.runstream = Stats.of(r["p50"] for r in results)
-            p99.runstream = Stats.of(r["p99"] for r in results)
-            p50.details["runs"] = results
-            p50.note = (
-                f"{ctx.sizes.freshness_seconds:g} s of logging per run over 20 metrics plus a probe every 20 ms; "
-                "polled every 20 ms via GET /api/runs/{id}/series?name=probe&start_step=k; delay = response "
-                "arrival - logged time (upper bound). One ingest worker, one query service."
-            )
-            rows += [p50, p99]
-        sandbox.check_alive()
-    return rows
+    return await percentile_rows(
+        ctx,
+        key="freshness",
+        title=TITLE,
+        rates=ctx.sizes.freshness_rates,
+        measure=_measure_rate,
+        note=(
+            f"{ctx.sizes.freshness_seconds:g} s of logging per run over 20 metrics plus a probe every 20 ms; "
+            "polled every 20 ms via GET /api/runs/{id}/series?name=probe&start_step=k; delay = response "
+            "arrival - logged time (upper bound). One ingest worker, one query service."
+        ),
+        bars=([Bar("max", 0.25, "≤ 250 ms")], [Bar("max", 1.0, "≤ 1 s")]),
+    )

@@ -1,3 +1,19 @@
+// A run ingest has stored nothing of yet (its page opened right after
+// start_logging()): the server renders a "starting" page; follow the run's
+// stream and reload at its first event, when the whole page can be rendered.
+(function () {
+  "use strict";
+  const root = document.getElementById("run");
+  if (!root || !("starting" in root.dataset)) return;
+  const stream = new EventSource("/api/runs/" + root.dataset.runId + "/stream");
+  function arrived() {
+    stream.close();
+    window.location.reload();
+  }
+  stream.addEventListener("run", arrived);
+  stream.addEventListener("points", arrived);
+})();
+
 // The run page's live charts: one uPlot chart per scalar metric, loaded
 // downsampled to the chart's pixel width, then extended from the run's
 // Server-Sent Events stream without reloading the page. Without JavaScript the

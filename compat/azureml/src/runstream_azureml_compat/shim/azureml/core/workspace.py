@@ -1,0 +1,5 @@
+"""Azure ML v1's ``azureml.core.workspace``."""
+
+from producer import Workspace
+
+__all__ = ["Workspace"]
