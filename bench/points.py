@@ -26,6 +26,8 @@ from collections.abc import Sequence
 import asyncpg
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from runstream import kafka
+
 __all__ = ["count_points", "point_bytes", "point_tables", "wait_committed"]
 
 
@@ -101,10 +103,10 @@ async def point_bytes(conn: asyncpg.Connection) -> int:
     return total
 
 
-async def end_offsets(bootstrap: str, topic: str) -> dict[int, int]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
+async def end_offsets(target: kafka.KafkaTarget, topic: str) -> dict[int, int]:
+    consumer = AIOKafkaConsumer(**kafka.client_options(target), enable_auto_commit=False)
     try:
+        await kafka.start(consumer, target)
         await consumer.topics()  # fetches the cluster's metadata
         partitions = consumer.partitions_for_topic(topic) or set()
         ends = await consumer.end_offsets([TopicPartition(topic, p) for p in partitions])
@@ -122,7 +124,7 @@ async def _offsets_caught_up(conn: asyncpg.Connection, topic: str, ends: dict[in
 async def wait_committed(
     conn: asyncpg.Connection,
     *,
-    bootstrap: str,
+    cluster: kafka.KafkaTarget,
     topic: str,
     run_ids: Sequence[str],
     expected_points: int,
@@ -137,7 +139,7 @@ async def wait_committed(
     offsets are not stored that way, it falls back to polling the count.
     """
     deadline = time.monotonic() + timeout_seconds
-    ends = await end_offsets(bootstrap, topic)
+    ends = await end_offsets(cluster, topic)
     has_offsets = bool(await conn.fetchval("SELECT to_regclass('consumer_offsets') IS NOT NULL"))
     if has_offsets:
         while time.monotonic() < deadline:

@@ -37,6 +37,7 @@ import numpy as np
 
 from ingest._partitions import utc_day
 from ingest.schema import migrate
+from runstream.dsn import with_database
 from runstream.stack import free_port, wait_http_ok
 from tests.support import copy_chunks
 
@@ -175,7 +176,7 @@ async def main() -> None:
             await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
-    dsn = args.dsn.rsplit("/", 1)[0] + "/" + name
+    dsn = with_database(args.dsn, name)
     home = tempfile.TemporaryDirectory(prefix=f"{name}-")  # the services' RUNSTREAM_HOME and log
     try:
         await migrate(dsn)

@@ -13,6 +13,8 @@ import uuid
 
 from aiokafka import AIOKafkaProducer
 
+from runstream import kafka
+from runstream.config import Settings
 from runstream.events import Batch, encode_batch, scalars_event
 
 __all__ = ["publish_runs"]
@@ -34,11 +36,13 @@ def _events(experiment: str, index: int, now: float) -> list[dict[str, object]]:
     return events
 
 
-async def publish_runs(bootstrap: str, topic: str, experiment: str, count: int) -> list[str]:
-    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=20, max_batch_size=1 << 20)
-    await producer.start()
+async def publish_runs(settings: Settings, experiment: str, count: int) -> list[str]:
+    """``count`` completed runs of ``experiment`` on ``settings.topic``; their ids."""
+    topic = settings.topic
+    producer = AIOKafkaProducer(**kafka.client_options(settings), linger_ms=20, max_batch_size=1 << 20)
     run_ids = []
     try:
+        await kafka.start(producer, settings)
         now = time.time()
         for index in range(count):
             run_id = str(uuid.uuid4())

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import shutil
 import sys
 import tempfile
@@ -25,7 +26,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from bench.proc import BENCH_PYTHON, Service, child_env, free_port, peak_rss_bytes
-from runstream.config import Settings
+from runstream import kafka
+from runstream.config import KafkaSecurity, Settings
+from runstream.dsn import with_database
 from runstream.stack import LocalStack, create_topics
 
 __all__ = ["Infra", "MlflowServer", "Sandbox"]
@@ -36,20 +39,30 @@ class Infra:
 
     ``stack`` is the :class:`LocalStack` that :meth:`start_local` made (None for
     services that already ran): the chaos suite stops and starts its Kafka and
-    PostgreSQL.
+    PostgreSQL. ``kafka_security`` is how to reach Kafka (the local stack's
+    SASL user, or the ``RUNSTREAM_KAFKA_*`` variables for existing services);
+    ``admin_dsn`` is a role that may create databases - not a superuser.
     """
 
-    def __init__(self, *, kafka_bootstrap: str, admin_dsn: str, home: Path, stack: LocalStack | None = None) -> None:
+    def __init__(
+        self,
+        *,
+        kafka_bootstrap: str,
+        kafka_security: KafkaSecurity,
+        admin_dsn: str,
+        home: Path,
+        stack: LocalStack | None = None,
+    ) -> None:
         self.kafka_bootstrap = kafka_bootstrap
+        self.kafka_security = kafka_security
         self.admin_dsn = admin_dsn
         self.home = home
         self.stack = stack
 
     @classmethod
     def start_local(cls) -> Infra:
-        """A stack of our own: as root PostgreSQL runs as ``postgres``, hence mode 755."""
+        """A stack of our own, private to us (the stack sets the home's mode)."""
         home = Path(tempfile.mkdtemp(prefix="runstream-bench-"))
-        home.chmod(0o755)
         settings = Settings.from_env(
             {
                 "RUNSTREAM_HOME": str(home),
@@ -64,17 +77,23 @@ class Infra:
         except BaseException:
             stack.stop()
             raise
-        admin = settings.database_url.rsplit("/", 1)[0] + "/postgres"
-        return cls(kafka_bootstrap=settings.kafka_bootstrap, admin_dsn=admin, home=home, stack=stack)
+        return cls(
+            kafka_bootstrap=settings.kafka_bootstrap,
+            kafka_security=settings.kafka_security,
+            admin_dsn=with_database(settings.database_url, "postgres"),
+            home=home,
+            stack=stack,
+        )
 
     @classmethod
     def existing(cls, kafka_bootstrap: str, admin_dsn: str) -> Infra:
+        """Services that run already; Kafka's security from the ``RUNSTREAM_KAFKA_*`` variables."""
         home = Path(tempfile.mkdtemp(prefix="runstream-bench-"))
-        home.chmod(0o755)
-        return cls(kafka_bootstrap=kafka_bootstrap, admin_dsn=admin_dsn, home=home)
+        security = KafkaSecurity.from_env(os.environ, home=home, local=False)
+        return cls(kafka_bootstrap=kafka_bootstrap, kafka_security=security, admin_dsn=admin_dsn, home=home)
 
     def dsn(self, database: str) -> str:
-        return self.admin_dsn.rsplit("/", 1)[0] + "/" + database
+        return with_database(self.admin_dsn, database)
 
     @contextlib.asynccontextmanager
     async def _admin(self) -> AsyncIterator[asyncpg.Connection]:
@@ -104,10 +123,10 @@ class Infra:
             shutil.rmtree(self.home, ignore_errors=True)
 
 
-async def delete_topics(bootstrap: str, names: list[str]) -> None:
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
+async def delete_topics(target: kafka.KafkaTarget, names: list[str]) -> None:
+    admin = AIOKafkaAdminClient(**kafka.client_options(target))
     try:
+        await kafka.start(admin, target)
         await admin.delete_topics(names)
     except KafkaError:
         pass  # best effort: the whole stack goes away at the end anyway
@@ -115,11 +134,11 @@ async def delete_topics(bootstrap: str, names: list[str]) -> None:
         await admin.close()
 
 
-async def group_members(bootstrap: str, group: str) -> tuple[str, int]:
+async def group_members(target: kafka.KafkaTarget, group: str) -> tuple[str, int]:
     """(state, number of members with an assignment) of a consumer group."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
+    admin = AIOKafkaAdminClient(**kafka.client_options(target))
     try:
+        await kafka.start(admin, target)
         responses = await admin.describe_consumer_groups([group])
     finally:
         await admin.close()
@@ -145,6 +164,7 @@ class Sandbox:
             {
                 "RUNSTREAM_HOME": str(self.home),
                 "RUNSTREAM_KAFKA_BOOTSTRAP": infra.kafka_bootstrap,
+                **infra.kafka_security.as_env(),
                 "RUNSTREAM_DATABASE_URL": infra.dsn(self.name),
                 "RUNSTREAM_TOPIC": f"{self.name}.events",
                 "RUNSTREAM_DLQ_TOPIC": f"{self.name}.dead-letter",
@@ -191,7 +211,7 @@ class Sandbox:
         state, members = "Unknown", 0
         while time.monotonic() < deadline:
             try:
-                state, members = await group_members(self.infra.kafka_bootstrap, self.settings.group_id)
+                state, members = await group_members(self.settings, self.settings.group_id)
             except KafkaError:
                 pass
             if state == "Stable" and members >= min(workers, self.partitions):
@@ -218,7 +238,7 @@ class Sandbox:
         for service in [*([self.query] if self.query else []), *self.workers]:
             await asyncio.to_thread(service.stop)
         await self.infra.drop_database(self.name)
-        await delete_topics(self.infra.kafka_bootstrap, [self.settings.topic, self.settings.dlq_topic])
+        await delete_topics(self.settings, [self.settings.topic, self.settings.dlq_topic])
 
 
 class MlflowServer:

@@ -29,7 +29,7 @@ import asyncpg
 from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
 from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLargeError  # type: ignore[import-untyped]
 
-from runstream.events import MAX_RECORD_BYTES
+from runstream import kafka
 
 from ._decoder import DeadLetter
 from ._pg import Conn
@@ -63,11 +63,12 @@ def dead_letter_headers(letter: DeadLetter) -> list[tuple[str, bytes]]:
 class DeadLetterProducer:
     """Sends dead letters and waits until Kafka has them (acks=all)."""
 
-    def __init__(self, *, bootstrap_servers: str, topic: str) -> None:
+    def __init__(self, target: kafka.KafkaTarget, *, topic: str) -> None:
         self._topic = topic
-        self._max_bytes = 2 * MAX_RECORD_BYTES  # the topic's max.message.bytes (see _topics)
+        self._target = target
+        self._max_bytes = kafka.TOPIC_MAX_MESSAGE_BYTES
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap_servers,
+            **kafka.client_options(target),
             acks="all",
             enable_idempotence=True,
             max_request_size=self._max_bytes + 64 * 1024,
@@ -75,7 +76,7 @@ class DeadLetterProducer:
         self._started = False
 
     async def start(self) -> None:
-        await self._producer.start()
+        await kafka.start(self._producer, self._target)
         self._started = True
 
     async def stop(self) -> None:

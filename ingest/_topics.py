@@ -1,7 +1,4 @@
-"""The events and dead-letter topics: created if missing, and which incarnation exists.
-
-Several workers may start at once; a topic another one created in between is
-as good as one this worker created.
+"""Which incarnation of a topic exists (creating topics is :func:`runstream.kafka.ensure_topics`).
 
 :func:`topic_identity` tells a topic that was deleted and created again, or a
 broker whose data was replaced, from the topic ingest stored offsets for:
@@ -13,68 +10,21 @@ consumer already has (its connection and security settings).
 
 from __future__ import annotations
 
-import logging
 import uuid
 from dataclasses import dataclass
 from io import BytesIO
 from typing import Any, Final
 
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic  # type: ignore[import-untyped]
 from aiokafka.errors import (  # type: ignore[import-untyped]
     IncompatibleBrokerVersion,
     KafkaConnectionError,
-    KafkaError,
-    TopicAlreadyExistsError,
     for_code,
 )
 from aiokafka.protocol.abstract import AbstractType  # type: ignore[import-untyped]
 from aiokafka.protocol.api import Request, RequestStruct, Response  # type: ignore[import-untyped]
 from aiokafka.protocol.types import Boolean, CompactArray, CompactString, Int16, Int32, Schema, TaggedFields  # type: ignore[import-untyped]
 
-from runstream.events import MAX_RECORD_BYTES
-
-__all__ = ["TopicIdentity", "ensure_topics", "topic_identity"]
-
-log = logging.getLogger(__name__)
-
-_ALREADY_EXISTS: Final = TopicAlreadyExistsError.errno
-# Above the format's limit, so that an oversized record reaches ingest and is
-# dead-lettered with its reason instead of failing in the producer.
-_MAX_MESSAGE_BYTES: Final = 2 * MAX_RECORD_BYTES
-
-
-async def ensure_topics(bootstrap_servers: str, topics: dict[str, int]) -> None:
-    """Make sure each topic in ``{name: partitions}`` exists."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap_servers)
-    await admin.start()
-    try:
-        existing = set(await admin.list_topics())
-        missing = {name: n for name, n in topics.items() if name not in existing}
-        if not missing:
-            return
-        brokers = len((await admin.describe_cluster())["brokers"])
-        replication = min(3, max(1, brokers))
-        response = await admin.create_topics(
-            [
-                NewTopic(
-                    name,
-                    num_partitions=n,
-                    replication_factor=replication,
-                    topic_configs={"max.message.bytes": str(_MAX_MESSAGE_BYTES)},
-                )
-                for name, n in missing.items()
-            ]
-        )
-        for topic_error in response.topic_errors:
-            name, code = topic_error[0], topic_error[1]
-            if code == 0:
-                log.info("created topic %s", name)
-            elif code != _ALREADY_EXISTS:
-                error: type[KafkaError] = for_code(code)
-                raise error(f"creating topic {name}: {topic_error[2] if len(topic_error) > 2 else ''}")
-    finally:
-        await admin.close()
-
+__all__ = ["TopicIdentity", "topic_identity"]
 
 @dataclass(frozen=True, slots=True)
 class TopicIdentity:

@@ -46,7 +46,9 @@ from aiokafka.errors import (  # type: ignore[import-untyped]
     OffsetOutOfRangeError,
 )
 
+from runstream import kafka
 from runstream.config import Settings
+from runstream.dsn import postgres_setup_error
 
 from ._compaction import ChunkCompactor
 from ._decoder import DeadLetter, Decoded, Source, decode_record
@@ -59,7 +61,7 @@ from ._metrics import IngestMetrics, MetricsServer
 from ._options import IngestOptions
 from ._partitions import PointPartitions, utc_day
 from ._periodic import Periodic
-from ._topics import TopicIdentity, ensure_topics, topic_identity
+from ._topics import TopicIdentity, topic_identity
 from ._writer import FlushResult, Writer
 from .schema import migrate
 
@@ -137,9 +139,8 @@ class IngestWorker:
 
     async def _start(self) -> None:
         s, o = self.settings, self.options
-        topics = {s.topic: s.topic_partitions, s.dlq_topic: s.topic_partitions}
         # The one way this worker creates its topics: at start, and again if one is deleted under it.
-        self._ensure_topics = lambda: ensure_topics(s.kafka_bootstrap, topics)
+        self._ensure_topics = lambda: kafka.ensure_topics(s)
         await _retrying("create topics", o, self._ensure_topics)
         # Idempotent and serialised by an advisory lock: a worker never writes
         # to a schema older than its code.
@@ -156,7 +157,7 @@ class IngestWorker:
             not_responding_after_seconds=s.not_responding_after_seconds,
             failed_after_seconds=s.failed_after_seconds,
         )
-        dlq = DeadLetterProducer(bootstrap_servers=s.kafka_bootstrap, topic=s.dlq_topic)
+        dlq = DeadLetterProducer(s, topic=s.dlq_topic)
         await _retrying("start the dead-letter producer", o, dlq.start)
         self._stack.push_async_callback(dlq.stop)
         dead_letters = DeadLetters(
@@ -168,7 +169,7 @@ class IngestWorker:
         self._dead_letters = dead_letters
         self._writer = Writer(pool, s.topic, dead_letters, partitions=partitions)
         consumer = AIOKafkaConsumer(
-            bootstrap_servers=s.kafka_bootstrap,
+            **kafka.client_options(s),
             group_id=s.group_id,
             enable_auto_commit=False,
             # Never: an offset out of range is a changed topic or lost records,
@@ -179,7 +180,7 @@ class IngestWorker:
             session_timeout_ms=int(o.session_timeout_seconds * 1000),
             heartbeat_interval_ms=max(100, int(o.session_timeout_seconds * 1000 / 3)),
         )
-        await _retrying("start the consumer", o, consumer.start)
+        await _retrying("start the consumer", o, lambda: kafka.start(consumer, s))
         self._stack.push_async_callback(consumer.stop)
         self._jobs = [
             # Only while caught up: after an outage the data of live runs may
@@ -641,6 +642,10 @@ async def _retrying(what: str, options: IngestOptions, attempt: Callable[[], Awa
         try:
             return await attempt()
         except (OSError, KafkaError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            # A refused password or certificate stays refused: say so at once, naming the setting.
+            # (A Kafka setting that is wrong raises kafka.KafkaSetupError, which is not caught here.)
+            if (setup := postgres_setup_error(exc)) is not None:
+                raise IngestStartError(f"could not {what}: {setup}") from exc
             if time.monotonic() + delay > deadline:
                 raise IngestStartError(f"could not {what}: {exc!r}") from exc
             log.warning("could not %s (%r), retrying in %.2fs", what, exc, delay)

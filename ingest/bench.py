@@ -31,6 +31,7 @@ import uuid
 import asyncpg
 from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
 
+from runstream import kafka
 from runstream.config import Settings
 from runstream.events import Batch, encode_batch, scalars_event
 
@@ -69,13 +70,9 @@ async def _main(points: int, runs: int, metrics: int, per_event: int, flush_poin
     records = _records(points, runs, metrics, per_event)
     total_points = len(records) * metrics * per_event
     # Create the topics first (the worker would), so production lands on every partition.
-    from ._topics import ensure_topics
-
-    await ensure_topics(settings.kafka_bootstrap, {settings.topic: settings.topic_partitions})
+    await kafka.ensure_topics(settings, {settings.topic: settings.topic_partitions})
     started = time.perf_counter()
-    async with AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, linger_ms=20, max_request_size=16 << 20
-    ) as p:
+    async with AIOKafkaProducer(**kafka.client_options(settings), linger_ms=20, max_request_size=16 << 20) as p:
         futures = [await p.send(settings.topic, value=v, key=k) for k, v in records]
         await asyncio.gather(*futures)
     print(f"produced {len(records)} records, {total_points} points in {time.perf_counter() - started:.2f}s")
@@ -114,7 +111,7 @@ async def _freshness(rate: int, seconds: float) -> None:
     async with (
         asyncpg.create_pool(settings.database_url, min_size=1, max_size=1) as pool,
         IngestWorker(settings, metrics_port=0),
-        AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=0) as producer,
+        AIOKafkaProducer(**kafka.client_options(settings), linger_ms=0) as producer,
     ):
 
         async def watch() -> None:
@@ -168,10 +165,8 @@ def _bad_and_good(bad: int, partitions: int) -> tuple[list[tuple[bytes, bytes]],
 
 async def _time_to_store(settings: Settings, records: list[tuple[bytes, bytes]], good: list[str]) -> float:
     """Seconds from a fresh worker's start until the good runs' batches are stored."""
-    from ._topics import ensure_topics
-
-    await ensure_topics(settings.kafka_bootstrap, {settings.topic: settings.topic_partitions})
-    async with AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, linger_ms=20) as producer:
+    await kafka.ensure_topics(settings, {settings.topic: settings.topic_partitions})
+    async with AIOKafkaProducer(**kafka.client_options(settings), linger_ms=20) as producer:
         await asyncio.gather(*[await producer.send(settings.topic, value=v, key=k) for k, v in records])
     async with asyncpg.create_pool(settings.database_url, min_size=1, max_size=1) as pool:
         started = time.perf_counter()

@@ -31,6 +31,7 @@ import numpy as np
 
 from runstream.chunks import CHUNK_COLUMNS, DECODE_COLUMNS, decode_row, encode_chunk
 from runstream.config import Settings
+from runstream.dsn import with_database
 
 from ._partitions import utc_day
 from .schema import migrate
@@ -132,7 +133,7 @@ async def _main(series_points: int) -> None:
     name = f"layout_bench_{uuid.uuid4().hex[:8]}"
     admin = await asyncpg.connect(admin_dsn)
     await admin.execute(f'CREATE DATABASE "{name}"')
-    dsn = admin_dsn.rsplit("/", 1)[0] + "/" + name
+    dsn = with_database(admin_dsn, name)
     try:
         await migrate(dsn)
         conn = await asyncpg.connect(dsn)

@@ -16,11 +16,15 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
-from collections.abc import Coroutine
-from concurrent.futures import Future
-from typing import Any
+from collections.abc import Callable, Coroutine
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from producer._sinks import SharedProducer
+from runstream.config import KafkaSecurity
+
+T = TypeVar("T")
 
 
 class SenderLoop:
@@ -30,7 +34,7 @@ class SenderLoop:
         self.pid = os.getpid()
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._producers: dict[tuple[str, str | None, float], SharedProducer] = {}
+        self._producers: dict[tuple[KafkaEndpoint, str | None, float], SharedProducer] = {}
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
@@ -39,6 +43,7 @@ class SenderLoop:
             if self._loop is None:
                 ready = threading.Event()
                 loop = asyncio.new_event_loop()
+                loop.set_default_executor(_ExitSafeExecutor(max_workers=2, thread_name_prefix="runstream-sender"))
                 # Daemon: exit is not held up by an idle loop; _process flushes the runs at exit.
                 thread = threading.Thread(target=_serve, args=(loop, ready), name="runstream-sender", daemon=True)
                 thread.start()
@@ -49,16 +54,48 @@ class SenderLoop:
     def submit(self, coro: Coroutine[Any, Any, None]) -> Future[None]:
         return asyncio.run_coroutine_threadsafe(coro, self.loop)
 
-    def producer(self, *, bootstrap: str, compression: str | None, request_timeout_seconds: float) -> SharedProducer:
+    def producer(
+        self, target: KafkaEndpoint, *, compression: str | None, request_timeout_seconds: float
+    ) -> SharedProducer:
         """The process's Kafka producer for these settings (made once, started while in use)."""
-        key = (bootstrap, compression, request_timeout_seconds)
+        key = (target, compression, request_timeout_seconds)
         with self._lock:
             shared = self._producers.get(key)
             if shared is None:
                 shared = self._producers[key] = SharedProducer(
-                    bootstrap=bootstrap, compression=compression, request_timeout_seconds=request_timeout_seconds
+                    target, compression=compression, request_timeout_seconds=request_timeout_seconds
                 )
             return shared
+
+
+class _ExitSafeExecutor(ThreadPoolExecutor):
+    """The sender loop's executor, which still works in the flush at interpreter exit.
+
+    aiokafka computes each SASL/SCRAM step, and asyncio resolves host names,
+    in the loop's executor. At exit, Python's atexit hooks (our flush among
+    them) run after thread pools stop taking work, so a connection made then
+    would fail and the run's last records be spooled: the work is done in the
+    loop's own thread instead, which at exit has nothing else to do.
+    """
+
+    def submit(self, fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> Future[T]:
+        try:
+            return super().submit(fn, *args, **kwargs)
+        except RuntimeError:  # "cannot schedule new futures after interpreter shutdown"
+            future: Future[T] = Future()
+            try:
+                future.set_result(fn(*args, **kwargs))
+            except BaseException as exc:  # noqa: BLE001 - handed to the awaiting coroutine
+                future.set_exception(exc)
+            return future
+
+
+@dataclass(frozen=True)
+class KafkaEndpoint:
+    """A cluster and how to reach it: the key of a process's shared producers."""
+
+    kafka_bootstrap: str
+    kafka_security: KafkaSecurity
 
 
 def _serve(loop: asyncio.AbstractEventLoop, ready: threading.Event) -> None:

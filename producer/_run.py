@@ -43,7 +43,7 @@ from producer._errors import (
 from producer._http import Params, quote
 from producer._sender import Sender
 from producer._sinks import KafkaSink, Sink, SpoolSink
-from producer._spool import SUFFIX, SpoolWriter
+from producer._spool import SUFFIX, SpoolWriter, write_private
 from producer._submit import DriverLogFollower
 from producer._workspace import Workspace
 from runstream.config import Settings
@@ -154,7 +154,7 @@ class Run:
             return SpoolSink(self._spool_path())
         ws = self._workspace
         shared = _loop.current().producer(
-            bootstrap=ws.kafka_bootstrap,
+            _loop.KafkaEndpoint(ws.kafka_bootstrap, ws.kafka_security),
             compression=self._options.compression,
             request_timeout_seconds=self._options.request_timeout_seconds,
         )
@@ -481,9 +481,7 @@ class Run:
 
     def _spool_file(self, name: str, data: bytes) -> None:
         # Offline runs keep their files beside their spool, for `runstream sync`.
-        target = self._spool_dir / self._stored_id / "files" / name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        target.write_bytes(data)
+        write_private(self._spool_dir / self._stored_id / "files" / name, data)
 
     def _upload_outputs(self) -> None:
         if self._outputs is not None and self._outputs.is_dir():

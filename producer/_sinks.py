@@ -23,11 +23,21 @@ from aiokafka.errors import (  # type: ignore[import-untyped]
 )
 
 from producer._spool import SpoolWriter
+from runstream import kafka
+from runstream.config import ConfigError
 from runstream.events import MAX_RECORD_BYTES
 
 # Errors that no retry can fix; anything else (timeouts, lost leaders, a
-# broker that is down) is retried until the caller's deadline.
-_FATAL = (MessageSizeTooLargeError, TopicAuthorizationFailedError, ClusterAuthorizationFailedError, InvalidTopicError)
+# broker that is down) is retried until the caller's deadline. ConfigError: a
+# setting Kafka refuses (a password, a CA, a certificate; runstream.kafka.start
+# tells those from an unreachable broker) or a secret file that cannot be read.
+_FATAL = (
+    MessageSizeTooLargeError,
+    TopicAuthorizationFailedError,
+    ClusterAuthorizationFailedError,
+    InvalidTopicError,
+    ConfigError,
+)
 
 
 def is_fatal(error: BaseException) -> bool:
@@ -61,8 +71,8 @@ class SharedProducer:
     loop of :mod:`producer._loop` (or of ``sync_spool``'s thread).
     """
 
-    def __init__(self, *, bootstrap: str, compression: str | None, request_timeout_seconds: float) -> None:
-        self._bootstrap = bootstrap
+    def __init__(self, target: kafka.KafkaTarget, *, compression: str | None, request_timeout_seconds: float) -> None:
+        self._target = target
         self._compression = compression
         self.timeout = request_timeout_seconds
         self._producer: AIOKafkaProducer | None = None
@@ -82,7 +92,7 @@ class SharedProducer:
         """The running producer (started if need be) and its generation."""
         async with self._locked():
             if self._producer is None:
-                self._producer = await _start(self._bootstrap, self._compression, self.timeout)
+                self._producer = await _start(self._target, self._compression, self.timeout)
             return self._producer, self.generation
 
     async def restart(self, generation: int) -> None:
@@ -165,9 +175,9 @@ def _retrieve(future: asyncio.Future[object]) -> None:
         future.exception()
 
 
-async def _start(bootstrap: str, compression: str | None, timeout_seconds: float) -> AIOKafkaProducer:
+async def _start(target: kafka.KafkaTarget, compression: str | None, timeout_seconds: float) -> AIOKafkaProducer:
     producer = AIOKafkaProducer(
-        bootstrap_servers=bootstrap,
+        **kafka.client_options(target),
         enable_idempotence=True,
         acks="all",
         compression_type=compression,
@@ -177,7 +187,7 @@ async def _start(bootstrap: str, compression: str | None, timeout_seconds: float
         linger_ms=0,
     )
     try:
-        await producer.start()
+        await kafka.start(producer, target)
     except BaseException:
         await _stop(producer, timeout_seconds)
         raise

@@ -36,6 +36,24 @@ def _line(value: bytes) -> bytes:
     return b"%08x " % zlib.crc32(value) + value + b"\n"
 
 
+def private_dirs(path: Path) -> None:
+    """``path`` and any missing parent, each made 0700: a spool holds a run's data, not for other users."""
+    missing = []
+    while not path.exists():
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        directory.mkdir(mode=0o700, exist_ok=True)
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """``data`` as the file ``path`` (0600), its missing directories made 0700."""
+    private_dirs(path.parent)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as out:
+        out.write(data)
+
+
 class SpoolWriter:
     """Appends records to one session's spool file; ``open`` / idempotent ``close``."""
 
@@ -51,8 +69,8 @@ class SpoolWriter:
     def open(self) -> None:
         if self._fd is not None:
             return
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        private_dirs(self.path.parent)
+        fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:

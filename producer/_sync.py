@@ -70,7 +70,7 @@ async def _publish_sessions(root: Path, ws: Workspace, result: SyncResult) -> No
         return
     # A producer of its own, on this thread's loop: sync also runs where no run was ever started.
     shared = SharedProducer(
-        bootstrap=ws.kafka_bootstrap,
+        ws,
         compression=ws.options.compression,
         request_timeout_seconds=ws.options.request_timeout_seconds,
     )

@@ -4,7 +4,10 @@
 ``runstream up``) when it exists and ``RUNSTREAM_*`` variables otherwise. The
 tokens never come from the file: only from ``RUNSTREAM_TOKEN`` (reads) and
 ``RUNSTREAM_WRITE_TOKEN`` (uploads) or the constructor, so a config file can be
-shared without leaking them.
+shared without leaking them. Kafka's security (``kafka_security``, the
+``RUNSTREAM_KAFKA_*`` variables) may be in the file, but never a secret: a
+password or key passphrase only as the name of a 0600 file holding it, and no
+OAUTHBEARER token command (a config file must not run programs).
 
 A workspace also has Azure ML v1's identity - ``name``, ``subscription_id``,
 ``resource_group``, ``location`` - which scripts print and pass around but
@@ -28,7 +31,7 @@ from aiokafka import codec  # type: ignore[import-untyped]
 
 from producer._errors import WorkspaceConfigError
 from producer._http import QueryClient
-from runstream.config import Settings
+from runstream.config import ConfigError, KafkaSecurity, Settings
 
 _CONFIG_KEYS = ("kafka_bootstrap", "query_url", "topic")
 #: Azure ML v1's config.json keys (``workspace_name`` is ``Workspace.name``).
@@ -135,6 +138,7 @@ class Workspace:
         options: LoggingOptions | None = None,
         home: str | os.PathLike[str] | None = None,
         location: str | None = None,
+        kafka_security: KafkaSecurity | None = None,
     ) -> None:
         settings = Settings.from_env()  # what the arguments leave out
         if query_url is None:
@@ -145,7 +149,10 @@ class Workspace:
                 write_token or settings.write_token,
             )
         if kafka_bootstrap is None:
-            kafka_bootstrap = settings.kafka_bootstrap
+            # The settings' cluster, so its security too (by default the local stack's SASL user).
+            kafka_bootstrap, kafka_security = settings.kafka_bootstrap, kafka_security or settings.kafka_security
+        if kafka_security is not None and not isinstance(kafka_security, KafkaSecurity):
+            raise WorkspaceConfigError("Workspace kafka_security must be a runstream.config.KafkaSecurity or None")
         for key, value in (("kafka_bootstrap", kafka_bootstrap), ("query_url", query_url), ("topic", topic)):
             if not isinstance(value, str) or not value.strip():
                 raise WorkspaceConfigError(f"Workspace {key} must be a non-empty str, got {value!r}")
@@ -155,6 +162,8 @@ class Workspace:
             if secret is not None and not isinstance(secret, str):
                 raise WorkspaceConfigError(f"Workspace {key} must be a str or None")
         self.kafka_bootstrap = kafka_bootstrap
+        # TLS and SASL for Kafka (runstream.kafka.client_options); None: PLAINTEXT.
+        self.kafka_security = kafka_security or KafkaSecurity()
         self.query_url = query_url.rstrip("/")
         self.token = token or None
         # Uploads present it when set (the query service may demand it for writes).
@@ -211,13 +220,19 @@ class Workspace:
             options=ws.options,
             home=ws.home,
             location=location or ws.location,
+            kafka_security=ws.kafka_security,
         )
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, *, options: LoggingOptions | None = None, config: Mapping[str, str] | None = None
+        cls,
+        settings: Settings,
+        *,
+        options: LoggingOptions | None = None,
+        config: Mapping[str, str] | None = None,
+        kafka_security: KafkaSecurity | None = None,
     ) -> Workspace:
-        """The workspace the given settings describe (tests, services), with a config file's ``config`` over them."""
+        """The workspace the given settings describe (tests, services), with a config file's values over them."""
         values = config or {}
         return cls(
             values.get("subscription_id", settings.subscription_id),
@@ -231,6 +246,7 @@ class Workspace:
             options=options or _default_options(settings),
             home=settings.home,
             location=values.get("location", settings.location),
+            kafka_security=kafka_security or settings.kafka_security,
         )
 
     @classmethod
@@ -267,7 +283,9 @@ class Workspace:
                 file = next((c for c in candidates if c.exists()), candidates[0])
             if not file.exists():
                 raise WorkspaceConfigError(f"workspace config file {file} does not exist")
-        return cls.from_settings(settings, options=options, config=_read_config(file))
+        doc = _load(file)
+        security = _read_security(file, doc, settings)
+        return cls.from_settings(settings, options=options, config=_read_config(file, doc), kafka_security=security)
 
     def as_env(self) -> dict[str, str]:
         """Variables that make ``Workspace.from_config()`` in a child process resolve to this workspace."""
@@ -282,6 +300,7 @@ class Workspace:
             "RUNSTREAM_RESOURCE_GROUP": self.resource_group,
             "RUNSTREAM_LOCATION": self.location,
             "RUNSTREAM_READ_CONSISTENCY_SECONDS": repr(self.options.read_consistency_seconds),
+            **self.kafka_security.as_env(),
         }
         if self.token is not None:
             env["RUNSTREAM_TOKEN"] = self.token
@@ -304,13 +323,46 @@ def _default_options(settings: Settings) -> LoggingOptions:
     )
 
 
-def _read_config(file: Path) -> dict[str, str]:
+def _load(file: Path) -> dict[str, Any]:
     try:
         doc: Any = json.loads(file.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
         raise WorkspaceConfigError(f"cannot read workspace config {file}: {exc}") from None
     if not isinstance(doc, dict):
         raise WorkspaceConfigError(f"workspace config {file} is not a JSON object")
+    return doc
+
+
+# What a config file may not hold: secrets themselves, and a command to run.
+_NOT_IN_FILES = (
+    "RUNSTREAM_KAFKA_SASL_PASSWORD",
+    "RUNSTREAM_KAFKA_SSL_KEY_PASSWORD",
+    "RUNSTREAM_KAFKA_OAUTH_TOKEN_COMMAND",
+)
+
+
+def _read_security(file: Path, doc: dict[str, Any], settings: Settings) -> KafkaSecurity | None:
+    """The file's ``kafka_security`` (``RUNSTREAM_KAFKA_*`` names to values), None without one."""
+    section = doc.get("kafka_security")
+    if section is None:
+        return None
+    if not isinstance(section, dict) or not all(isinstance(v, str) for v in section.values()):
+        raise WorkspaceConfigError(
+            f"workspace config {file}: kafka_security must map RUNSTREAM_KAFKA_* names to strings"
+        )
+    unknown = [k for k in section if not k.startswith("RUNSTREAM_KAFKA_") or k in _NOT_IN_FILES]
+    if unknown:
+        raise WorkspaceConfigError(
+            f"workspace config {file}: kafka_security may not hold {', '.join(sorted(unknown))}"
+            " (secrets come from the environment or a 0600 file named by its _FILE variable)"
+        )
+    try:
+        return KafkaSecurity.from_env(section, home=settings.home, local=False)
+    except ConfigError as exc:
+        raise WorkspaceConfigError(f"workspace config {file}: {exc}") from None
+
+
+def _read_config(file: Path, doc: dict[str, Any]) -> dict[str, str]:
     values: dict[str, str] = {}
     for key in (*_CONFIG_KEYS, *_IDENTITY_KEYS):
         if key in doc:

@@ -37,6 +37,7 @@ from ingest._partitions import utc_day
 from ingest.schema import migrate
 from runstream.chunks import CHUNK_COLUMNS, encode_chunk
 from runstream.config import Settings
+from runstream.dsn import with_database
 from runstream.stack import free_port
 
 from ._app import create_app
@@ -154,7 +155,7 @@ async def main(admin_dsn: str, artifacts: Path, chunk_points: int) -> None:
             await admin.execute(f"CREATE DATABASE {database}")
     finally:
         await admin.close()
-    dsn = admin_dsn.rsplit("/", 1)[0] + "/" + database
+    dsn = with_database(admin_dsn, database)
     started = time.perf_counter()
     await _seed(dsn, chunk_points)
     print(f"seeded in {time.perf_counter() - started:.1f} s")
@@ -198,7 +199,7 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         "--admin-dsn",
-        default=Settings.from_env().database_url.rsplit("/", 1)[0] + "/postgres",
+        default=with_database(Settings.from_env().database_url, "postgres"),
         help="a DSN on the server where query_bench_N may be created (default: RUNSTREAM_* settings' server)",
     )
     parser.add_argument(

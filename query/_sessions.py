@@ -31,9 +31,7 @@ import binascii
 import hashlib
 import hmac
 import logging
-import os
 import secrets
-import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -41,7 +39,7 @@ from typing import Final
 
 import asyncpg
 
-from runstream.config import MIN_SECRET_BYTES, ConfigError, Settings
+from runstream.config import MIN_SECRET_BYTES, ConfigError, Settings, read_secret_file
 
 __all__ = ["COOKIE", "Sessions", "cookie_secret", "session_key"]
 
@@ -55,18 +53,7 @@ _log = logging.getLogger("query")
 
 def _read_secret_file(path: Path) -> bytes:
     variable = "RUNSTREAM_COOKIE_SECRET_FILE"
-    try:
-        info = path.stat()
-        if info.st_uid != os.geteuid():
-            raise ConfigError(f"{variable}: {path} belongs to another user (uid {info.st_uid}); it must be yours")
-        if info.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
-            raise ConfigError(
-                f"{variable}: {path} has mode {stat.S_IMODE(info.st_mode):04o}, so other users can read the"
-                f" secret; make it private: chmod 600 {path}"
-            )
-        secret = path.read_bytes().strip()
-    except OSError as exc:
-        raise ConfigError(f"{variable}: cannot read {path}: {exc.strerror}") from None
+    secret = read_secret_file(path, variable).strip().encode()  # ours, 0600/0400, or refused naming it
     if len(secret) < MIN_SECRET_BYTES:
         raise ConfigError(
             f"{variable}: {path} holds {len(secret)} bytes; the secret must have at least {MIN_SECRET_BYTES}"

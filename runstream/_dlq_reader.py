@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from aiokafka import AIOKafkaConsumer, TopicPartition
-from aiokafka.admin import AIOKafkaAdminClient
+from aiokafka import AIOKafkaConsumer, TopicPartition  # type: ignore[import-untyped]
+from aiokafka.admin import AIOKafkaAdminClient  # type: ignore[import-untyped]
+
+from runstream import kafka
+from runstream.config import Settings
 
 __all__ = ["DeadLetterRecord", "read_dead_letters"]
 
@@ -18,14 +21,15 @@ class DeadLetterRecord:
     size: int
 
 
-async def read_dead_letters(bootstrap: str, topic: str, *, limit: int) -> list[DeadLetterRecord]:
-    """The newest ``limit`` dead letters, oldest first (no consumer group, nothing committed)."""
-    partitions = [TopicPartition(topic, p) for p in await _partitions(bootstrap, topic)]
+async def read_dead_letters(settings: Settings, *, limit: int) -> list[DeadLetterRecord]:
+    """The newest ``limit`` dead letters of the dead-letter topic, oldest first (no group, nothing committed)."""
+    topic = settings.dlq_topic
+    partitions = [TopicPartition(topic, p) for p in await _partitions(settings, topic)]
     if not partitions:
         return []
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
-    await consumer.start()
+    consumer = AIOKafkaConsumer(**kafka.client_options(settings), enable_auto_commit=False)
     try:
+        await kafka.start(consumer, settings)
         consumer.assign(partitions)
         ends = await consumer.end_offsets(partitions)
         for tp in partitions:
@@ -47,11 +51,11 @@ async def read_dead_letters(bootstrap: str, topic: str, *, limit: int) -> list[D
         await consumer.stop()
 
 
-async def _partitions(bootstrap: str, topic: str) -> list[int]:
+async def _partitions(settings: Settings, topic: str) -> list[int]:
     # A consumer outside a group only learns of the topics it is assigned, so ask the admin API.
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
+    admin = AIOKafkaAdminClient(**kafka.client_options(settings))
     try:
+        await kafka.start(admin, settings)
         if topic not in await admin.list_topics():
             return []
         (description,) = await admin.describe_topics([topic])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
+import logging
 import os
 import signal
 import subprocess
@@ -35,6 +36,19 @@ def _down(settings: Settings, _: argparse.Namespace) -> int:
 
     stopped = LocalStack(settings).stop()
     print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
+    return 0
+
+
+def _rotate_secrets(settings: Settings, args: argparse.Namespace) -> int:
+    from runstream.stack import ROTATABLE, LocalStack
+
+    unknown = sorted(set(args.which) - set(ROTATABLE))
+    if unknown:
+        choices = ", ".join(ROTATABLE)
+        print(f"runstream rotate-secrets: cannot rotate {', '.join(unknown)}; choose from {choices}", file=sys.stderr)
+        return 2
+    rotated = LocalStack(settings).rotate_secrets(args.which or ROTATABLE)
+    print("rotated: " + ", ".join(rotated))
     return 0
 
 
@@ -96,7 +110,7 @@ def _run_worker_processes(settings: Settings, workers: int) -> int:
 def _dlq(settings: Settings, args: argparse.Namespace) -> int:
     from runstream._dlq_reader import read_dead_letters
 
-    records = asyncio.run(read_dead_letters(settings.kafka_bootstrap, settings.dlq_topic, limit=args.limit))
+    records = asyncio.run(read_dead_letters(settings, limit=args.limit))
     print(f"{'source':<28} {'reason':<16} {'bytes':>8}  message")
     for record in records:
         h = record.headers
@@ -183,6 +197,7 @@ _COMMANDS = {
     "up": (_up, "start Kafka, PostgreSQL, ingest and query in the background"),
     "down": (_down, "stop what `up` started"),
     "status": (_status, "each component's pid, port and health"),
+    "rotate-secrets": (_rotate_secrets, "new passwords for the local stack's Kafka user and PostgreSQL roles"),
     "migrate": (_migrate, "apply pending schema migrations"),
     "ingest": (_ingest, "run ingest workers in the foreground"),
     "sync": (_sync, "publish spools left by offline runs or processes that died"),
@@ -212,6 +227,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parsers["sync"].add_argument("path", nargs="?", default=None, help="spool, run directory or file")
     parsers["dlq"].add_argument("action", choices=["list"])
     parsers["dlq"].add_argument("--limit", type=_positive, default=50, help="how many of the newest (default 50)")
+    parsers["rotate-secrets"].add_argument(
+        "which", nargs="*", help="any of kafka, postgres, postgres-admin (default: all three)"
+    )
     parsers["drop-experiment"].add_argument("name", help="the experiment's name")
     parsers["drop-experiment"].add_argument("--yes", action="store_true", help="confirm the deletion")
     gc = parsers["gc-artifacts"]
@@ -221,6 +239,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parsers["install-azureml-compat"].add_argument("--uninstall", action="store_true", help="remove it again")
     args = parser.parse_args(argv)
+    # A Kafka connection that fails is explained in one line (runstream.kafka); aiokafka's own
+    # log of each attempt would only repeat it, before the explanation.
+    logging.getLogger("aiokafka").setLevel(logging.CRITICAL)
     try:
         settings = Settings.from_env()
     except ConfigError as exc:
@@ -229,9 +250,26 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = _COMMANDS[args.command][0]
     try:
         return handler(settings, args)
+    except ConfigError as exc:  # a setting the command cannot use: a wrong password, CA, certificate
+        print(f"runstream {args.command}: {exc}", file=sys.stderr)
+        return 2
     except (RuntimeError, OSError) as exc:
+        if (setup := _postgres_setup_error(exc)) is not None:
+            print(f"runstream {args.command}: {setup}", file=sys.stderr)
+            return 2
         print(f"runstream {args.command}: {exc}", file=sys.stderr)
         return 1
+    except Exception as exc:
+        if (setup := _postgres_setup_error(exc)) is None:
+            raise
+        print(f"runstream {args.command}: {setup}", file=sys.stderr)
+        return 2
+
+
+def _postgres_setup_error(exc: BaseException) -> str | None:
+    from runstream.dsn import postgres_setup_error  # imports asyncpg: only when there is an error
+
+    return postgres_setup_error(exc)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,10 @@ RUNSTREAM_KAFKA_PORT               broker port of the local Kafka               
 RUNSTREAM_KAFKA_CONTROLLER_PORT    KRaft controller port of the local Kafka     39093
 RUNSTREAM_KAFKA_BOOTSTRAP          bootstrap servers (overrides the port)       ``127.0.0.1:<kafka port>``
 RUNSTREAM_PG_PORT                  port of the local PostgreSQL                 35432
-RUNSTREAM_DATABASE_URL             asyncpg DSN (overrides the port)             ``postgresql://runstream@127.0.0.1:<pg port>/runstream``
+RUNSTREAM_DATABASE_URL             asyncpg DSN (overrides the port); may carry  the local stack's role and passfile:
+                                   ``passfile=``, ``sslmode=verify-full`` and   ``postgresql://runstream@127.0.0.1:``
+                                   ``sslrootcert=`` (docs/security.md)          ``<pg port>/runstream?passfile=``
+                                                                                ``<home>/secrets/postgres.pgpass``
 RUNSTREAM_QUERY_HOST               address the query service binds              127.0.0.1
 RUNSTREAM_QUERY_PORT               port of the query service                    38080
 RUNSTREAM_QUERY_URL                where clients reach the query service        ``http://127.0.0.1:<query port>``
@@ -73,6 +76,40 @@ RUNSTREAM_EMBED_ORIGINS            origins that may show a run page in a        
 
 RUNSTREAM_TOKEN, RUNSTREAM_WRITE_TOKEN and RUNSTREAM_COOKIE_SECRET must be at
 least :data:`MIN_SECRET_BYTES` bytes long.
+
+Kafka security and topics (one :class:`KafkaSecurity`, turned into client
+arguments by ``runstream.kafka.client_options`` for every client). Without
+``RUNSTREAM_KAFKA_BOOTSTRAP`` you talk to the local stack, and the defaults are
+its SASL/SCRAM credentials; with it, plain ``PLAINTEXT`` unless you say more.
+A secret ``X`` is read from ``RUNSTREAM_X`` or, better, from the file named by
+``RUNSTREAM_X_FILE``, which must not be readable by other users (0600).
+
+=======================================  =========================================  ============================
+variable                                 meaning                                    default
+=======================================  =========================================  ============================
+RUNSTREAM_KAFKA_SECURITY_PROTOCOL        PLAINTEXT, SSL, SASL_PLAINTEXT, SASL_SSL   local stack: SASL_PLAINTEXT
+RUNSTREAM_KAFKA_SASL_MECHANISM           PLAIN, SCRAM-SHA-256, SCRAM-SHA-512,       SCRAM-SHA-512
+                                         OAUTHBEARER
+RUNSTREAM_KAFKA_SASL_USERNAME            user of PLAIN and SCRAM                    local stack: ``runstream``
+RUNSTREAM_KAFKA_SASL_PASSWORD            its password (read as a client starts)     unset
+RUNSTREAM_KAFKA_SASL_PASSWORD_FILE       or a 0600 file holding it                  local stack: ``<home>/
+                                                                                    secrets/kafka.password``
+RUNSTREAM_KAFKA_OAUTH_TOKEN_FILE         OAUTHBEARER: a file holding the token,     unset
+                                         re-read at each connect
+RUNSTREAM_KAFKA_OAUTH_TOKEN_COMMAND      OAUTHBEARER: a command printing the        unset
+                                         token (run at each connect; no shell)
+RUNSTREAM_KAFKA_SSL_CAFILE               CA bundle that signs the brokers' certs    the system's CAs
+RUNSTREAM_KAFKA_SSL_CERTFILE             client certificate (mTLS), PEM             unset
+RUNSTREAM_KAFKA_SSL_KEYFILE              its private key, PEM (0600)                unset
+RUNSTREAM_KAFKA_SSL_KEY_PASSWORD         the key's passphrase, if encrypted         unset
+RUNSTREAM_KAFKA_SSL_KEY_PASSWORD_FILE    or a 0600 file holding it                  unset
+RUNSTREAM_TOPIC_REPLICATION_FACTOR       replicas of the topics runstream creates   min(3, brokers)
+RUNSTREAM_TOPIC_MIN_INSYNC_REPLICAS      their ``min.insync.replicas`` (the         replicas - 1, within 1..2
+                                         producers use acks=all)
+RUNSTREAM_CREATE_TOPICS                  ``false``: an administrator made the       true
+                                         topics; runstream checks they exist and
+                                         never creates or alters one
+=======================================  =========================================  ============================
 """
 
 from __future__ import annotations
@@ -80,12 +117,14 @@ from __future__ import annotations
 import ipaddress
 import os
 import re
+import shlex
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
+from urllib.parse import quote
 
-__all__ = ["MIN_SECRET_BYTES", "ConfigError", "Settings"]
+__all__ = ["MIN_SECRET_BYTES", "ConfigError", "KafkaSecurity", "Settings", "read_secret_file"]
 
 #: The shortest token or cookie secret accepted: 256 bits, beyond guessing at any rate.
 MIN_SECRET_BYTES: Final = 32
@@ -158,6 +197,251 @@ def _embed_origins(env: Mapping[str, str]) -> str:
     return " ".join(sources)
 
 
+# --- Kafka security and topics ------------------------------------------------------
+
+SECURITY_PROTOCOLS = ("PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL")
+SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
+#: the local stack's Kafka user; its password is ``<home>/secrets/kafka.password``
+LOCAL_KAFKA_USER = "runstream"
+LOCAL_KAFKA_MECHANISM = "SCRAM-SHA-512"
+
+
+def secrets_dir(home: Path) -> Path:
+    """Where the local stack keeps the secrets it generates (0700, files 0600)."""
+    return home / "secrets"
+
+
+def read_secret_file(path: Path, variable: str) -> str:
+    """The content of a secret file (without the final newline), if it is ours and only we may read it.
+
+    A secret another user can read, or write, is no secret: refused, like ssh
+    and libpq do, with the variable that named the file.
+    """
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        raise ConfigError(f"{variable}={path}: no such file") from None
+    mode = info.st_mode
+    if info.st_uid != os.geteuid():
+        raise ConfigError(f"{variable}={path} belongs to another user (uid {info.st_uid}); a secret must be yours")
+    if mode & 0o077:
+        raise ConfigError(f"{variable}={path} is readable by other users (mode {mode & 0o777:04o}); chmod 600 it")
+    try:
+        return path.read_text(encoding="utf-8").rstrip("\r\n")
+    except OSError as exc:
+        raise ConfigError(f"{variable}={path}: {exc.strerror or exc}") from None
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...], default: str) -> str:
+    value = (env.get(name) or default).upper()
+    if value not in choices:
+        raise ConfigError(f"{name}={env.get(name)!r} is not one of {', '.join(choices)}")
+    return value
+
+
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = (env.get(name) or "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={env.get(name)!r} is not true or false")
+
+
+def _file(env: Mapping[str, str], name: str) -> Path | None:
+    raw = env.get(name)
+    if not raw:
+        return None
+    path = Path(raw).expanduser().absolute()
+    if not path.is_file():
+        raise ConfigError(f"{name}={raw}: no such file")
+    return path
+
+
+def _secret(env: Mapping[str, str], name: str, file_name: str) -> tuple[str | None, Path | None]:
+    """A secret given as ``name`` or as the file ``file_name`` (read when used), not both."""
+    value, file = env.get(name) or None, env.get(file_name) or None
+    if value is not None and file is not None:
+        raise ConfigError(f"set {name} or {file_name}, not both")
+    return value, Path(file).expanduser().absolute() if file else None
+
+
+@dataclass(frozen=True, kw_only=True)
+class KafkaSecurity:
+    """How every Kafka client of runstream authenticates and encrypts: one value, validated once.
+
+    Secrets in files are read when a client starts (``sasl_password()``), so a
+    rotated password is used by the next client and a missing file is
+    reported then, naming its variable; an OAUTHBEARER token at every connect. ``runstream.kafka.client_options``
+    turns this into aiokafka's arguments.
+    """
+
+    protocol: str = "PLAINTEXT"
+    sasl_mechanism: str | None = None
+    sasl_username: str | None = None
+    sasl_password_value: str | None = field(default=None, repr=False)
+    sasl_password_file: Path | None = None
+    oauth_token_file: Path | None = None
+    oauth_token_command: tuple[str, ...] | None = None
+    ssl_cafile: Path | None = None
+    ssl_certfile: Path | None = None
+    ssl_keyfile: Path | None = None
+    ssl_key_password_value: str | None = field(default=None, repr=False)
+    ssl_key_password_file: Path | None = None
+    #: the defaults of the local stack were taken (no bootstrap given): a missing
+    #: password file then means a stack not started yet, not a wrong setting
+    local_stack: bool = field(default=False, compare=False)
+
+    def __post_init__(self) -> None:
+        if self.protocol not in SECURITY_PROTOCOLS:
+            raise ConfigError(
+                f"RUNSTREAM_KAFKA_SECURITY_PROTOCOL={self.protocol!r} is not one of {', '.join(SECURITY_PROTOCOLS)}"
+            )
+        if self.sasl and self.sasl_mechanism not in SASL_MECHANISMS:
+            raise ConfigError(
+                f"RUNSTREAM_KAFKA_SASL_MECHANISM={self.sasl_mechanism!r} is not one of {', '.join(SASL_MECHANISMS)}"
+            )
+        if self.sasl_mechanism == "OAUTHBEARER":
+            if (self.oauth_token_file is None) == (self.oauth_token_command is None):
+                raise ConfigError(
+                    "OAUTHBEARER needs one of RUNSTREAM_KAFKA_OAUTH_TOKEN_FILE or RUNSTREAM_KAFKA_OAUTH_TOKEN_COMMAND"
+                )
+        elif self.sasl:
+            needs = f"RUNSTREAM_KAFKA_SASL_MECHANISM={self.sasl_mechanism} needs"
+            if not self.sasl_username:
+                raise ConfigError(f"{needs} RUNSTREAM_KAFKA_SASL_USERNAME")
+            if self.sasl_password_value is None and self.sasl_password_file is None:
+                raise ConfigError(f"{needs} RUNSTREAM_KAFKA_SASL_PASSWORD or RUNSTREAM_KAFKA_SASL_PASSWORD_FILE")
+        if (self.ssl_certfile is None) != (self.ssl_keyfile is None):
+            raise ConfigError(
+                "a client certificate needs both RUNSTREAM_KAFKA_SSL_CERTFILE and RUNSTREAM_KAFKA_SSL_KEYFILE"
+            )
+        if not self.tls and (self.ssl_cafile or self.ssl_certfile):
+            raise ConfigError(
+                f"RUNSTREAM_KAFKA_SSL_* files are set but RUNSTREAM_KAFKA_SECURITY_PROTOCOL={self.protocol}"
+                " does not use TLS"
+            )
+
+    @property
+    def sasl(self) -> bool:
+        return self.protocol.startswith("SASL_")
+
+    @property
+    def tls(self) -> bool:
+        return self.protocol in ("SSL", "SASL_SSL")
+
+    def sasl_password(self) -> str | None:
+        """The SASL password, from the file when one is named (read now, so a rotation is seen)."""
+        if self.sasl_password_file is not None:
+            return read_secret_file(self.sasl_password_file, "RUNSTREAM_KAFKA_SASL_PASSWORD_FILE")
+        return self.sasl_password_value
+
+    def ssl_key_password(self) -> str | None:
+        if self.ssl_key_password_file is not None:
+            return read_secret_file(self.ssl_key_password_file, "RUNSTREAM_KAFKA_SSL_KEY_PASSWORD_FILE")
+        return self.ssl_key_password_value
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str], *, home: Path, local: bool) -> KafkaSecurity:
+        """Read ``RUNSTREAM_KAFKA_*``; ``local`` (no bootstrap given) makes the local stack's SCRAM user the default."""
+        default = "SASL_PLAINTEXT" if local else "PLAINTEXT"
+        protocol = _choice(env, "RUNSTREAM_KAFKA_SECURITY_PROTOCOL", SECURITY_PROTOCOLS, default)
+        sasl = protocol.startswith("SASL_")
+        mechanism = (
+            _choice(env, "RUNSTREAM_KAFKA_SASL_MECHANISM", SASL_MECHANISMS, LOCAL_KAFKA_MECHANISM) if sasl else None
+        )
+        password, password_file = _secret(env, "RUNSTREAM_KAFKA_SASL_PASSWORD", "RUNSTREAM_KAFKA_SASL_PASSWORD_FILE")
+        username = env.get("RUNSTREAM_KAFKA_SASL_USERNAME") or None
+        local_stack = local and sasl and mechanism != "OAUTHBEARER" and username is None and password is None
+        if local_stack:
+            username = LOCAL_KAFKA_USER
+            password_file = password_file or secrets_dir(home) / "kafka.password"
+        command = env.get("RUNSTREAM_KAFKA_OAUTH_TOKEN_COMMAND") or None
+        key_password, key_password_file = _secret(
+            env, "RUNSTREAM_KAFKA_SSL_KEY_PASSWORD", "RUNSTREAM_KAFKA_SSL_KEY_PASSWORD_FILE"
+        )
+        return cls(
+            protocol=protocol,
+            sasl_mechanism=mechanism,
+            sasl_username=username if sasl else None,
+            sasl_password_value=password if sasl else None,
+            sasl_password_file=password_file if sasl else None,
+            oauth_token_file=_file(env, "RUNSTREAM_KAFKA_OAUTH_TOKEN_FILE"),
+            oauth_token_command=tuple(shlex.split(command)) if command else None,
+            ssl_cafile=_file(env, "RUNSTREAM_KAFKA_SSL_CAFILE"),
+            ssl_certfile=_file(env, "RUNSTREAM_KAFKA_SSL_CERTFILE"),
+            ssl_keyfile=_file(env, "RUNSTREAM_KAFKA_SSL_KEYFILE"),
+            ssl_key_password_value=key_password,
+            ssl_key_password_file=key_password_file,
+            local_stack=local_stack,
+        )
+
+    def as_env(self, *, secrets: bool = True) -> dict[str, str]:
+        """The variables that make ``from_env`` give this value back.
+
+        ``secrets=False`` leaves out the values that are secrets themselves
+        (a password given inline, the token command): what a config file may hold.
+        """
+        env = {"RUNSTREAM_KAFKA_SECURITY_PROTOCOL": self.protocol}
+        optional: dict[str, object] = {
+            "RUNSTREAM_KAFKA_SASL_MECHANISM": self.sasl_mechanism,
+            "RUNSTREAM_KAFKA_SASL_USERNAME": self.sasl_username,
+            "RUNSTREAM_KAFKA_SASL_PASSWORD_FILE": self.sasl_password_file,
+            "RUNSTREAM_KAFKA_OAUTH_TOKEN_FILE": self.oauth_token_file,
+            "RUNSTREAM_KAFKA_SSL_CAFILE": self.ssl_cafile,
+            "RUNSTREAM_KAFKA_SSL_CERTFILE": self.ssl_certfile,
+            "RUNSTREAM_KAFKA_SSL_KEYFILE": self.ssl_keyfile,
+            "RUNSTREAM_KAFKA_SSL_KEY_PASSWORD_FILE": self.ssl_key_password_file,
+        }
+        if secrets:
+            command = shlex.join(self.oauth_token_command) if self.oauth_token_command else None
+            optional |= {
+                "RUNSTREAM_KAFKA_SASL_PASSWORD": self.sasl_password_value,
+                "RUNSTREAM_KAFKA_SSL_KEY_PASSWORD": self.ssl_key_password_value,
+                "RUNSTREAM_KAFKA_OAUTH_TOKEN_COMMAND": command,
+            }
+        env |= {k: str(v) for k, v in optional.items() if v is not None}
+        return env
+
+
+def _kafka_from_env(env: Mapping[str, str], home: Path) -> dict[str, Any]:
+    """The Kafka fields of :class:`Settings`; without a bootstrap, the local stack's security."""
+    replication = _int(env, "RUNSTREAM_TOPIC_REPLICATION_FACTOR", 0) or None
+    min_insync = _int(env, "RUNSTREAM_TOPIC_MIN_INSYNC_REPLICAS", 0) or None
+    if replication is not None and min_insync is not None and min_insync > replication:
+        raise ConfigError(
+            f"RUNSTREAM_TOPIC_MIN_INSYNC_REPLICAS={min_insync} is above"
+            f" RUNSTREAM_TOPIC_REPLICATION_FACTOR={replication}: no write could ever succeed"
+        )
+    return {
+        "kafka_security": KafkaSecurity.from_env(env, home=home, local=not env.get("RUNSTREAM_KAFKA_BOOTSTRAP")),
+        "topic_replication_factor": replication,
+        "topic_min_insync_replicas": min_insync,
+        "create_topics": _bool(env, "RUNSTREAM_CREATE_TOPICS", True),
+    }
+
+
+def _kafka_as_env(settings: Settings) -> dict[str, str]:
+    env = settings.kafka_security.as_env()
+    env["RUNSTREAM_CREATE_TOPICS"] = "true" if settings.create_topics else "false"
+    if settings.topic_replication_factor is not None:
+        env["RUNSTREAM_TOPIC_REPLICATION_FACTOR"] = str(settings.topic_replication_factor)
+    if settings.topic_min_insync_replicas is not None:
+        env["RUNSTREAM_TOPIC_MIN_INSYNC_REPLICAS"] = str(settings.topic_min_insync_replicas)
+    return env
+
+
+def _local_database_url(home: Path, pg_port: int) -> str:
+    """The local stack's DSN: its ``runstream`` role, the password in a 0600 passfile under ``home``."""
+    passfile = quote(str(secrets_dir(home) / "postgres.pgpass"), safe="/")
+    return f"postgresql://runstream@127.0.0.1:{pg_port}/runstream?passfile={passfile}"
+
+
+# --- end of Kafka security and topics ---------------------------------------------
+
+
 @dataclass(frozen=True, kw_only=True)
 class Settings:
     """Resolved configuration shared by the SDK, ingest, query and the stack."""
@@ -200,6 +484,11 @@ class Settings:
     trusted_proxies: tuple[str, ...] = ()
     allowed_hosts: tuple[str, ...] = ()
     body_timeout_seconds: float = 60.0
+    # Kafka security and topics (see the third table above).
+    kafka_security: KafkaSecurity = field(default_factory=KafkaSecurity)
+    topic_replication_factor: int | None = None
+    topic_min_insync_replicas: int | None = None
+    create_topics: bool = True
 
     def __post_init__(self) -> None:
         _check_query_guards(self)
@@ -223,8 +512,7 @@ class Settings:
             kafka_controller_port=_port(env, "RUNSTREAM_KAFKA_CONTROLLER_PORT", 39093),
             kafka_bootstrap=env.get("RUNSTREAM_KAFKA_BOOTSTRAP") or f"127.0.0.1:{kafka_port}",
             pg_port=pg_port,
-            database_url=env.get("RUNSTREAM_DATABASE_URL")
-            or f"postgresql://runstream@127.0.0.1:{pg_port}/runstream",
+            database_url=env.get("RUNSTREAM_DATABASE_URL") or _local_database_url(home, pg_port),
             query_host=env.get("RUNSTREAM_QUERY_HOST") or "127.0.0.1",
             query_port=query_port,
             query_url=(env.get("RUNSTREAM_QUERY_URL") or f"http://127.0.0.1:{query_port}").rstrip("/"),
@@ -251,6 +539,7 @@ class Settings:
             location=env.get("RUNSTREAM_LOCATION") or "local",
             read_consistency_seconds=_seconds(env, "RUNSTREAM_READ_CONSISTENCY_SECONDS", 30.0, zero_ok=True),
             **_query_guards_from_env(env),
+            **_kafka_from_env(env, home),
         )
 
     def as_env(self) -> dict[str, str]:
@@ -291,6 +580,7 @@ class Settings:
         if self.write_token is not None:
             env["RUNSTREAM_WRITE_TOKEN"] = self.write_token
         env.update(_query_guards_as_env(self))
+        env.update(_kafka_as_env(self))
         return env
 
 

@@ -2,9 +2,12 @@
 
 By default the suite starts its own Kafka broker and PostgreSQL cluster with
 the project's stack code, in a temporary state directory on free ports, and
-stops them at the end. To reuse running services instead, set both
-``RUNSTREAM_TEST_KAFKA_BOOTSTRAP`` (host:port) and ``RUNSTREAM_TEST_PG_DSN``
-(a DSN to any database on a server where the user may create databases).
+stops them at the end: private, as ``runstream up`` makes them (SASL/SCRAM,
+scram-sha-256 passwords, a non-superuser role). To reuse running services
+instead, set both ``RUNSTREAM_TEST_KAFKA_BOOTSTRAP`` (host:port) and
+``RUNSTREAM_TEST_PG_DSN`` (a DSN to any database on a server where the user may
+create databases), and the ``RUNSTREAM_KAFKA_*`` security variables if that
+broker wants them.
 
 Every session gets its own database, topics and consumer group, so runs of the
 suite never see each other's data.
@@ -20,7 +23,7 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Generator, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 import hypothesis
@@ -29,7 +32,8 @@ import pytest_asyncio
 from playwright.async_api import Browser, async_playwright
 
 from ingest.schema import migrate
-from runstream.config import Settings
+from runstream.config import KafkaSecurity, Settings
+from runstream.dsn import with_database
 from runstream.stack import LocalStack, free_port
 from tests.fuzzing import FUZZING, SEED, examples
 from tests.library_logs import RepeatedRecords
@@ -70,18 +74,29 @@ def _library_log_repeats() -> Iterator[None]:
         yield
 
 
+class Services(NamedTuple):
+    """The session's Kafka and PostgreSQL: where, how to authenticate, and a DSN that may create databases."""
+
+    kafka_bootstrap: str
+    admin_dsn: str
+    kafka_security: KafkaSecurity
+    #: the stack the suite started (None for services given by the environment)
+    stack: LocalStack | None = None
+
+
 @pytest.fixture(scope="session")
-def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
-    """(kafka bootstrap, admin DSN) of real services for this test session."""
+def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Services]:
+    """Real services for this test session; ``admin_dsn`` is a role with CREATEDB, not a superuser."""
     bootstrap = os.environ.get("RUNSTREAM_TEST_KAFKA_BOOTSTRAP")
     dsn = os.environ.get("RUNSTREAM_TEST_PG_DSN")
     if bootstrap and dsn:
-        yield bootstrap, dsn
+        home = tmp_path_factory.mktemp("external")
+        yield Services(bootstrap, dsn, KafkaSecurity.from_env(os.environ, home=home, local=False))
         return
     # Not under pytest's private temp dir: as root, PostgreSQL runs as the
-    # postgres user, which must be able to reach its data directory.
+    # postgres user, which must be able to pass through to its data directory
+    # (the stack lets it through the home, and no one else).
     home = Path(tempfile.mkdtemp(prefix="runstream-test-"))
-    home.chmod(0o755)
     env = {
         "RUNSTREAM_HOME": str(home),
         "RUNSTREAM_KAFKA_PORT": str(free_port()),
@@ -90,30 +105,31 @@ def services(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, st
     }
     stack = LocalStack(Settings.from_env(env))
     stack.start_infrastructure()
+    s = stack.settings
     try:
-        yield stack.settings.kafka_bootstrap, stack.settings.database_url
+        yield Services(s.kafka_bootstrap, with_database(s.database_url, "postgres"), s.kafka_security, stack)
     finally:
         stack.stop()
         shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest_asyncio.fixture(scope="session")
-async def settings(services: tuple[str, str], tmp_path_factory: pytest.TempPathFactory) -> Settings:
+async def settings(services: Services, tmp_path_factory: pytest.TempPathFactory) -> Settings:
     """Settings for a fresh, migrated database and topics private to this session."""
-    bootstrap, admin_dsn = services
     name = f"rs_test_{uuid.uuid4().hex[:12]}"
-    admin = await asyncpg.connect(admin_dsn)
+    admin = await asyncpg.connect(services.admin_dsn)
     try:
         await admin.execute(f'CREATE DATABASE "{name}"')
     finally:
         await admin.close()
-    dsn = admin_dsn.rsplit("/", 1)[0] + "/" + name
+    dsn = with_database(services.admin_dsn, name)
     await migrate(dsn)
     home = tmp_path_factory.mktemp("home")
     return Settings.from_env(
         {
             "RUNSTREAM_HOME": str(home),
-            "RUNSTREAM_KAFKA_BOOTSTRAP": bootstrap,
+            "RUNSTREAM_KAFKA_BOOTSTRAP": services.kafka_bootstrap,
+            **services.kafka_security.as_env(),
             "RUNSTREAM_DATABASE_URL": dsn,
             "RUNSTREAM_TOPIC": f"{name}.events",
             "RUNSTREAM_DLQ_TOPIC": f"{name}.dead-letter",

@@ -25,7 +25,8 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from producer import Workspace, sync_spool
 from producer._spool import SpoolWriter
 from runstream.config import Settings
-from runstream.stack import ensure_topic, free_port
+from runstream.kafka import client_options, ensure_topics
+from runstream.stack import free_port
 from tests.chaos.scenarios import SCENARIOS
 from tests.fuzzing import SEED
 from tests.support import eventually
@@ -119,7 +120,7 @@ async def test_sync_skips_a_spool_file_its_process_removes_meanwhile(settings: S
     later = time.time() + 60
     os.utime(vanishing.path, (later, later))  # sync publishes oldest first: this one second
     topic = f"{settings.topic}.sync-race"
-    await ensure_topic(settings.kafka_bootstrap, topic, 1)
+    await ensure_topics(settings, {topic: 1})
     workspace = Workspace.from_settings(dataclasses.replace(settings, topic=topic))
     syncing = asyncio.create_task(asyncio.to_thread(sync_spool, spool, workspace=workspace))
     await eventually(lambda: _end_offset(settings, topic), lambda n: n > 0, what="sync publishing the first file")
@@ -129,7 +130,7 @@ async def test_sync_skips_a_spool_file_its_process_removes_meanwhile(settings: S
 
 
 async def _end_offset(settings: Settings, topic: str) -> int:
-    consumer = AIOKafkaConsumer(bootstrap_servers=settings.kafka_bootstrap)
+    consumer = AIOKafkaConsumer(**client_options(settings))
     await consumer.start()
     try:
         partition = TopicPartition(topic, 0)

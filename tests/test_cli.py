@@ -11,6 +11,7 @@ import pytest
 from aiokafka import AIOKafkaProducer
 
 from runstream.config import Settings
+from runstream.kafka import client_options
 from tests.support import eventually
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -28,7 +29,7 @@ async def _cli(settings: Settings, *args: str) -> tuple[int, str]:
 
 @pytest.mark.usefixtures("ingest_worker")
 async def test_dlq_list_shows_what_ingest_refused(settings: Settings) -> None:
-    producer = AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap)
+    producer = AIOKafkaProducer(**client_options(settings))
     await producer.start()
     try:
         marker = os.urandom(4).hex()

@@ -40,6 +40,7 @@ from hypothesis import strategies as st
 from ingest._decoder import DeadLetter, Source, decode_record
 from runstream.config import Settings
 from runstream.events import MAX_RECORD_BYTES, STATUSES, Batch, encode_batch, scalars_event
+from runstream.kafka import client_options
 from tests.fuzzing import SEED, examples, fuzz_settings
 from tests.support import eventually
 from tests.test_fuzz_decoder import mutated_bytes, mutated_events, nested, to_json
@@ -383,7 +384,7 @@ async def test_bad_records_are_dead_lettered_with_their_reason_and_good_ones_sto
     stream += [(run, records[run][i], None) for run in records for i in range(sent[run], BATCHES)]
     where: dict[tuple[int, int], Bad] = {}
     async with AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, acks="all", max_request_size=2 * HUGE_BYTES
+        **client_options(settings), acks="all", max_request_size=2 * HUGE_BYTES
     ) as producer:
         for key, value, expected in stream:
             [offset] = await send(producer, settings.topic, key, [value])  # type: ignore[list-item]

@@ -15,6 +15,7 @@ from aiokafka import AIOKafkaProducer
 from ingest import DroppedExperiment, UnknownExperimentError, drop_experiment
 from runstream.config import Settings
 from runstream.events import CHANGED_RUNS_CHANNEL, FORMAT_VERSION
+from runstream.kafka import client_options
 from tests.support import eventually
 from tests.test_ingest_support import (
     T0,
@@ -33,7 +34,7 @@ from tests.test_ingest_support import (
 
 @pytest_asyncio.fixture(scope="session")
 async def producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
-    async with AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, acks="all") as p:
+    async with AIOKafkaProducer(**client_options(settings), acks="all") as p:
         yield p
 
 
@@ -350,7 +351,7 @@ async def test_bad_records_go_to_the_dead_letter_topic_and_good_ones_are_stored(
         (b"x" * (8 * 1024 * 1024 + 1), "too_large"),
     ]
     expected: dict[tuple[int, int], str] = {}
-    async with AIOKafkaProducer(bootstrap_servers=settings.kafka_bootstrap, max_request_size=20 * 1024 * 1024) as p:
+    async with AIOKafkaProducer(**client_options(settings), max_request_size=20 * 1024 * 1024) as p:
         await send(p, settings.topic, run, good[:1])
         for i, (value, reason) in enumerate(bad):
             key = stranger if reason == "unknown_run" else run

@@ -33,6 +33,7 @@ from ingest._partitions import PointPartitions
 from ingest._writer import Writer
 from runstream.config import Settings
 from runstream.events import decode_batch
+from runstream.kafka import client_options
 from tests.support import eventually
 from tests.test_ingest_recovery import private, start_worker
 from tests.test_ingest_support import T0, dead_letters, new_id, points, raw, scalars, send, started, status
@@ -141,7 +142,7 @@ async def test_the_records_of_issue_13_and_variants_in_every_field_are_dead_lett
     run, session = new_id(), new_id()
     normal = [raw(run, session, 1, started()), *(raw(run, session, s, scalars("x", "float", [float(s)], first_step=s))
                                                  for s in range(2, 6))]  # fmt: skip
-    async with AIOKafkaProducer(bootstrap_servers=mine.kafka_bootstrap, acks="all") as producer:
+    async with AIOKafkaProducer(**client_options(mine), acks="all") as producer:
         where = {}
         for what, value in crafted:
             [offset] = await send(producer, mine.topic, key, [value])
@@ -174,7 +175,7 @@ async def test_a_forged_seq_cannot_burn_a_live_session(settings: Settings, db: a
 
     forged = [batch(2**63 - 1), batch(3 + 10_001), batch(2**40, new_id())]  # far beyond; a new session far out
     async with IngestWorker(mine, options=IngestOptions(stall_seconds=5.0)) as worker:
-        async with AIOKafkaProducer(bootstrap_servers=mine.kafka_bootstrap, acks="all") as producer:
+        async with AIOKafkaProducer(**client_options(mine), acks="all") as producer:
             await send(producer, mine.topic, run, [batch(1), batch(2), batch(3)])
             where = await send(producer, mine.topic, run, forged)
             await send(producer, mine.topic, run, [batch(4), batch(5), batch(6), batch(5)])
@@ -237,7 +238,7 @@ async def test_what_postgresql_refuses_and_what_trips_ingest_is_isolated_in_one_
 
 @pytest.fixture
 async def admin(settings: Settings) -> AsyncIterator[AIOKafkaAdminClient]:
-    client = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    client = AIOKafkaAdminClient(**client_options(settings))
     await client.start()
     try:
         yield client
@@ -255,7 +256,7 @@ async def test_a_deleted_dead_letter_topic_stalls_nothing_and_gets_its_letters_l
         await admin.delete_topics([mine.dlq_topic])
         await eventually(admin.list_topics, lambda topics: mine.dlq_topic not in topics, what="the topic gone")
         bad = [b"not json %d" % i for i in range(5)]
-        async with AIOKafkaProducer(bootstrap_servers=mine.kafka_bootstrap, acks="all") as producer:
+        async with AIOKafkaProducer(**client_options(mine), acks="all") as producer:
             where = await send(producer, mine.topic, run, bad)
             await send(producer, mine.topic, run, [raw(run, session, 1, started(), scalars("x", "float", [1.0]))])
         await eventually(
@@ -283,7 +284,7 @@ async def test_an_unwritable_dead_letter_topic_is_reported_until_it_takes_the_le
     options = IngestOptions(dead_letter_timeout_seconds=2.0, dead_letter_retry_seconds=0.2)
     run, session = new_id(), new_id()
     async with IngestWorker(mine, options=options):
-        async with AIOKafkaProducer(bootstrap_servers=mine.kafka_bootstrap, acks="all") as producer:
+        async with AIOKafkaProducer(**client_options(mine), acks="all") as producer:
             where = await send(producer, mine.topic, run, [b"{", b"[", b"nope"])
             await send(producer, mine.topic, run, [raw(run, session, 1, started(), scalars("x", "float", [1.0]))])
         await eventually(lambda: points(db, run, "x"), lambda p: len(p) == 1, timeout_seconds=WITHIN_SECONDS)
@@ -327,7 +328,7 @@ async def test_a_worker_stuck_retrying_is_unhealthy_on_ready_in_its_gauge_and_in
         run, session = new_id(), new_id()
         options = IngestOptions(stall_seconds=1.0, retry_max_seconds=0.2)
         async with IngestWorker(mine, options=options):
-            async with AIOKafkaProducer(bootstrap_servers=mine.kafka_bootstrap, acks="all") as producer:
+            async with AIOKafkaProducer(**client_options(mine), acks="all") as producer:
                 await send(producer, mine.topic, run, [raw(run, session, 1, started())])
                 await eventually(lambda: ready(mine), lambda r: r[1]["seconds_since_progress"] is not None)
                 assert (await ready(mine))[0] == 200
@@ -356,7 +357,7 @@ async def test_a_worker_that_never_stores_is_unhealthy_as_soon_as_old_records_wa
         run, session = new_id(), new_id()
         async with IngestWorker(mine, options=IngestOptions(stall_seconds=30.0)):
             await proxy.cut()
-            async with AIOKafkaProducer(bootstrap_servers=mine.kafka_bootstrap, acks="all") as producer:
+            async with AIOKafkaProducer(**client_options(mine), acks="all") as producer:
                 ten_minutes_ago = int((time.time() - 600) * 1000)
                 await producer.send_and_wait(
                     mine.topic, raw(run, session, 1, started()), key=run.encode(), timestamp_ms=ten_minutes_ago
@@ -381,7 +382,7 @@ async def test_partitions_added_under_load_lose_nothing_and_duplicate_nothing(
     async with IngestWorker(mine, options=options) as worker:
         # Producers that see new partitions within half a second, as the SDK's do within five minutes.
         async with AIOKafkaProducer(
-            bootstrap_servers=mine.kafka_bootstrap, acks="all", metadata_max_age_ms=500, linger_ms=2
+            **client_options(mine), acks="all", metadata_max_age_ms=500, linger_ms=2
         ) as producer:
 
             async def log(run: str, session: str, batches: int) -> None:
@@ -409,7 +410,7 @@ async def test_partitions_added_under_load_lose_nothing_and_duplicate_nothing(
         for run, _ in runs:
             steps = [p[0] for p in await points(db, run, "x")]
             assert steps == list(range(10, 10 * (sent[run] + 1))), run  # each point once
-        consumer = AIOKafkaConsumer(bootstrap_servers=mine.kafka_bootstrap)
+        consumer = AIOKafkaConsumer(**client_options(mine))
         await consumer.start()
         try:
             added = [TopicPartition(mine.topic, p) for p in range(2, 6)]
@@ -445,7 +446,7 @@ async def test_a_topic_deleted_and_created_again_under_a_running_worker_is_read_
         return await _last_seq(db, session)
 
     async with IngestWorker(mine, options=options) as worker:
-        async with AIOKafkaProducer(bootstrap_servers=mine.kafka_bootstrap, acks="all") as producer:
+        async with AIOKafkaProducer(**client_options(mine), acks="all") as producer:
             await send(producer, mine.topic, run, [batch(s) for s in range(1, 21)])
             await eventually(last_seq, lambda s: s == 20, what="the first 20 stored")
             await admin.delete_topics([mine.topic])

@@ -18,6 +18,7 @@ from ingest._partitions import PointPartitions, utc_day
 from ingest.schema import migrate
 from runstream.chunks import CHUNK_COLUMNS, decode_row, encode_chunk
 from runstream.config import Settings
+from tests.conftest import Services
 from tests.support import eventually
 from tests.test_ingest_recovery import private
 from tests.test_ingest_support import T0, new_id, points, produce_all, raw, scalars, started
@@ -59,7 +60,7 @@ def _points(chunks: list[asyncpg.Record]) -> list[tuple[int, float, int, Any]]:
     return sorted(out, key=lambda p: (p[1], p[2]))
 
 
-async def test_migration_0004_turns_old_point_rows_into_chunks_bit_for_bit(services: tuple[str, str]) -> None:
+async def test_migration_0004_turns_old_point_rows_into_chunks_bit_for_bit(services: Services) -> None:
     """Every old row survives: float values bit for bit (NaN, ±Inf, -0.0), strings, steps, times, ordinals."""
     rng = np.random.default_rng(7)
     n = 25_000  # three chunks of at most 10,000
@@ -68,7 +69,7 @@ async def test_migration_0004_turns_old_point_rows_into_chunks_bit_for_bit(servi
     # Times that go backwards now and then, and a day boundary inside the series.
     times = (T0 + np.arange(n) * 10.0 + rng.integers(0, 3, size=n) * 0.5).tolist()
     steps = rng.permutation(n).tolist()
-    async with own_database(services[1], schema_version=3) as dsn:
+    async with own_database(services.admin_dsn, schema_version=3) as dsn:
         conn = await asyncpg.connect(dsn)
         try:
             run = await _seed_run(conn, "old")
@@ -105,8 +106,8 @@ async def test_migration_0004_turns_old_point_rows_into_chunks_bit_for_bit(servi
             await conn.close()
 
 
-async def test_retention_drops_whole_days_and_keeps_the_rest(services: tuple[str, str]) -> None:
-    async with own_database(services[1]) as dsn, asyncpg.create_pool(dsn, min_size=1, max_size=2) as pool:
+async def test_retention_drops_whole_days_and_keeps_the_rest(services: Services) -> None:
+    async with own_database(services.admin_dsn) as dsn, asyncpg.create_pool(dsn, min_size=1, max_size=2) as pool:
         partitions = PointPartitions(pool)
         today = utc_day()
         for day in (today - 10, today - 3, today - 2, today):
@@ -126,9 +127,9 @@ async def test_retention_drops_whole_days_and_keeps_the_rest(services: tuple[str
 
 
 async def test_drop_experiment_command_asks_for_confirmation_and_reports(
-    settings: Settings, services: tuple[str, str]
+    settings: Settings, services: Services
 ) -> None:
-    async with own_database(services[1]) as dsn, asyncpg.create_pool(dsn, min_size=1, max_size=2) as pool:
+    async with own_database(services.admin_dsn) as dsn, asyncpg.create_pool(dsn, min_size=1, max_size=2) as pool:
         await PointPartitions(pool).ensure(utc_day())
         async with pool.acquire() as conn:
             kept_run = await _seed_run(conn, "kept")
@@ -185,9 +186,9 @@ async def _copy_chunks(conn: asyncpg.Connection, series_id: int, day: int, parts
     )
 
 
-async def test_compaction_merges_small_chunks_per_day_and_changes_no_point(services: tuple[str, str]) -> None:
+async def test_compaction_merges_small_chunks_per_day_and_changes_no_point(services: Services) -> None:
     today = utc_day()
-    async with own_database(services[1]) as dsn, asyncpg.create_pool(dsn, min_size=1, max_size=2) as pool:
+    async with own_database(services.admin_dsn) as dsn, asyncpg.create_pool(dsn, min_size=1, max_size=2) as pool:
         partitions = PointPartitions(pool)
         for day in (today - 1, today):
             await partitions.ensure(day)

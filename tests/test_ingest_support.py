@@ -19,6 +19,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from query._points import Points, read_run_points
 from runstream.config import Settings
 from runstream.events import Batch, encode_batch, scalars_event
+from runstream.kafka import client_options
 from runstream.stack import free_port
 from runstream.stack._kafka import KafkaBroker
 
@@ -108,7 +109,7 @@ async def dead_letters(
     """Read the DLQ from the start until every (partition, offset) in ``wanted`` is found."""
     consumer = AIOKafkaConsumer(
         settings.dlq_topic,
-        bootstrap_servers=settings.kafka_bootstrap,
+        **client_options(settings),
         auto_offset_reset="earliest",
         enable_auto_commit=False,
     )
@@ -193,13 +194,21 @@ async def private_broker(
 ) -> AsyncIterator[tuple[KafkaBroker, Settings]]:
     """A Kafka broker of the test's own (the stack's code), for tests that stop or wipe it: free ports,
     its files under ``home``, topics and group named ``name``; the session's settings otherwise."""
-    kafka_port = free_port()
+    # As the stack makes one: its own SCRAM user, its secrets under its home.
+    local = Settings.from_env(
+        {
+            "RUNSTREAM_HOME": str(home),
+            "RUNSTREAM_KAFKA_PORT": str(free_port()),
+            "RUNSTREAM_KAFKA_CONTROLLER_PORT": str(free_port()),
+        }
+    )
     mine = dataclasses.replace(
         settings,
         home=home,
-        kafka_port=kafka_port,
-        kafka_controller_port=free_port(),
-        kafka_bootstrap=f"127.0.0.1:{kafka_port}",
+        kafka_port=local.kafka_port,
+        kafka_controller_port=local.kafka_controller_port,
+        kafka_bootstrap=local.kafka_bootstrap,
+        kafka_security=local.kafka_security,
         topic=f"{name}.events",
         dlq_topic=f"{name}.dead-letter",
         group_id=name,
@@ -216,7 +225,7 @@ async def private_broker(
 
 async def produce_all(settings: Settings, topic: str, records: list[tuple[str, bytes]]) -> None:
     async with AIOKafkaProducer(
-        bootstrap_servers=settings.kafka_bootstrap, acks="all", linger_ms=5, max_request_size=16 * 1024 * 1024
+        **client_options(settings), acks="all", linger_ms=5, max_request_size=16 * 1024 * 1024
     ) as producer:
         futures = [await producer.send(topic, value=value, key=key.encode()) for key, value in records]
         for future in futures:

@@ -27,7 +27,10 @@ from ingest import IngestConfigError, IngestOptions, IngestStartError, IngestSta
 from ingest.schema import migrate
 from runstream.chunks import decode_row
 from runstream.config import ConfigError, Settings
+from runstream.dsn import with_database
+from runstream.kafka import client_options
 from runstream.stack import free_port
+from tests.conftest import Services
 from tests.support import eventually
 from tests.test_ingest_recovery import private
 from tests.test_ingest_support import (
@@ -182,7 +185,7 @@ async def own_database(admin_dsn: str, *, schema_version: int | None = None) -> 
     finally:
         await admin.close()
     try:
-        dsn = admin_dsn.rsplit("/", 1)[0] + "/" + name
+        dsn = with_database(admin_dsn, name)
         await migrate(dsn, target=schema_version)
         yield dsn
     finally:
@@ -206,16 +209,16 @@ async def proxied_database(admin_dsn: str) -> AsyncIterator[tuple[str, TcpProxy,
             await proxy.cut()
 
 
-async def test_silent_runs_turn_not_responding_then_failed(settings: Settings, services: tuple[str, str]) -> None:
-    async with own_database(services[1]) as dsn:
+async def test_silent_runs_turn_not_responding_then_failed(settings: Settings, services: Services) -> None:
+    async with own_database(services.admin_dsn) as dsn:
         await _check_liveness(settings, dsn)
 
 
 async def test_no_run_is_failed_for_silence_that_was_a_postgres_outage(
-    settings: Settings, services: tuple[str, str]
+    settings: Settings, services: Services
 ) -> None:
     async with (
-        proxied_database(services[1]) as (dsn, proxy, proxied),
+        proxied_database(services.admin_dsn) as (dsn, proxy, proxied),
         asyncpg.create_pool(dsn, min_size=1, max_size=2) as db,
     ):
         mine = dataclasses.replace(
@@ -311,7 +314,7 @@ async def test_a_record_too_large_for_the_dead_letter_topic_is_truncated_not_stu
     settings: Settings, db: asyncpg.Pool
 ) -> None:
     mine = private(settings, "smalldlq")
-    admin = AIOKafkaAdminClient(bootstrap_servers=mine.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**client_options(mine))
     await admin.start()
     try:
         await admin.create_topics([NewTopic(mine.dlq_topic, 1, 1, topic_configs={"max.message.bytes": "200000"})])
@@ -335,7 +338,7 @@ async def _offsets_of(settings: Settings, value: bytes) -> list[tuple[int, int]]
     """Where ``value`` sits in the events topic (read back from the start)."""
     consumer = AIOKafkaConsumer(
         settings.topic,
-        bootstrap_servers=settings.kafka_bootstrap,
+        **client_options(settings),
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         max_partition_fetch_bytes=32 * 1024 * 1024,

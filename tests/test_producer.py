@@ -30,7 +30,6 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 import producer
-from ingest._topics import ensure_topics
 from producer import (
     BufferFullError,
     DeliveryError,
@@ -44,6 +43,7 @@ from producer import (
 from producer._spool import read_records
 from runstream.config import Settings
 from runstream.events import MAX_RECORD_BYTES, Batch, decode_batch
+from runstream.kafka import client_options, ensure_topics
 from runstream.stack import free_port
 from tests.support import eventually
 
@@ -53,7 +53,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest_asyncio.fixture(scope="session")
 async def topic(settings: Settings) -> str:
     """The session's events topic (the broker does not auto-create topics), made the way ingest makes it."""
-    await ensure_topics(settings.kafka_bootstrap, {settings.topic: settings.topic_partitions})
+    await ensure_topics(settings, {settings.topic: settings.topic_partitions})
     return settings.topic
 
 
@@ -80,7 +80,7 @@ async def consume_run(
     until = until or (lambda batches: any(_terminal(b) for b in batches))
     consumer = AIOKafkaConsumer(
         settings.topic,
-        bootstrap_servers=settings.kafka_bootstrap,
+        **client_options(settings),
         auto_offset_reset="earliest",
         enable_auto_commit=False,
         max_partition_fetch_bytes=16 * 1024 * 1024,
@@ -508,7 +508,7 @@ async def test_outputs_and_snapshot_need_no_service_when_absent(
 async def _small_topic(settings: Settings, max_message_bytes: int) -> Settings:
     """A topic of its own whose record limit is far below the format's."""
     name = f"{settings.topic}.small-{uuid.uuid4().hex[:8]}"
-    admin = AIOKafkaAdminClient(bootstrap_servers=settings.kafka_bootstrap)
+    admin = AIOKafkaAdminClient(**client_options(settings))
     await admin.start()
     try:
         await admin.create_topics(

@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 import pytest_asyncio
 
-from ingest._topics import ensure_topics
 from producer import Experiment, LoggingOptions, Workspace
 from runstream.config import Settings
 from runstream.events import Batch, decode_batch, encode_batch, scalars_event
+from runstream.kafka import ensure_topics
 from runstream.stack import free_port
 from runstream.stack._kafka import KafkaBroker
 from tests.support import eventually
@@ -47,7 +47,7 @@ async def broker(tmp_path: Path) -> AsyncIterator[tuple[KafkaBroker, Settings]]:
     kafka = KafkaBroker(settings)
     await asyncio.to_thread(kafka.start)
     try:
-        await ensure_topics(settings.kafka_bootstrap, {settings.topic: settings.topic_partitions})
+        await ensure_topics(settings, {settings.topic: settings.topic_partitions})
         yield kafka, settings
     finally:
         await asyncio.to_thread(kafka.stop)

@@ -147,7 +147,7 @@ class Flaky:
 
 async def test_kafka_returning_replays_the_spool_in_order(settings: Settings, tmp_path: Path) -> None:
     run_id, session = str(uuid.uuid4()), str(uuid.uuid4())
-    shared = SharedProducer(bootstrap=settings.kafka_bootstrap, compression=None, request_timeout_seconds=5)
+    shared = SharedProducer(settings, compression=None, request_timeout_seconds=5)
     sink = Flaky(KafkaSink(shared, settings.topic))
     spool = SpoolWriter(tmp_path / f"{session}.jsonl")
     sender = Sender(

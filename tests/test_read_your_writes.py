@@ -28,7 +28,6 @@ import asyncpg
 import pytest
 from playwright.async_api import Browser, expect
 
-from ingest._topics import ensure_topics
 from producer import (
     Experiment,
     FlushTimeoutError,
@@ -44,6 +43,7 @@ from producer._consistency import LEDGER
 from producer._run import _context_from_env
 from runstream.config import Settings
 from runstream.consistency import MAX_READ_AFTER_SESSIONS
+from runstream.kafka import ensure_topics
 from runstream.stack import free_port
 from tests.support import wait_http_ok
 from tests.test_producer import ROOT, topic  # noqa: F401 - fixture
@@ -371,7 +371,7 @@ async def test_a_read_never_answers_without_data_waiting_in_the_spool(settings: 
     assert lag.spool == str(tmp_path / "spool" / run.id / f"{run.session_id}.jsonl")
     assert "wait in this process's spool" in str(info.value)
     # Published later (`runstream sync`), the run reads back whole.
-    await ensure_topics(settings.kafka_bootstrap, {settings.topic: settings.topic_partitions})
+    await ensure_topics(settings, {settings.topic: settings.topic_partitions})
     assert sync_spool(tmp_path / "spool", workspace=Workspace.from_settings(settings)).records == lag.required_seq
     assert run.get_metrics() == {"x": [float(i) for i in range(1_000)]}
     assert run.get_status() == "Completed"
@@ -405,7 +405,7 @@ async def test_the_portal_url_shows_a_starting_run_that_fills_in_live(
 ) -> None:
     """The URL printed right after start_logging() is opened by a browser, with no token: never a 404."""
     private = _private(settings, "portal")
-    await ensure_topics(private.kafka_bootstrap, {private.topic: private.topic_partitions})
+    await ensure_topics(private, {private.topic: private.topic_partitions})
     run = Experiment(Workspace.from_settings(private), "portal").start_logging(display_name="portal", outputs=None)
     run.log("loss", 0.5)
     await asyncio.to_thread(run.flush)  # in Kafka; no ingest worker reads this topic yet

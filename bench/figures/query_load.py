@@ -38,7 +38,7 @@ async def _seed(ctx: Context, sandbox: Sandbox, points: int) -> str:
     try:
         await wait_committed(
             conn,
-            bootstrap=sandbox.settings.kafka_bootstrap,
+            cluster=sandbox.settings,
             topic=sandbox.settings.topic,
             run_ids=[message["run_id"]],
             expected_points=points,

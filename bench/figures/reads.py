@@ -115,7 +115,7 @@ async def _seed(ctx: Context, sandbox: Sandbox) -> tuple[dict[str, Any], Any, An
     )
     proc.start()
     ctx.progress(f"  seeding {s.runs_list_runs:,} small runs in the event format")
-    await publish_runs(sandbox.settings.kafka_bootstrap, sandbox.settings.topic, RUNS_EXPERIMENT, s.runs_list_runs)
+    await publish_runs(sandbox.settings, RUNS_EXPERIMENT, s.runs_list_runs)
     ctx.progress(
         f"  seeding a {s.read_series_points:,}-point series and {s.get_metrics_metrics} x "
         f"{s.get_metrics_points:,} points through the SDK"
@@ -126,7 +126,7 @@ async def _seed(ctx: Context, sandbox: Sandbox) -> tuple[dict[str, Any], Any, An
         expected = s.read_series_points + seeded["wide_points"]
         _, found = await wait_committed(
             conn,
-            bootstrap=sandbox.settings.kafka_bootstrap,
+            cluster=sandbox.settings,
             topic=sandbox.settings.topic,
             run_ids=[seeded["series_run"], seeded["wide_run"]],
             expected_points=expected,

@@ -89,7 +89,7 @@ async def _measure(ctx: Context, sandbox: Sandbox, producers: int, points: int, 
     try:
         done_at, found = await wait_committed(
             conn,
-            bootstrap=sandbox.settings.kafka_bootstrap,
+            cluster=sandbox.settings,
             topic=sandbox.settings.topic,
             run_ids=run_ids,
             expected_points=points,

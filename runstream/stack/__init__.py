@@ -1,24 +1,24 @@
 """The local stack: Kafka, PostgreSQL, ingest and query as processes (no Docker).
 
 Besides :class:`LocalStack` (``runstream up / down / status``), the pieces
-other tools build on: :func:`create_topics` and :func:`ensure_topic` for a
-topic set of their own on any broker, :func:`http_ok` and
+other tools build on: :func:`create_topics` for the topics of a settings
+object (``runstream.kafka.ensure_topics`` makes any others), :func:`http_ok` and
 :func:`wait_http_ok` to wait for a service they started, :func:`free_port` to
 give it a port, :func:`log_tail` to show how it ended, and the
 :data:`KAFKA_VERSION` the stack runs.
 """
 
 from runstream.stack._health import http_ok, wait_http_ok
-from runstream.stack._kafka import KAFKA_VERSION, ensure_topic
-from runstream.stack._local import LocalStack, create_topics
+from runstream.stack._kafka import KAFKA_VERSION
+from runstream.stack._local import ROTATABLE, LocalStack, create_topics
 from runstream.stack._ports import free_port
 from runstream.stack._process import log_tail
 
 __all__ = [
     "KAFKA_VERSION",
+    "ROTATABLE",
     "LocalStack",
     "create_topics",
-    "ensure_topic",
     "free_port",
     "http_ok",
     "log_tail",

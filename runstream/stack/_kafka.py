@@ -1,28 +1,51 @@
-"""A single-node Apache Kafka broker in KRaft mode, resolved from Maven Central and run with java."""
+"""A single-node Apache Kafka broker in KRaft mode, resolved from Maven Central and run with java.
+
+It is private by default. The client listener takes SASL/SCRAM-SHA-512 only
+(TLS is left off: it listens on loopback); its users - ``runstream`` for every
+client, ``broker`` for the broker itself - are written into the metadata log
+when the storage is formatted (``--add-scram``), since KRaft keeps SCRAM
+credentials there. The KRaft controller listener, on loopback too, takes
+SASL/PLAIN with a user of its own, as KRaft cannot check SCRAM before the
+metadata is loaded. The passwords come from :mod:`runstream.stack._secrets`;
+``server.properties`` holds them and is 0600, and the format command reads
+them from an argument file, never from its command line (which every local
+user can read in ``/proc``).
+"""
 
 from __future__ import annotations
 
 import asyncio
 import base64
+import dataclasses
 import logging
 import os
 import shutil
 import subprocess
 import time
 import uuid
+from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 
-from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-from aiokafka.errors import KafkaError, TopicAlreadyExistsError
+from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
+from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
 
-from runstream.config import Settings
+from runstream import kafka
+from runstream.config import LOCAL_KAFKA_MECHANISM, LOCAL_KAFKA_USER, Settings
 from runstream.stack import _process, _tools
+from runstream.stack._private import PRIVATE_UMASK, private_dir, write_private
+from runstream.stack._secrets import StackSecrets
 
-__all__ = ["KafkaBroker", "ensure_topic"]
+__all__ = ["KafkaBroker"]
 
 KAFKA_VERSION = "4.1.1"
+_BROKER_USER = "broker"
+_CONTROLLER_USER = "controller"
+_SCRAM = "org.apache.kafka.common.security.scram.ScramLoginModule"
+_PLAIN = "org.apache.kafka.common.security.plain.PlainLoginModule"
+# Written once the storage is formatted with our SCRAM users: a home without it
+# holds a broker an older runstream made, with no users at all.
+_SCRAM_MARKER = "scram-users"
 _LOG4J2 = """\
 Configuration:
   Appenders:
@@ -58,49 +81,60 @@ def resolve_jars() -> Path:
     pom.parent.mkdir(parents=True, exist_ok=True)
     pom.write_text(resources.files("runstream.stack").joinpath("kafka-pom.xml").read_text(encoding="utf-8"))
     shutil.rmtree(libs, ignore_errors=True)
-    result = subprocess.run(
+    result = subprocess.run(  # noqa: S603 - our own argv, no shell
         [_tools.maven(), "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
          f"-DoutputDirectory={libs}", "-DincludeScope=runtime"],
         capture_output=True, text=True, check=False,
     )
     if result.returncode != 0:
-        raise RuntimeError(f"mvn could not resolve Kafka {KAFKA_VERSION}:\n{result.stdout[-4000:]}{result.stderr[-2000:]}")
+        output = f"{result.stdout[-4000:]}{result.stderr[-2000:]}"
+        raise RuntimeError(f"mvn could not resolve Kafka {KAFKA_VERSION}:\n{output}")
     marker.write_text(KAFKA_VERSION)
     return libs
-
-
-async def ensure_topic(bootstrap: str, name: str, partitions: int) -> None:
-    """Create ``name`` unless it exists (several callers may race)."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(name, num_partitions=partitions, replication_factor=1)])
-    except TopicAlreadyExistsError:
-        pass
-    finally:
-        await admin.close()
 
 
 class KafkaBroker:
     """The broker's files under ``<home>/kafka`` and its process."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        secrets: StackSecrets | None = None,
+        *,
+        extra_properties: Mapping[str, str] | None = None,
+    ) -> None:
+        """``extra_properties`` override the broker's own (a test's TLS listeners, say)."""
         self.settings = settings
+        self.secrets = secrets or StackSecrets(settings.home)
+        self.extra_properties = dict(extra_properties or {})
         self.root = settings.home / "kafka"
         self.pid_file = settings.home / "pids" / "kafka.pid"
         self.log_file = settings.home / "logs" / "kafka.log"
 
     def _write_config(self) -> Path:
-        s = self.settings
+        s, secrets = self.settings, self.secrets
         data = self.root / "data"
+        broker_password, controller_password = secrets.kafka_broker_password, secrets.kafka_controller_password
         props = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@127.0.0.1:{s.kafka_controller_port}",
-            "listeners": f"PLAINTEXT://127.0.0.1:{s.kafka_port},CONTROLLER://127.0.0.1:{s.kafka_controller_port}",
-            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{s.kafka_port}",
+            "listeners": f"CLIENT://127.0.0.1:{s.kafka_port},CONTROLLER://127.0.0.1:{s.kafka_controller_port}",
+            "advertised.listeners": f"CLIENT://127.0.0.1:{s.kafka_port}",
             "controller.listener.names": "CONTROLLER",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "inter.broker.listener.name": "CLIENT",
+            "listener.security.protocol.map": "CLIENT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
+            "listener.name.client.sasl.enabled.mechanisms": LOCAL_KAFKA_MECHANISM,
+            "sasl.mechanism.inter.broker.protocol": LOCAL_KAFKA_MECHANISM,
+            f"listener.name.client.{LOCAL_KAFKA_MECHANISM.lower()}.sasl.jaas.config": (
+                f'{_SCRAM} required username="{_BROKER_USER}" password="{broker_password}";'
+            ),
+            "sasl.mechanism.controller.protocol": "PLAIN",
+            "listener.name.controller.sasl.enabled.mechanisms": "PLAIN",
+            "listener.name.controller.plain.sasl.jaas.config": (
+                f'{_PLAIN} required username="{_CONTROLLER_USER}" password="{controller_password}"'
+                f' user_{_CONTROLLER_USER}="{controller_password}";'
+            ),
             "log.dirs": str(data),
             "num.partitions": str(s.topic_partitions),
             "offsets.topic.replication.factor": "1",
@@ -112,11 +146,12 @@ class KafkaBroker:
             "group.initial.rebalance.delay.ms": "0",
             "message.max.bytes": str(16 * 1024 * 1024),
             "auto.create.topics.enable": "false",
+            **self.extra_properties,
         }
-        self.root.mkdir(parents=True, exist_ok=True)
-        (self.root / "log4j2.yaml").write_text(_LOG4J2)
+        private_dir(self.root)
+        write_private(self.root / "log4j2.yaml", _LOG4J2)
         config = self.root / "server.properties"
-        config.write_text("".join(f"{k}={v}\n" for k, v in props.items()))
+        write_private(config, "".join(f"{k}={v}\n" for k, v in props.items()))
         return config
 
     def _java(self, libs: Path, *args: str, heap: str = "256m") -> list[str]:
@@ -130,42 +165,96 @@ class KafkaBroker:
         if _process.alive(_process.read_pid(self.pid_file)):
             return
         libs = resolve_jars()
-        config = self._write_config()
-        if not (self.root / "data" / "meta.properties").exists():
-            cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
-            result = subprocess.run(
-                self._java(libs, "kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(config)),
-                capture_output=True, text=True, check=False,
+        self.secrets.ensure()
+        formatted = (self.root / "data" / "meta.properties").exists()
+        if formatted and not (self.root / _SCRAM_MARKER).exists():
+            raise RuntimeError(
+                f"{self.root} holds a Kafka broker made by an older runstream, without authentication, which"
+                " runstream no longer runs. Move it and <home>/postgres aside (or delete them) and run"
+                " `runstream up` again for a new, private stack."
             )
-            if result.returncode != 0:
-                raise RuntimeError(f"Kafka storage format failed:\n{result.stdout}{result.stderr}")
+        config = self._write_config()
+        if not formatted:
+            self._format(libs, config)
         _process.spawn_detached(
             self._java(libs, "kafka.Kafka", str(config), heap="1g"),
             pid_file=self.pid_file, log_file=self.log_file, env=os.environ,
         )
         asyncio.run(self.wait_ready())
 
+    def set_scram_password(self, user: str, password: str) -> None:
+        """Give ``user`` a new SCRAM password on the running broker (ConfigCommand, as the broker's own user).
+
+        Connections already authenticated stay up; the next login needs the
+        new password. Arguments and client properties go through 0600 files.
+        """
+        libs = resolve_jars()
+        client = self.root / "admin-client.properties"
+        write_private(
+            client,
+            f"security.protocol=SASL_PLAINTEXT\nsasl.mechanism={LOCAL_KAFKA_MECHANISM}\n"
+            f'sasl.jaas.config={_SCRAM} required username="{_BROKER_USER}" '
+            f'password="{self.secrets.kafka_broker_password}";\n',
+        )
+        args = [
+            "kafka.admin.ConfigCommand", "--bootstrap-server", f"127.0.0.1:{self.settings.kafka_port}",
+            "--command-config", str(client), "--alter", "--entity-type", "users", "--entity-name", user,
+            "--add-config", f"{LOCAL_KAFKA_MECHANISM}=[iterations=8192,password={password}]",
+        ]
+        try:
+            self._run_tool(libs, args, "setting a SCRAM password")
+        finally:
+            client.unlink(missing_ok=True)
+
+    def _run_tool(self, libs: Path, args: list[str], what: str) -> None:
+        """A Kafka tool whose arguments hold secrets: they go in an argument file (0600), never on a command line."""
+        # The java launcher expands "@file" into arguments: they never reach /proc/<pid>/cmdline.
+        argfile = self.root / "tool.args"
+        write_private(argfile, "\n".join(args) + "\n")
+        try:
+            result = subprocess.run(  # noqa: S603 - our own argv, no shell
+                self._java(libs, f"@{argfile}"), capture_output=True, text=True, check=False, umask=PRIVATE_UMASK
+            )
+        finally:
+            argfile.unlink(missing_ok=True)
+        if result.returncode != 0:
+            raise RuntimeError(f"Kafka {what} failed:\n{result.stdout[-2000:]}{result.stderr[-2000:]}")
+
+    def _format(self, libs: Path, config: Path) -> None:
+        """Format the storage with the SCRAM users, their passwords passed in an argument file (0600)."""
+        secrets = self.secrets
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        users = {LOCAL_KAFKA_USER: secrets.kafka_password, _BROKER_USER: secrets.kafka_broker_password}
+        args = ["kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(config)]
+        for name, password in users.items():
+            args += ["--add-scram", f"{LOCAL_KAFKA_MECHANISM}=[name={name},password={password}]"]
+        self._run_tool(libs, args, "storage format")
+        write_private(self.root / _SCRAM_MARKER, f"{LOCAL_KAFKA_MECHANISM}: {', '.join(users)}\n")
+
     async def wait_ready(self, timeout_seconds: float = 120.0) -> None:
         """Return once a client can create a topic and produce to it."""
         deadline = time.monotonic() + timeout_seconds
-        bootstrap = self.settings.kafka_bootstrap
         # Refused connections are expected while the broker boots; say nothing of them.
         client_log = logging.getLogger("aiokafka")
         level = client_log.level
         client_log.setLevel(logging.CRITICAL)
         try:
-            await self._probe_until_ready(bootstrap, deadline, timeout_seconds)
+            await self._probe_until_ready(deadline, timeout_seconds)
         finally:
             client_log.setLevel(level)
 
-    async def _probe_until_ready(self, bootstrap: str, deadline: float, timeout_seconds: float) -> None:
+    async def _probe_until_ready(self, deadline: float, timeout_seconds: float) -> None:
+        # The probe's topic is the stack's own: made whatever the user's topic settings say.
+        probe = dataclasses.replace(
+            self.settings, create_topics=True, topic_replication_factor=None, topic_min_insync_replicas=None
+        )
         while True:
             if not _process.alive(_process.read_pid(self.pid_file)):
                 raise RuntimeError(f"Kafka exited during start; see {self.log_file}")
             try:
-                await ensure_topic(bootstrap, "runstream.health", 1)
-                producer = AIOKafkaProducer(bootstrap_servers=bootstrap, request_timeout_ms=5000)
-                await producer.start()
+                await kafka.ensure_topics(probe, {"runstream.health": 1})
+                producer = AIOKafkaProducer(**kafka.client_options(probe), request_timeout_ms=5000)
+                await kafka.start(producer, probe)
                 try:
                     await producer.send_and_wait("runstream.health", b"ping")
                 finally:

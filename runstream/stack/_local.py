@@ -1,4 +1,13 @@
-"""The whole local stack: Kafka, PostgreSQL, the ingest worker and the query service."""
+"""The whole local stack: Kafka, PostgreSQL, the ingest worker and the query service.
+
+Everything lives under ``settings.home``, which must be ours: a home another
+user owns (or may write) is refused, so their pid files can make ``down`` stop
+nothing of theirs and their files are never adopted. ``start`` makes it 0700
+(see :mod:`runstream.stack._private` for root), generates the secrets once,
+and writes ``config.json`` (0600) for the SDK's ``Workspace.from_config()``:
+the Kafka bootstrap, security protocol, user and password *file* - never a
+secret itself.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +15,23 @@ import asyncio
 import json
 import os
 import sys
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from runstream.config import Settings
+from runstream import kafka
+from runstream.config import LOCAL_KAFKA_USER, Settings
 from runstream.stack import _process
 from runstream.stack._health import http_json, http_ok, wait_http_ok
-from runstream.stack._kafka import KafkaBroker, ensure_topic
+from runstream.stack._kafka import KafkaBroker
 from runstream.stack._postgres import PostgresCluster
+from runstream.stack._private import check_owned, private_dir, tighten, write_private
+from runstream.stack._secrets import StackSecrets, new_secret
 
-__all__ = ["ComponentStatus", "LocalStack", "create_topics"]
+__all__ = ["ROTATABLE", "ComponentStatus", "LocalStack", "create_topics"]
+
+#: What ``runstream rotate-secrets`` renews: Kafka's client user, the service role, the superuser.
+ROTATABLE = ("kafka", "postgres", "postgres-admin")
 
 
 @dataclass(frozen=True)
@@ -36,21 +52,37 @@ class LocalStack:
 
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.kafka = KafkaBroker(settings)
-        self.postgres = PostgresCluster(settings)
+        self.secrets = StackSecrets(settings.home)
+        self.kafka = KafkaBroker(settings, self.secrets)
+        self.postgres = PostgresCluster(settings, self.secrets)
 
     @property
     def config_file(self) -> Path:
         return self.settings.home / "config.json"
 
+    @property
+    def admin_dsn(self) -> str:
+        """The PostgreSQL superuser's DSN: for the stack's own work, never for a service."""
+        return self.postgres.admin_dsn
+
     def _pid_file(self, name: str) -> Path:
         return self.settings.home / "pids" / f"{name}.pid"
+
+    def _claim_home(self) -> None:
+        """The home made private (0700), the directories in it too, the secrets there."""
+        home = self.settings.home
+        check_owned(home)
+        private_dir(home, postgres_passes=True)
+        tighten(home, skip=self.postgres.root)
+        for name in ("pids", "logs"):
+            private_dir(home / name, postgres_passes=name == "logs")
+        self.secrets.ensure()
 
     def start_infrastructure(self) -> None:
         """Kafka and PostgreSQL, the schema migrated and the topics created."""
         from ingest.schema import migrate  # the schema belongs to ingest
 
-        self.settings.home.mkdir(parents=True, exist_ok=True)
+        self._claim_home()
         self.kafka.start()
         self.postgres.start()
         asyncio.run(migrate(self.settings.database_url))
@@ -61,16 +93,13 @@ class LocalStack:
         self.start_infrastructure()
         self._start_service("ingest", f"http://127.0.0.1:{self.settings.ingest_metrics_port}/metrics")
         self._start_service("query", f"{self.settings.query_url}/health")
-        self.config_file.write_text(
-            json.dumps(
-                {
-                    "kafka_bootstrap": self.settings.kafka_bootstrap,
-                    "query_url": self.settings.query_url,
-                    "topic": self.settings.topic,
-                },
-                indent=2,
-            )
-        )
+        config = {
+            "kafka_bootstrap": self.settings.kafka_bootstrap,
+            "query_url": self.settings.query_url,
+            "topic": self.settings.topic,
+            "kafka_security": self.settings.kafka_security.as_env(secrets=False),
+        }
+        write_private(self.config_file, json.dumps(config, indent=2))
 
     def _start_service(self, module: str, health_url: str) -> None:
         pid_file = self._pid_file(module)
@@ -89,8 +118,38 @@ class LocalStack:
             )
         )
 
+    def rotate_secrets(self, which: Sequence[str] = ROTATABLE) -> list[str]:
+        """New passwords for ``which`` of :data:`ROTATABLE`, on the running stack; return what was rotated.
+
+        Each server takes the new password first, then its 0600 file is
+        replaced: open connections stay up, new ones use the new password.
+        Kafka clients read their password as they start, so a running ingest
+        worker is restarted after the Kafka password changes.
+        """
+        check_owned(self.settings.home)
+        unknown = sorted(set(which) - set(ROTATABLE))
+        if unknown:
+            raise ValueError(f"cannot rotate {', '.join(unknown)}: choose from {', '.join(ROTATABLE)}")
+        if not self.postgres.running() or self.kafka.pid() is None:
+            raise RuntimeError("the stack is not running: `runstream up` first (rotation talks to its servers)")
+        for name in which:
+            if name == "kafka":
+                password = new_secret()
+                self.kafka.set_scram_password(LOCAL_KAFKA_USER, password)
+                self.secrets.write("kafka.password", password)
+                if _process.stop_pid(self._pid_file("ingest")):
+                    self._start_service("ingest", f"http://127.0.0.1:{self.settings.ingest_metrics_port}/metrics")
+            else:
+                self.postgres.set_password(admin=name == "postgres-admin", password=new_secret())
+        return list(which)
+
     def stop(self) -> list[str]:
-        """Stop what ``start`` started, newest first; return the names of those that were running."""
+        """Stop what ``start`` started, newest first; return the names of those that were running.
+
+        Only processes whose pid file still names them (same command line,
+        same start time) are signalled; a stale or forged pid file is dropped.
+        """
+        check_owned(self.settings.home)
         stopped = [name for name in ("query", "ingest") if _process.stop_pid(self._pid_file(name))]
         if self.kafka.stop():
             stopped.append("kafka")
@@ -100,6 +159,7 @@ class LocalStack:
 
     def status(self) -> list[ComponentStatus]:
         s = self.settings
+        check_owned(s.home)
         return [
             ComponentStatus("kafka", self.kafka.pid(), s.kafka_port, self.kafka.pid() is not None),
             ComponentStatus("postgres", self.postgres.pid(), s.pg_port, self.postgres.running()),
@@ -126,6 +186,5 @@ class LocalStack:
 
 
 async def create_topics(settings: Settings) -> None:
-    """The events topic (``settings.topic_partitions`` partitions) and the dead-letter topic, unless they exist."""
-    await ensure_topic(settings.kafka_bootstrap, settings.topic, settings.topic_partitions)
-    await ensure_topic(settings.kafka_bootstrap, settings.dlq_topic, 1)
+    """The events and dead-letter topics as ``settings`` say (see :func:`runstream.kafka.ensure_topics`)."""
+    await kafka.ensure_topics(settings)

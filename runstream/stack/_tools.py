@@ -35,7 +35,7 @@ def postgres_bindir() -> Path:
     candidates: list[Path] = []
     pg_config = shutil.which("pg_config")
     if pg_config:
-        out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False)
+        out = subprocess.run([pg_config, "--bindir"], capture_output=True, text=True, check=False)  # noqa: S603
         if out.returncode == 0:
             candidates.append(Path(out.stdout.strip()))
     candidates += sorted(

@@ -322,9 +322,10 @@ async def _cluster_id(box: Box) -> str:
 async def _kafka_view(box: Box) -> tuple[str, dict[int, int]]:
     """The cluster's id and the events topic's end offset per partition, as Kafka says now."""
     from ingest._topics import topic_identity
+    from runstream.kafka import client_options
 
     topic = box.settings.topic
-    consumer = AIOKafkaConsumer(bootstrap_servers=box.settings.kafka_bootstrap)
+    consumer = AIOKafkaConsumer(**client_options(box.settings))
     await consumer.start()
     try:
         identity = await topic_identity(consumer._client, topic)
