@@ -34,6 +34,8 @@ from ingest._writer import Writer
 from runstream.config import Settings
 from runstream.events import decode_batch
 from runstream.kafka import client_options
+from runstream.stack._process import record_pid
+from tests.conftest import Services
 from tests.support import eventually
 from tests.test_ingest_recovery import private, start_worker
 from tests.test_ingest_support import T0, dead_letters, new_id, points, raw, scalars, send, started, status
@@ -203,10 +205,10 @@ def _decoded(offset: int, run: str, session: str, *events: dict[str, Any], tampe
 
 
 async def test_what_postgresql_refuses_and_what_trips_ingest_is_isolated_in_one_transaction(
-    settings: Settings, services: tuple[str, str]
+    settings: Settings, services: Services
 ) -> None:
     """The writer's fallback, fed records the decoder would have refused (as if its checks had a hole)."""
-    async with own_database(services[1]) as dsn, asyncpg.create_pool(dsn, min_size=1, max_size=2) as pool:
+    async with own_database(services.admin_dsn) as dsn, asyncpg.create_pool(dsn, min_size=1, max_size=2) as pool:
         letters: list[DeadLetter] = []
 
         async def sink(batch: Any, conn: Any) -> None:
@@ -305,8 +307,7 @@ async def test_an_unwritable_dead_letter_topic_is_reported_until_it_takes_the_le
 
 def serve_status_from_here(home: Path) -> None:
     """`runstream status` finds the stack's ingest by its pid file under ``home``: this process serves it."""
-    (home / "pids").mkdir()
-    (home / "pids" / "ingest.pid").write_text(str(os.getpid()))
+    record_pid(home / "pids" / "ingest.pid", os.getpid())
 
 
 async def _runstream_status(settings: Settings) -> str:
@@ -320,9 +321,9 @@ async def _runstream_status(settings: Settings) -> str:
 
 
 async def test_a_worker_stuck_retrying_is_unhealthy_on_ready_in_its_gauge_and_in_runstream_status(
-    settings: Settings, services: tuple[str, str], tmp_path: Path
+    settings: Settings, services: Services, tmp_path: Path
 ) -> None:
-    async with proxied_database(services[1]) as (_, proxy, proxied):
+    async with proxied_database(services.admin_dsn) as (_, proxy, proxied):
         mine = dataclasses.replace(private(settings, "stuck"), home=tmp_path, database_url=proxied)
         serve_status_from_here(tmp_path)
         run, session = new_id(), new_id()
@@ -348,11 +349,11 @@ async def test_a_worker_stuck_retrying_is_unhealthy_on_ready_in_its_gauge_and_in
 
 
 async def test_a_worker_that_never_stores_is_unhealthy_as_soon_as_old_records_wait(
-    settings: Settings, services: tuple[str, str]
+    settings: Settings, services: Services
 ) -> None:
     """A crash loop: each new process finds records that have waited long and stores nothing. It must
     not look healthy just because it started a moment ago."""
-    async with proxied_database(services[1]) as (_, proxy, proxied):
+    async with proxied_database(services.admin_dsn) as (_, proxy, proxied):
         mine = dataclasses.replace(private(settings, "crashloop"), database_url=proxied)
         run, session = new_id(), new_id()
         async with IngestWorker(mine, options=IngestOptions(stall_seconds=30.0)):

@@ -22,7 +22,7 @@ from pathlib import Path
 
 from runstream.stack._private import PRIVATE_UMASK, check_owned, private_dir, write_private
 
-__all__ = ["alive", "log_tail", "read_pid", "spawn_detached", "stop_pid"]
+__all__ = ["alive", "log_tail", "read_pid", "record_pid", "spawn_detached", "stop_pid"]
 
 _EXEC_TIMEOUT_SECONDS = 10.0
 
@@ -78,9 +78,23 @@ def spawn_detached(
     while (found := _identity(pid)) is not None and found.argv != wanted and time.monotonic() < deadline:
         time.sleep(0.005)
     if found is not None:
-        record = {"pid": pid, "start_ticks": found.start_ticks, "argv": list(wanted)}
-        write_private(pid_file, json.dumps(record))
+        _write_record(pid_file, pid, found)
     return pid
+
+
+def record_pid(pid_file: Path, pid: int) -> None:
+    """Record a running process as the stack's (``pid_file`` then names it for status and ``down``)."""
+    found = _identity(pid)
+    if found is None:
+        raise ProcessLookupError(f"no process {pid} to record in {pid_file}")
+    if not pid_file.parent.exists():
+        private_dir(pid_file.parent)
+    _write_record(pid_file, pid, found)
+
+
+def _write_record(pid_file: Path, pid: int, found: _Identity) -> None:
+    record = {"pid": pid, "start_ticks": found.start_ticks, "argv": list(found.argv)}
+    write_private(pid_file, json.dumps(record))
 
 
 def log_tail(log_file: Path, chars: int = 2000) -> str:
