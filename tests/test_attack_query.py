@@ -475,8 +475,14 @@ async def test_request_bodies_that_stall_or_trickle_are_cut_off(
             None,
         ),
     }
-    for what, (head, trickle) in cases.items():
-        answer = await _answer_to_stalled_body(service.url, head.encode(), b"0123456789", trickle_seconds=trickle)
+    # At once: each waits out the body time limit, and they must not hold each other up either.
+    answers = await asyncio.gather(
+        *(
+            _answer_to_stalled_body(service.url, head.encode(), b"0123456789", trickle_seconds=trickle)
+            for head, trickle in cases.values()
+        )
+    )
+    for what, answer in zip(cases, answers, strict=True):
         assert answer.startswith(b"HTTP/1.1 408"), (what, answer[:300])
         body = orjson.loads(answer.split(b"\r\n\r\n", 1)[1])
         assert _error(body) == ("request_timeout", "body"), what
