@@ -30,9 +30,9 @@ from bench.figures import freshness, throughput
 from bench.proc import free_port
 from bench.services import Infra
 from bench.sizes import FULL, QUICK
+from ops.stack import LocalStack
 from runstream.config import KafkaSecurity, Settings
 from runstream.dsn import with_database
-from runstream.stack import LocalStack
 
 __all__ = ["main"]
 

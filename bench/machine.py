@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.proc import BENCH_PYTHON, PROJECT_PYTHON, ROOT
-from runstream.stack import KAFKA_VERSION
+from ops.stack import KAFKA_VERSION
 
 __all__ = ["describe_machine", "versions"]
 

@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from runstream.stack import free_port, log_tail, wait_http_ok
+from ops.stack import free_port, log_tail, wait_http_ok
 
 __all__ = [
     "BENCH_PYTHON",

@@ -36,9 +36,9 @@ import asyncpg
 import numpy as np
 
 from ingest._partitions import utc_day
-from ingest.schema import migrate
+from ops.stack import free_port, wait_http_ok
 from runstream.dsn import with_database
-from runstream.stack import free_port, wait_http_ok
+from runstream.schema import migrate
 from tests.support import copy_chunks
 
 RUNS = 10

@@ -26,10 +26,10 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from bench.proc import BENCH_PYTHON, Service, child_env, free_port, peak_rss_bytes
+from ops.stack import LocalStack, create_topics
 from runstream import kafka
 from runstream.config import KafkaSecurity, Settings
 from runstream.dsn import with_database
-from runstream.stack import LocalStack, create_topics
 
 __all__ = ["Infra", "MlflowServer", "Sandbox"]
 
@@ -178,7 +178,7 @@ class Sandbox:
     async def __aenter__(self) -> Sandbox:
         self.home.mkdir(parents=True, exist_ok=True)
         await self.infra.create_database(self.name)
-        from ingest.schema import migrate  # the schema belongs to ingest
+        from runstream.schema import migrate  # the schema belongs to ingest
 
         await migrate(self.settings.database_url)
         await create_topics(self.settings)

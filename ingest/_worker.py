@@ -49,6 +49,7 @@ from aiokafka.errors import (  # type: ignore[import-untyped]
 from runstream import kafka
 from runstream.config import Settings
 from runstream.dsn import postgres_setup_error
+from runstream.schema import migrate
 
 from ._compaction import ChunkCompactor
 from ._decoder import DeadLetter, Decoded, Source, decode_record
@@ -63,7 +64,6 @@ from ._partitions import PointPartitions, utc_day
 from ._periodic import Periodic
 from ._topics import TopicIdentity, topic_identity
 from ._writer import FlushResult, Writer
-from .schema import migrate
 
 __all__ = ["IngestWorker", "run_worker"]
 

@@ -31,10 +31,10 @@ import pytest
 import pytest_asyncio
 from playwright.async_api import Browser, async_playwright
 
-from ingest.schema import migrate
+from ops.stack import LocalStack, free_port
 from runstream.config import KafkaSecurity, Settings
 from runstream.dsn import with_database
-from runstream.stack import LocalStack, free_port
+from runstream.schema import migrate
 from tests.fuzzing import FUZZING, SEED, examples
 from tests.library_logs import RepeatedRecords
 from tests.support import LoggedProcess, wait_http_ok

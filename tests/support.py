@@ -14,8 +14,8 @@ import asyncpg
 import yarl
 
 from ingest._partitions import utc_day
+from ops.stack import log_tail
 from runstream.chunks import CHUNK_COLUMNS, encode_chunk
-from runstream.stack import log_tail
 
 T = TypeVar("T")
 

@@ -44,6 +44,7 @@ import pytest
 import pytest_asyncio
 import yarl
 
+from ops.stack import free_port
 from producer._errors import MetricValueError
 from producer._payloads import file_name as sdk_file_name
 from query._limits import LOGIN_ATTEMPTS, MAX_HEAVY_READS, MAX_RESPONSE_POINTS
@@ -51,7 +52,6 @@ from query._openapi import SPEC
 from query._sessions import COOKIE
 from runstream.config import MIN_SECRET_BYTES, ConfigError, Settings
 from runstream.events import STATUSES
-from runstream.stack import free_port
 from tests.support import eventually, wait_http_ok
 from tests.test_query_seed import seed_run, seed_scalars
 

@@ -26,10 +26,10 @@ import asyncpg
 import pytest
 from aiokafka.admin import AIOKafkaAdminClient
 
+from ops.stack import LocalStack, free_port
 from producer import DeliveryError, Experiment, LoggingOptions, Workspace
 from runstream.config import ConfigError, Settings
 from runstream.kafka import KafkaSetupError, client_options, start
-from runstream.stack import LocalStack, free_port
 from tests.conftest import Services
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -316,7 +316,7 @@ def test_a_secret_file_other_users_can_read_is_refused(stack: LocalStack, tmp_pa
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     full = {k: v for k, v in os.environ.items() if not k.startswith("RUNSTREAM_")}
     return subprocess.run(
-        [sys.executable, "-m", "runstream.cli", *args],
+        [sys.executable, "-m", "ops.cli", *args],
         env={**full, "PYTHONPATH": str(ROOT), **env},
         capture_output=True,
         text=True,

@@ -60,7 +60,7 @@ def _python(python: Path, code: str, *, cwd: Path, check: bool = True) -> subpro
 def _install(python: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
     return _python(
         python,
-        "from runstream.cli import main; raise SystemExit(main(['install-azureml-compat']))",
+        "from ops.cli import main; raise SystemExit(main(['install-azureml-compat']))",
         cwd=cwd,
         check=False,
     )
@@ -156,7 +156,7 @@ def test_it_refuses_to_shadow_the_real_azureml_core(tmp_path: Path) -> None:
     fake.rename(tmp_path / "aside")
     removed = _python(
         python,
-        "from runstream.cli import main; raise SystemExit(main(['install-azureml-compat', '--uninstall']))",
+        "from ops.cli import main; raise SystemExit(main(['install-azureml-compat', '--uninstall']))",
         cwd=tmp_path,
     )
     assert "removed" in removed.stdout and not (site / "runstream_azureml_compat.pth").exists()

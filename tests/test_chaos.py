@@ -22,11 +22,11 @@ from typing import Any
 import pytest
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
+from ops.stack import free_port
 from producer import Workspace, sync_spool
 from producer._spool import SpoolWriter
 from runstream.config import Settings
 from runstream.kafka import client_options, ensure_topics
-from runstream.stack import free_port
 from tests.chaos.scenarios import SCENARIOS
 from tests.fuzzing import SEED
 from tests.support import eventually

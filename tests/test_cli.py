@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parent.parent
 
 async def _cli(settings: Settings, *args: str) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "runstream.cli", *args,
+        sys.executable, "-m", "ops.cli", *args,
         env={**os.environ, **settings.as_env(), "PYTHONPATH": str(ROOT)},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )

@@ -19,9 +19,9 @@ from typing import Any
 
 import pytest
 
+from ops.stack import free_port
 from producer import Experiment, Run, RunNotFoundError, Workspace
 from runstream.config import Settings
-from runstream.stack import free_port
 from tests.support import eventually
 from tests.test_producer import ROOT, topic  # noqa: F401 - fixture
 

@@ -32,10 +32,10 @@ import pytest
 import pytest_asyncio
 import yarl
 
+from ops.stack import free_port
 from query._app import KEEPALIVE_SECONDS, MAX_FIELD_BYTES, MAX_LINE_BYTES
 from query._openapi import SPEC
 from runstream.config import Settings
-from runstream.stack import free_port
 from tests.fuzzing import SEED, examples
 from tests.support import eventually, raw_exchange, status_line, wait_http_ok
 from tests.test_attack_query import BAD_POINT_CURSORS, BAD_RUN_CURSORS, ODD_RUN_CURSORS

@@ -15,8 +15,8 @@ import asyncpg
 import pytest_asyncio
 
 from ingest import IngestOptions, IngestWorker
+from ops.stack._kafka import KafkaBroker
 from runstream.config import Settings
-from runstream.stack._kafka import KafkaBroker
 from tests.support import eventually, wait_http_ok
 from tests.test_ingest_support import Stream, private_broker, produce_all
 

@@ -11,8 +11,8 @@ from typing import Any
 import aiohttp
 import asyncpg
 
+from ops.stack import free_port
 from runstream.config import Settings
-from runstream.stack import free_port
 from tests.support import eventually, wait_http_ok
 from tests.test_ingest_support import Stream, produce_all
 

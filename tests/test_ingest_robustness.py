@@ -31,10 +31,10 @@ from ingest import IngestOptions, IngestWorker
 from ingest._decoder import DeadLetter, Decoded, Source
 from ingest._partitions import PointPartitions
 from ingest._writer import Writer
+from ops.stack._process import record_pid
 from runstream.config import Settings
 from runstream.events import decode_batch
 from runstream.kafka import client_options
-from runstream.stack._process import record_pid
 from tests.conftest import Services
 from tests.support import eventually
 from tests.test_ingest_recovery import private, start_worker
@@ -312,7 +312,7 @@ def serve_status_from_here(home: Path) -> None:
 
 async def _runstream_status(settings: Settings) -> str:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "runstream.cli", "status",
+        sys.executable, "-m", "ops.cli", "status",
         env={**os.environ, **settings.as_env(), "PYTHONPATH": str(ROOT)},
         stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
     )  # fmt: skip

@@ -15,9 +15,9 @@ import numpy as np
 from ingest import IngestOptions, IngestWorker
 from ingest._compaction import SMALL_CHUNK_POINTS, ChunkCompactor
 from ingest._partitions import PointPartitions, utc_day
-from ingest.schema import migrate
 from runstream.chunks import CHUNK_COLUMNS, decode_row, encode_chunk
 from runstream.config import Settings
+from runstream.schema import migrate
 from tests.conftest import Services
 from tests.support import eventually
 from tests.test_ingest_recovery import private
@@ -147,11 +147,11 @@ async def test_drop_experiment_command_asks_for_confirmation_and_reports(
                 )
         env = {**settings.as_env(), "RUNSTREAM_DATABASE_URL": dsn, "PATH": "/usr/bin:/bin"}
         refused = subprocess.run(
-            [sys.executable, "-m", "runstream.cli", "drop-experiment", "gone"], env=env, capture_output=True, text=True
+            [sys.executable, "-m", "ops.cli", "drop-experiment", "gone"], env=env, capture_output=True, text=True
         )
         assert refused.returncode == 2 and "--yes" in refused.stderr
         done = subprocess.run(
-            [sys.executable, "-m", "runstream.cli", "drop-experiment", "gone", "--yes"],
+            [sys.executable, "-m", "ops.cli", "drop-experiment", "gone", "--yes"],
             env=env,
             capture_output=True,
             text=True,
@@ -161,7 +161,7 @@ async def test_drop_experiment_command_asks_for_confirmation_and_reports(
         assert await pool.fetchval("SELECT count(*) FROM runs") == 1
         assert await pool.fetchval("SELECT sum(n) FROM point_chunks") == 2
         missing = subprocess.run(
-            [sys.executable, "-m", "runstream.cli", "drop-experiment", "gone", "--yes"],
+            [sys.executable, "-m", "ops.cli", "drop-experiment", "gone", "--yes"],
             env=env,
             capture_output=True,
             text=True,

@@ -16,12 +16,12 @@ import asyncpg
 import numpy as np
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
+from ops.stack import free_port
+from ops.stack._kafka import KafkaBroker
 from query._points import Points, read_run_points
 from runstream.config import Settings
 from runstream.events import Batch, encode_batch, scalars_event
 from runstream.kafka import client_options
-from runstream.stack import free_port
-from runstream.stack._kafka import KafkaBroker
 
 T0 = 1_700_000_000.0
 _NO_POINTS = Points(np.empty(0, np.int64), np.empty(0), np.empty(0, np.int64), np.empty(0))

@@ -22,9 +22,9 @@ import pytest
 import pytest_asyncio
 
 from ingest import IngestOptions, IngestWorker
+from ops.stack import create_topics
+from ops.stack._kafka import KafkaBroker
 from runstream.config import Settings
-from runstream.stack import create_topics
-from runstream.stack._kafka import KafkaBroker
 from tests.support import eventually
 from tests.test_ingest_robustness import numbered, ready
 from tests.test_ingest_support import new_id, points, private_broker, produce_all

@@ -24,12 +24,12 @@ from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 import ingest
 from ingest import IngestConfigError, IngestOptions, IngestStartError, IngestStateError, IngestWorker
-from ingest.schema import migrate
+from ops.stack import free_port
 from runstream.chunks import decode_row
 from runstream.config import ConfigError, Settings
 from runstream.dsn import with_database
 from runstream.kafka import client_options
-from runstream.stack import free_port
+from runstream.schema import migrate
 from tests.conftest import Services
 from tests.support import eventually
 from tests.test_ingest_recovery import private

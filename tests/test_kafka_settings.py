@@ -14,10 +14,10 @@ import pytest
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.admin.config_resource import ConfigResource, ConfigResourceType
 
+from ops.stack import free_port
 from producer import Experiment, LoggingOptions, Workspace, WorkspaceConfigError
 from runstream.config import ConfigError, KafkaSecurity, Settings
 from runstream.kafka import KafkaSetupError, client_options, ensure_topics, start
-from runstream.stack import free_port
 from tests.support import eventually
 
 

@@ -30,11 +30,11 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 from aiokafka.admin import AIOKafkaAdminClient
 
 from ingest import IngestWorker
+from ops.stack import free_port
+from ops.stack._kafka import KafkaBroker
 from producer import DeliveryError, Experiment, LoggingOptions, Workspace
 from runstream.config import Settings
 from runstream.kafka import KafkaSetupError, client_options, ensure_topics, start
-from runstream.stack import free_port
-from runstream.stack._kafka import KafkaBroker
 from tests.conftest import Services
 from tests.test_ingest_worker import own_database
 from tests.tls import Authority, Issued
@@ -344,7 +344,7 @@ async def test_ingest_consumes_over_sasl_ssl(cloud: Cloud, cloud_database: str) 
 def test_the_cli_reads_dead_letters_over_sasl_ssl_and_names_a_wrong_ca(cloud: Cloud) -> None:
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNSTREAM_")} | {"PYTHONPATH": str(ROOT)}
     listed = subprocess.run(
-        [sys.executable, "-m", "runstream.cli", "dlq", "list"],
+        [sys.executable, "-m", "ops.cli", "dlq", "list"],
         env=env | cloud.env(),
         capture_output=True,
         text=True,
@@ -353,7 +353,7 @@ def test_the_cli_reads_dead_letters_over_sasl_ssl_and_names_a_wrong_ca(cloud: Cl
     assert listed.returncode == 0, listed.stderr
     assert listed.stdout.strip().endswith("dead letter(s) in cloud.dead-letter")
     refused = subprocess.run(
-        [sys.executable, "-m", "runstream.cli", "dlq", "list"],
+        [sys.executable, "-m", "ops.cli", "dlq", "list"],
         env=env | cloud.env(RUNSTREAM_KAFKA_SSL_CAFILE=str(cloud.other_ca.cert)),
         capture_output=True,
         text=True,

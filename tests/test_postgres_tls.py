@@ -24,11 +24,11 @@ from urllib.parse import quote
 import asyncpg
 import pytest
 
+from ops.stack import free_port
+from ops.stack._postgres import PostgresCluster
+from ops.stack._secrets import StackSecrets
 from runstream.config import Settings
 from runstream.dsn import postgres_setup_error
-from runstream.stack import free_port
-from runstream.stack._postgres import PostgresCluster
-from runstream.stack._secrets import StackSecrets
 from tests.tls import Authority, Issued
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -131,7 +131,7 @@ def test_runstream_migrates_over_tls_with_only_the_database_url(tls_server: TlsS
     env = {k: v for k, v in os.environ.items() if not k.startswith("RUNSTREAM_")}
     env |= {"PYTHONPATH": str(ROOT), "RUNSTREAM_DATABASE_URL": tls_server.verify_full()}
     done = subprocess.run(
-        [sys.executable, "-m", "runstream.cli", "migrate"], env=env, capture_output=True, text=True, timeout=120
+        [sys.executable, "-m", "ops.cli", "migrate"], env=env, capture_output=True, text=True, timeout=120
     )
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("applied: ")

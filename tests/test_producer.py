@@ -30,6 +30,7 @@ from aiokafka import AIOKafkaConsumer
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 import producer
+from ops.stack import free_port
 from producer import (
     BufferFullError,
     DeliveryError,
@@ -44,7 +45,6 @@ from producer._spool import read_records
 from runstream.config import Settings
 from runstream.events import MAX_RECORD_BYTES, Batch, decode_batch
 from runstream.kafka import client_options, ensure_topics
-from runstream.stack import free_port
 from tests.support import eventually
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -21,12 +21,12 @@ import numpy as np
 import pytest
 import pytest_asyncio
 
+from ops.stack import free_port
+from ops.stack._kafka import KafkaBroker
 from producer import Experiment, LoggingOptions, Workspace
 from runstream.config import Settings
 from runstream.events import Batch, decode_batch, encode_batch, scalars_event
 from runstream.kafka import ensure_topics
-from runstream.stack import free_port
-from runstream.stack._kafka import KafkaBroker
 from tests.support import eventually
 from tests.test_producer import consume_run, events_of, points
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import pytest
 
+from ops.stack import free_port
 from producer import (
     Experiment,
     QueryServiceError,
@@ -27,7 +28,6 @@ from producer import (
     Workspace,
 )
 from runstream.config import Settings
-from runstream.stack import free_port
 from tests.support import wait_http_ok
 from tests.test_producer import ROOT, topic, workspace  # noqa: F401 - fixtures
 

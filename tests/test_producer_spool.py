@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from ops.stack import free_port
 from producer import (
     Experiment,
     LoggingOptions,
@@ -25,7 +26,6 @@ from producer._sinks import KafkaSink, SharedProducer
 from producer._spool import SpoolWriter, is_locked, read_records
 from runstream.config import Settings
 from runstream.events import Batch, decode_batch
-from runstream.stack import free_port
 from tests.test_producer import ROOT, consume_run, events_of, points, topic  # noqa: F401 - fixture
 
 # The broker does not create topics on first use; sync and replays need the session's.

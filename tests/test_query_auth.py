@@ -16,9 +16,9 @@ import orjson
 import pytest_asyncio
 from aiohttp import web
 
+from ops.stack import free_port
 from query import create_app
 from runstream.config import Settings
-from runstream.stack import free_port
 from tests.support import wait_http_ok
 from tests.test_query_seed import seed_run, seed_scalars
 

@@ -19,9 +19,9 @@ import pytest_asyncio
 import yarl
 from aiohttp import web
 
+from ops.stack import free_port
 from query import LocalArtifactStore, StoredBlob, create_app
 from runstream.config import Settings
-from runstream.stack import free_port
 
 
 async def put(

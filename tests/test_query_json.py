@@ -11,8 +11,8 @@ import orjson
 import pytest_asyncio
 from aiohttp import web
 
+from ops.stack import free_port
 from query._json import stream_json
-from runstream.stack import free_port
 
 #: What the next request is answered with (the app is frozen once it runs, so a holder it keeps).
 CURRENT = web.AppKey("current", dict)

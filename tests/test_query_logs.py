@@ -17,10 +17,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ops.stack import free_port
 from producer import Experiment, Run, ScriptRunConfig, Workspace
 from query._web_logs import _complete_utf8
 from runstream.config import Settings
-from runstream.stack import free_port
 from tests.support import eventually, wait_http_ok
 from tests.test_producer import topic, workspace  # noqa: F401 - fixtures
 

@@ -10,8 +10,8 @@ from typing import Any
 
 import aiohttp
 
+from ops.stack import free_port
 from runstream.config import Settings
-from runstream.stack import free_port
 from tests.support import eventually, wait_http_ok
 
 

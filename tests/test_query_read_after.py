@@ -18,6 +18,7 @@ import asyncpg
 import orjson
 import pytest
 
+from ops.stack import free_port
 from runstream.config import Settings
 from runstream.consistency import (
     MAX_READ_AFTER_SESSIONS,
@@ -28,7 +29,6 @@ from runstream.consistency import (
     parse_wait,
 )
 from runstream.events import CHANGED_RUNS_CHANNEL
-from runstream.stack import free_port
 from tests.support import wait_http_ok
 from tests.test_query_seed import bump_session, seed_run, seed_scalars
 

@@ -12,9 +12,9 @@ import asyncpg
 import orjson
 from aiohttp import web
 
+from ops.stack import free_port
 from query import create_app
 from runstream.config import Settings
-from runstream.stack import free_port
 from tests.support import eventually
 from tests.test_ingest_support import new_id, produce_all, raw, scalars, started, status
 from tests.test_query_seed import announce, append_points, bump_session, get, seed_run, seed_scalars

@@ -28,6 +28,7 @@ import asyncpg
 import pytest
 from playwright.async_api import Browser, expect
 
+from ops.stack import free_port
 from producer import (
     Experiment,
     FlushTimeoutError,
@@ -44,7 +45,6 @@ from producer._run import _context_from_env
 from runstream.config import Settings
 from runstream.consistency import MAX_READ_AFTER_SESSIONS
 from runstream.kafka import ensure_topics
-from runstream.stack import free_port
 from tests.support import wait_http_ok
 from tests.test_producer import ROOT, topic  # noqa: F401 - fixture
 from tests.test_producer_query import _png

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from runstream.stack import free_port
-from runstream.stack._process import alive
+from ops.stack import free_port
+from ops.stack._process import alive
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -41,7 +41,7 @@ def stack_env() -> Iterator[dict[str, str]]:
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "runstream.cli", *args],
+        [sys.executable, "-m", "ops.cli", *args],
         env=env,
         capture_output=True,
         text=True,

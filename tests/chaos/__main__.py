@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 import asyncpg
 
 from bench.services import Infra
-from runstream.stack import LocalStack
+from ops.stack import LocalStack
 from tests.chaos.box import Box
 from tests.chaos.ledger import LoggedRun, Tally, check
 from tests.chaos.scenarios import FULL, QUICK, SCENARIOS, Size

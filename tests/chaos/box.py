@@ -23,7 +23,7 @@ import asyncpg
 
 from bench.proc import Service, free_port
 from bench.services import Infra, Sandbox
-from runstream.stack import LocalStack
+from ops.stack import LocalStack
 from tests.chaos.ledger import LoggedRun, expected_count, read_ledgers, stored_count
 from tests.support import eventually
 

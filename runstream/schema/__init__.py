@@ -20,7 +20,7 @@ _NAME = re.compile(r"^(\d{4})_[a-z0-9_]+\.sql$")
 
 def _migrations() -> list[tuple[int, str, str]]:
     found = []
-    for entry in resources.files("ingest").joinpath("migrations").iterdir():
+    for entry in resources.files("runstream.schema").joinpath("migrations").iterdir():
         match = _NAME.match(entry.name)
         if match:
             found.append((int(match.group(1)), entry.name, entry.read_text(encoding="utf-8")))

@@ -1,4 +1,4 @@
-"""Latency of the query service on big data: ``python -m query._bench --admin-dsn DSN``.
+"""Latency of the query service on big data: ``python -m bench.query_reads --admin-dsn DSN``.
 
 Creates (once) a database ``query_bench_N`` next to the admin DSN with one run
 holding a 1,000,000-point float series and an experiment of 10,000 runs with 5
@@ -34,13 +34,12 @@ import numpy.typing as npt
 from aiohttp import web
 
 from ingest._partitions import utc_day
-from ingest.schema import migrate
+from ops.stack import free_port
+from query._app import create_app
 from runstream.chunks import CHUNK_COLUMNS, encode_chunk
 from runstream.config import Settings
 from runstream.dsn import with_database
-from runstream.stack import free_port
-
-from ._app import create_app
+from runstream.schema import migrate
 
 BIG_RUN = uuid.UUID(int=1)
 RUNS = 10_000

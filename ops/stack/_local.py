@@ -3,7 +3,7 @@
 Everything lives under ``settings.home``, which must be ours: a home another
 user owns (or may write) is refused, so their pid files can make ``down`` stop
 nothing of theirs and their files are never adopted. ``start`` makes it 0700
-(see :mod:`runstream.stack._private` for root), generates the secrets once,
+(see :mod:`ops.stack._private` for root), generates the secrets once,
 and writes ``config.json`` (0600) for the SDK's ``Workspace.from_config()``:
 the Kafka bootstrap, security protocol, user and password *file* - never a
 secret itself.
@@ -19,14 +19,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from ops.stack import _process
+from ops.stack._health import http_json, http_ok, wait_http_ok
+from ops.stack._kafka import KafkaBroker
+from ops.stack._postgres import PostgresCluster
+from ops.stack._private import check_owned, private_dir, tighten, write_private
+from ops.stack._secrets import StackSecrets, new_secret
 from runstream import kafka
 from runstream.config import LOCAL_KAFKA_USER, Settings
-from runstream.stack import _process
-from runstream.stack._health import http_json, http_ok, wait_http_ok
-from runstream.stack._kafka import KafkaBroker
-from runstream.stack._postgres import PostgresCluster
-from runstream.stack._private import check_owned, private_dir, tighten, write_private
-from runstream.stack._secrets import StackSecrets, new_secret
 
 __all__ = ["ROTATABLE", "ComponentStatus", "LocalStack", "create_topics"]
 
@@ -80,7 +80,7 @@ class LocalStack:
 
     def start_infrastructure(self) -> None:
         """Kafka and PostgreSQL, the schema migrated and the topics created."""
-        from ingest.schema import migrate  # the schema belongs to ingest
+        from runstream.schema import migrate  # the schema belongs to ingest
 
         self._claim_home()
         self.kafka.start()

@@ -6,7 +6,7 @@ client, ``broker`` for the broker itself - are written into the metadata log
 when the storage is formatted (``--add-scram``), since KRaft keeps SCRAM
 credentials there. The KRaft controller listener, on loopback too, takes
 SASL/PLAIN with a user of its own, as KRaft cannot check SCRAM before the
-metadata is loaded. The passwords come from :mod:`runstream.stack._secrets`;
+metadata is loaded. The passwords come from :mod:`ops.stack._secrets`;
 ``server.properties`` holds them and is 0600, and the format command reads
 them from an argument file, never from its command line (which every local
 user can read in ``/proc``).
@@ -30,11 +30,11 @@ from pathlib import Path
 from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
 from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
 
+from ops.stack import _process, _tools
+from ops.stack._private import PRIVATE_UMASK, private_dir, write_private
+from ops.stack._secrets import StackSecrets
 from runstream import kafka
 from runstream.config import LOCAL_KAFKA_MECHANISM, LOCAL_KAFKA_USER, Settings
-from runstream.stack import _process, _tools
-from runstream.stack._private import PRIVATE_UMASK, private_dir, write_private
-from runstream.stack._secrets import StackSecrets
 
 __all__ = ["KafkaBroker"]
 
@@ -79,7 +79,7 @@ def resolve_jars() -> Path:
         return libs
     pom = _cache_dir() / "pom.xml"
     pom.parent.mkdir(parents=True, exist_ok=True)
-    pom.write_text(resources.files("runstream.stack").joinpath("kafka-pom.xml").read_text(encoding="utf-8"))
+    pom.write_text(resources.files("ops.stack").joinpath("kafka-pom.xml").read_text(encoding="utf-8"))
     shutil.rmtree(libs, ignore_errors=True)
     result = subprocess.run(  # noqa: S603 - our own argv, no shell
         [_tools.maven(), "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",

@@ -1,4 +1,4 @@
-"""Compare point layouts: ``python -m ingest.layout_bench [--series-points N]``.
+"""Compare point layouts: ``python -m bench.layout [--series-points N]``.
 
 The measurement behind docs/storage-layout.md. In a scratch database of its
 own (created and dropped on the PostgreSQL of ``RUNSTREAM_DATABASE_URL``), it
@@ -29,12 +29,11 @@ from typing import Any
 import asyncpg
 import numpy as np
 
+from ingest._partitions import utc_day
 from runstream.chunks import CHUNK_COLUMNS, DECODE_COLUMNS, decode_row, encode_chunk
 from runstream.config import Settings
 from runstream.dsn import with_database
-
-from ._partitions import utc_day
-from .schema import migrate
+from runstream.schema import migrate
 
 _SERIES = 20
 _REPS = 5

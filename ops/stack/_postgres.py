@@ -2,7 +2,7 @@
 
 Private by default: every connection authenticates with ``scram-sha-256``
 (initdb's ``--auth``), the server listens on loopback only, without a Unix
-socket. Two roles, two 0600 passfiles (:mod:`runstream.stack._secrets`):
+socket. Two roles, two 0600 passfiles (:mod:`ops.stack._secrets`):
 
 * ``runstream_admin``, the cluster's bootstrap superuser; the stack alone uses
   it, to create and update the role below and its database;
@@ -36,11 +36,11 @@ from urllib.parse import quote
 
 import asyncpg
 
+from ops.stack import _tools
+from ops.stack._private import private_dir, write_private
+from ops.stack._secrets import ADMIN_ROLE, StackSecrets
 from runstream.config import Settings
 from runstream.dsn import database_of, user_of
-from runstream.stack import _tools
-from runstream.stack._private import private_dir, write_private
-from runstream.stack._secrets import ADMIN_ROLE, StackSecrets
 
 __all__ = ["PostgresCluster", "scram_verifier"]
 

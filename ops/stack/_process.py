@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from runstream.stack._private import PRIVATE_UMASK, check_owned, private_dir, write_private
+from ops.stack._private import PRIVATE_UMASK, check_owned, private_dir, write_private
 
 __all__ = ["alive", "log_tail", "read_pid", "record_pid", "spawn_detached", "stop_pid"]
 

@@ -21,7 +21,7 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
-from runstream.stack import _tools
+from ops.stack import _tools
 
 __all__ = ["HomeError", "check_owned", "private_dir", "tighten", "write_private"]
 

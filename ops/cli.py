@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING
 from runstream.config import ConfigError, Settings
 
 if TYPE_CHECKING:
-    from runstream.stack import LocalStack
+    from ops.stack import LocalStack
 
 __all__ = ["main"]
 
 
 def _up(settings: Settings, _: argparse.Namespace) -> int:
-    from runstream.stack import LocalStack
+    from ops.stack import LocalStack
 
     stack = LocalStack(settings)
     stack.start()
@@ -32,7 +32,7 @@ def _up(settings: Settings, _: argparse.Namespace) -> int:
 
 
 def _down(settings: Settings, _: argparse.Namespace) -> int:
-    from runstream.stack import LocalStack
+    from ops.stack import LocalStack
 
     stopped = LocalStack(settings).stop()
     print("stopped: " + (", ".join(stopped) if stopped else "nothing was running"))
@@ -40,7 +40,7 @@ def _down(settings: Settings, _: argparse.Namespace) -> int:
 
 
 def _rotate_secrets(settings: Settings, args: argparse.Namespace) -> int:
-    from runstream.stack import ROTATABLE, LocalStack
+    from ops.stack import ROTATABLE, LocalStack
 
     unknown = sorted(set(args.which) - set(ROTATABLE))
     if unknown:
@@ -53,7 +53,7 @@ def _rotate_secrets(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _status(settings: Settings, _: argparse.Namespace) -> int:
-    from runstream.stack import LocalStack
+    from ops.stack import LocalStack
 
     stack = LocalStack(settings)
     return 0 if _print_status(stack) else 1
@@ -73,7 +73,7 @@ def _print_status(stack: LocalStack) -> bool:
 
 
 def _migrate(settings: Settings, _: argparse.Namespace) -> int:
-    from ingest.schema import migrate
+    from runstream.schema import migrate
 
     applied = asyncio.run(migrate(settings.database_url))
     print("applied: " + (", ".join(applied) if applied else "nothing, schema is current"))
@@ -108,7 +108,7 @@ def _run_worker_processes(settings: Settings, workers: int) -> int:
 
 
 def _dlq(settings: Settings, args: argparse.Namespace) -> int:
-    from runstream._dlq_reader import read_dead_letters
+    from ops._dlq_reader import read_dead_letters
 
     records = asyncio.run(read_dead_letters(settings, limit=args.limit))
     print(f"{'source':<28} {'reason':<16} {'bytes':>8}  message")
@@ -178,7 +178,7 @@ def _gc_artifacts(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _install_azureml_compat(settings: Settings, args: argparse.Namespace) -> int:
-    from runstream import _azureml_compat as compat
+    from ops import _azureml_compat as compat
 
     if args.uninstall:
         removed = compat.uninstall()

@@ -8,11 +8,11 @@ give it a port, :func:`log_tail` to show how it ended, and the
 :data:`KAFKA_VERSION` the stack runs.
 """
 
-from runstream.stack._health import http_ok, wait_http_ok
-from runstream.stack._kafka import KAFKA_VERSION
-from runstream.stack._local import ROTATABLE, LocalStack, create_topics
-from runstream.stack._ports import free_port
-from runstream.stack._process import log_tail
+from ops.stack._health import http_ok, wait_http_ok
+from ops.stack._kafka import KAFKA_VERSION
+from ops.stack._local import ROTATABLE, LocalStack, create_topics
+from ops.stack._ports import free_port
+from ops.stack._process import log_tail
 
 __all__ = [
     "KAFKA_VERSION",

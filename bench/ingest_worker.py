@@ -1,4 +1,4 @@
-"""Measure one worker: ``python -m ingest.bench [--points N] [--freshness RATE]``.
+"""Measure one worker: ``python -m bench.ingest_worker [--points N] [--freshness RATE]``.
 
 Throughput: pre-produces float batches (like the SDK's) to a fresh topic of
 its own, then starts an in-process worker and times until PostgreSQL holds
@@ -31,15 +31,14 @@ import uuid
 import asyncpg
 from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
 
+from ingest._decoder import Decoded, Source
+from ingest._options import IngestOptions
+from ingest._partitions import PointPartitions
+from ingest._worker import IngestWorker
+from ingest._writer import Writer
 from runstream import kafka
 from runstream.config import Settings
 from runstream.events import Batch, encode_batch, scalars_event
-
-from ._decoder import Decoded, Source
-from ._options import IngestOptions
-from ._partitions import PointPartitions
-from ._worker import IngestWorker
-from ._writer import Writer
 
 
 def _records(points: int, runs: int, metrics: int, per_event: int) -> list[tuple[bytes, bytes]]:

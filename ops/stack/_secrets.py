@@ -22,8 +22,8 @@ from __future__ import annotations
 import secrets
 from pathlib import Path
 
+from ops.stack._private import private_dir, write_private
 from runstream.config import read_secret_file, secrets_dir
-from runstream.stack._private import private_dir, write_private
 
 __all__ = ["ADMIN_ROLE", "StackSecrets", "new_secret"]
 
