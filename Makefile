@@ -23,12 +23,19 @@ status: install
 test: install
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# The static checks pyproject.toml configures: ruff (lint and format) over
+# everything, mypy --strict over the product packages. CI runs it before the tests.
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
 install: system-deps $(VENV)/.installed
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,demo]'
+	$(BIN)/pip install --quiet -e '.[test,demo,lint]'
 	touch $@
 
 # Java, Maven, the PostgreSQL server binaries and Chromium (for the browser

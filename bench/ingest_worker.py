@@ -29,7 +29,7 @@ import time
 import uuid
 
 import asyncpg
-from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
+from aiokafka import AIOKafkaProducer
 
 from ingest._decoder import Decoded, Source
 from ingest._options import IngestOptions

@@ -26,13 +26,13 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final
 
 import asyncpg
-from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
-from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLargeError  # type: ignore[import-untyped]
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError, MessageSizeTooLargeError, RecordTooLargeError
 
 from runstream import kafka
+from runstream.pg import Conn
 
 from ._decoder import DeadLetter
-from ._pg import Conn
 
 __all__ = ["DeadLetterProducer", "DeadLetters", "dead_letter_headers"]
 

@@ -39,12 +39,14 @@ from datetime import datetime
 
 import asyncpg
 
-from ._pg import Conn
+from runstream.pg import Conn
+
 from ._topics import TopicIdentity
 
 __all__ = ["Incarnations", "Reconciled", "TopicChange"]
 
 log = logging.getLogger(__name__)
+
 
 @dataclass(frozen=True, slots=True)
 class TopicChange:

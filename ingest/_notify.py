@@ -6,8 +6,7 @@ from collections.abc import Iterable
 from typing import Final
 
 from runstream.events import CHANGED_RUNS_CHANNEL
-
-from ._pg import Conn
+from runstream.pg import Conn
 
 __all__ = ["notify_changed_runs"]
 

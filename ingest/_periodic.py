@@ -8,7 +8,7 @@ import time
 from collections.abc import Awaitable, Callable
 
 import asyncpg
-from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
+from aiokafka.errors import KafkaError
 
 from runstream.tasks import cancel_and_wait
 

@@ -15,16 +15,17 @@ from dataclasses import dataclass
 from io import BytesIO
 from typing import Any, Final
 
-from aiokafka.errors import (  # type: ignore[import-untyped]
+from aiokafka.errors import (
     IncompatibleBrokerVersion,
     KafkaConnectionError,
     for_code,
 )
-from aiokafka.protocol.abstract import AbstractType  # type: ignore[import-untyped]
-from aiokafka.protocol.api import Request, RequestStruct, Response  # type: ignore[import-untyped]
-from aiokafka.protocol.types import Boolean, CompactArray, CompactString, Int16, Int32, Schema, TaggedFields  # type: ignore[import-untyped]
+from aiokafka.protocol.abstract import AbstractType
+from aiokafka.protocol.api import Request, RequestStruct, Response
+from aiokafka.protocol.types import Boolean, CompactArray, CompactString, Int16, Int32, Schema, TaggedFields
 
 __all__ = ["TopicIdentity", "topic_identity"]
+
 
 @dataclass(frozen=True, slots=True)
 class TopicIdentity:
@@ -68,7 +69,7 @@ async def topic_identity(client: Any, topic: str) -> TopicIdentity:
     return TopicIdentity(response.cluster_id, None, 0)
 
 
-class _Uuid(AbstractType[uuid.UUID]):  # type: ignore[misc]
+class _Uuid(AbstractType[uuid.UUID]):  # type: ignore[misc]  # aiokafka is untyped: its classes are Any
     @classmethod
     def encode(cls, value: uuid.UUID) -> bytes:
         return value.bytes
@@ -81,7 +82,7 @@ class _Uuid(AbstractType[uuid.UUID]):  # type: ignore[misc]
         return uuid.UUID(bytes=raw)
 
 
-class _MetadataResponseV12(Response):  # type: ignore[misc]
+class _MetadataResponseV12(Response):  # type: ignore[misc]  # aiokafka is untyped: its classes are Any
     API_KEY = 3
     API_VERSION = 12
     SCHEMA = Schema(
@@ -126,7 +127,7 @@ class _MetadataResponseV12(Response):  # type: ignore[misc]
     )
 
 
-class _MetadataRequestV12(RequestStruct):  # type: ignore[misc]
+class _MetadataRequestV12(RequestStruct):  # type: ignore[misc]  # aiokafka is untyped: its classes are Any
     FLEXIBLE_VERSION = True
     API_KEY = 3
     API_VERSION = 12
@@ -139,7 +140,7 @@ class _MetadataRequestV12(RequestStruct):  # type: ignore[misc]
     )
 
 
-class _MetadataRequest(Request[_MetadataRequestV12]):  # type: ignore[misc]
+class _MetadataRequest(Request[_MetadataRequestV12]):  # type: ignore[misc]  # aiokafka is untyped: its classes are Any
     API_KEY = 3
 
     def __init__(self, topic: str) -> None:

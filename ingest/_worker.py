@@ -39,8 +39,8 @@ from types import TracebackType
 from typing import Any, TypeVar
 
 import asyncpg
-from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition  # type: ignore[import-untyped]
-from aiokafka.errors import (  # type: ignore[import-untyped]
+from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
+from aiokafka.errors import (
     KafkaError,
     NoOffsetForPartitionError,
     OffsetOutOfRangeError,
@@ -619,7 +619,7 @@ class IngestWorker:
         self._pending_points = sum(r.points for r in self._pending if isinstance(r, Decoded))
 
 
-class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]  # aiokafka is untyped: its classes are Any
     def __init__(self, worker: IngestWorker) -> None:
         self._worker = worker
 

@@ -48,12 +48,12 @@ import orjson
 
 from runstream.chunks import CHUNK_COLUMNS, encode_chunk
 from runstream.events import BatchHeader
+from runstream.pg import Conn
 
 from ._compaction import CHUNK_POINTS, SMALL_CHUNK_POINTS
 from ._decoder import DeadLetter, Decoded, exception_letter
 from ._notify import notify_changed_runs
 from ._partitions import PointPartitions, utc_day
-from ._pg import Conn
 from ._plan import Plan, RunState, SeriesKey, SeriesState, build_plan
 from ._sessions import SessionState
 from ._summary import summarize

@@ -67,12 +67,12 @@ class RunDetails:
         """Display the page in a notebook (an IFrame), or print its link outside one; returns what was shown."""
         url = self.run.get_portal_url()
         try:
-            from IPython.display import IFrame, display  # type: ignore[import-not-found, unused-ignore]
+            from IPython.display import IFrame, display
         except ImportError:
             print(f"Run {self.run.id}: {url}", flush=True)
             return url
         frame = IFrame(url, width="100%", height=height)
-        display(frame)  # type: ignore[no-untyped-call, unused-ignore]
+        display(frame)  # type: ignore[no-untyped-call]  # IPython is untyped
         return frame
 
     def get_widget_data(self, widget_settings: Any = None) -> dict[str, Any]:

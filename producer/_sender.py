@@ -35,7 +35,7 @@ import threading
 import time
 from collections.abc import Callable
 
-from aiokafka.errors import MessageSizeTooLargeError  # type: ignore[import-untyped]
+from aiokafka.errors import MessageSizeTooLargeError
 
 from producer import _batching, _loop
 from producer._buffer import Buffer, Item

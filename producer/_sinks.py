@@ -13,8 +13,8 @@ import asyncio
 from pathlib import Path
 from typing import Protocol
 
-from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
-from aiokafka.errors import (  # type: ignore[import-untyped]
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import (
     ClusterAuthorizationFailedError,
     InvalidTopicError,
     KafkaError,

@@ -13,8 +13,10 @@ import asyncio
 import os
 import threading
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from producer import _spool
 from producer._errors import DeliveryError, QueryServiceError
@@ -57,9 +59,9 @@ def sync_spool(path: str | os.PathLike[str] | None = None, *, workspace: Workspa
     return result
 
 
-def _run(coro: object, errors: list[BaseException]) -> None:
+def _run(coro: Coroutine[Any, Any, None], errors: list[BaseException]) -> None:
     try:
-        asyncio.run(coro)  # type: ignore[arg-type]
+        asyncio.run(coro)
     except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
         errors.append(exc)
 

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aiokafka import codec  # type: ignore[import-untyped]
+from aiokafka import codec
 
 from producer._errors import WorkspaceConfigError
 from producer._http import QueryClient

@@ -38,6 +38,7 @@ from typing import Any, Final
 import asyncpg
 
 from runstream.events import CHANGED_RUNS_CHANNEL, metric_descriptions
+from runstream.pg import Conn
 from runstream.tasks import cancel_and_wait
 
 from ._db import Database
@@ -321,9 +322,9 @@ class LiveHub:
         changed, self._changed = self._changed, asyncio.Event()
         changed.set()
 
-    def _on_notify(self, _conn: object, _pid: int, _channel: str, payload: str) -> None:
+    def _on_notify(self, _conn: Conn, _pid: int, _channel: str, payload: object) -> None:
         self._announce_change()
-        for run_id in payload.split(","):
+        for run_id in str(payload).split(","):
             watcher = self._watchers.get(("run", run_id))
             if watcher is not None:
                 watcher.wake()

@@ -44,6 +44,7 @@ import numpy as np
 import numpy.typing as npt
 
 from runstream.chunks import DECODE_COLUMNS, DecodedChunk, decode_compact, decode_row, is_compact
+from runstream.pg import Conn
 
 __all__ = ["Points", "SeriesRange", "first_points", "read_after", "read_run_points", "read_series"]
 
@@ -271,7 +272,7 @@ async def read_series(conn: asyncpg.Connection | asyncpg.Pool, series_id: int, r
 
 
 async def first_points(
-    conn: asyncpg.Connection,
+    conn: Conn,
     series_id: int,
     rng: SeriesRange,
     *,
@@ -343,7 +344,7 @@ async def read_after(
 
 
 async def read_run_points(
-    conn: asyncpg.Connection | asyncpg.Pool, run_id: uuid.UUID | str, *, name: str | None = None
+    conn: Conn | asyncpg.Pool, run_id: uuid.UUID | str, *, name: str | None = None
 ) -> dict[str, Points]:
     """Every stored scalar point of the run (or of its metric ``name``), by metric, in (time, ordinal) order.
 

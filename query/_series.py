@@ -82,11 +82,11 @@ class SeriesReader:
 
     async def data_version(self, run_id: uuid.UUID) -> tuple[int, int]:
         """Changes whenever ingest stores scalar points for the run: (series, points) counts."""
-        record = await self._pool.fetchrow(
-            "SELECT count(*) AS series, coalesce(sum(point_count), 0) AS points FROM series WHERE run_id = $1",
+        series, points = await self._pool.fetchrow(  # an aggregate: always one row
+            "SELECT count(*), coalesce(sum(point_count), 0) FROM series WHERE run_id = $1",
             run_id,
-        )
-        return int(record["series"]), int(record["points"])
+        ) or (0, 0)
+        return int(series), int(points)
 
     async def downsample_cached(
         self, run_id: uuid.UUID, series_id: int, value_type: str | None, rng: SeriesRange, *, max_points: int
@@ -211,7 +211,7 @@ def _json_array(value_type: str | None, values: npt.NDArray[Any]) -> npt.NDArray
     non-finite ones get the ``{"$float": ...}`` tag, one by one.
     """
     if value_type == "str":
-        return values.tolist()  # type: ignore[no-any-return]
+        return values.tolist()  # type: ignore[no-any-return]  # numpy types tolist() as Any
     if np.isfinite(values).all():
         if value_type == "int":
             return values.astype(np.int64)

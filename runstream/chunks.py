@@ -22,12 +22,14 @@ Within a chunk:
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+
+from runstream.pg import Row
 
 __all__ = [
     "CHUNK_COLUMNS",
@@ -97,10 +99,10 @@ def _finite_stats(values: npt.NDArray[np.float64]) -> tuple[float | None, float 
 
 def encode_chunk(
     series_id: int,
-    steps: Sequence[int],
-    times: Sequence[float],
-    ordinals: Sequence[int],
-    values: Sequence[Any],
+    steps: Sequence[int] | npt.NDArray[np.int64],
+    times: Sequence[float] | npt.NDArray[np.float64],
+    ordinals: Sequence[int] | npt.NDArray[np.int64],
+    values: Sequence[Any] | npt.NDArray[Any],
     *,
     is_text: bool = False,
 ) -> tuple[Any, ...]:
@@ -191,7 +193,7 @@ def decode_chunk(
     return DecodedChunk(step_arr, time_arr, ord_arr, value_arr, None if texts is None else list(texts))
 
 
-def decode_row(row: Mapping[str, Any]) -> DecodedChunk:
+def decode_row(row: Row) -> DecodedChunk:
     """:func:`decode_chunk` of a selected row (or any mapping) holding :data:`DECODE_COLUMNS`."""
     return decode_chunk(**{column: row[column] for column in DECODE_COLUMNS})
 
@@ -213,7 +215,7 @@ class CompactRows:
     values: npt.NDArray[np.float64]
 
 
-def is_compact(row: Mapping[str, Any]) -> bool:
+def is_compact(row: Row) -> bool:
     """Whether a row is in the usual encoding (step and ordinal progressions,
     microsecond time deltas, float64 values), which :func:`decode_compact` reads."""
     return (
@@ -221,7 +223,7 @@ def is_compact(row: Mapping[str, Any]) -> bool:
     )
 
 
-def decode_compact(rows: Sequence[Mapping[str, Any]]) -> CompactRows:
+def decode_compact(rows: Sequence[Row]) -> CompactRows:
     """:func:`decode_chunk`'s arithmetic over many :func:`is_compact` rows in a few whole-array passes.
 
     Decoding a long series stored in chunks of ~1,000 points row by row is

@@ -19,9 +19,13 @@ ROOT = Path(__file__).resolve().parent.parent
 
 async def _cli(settings: Settings, *args: str) -> tuple[int, str]:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "ops.cli", *args,
+        sys.executable,
+        "-m",
+        "ops.cli",
+        *args,
         env={**os.environ, **settings.as_env(), "PYTHONPATH": str(ROOT)},
-        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
     )
     out, _ = await asyncio.wait_for(proc.communicate(), timeout=60)
     return proc.returncode or 0, out.decode()
@@ -41,8 +45,13 @@ async def test_dlq_list_shows_what_ingest_refused(settings: Settings) -> None:
     def listed(result: tuple[int, str]) -> bool:
         return result[0] == 0 and "not_json" in result[1] and "bad_version" in result[1]
 
-    code, out = await eventually(lambda: _cli(settings, "dlq", "list", "--limit", "1000"), listed,
-                                 timeout_seconds=60, interval_seconds=0.5, what="dead letters listed")
+    code, out = await eventually(
+        lambda: _cli(settings, "dlq", "list", "--limit", "1000"),
+        listed,
+        timeout_seconds=60,
+        interval_seconds=0.5,
+        what="dead letters listed",
+    )
     assert f"{settings.topic}[" in out
 
 

@@ -383,9 +383,7 @@ async def test_bad_records_are_dead_lettered_with_their_reason_and_good_ones_sto
         stream.append((run, case.value, case))
     stream += [(run, records[run][i], None) for run in records for i in range(sent[run], BATCHES)]
     where: dict[tuple[int, int], Bad] = {}
-    async with AIOKafkaProducer(
-        **client_options(settings), acks="all", max_request_size=2 * HUGE_BYTES
-    ) as producer:
+    async with AIOKafkaProducer(**client_options(settings), acks="all", max_request_size=2 * HUGE_BYTES) as producer:
         for key, value, expected in stream:
             [offset] = await send(producer, settings.topic, key, [value])  # type: ignore[list-item]
             if expected is not None:

@@ -214,9 +214,7 @@ async def test_silent_runs_turn_not_responding_then_failed(settings: Settings, s
         await _check_liveness(settings, dsn)
 
 
-async def test_no_run_is_failed_for_silence_that_was_a_postgres_outage(
-    settings: Settings, services: Services
-) -> None:
+async def test_no_run_is_failed_for_silence_that_was_a_postgres_outage(settings: Settings, services: Services) -> None:
     async with (
         proxied_database(services.admin_dsn) as (dsn, proxy, proxied),
         asyncpg.create_pool(dsn, min_size=1, max_size=2) as db,

@@ -34,6 +34,7 @@ from tests.test_producer_query import Figure
 
 Call = Callable[[Run], Any]
 
+
 class Unprintable:
     def __str__(self) -> str:
         raise RuntimeError("no text for this one")

@@ -27,8 +27,8 @@ from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
 
-from aiokafka import AIOKafkaProducer  # type: ignore[import-untyped]
-from aiokafka.errors import KafkaError  # type: ignore[import-untyped]
+from aiokafka import AIOKafkaProducer
+from aiokafka.errors import KafkaError
 
 from ops.stack import _process, _tools
 from ops.stack._private import PRIVATE_UMASK, private_dir, write_private
@@ -82,9 +82,19 @@ def resolve_jars() -> Path:
     pom.write_text(resources.files("ops.stack").joinpath("kafka-pom.xml").read_text(encoding="utf-8"))
     shutil.rmtree(libs, ignore_errors=True)
     result = subprocess.run(  # noqa: S603 - our own argv, no shell
-        [_tools.maven(), "-q", "-B", "-f", str(pom), "dependency:copy-dependencies",
-         f"-DoutputDirectory={libs}", "-DincludeScope=runtime"],
-        capture_output=True, text=True, check=False,
+        [
+            _tools.maven(),
+            "-q",
+            "-B",
+            "-f",
+            str(pom),
+            "dependency:copy-dependencies",
+            f"-DoutputDirectory={libs}",
+            "-DincludeScope=runtime",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if result.returncode != 0:
         output = f"{result.stdout[-4000:]}{result.stderr[-2000:]}"
@@ -156,9 +166,14 @@ class KafkaBroker:
 
     def _java(self, libs: Path, *args: str, heap: str = "256m") -> list[str]:
         return [
-            _tools.java(), f"-Xmx{heap}", f"-Xms{heap}", "-XX:+UseG1GC",
+            _tools.java(),
+            f"-Xmx{heap}",
+            f"-Xms{heap}",
+            "-XX:+UseG1GC",
             f"-Dlog4j2.configurationFile={self.root / 'log4j2.yaml'}",
-            "-cp", f"{libs}/*", *args,
+            "-cp",
+            f"{libs}/*",
+            *args,
         ]
 
     def start(self) -> None:
@@ -178,7 +193,9 @@ class KafkaBroker:
             self._format(libs, config)
         _process.spawn_detached(
             self._java(libs, "kafka.Kafka", str(config), heap="1g"),
-            pid_file=self.pid_file, log_file=self.log_file, env=os.environ,
+            pid_file=self.pid_file,
+            log_file=self.log_file,
+            env=os.environ,
         )
         asyncio.run(self.wait_ready())
 
@@ -197,9 +214,18 @@ class KafkaBroker:
             f'password="{self.secrets.kafka_broker_password}";\n',
         )
         args = [
-            "kafka.admin.ConfigCommand", "--bootstrap-server", f"127.0.0.1:{self.settings.kafka_port}",
-            "--command-config", str(client), "--alter", "--entity-type", "users", "--entity-name", user,
-            "--add-config", f"{LOCAL_KAFKA_MECHANISM}=[iterations=8192,password={password}]",
+            "kafka.admin.ConfigCommand",
+            "--bootstrap-server",
+            f"127.0.0.1:{self.settings.kafka_port}",
+            "--command-config",
+            str(client),
+            "--alter",
+            "--entity-type",
+            "users",
+            "--entity-name",
+            user,
+            "--add-config",
+            f"{LOCAL_KAFKA_MECHANISM}=[iterations=8192,password={password}]",
         ]
         try:
             self._run_tool(libs, args, "setting a SCRAM password")

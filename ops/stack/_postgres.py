@@ -145,10 +145,21 @@ class PostgresCluster:
             )
         if not self.running():
             options = " ".join(f"-c {k}={v!r}" if v == "" else f"-c {k}={v}" for k, v in self._settings().items())
-            result = self._run([
-                str(bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.log_file),
-                "-o", options, "-w", "-t", "60", "start",
-            ])
+            result = self._run(
+                [
+                    str(bindir / "pg_ctl"),
+                    "-D",
+                    str(self.data),
+                    "-l",
+                    str(self.log_file),
+                    "-o",
+                    options,
+                    "-w",
+                    "-t",
+                    "60",
+                    "start",
+                ]
+            )
             if result.returncode != 0:
                 raise RuntimeError(f"pg_ctl start failed:\n{result.stdout}{result.stderr}\nsee {self.log_file}")
         asyncio.run(self._provision())
@@ -161,11 +172,21 @@ class PostgresCluster:
             if _tools.running_as_root():
                 owner = pwd.getpwnam("postgres")
                 os.chown(pwfile, owner.pw_uid, owner.pw_gid)
-            result = self._run([
-                str(_tools.postgres_bindir() / "initdb"), "-D", str(self.data), "-U", ADMIN_ROLE,
-                "--auth-host=scram-sha-256", "--auth-local=scram-sha-256", f"--pwfile={pwfile}",
-                "-E", "UTF8", "--locale=C",
-            ])
+            result = self._run(
+                [
+                    str(_tools.postgres_bindir() / "initdb"),
+                    "-D",
+                    str(self.data),
+                    "-U",
+                    ADMIN_ROLE,
+                    "--auth-host=scram-sha-256",
+                    "--auth-local=scram-sha-256",
+                    f"--pwfile={pwfile}",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                ]
+            )
         finally:
             pwfile.unlink(missing_ok=True)
         if result.returncode != 0:
