@@ -3,23 +3,25 @@
 Each component builds a :class:`Settings` once (``Settings.from_env()``) and
 passes it down; nothing else reads ``os.environ``. Every variable is optional
 and the defaults below make a local stack on one machine work out of the box.
+The default ports lie below the kernel's ephemeral range (32768 and up), so an
+outgoing connection's TIME_WAIT can never hold one when ``runstream up`` binds it.
 
 =================================  ===========================================  ==========================
 variable                           meaning                                      default
 =================================  ===========================================  ==========================
 RUNSTREAM_HOME                     state directory: data, logs, pids, spools    ``./.runstream``
-RUNSTREAM_KAFKA_PORT               broker port of the local Kafka               39092
-RUNSTREAM_KAFKA_CONTROLLER_PORT    KRaft controller port of the local Kafka     39093
+RUNSTREAM_KAFKA_PORT               broker port of the local Kafka               29092
+RUNSTREAM_KAFKA_CONTROLLER_PORT    KRaft controller port of the local Kafka     29093
 RUNSTREAM_KAFKA_BOOTSTRAP          bootstrap servers (overrides the port)       ``127.0.0.1:<kafka port>``
-RUNSTREAM_PG_PORT                  port of the local PostgreSQL                 35432
+RUNSTREAM_PG_PORT                  port of the local PostgreSQL                 25432
 RUNSTREAM_DATABASE_URL             asyncpg DSN (overrides the port); may carry  the local stack's role and passfile:
                                    ``passfile=``, ``sslmode=verify-full`` and   ``postgresql://runstream@127.0.0.1:``
                                    ``sslrootcert=`` (docs/security.md)          ``<pg port>/runstream?passfile=``
                                                                                 ``<home>/secrets/postgres.pgpass``
 RUNSTREAM_QUERY_HOST               address the query service binds              127.0.0.1
-RUNSTREAM_QUERY_PORT               port of the query service                    38080
+RUNSTREAM_QUERY_PORT               port of the query service                    28080
 RUNSTREAM_QUERY_URL                where clients reach the query service        ``http://127.0.0.1:<query port>``
-RUNSTREAM_INGEST_METRICS_PORT      Prometheus port of the first ingest worker   38081
+RUNSTREAM_INGEST_METRICS_PORT      Prometheus port of the first ingest worker   28081
 RUNSTREAM_TOKEN                    bearer token the query service demands       unset: no auth
 RUNSTREAM_WRITE_TOKEN              token that alone may upload, when set        unset: RUNSTREAM_TOKEN may
 RUNSTREAM_MAX_UPLOAD_BYTES         largest file the query service accepts       1073741824 (1 GiB)
@@ -447,15 +449,15 @@ class Settings:
     """Resolved configuration shared by the SDK, ingest, query and the stack."""
 
     home: Path = Path(".runstream")
-    kafka_port: int = 39092
-    kafka_controller_port: int = 39093
-    kafka_bootstrap: str = "127.0.0.1:39092"
-    pg_port: int = 35432
-    database_url: str = "postgresql://runstream@127.0.0.1:35432/runstream"
+    kafka_port: int = 29092
+    kafka_controller_port: int = 29093
+    kafka_bootstrap: str = "127.0.0.1:29092"
+    pg_port: int = 25432
+    database_url: str = "postgresql://runstream@127.0.0.1:25432/runstream"
     query_host: str = "127.0.0.1"
-    query_port: int = 38080
-    query_url: str = "http://127.0.0.1:38080"
-    ingest_metrics_port: int = 38081
+    query_port: int = 28080
+    query_url: str = "http://127.0.0.1:28080"
+    ingest_metrics_port: int = 28081
     token: str | None = field(default=None, repr=False)
     write_token: str | None = field(default=None, repr=False)
     max_upload_bytes: int = 1 << 30
@@ -503,20 +505,20 @@ class Settings:
         """Read ``RUNSTREAM_*`` variables, falling back to the documented defaults."""
         env = os.environ if env is None else env
         home = Path(env.get("RUNSTREAM_HOME") or ".runstream").absolute()
-        kafka_port = _port(env, "RUNSTREAM_KAFKA_PORT", 39092)
-        pg_port = _port(env, "RUNSTREAM_PG_PORT", 35432)
-        query_port = _port(env, "RUNSTREAM_QUERY_PORT", 38080)
+        kafka_port = _port(env, "RUNSTREAM_KAFKA_PORT", 29092)
+        pg_port = _port(env, "RUNSTREAM_PG_PORT", 25432)
+        query_port = _port(env, "RUNSTREAM_QUERY_PORT", 28080)
         return cls(
             home=home,
             kafka_port=kafka_port,
-            kafka_controller_port=_port(env, "RUNSTREAM_KAFKA_CONTROLLER_PORT", 39093),
+            kafka_controller_port=_port(env, "RUNSTREAM_KAFKA_CONTROLLER_PORT", 29093),
             kafka_bootstrap=env.get("RUNSTREAM_KAFKA_BOOTSTRAP") or f"127.0.0.1:{kafka_port}",
             pg_port=pg_port,
             database_url=env.get("RUNSTREAM_DATABASE_URL") or _local_database_url(home, pg_port),
             query_host=env.get("RUNSTREAM_QUERY_HOST") or "127.0.0.1",
             query_port=query_port,
             query_url=(env.get("RUNSTREAM_QUERY_URL") or f"http://127.0.0.1:{query_port}").rstrip("/"),
-            ingest_metrics_port=_port(env, "RUNSTREAM_INGEST_METRICS_PORT", 38081),
+            ingest_metrics_port=_port(env, "RUNSTREAM_INGEST_METRICS_PORT", 28081),
             token=env.get("RUNSTREAM_TOKEN") or None,
             write_token=env.get("RUNSTREAM_WRITE_TOKEN") or None,
             max_upload_bytes=_int(env, "RUNSTREAM_MAX_UPLOAD_BYTES", 1 << 30),

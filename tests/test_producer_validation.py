@@ -297,7 +297,7 @@ def test_from_config_reads_the_file_and_takes_the_token_from_env(tmp_path: Path)
 def test_from_config_without_a_file_uses_the_environment(tmp_path: Path) -> None:
     env = {"RUNSTREAM_HOME": str(tmp_path), "RUNSTREAM_KAFKA_PORT": "1234", "RUNSTREAM_TOPIC": "x"}
     ws = Workspace.from_config(env=env)
-    assert (ws.kafka_bootstrap, ws.query_url, ws.topic) == ("127.0.0.1:1234", "http://127.0.0.1:38080", "x")
+    assert (ws.kafka_bootstrap, ws.query_url, ws.topic) == ("127.0.0.1:1234", "http://127.0.0.1:28080", "x")
     assert (
         Workspace.from_config(env=ws.as_env() | {"RUNSTREAM_HOME": str(tmp_path)}).kafka_bootstrap == "127.0.0.1:1234"
     )
