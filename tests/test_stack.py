@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 import tempfile
@@ -14,8 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from ops.stack import free_port
+from ops.stack import _ports, free_port
 from ops.stack._process import alive
+from runstream.config import Settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -80,3 +82,22 @@ def test_up_status_down(stack_env: dict[str, str]) -> None:
     after = _cli(stack_env, "status")
     assert after.returncode == 1
     assert all(row[3] == "DOWN" for row in _status_rows(after.stdout).values())
+
+
+def test_a_port_held_by_another_process_stops_up_with_the_setting_named(stack_env: dict[str, str]) -> None:
+    with socket.socket() as squatter:
+        squatter.bind(("127.0.0.1", int(stack_env["RUNSTREAM_PG_PORT"])))
+        squatter.listen()
+        up = _cli(stack_env, "up")
+    assert up.returncode != 0
+    port = stack_env["RUNSTREAM_PG_PORT"]
+    assert f"port {port} (RUNSTREAM_PG_PORT, for PostgreSQL) is in use by another process" in up.stderr, up.stderr
+    assert "Traceback" not in up.stderr
+    assert not (Path(stack_env["RUNSTREAM_HOME"]) / "pids" / "kafka.pid").exists()  # nothing was started
+
+
+def test_free_ports_never_include_the_stack_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
+    spare = free_port()
+    draws = iter([Settings.pg_port, Settings.query_port, Settings.kafka_port, spare])
+    monkeypatch.setattr(_ports.random, "randrange", lambda low, high: next(draws))
+    assert _ports.free_port() == spare  # the defaults drawn first were passed over

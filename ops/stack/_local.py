@@ -22,6 +22,7 @@ from pathlib import Path
 from ops.stack import _process
 from ops.stack._health import http_json, http_ok, wait_http_ok
 from ops.stack._kafka import KafkaBroker
+from ops.stack._ports import require_free_port
 from ops.stack._postgres import PostgresCluster
 from ops.stack._private import check_owned, private_dir, tighten, write_private
 from ops.stack._secrets import StackSecrets, new_secret
@@ -45,6 +46,13 @@ class ComponentStatus:
     healthy: bool
     problems: tuple[str, ...] = ()
     notices: tuple[str, ...] = ()
+
+
+#: Each service's port setting and its variable, for the message when another process holds it.
+_SERVICE_PORTS = {
+    "ingest": ("ingest_metrics_port", "RUNSTREAM_INGEST_METRICS_PORT"),
+    "query": ("query_port", "RUNSTREAM_QUERY_PORT"),
+}
 
 
 class LocalStack:
@@ -80,9 +88,15 @@ class LocalStack:
 
     def start_infrastructure(self) -> None:
         """Kafka and PostgreSQL, the schema migrated and the topics created."""
-        from runstream.schema import migrate  # the schema belongs to ingest
+        from runstream.schema import migrate
 
         self._claim_home()
+        s = self.settings
+        if self.kafka.pid() is None:
+            require_free_port(s.kafka_port, "RUNSTREAM_KAFKA_PORT", "Kafka")
+            require_free_port(s.kafka_controller_port, "RUNSTREAM_KAFKA_CONTROLLER_PORT", "Kafka's controller")
+        if not self.postgres.running():
+            require_free_port(s.pg_port, "RUNSTREAM_PG_PORT", "PostgreSQL")
         self.kafka.start()
         self.postgres.start()
         asyncio.run(migrate(self.settings.database_url))
@@ -104,6 +118,8 @@ class LocalStack:
     def _start_service(self, module: str, health_url: str) -> None:
         pid_file = self._pid_file(module)
         if not _process.alive(_process.read_pid(pid_file)):
+            port, variable = _SERVICE_PORTS[module]
+            require_free_port(getattr(self.settings, port), variable, f"the {module} service")
             _process.spawn_detached(
                 [sys.executable, "-m", module],
                 pid_file=pid_file,

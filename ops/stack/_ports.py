@@ -6,9 +6,37 @@ import random
 import socket
 from pathlib import Path
 
+from runstream.config import Settings
+
 _EPHEMERAL_RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 _LOWEST = 10_000
 _handed_out: set[int] = set()
+#: The local stack's default ports: never handed out, so tests and benchmarks leave `make demo`'s alone.
+_STACK_DEFAULTS = frozenset(
+    {
+        Settings.kafka_port,
+        Settings.kafka_controller_port,
+        Settings.pg_port,
+        Settings.query_port,
+        Settings.ingest_metrics_port,
+    }
+)
+
+
+class PortInUseError(RuntimeError):
+    """A port the stack must listen on is held by another process; the message names its setting."""
+
+
+def require_free_port(port: int, variable: str, what: str) -> None:
+    """Raise :class:`PortInUseError` unless ``port`` can be bound on 127.0.0.1 now."""
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            raise PortInUseError(
+                f"port {port} ({variable}, for {what}) is in use by another process: "
+                f"stop it, or choose another port with {variable}"
+            ) from None
 
 
 def _ephemeral_low() -> int:
@@ -32,6 +60,8 @@ def free_port() -> int:
     high = _ephemeral_low()
     for _ in range(1_000):
         port = random.randrange(_LOWEST, high) if high > _LOWEST else 0  # noqa: S311 - not a secret
+        if port in _STACK_DEFAULTS:
+            continue
         with socket.socket() as sock:
             try:
                 sock.bind(("127.0.0.1", port))
