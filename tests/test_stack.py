@@ -97,7 +97,9 @@ def test_a_port_held_by_another_process_stops_up_with_the_setting_named(stack_en
 
 
 def test_free_ports_never_include_the_stack_defaults(monkeypatch: pytest.MonkeyPatch) -> None:
-    spare = free_port()
+    with socket.socket() as probe:  # a port free now that free_port has not handed out before
+        probe.bind(("127.0.0.1", 0))
+        spare = probe.getsockname()[1]
     draws = iter([Settings.pg_port, Settings.query_port, Settings.kafka_port, spare])
     monkeypatch.setattr(_ports.random, "randrange", lambda low, high: next(draws))
     assert _ports.free_port() == spare  # the defaults drawn first were passed over
