@@ -30,8 +30,11 @@ class PortInUseError(RuntimeError):
 def require_free_port(port: int, variable: str, what: str) -> None:
     """Raise :class:`PortInUseError` unless ``port`` can be bound on 127.0.0.1 now."""
     with socket.socket() as sock:
+        # As the servers do: a closed connection's TIME_WAIT on the port does not stop them binding it.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
+            sock.listen()
         except OSError:
             raise PortInUseError(
                 f"port {port} ({variable}, for {what}) is in use by another process: "
