@@ -12,7 +12,7 @@ export RUNSTREAM_HOME ?= $(CURDIR)/.runstream
 demo: install
 	$(BIN)/runstream up
 	$(BIN)/python examples/ridge_sweep.py
-	@echo "The stack keeps running (logs in $$RUNSTREAM_HOME/logs): open the portal URL above; 'make down' stops it."
+	@echo "The stack keeps running (logs in $$RUNSTREAM_HOME/logs): open the portal URL above and sign in with the token in $$RUNSTREAM_HOME/secrets/query-read.token; 'make down' stops it."
 
 down:
 	@if [ -x $(BIN)/runstream ]; then $(BIN)/runstream down; else echo "nothing installed"; fi

@@ -28,6 +28,7 @@ def _up(settings: Settings, _: argparse.Namespace) -> int:
     stack.start()
     _print_status(stack)
     print(f"\nruns UI: {settings.query_url}/   config: {stack.config_file}")
+    print(f"sign in with the token in {stack.read_token_file}  (cat it; the SDK reads it by itself)")
     return 0
 
 

@@ -22,8 +22,12 @@ RUNSTREAM_QUERY_HOST               address the query service binds              
 RUNSTREAM_QUERY_PORT               port of the query service                    28080
 RUNSTREAM_QUERY_URL                where clients reach the query service        ``http://127.0.0.1:<query port>``
 RUNSTREAM_INGEST_METRICS_PORT      Prometheus port of the first ingest worker   28081
-RUNSTREAM_TOKEN                    bearer token the query service demands       unset: no auth
-RUNSTREAM_WRITE_TOKEN              token that alone may upload, when set        unset: RUNSTREAM_TOKEN may
+RUNSTREAM_TOKEN                    bearer token the query service demands       the local stack's ``<home>/
+                                   (or RUNSTREAM_TOKEN_FILE, a 0600 file)       secrets/query-read.token``
+                                                                                if ``runstream up`` made it,
+                                                                                else unset: no auth
+RUNSTREAM_WRITE_TOKEN              token that alone may upload, when set        likewise ``query-write.token``,
+                                   (or RUNSTREAM_WRITE_TOKEN_FILE)              else RUNSTREAM_TOKEN may
 RUNSTREAM_MAX_UPLOAD_BYTES         largest file the query service accepts       1073741824 (1 GiB)
 RUNSTREAM_TOPIC                    events topic                                 ``runstream.events``
 RUNSTREAM_DLQ_TOPIC                dead-letter topic                            ``runstream.dead-letter``
@@ -206,6 +210,12 @@ SASL_MECHANISMS = ("PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512", "OAUTHBEARER")
 #: the local stack's Kafka user; its password is ``<home>/secrets/kafka.password``
 LOCAL_KAFKA_USER = "runstream"
 LOCAL_KAFKA_MECHANISM = "SCRAM-SHA-512"
+
+
+#: The query service's tokens ``runstream up`` makes under ``<home>/secrets``: the defaults of
+#: RUNSTREAM_TOKEN and RUNSTREAM_WRITE_TOKEN (the SDK and the service read them alike).
+LOCAL_READ_TOKEN = "query-read.token"  # noqa: S105 - a file name, not a secret
+LOCAL_WRITE_TOKEN = "query-write.token"  # noqa: S105 - a file name, not a secret
 
 
 def secrets_dir(home: Path) -> Path:
@@ -435,6 +445,17 @@ def _kafka_as_env(settings: Settings) -> dict[str, str]:
     return env
 
 
+def _query_token(env: Mapping[str, str], home: Path, name: str, local_file: str) -> str | None:
+    """A query-service token: ``name``, or the file ``name + "_FILE"``, or the local stack's (if it made one)."""
+    value, file = _secret(env, name, f"{name}_FILE")
+    if value is not None:
+        return value
+    if file is not None:
+        return read_secret_file(file, f"{name}_FILE")
+    local = secrets_dir(home) / local_file
+    return read_secret_file(local, f"{name} (the local stack's {local})") if local.exists() else None
+
+
 def _local_database_url(home: Path, pg_port: int) -> str:
     """The local stack's DSN: its ``runstream`` role, the password in a 0600 passfile under ``home``."""
     passfile = quote(str(secrets_dir(home) / "postgres.pgpass"), safe="/")
@@ -519,8 +540,8 @@ class Settings:
             query_port=query_port,
             query_url=(env.get("RUNSTREAM_QUERY_URL") or f"http://127.0.0.1:{query_port}").rstrip("/"),
             ingest_metrics_port=_port(env, "RUNSTREAM_INGEST_METRICS_PORT", 28081),
-            token=env.get("RUNSTREAM_TOKEN") or None,
-            write_token=env.get("RUNSTREAM_WRITE_TOKEN") or None,
+            token=_query_token(env, home, "RUNSTREAM_TOKEN", LOCAL_READ_TOKEN),
+            write_token=_query_token(env, home, "RUNSTREAM_WRITE_TOKEN", LOCAL_WRITE_TOKEN),
             max_upload_bytes=_int(env, "RUNSTREAM_MAX_UPLOAD_BYTES", 1 << 30),
             topic=env.get("RUNSTREAM_TOPIC") or "runstream.events",
             dlq_topic=env.get("RUNSTREAM_DLQ_TOPIC") or "runstream.dead-letter",

@@ -19,6 +19,9 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,7 +31,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from ops.stack import LocalStack, free_port
 from producer import DeliveryError, Experiment, LoggingOptions, Workspace
-from runstream.config import ConfigError, Settings
+from runstream.config import MIN_SECRET_BYTES, ConfigError, Settings
 from runstream.kafka import KafkaSetupError, client_options, start
 from tests.conftest import Services
 
@@ -443,6 +446,37 @@ def test_runstream_up_is_private_and_the_sdk_finds_its_credentials(up_env: dict[
         assert (home / name).exists(), name
     assert_private_tree(home)
     assert as_nobody("ls", str(home / "artifacts")).returncode != 0
+
+    # The query service is no more open than the rest: no token, no data; the stack's token opens it.
+    url = config["query_url"]
+    token = (home / "secrets" / "query-read.token").read_text()
+    assert len(token.encode()) >= MIN_SECRET_BYTES and "secrets/query-read.token" in up.stdout
+    assert _http_status(f"{url}/api/runs") == 401
+    assert _http_status(f"{url}/api/runs", token) == 200
+    stranger = as_nobody("/usr/bin/python3", "-c", _FETCH, f"{url}/api/runs")
+    assert stranger.stdout.strip() == "401", stranger.stdout + stranger.stderr
+    write = (home / "secrets" / "query-write.token").read_text()
+    assert write != token and _http_status(f"{url}/api/runs/{uuid.uuid4()}/files/x", token, method="PUT") == 403
+
+
+_FETCH = """
+import sys, urllib.request, urllib.error
+try:
+    print(urllib.request.urlopen(sys.argv[1], timeout=10).status)
+except urllib.error.HTTPError as exc:
+    print(exc.code)
+"""
+
+
+def _http_status(url: str, token: str | None = None, *, method: str = "GET") -> int:
+    request = urllib.request.Request(url, method=method, data=b"x" if method == "PUT" else None)  # noqa: S310
+    if token is not None:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:  # noqa: S310 - a local test URL
+            return int(resp.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code
 
 
 async def _select_one(dsn: str) -> int:

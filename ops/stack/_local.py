@@ -12,6 +12,7 @@ secret itself.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import os
 import sys
@@ -25,9 +26,9 @@ from ops.stack._kafka import KafkaBroker
 from ops.stack._ports import require_free_port
 from ops.stack._postgres import PostgresCluster
 from ops.stack._private import check_owned, private_dir, tighten, write_private
-from ops.stack._secrets import StackSecrets, new_secret
+from ops.stack._secrets import COOKIE_SECRET, StackSecrets, new_secret
 from runstream import kafka
-from runstream.config import LOCAL_KAFKA_USER, Settings
+from runstream.config import LOCAL_KAFKA_USER, LOCAL_READ_TOKEN, LOCAL_WRITE_TOKEN, Settings
 
 __all__ = ["ROTATABLE", "ComponentStatus", "LocalStack", "create_topics"]
 
@@ -103,8 +104,13 @@ class LocalStack:
         asyncio.run(create_topics(self.settings))
 
     def start(self) -> None:
-        """Everything, then the config file the SDK's ``Workspace.from_config()`` reads."""
+        """Everything, then the config file the SDK's ``Workspace.from_config()`` reads.
+
+        The query service demands the tokens the stack made (``secrets/query-*.token``)
+        unless the settings name others: no service of the stack is open to other local users.
+        """
         self.start_infrastructure()
+        self.settings = self._with_query_secrets(self.settings)
         self._start_service("ingest", f"http://127.0.0.1:{self.settings.ingest_metrics_port}/metrics")
         self._start_service("query", f"{self.settings.query_url}/health")
         config = {
@@ -114,6 +120,24 @@ class LocalStack:
             "kafka_security": self.settings.kafka_security.as_env(secrets=False),
         }
         write_private(self.config_file, json.dumps(config, indent=2))
+
+    def _with_query_secrets(self, settings: Settings) -> Settings:
+        """``settings`` with the stack's query tokens and cookie key where they name none."""
+        return dataclasses.replace(
+            settings,
+            token=settings.token or self.secrets.read(LOCAL_READ_TOKEN),
+            write_token=settings.write_token or self.secrets.read(LOCAL_WRITE_TOKEN),
+            cookie_secret_file=(
+                settings.cookie_secret_file
+                if settings.cookie_secret or settings.cookie_secret_file
+                else self.secrets.dir / COOKIE_SECRET
+            ),
+        )
+
+    @property
+    def read_token_file(self) -> Path:
+        """The file holding the token a browser signs in with."""
+        return self.secrets.dir / LOCAL_READ_TOKEN
 
     def _start_service(self, module: str, health_url: str) -> None:
         pid_file = self._pid_file(module)

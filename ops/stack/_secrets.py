@@ -11,6 +11,12 @@ file                        what it is
                             superuser), in libpq's passfile format
 ``postgres-admin.pgpass``   ``runstream_admin``, the cluster's superuser: only the
                             stack uses it, to create that role and database
+``query-read.token``        the query service's read token: the SDK's reads and
+                            the browser's sign-in (``RUNSTREAM_TOKEN``)
+``query-write.token``       its write token: the SDK's uploads
+                            (``RUNSTREAM_WRITE_TOKEN``)
+``query-cookie.secret``     the key that signs sign-in cookies, so a restart of
+                            the service keeps its users signed in
 ==========================  ===================================================
 
 Every value is 32 random bytes in URL-safe base64: no character that a
@@ -23,11 +29,12 @@ import secrets
 from pathlib import Path
 
 from ops.stack._private import private_dir, write_private
-from runstream.config import read_secret_file, secrets_dir
+from runstream.config import LOCAL_READ_TOKEN, LOCAL_WRITE_TOKEN, read_secret_file, secrets_dir
 
-__all__ = ["ADMIN_ROLE", "StackSecrets", "new_secret"]
+__all__ = ["ADMIN_ROLE", "COOKIE_SECRET", "StackSecrets", "new_secret"]
 
 ADMIN_ROLE = "runstream_admin"
+COOKIE_SECRET = "query-cookie.secret"  # noqa: S105 - a file name, not a secret
 
 
 def new_secret() -> str:
@@ -43,7 +50,14 @@ class StackSecrets:
     def ensure(self) -> None:
         """Generate whichever secret is missing (the others are kept: they are in use)."""
         private_dir(self.dir)
-        for name in ("kafka.password", "kafka-broker.password", "kafka-controller.password"):
+        for name in (
+            "kafka.password",
+            "kafka-broker.password",
+            "kafka-controller.password",
+            LOCAL_READ_TOKEN,
+            LOCAL_WRITE_TOKEN,
+            COOKIE_SECRET,
+        ):
             if not (self.dir / name).exists():
                 write_private(self.dir / name, new_secret())
         for name, role in (("postgres.pgpass", None), ("postgres-admin.pgpass", ADMIN_ROLE)):
