@@ -59,6 +59,11 @@ class Infra:
         self.home = home
         self.stack = stack
 
+    @property
+    def superuser_dsn(self) -> str | None:
+        """The superuser of a stack this bench started (for CHECKPOINT), None for services it was given."""
+        return self.stack.admin_dsn if self.stack is not None else None
+
     @classmethod
     def start_local(cls) -> Infra:
         """A stack of our own, private to us (the stack sets the home's mode)."""

@@ -137,7 +137,7 @@ async def copy_floor(ctx: Context, points: int) -> list[dict[str, Any]]:
     name = f"bench_copy_{time.time_ns() % 10**9}"
     dsn = await ctx.infra.create_database(name)
     try:
-        params = {"dsn": dsn, "points": points, "reps": ctx.sizes.reps}
+        params = {"dsn": dsn, "points": points, "reps": ctx.sizes.reps, "superuser_dsn": ctx.infra.superuser_dsn}
         result = await asyncio.to_thread(run_worker, "copy_floor", params, log_dir=ctx.log_dir)
         return list(result["runs"])
     finally:
