@@ -91,7 +91,7 @@ class LocalStack:
     def start(self) -> None:
         """Everything, then the config file the SDK's ``Workspace.from_config()`` reads."""
         self.start_infrastructure()
-        self._start_service("ingest", f"http://127.0.0.1:{self.settings.ingest_metrics_port}/metrics")
+        self._start_service("ingest", self._ingest_ready_url)
         self._start_service("query", f"{self.settings.query_url}/health")
         config = {
             "kafka_bootstrap": self.settings.kafka_bootstrap,
@@ -100,6 +100,11 @@ class LocalStack:
             "kafka_security": self.settings.kafka_security.as_env(secrets=False),
         }
         write_private(self.config_file, json.dumps(config, indent=2))
+
+    @property
+    def _ingest_ready_url(self) -> str:
+        # Ready: a member of the group, storing what it reads (not merely serving its metrics).
+        return f"http://127.0.0.1:{self.settings.ingest_metrics_port}/ready"
 
     def _start_service(self, module: str, health_url: str) -> None:
         pid_file = self._pid_file(module)
@@ -138,7 +143,7 @@ class LocalStack:
                 self.kafka.set_scram_password(LOCAL_KAFKA_USER, password)
                 self.secrets.write("kafka.password", password)
                 if _process.stop_pid(self._pid_file("ingest")):
-                    self._start_service("ingest", f"http://127.0.0.1:{self.settings.ingest_metrics_port}/metrics")
+                    self._start_service("ingest", self._ingest_ready_url)
             else:
                 self.postgres.set_password(admin=name == "postgres-admin", password=new_secret())
         return list(which)
