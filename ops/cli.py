@@ -157,15 +157,13 @@ def _drop_experiment(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _gc_artifacts(settings: Settings, args: argparse.Namespace) -> int:
-    from query import LocalArtifactStore
     from query._artifact_gc import collect_artifacts
+    from query._artifacts import open_store
 
     # Only what was given: the defaults live with collect_artifacts.
     ages = {k: v for k, v in vars(args).items() if k.endswith("min_age_seconds") and v is not None}
     try:
-        report = asyncio.run(
-            collect_artifacts(settings.database_url, LocalArtifactStore(settings.artifacts_dir), **ages)
-        )
+        report = asyncio.run(collect_artifacts(settings.database_url, open_store(settings), **ages))
     except ValueError as exc:
         print(f"runstream gc-artifacts: {exc}", file=sys.stderr)
         return 2

@@ -28,7 +28,7 @@ from . import (
     _web_series,
     _web_stream,
 )
-from ._artifacts import ArtifactStore, LocalArtifactStore
+from ._artifacts import ArtifactStore, open_store
 from ._auth import make_auth_middleware
 from ._body import make_body_deadline_middleware
 from ._consistency import READ_AFTER, IngestProgress, read_after_middleware
@@ -91,8 +91,9 @@ def create_app(
 
     ``settings.max_upload_bytes`` caps one uploaded file; ``settings.write_token``,
     when set, is the only token that may upload (``settings.token`` is then
-    read-only). ``artifact_store`` replaces the local content-addressed
-    directory under ``settings.artifacts_dir``; a watched run pushes news at
+    read-only). ``artifact_store`` replaces the store the settings name (the
+    object store of ``RUNSTREAM_ARTIFACTS_URL``, else the local directory
+    ``settings.artifacts_dir``); a watched run pushes news at
     most every ``live_interval_seconds``, and is checked every
     ``live_fallback_seconds`` even when ingest announces nothing (see ``_live``).
 
@@ -126,7 +127,7 @@ def create_app(
     app = web.Application(middlewares=middlewares)
     app[SETTINGS] = settings
     app[MAX_UPLOAD_BYTES] = settings.max_upload_bytes
-    app[ARTIFACTS] = artifact_store or LocalArtifactStore(settings.artifacts_dir)
+    app[ARTIFACTS] = artifact_store or open_store(settings)
     app[HEAVY_READS] = HeavyReads()
     app[PROXIES] = Proxies(settings.trusted_proxies)
     app[LOGIN_LIMITER] = RateLimiter(attempts=LOGIN_ATTEMPTS, window_seconds=LOGIN_WINDOW_SECONDS)

@@ -76,8 +76,8 @@ async def test_query_ready_is_public_and_metrics_need_the_token(settings: Settin
         route = 'route="/api/runs/{run_id}"'
         assert got[f'runstream_query_request_seconds_count{{method="GET",{route},status="2xx"}}'] == 1
         assert got[f'runstream_query_request_seconds_count{{method="GET",{route},status="4xx"}}'] == 1
-        assert got[f'runstream_query_response_bytes_count{{{route}}}'] == 2
-        assert got[f'runstream_query_response_bytes_sum{{{route}}}'] > 100  # a run's details and an error body
+        assert got[f"runstream_query_response_bytes_count{{{route}}}"] == 2
+        assert got[f"runstream_query_response_bytes_sum{{{route}}}"] > 100  # a run's details and an error body
         assert got['runstream_query_request_seconds_count{method="GET",route="/metrics",status="4xx"}'] == 1
         assert got["runstream_query_db_pool_max"] == 10
         assert "runstream_query_downsample_cache_hits_total" in got
