@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from runstream.config import ConfigError, Settings
+from runstream.logs import configure_logging
 
 if TYPE_CHECKING:
     from ops.stack import LocalStack
@@ -175,6 +176,14 @@ def _gc_artifacts(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _healthcheck(settings: Settings, args: argparse.Namespace) -> int:
+    from ops._healthcheck import check
+
+    healthy, line = check(settings, args.service)
+    print(line, file=sys.stdout if healthy else sys.stderr)
+    return 0 if healthy else 1
+
+
 def _install_azureml_compat(settings: Settings, args: argparse.Namespace) -> int:
     from ops import _azureml_compat as compat
 
@@ -203,6 +212,7 @@ _COMMANDS = {
     "query": (_query, "run the query service in the foreground"),
     "drop-experiment": (_drop_experiment, "delete one experiment's runs and all their data"),
     "gc-artifacts": (_gc_artifacts, "delete stored files no run references any more, and uploads abandoned a day ago"),
+    "healthcheck": (_healthcheck, "is this container's service ready? (the image's HEALTHCHECK)"),
     "install-azureml-compat": (
         _install_azureml_compat,
         "make `import azureml.core` (Azure ML SDK v1) resolve to runstream here; refused beside the real one",
@@ -235,6 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     gc.add_argument(
         "--unknown-run-min-age-seconds", type=float, help="keep files of runs ingest has not stored (default: a day)"
     )
+    parsers["healthcheck"].add_argument("service", nargs="?", choices=["query", "ingest"], help="default: PID 1's")
     parsers["install-azureml-compat"].add_argument("--uninstall", action="store_true", help="remove it again")
     args = parser.parse_args(argv)
     # A Kafka connection that fails is explained in one line (runstream.kafka); aiokafka's own
@@ -245,6 +256,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"runstream: {exc}", file=sys.stderr)
         return 2
+    if args.command in ("ingest", "query", "migrate"):
+        configure_logging(settings.log_format, component=args.command)
     handler = _COMMANDS[args.command][0]
     try:
         return handler(settings, args)
