@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ops.stack import _process
 from ops.stack._health import http_json, http_ok, wait_http_ok
-from ops.stack._kafka import KafkaBroker
+from ops.stack._kafka import KafkaBroker, KafkaCluster, KafkaNode
 from ops.stack._postgres import PostgresCluster
 from ops.stack._private import check_owned, private_dir, tighten, write_private
 from ops.stack._secrets import StackSecrets, new_secret
@@ -50,10 +50,14 @@ class ComponentStatus:
 class LocalStack:
     """Starts and stops the stack's processes; all state lives under ``settings.home``."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, kafka_nodes: tuple[KafkaNode, ...] = ()) -> None:
+        """``kafka_nodes``: a replicated KRaft cluster of these nodes instead of one broker
+        (``settings.kafka_bootstrap`` must name them all)."""
         self.settings = settings
         self.secrets = StackSecrets(settings.home)
-        self.kafka = KafkaBroker(settings, self.secrets)
+        self.kafka: KafkaBroker | KafkaCluster = (
+            KafkaCluster(settings, self.secrets, kafka_nodes) if kafka_nodes else KafkaBroker(settings, self.secrets)
+        )
         self.postgres = PostgresCluster(settings, self.secrets)
 
     @property
@@ -139,6 +143,8 @@ class LocalStack:
             raise RuntimeError("the stack is not running: `runstream up` first (rotation talks to its servers)")
         for name in which:
             if name == "kafka":
+                if not isinstance(self.kafka, KafkaBroker):
+                    raise RuntimeError("rotating the Kafka password is for the single-broker local stack")
                 password = new_secret()
                 self.kafka.set_scram_password(LOCAL_KAFKA_USER, password)
                 self.secrets.write("kafka.password", password)
