@@ -45,6 +45,7 @@ __all__ = [
     "LocalArtifactStore",
     "Referenced",
     "StoredBlob",
+    "check_min_age",
     "open_store",
 ]
 
@@ -233,8 +234,7 @@ class LocalArtifactStore(ArtifactStore):
         clock does not step back by ``min_age_seconds - RECORD_WITHIN_SECONDS``
         during a pass.
         """
-        if not min_age_seconds >= 2 * RECORD_WITHIN_SECONDS:
-            raise ValueError(f"min_age_seconds must be at least {2 * RECORD_WITHIN_SECONDS:g}, got {min_age_seconds}")
+        check_min_age(min_age_seconds)
         now = time.time()
         cutoff = now - min_age_seconds
         abandoned, removed_bytes = await asyncio.to_thread(self._remove_abandoned_uploads, now)
@@ -296,6 +296,12 @@ class LocalArtifactStore(ArtifactStore):
             os.link(trash, final)
         trash.unlink(missing_ok=True)
         return "kept", stat.st_size
+
+
+def check_min_age(min_age_seconds: float) -> None:
+    """Refuse a collection age that could take a blob whose ``files`` row is still being written."""
+    if not min_age_seconds >= 2 * RECORD_WITHIN_SECONDS:
+        raise ValueError(f"min_age_seconds must be at least {2 * RECORD_WITHIN_SECONDS:g}, got {min_age_seconds}")
 
 
 def _write(out: BinaryIO, hasher: hashlib._Hash, chunks: list[bytes]) -> None:

@@ -33,7 +33,7 @@ from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
-from typing import Final
+from typing import Any, Final
 from urllib.parse import quote, urlsplit
 from xml.etree import ElementTree  # noqa: S405 - parses the answers of the operator's own object store
 
@@ -284,16 +284,9 @@ class S3Client:
                 return b""
             raise
 
-    async def _call_xml(
-        self,
-        method: str,
-        key: str | None,
-        *,
-        query: Mapping[str, str] | None = None,
-        headers: Mapping[str, str] | None = None,
-        body: bytes = b"",
-    ) -> ElementTree.Element:
-        data = await self._call(method, key, query=query, headers=headers, body=body)
+    async def _call_xml(self, method: str, key: str | None, **options: Any) -> ElementTree.Element:
+        """:meth:`_call` (same options), its XML answer parsed; an error in a 200 answer raised."""
+        data = await self._call(method, key, **options)
         root = ElementTree.fromstring(data)  # noqa: S314 - the operator's own object store
         if root.tag in ("Error", f"{_NS}Error"):
             raise S3Error(200, _text(root, "Code", "?"), _text(root, "Message", ""), key=key or "")

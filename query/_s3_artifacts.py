@@ -49,12 +49,12 @@ from runstream.config import S3Settings
 from ._artifacts import (
     ABANDONED_UPLOAD_SECONDS,
     DIGEST_PATTERN,
-    RECORD_WITHIN_SECONDS,
     ArtifactStore,
     Blob,
     Collected,
     Referenced,
     StoredBlob,
+    check_min_age,
 )
 from ._errors import NotFound, PayloadTooLarge
 from ._s3 import S3Client
@@ -205,8 +205,7 @@ class S3ArtifactStore(ArtifactStore):
 
     async def collect(self, referenced: Referenced, *, min_age_seconds: float) -> Collected:
         """Delete unreferenced blobs committed before ``now - min_age_seconds`` (see the module's argument)."""
-        if not min_age_seconds >= 2 * RECORD_WITHIN_SECONDS:
-            raise ValueError(f"min_age_seconds must be at least {2 * RECORD_WITHIN_SECONDS:g}, got {min_age_seconds}")
+        check_min_age(min_age_seconds)
         now = await self._clock()
         cutoff = now - min_age_seconds
         abandoned, removed_bytes = await self._remove_abandoned_uploads(now)

@@ -308,14 +308,7 @@ async def replace_broker(box: Box, size: Size, rng: random.Random) -> list[str]:
 async def _unread(box: Box) -> int:
     """Records of the events topic that PostgreSQL's offsets have not passed."""
     _, ends = await _kafka_view(box)
-    conn = await asyncpg.connect(box.settings.database_url)
-    try:
-        rows = await conn.fetch(
-            "SELECT partition, next_offset FROM consumer_offsets WHERE topic = $1", box.settings.topic
-        )
-    finally:
-        await conn.close()
-    stored = {r["partition"]: r["next_offset"] for r in rows}
+    stored = await _stored_offsets(box)
     return sum(max(0, end - stored.get(partition, 0)) for partition, end in ends.items())
 
 
