@@ -425,6 +425,8 @@ async def _busiest_leader(box: Box) -> tuple[int, set[int]]:
         leaders = {p: cluster.leader_for_partition(TopicPartition(topic, p)) for p in range(partitions)}
     finally:
         await consumer.stop()
+    # During a failover a partition may have no leader yet (-1): only partitions with one count.
+    leaders = {p: leader for p, leader in leaders.items() if leader is not None and leader >= 0}
     busiest = max(leaders, key=lambda p: stored.get(p, 0))
     victim = int(leaders[busiest])
     return victim, {p for p, leader in leaders.items() if leader == victim and stored.get(p, 0) > 0}
