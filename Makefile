@@ -7,7 +7,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 export RUNSTREAM_HOME ?= $(CURDIR)/.runstream
 
-.PHONY: demo test down status system-deps install bench chaos fuzz lint
+.PHONY: demo test down status system-deps install bench chaos fuzz lint lock
 
 demo: install
 	$(BIN)/runstream up
@@ -31,6 +31,13 @@ lint: install
 	$(BIN)/mypy
 
 install: system-deps $(VENV)/.installed
+
+# The container image's dependencies (Dockerfile): pyproject.toml's, resolved to exact versions
+# with their SHA-256 hashes. Run after changing a dependency; commit the result.
+lock: install
+	$(BIN)/pip install --quiet 'pip-tools==7.*'
+	$(BIN)/pip-compile --quiet --generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links \
+	  --output-file=deploy/requirements.lock pyproject.toml
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)

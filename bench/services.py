@@ -26,9 +26,9 @@ from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from bench.proc import BENCH_PYTHON, Service, child_env, free_port, peak_rss_bytes
-from ops.stack import LocalStack, create_topics
+from ops.stack import KafkaNode, LocalStack, create_topics
 from runstream import kafka
-from runstream.config import KafkaSecurity, Settings
+from runstream.config import LOCAL_KAFKA_MECHANISM, LOCAL_KAFKA_USER, KafkaSecurity, Settings, secrets_dir
 from runstream.dsn import with_database
 
 __all__ = ["Infra", "MlflowServer", "Sandbox"]
@@ -65,18 +65,30 @@ class Infra:
         return self.stack.admin_dsn if self.stack is not None else None
 
     @classmethod
-    def start_local(cls) -> Infra:
-        """A stack of our own, private to us (the stack sets the home's mode)."""
+    def start_local(cls, *, kafka_brokers: int = 1) -> Infra:
+        """A stack of our own, private to us (the stack sets the home's mode).
+
+        ``kafka_brokers`` > 1: a replicated KRaft cluster of that many nodes (same jars, same
+        SCRAM users); the topics get min(3, brokers) replicas and min.insync.replicas one less.
+        """
         home = Path(tempfile.mkdtemp(prefix="runstream-bench-"))
-        settings = Settings.from_env(
-            {
-                "RUNSTREAM_HOME": str(home),
-                "RUNSTREAM_KAFKA_PORT": str(free_port()),
-                "RUNSTREAM_KAFKA_CONTROLLER_PORT": str(free_port()),
-                "RUNSTREAM_PG_PORT": str(free_port()),
+        nodes = tuple(KafkaNode(i, free_port(), free_port()) for i in range(1, kafka_brokers + 1))
+        env = {
+            "RUNSTREAM_HOME": str(home),
+            "RUNSTREAM_KAFKA_PORT": str(nodes[0].port),
+            "RUNSTREAM_KAFKA_CONTROLLER_PORT": str(nodes[0].controller_port),
+            "RUNSTREAM_PG_PORT": str(free_port()),
+        }
+        if kafka_brokers > 1:
+            env |= {
+                "RUNSTREAM_KAFKA_BOOTSTRAP": ",".join(f"127.0.0.1:{n.port}" for n in nodes),
+                "RUNSTREAM_KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT",
+                "RUNSTREAM_KAFKA_SASL_MECHANISM": LOCAL_KAFKA_MECHANISM,
+                "RUNSTREAM_KAFKA_SASL_USERNAME": LOCAL_KAFKA_USER,
+                "RUNSTREAM_KAFKA_SASL_PASSWORD_FILE": str(secrets_dir(home) / "kafka.password"),
             }
-        )
-        stack = LocalStack(settings)
+        settings = Settings.from_env(env)
+        stack = LocalStack(settings, kafka_nodes=nodes if kafka_brokers > 1 else ())
         try:
             stack.start_infrastructure()
         except BaseException:

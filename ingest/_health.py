@@ -11,7 +11,11 @@ A worker is *unhealthy* when
 * it cannot reach Kafka (its fetches or its look at the topic fail) and has
   not been able to for ``stall_seconds``;
 * the dead-letter topic cannot take dead letters (they wait in PostgreSQL);
-* a background job keeps failing.
+* a background job keeps failing;
+* it has not joined the consumer group yet (just started, or Kafka's group
+  coordinator is away): *not ready* rather than unhealthy - it stores nothing
+  yet. A member with no partition (more workers than partitions) is ready:
+  it is the standby that takes partitions over when a worker goes.
 
 Partitions held after a partition change and recent changes of the topic are
 reported as notices: they need no action, but an operator should know.
@@ -48,6 +52,7 @@ class Vitals:
     held: list[int] = field(default_factory=list)
     epoch: int = 1
     notices: list[str] = field(default_factory=list)
+    joined: bool = True  # a member of the consumer group (an assignment, even an empty one, was received)
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,11 +84,13 @@ def assess(v: Vitals, *, stall_seconds: float) -> Report:
             " until it takes them"
         )
     reasons += [f"background job {name} failing: {error}" for name, error in sorted(v.job_errors.items())]
+    joining = _joining(v)
+    reasons += joining
     notices = list(v.notices)
     if v.held:
         notices.append(f"partitions {v.held} held until the older partitions are stored up to the partition change")
     body = {
-        "status": "unhealthy" if reasons else "ok",
+        "status": "ok" if not reasons else ("starting" if reasons == joining else "unhealthy"),
         "reasons": reasons,
         "notices": notices,
         "records_waiting": v.records_waiting,
@@ -93,7 +100,12 @@ def assess(v: Vitals, *, stall_seconds: float) -> Report:
         "assigned_partitions": v.assigned,
         "held_partitions": v.held,
         "topic_epoch": v.epoch,
+        "joined_group": v.joined,
         "dead_letter_topic_writable": v.dead_letter_failing_since is None,
         "dead_letters_held": v.dead_letters_held,
     }
     return Report(not reasons, reasons, body)
+
+
+def _joining(v: Vitals) -> list[str]:
+    return [] if v.joined else [f"not a member of the consumer group yet ({v.now - v.started_at:.0f} s since start)"]

@@ -3,7 +3,9 @@
 Each worker has its own registry, so several workers in one process (tests,
 ``--workers N``) never share or clash over counters. ``GET /ready`` answers
 200 or 503 with the worker's health report (:mod:`ingest._health`) as JSON;
-both endpoints refresh the health gauges first.
+both endpoints refresh the health gauges first. ``GET /health`` answers 200
+while the process serves at all: a liveness probe, which must not restart a
+worker that waits for PostgreSQL (restarting would not help it).
 """
 
 from __future__ import annotations
@@ -130,6 +132,7 @@ class MetricsServer:
         app = web.Application()
         app.router.add_get("/metrics", self._handle)
         app.router.add_get("/ready", self._ready)
+        app.router.add_get("/health", self._alive)
         runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         try:
@@ -147,6 +150,9 @@ class MetricsServer:
     async def _handle(self, request: web.Request) -> web.Response:
         self._metrics.observe(self._health())
         return web.Response(body=self._metrics.render(), headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    async def _alive(self, request: web.Request) -> web.Response:
+        return web.Response(body=b'{"status":"ok"}', content_type="application/json")
 
     async def _ready(self, request: web.Request) -> web.Response:
         report = self._health()

@@ -43,7 +43,6 @@ class IngestOptions:
     # A killed worker's partitions wait this long before moving to another
     # worker; 6 s is the broker's default minimum.
     session_timeout_seconds: float = 6.0
-    metrics_host: str = "127.0.0.1"
     # How often the worker sweeps for silent runs (the timeouts are settings:
     # RUNSTREAM_NOT_RESPONDING_AFTER, RUNSTREAM_FAILED_AFTER); 0 disables.
     liveness_interval_seconds: float = Settings.liveness_sweep_seconds
@@ -57,6 +56,9 @@ class IngestOptions:
     # and releases added partitions once the older ones are drained; 0 disables
     # (the checks at each assignment and out-of-range fetch remain).
     topic_check_interval_seconds: float = 5.0
+    # How often it asks the broker for the partitions' end offsets to report
+    # the lag (runstream_ingest_consumer_lag) while nothing is being stored; 0 disables.
+    lag_interval_seconds: float = 2.0
     # Records waiting this long with nothing stored make the worker unhealthy (_health.py).
     stall_seconds: float = 30.0
     # How long a send to the dead-letter topic may take before the letters are
@@ -91,6 +93,7 @@ class IngestOptions:
             "maintenance_interval_seconds",
             "compaction_interval_seconds",
             "topic_check_interval_seconds",
+            "lag_interval_seconds",
             "stall_seconds",
             "dead_letter_timeout_seconds",
             "dead_letter_retry_seconds",

@@ -49,7 +49,7 @@ from aiokafka.errors import (
 from runstream import kafka
 from runstream.config import Settings
 from runstream.dsn import postgres_setup_error
-from runstream.schema import migrate
+from runstream.schema import check_schema, migrate
 
 from ._compaction import ChunkCompactor
 from ._decoder import DeadLetter, Decoded, Source, decode_record
@@ -106,6 +106,9 @@ class IngestWorker:
         self._abandoned = False
         self._trouble_at = time.monotonic()  # start counts: a backlog may wait
         self._lag: dict[int, int] = {}
+        # The next offset stored in PostgreSQL per assigned partition (lag = broker's end - this).
+        self._stored: dict[int, int] = {}
+        self._joined = False
         # What the topic is (see _incarnation): None until the first reconciliation.
         self._incarnations: Incarnations | None = None
         self._identity: TopicIdentity | None = None
@@ -142,9 +145,12 @@ class IngestWorker:
         # The one way this worker creates its topics: at start, and again if one is deleted under it.
         self._ensure_topics = lambda: kafka.ensure_topics(s)
         await _retrying("create topics", o, self._ensure_topics)
-        # Idempotent and serialised by an advisory lock: a worker never writes
-        # to a schema older than its code.
-        await _retrying("migrate the schema", o, lambda: migrate(s.database_url))
+        # Idempotent and serialised by an advisory lock. In production
+        # (RUNSTREAM_AUTO_MIGRATE=false) `runstream migrate` is the one applier;
+        # either way a worker never writes to a schema other than its code's.
+        if s.auto_migrate:
+            await _retrying("migrate the schema", o, lambda: migrate(s.database_url))
+        await _retrying("check the schema", o, lambda: check_schema(s.database_url))
         pool: asyncpg.Pool = await _retrying(
             "connect to PostgreSQL", o, lambda: asyncpg.create_pool(s.database_url, min_size=1, max_size=3)
         )
@@ -195,6 +201,7 @@ class IngestWorker:
             ),
             Periodic("ingest-compaction", ChunkCompactor(pool).compact, interval_seconds=o.compaction_interval_seconds),
             Periodic("ingest-topic-watch", self._watch_topic, interval_seconds=o.topic_check_interval_seconds),
+            Periodic("ingest-lag", self._measure_lag, interval_seconds=o.lag_interval_seconds),
             Periodic(
                 "ingest-dead-letters",
                 lambda: dead_letters.redeliver(pool),
@@ -210,12 +217,14 @@ class IngestWorker:
         self._task = asyncio.create_task(self._consume(), name="ingest-consume")
         self._stack.push_async_callback(self._finish_task)
         if self._metrics_port:
-            server = MetricsServer(self.metrics, host=o.metrics_host, port=self._metrics_port, health=self.health)
+            server = MetricsServer(
+                self.metrics, host=s.ingest_metrics_host, port=self._metrics_port, health=self.health
+            )
             try:
                 await server.start()
             except OSError as exc:
                 raise IngestStartError(
-                    f"cannot serve metrics on {o.metrics_host}:{self._metrics_port}: {exc.strerror or exc}"
+                    f"cannot serve metrics on {s.ingest_metrics_host}:{self._metrics_port}: {exc.strerror or exc}"
                 ) from exc
             self._stack.push_async_callback(server.stop)
         log.info("ingest worker consuming %s as %s", s.topic, s.group_id)
@@ -436,10 +445,10 @@ class IngestWorker:
         offsets = {TopicPartition(topic, p): o for p, o in result.next_offsets.items()}
         offsets = {tp: o for tp, o in offsets.items() if tp in assigned}
         for tp, offset in offsets.items():
+            self._stored[tp.partition] = offset
             highwater = consumer.highwater(tp)
             if highwater is not None:
-                self._lag[tp.partition] = max(0, highwater - offset)
-                m.lag.labels(str(tp.partition)).set(self._lag[tp.partition])
+                self._set_lag(tp.partition, highwater - offset)
         for partition, stored in result.stale.items():
             tp = TopicPartition(topic, partition)
             if tp in assigned and await consumer.position(tp) < stored:
@@ -449,6 +458,30 @@ class IngestWorker:
                 await consumer.commit(offsets)  # advisory: PostgreSQL holds the truth
             except KafkaError as exc:
                 log.debug("advisory Kafka commit failed: %r", exc)
+
+    def _set_lag(self, partition: int, lag: int) -> None:
+        self._lag[partition] = max(0, lag)
+        self.metrics.lag.labels(str(partition)).set(self._lag[partition])
+
+    async def _measure_lag(self) -> None:
+        """Lag from the broker's end offsets now, against what PostgreSQL holds: also while nothing is stored.
+
+        After a commit the lag is known from the fetch's high watermark; this
+        job asks the broker (a ListOffsets request, answered even while the
+        partitions are paused) so that the gauge keeps rising while a flush
+        is stuck, or while the worker is between commits on a quiet topic.
+        """
+        consumer = self._consumer
+        if consumer is None:
+            return
+        assigned = [tp for tp in consumer.assignment() if tp.partition in self._stored]
+        if not assigned:
+            return
+        ends = await consumer.end_offsets(assigned)
+        for tp, end in ends.items():
+            stored = self._stored.get(tp.partition)
+            if stored is not None:  # not revoked meanwhile
+                self._set_lag(tp.partition, end - stored)
 
     def _caught_up(self) -> bool:
         """Whether silence in the data means silence of the runs (for the liveness sweep)."""
@@ -496,6 +529,7 @@ class IngestWorker:
         assigned = consumer.assignment()
         self._drop({tp.partition for tp in assigned})
         for tp in assigned:
+            self._stored[tp.partition] = done.offsets.get(tp.partition, starts[tp])
             if tp.partition in self._held:
                 consumer.pause(tp)
             else:
@@ -525,7 +559,9 @@ class IngestWorker:
 
     async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
         consumer = self._consumer
+        self._joined = True  # a member of the group, with partitions or without (more workers than partitions)
         if consumer is None or not assigned:
+            self.metrics.assigned.set(0 if consumer is None else len(consumer.assignment()))
             return
         try:
             checked = await asyncio.wait_for(self._reconcile(), self.options.revoke_timeout_seconds)
@@ -571,6 +607,9 @@ class IngestWorker:
             self._flush_lock.release()
         for partition in partitions:
             self._lag.pop(partition, None)
+            self._stored.pop(partition, None)
+            with contextlib.suppress(KeyError):  # no lag measured for it yet
+                self.metrics.lag.remove(str(partition))
         self.metrics.assigned.set(0)
         log.info("revoked partitions %s", sorted(partitions))
 
@@ -608,6 +647,7 @@ class IngestWorker:
             held=sorted(self._held),
             epoch=self._epoch,
             notices=list(self._notices),
+            joined=self._joined,
         )
         return assess(vitals, stall_seconds=self.options.stall_seconds)
 

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from runstream.config import ConfigError, Settings
+from runstream.logs import configure_logging
 
 if TYPE_CHECKING:
     from ops.stack import LocalStack
@@ -158,15 +159,13 @@ def _drop_experiment(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def _gc_artifacts(settings: Settings, args: argparse.Namespace) -> int:
-    from query import LocalArtifactStore
     from query._artifact_gc import collect_artifacts
+    from query._artifacts import open_store
 
     # Only what was given: the defaults live with collect_artifacts.
     ages = {k: v for k, v in vars(args).items() if k.endswith("min_age_seconds") and v is not None}
     try:
-        report = asyncio.run(
-            collect_artifacts(settings.database_url, LocalArtifactStore(settings.artifacts_dir), **ages)
-        )
+        report = asyncio.run(collect_artifacts(settings.database_url, open_store(settings), **ages))
     except ValueError as exc:
         print(f"runstream gc-artifacts: {exc}", file=sys.stderr)
         return 2
@@ -176,6 +175,14 @@ def _gc_artifacts(settings: Settings, args: argparse.Namespace) -> int:
         f"kept {report.too_new} recommitted meanwhile"
     )
     return 0
+
+
+def _healthcheck(settings: Settings, args: argparse.Namespace) -> int:
+    from ops._healthcheck import check
+
+    healthy, line = check(settings, args.service)
+    print(line, file=sys.stdout if healthy else sys.stderr)
+    return 0 if healthy else 1
 
 
 def _install_azureml_compat(settings: Settings, args: argparse.Namespace) -> int:
@@ -206,6 +213,7 @@ _COMMANDS = {
     "query": (_query, "run the query service in the foreground"),
     "drop-experiment": (_drop_experiment, "delete one experiment's runs and all their data"),
     "gc-artifacts": (_gc_artifacts, "delete stored files no run references any more, and uploads abandoned a day ago"),
+    "healthcheck": (_healthcheck, "is this container's service ready? (the image's HEALTHCHECK)"),
     "install-azureml-compat": (
         _install_azureml_compat,
         "make `import azureml.core` (Azure ML SDK v1) resolve to runstream here; refused beside the real one",
@@ -238,6 +246,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     gc.add_argument(
         "--unknown-run-min-age-seconds", type=float, help="keep files of runs ingest has not stored (default: a day)"
     )
+    parsers["healthcheck"].add_argument("service", nargs="?", choices=["query", "ingest"], help="default: PID 1's")
     parsers["install-azureml-compat"].add_argument("--uninstall", action="store_true", help="remove it again")
     args = parser.parse_args(argv)
     # A Kafka connection that fails is explained in one line (runstream.kafka); aiokafka's own
@@ -248,6 +257,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"runstream: {exc}", file=sys.stderr)
         return 2
+    if args.command in ("ingest", "query", "migrate"):
+        configure_logging(settings.log_format, component=args.command)
     handler = _COMMANDS[args.command][0]
     try:
         return handler(settings, args)

@@ -8,12 +8,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Final
 
+import asyncpg
 from aiohttp import web
 
 from runstream.config import Settings
+from runstream.logs import configure_logging
+from runstream.schema import SchemaMismatchError, applied_versions, schema_problem
 
 from . import (
     _consistency,
+    _observe,
     _openapi,
     _web_files,
     _web_login,
@@ -24,7 +28,7 @@ from . import (
     _web_series,
     _web_stream,
 )
-from ._artifacts import ArtifactStore, LocalArtifactStore
+from ._artifacts import ArtifactStore, open_store
 from ._auth import make_auth_middleware
 from ._body import make_body_deadline_middleware
 from ._consistency import READ_AFTER, IngestProgress, read_after_middleware
@@ -87,8 +91,9 @@ def create_app(
 
     ``settings.max_upload_bytes`` caps one uploaded file; ``settings.write_token``,
     when set, is the only token that may upload (``settings.token`` is then
-    read-only). ``artifact_store`` replaces the local content-addressed
-    directory under ``settings.artifacts_dir``; a watched run pushes news at
+    read-only). ``artifact_store`` replaces the store the settings name (the
+    object store of ``RUNSTREAM_ARTIFACTS_URL``, else the local directory
+    ``settings.artifacts_dir``); a watched run pushes news at
     most every ``live_interval_seconds``, and is checked every
     ``live_fallback_seconds`` even when ingest announces nothing (see ``_live``).
 
@@ -106,6 +111,7 @@ def create_app(
         if not value > 0:
             raise ValueError(f"{name} must be positive, got {value}")
     middlewares: list[Callable[..., Awaitable[web.StreamResponse]]] = [
+        _observe.metrics_middleware,
         make_error_middleware(_web_pages.error_page),
         make_guard_middleware(settings),
     ]
@@ -121,10 +127,11 @@ def create_app(
     app = web.Application(middlewares=middlewares)
     app[SETTINGS] = settings
     app[MAX_UPLOAD_BYTES] = settings.max_upload_bytes
-    app[ARTIFACTS] = artifact_store or LocalArtifactStore(settings.artifacts_dir)
+    app[ARTIFACTS] = artifact_store or open_store(settings)
     app[HEAVY_READS] = HeavyReads()
     app[PROXIES] = Proxies(settings.trusted_proxies)
     app[LOGIN_LIMITER] = RateLimiter(attempts=LOGIN_ATTEMPTS, window_seconds=LOGIN_WINDOW_SECONDS)
+    app[_observe.QUERY_METRICS] = _observe.QueryMetrics(app)
     app.cleanup_ctx.append(
         functools.partial(
             _resources,
@@ -137,6 +144,7 @@ def create_app(
     app.router.add_get("/health", _health)
     app.router.add_static("/static/", STATIC_DIR, name="static")
     routed = (
+        _observe,
         _consistency,
         _openapi,
         _web_runs,
@@ -168,6 +176,8 @@ async def _resources(
     try:
         pool = await create_pool(app[SETTINGS].database_url)
         try:
+            await _check_schema(pool)
+            app[_observe.DB_POOL] = pool
             app[DATABASE] = Database(pool)
             app[SERIES] = SeriesReader(pool)
             app[SESSIONS] = Sessions(pool, key=session_key, max_age_seconds=app[SETTINGS].session_max_age_seconds)
@@ -191,6 +201,14 @@ async def _resources(
         await store.stop()
 
 
+async def _check_schema(pool: asyncpg.Pool) -> None:
+    """Refuse to start on a schema this code does not understand (``runstream migrate`` applies them)."""
+    async with pool.acquire() as conn:
+        problem = schema_problem(await applied_versions(conn))
+    if problem is not None:
+        raise SchemaMismatchError(f"RUNSTREAM_DATABASE_URL: {problem}")
+
+
 def serve(settings: Settings) -> None:
     """Serve on ``settings.query_host:query_port`` until SIGINT or SIGTERM, then shut down cleanly.
 
@@ -198,7 +216,7 @@ def serve(settings: Settings) -> None:
     (``RUNSTREAM_MAX_UPLOAD_BYTES``, ``RUNSTREAM_WRITE_TOKEN``).
     """
     if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+        configure_logging(settings.log_format, component="query")
     app = create_app(settings)
     _log.info("query service on http://%s:%d", settings.query_host, settings.query_port)
     web.run_app(

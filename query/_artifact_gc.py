@@ -10,12 +10,13 @@ Two kinds of garbage are left behind on purpose by the paths that write:
   of hours does not cost a run its files);
 * blobs no row references: a file overwritten, rows deleted as above. The
   store decides what is safe to delete while uploads go on; see
-  :meth:`query.LocalArtifactStore.collect`;
+  :meth:`query.LocalArtifactStore.collect` and :mod:`query._s3_artifacts`;
 * partial uploads of a query process that died mid-upload, a day after their
   last write.
 
-Run it from cron or by hand, in any process that reaches the database and the
-artifact directory; passes may overlap.
+Run it from cron (a Kubernetes CronJob) or by hand, in any process that
+reaches the database and the artifact store (the directory, or the object
+store of ``RUNSTREAM_ARTIFACTS_URL``); passes may overlap.
 """
 
 from __future__ import annotations
@@ -69,7 +70,11 @@ async def collect_artifacts(
             )
             return {r["digest"] for r in records}
 
-        collected = await store.collect(referenced, min_age_seconds=min_age_seconds)
+        await store.start()
+        try:
+            collected = await store.collect(referenced, min_age_seconds=min_age_seconds)
+        finally:
+            await store.stop()
     finally:
         await conn.close()
     return ArtifactGcReport(rows, collected.blobs, collected.bytes, collected.too_new, collected.abandoned_uploads)

@@ -2,8 +2,10 @@
 
 The web layer streams an upload into :meth:`ArtifactStore.put`, which returns
 the digest and size; the ``files`` table maps (run, name) to that digest, so
-the same content uploaded under many names or runs is stored once. A store for
-an S3-compatible service implements the same methods.
+the same content uploaded under many names or runs is stored once.
+:class:`query._s3_artifacts.S3ArtifactStore` implements the same methods on
+an S3-compatible object store (``RUNSTREAM_ARTIFACTS_URL``); :func:`open_store`
+picks the one the settings name.
 
 :class:`LocalArtifactStore` lays blobs out as ``<root>/sha256/ab/abcdef...``;
 an upload is written to ``<root>/tmp/`` first and renamed into place only once
@@ -29,10 +31,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Final
 
+from runstream.config import Settings
+
 from ._errors import NotFound, PayloadTooLarge
 
 __all__ = [
     "ABANDONED_UPLOAD_SECONDS",
+    "DIGEST_PATTERN",
     "RECORD_WITHIN_SECONDS",
     "ArtifactStore",
     "Blob",
@@ -40,6 +45,8 @@ __all__ = [
     "LocalArtifactStore",
     "Referenced",
     "StoredBlob",
+    "check_min_age",
+    "open_store",
 ]
 
 #: The longest an upload may take from committing its blob to committing the
@@ -52,7 +59,9 @@ RECORD_WITHIN_SECONDS: Final = 60.0
 #: day has long been given up by its client.
 ABANDONED_UPLOAD_SECONDS: Final = 86400.0
 
-_DIGEST: Final = re.compile(r"^[0-9a-f]{64}$")
+#: A blob's name: its SHA-256 in lower-case hex.
+DIGEST_PATTERN: Final = re.compile(r"^[0-9a-f]{64}$")
+_DIGEST: Final = DIGEST_PATTERN
 # Writes are batched to about this size so each thread hop moves a useful amount.
 _WRITE_BYTES: Final = 1 << 20
 
@@ -225,8 +234,7 @@ class LocalArtifactStore(ArtifactStore):
         clock does not step back by ``min_age_seconds - RECORD_WITHIN_SECONDS``
         during a pass.
         """
-        if not min_age_seconds >= 2 * RECORD_WITHIN_SECONDS:
-            raise ValueError(f"min_age_seconds must be at least {2 * RECORD_WITHIN_SECONDS:g}, got {min_age_seconds}")
+        check_min_age(min_age_seconds)
         now = time.time()
         cutoff = now - min_age_seconds
         abandoned, removed_bytes = await asyncio.to_thread(self._remove_abandoned_uploads, now)
@@ -290,6 +298,12 @@ class LocalArtifactStore(ArtifactStore):
         return "kept", stat.st_size
 
 
+def check_min_age(min_age_seconds: float) -> None:
+    """Refuse a collection age that could take a blob whose ``files`` row is still being written."""
+    if not min_age_seconds >= 2 * RECORD_WITHIN_SECONDS:
+        raise ValueError(f"min_age_seconds must be at least {2 * RECORD_WITHIN_SECONDS:g}, got {min_age_seconds}")
+
+
 def _write(out: BinaryIO, hasher: hashlib._Hash, chunks: list[bytes]) -> None:
     for chunk in chunks:
         hasher.update(chunk)
@@ -305,3 +319,12 @@ def _close_synced(out: BinaryIO) -> None:
 def _discard(out: BinaryIO, temp: Path) -> None:
     out.close()
     temp.unlink(missing_ok=True)
+
+
+def open_store(settings: Settings) -> ArtifactStore:
+    """The store ``settings`` name: the object store of ``RUNSTREAM_ARTIFACTS_URL``, else the local directory."""
+    if settings.s3 is None:
+        return LocalArtifactStore(settings.artifacts_dir)
+    from ._s3_artifacts import DigestLocks, S3ArtifactStore  # the S3 client only when it is used
+
+    return S3ArtifactStore(settings.s3, locks=DigestLocks(settings.database_url))

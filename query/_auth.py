@@ -24,9 +24,11 @@ from ._errors import Forbidden, Unauthorized
 from ._sessions import COOKIE
 from ._state import SESSIONS
 
-__all__ = ["PUBLIC_PATHS", "PUBLIC_PREFIXES", "make_auth_middleware", "token_matches"]
+__all__ = ["PROBE_PATHS", "PUBLIC_PATHS", "PUBLIC_PREFIXES", "make_auth_middleware", "token_matches"]
 
-PUBLIC_PATHS: Final = frozenset({"/health", "/login"})
+#: What an orchestrator probes, by the pod's address and without a token (_observe).
+PROBE_PATHS: Final = frozenset({"/health", "/ready"})
+PUBLIC_PATHS: Final = PROBE_PATHS | {"/login"}
 PUBLIC_PREFIXES: Final = ("/static/",)
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

@@ -9,9 +9,9 @@ the names a local browser uses for it: ``localhost`` (and ``*.localhost``),
 loopback addresses, the bound address, the host of ``RUNSTREAM_QUERY_URL``
 and the names in ``RUNSTREAM_ALLOWED_HOSTS`` (``*``: any). Any other Host is
 403 ``host_not_allowed``. With a read token a rebound page has nothing to
-send, so any Host is answered (a proxy's public name, for one). ``/health``
-and ``/static/`` are answered whatever the Host: they hold nothing private,
-and a health probe comes by the pod's address.
+send, so any Host is answered (a proxy's public name, for one). ``/health``,
+``/ready`` and ``/static/`` are answered whatever the Host: they hold nothing
+private, and a probe comes by the pod's address.
 
 **Cross-site writes.** A page elsewhere can make a browser send a form
 (``POST /login``, ``/logout``) or, without a token, an upload. Browsers name
@@ -34,7 +34,7 @@ from aiohttp import web
 
 from runstream.config import Settings
 
-from ._auth import PUBLIC_PREFIXES
+from ._auth import PROBE_PATHS, PUBLIC_PREFIXES
 from ._errors import Forbidden
 from ._proxy import Proxies
 
@@ -103,7 +103,7 @@ def make_guard_middleware(settings: Settings) -> Callable[[web.Request, Handler]
 
     @web.middleware
     async def guard_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
-        if policy.check_host and not (request.path == "/health" or request.path.startswith(PUBLIC_PREFIXES)):
+        if policy.check_host and not (request.path in PROBE_PATHS or request.path.startswith(PUBLIC_PREFIXES)):
             host = _split(policy.proxies.host(request))[0]
             if not policy.host_allowed(host):
                 raise Forbidden(

@@ -79,6 +79,7 @@ class SeriesReader:
         self._cache_points = cache_points
         self._cached_points = 0
         self.cache_hits = 0
+        self.cache_misses = 0
 
     async def data_version(self, run_id: uuid.UUID) -> tuple[int, int]:
         """Changes whenever ingest stores scalar points for the run: (series, points) counts."""
@@ -98,6 +99,7 @@ class SeriesReader:
             self._cache.move_to_end(key)
             self.cache_hits += 1
             return hit[1]
+        self.cache_misses += 1
         result = await self.downsample(series_id, value_type, rng, max_points=max_points)
         if hit is not None:
             self._forget(key)

@@ -1,4 +1,4 @@
-"""Run files: streamed upload into the artifact store, listing, streamed download."""
+"""Run files: streamed upload into the artifact store, listing, streamed download (with ranges: _blob_response)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from urllib.parse import quote
 from aiohttp import web
 
 from ._artifacts import RECORD_WITHIN_SECONDS
+from ._blob_response import blob_response
 from ._db import Database, FileRecord
 from ._errors import BadRequest, NotFound, PayloadTooLarge, Unavailable
 from ._json import json_response
@@ -124,12 +125,4 @@ async def get_file(request: web.Request) -> web.StreamResponse:
         "X-Content-Type-Options": "nosniff",
         "Content-Security-Policy": "sandbox",
     }
-    if blob.path is not None:
-        return web.FileResponse(blob.path, headers=headers)
-    response = web.StreamResponse(headers=headers)
-    response.content_length = blob.size
-    await response.prepare(request)
-    async for chunk in store.read(blob):
-        await response.write(chunk)
-    await response.write_eof()
-    return response
+    return await blob_response(request, store, blob, headers)

@@ -22,6 +22,8 @@ RUNSTREAM_QUERY_HOST               address the query service binds              
 RUNSTREAM_QUERY_PORT               port of the query service                    28080
 RUNSTREAM_QUERY_URL                where clients reach the query service        ``http://127.0.0.1:<query port>``
 RUNSTREAM_INGEST_METRICS_PORT      Prometheus port of the first ingest worker   28081
+RUNSTREAM_INGEST_METRICS_HOST      address ingest's /metrics, /ready and        127.0.0.1
+                                   /health bind (0.0.0.0 in a container)
 RUNSTREAM_TOKEN                    bearer token the query service demands       the local stack's ``<home>/
                                    (or RUNSTREAM_TOKEN_FILE, a 0600 file)       secrets/query-read.token``
                                                                                 if ``runstream up`` made it,
@@ -34,6 +36,12 @@ RUNSTREAM_DLQ_TOPIC                dead-letter topic                            
 RUNSTREAM_TOPIC_PARTITIONS         partitions of the events topic               12
 RUNSTREAM_GROUP_ID                 ingest consumer group                        ``runstream-ingest``
 RUNSTREAM_ARTIFACTS_DIR            artifact store directory                     ``<home>/artifacts``
+RUNSTREAM_ARTIFACTS_URL            ``s3://bucket/prefix``: artifacts in an      unset: the directory above
+                                   S3-compatible object store (table below)
+RUNSTREAM_AUTO_MIGRATE             ingest applies pending migrations at start   true
+                                   (``false`` in production: ``runstream
+                                   migrate`` is then the one applier)
+RUNSTREAM_LOG_FORMAT               ``text`` or ``json`` (one object per line)   text
 RUNSTREAM_RETENTION_DAYS           days ingest keeps points (whole days, by     0: forever
                                    the day stored); 0 keeps them forever
 RUNSTREAM_NOT_RESPONDING_AFTER     seconds without data before a Running run    60
@@ -78,6 +86,28 @@ RUNSTREAM_BODY_TIMEOUT_SECONDS     seconds a request body may take, plus one    
 RUNSTREAM_EMBED_ORIGINS            origins that may show a run page in a        ``'self'`` and http(s) on
                                    frame (CSP frame-ancestors; Jupyter's         localhost / 127.0.0.1, any
                                    ``RunDetails``); ``'none'`` forbids it        port
+=================================  ===========================================  ==========================
+
+An S3-compatible object store for artifacts (AWS S3, MinIO, GCS's XML API, R2),
+used when ``RUNSTREAM_ARTIFACTS_URL`` is ``s3://...``. Credentials come from
+these variables or, when unset, AWS's own ``AWS_ACCESS_KEY_ID``,
+``AWS_SECRET_ACCESS_KEY`` and ``AWS_SESSION_TOKEN``; never from anywhere else.
+
+=================================  ===========================================  ==========================
+variable                           meaning                                      default
+=================================  ===========================================  ==========================
+RUNSTREAM_S3_ENDPOINT_URL          the service's URL (MinIO, R2, GCS, moto)     AWS: ``https://s3.<region>.
+                                                                                amazonaws.com``
+RUNSTREAM_S3_REGION                region the requests are signed for           ``AWS_REGION``, else
+                                                                                us-east-1
+RUNSTREAM_S3_ADDRESSING_STYLE      ``virtual`` (bucket.host) or ``path``        path with an endpoint URL,
+                                   (host/bucket)                                else virtual
+RUNSTREAM_S3_ACCESS_KEY_ID         access key id                                ``AWS_ACCESS_KEY_ID``
+RUNSTREAM_S3_SECRET_ACCESS_KEY     secret key (read as the store starts)        ``AWS_SECRET_ACCESS_KEY``
+RUNSTREAM_S3_SECRET_ACCESS_KEY_FILE  or a 0600 file holding it                  unset
+RUNSTREAM_S3_SESSION_TOKEN         temporary credentials' token                 ``AWS_SESSION_TOKEN``
+RUNSTREAM_S3_SESSION_TOKEN_FILE    or a 0600 file holding it                    unset
+RUNSTREAM_S3_CA_FILE               CA bundle that signs the endpoint's cert     the system's CAs
 =================================  ===========================================  ==========================
 
 RUNSTREAM_TOKEN, RUNSTREAM_WRITE_TOKEN and RUNSTREAM_COOKIE_SECRET must be at
@@ -130,7 +160,7 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import quote
 
-__all__ = ["MIN_SECRET_BYTES", "ConfigError", "KafkaSecurity", "Settings", "read_secret_file"]
+__all__ = ["MIN_SECRET_BYTES", "ConfigError", "KafkaSecurity", "S3Settings", "Settings", "read_secret_file"]
 
 #: The shortest token or cookie secret accepted: 256 bits, beyond guessing at any rate.
 MIN_SECRET_BYTES: Final = 32
@@ -479,6 +509,7 @@ class Settings:
     query_port: int = 28080
     query_url: str = "http://127.0.0.1:28080"
     ingest_metrics_port: int = 28081
+    ingest_metrics_host: str = "127.0.0.1"
     token: str | None = field(default=None, repr=False)
     write_token: str | None = field(default=None, repr=False)
     max_upload_bytes: int = 1 << 30
@@ -512,6 +543,11 @@ class Settings:
     topic_replication_factor: int | None = None
     topic_min_insync_replicas: int | None = None
     create_topics: bool = True
+    # Deployment (the fourth table above, and the first's last rows).
+    artifacts_url: str | None = None
+    s3: S3Settings | None = None
+    auto_migrate: bool = True
+    log_format: str = "text"
 
     def __post_init__(self) -> None:
         _check_query_guards(self)
@@ -540,6 +576,7 @@ class Settings:
             query_port=query_port,
             query_url=(env.get("RUNSTREAM_QUERY_URL") or f"http://127.0.0.1:{query_port}").rstrip("/"),
             ingest_metrics_port=_port(env, "RUNSTREAM_INGEST_METRICS_PORT", 28081),
+            ingest_metrics_host=env.get("RUNSTREAM_INGEST_METRICS_HOST") or "127.0.0.1",
             token=_query_token(env, home, "RUNSTREAM_TOKEN", LOCAL_READ_TOKEN),
             write_token=_query_token(env, home, "RUNSTREAM_WRITE_TOKEN", LOCAL_WRITE_TOKEN),
             max_upload_bytes=_int(env, "RUNSTREAM_MAX_UPLOAD_BYTES", 1 << 30),
@@ -563,6 +600,7 @@ class Settings:
             read_consistency_seconds=_seconds(env, "RUNSTREAM_READ_CONSISTENCY_SECONDS", 30.0, zero_ok=True),
             **_query_guards_from_env(env),
             **_kafka_from_env(env, home),
+            **_deployment_from_env(env),
         )
 
     def as_env(self) -> dict[str, str]:
@@ -578,6 +616,7 @@ class Settings:
             "RUNSTREAM_QUERY_PORT": str(self.query_port),
             "RUNSTREAM_QUERY_URL": self.query_url,
             "RUNSTREAM_INGEST_METRICS_PORT": str(self.ingest_metrics_port),
+            "RUNSTREAM_INGEST_METRICS_HOST": self.ingest_metrics_host,
             "RUNSTREAM_TOPIC": self.topic,
             "RUNSTREAM_DLQ_TOPIC": self.dlq_topic,
             "RUNSTREAM_TOPIC_PARTITIONS": str(self.topic_partitions),
@@ -604,6 +643,7 @@ class Settings:
             env["RUNSTREAM_WRITE_TOKEN"] = self.write_token
         env.update(_query_guards_as_env(self))
         env.update(_kafka_as_env(self))
+        env.update(_deployment_as_env(self))
         return env
 
 
@@ -668,4 +708,127 @@ def _query_guards_as_env(settings: Settings) -> dict[str, str]:
         env["RUNSTREAM_COOKIE_SECRET"] = settings.cookie_secret
     if settings.cookie_secret_file is not None:
         env["RUNSTREAM_COOKIE_SECRET_FILE"] = str(settings.cookie_secret_file)
+    return env
+
+
+# --- deployment: object storage, migrations, logs (issue 16) ---------------------------
+
+LOG_FORMATS = ("text", "json")
+S3_ADDRESSING_STYLES = ("virtual", "path")
+
+
+@dataclass(frozen=True, kw_only=True)
+class S3Settings:
+    """Where and how the artifact store reaches an S3-compatible service (``RUNSTREAM_ARTIFACTS_URL=s3://...``).
+
+    Secrets given as files are read when the store starts (:meth:`secret_access_key`),
+    so a rotated key is used by the next start and a bad file is reported naming its variable.
+    """
+
+    bucket: str
+    prefix: str = ""
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+    addressing_style: str = "virtual"
+    access_key_id: str | None = None
+    secret_access_key_value: str | None = field(default=None, repr=False)
+    secret_access_key_file: Path | None = None
+    session_token_value: str | None = field(default=None, repr=False)
+    session_token_file: Path | None = None
+    ca_file: Path | None = None
+
+    def __post_init__(self) -> None:
+        if not re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", self.bucket):
+            raise ConfigError(f"RUNSTREAM_ARTIFACTS_URL: {self.bucket!r} is not an S3 bucket name")
+        if self.addressing_style not in S3_ADDRESSING_STYLES:
+            raise ConfigError(
+                f"RUNSTREAM_S3_ADDRESSING_STYLE={self.addressing_style!r} is not one of"
+                f" {', '.join(S3_ADDRESSING_STYLES)}"
+            )
+        if self.endpoint_url is not None and not re.match(r"^https?://[^/?#]+/?$", self.endpoint_url):
+            raise ConfigError(f"RUNSTREAM_S3_ENDPOINT_URL={self.endpoint_url!r} is not http(s)://host[:port]")
+        if self.access_key_id is None or (self.secret_access_key_value is None and self.secret_access_key_file is None):
+            raise ConfigError(
+                "RUNSTREAM_ARTIFACTS_URL=s3://... needs credentials: RUNSTREAM_S3_ACCESS_KEY_ID and"
+                " RUNSTREAM_S3_SECRET_ACCESS_KEY(_FILE), or AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY"
+            )
+
+    def secret_access_key(self) -> str:
+        if self.secret_access_key_file is not None:
+            return read_secret_file(self.secret_access_key_file, "RUNSTREAM_S3_SECRET_ACCESS_KEY_FILE")
+        return self.secret_access_key_value or ""
+
+    def session_token(self) -> str | None:
+        if self.session_token_file is not None:
+            return read_secret_file(self.session_token_file, "RUNSTREAM_S3_SESSION_TOKEN_FILE")
+        return self.session_token_value
+
+    @classmethod
+    def from_env(cls, url: str, env: Mapping[str, str]) -> S3Settings:
+        match = re.fullmatch(r"s3://([^/]+)(?:/(.*))?", url)
+        if match is None:
+            raise ConfigError(f"RUNSTREAM_ARTIFACTS_URL={url!r} is not s3://bucket[/prefix]")
+        prefix = (match.group(2) or "").strip("/")
+        endpoint = env.get("RUNSTREAM_S3_ENDPOINT_URL") or None
+        secret, secret_file = _secret(env, "RUNSTREAM_S3_SECRET_ACCESS_KEY", "RUNSTREAM_S3_SECRET_ACCESS_KEY_FILE")
+        token, token_file = _secret(env, "RUNSTREAM_S3_SESSION_TOKEN", "RUNSTREAM_S3_SESSION_TOKEN_FILE")
+        if secret is None and secret_file is None:
+            secret = env.get("AWS_SECRET_ACCESS_KEY") or None
+        if token is None and token_file is None:
+            token = env.get("AWS_SESSION_TOKEN") or None
+        return cls(
+            bucket=match.group(1),
+            prefix=prefix,
+            endpoint_url=endpoint.rstrip("/") if endpoint else None,
+            region=env.get("RUNSTREAM_S3_REGION") or env.get("AWS_REGION") or "us-east-1",
+            addressing_style=(env.get("RUNSTREAM_S3_ADDRESSING_STYLE") or ("path" if endpoint else "virtual")).lower(),
+            access_key_id=env.get("RUNSTREAM_S3_ACCESS_KEY_ID") or env.get("AWS_ACCESS_KEY_ID") or None,
+            secret_access_key_value=secret,
+            secret_access_key_file=secret_file,
+            session_token_value=token,
+            session_token_file=token_file,
+            ca_file=_file(env, "RUNSTREAM_S3_CA_FILE"),
+        )
+
+    def as_env(self) -> dict[str, str]:
+        optional: dict[str, object] = {
+            "RUNSTREAM_S3_ENDPOINT_URL": self.endpoint_url,
+            "RUNSTREAM_S3_REGION": self.region,
+            "RUNSTREAM_S3_ADDRESSING_STYLE": self.addressing_style,
+            "RUNSTREAM_S3_ACCESS_KEY_ID": self.access_key_id,
+            "RUNSTREAM_S3_SECRET_ACCESS_KEY": self.secret_access_key_value,
+            "RUNSTREAM_S3_SECRET_ACCESS_KEY_FILE": self.secret_access_key_file,
+            "RUNSTREAM_S3_SESSION_TOKEN": self.session_token_value,
+            "RUNSTREAM_S3_SESSION_TOKEN_FILE": self.session_token_file,
+            "RUNSTREAM_S3_CA_FILE": self.ca_file,
+        }
+        return {k: str(v) for k, v in optional.items() if v is not None}
+
+
+def _deployment_from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    url = env.get("RUNSTREAM_ARTIFACTS_URL") or None
+    if url is not None and not url.startswith("s3://"):
+        raise ConfigError(
+            f"RUNSTREAM_ARTIFACTS_URL={url!r}: only s3://bucket/prefix; a local directory is RUNSTREAM_ARTIFACTS_DIR"
+        )
+    log_format = (env.get("RUNSTREAM_LOG_FORMAT") or "text").lower()
+    if log_format not in LOG_FORMATS:
+        raise ConfigError(f"RUNSTREAM_LOG_FORMAT={env.get('RUNSTREAM_LOG_FORMAT')!r} is not one of text, json")
+    return {
+        "artifacts_url": url,
+        "s3": S3Settings.from_env(url, env) if url else None,
+        "auto_migrate": _bool(env, "RUNSTREAM_AUTO_MIGRATE", True),
+        "log_format": log_format,
+    }
+
+
+def _deployment_as_env(settings: Settings) -> dict[str, str]:
+    env = {
+        "RUNSTREAM_AUTO_MIGRATE": "true" if settings.auto_migrate else "false",
+        "RUNSTREAM_LOG_FORMAT": settings.log_format,
+    }
+    if settings.artifacts_url is not None:
+        env["RUNSTREAM_ARTIFACTS_URL"] = settings.artifacts_url
+    if settings.s3 is not None:
+        env.update(settings.s3.as_env())
     return env

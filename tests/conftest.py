@@ -37,6 +37,7 @@ from runstream.dsn import with_database
 from runstream.schema import migrate
 from tests.fuzzing import FUZZING, SEED, examples
 from tests.library_logs import RepeatedRecords
+from tests.s3_server import s3_server  # noqa: F401 - the session's S3-compatible server (a fixture)
 from tests.support import LoggedProcess, wait_http_ok
 
 ROOT = Path(__file__).resolve().parent.parent

@@ -27,7 +27,7 @@ from producer import Workspace, sync_spool
 from producer._spool import SpoolWriter
 from runstream.config import Settings
 from runstream.kafka import client_options, ensure_topics
-from tests.chaos.scenarios import SCENARIOS
+from tests.chaos.scenarios import QUICK_SCENARIOS
 from tests.fuzzing import SEED
 from tests.support import eventually
 
@@ -54,7 +54,7 @@ def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, An
 
 
 @pytest.mark.timeout(SUITE_TIMEOUT_SECONDS + 60)
-@pytest.mark.parametrize("scenario", list(SCENARIOS))
+@pytest.mark.parametrize("scenario", QUICK_SCENARIOS)
 def test_nothing_missing_nothing_duplicated(outcomes: dict[str, dict[str, Any]], scenario: str) -> None:
     if scenario == "fill-spool-disk" and os.geteuid() != 0:
         pytest.skip("the spool's small disk is a tmpfs mount (root only)")

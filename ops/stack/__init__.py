@@ -9,13 +9,15 @@ give it a port, :func:`log_tail` to show how it ended, and the
 """
 
 from ops.stack._health import http_ok, wait_http_ok
-from ops.stack._kafka import KAFKA_VERSION
+from ops.stack._kafka import KAFKA_VERSION, KafkaCluster, KafkaNode
 from ops.stack._local import ROTATABLE, LocalStack, create_topics
 from ops.stack._ports import free_port
 from ops.stack._process import log_tail
 
 __all__ = [
     "KAFKA_VERSION",
+    "KafkaCluster",
+    "KafkaNode",
     "ROTATABLE",
     "LocalStack",
     "create_topics",

@@ -36,7 +36,7 @@ from ops.stack._secrets import StackSecrets
 from runstream import kafka
 from runstream.config import LOCAL_KAFKA_MECHANISM, LOCAL_KAFKA_USER, Settings
 
-__all__ = ["KafkaBroker"]
+__all__ = ["KafkaBroker", "KafkaCluster", "KafkaNode"]
 
 KAFKA_VERSION = "4.1.1"
 _BROKER_USER = "broker"
@@ -103,8 +103,17 @@ def resolve_jars() -> Path:
     return libs
 
 
+@dataclasses.dataclass(frozen=True)
+class KafkaNode:
+    """One node of a KRaft cluster: broker and controller in one process, on two loopback ports."""
+
+    id: int
+    port: int
+    controller_port: int
+
+
 class KafkaBroker:
-    """The broker's files under ``<home>/kafka`` and its process."""
+    """The broker's files under ``<home>/kafka`` (``kafka-<id>`` for a cluster's nodes) and its process."""
 
     def __init__(
         self,
@@ -112,25 +121,36 @@ class KafkaBroker:
         secrets: StackSecrets | None = None,
         *,
         extra_properties: Mapping[str, str] | None = None,
+        node: KafkaNode | None = None,
+        voters: tuple[KafkaNode, ...] | None = None,
+        cluster_id: str | None = None,
     ) -> None:
-        """``extra_properties`` override the broker's own (a test's TLS listeners, say)."""
+        """``extra_properties`` override the broker's own (a test's TLS listeners, say). ``node``,
+        ``voters`` and ``cluster_id`` make it one node of a :class:`KafkaCluster`."""
         self.settings = settings
         self.secrets = secrets or StackSecrets(settings.home)
         self.extra_properties = dict(extra_properties or {})
-        self.root = settings.home / "kafka"
-        self.pid_file = settings.home / "pids" / "kafka.pid"
-        self.log_file = settings.home / "logs" / "kafka.log"
+        self.node = node or KafkaNode(1, settings.kafka_port, settings.kafka_controller_port)
+        self.voters = voters or (self.node,)
+        self.cluster_id = cluster_id
+        name = "kafka" if node is None else f"kafka-{self.node.id}"
+        self.root = settings.home / name
+        self.pid_file = settings.home / "pids" / f"{name}.pid"
+        self.log_file = settings.home / "logs" / f"{name}.log"
 
     def _write_config(self) -> Path:
-        s, secrets = self.settings, self.secrets
+        s, secrets, node = self.settings, self.secrets, self.node
         data = self.root / "data"
         broker_password, controller_password = secrets.kafka_broker_password, secrets.kafka_controller_password
+        # Kafka's own topics as durable as the cluster allows: 3 replicas, 2 in sync, on three nodes.
+        replicas = min(3, len(self.voters))
+        min_isr = str(max(1, replicas - 1))
         props = {
             "process.roles": "broker,controller",
-            "node.id": "1",
-            "controller.quorum.voters": f"1@127.0.0.1:{s.kafka_controller_port}",
-            "listeners": f"CLIENT://127.0.0.1:{s.kafka_port},CONTROLLER://127.0.0.1:{s.kafka_controller_port}",
-            "advertised.listeners": f"CLIENT://127.0.0.1:{s.kafka_port}",
+            "node.id": str(node.id),
+            "controller.quorum.voters": ",".join(f"{v.id}@127.0.0.1:{v.controller_port}" for v in self.voters),
+            "listeners": f"CLIENT://127.0.0.1:{node.port},CONTROLLER://127.0.0.1:{node.controller_port}",
+            "advertised.listeners": f"CLIENT://127.0.0.1:{node.port}",
             "controller.listener.names": "CONTROLLER",
             "inter.broker.listener.name": "CLIENT",
             "listener.security.protocol.map": "CLIENT:SASL_PLAINTEXT,CONTROLLER:SASL_PLAINTEXT",
@@ -147,12 +167,12 @@ class KafkaBroker:
             ),
             "log.dirs": str(data),
             "num.partitions": str(s.topic_partitions),
-            "offsets.topic.replication.factor": "1",
+            "offsets.topic.replication.factor": str(replicas),
             "offsets.topic.num.partitions": "4",
-            "transaction.state.log.replication.factor": "1",
-            "transaction.state.log.min.isr": "1",
-            "share.coordinator.state.topic.replication.factor": "1",
-            "share.coordinator.state.topic.min.isr": "1",
+            "transaction.state.log.replication.factor": str(replicas),
+            "transaction.state.log.min.isr": min_isr,
+            "share.coordinator.state.topic.replication.factor": str(replicas),
+            "share.coordinator.state.topic.min.isr": min_isr,
             "group.initial.rebalance.delay.ms": "0",
             "message.max.bytes": str(16 * 1024 * 1024),
             "auto.create.topics.enable": "false",
@@ -177,8 +197,13 @@ class KafkaBroker:
         ]
 
     def start(self) -> None:
+        if self.launch():
+            asyncio.run(self.wait_ready())
+
+    def launch(self) -> bool:
+        """Format the storage if new and start the process; False if it was running already."""
         if _process.alive(_process.read_pid(self.pid_file)):
-            return
+            return False
         libs = resolve_jars()
         self.secrets.ensure()
         formatted = (self.root / "data" / "meta.properties").exists()
@@ -192,12 +217,12 @@ class KafkaBroker:
         if not formatted:
             self._format(libs, config)
         _process.spawn_detached(
-            self._java(libs, "kafka.Kafka", str(config), heap="1g"),
+            self._java(libs, "kafka.Kafka", str(config), heap="1g" if len(self.voters) == 1 else "512m"),
             pid_file=self.pid_file,
             log_file=self.log_file,
             env=os.environ,
         )
-        asyncio.run(self.wait_ready())
+        return True
 
     def set_scram_password(self, user: str, password: str) -> None:
         """Give ``user`` a new SCRAM password on the running broker (ConfigCommand, as the broker's own user).
@@ -216,7 +241,7 @@ class KafkaBroker:
         args = [
             "kafka.admin.ConfigCommand",
             "--bootstrap-server",
-            f"127.0.0.1:{self.settings.kafka_port}",
+            f"127.0.0.1:{self.node.port}",
             "--command-config",
             str(client),
             "--alter",
@@ -249,7 +274,7 @@ class KafkaBroker:
     def _format(self, libs: Path, config: Path) -> None:
         """Format the storage with the SCRAM users, their passwords passed in an argument file (0600)."""
         secrets = self.secrets
-        cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        cluster_id = self.cluster_id or base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
         users = {LOCAL_KAFKA_USER: secrets.kafka_password, _BROKER_USER: secrets.kafka_broker_password}
         args = ["kafka.tools.StorageTool", "format", f"--cluster-id={cluster_id}", "-c", str(config)]
         for name, password in users.items():
@@ -297,3 +322,38 @@ class KafkaBroker:
     def pid(self) -> int | None:
         pid = _process.read_pid(self.pid_file)
         return pid if _process.alive(pid) else None
+
+
+class KafkaCluster:
+    """Several :class:`KafkaBroker` nodes in one KRaft quorum (every node a broker and a controller),
+    formatted with one cluster id and the same SCRAM users: what the replicated-Kafka tests and
+    chaos scenarios run. ``start()`` (re)starts whichever node is down and waits for the cluster."""
+
+    def __init__(self, settings: Settings, secrets: StackSecrets, nodes: tuple[KafkaNode, ...]) -> None:
+        self.settings = settings
+        self.secrets = secrets
+        cluster_id = base64.urlsafe_b64encode(uuid.uuid5(uuid.NAMESPACE_URL, str(settings.home)).bytes)
+        self.brokers = [
+            KafkaBroker(settings, secrets, node=node, voters=nodes, cluster_id=cluster_id.rstrip(b"=").decode())
+            for node in nodes
+        ]
+        self.log_file = self.brokers[0].log_file
+
+    @property
+    def bootstrap(self) -> str:
+        return ",".join(f"127.0.0.1:{b.node.port}" for b in self.brokers)
+
+    def start(self) -> None:
+        launched = [broker.launch() for broker in self.brokers]
+        if any(launched):
+            asyncio.run(self.brokers[0].wait_ready())
+
+    def stop(self) -> bool:
+        return any([broker.stop() for broker in self.brokers])
+
+    def pid(self) -> int | None:
+        """A live node's pid (None when every node is down)."""
+        return next((pid for b in self.brokers if (pid := b.pid()) is not None), None)
+
+    def broker(self, node_id: int) -> KafkaBroker:
+        return next(b for b in self.brokers if b.node.id == node_id)

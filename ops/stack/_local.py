@@ -22,7 +22,7 @@ from pathlib import Path
 
 from ops.stack import _process
 from ops.stack._health import http_json, http_ok, wait_http_ok
-from ops.stack._kafka import KafkaBroker
+from ops.stack._kafka import KafkaBroker, KafkaCluster, KafkaNode
 from ops.stack._ports import require_free_port
 from ops.stack._postgres import PostgresCluster
 from ops.stack._private import check_owned, private_dir, tighten, write_private
@@ -59,10 +59,14 @@ _SERVICE_PORTS = {
 class LocalStack:
     """Starts and stops the stack's processes; all state lives under ``settings.home``."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, *, kafka_nodes: tuple[KafkaNode, ...] = ()) -> None:
+        """``kafka_nodes``: a replicated KRaft cluster of these nodes instead of one broker
+        (``settings.kafka_bootstrap`` must name them all)."""
         self.settings = settings
         self.secrets = StackSecrets(settings.home)
-        self.kafka = KafkaBroker(settings, self.secrets)
+        self.kafka: KafkaBroker | KafkaCluster = (
+            KafkaCluster(settings, self.secrets, kafka_nodes) if kafka_nodes else KafkaBroker(settings, self.secrets)
+        )
         self.postgres = PostgresCluster(settings, self.secrets)
 
     @property
@@ -111,7 +115,7 @@ class LocalStack:
         """
         self.start_infrastructure()
         self.settings = self._with_query_secrets(self.settings)
-        self._start_service("ingest", f"http://127.0.0.1:{self.settings.ingest_metrics_port}/metrics")
+        self._start_service("ingest", self._ingest_ready_url)
         self._start_service("query", f"{self.settings.query_url}/health")
         config = {
             "kafka_bootstrap": self.settings.kafka_bootstrap,
@@ -138,6 +142,11 @@ class LocalStack:
     def read_token_file(self) -> Path:
         """The file holding the token a browser signs in with."""
         return self.secrets.dir / LOCAL_READ_TOKEN
+
+    @property
+    def _ingest_ready_url(self) -> str:
+        # Ready: a member of the group, storing what it reads (not merely serving its metrics).
+        return f"http://127.0.0.1:{self.settings.ingest_metrics_port}/ready"
 
     def _start_service(self, module: str, health_url: str) -> None:
         pid_file = self._pid_file(module)
@@ -174,11 +183,13 @@ class LocalStack:
             raise RuntimeError("the stack is not running: `runstream up` first (rotation talks to its servers)")
         for name in which:
             if name == "kafka":
+                if not isinstance(self.kafka, KafkaBroker):
+                    raise RuntimeError("rotating the Kafka password is for the single-broker local stack")
                 password = new_secret()
                 self.kafka.set_scram_password(LOCAL_KAFKA_USER, password)
                 self.secrets.write("kafka.password", password)
                 if _process.stop_pid(self._pid_file("ingest")):
-                    self._start_service("ingest", f"http://127.0.0.1:{self.settings.ingest_metrics_port}/metrics")
+                    self._start_service("ingest", self._ingest_ready_url)
             else:
                 self.postgres.set_password(admin=name == "postgres-admin", password=new_secret())
         return list(which)

@@ -20,7 +20,7 @@ from bench.services import Infra
 from ops.stack import LocalStack
 from tests.chaos.box import Box
 from tests.chaos.ledger import LoggedRun, Tally, check
-from tests.chaos.scenarios import FULL, QUICK, SCENARIOS, Size
+from tests.chaos.scenarios import CLUSTER_SCENARIOS, FULL, QUICK, QUICK_SCENARIOS, SCENARIOS, Size
 
 #: Long enough for a dead run to fail (scenarios.LIVENESS plus a sweep), short enough for CI.
 FAILED_SETTLE_SECONDS = 30.0
@@ -119,17 +119,28 @@ async def main_async(args: argparse.Namespace) -> list[Outcome]:
     stack = infra.stack
     if stack is None:
         raise RuntimeError("Infra.start_local made no stack")
-    names = args.only or list(SCENARIOS)
+    names = args.only or (QUICK_SCENARIOS if args.quick else list(SCENARIOS))
     outcomes: list[Outcome] = []
+    cluster: Infra | None = None  # the 3-broker cluster, started for the first scenario that needs it
     try:
         for name in names:
-            outcome = await run_scenario(infra, stack, name, size, rng)
+            if name in CLUSTER_SCENARIOS and cluster is None:
+                await asyncio.to_thread(stack.kafka.stop)  # memory and cores for three brokers
+                cluster = await asyncio.to_thread(Infra.start_local, kafka_brokers=3)
+            where = cluster if name in CLUSTER_SCENARIOS else infra
+            if where is infra:
+                await asyncio.to_thread(stack.kafka.start)
+            if where.stack is None:
+                raise RuntimeError("Infra.start_local made no stack")
+            outcome = await run_scenario(where, where.stack, name, size, rng)
             outcomes.append(outcome)
             print(table([outcome]).split("\n\n")[0].splitlines()[-1], flush=True)
     finally:
         # The logs stay for a scenario that failed or a suite that did not finish.
         passed = len(outcomes) == len(names) and all(o.ok for o in outcomes)
         await asyncio.to_thread(infra.close, keep_home=not passed)
+        if cluster is not None:
+            await asyncio.to_thread(cluster.close, keep_home=not passed)
         if not passed:
             print(f"logs kept under {infra.home}", flush=True)
     return outcomes

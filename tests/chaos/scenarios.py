@@ -47,6 +47,8 @@ class Size:
     gap_seconds: tuple[float, float]  # a random pause between two faults
     tail_seconds: float  # load after the last fault
     settle_seconds: float  # deadline for ingest to store everything afterwards
+    broker_kills: int = 1  # SIGKILLs of a partition leader of the 3-broker cluster
+    broker_down_seconds: float = 5.0  # how long a killed broker stays down
 
 
 FULL = Size(
@@ -59,6 +61,8 @@ FULL = Size(
     gap_seconds=(2.0, 6.0),
     tail_seconds=5.0,
     settle_seconds=300,
+    broker_kills=3,
+    broker_down_seconds=15.0,
 )
 QUICK = Size(
     rate=20_000,
@@ -304,14 +308,7 @@ async def replace_broker(box: Box, size: Size, rng: random.Random) -> list[str]:
 async def _unread(box: Box) -> int:
     """Records of the events topic that PostgreSQL's offsets have not passed."""
     _, ends = await _kafka_view(box)
-    conn = await asyncpg.connect(box.settings.database_url)
-    try:
-        rows = await conn.fetch(
-            "SELECT partition, next_offset FROM consumer_offsets WHERE topic = $1", box.settings.topic
-        )
-    finally:
-        await conn.close()
-    stored = {r["partition"]: r["next_offset"] for r in rows}
+    stored = await _stored_offsets(box)
     return sum(max(0, end - stored.get(partition, 0)) for partition, end in ends.items())
 
 
@@ -345,6 +342,130 @@ async def _changes(box: Box) -> list[str]:
     return [r["kind"] for r in rows]
 
 
+# --- the replicated cluster (3 KRaft nodes, replication factor 3, min.insync.replicas 2) ---------
+
+#: Scenarios that run on a 3-broker cluster of their own (Infra.start_local(kafka_brokers=3)); the
+#: full suite only: CI checks the cluster leanly in tests/test_kafka_cluster.py.
+CLUSTER_SCENARIOS = frozenset({"kill-broker", "lose-broker"})
+#: The cluster's three JVMs share the machine with the load: a fifth of the single-broker rate.
+_CLUSTER_RATE_SHARE = 0.2
+
+
+async def kill_broker(box: Box, size: Size, rng: random.Random) -> list[str]:
+    """9. SIGKILL the broker that leads the busiest partitions, under load; restart it after
+    ``broker_down_seconds``. Measures, per kill, the time from the SIGKILL to the first point of a
+    partition it led stored again in PostgreSQL (and to the last such partition flowing again)."""
+    from ops.stack import KafkaCluster
+
+    cluster = box.stack.kafka
+    if not isinstance(cluster, KafkaCluster):
+        raise RuntimeError("kill-broker needs the 3-broker cluster")
+    await box.start_worker()
+    box.start_trainers(TRAINERS, rate=size.rate * _CLUSTER_RATE_SHARE, seconds=MAX_LOAD_SECONDS)
+    await box.logged_runs(TRAINERS * 2)
+    notes = []
+    for _ in range(size.broker_kills):
+        await _pause(size, rng)
+        victim, led = await _busiest_leader(box)
+        before = await _stored_offsets(box)
+        pid = cluster.broker(victim).pid()
+        if pid is None:
+            raise RuntimeError(f"broker {victim} is not running")
+        killed = time.monotonic()
+        os.kill(pid, signal.SIGKILL)
+        first, last = await _stored_again(box, led, before, killed, timeout_seconds=size.settle_seconds)
+        await asyncio.sleep(max(0.0, size.broker_down_seconds - (time.monotonic() - killed)))  # stays down
+        await asyncio.to_thread(cluster.start)
+        notes.append(
+            f"SIGKILL of broker {victim} (leader of partitions {sorted(led)}): first point of those stored again"
+            f" after {first:.1f} s, all of them after {last:.1f} s"
+        )
+    await asyncio.sleep(size.tail_seconds)
+    return notes
+
+
+async def lose_broker(box: Box, size: Size, rng: random.Random) -> list[str]:
+    """10. Stop one broker for good under load: the two left hold every partition's in-sync replicas
+    (min.insync.replicas=2), so producers and ingest go on; everything is stored before it returns."""
+    from ops.stack import KafkaCluster
+
+    cluster = box.stack.kafka
+    if not isinstance(cluster, KafkaCluster):
+        raise RuntimeError("lose-broker needs the 3-broker cluster")
+    await box.start_worker()
+    box.start_trainers(TRAINERS, rate=size.rate * _CLUSTER_RATE_SHARE, seconds=MAX_LOAD_SECONDS)
+    await box.logged_runs(TRAINERS * 2)
+    await _pause(size, rng)
+    victim, led = await _busiest_leader(box)
+    await asyncio.to_thread(cluster.broker(victim).stop)
+    await asyncio.sleep(size.churn_seconds)  # load on two brokers
+    box.stop_load()
+    errors = await box.trainers_done(timeout_seconds=size.settle_seconds)
+    if errors:
+        raise AssertionError("; ".join(errors))
+    async with asyncpg.create_pool(box.settings.database_url, min_size=1, max_size=2) as db:
+        late = await box.settled(db, box.ledger(), size.settle_seconds)
+    if late is not None:
+        raise AssertionError(f"not stored with broker {victim} gone: {late}")
+    return [f"broker {victim} (leader of {sorted(led)}) stopped for good; load {size.churn_seconds:.0f} s on two"]
+
+
+async def _busiest_leader(box: Box) -> tuple[int, set[int]]:
+    """The node that leads the partition with the most records stored, and every partition it leads."""
+    from ingest._topics import topic_identity
+    from runstream.kafka import client_options
+
+    stored = await _stored_offsets(box)
+    topic = box.settings.topic
+    consumer = AIOKafkaConsumer(**client_options(box.settings))
+    await consumer.start()
+    try:
+        partitions = (await topic_identity(consumer._client, topic)).partitions
+        cluster = await consumer._client.fetch_all_metadata()
+        leaders = {p: cluster.leader_for_partition(TopicPartition(topic, p)) for p in range(partitions)}
+    finally:
+        await consumer.stop()
+    # During a failover a partition may have no leader yet (-1): only partitions with one count.
+    leaders = {p: leader for p, leader in leaders.items() if leader is not None and leader >= 0}
+    busiest = max(leaders, key=lambda p: stored.get(p, 0))
+    victim = int(leaders[busiest])
+    return victim, {p for p, leader in leaders.items() if leader == victim and stored.get(p, 0) > 0}
+
+
+async def _stored_offsets(box: Box) -> dict[int, int]:
+    conn = await asyncpg.connect(box.settings.database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT partition, next_offset FROM consumer_offsets WHERE topic = $1", box.settings.topic
+        )
+    finally:
+        await conn.close()
+    return {r["partition"]: r["next_offset"] for r in rows}
+
+
+async def _stored_again(
+    box: Box, partitions: set[int], before: dict[int, int], since: float, *, timeout_seconds: float
+) -> tuple[float, float]:
+    """Seconds from ``since`` until the first, and the last, of ``partitions`` stored past ``before``."""
+    flowing: dict[int, float] = {}
+
+    async def progress() -> dict[int, float]:
+        now, stored = time.monotonic(), await _stored_offsets(box)
+        for p in partitions:
+            if p not in flowing and stored.get(p, 0) > before.get(p, 0):
+                flowing[p] = now - since
+        return flowing
+
+    await eventually(
+        progress,
+        lambda done: set(done) == partitions,
+        timeout_seconds=timeout_seconds,
+        interval_seconds=0.05,
+        what=f"partitions {sorted(partitions)} stored again",
+    )
+    return min(flowing.values(), default=0.0), max(flowing.values(), default=0.0)
+
+
 SCENARIOS: dict[str, Scenario] = {
     "kill-ingest": kill_ingest,
     "restart-postgres": restart_postgres,
@@ -354,4 +475,8 @@ SCENARIOS: dict[str, Scenario] = {
     "churn-workers": churn_workers,
     "restart-query": restart_query,
     "replace-broker": replace_broker,
+    "kill-broker": kill_broker,
+    "lose-broker": lose_broker,
 }
+#: What `make chaos QUICK=1` (and CI, through tests/test_chaos.py) runs.
+QUICK_SCENARIOS = [name for name in SCENARIOS if name not in CLUSTER_SCENARIOS]
