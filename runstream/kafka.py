@@ -501,8 +501,28 @@ async def ensure_topics(settings: Settings, topics: Mapping[str, int] | None = N
         replication = settings.topic_replication_factor or min(3, max(1, brokers))
         min_insync = settings.topic_min_insync_replicas or max(1, min(2, replication - 1))
         await _create(admin, missing, replication, min_insync)
+        await _until_led(admin, missing)
     finally:
         await admin.close()
+
+
+async def _until_led(admin: AIOKafkaAdminClient, topics: Mapping[str, int], timeout_seconds: float = 30.0) -> None:
+    """Wait until every partition of ``topics`` has a leader in the metadata.
+
+    A multi-broker cluster answers CreateTopics before every broker's metadata
+    holds the topic: a describe or a produce just after can see no partitions.
+    """
+    deadline = asyncio.get_running_loop().time() + timeout_seconds
+    while True:
+        described = await admin.describe_topics(list(topics))
+        led = {
+            d["topic"]: sum(1 for p in d["partitions"] if p["leader"] >= 0) for d in described if d["error_code"] == 0
+        }
+        if all(led.get(name, 0) >= n for name, n in topics.items()):
+            return
+        if asyncio.get_running_loop().time() > deadline:
+            raise KafkaSetupError(f"topics {sorted(topics)} created but not led by a broker after {timeout_seconds} s")
+        await asyncio.sleep(0.1)
 
 
 async def _create(admin: AIOKafkaAdminClient, topics: Mapping[str, int], replication: int, min_insync: int) -> None:

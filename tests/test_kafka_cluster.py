@@ -20,6 +20,7 @@ from bench.services import Infra
 from ops.stack import KafkaCluster
 from runstream.kafka import client_options, ensure_topics
 from runstream.kafka import start as start_client
+from tests.support import eventually
 
 
 @pytest.fixture(scope="module")
@@ -42,9 +43,15 @@ async def test_three_brokers_replicate_and_survive_a_leader_killed(cluster: Infr
     admin = AIOKafkaAdminClient(**client_options(settings))
     await start_client(admin, settings)
     try:
-        [described] = await admin.describe_topics([topic])
+        # Each broker learns of the topic on its own time: ask until the one asked knows it.
+        [described] = await eventually(
+            lambda: admin.describe_topics([topic]), lambda d: bool(d[0]["partitions"]), what="topic metadata"
+        )
         assert {len(p["replicas"]) for p in described["partitions"]} == {3}
-        [configs] = await admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)])
+        resource = ConfigResource(ConfigResourceType.TOPIC, topic)
+        [configs] = await eventually(
+            lambda: admin.describe_configs([resource]), lambda c: bool(c[0].resources[0][4]), what="topic configs"
+        )
         values = {entry[0]: entry[1] for entry in configs.resources[0][4]}
         assert values["min.insync.replicas"] == "2"
     finally:

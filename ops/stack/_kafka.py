@@ -24,10 +24,12 @@ import subprocess
 import time
 import uuid
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient
 from aiokafka.errors import KafkaError
 
 from ops.stack import _process, _tools
@@ -316,8 +318,9 @@ class KafkaBroker:
                     raise RuntimeError(f"Kafka not ready after {timeout_seconds}s: {exc!r}") from exc
                 await asyncio.sleep(0.5)
 
-    def stop(self) -> bool:
-        return _process.stop_pid(self.pid_file, timeout_seconds=60)
+    def stop(self, timeout_seconds: float = 60.0) -> bool:
+        """SIGTERM, and SIGKILL once ``timeout_seconds`` pass (a killed broker recovers its logs on start)."""
+        return _process.stop_pid(self.pid_file, timeout_seconds=timeout_seconds)
 
     def pid(self) -> int | None:
         pid = _process.read_pid(self.pid_file)
@@ -346,10 +349,28 @@ class KafkaCluster:
     def start(self) -> None:
         launched = [broker.launch() for broker in self.brokers]
         if any(launched):
-            asyncio.run(self.brokers[0].wait_ready())
+            asyncio.run(self._wait_ready())
+
+    async def _wait_ready(self, timeout_seconds: float = 120.0) -> None:
+        """Ready when a client can produce and every node is a registered broker: topics made
+        before that would get fewer replicas than the cluster has nodes."""
+        deadline = time.monotonic() + timeout_seconds
+        await self.brokers[0].wait_ready(timeout_seconds)
+        admin = AIOKafkaAdminClient(**kafka.client_options(self.settings))
+        await kafka.start(admin, self.settings)
+        try:
+            while len((await admin.describe_cluster())["brokers"]) < len(self.brokers):
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"not every Kafka node joined the cluster within {timeout_seconds}s")
+                await asyncio.sleep(0.2)
+        finally:
+            await admin.close()
 
     def stop(self) -> bool:
-        return any([broker.stop() for broker in self.brokers])
+        # All at once, and not waiting out a controlled shutdown that needs a quorum of nodes
+        # that are stopping too: a node SIGKILLed after 10 s recovers its logs when started.
+        with ThreadPoolExecutor(len(self.brokers)) as pool:
+            return any(list(pool.map(lambda broker: broker.stop(timeout_seconds=10.0), self.brokers)))
 
     def pid(self) -> int | None:
         """A live node's pid (None when every node is down)."""
