@@ -35,6 +35,7 @@ from ops.stack import LocalStack, free_port
 from runstream.config import KafkaSecurity, Settings
 from runstream.dsn import with_database
 from runstream.schema import migrate
+from tests.chaos.quick import QUICK_CHAOS, QuickChaos
 from tests.fuzzing import FUZZING, SEED, examples
 from tests.library_logs import RepeatedRecords
 from tests.s3_server import s3_server  # noqa: F401 - the session's S3-compatible server (a fixture)
@@ -57,6 +58,27 @@ hypothesis.settings.load_profile("runstream")
 def pytest_report_header() -> str:
     how = "fresh (make fuzz)" if FUZZING else "fixed; `make fuzz` draws fresh ones"
     return f"randomised tests: seed {SEED}, {how}"
+
+
+def _chaos_outcome(item: pytest.Item) -> bool:
+    return item.nodeid.startswith("tests/test_chaos.py::test_nothing_missing")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The chaos suite's outcomes are read last: its minutes then overlap all the other tests."""
+    items.sort(key=_chaos_outcome)  # stable: every other test keeps its place
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Start the quick chaos suite now if it was collected: it runs beside the other tests."""
+    if any(_chaos_outcome(item) for item in session.items):
+        session.config.stash[QUICK_CHAOS] = QuickChaos().start()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    suite = session.config.stash.get(QUICK_CHAOS, None)
+    if suite is not None:
+        suite.stop()
 
 
 @pytest.hookimpl(wrapper=True)

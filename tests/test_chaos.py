@@ -2,15 +2,15 @@
 run holds exactly what its training process logged, in PostgreSQL and through the query service.
 
 The suite runs once, as a subprocess with its own Kafka and PostgreSQL (it
-stops and freezes them, so never the session's); each scenario is then one
-test here.
+stops and freezes them, so never the session's), started in the background
+as soon as the session has collected these tests (tests/chaos/quick.py);
+each scenario is then one test here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import json
 import os
 import subprocess
 import sys
@@ -27,33 +27,28 @@ from producer import Workspace, sync_spool
 from producer._spool import SpoolWriter
 from runstream.config import Settings
 from runstream.kafka import client_options, ensure_topics
+from tests.chaos.quick import QUICK_CHAOS, TIMEOUT_SECONDS, QuickChaos
 from tests.chaos.scenarios import QUICK_SCENARIOS
-from tests.fuzzing import SEED
 from tests.support import eventually
 
 ROOT = Path(__file__).resolve().parent.parent
-#: The quick suite takes about four minutes; the limit leaves room for a slow machine.
-SUITE_TIMEOUT_SECONDS = 480
 
 
 @pytest.fixture(scope="module")
-def outcomes(tmp_path_factory: pytest.TempPathFactory) -> dict[str, dict[str, Any]]:
-    report = tmp_path_factory.mktemp("chaos") / "outcomes.json"
-    done = subprocess.run(
-        [sys.executable, "-m", "tests.chaos", "--quick", "--seed", str(SEED), "--json", str(report)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=SUITE_TIMEOUT_SECONDS,
-        check=False,
-    )
-    print(done.stdout, done.stderr[-4000:])  # the table, in the report of a failing test
-    if not report.exists():
-        pytest.fail(f"the chaos suite wrote no outcomes (exit {done.returncode}):\n{done.stderr[-4000:]}")
-    return {o["scenario"]: o for o in json.loads(report.read_text())}
+def outcomes(request: pytest.FixtureRequest) -> dict[str, dict[str, Any]]:
+    # Started in the background when the session collected these tests (conftest), else now.
+    suite = request.config.stash.get(QUICK_CHAOS, None) or QuickChaos()
+    try:
+        found, output = suite.outcomes()
+    finally:
+        suite.stop()
+    print(output[-8000:])  # the table, in the report of a failing test
+    if found is None:
+        pytest.fail(f"the chaos suite wrote no outcomes:\n{output[-4000:]}")
+    return found
 
 
-@pytest.mark.timeout(SUITE_TIMEOUT_SECONDS + 60)
+@pytest.mark.timeout(TIMEOUT_SECONDS + 120)
 @pytest.mark.parametrize("scenario", QUICK_SCENARIOS)
 def test_nothing_missing_nothing_duplicated(outcomes: dict[str, dict[str, Any]], scenario: str) -> None:
     if scenario == "fill-spool-disk" and os.geteuid() != 0:
