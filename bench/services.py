@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import asyncpg
@@ -65,11 +65,12 @@ class Infra:
         return self.stack.admin_dsn if self.stack is not None else None
 
     @classmethod
-    def start_local(cls, *, kafka_brokers: int = 1) -> Infra:
+    def start_local(cls, *, kafka_brokers: int = 1, kafka_properties: Mapping[str, str] | None = None) -> Infra:
         """A stack of our own, private to us (the stack sets the home's mode).
 
         ``kafka_brokers`` > 1: a replicated KRaft cluster of that many nodes (same jars, same
         SCRAM users); the topics get min(3, brokers) replicas and min.insync.replicas one less.
+        ``kafka_properties`` override the brokers' own.
         """
         home = Path(tempfile.mkdtemp(prefix="runstream-bench-"))
         nodes = tuple(KafkaNode(i, free_port(), free_port()) for i in range(1, kafka_brokers + 1))
@@ -88,7 +89,7 @@ class Infra:
                 "RUNSTREAM_KAFKA_SASL_PASSWORD_FILE": str(secrets_dir(home) / "kafka.password"),
             }
         settings = Settings.from_env(env)
-        stack = LocalStack(settings, kafka_nodes=nodes if kafka_brokers > 1 else ())
+        stack = LocalStack(settings, kafka_nodes=nodes if kafka_brokers > 1 else (), kafka_properties=kafka_properties)
         try:
             stack.start_infrastructure()
         except BaseException:

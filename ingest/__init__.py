@@ -7,13 +7,13 @@ embed one::
         await worker.wait()
 """
 
-from ._admin import DroppedExperiment, drop_experiment
+from ._admin import DroppedRuns, drop_experiment, drop_expired_runs
 from ._errors import IngestConfigError, IngestError, IngestStartError, IngestStateError, UnknownExperimentError
 from ._options import IngestOptions
 from ._worker import IngestWorker, run_worker
 
 __all__ = [
-    "DroppedExperiment",
+    "DroppedRuns",
     "IngestConfigError",
     "IngestError",
     "IngestOptions",
@@ -22,5 +22,6 @@ __all__ = [
     "IngestWorker",
     "UnknownExperimentError",
     "drop_experiment",
+    "drop_expired_runs",
     "run_worker",
 ]

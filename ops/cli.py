@@ -17,6 +17,7 @@ from runstream.config import ConfigError, Settings
 from runstream.logs import configure_logging
 
 if TYPE_CHECKING:
+    from ingest import DroppedRuns
     from ops.stack import LocalStack
 
 __all__ = ["main"]
@@ -151,11 +152,38 @@ def _drop_experiment(settings: Settings, args: argparse.Namespace) -> int:
     except UnknownExperimentError as exc:
         print(f"runstream drop-experiment: {exc}", file=sys.stderr)
         return 1
-    print(
-        f"dropped {args.name!r}: {dropped.runs} run(s), {dropped.series} series, "
-        f"{dropped.points} point(s), {dropped.entries} entries"
-    )
+    print(f"dropped {args.name!r}: {_dropped(dropped)}")
     return 0
+
+
+def _retention(settings: Settings, args: argparse.Namespace) -> int:
+    from ingest import UnknownExperimentError, drop_expired_runs
+
+    try:
+        dropped = asyncio.run(
+            drop_expired_runs(
+                settings.database_url,
+                older_than_days=args.older_than_days,
+                experiment=args.experiment,
+                dry_run=not args.yes,
+            )
+        )
+    except UnknownExperimentError as exc:
+        print(f"runstream retention: {exc}", file=sys.stderr)
+        return 1
+    scope = f"runs of {args.experiment!r}" if args.experiment else "runs"
+    done = "deleted" if args.yes else "would delete (add --yes to delete)"
+    print(f"{scope} ended over {args.older_than_days} day(s) ago: {done} {_dropped(dropped)}")
+    if args.yes and dropped.files:
+        print("their files are deleted by the next `runstream gc-artifacts`")
+    return 0
+
+
+def _dropped(dropped: DroppedRuns) -> str:
+    return (
+        f"{dropped.runs} run(s), {dropped.series} series, {dropped.points} point(s), "
+        f"{dropped.entries} entries, {dropped.files} file(s)"
+    )
 
 
 def _gc_artifacts(settings: Settings, args: argparse.Namespace) -> int:
@@ -212,6 +240,7 @@ _COMMANDS = {
     "dlq": (_dlq, "list the newest records of the dead-letter topic"),
     "query": (_query, "run the query service in the foreground"),
     "drop-experiment": (_drop_experiment, "delete one experiment's runs and all their data"),
+    "retention": (_retention, "delete the runs that ended over N days ago, with all their data"),
     "gc-artifacts": (_gc_artifacts, "delete stored files no run references any more, and uploads abandoned a day ago"),
     "healthcheck": (_healthcheck, "is this container's service ready? (the image's HEALTHCHECK)"),
     "install-azureml-compat": (
@@ -241,6 +270,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parsers["drop-experiment"].add_argument("name", help="the experiment's name")
     parsers["drop-experiment"].add_argument("--yes", action="store_true", help="confirm the deletion")
+    retention = parsers["retention"]
+    retention.add_argument(
+        "--older-than-days", type=_positive, required=True, help="runs (and their trees) that ended before then"
+    )
+    retention.add_argument("--experiment", help="only this experiment's runs")
+    retention.add_argument("--yes", action="store_true", help="delete (without it: count what would go)")
     gc = parsers["gc-artifacts"]
     gc.add_argument("--min-age-seconds", type=float, help="keep blobs committed since (default: an hour)")
     gc.add_argument(

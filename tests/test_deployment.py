@@ -149,7 +149,7 @@ def test_the_image_is_pinned_runs_as_a_user_and_checks_its_health() -> None:
     [healthcheck] = [line for line in image.final if line.startswith("HEALTHCHECK ")]
     assert healthcheck.endswith('CMD ["runstream", "healthcheck"]')
     assert 'ENTRYPOINT ["runstream"]' in image.final
-    for command in ("query", "ingest", "migrate", "healthcheck", "gc-artifacts"):
+    for command in ("query", "ingest", "migrate", "healthcheck", "gc-artifacts", "retention"):
         assert command in _COMMANDS  # the one image runs each of them
 
 
@@ -205,7 +205,13 @@ def _pod(workload: dict[str, Any]) -> dict[str, Any]:
 def test_workloads_run_unprivileged_with_requests_and_the_shared_configuration() -> None:
     config = _by_kind("ConfigMap")["runstream-config"]["data"]
     workloads = {**_by_kind("Deployment"), **_by_kind("Job"), **_by_kind("CronJob")}
-    assert set(workloads) == {"runstream-query", "runstream-ingest", "runstream-migrate", "runstream-gc-artifacts"}
+    assert set(workloads) == {
+        "runstream-query",
+        "runstream-ingest",
+        "runstream-migrate",
+        "runstream-gc-artifacts",
+        "runstream-retention",
+    }
     for name, workload in workloads.items():
         pod = _pod(workload)
         assert pod["securityContext"]["runAsNonRoot"] is True and pod["securityContext"]["runAsUser"] == 10001
@@ -223,6 +229,9 @@ def test_workloads_run_unprivileged_with_requests_and_the_shared_configuration()
     assert settings.auto_migrate is False and settings.log_format == "json"
     assert settings.s3 is not None and settings.topic_min_insync_replicas == 2
     assert _pod(workloads["runstream-migrate"])["containers"][0]["args"] == ["migrate"]
+    # Deleting data is the operator's decision: the retention CronJob waits to be unsuspended.
+    assert workloads["runstream-retention"]["spec"]["suspend"] is True
+    assert _pod(workloads["runstream-retention"])["containers"][0]["args"][0] == "retention"
 
 
 def _example_secrets() -> dict[str, str]:

@@ -12,7 +12,7 @@ import pytest
 import pytest_asyncio
 from aiokafka import AIOKafkaProducer
 
-from ingest import DroppedExperiment, UnknownExperimentError, drop_experiment
+from ingest import DroppedRuns, UnknownExperimentError, drop_experiment
 from runstream.config import Settings
 from runstream.events import CHANGED_RUNS_CHANNEL, FORMAT_VERSION
 from runstream.kafka import client_options
@@ -397,7 +397,7 @@ async def test_drop_experiment_deletes_its_runs_and_nothing_else(
     await _wait_session(db, s1, 1)
     await _wait_session(db, s2, 1)
     dropped = await drop_experiment(settings.database_url, name)
-    assert dropped == DroppedExperiment(runs=1, series=2, points=2, entries=1)
+    assert dropped == DroppedRuns(runs=1, series=2, points=2, entries=1)
     assert await run_row(db, doomed) is None
     assert await db.fetchval("SELECT count(*) FROM series WHERE run_id = $1", doomed) == 0
     assert await db.fetchval("SELECT count(*) FROM status_history WHERE run_id = $1", doomed) == 0

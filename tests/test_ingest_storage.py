@@ -1,20 +1,29 @@
-"""Storage of points: the 0004 conversion of old rows, daily partitions, retention, dropping an experiment."""
+"""Storage of points: the 0004 conversion of old rows, daily partitions, retention (of point partitions and
+of whole runs), dropping an experiment."""
 
 from __future__ import annotations
 
+import datetime
 import math
+import os
 import struct
 import subprocess
 import sys
+import time
 import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import asyncpg
 import numpy as np
+import pytest
 
-from ingest import IngestOptions, IngestWorker
+from ingest import DroppedRuns, IngestOptions, IngestWorker, UnknownExperimentError, drop_expired_runs
 from ingest._compaction import SMALL_CHUNK_POINTS, ChunkCompactor
 from ingest._partitions import PointPartitions, utc_day
+from query import LocalArtifactStore
+from query._artifact_gc import collect_artifacts
 from runstream.chunks import CHUNK_COLUMNS, decode_row, encode_chunk
 from runstream.config import Settings
 from runstream.schema import migrate
@@ -167,6 +176,106 @@ async def test_drop_experiment_command_asks_for_confirmation_and_reports(
             text=True,
         )
         assert missing.returncode == 1 and "no experiment named 'gone'" in missing.stderr
+
+
+async def _ended_run(
+    conn: asyncpg.Connection, experiment: str, days_ago: int | None, parent: uuid.UUID | None = None
+) -> uuid.UUID:
+    """A run that ended (Completed) ``days_ago`` days ago, or one started 60 days ago and still Running (None)."""
+    run = await _seed_run(conn, experiment)
+    ended = None if days_ago is None else datetime.timedelta(days=days_ago)
+    await conn.execute(
+        "UPDATE runs SET parent_id = $2, status = CASE WHEN $3::interval IS NULL THEN 'Running' ELSE 'Completed' END,"
+        " created_at = now() - coalesce($3::interval, interval '60 days') - interval '1 hour',"
+        " ended_at = now() - $3::interval WHERE id = $1",
+        run,
+        parent,
+        ended,
+    )
+    return run
+
+
+async def _one_of_everything(conn: asyncpg.Connection, run: uuid.UUID, blob: str) -> None:
+    """Two points, a table row, a status change and a file (uploaded 40 days ago) for ``run``."""
+    loss = await _series(conn, run, "loss", "float")
+    await _copy_chunks(conn, loss, utc_day(), [([0, 1], [T0, T0 + 1], [0, 1], [0.5, 0.25])])
+    table = await conn.fetchval(
+        "INSERT INTO series (run_id, name, kind) VALUES ($1, 'samples', 'table') RETURNING id", run
+    )
+    await conn.execute("INSERT INTO series_entries VALUES ($1, $2, 0, '{\"a\": [1]}')", table, T0)
+    await conn.execute("INSERT INTO status_history VALUES ($1, 'Completed', now(), NULL)", run)
+    await conn.execute(
+        "INSERT INTO files (run_id, name, digest, size, content_type, created_at)"
+        " VALUES ($1, 'model.bin', $2, 4, 'application/octet-stream', now() - interval '40 days')",
+        run,
+        blob,
+    )
+
+
+async def _stored_blob(store: LocalArtifactStore, content: bytes) -> str:
+    async def chunks() -> AsyncIterator[bytes]:
+        yield content
+
+    await store.start()
+    return (await store.put(chunks(), max_bytes=1024)).digest
+
+
+async def test_run_retention_drops_whole_ended_trees_and_gc_reclaims_their_files(
+    settings: Settings, services: Services, tmp_path: Path
+) -> None:
+    store = LocalArtifactStore(tmp_path / "artifacts")
+    old_blob, kept_blob = await _stored_blob(store, b"old!"), await _stored_blob(store, b"kept")
+    async with own_database(services.admin_dsn) as dsn, asyncpg.create_pool(dsn, min_size=1, max_size=2) as pool:
+        await PointPartitions(pool).ensure(utc_day())
+        async with pool.acquire() as conn:
+            # "old": a tree ended 40 days ago (child earlier), a tree whose child still runs, a run
+            # ended 5 days ago, a run started 60 days ago and running; "other": a run ended 40 days ago.
+            parent = await _ended_run(conn, "old", 40)
+            child = await _ended_run(conn, "old", 41, parent=parent)
+            live_parent = await _ended_run(conn, "old", 40)
+            kept = [live_parent, await _ended_run(conn, "old", None, parent=live_parent)]
+            kept += [await _ended_run(conn, "old", 5), await _ended_run(conn, "old", None)]
+            other = await _ended_run(conn, "other", 40)
+            for run in (parent, child, other):
+                await _one_of_everything(conn, run, old_blob)
+            await _one_of_everything(conn, kept[2], kept_blob)
+        env = {**settings.as_env(), "RUNSTREAM_DATABASE_URL": dsn, "PATH": "/usr/bin:/bin"}
+
+        def cli(*args: str) -> subprocess.CompletedProcess[str]:
+            argv = [sys.executable, "-m", "ops.cli", "retention", "--older-than-days", "30", *args]
+            return subprocess.run(argv, env=env, capture_output=True, text=True, check=False)
+
+        dry = cli("--experiment", "old")
+        assert dry.returncode == 0, dry.stderr
+        assert "would delete (add --yes to delete) 2 run(s), 4 series, 4 point(s), 2 entries, 2 file(s)" in dry.stdout
+        assert await pool.fetchval("SELECT count(*) FROM runs") == 7
+
+        dropped = await drop_expired_runs(dsn, older_than_days=30, experiment="old")
+        assert dropped == DroppedRuns(runs=2, series=4, points=4, entries=2, files=2)
+        remaining = {r["id"] for r in await pool.fetch("SELECT id FROM runs")}
+        assert remaining == {*kept, other}
+        for table in ("series", "status_history", "files"):
+            count = f"SELECT count(*) FROM {table} WHERE run_id = ANY($1::uuid[])"
+            assert await pool.fetchval(count, [parent, child]) == (2 if table == "files" else 0)
+        assert await pool.fetchval("SELECT sum(n) FROM point_chunks") == 4  # kept[2]'s and other's
+        assert await pool.fetchval("SELECT count(*) FROM series_entries") == 2
+        assert await drop_expired_runs(dsn, older_than_days=30, experiment="old") == DroppedRuns()
+        with pytest.raises(UnknownExperimentError):
+            await drop_expired_runs(dsn, older_than_days=30, experiment="nobody")
+
+        done = cli("--yes")  # every experiment: "other" now
+        assert done.returncode == 0, done.stderr
+        assert "deleted 1 run(s), 2 series, 2 point(s), 1 entries, 1 file(s)" in done.stdout
+        assert "gc-artifacts" in done.stdout
+
+        # The runs gone, their file rows and then the blob no row references go; the kept run's stays.
+        blobs = {digest: tmp_path / "artifacts" / "sha256" / digest[:2] / digest for digest in (old_blob, kept_blob)}
+        for path in blobs.values():
+            os.utime(path, (time.time() - 7200, time.time() - 7200))  # committed two hours ago
+        report = await collect_artifacts(dsn, store)
+        assert (report.file_rows, report.blobs) == (3, 1)
+        assert [r["digest"] for r in await pool.fetch("SELECT digest FROM files")] == [kept_blob]
+        assert blobs[kept_blob].exists() and not blobs[old_blob].exists()
 
 
 async def _copy_chunks(conn: asyncpg.Connection, series_id: int, day: int, parts: list[tuple[Any, ...]]) -> None:

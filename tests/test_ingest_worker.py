@@ -48,7 +48,7 @@ from tests.test_ingest_support import (
 
 def test_public_names_are_pinned() -> None:
     assert sorted(ingest.__all__) == [
-        "DroppedExperiment",
+        "DroppedRuns",
         "IngestConfigError",
         "IngestError",
         "IngestOptions",
@@ -57,6 +57,7 @@ def test_public_names_are_pinned() -> None:
         "IngestWorker",
         "UnknownExperimentError",
         "drop_experiment",
+        "drop_expired_runs",
         "run_worker",
     ]
 

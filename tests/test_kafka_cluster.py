@@ -2,7 +2,7 @@
 jars, SASL/SCRAM on each; the topics runstream makes get 3 replicas and min.insync.replicas=2; a
 partition's leader SIGKILLed mid-stream loses nothing that was acknowledged with acks=all, and the
 partition is produced to and read from again through the survivors. `make chaos` runs the heavier
-scenarios under load (kill-broker, lose-broker)."""
+scenarios under load (kill-broker, which also restarts the killed node, and lose-broker)."""
 
 from __future__ import annotations
 
@@ -22,10 +22,14 @@ from runstream.kafka import client_options, ensure_topics
 from runstream.kafka import start as start_client
 from tests.support import eventually
 
+#: A dead node fenced after 3 s of silence, not Kafka's default 9 s: the new leader is elected that much
+#: sooner (the chaos scenarios keep the default and measure what it costs).
+QUICK_FENCING = {"broker.session.timeout.ms": "3000", "broker.heartbeat.interval.ms": "500"}
+
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Infra]:
-    infra = Infra.start_local(kafka_brokers=3)
+    infra = Infra.start_local(kafka_brokers=3, kafka_properties=QUICK_FENCING)
     try:
         yield infra
     finally:
@@ -60,8 +64,7 @@ async def test_three_brokers_replicate_and_survive_a_leader_killed(cluster: Infr
     producer = AIOKafkaProducer(**client_options(settings), acks="all", enable_idempotence=True)
     await start_client(producer, settings)
     try:
-        for i in range(100):
-            await producer.send_and_wait(topic, b"%d" % i, partition=0)
+        await asyncio.gather(*[producer.send_and_wait(topic, b"%d" % i, partition=0) for i in range(100)])
         leader = producer.client.cluster.leader_for_partition(TopicPartition(topic, 0))
         victim = kafka.broker(int(leader))
         pid = victim.pid()
@@ -87,5 +90,3 @@ async def test_three_brokers_replicate_and_survive_a_leader_killed(cluster: Infr
         assert sorted(got) == list(range(200))  # nothing lost, nothing twice
     finally:
         await consumer.stop()
-    await asyncio.to_thread(kafka.start)  # the killed node rejoins
-    assert victim.pid() is not None

@@ -186,12 +186,15 @@ class KafkaBroker:
         write_private(config, "".join(f"{k}={v}\n" for k, v in props.items()))
         return config
 
-    def _java(self, libs: Path, *args: str, heap: str = "256m") -> list[str]:
+    def _java(self, libs: Path, *args: str, heap: str = "256m", quick_start: bool = True) -> list[str]:
+        """``quick_start``: the client JIT only and the serial collector, for a JVM that runs briefly
+        (a tool) or beside two others on a small machine (a cluster's node): less CPU at start."""
+        tuning = ["-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC"] if quick_start else ["-XX:+UseG1GC"]
         return [
             _tools.java(),
             f"-Xmx{heap}",
             f"-Xms{heap}",
-            "-XX:+UseG1GC",
+            *tuning,
             f"-Dlog4j2.configurationFile={self.root / 'log4j2.yaml'}",
             "-cp",
             f"{libs}/*",
@@ -218,8 +221,11 @@ class KafkaBroker:
         config = self._write_config()
         if not formatted:
             self._format(libs, config)
+        # The single broker carries the benchmarks at full speed; a cluster's nodes run the
+        # replication tests and chaos scenarios, three to a machine, at a fraction of that load.
+        single = len(self.voters) == 1
         _process.spawn_detached(
-            self._java(libs, "kafka.Kafka", str(config), heap="1g" if len(self.voters) == 1 else "512m"),
+            self._java(libs, "kafka.Kafka", str(config), heap="1g" if single else "384m", quick_start=not single),
             pid_file=self.pid_file,
             log_file=self.log_file,
             env=os.environ,
@@ -332,12 +338,26 @@ class KafkaCluster:
     formatted with one cluster id and the same SCRAM users: what the replicated-Kafka tests and
     chaos scenarios run. ``start()`` (re)starts whichever node is down and waits for the cluster."""
 
-    def __init__(self, settings: Settings, secrets: StackSecrets, nodes: tuple[KafkaNode, ...]) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        secrets: StackSecrets,
+        nodes: tuple[KafkaNode, ...],
+        *,
+        extra_properties: Mapping[str, str] | None = None,
+    ) -> None:
         self.settings = settings
         self.secrets = secrets
         cluster_id = base64.urlsafe_b64encode(uuid.uuid5(uuid.NAMESPACE_URL, str(settings.home)).bytes)
         self.brokers = [
-            KafkaBroker(settings, secrets, node=node, voters=nodes, cluster_id=cluster_id.rstrip(b"=").decode())
+            KafkaBroker(
+                settings,
+                secrets,
+                extra_properties=extra_properties,
+                node=node,
+                voters=nodes,
+                cluster_id=cluster_id.rstrip(b"=").decode(),
+            )
             for node in nodes
         ]
         self.log_file = self.brokers[0].log_file
@@ -347,7 +367,12 @@ class KafkaCluster:
         return ",".join(f"127.0.0.1:{b.node.port}" for b in self.brokers)
 
     def start(self) -> None:
-        launched = [broker.launch() for broker in self.brokers]
+        # The jars and secrets once, then the nodes formatted and launched side by side: each
+        # format is a JVM of its own, and no node can be ready before a quorum of them runs.
+        resolve_jars()
+        self.secrets.ensure()
+        with ThreadPoolExecutor(len(self.brokers)) as pool:
+            launched = list(pool.map(KafkaBroker.launch, self.brokers))
         if any(launched):
             asyncio.run(self._wait_ready())
 

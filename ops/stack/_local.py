@@ -16,7 +16,7 @@ import dataclasses
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -59,13 +59,22 @@ _SERVICE_PORTS = {
 class LocalStack:
     """Starts and stops the stack's processes; all state lives under ``settings.home``."""
 
-    def __init__(self, settings: Settings, *, kafka_nodes: tuple[KafkaNode, ...] = ()) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        kafka_nodes: tuple[KafkaNode, ...] = (),
+        kafka_properties: Mapping[str, str] | None = None,
+    ) -> None:
         """``kafka_nodes``: a replicated KRaft cluster of these nodes instead of one broker
-        (``settings.kafka_bootstrap`` must name them all)."""
+        (``settings.kafka_bootstrap`` must name them all). ``kafka_properties`` override the
+        brokers' own."""
         self.settings = settings
         self.secrets = StackSecrets(settings.home)
         self.kafka: KafkaBroker | KafkaCluster = (
-            KafkaCluster(settings, self.secrets, kafka_nodes) if kafka_nodes else KafkaBroker(settings, self.secrets)
+            KafkaCluster(settings, self.secrets, kafka_nodes, extra_properties=kafka_properties)
+            if kafka_nodes
+            else KafkaBroker(settings, self.secrets, extra_properties=kafka_properties)
         )
         self.postgres = PostgresCluster(settings, self.secrets)
 

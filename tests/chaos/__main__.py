@@ -114,22 +114,14 @@ def table(outcomes: list[Outcome]) -> str:
 async def main_async(args: argparse.Namespace) -> list[Outcome]:
     size = QUICK if args.quick else FULL
     rng = random.Random(args.seed)
-    infra = await asyncio.to_thread(Infra.start_local)
-    # The faults stop and start the very Kafka and PostgreSQL that Infra.start_local made.
-    stack = infra.stack
-    if stack is None:
-        raise RuntimeError("Infra.start_local made no stack")
     names = args.only or (QUICK_SCENARIOS if args.quick else list(SCENARIOS))
     outcomes: list[Outcome] = []
-    cluster: Infra | None = None  # the 3-broker cluster, started for the first scenario that needs it
+    # The faults stop and start the very Kafka and PostgreSQL that Infra.start_local made: one
+    # broker, and the 3-broker cluster, each started for the first scenario that needs it.
+    stacks: dict[bool, Infra] = {}
     try:
         for name in names:
-            if name in CLUSTER_SCENARIOS and cluster is None:
-                await asyncio.to_thread(stack.kafka.stop)  # memory and cores for three brokers
-                cluster = await asyncio.to_thread(Infra.start_local, kafka_brokers=3)
-            where = cluster if name in CLUSTER_SCENARIOS else infra
-            if where is infra:
-                await asyncio.to_thread(stack.kafka.start)
+            where = await _infra_for(stacks, clustered=name in CLUSTER_SCENARIOS)
             if where.stack is None:
                 raise RuntimeError("Infra.start_local made no stack")
             outcome = await run_scenario(where, where.stack, name, size, rng)
@@ -138,12 +130,24 @@ async def main_async(args: argparse.Namespace) -> list[Outcome]:
     finally:
         # The logs stay for a scenario that failed or a suite that did not finish.
         passed = len(outcomes) == len(names) and all(o.ok for o in outcomes)
-        await asyncio.to_thread(infra.close, keep_home=not passed)
-        if cluster is not None:
-            await asyncio.to_thread(cluster.close, keep_home=not passed)
-        if not passed:
-            print(f"logs kept under {infra.home}", flush=True)
+        for infra in stacks.values():
+            await asyncio.to_thread(infra.close, keep_home=not passed)
+            if not passed:
+                print(f"logs kept under {infra.home}", flush=True)
     return outcomes
+
+
+async def _infra_for(stacks: dict[bool, Infra], *, clustered: bool) -> Infra:
+    """The single broker's stack or the cluster's, started if new; the other's Kafka stopped
+    (memory and cores for three brokers) and the single broker started again if it was."""
+    other = stacks.get(not clustered)
+    if other is not None and other.stack is not None and clustered:
+        await asyncio.to_thread(other.stack.kafka.stop)
+    if clustered not in stacks:
+        stacks[clustered] = await asyncio.to_thread(Infra.start_local, kafka_brokers=3 if clustered else 1)
+    elif (stack := stacks[clustered].stack) is not None:
+        await asyncio.to_thread(stack.kafka.start)
+    return stacks[clustered]
 
 
 def main(argv: list[str] | None = None) -> int:
