@@ -23,6 +23,7 @@ from runstream.consistency import (
 from runstream.events import STATUSES
 from runstream.names import HIDDEN_CHARACTERS
 
+from ._follow import FOLLOW_STARTS, MAX_FOLLOW_CURSOR_CHARS
 from ._json import json_response
 from ._limits import (
     DEFAULT_LOG_READ_BYTES,
@@ -472,6 +473,53 @@ SPEC: Final[dict[str, Any]] = {
                 "summary": "Server-Sent Events: 'runs' with an experiment's runs whose status or end changed",
                 "parameters": [
                     _param("experiment", "query", {"type": "string", "minLength": 1}, "Experiment name", required=True)
+                ],
+                "responses": {
+                    "200": {
+                        "description": "An event stream",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    },
+                    **_ERRORS,
+                },
+            }
+        },
+        "/api/changes/stream": {
+            "get": {
+                "summary": (
+                    "Server-Sent Events, resumable: 'ready', then 'run' (a matching run's details, when first seen "
+                    "and on change) and 'points' (points as stored); each event's id is the cursor after it"
+                ),
+                "description": (
+                    "Give experiment or run (or both). A client reconnecting with the last id it received "
+                    "(Last-Event-ID, or cursor) gets every point stored since, once (runstream.stream)."
+                ),
+                "parameters": [
+                    _param("experiment", "query", {"type": "string", "minLength": 1}, "Experiment name"),
+                    _param("run", "query", {"type": "array", "items": {"type": "string", "format": "uuid"}}, "Run ids"),
+                    _param(
+                        "metric",
+                        "query",
+                        {"type": "array", "items": {"type": "string", "minLength": 1}},
+                        "Metric names or globs (* ? [abc] [!abc]); any of them",
+                    ),
+                    _param(
+                        "tag",
+                        "query",
+                        {"type": "array", "items": {"type": "string", "minLength": 1}},
+                        "key (set) or key:value; all of them",
+                    ),
+                    _param(
+                        "from",
+                        "query",
+                        {"type": "string", "enum": list(FOLLOW_STARTS), "default": "now"},
+                        "Without a cursor: start at the stored end (now) or from the first point (start)",
+                    ),
+                    _param(
+                        "cursor",
+                        "query",
+                        {"type": "string", "maxLength": MAX_FOLLOW_CURSOR_CHARS},
+                        "The id of the last event received",
+                    ),
                 ],
                 "responses": {
                     "200": {
