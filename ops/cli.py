@@ -238,6 +238,20 @@ def _metrics(settings: Settings, args: argparse.Namespace) -> int:
         return 0
 
 
+def _alerts(settings: Settings, args: argparse.Namespace) -> int:
+    from ops import _alerts_cli as alerts
+    from ops._runs_cli import explained
+
+    def act() -> int:
+        if args.alerts_command == "add":
+            return alerts.add_rule(settings, args, sys.stdout)
+        if args.alerts_command == "ls":
+            return alerts.list_rules(settings, sys.stdout)
+        return alerts.remove_rule(settings, args.rule_id, sys.stdout)
+
+    return explained(f"runstream alerts {args.alerts_command}", act)
+
+
 _COMMANDS = {
     "up": (_up, "start Kafka, PostgreSQL, ingest and query in the background"),
     "down": (_down, "stop what `up` started"),
@@ -252,6 +266,7 @@ _COMMANDS = {
     "gc-artifacts": (_gc_artifacts, "delete stored files no run references any more, and uploads abandoned a day ago"),
     "healthcheck": (_healthcheck, "is this container's service ready? (the image's HEALTHCHECK)"),
     "runs": (_runs, "runs from the query service: ls, show ID, export --experiment X"),
+    "alerts": (_alerts, "alert rules: add (a condition and actions), ls, rm ID"),
     "metrics": (_metrics, "metrics tail RUN [METRIC...]: print a run's points as they are stored"),
     "install-azureml-compat": (
         _install_azureml_compat,
@@ -273,6 +288,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands = parser.add_subparsers(dest="command", required=True)
     parsers = {name: commands.add_parser(name, help=help_text) for name, (_, help_text) in _COMMANDS.items()}
     _add_run_commands(parsers["runs"], parsers["metrics"])
+    _add_alert_commands(parsers["alerts"])
     parsers["ingest"].add_argument("--workers", type=_positive, default=1, help="worker processes (default 1)")
     parsers["sync"].add_argument("path", nargs="?", default=None, help="spool, run directory or file")
     parsers["dlq"].add_argument("action", choices=["list"])
@@ -348,6 +364,12 @@ def _add_run_commands(runs: argparse.ArgumentParser, metrics: argparse.ArgumentP
     )
     tail.add_argument("run_id")
     tail.add_argument("metrics", nargs="*", help="metric names or globs (default: all)")
+
+
+def _add_alert_commands(alerts: argparse.ArgumentParser) -> None:
+    from ops._alerts_cli import add_arguments
+
+    add_arguments(alerts)
 
 
 def _postgres_setup_error(exc: BaseException) -> str | None:

@@ -19,6 +19,7 @@ from . import (
     _consistency,
     _observe,
     _openapi,
+    _web_alerts,
     _web_files,
     _web_follow,
     _web_login,
@@ -29,6 +30,7 @@ from . import (
     _web_series,
     _web_stream,
 )
+from ._alerts import AlertEvaluator
 from ._artifacts import ArtifactStore, open_store
 from ._auth import make_auth_middleware
 from ._body import make_body_deadline_middleware
@@ -46,6 +48,7 @@ from ._rate_limit import RateLimiter
 from ._series import SeriesReader
 from ._sessions import Sessions, cookie_secret, session_key
 from ._state import (
+    ALERTS,
     ARTIFACTS,
     DATABASE,
     HEAVY_READS,
@@ -153,6 +156,7 @@ def create_app(
         _web_series,
         _web_stream,
         _web_follow,
+        _web_alerts,
         _web_files,
         _web_logs,
         _web_pages,
@@ -192,10 +196,13 @@ async def _resources(
                 fallback_seconds=live_fallback_seconds,
             )
             app[READ_AFTER] = IngestProgress(pool, app[LIVE])
+            app[ALERTS] = AlertEvaluator(pool, app[DATABASE], app[LIVE])
             app[LIVE].start()
+            app[ALERTS].start()
             try:
                 yield
             finally:
+                await app[ALERTS].stop()
                 await app[LIVE].stop()
         finally:
             await pool.close()

@@ -276,6 +276,10 @@ SPEC: Final[dict[str, Any]] = {
                 },
             },
             "SeriesColumns": _SERIES_COLUMNS,
+            "AlertRules": {
+                "type": "object",
+                "properties": {"rules": {"type": "array", "items": {"type": "object"}}},
+            },
             "DriverLog": {
                 "type": "object",
                 "properties": {
@@ -528,6 +532,31 @@ SPEC: Final[dict[str, Any]] = {
                     },
                     **_ERRORS,
                 },
+            }
+        },
+        "/api/alerts": {
+            "get": {
+                "summary": "Alert rules, with what each did (fired, last_fired_at, last_error); no webhook secrets",
+                "responses": {**_ok(_ref("AlertRules")), "401": _ERRORS["401"], "403": _ERRORS["403"]},
+            },
+            "post": {
+                "summary": "Add an alert rule (a write: the write token when one is set)",
+                "description": (
+                    "kind nonfinite | threshold (op, threshold) | plateau (steps, delta, mode min|max) | "
+                    "not_responding; experiment and/or run_id; metric (a name or glob) but for not_responding; "
+                    "actions: webhook {url, secret} (a JSON POST signed with HMAC-SHA256, header "
+                    "Runstream-Signature: sha256=<hex>, retried), tag {key, value}, cancel true (the run becomes "
+                    "CancelRequested, which run.should_stop() reports). Fires once per episode of its condition."
+                ),
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+                "responses": {**_ok({"type": "object"}, "Added", "201"), **_ERRORS, "413": _TOO_LARGE},
+            },
+        },
+        "/api/alerts/{rule_id}": {
+            "delete": {
+                "summary": "Delete an alert rule (a write)",
+                "parameters": [_param("rule_id", "path", {"type": "integer", "minimum": 1}, "The rule's id")],
+                "responses": {**_ok({"type": "object"}), **_ERRORS},
             }
         },
         "/api/runs/{run_id}/logs/driver": {

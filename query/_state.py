@@ -8,6 +8,7 @@ from aiohttp import web
 
 from runstream.config import Settings
 
+from ._alerts import AlertEvaluator
 from ._artifacts import ArtifactStore
 from ._db import Database
 from ._heavy import HeavyReads
@@ -18,6 +19,7 @@ from ._series import SeriesReader
 from ._sessions import Sessions
 
 __all__ = [
+    "ALERTS",
     "ARTIFACTS",
     "DATABASE",
     "HEAVY_READS",
@@ -36,6 +38,7 @@ ARTIFACTS: Final = web.AppKey("artifacts", ArtifactStore)
 MAX_UPLOAD_BYTES: Final = web.AppKey("max_upload_bytes", int)
 SERIES: Final = web.AppKey("series", SeriesReader)
 LIVE: Final = web.AppKey("live", LiveHub)
+ALERTS: Final = web.AppKey("alerts", AlertEvaluator)
 HEAVY_READS: Final = web.AppKey("heavy_reads", HeavyReads)
 SESSIONS: Final = web.AppKey("sessions", Sessions)
 PROXIES: Final = web.AppKey("proxies", Proxies)

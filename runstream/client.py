@@ -318,18 +318,40 @@ class Client:
                 shutil.copyfileobj(resp, out, 1 << 20)
         return root.joinpath(*PurePosixPath(prefix).parts) if prefix else root
 
+    # --- alert rules ----------------------------------------------------------------
+
+    def add_alert_rule(self, rule: dict[str, Any]) -> dict[str, Any]:
+        """Add an alert rule (``POST /api/alerts``; a write: give the client the write token when one is set)."""
+        added: dict[str, Any] = self._json("/api/alerts", method="POST", body=orjson.dumps(rule))
+        return added
+
+    def alert_rules(self) -> list[dict[str, Any]]:
+        """Every alert rule, with ``fired``, ``last_fired_at`` and ``last_error``."""
+        rules: list[dict[str, Any]] = self._json("/api/alerts")["rules"]
+        return rules
+
+    def delete_alert_rule(self, rule_id: int) -> None:
+        self._json(f"/api/alerts/{int(rule_id)}", method="DELETE")
+
     # --- HTTP ---------------------------------------------------------------------
 
-    def _json(self, path: str, params: Sequence[tuple[str, str]] = ()) -> Any:
-        with self._open(path, params) as resp:
+    def _json(
+        self, path: str, params: Sequence[tuple[str, str]] = (), *, method: str = "GET", body: bytes | None = None
+    ) -> Any:
+        with self._open(path, params, method=method, body=body) as resp:
             return decode_json_value(orjson.loads(resp.read()))
 
-    def _open(self, path: str, params: Sequence[tuple[str, str]] = ()) -> Any:
+    def _open(
+        self, path: str, params: Sequence[tuple[str, str]] = (), *, method: str = "GET", body: bytes | None = None
+    ) -> Any:
         url = self.url + path + ("?" + urllib.parse.urlencode(list(params)) if params else "")
         headers = {"Accept": "application/json"}
+        if body is not None:
+            headers["Content-Type"] = "application/json"
         if self._token:
             headers["Authorization"] = f"Bearer {self._token}"
-        request = urllib.request.Request(url, headers=headers)  # noqa: S310 - the scheme is checked in __init__
+        # The scheme is checked in __init__.
+        request = urllib.request.Request(url, data=body, headers=headers, method=method)  # noqa: S310
         try:
             return urllib.request.urlopen(request, timeout=self._timeout)  # noqa: S310
         except urllib.error.HTTPError as exc:
