@@ -37,6 +37,7 @@ from ._body import make_body_deadline_middleware
 from ._consistency import READ_AFTER, IngestProgress, read_after_middleware
 from ._db import Database, create_pool
 from ._errors import make_error_middleware
+from ._follow import FollowPacing
 from ._guards import make_guard_middleware
 from ._heavy import HeavyReads
 from ._json import json_response
@@ -51,6 +52,7 @@ from ._state import (
     ALERTS,
     ARTIFACTS,
     DATABASE,
+    FOLLOW_PACING,
     HEAVY_READS,
     LIVE,
     LOGIN_LIMITER,
@@ -133,6 +135,7 @@ def create_app(
     app[MAX_UPLOAD_BYTES] = settings.max_upload_bytes
     app[ARTIFACTS] = artifact_store or open_store(settings)
     app[HEAVY_READS] = HeavyReads()
+    app[FOLLOW_PACING] = FollowPacing()
     app[PROXIES] = Proxies(settings.trusted_proxies)
     app[LOGIN_LIMITER] = RateLimiter(attempts=LOGIN_ATTEMPTS, window_seconds=LOGIN_WINDOW_SECONDS)
     app[_observe.QUERY_METRICS] = _observe.QueryMetrics(app)

@@ -22,9 +22,14 @@ What the position cannot see: a point stored *behind* one already sent, in
 the same metric of one run with clocks apart, or when a late spool replays
 points older than newer ones of the same metric from another session.
 
-Rounds run when ingest announces a commit (:meth:`.LiveHub.changed`), at
-most every ``interval_seconds``, and every ``fallback_seconds`` regardless.
-A round reads only series whose point count moved since the previous one.
+Rounds run when ingest announces a commit (:meth:`.LiveHub.changed`), and
+every ``fallback_seconds`` regardless; a round reads only series whose point
+count moved since the previous one. :class:`FollowPacing` spaces each
+stream's rounds: at least :data:`MIN_FOLLOW_INTERVAL_SECONDS` apart (a point
+waits at most that long beyond ingest), and further apart as streams are
+added, so that all of them together make at most
+:data:`MAX_FOLLOW_ROUNDS_PER_SECOND` rounds: many subscribers cost delay,
+not an overloaded database.
 """
 
 # ruff: noqa: S608 - the SQL is constant text; every value is a $n parameter.
@@ -52,6 +57,7 @@ from ._series import json_values
 
 __all__ = [
     "FOLLOW_STARTS",
+    "FollowPacing",
     "MAX_FOLLOW_CURSOR_CHARS",
     "MAX_FOLLOW_RUNS",
     "FollowCursor",
@@ -69,7 +75,28 @@ MAX_FOLLOW_RUNS: Final = 1000
 MAX_FOLLOW_CURSOR_CHARS: Final = 24_000
 #: Points of one series per event; a series further behind is caught up over several events.
 MAX_FOLLOW_POINTS: Final = 10_000
+#: The least time between two rounds of one stream.
+MIN_FOLLOW_INTERVAL_SECONDS: Final = 0.1
+#: Rounds per second of all the streams of one query process together, at most.
+MAX_FOLLOW_ROUNDS_PER_SECOND: Final = 200.0
 _CURSOR_VERSION: Final = 1
+
+
+class FollowPacing:
+    """How far apart each stream's rounds are, from how many streams are open (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        min_interval_seconds: float = MIN_FOLLOW_INTERVAL_SECONDS,
+        max_rounds_per_second: float = MAX_FOLLOW_ROUNDS_PER_SECOND,
+    ) -> None:
+        self.min_interval_seconds = min_interval_seconds
+        self.max_rounds_per_second = max_rounds_per_second
+        self.streams = 0
+
+    def spacing_seconds(self) -> float:
+        return max(self.min_interval_seconds, self.streams / self.max_rounds_per_second)
 
 
 def parse_metric_pattern(raw: str, parameter: str = "metric") -> re.Pattern[str]:

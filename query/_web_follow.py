@@ -32,7 +32,7 @@ from aiohttp import web
 
 from ._errors import BadRequest
 from ._follow import FOLLOW_STARTS, FollowCursor, Follower, FollowFilter, parse_metric_pattern, parse_tag
-from ._state import DATABASE, LIVE
+from ._state import DATABASE, FOLLOW_PACING, LIVE
 from ._validate import parse_run_id
 
 __all__ = ["routes"]
@@ -81,9 +81,14 @@ async def changes_stream(request: web.Request) -> web.StreamResponse:
         headers={"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     )
     await response.prepare(request)
-    with contextlib.suppress(ConnectionResetError):  # the client went away
-        await response.write(b"retry: 2000\n\n" + _frame("ready", {}, follower.cursor.encode()))
-        await _follow(request, response, follower)
+    pacing = app[FOLLOW_PACING]
+    pacing.streams += 1
+    try:
+        with contextlib.suppress(ConnectionResetError):  # the client went away
+            await response.write(b"retry: 2000\n\n" + _frame("ready", {}, follower.cursor.encode()))
+            await _follow(request, response, follower)
+    finally:
+        pacing.streams -= 1
     return response
 
 
@@ -103,7 +108,8 @@ async def _follow(request: web.Request, response: web.StreamResponse, follower: 
             _log.warning("changes stream: a round failed (%s); the next one catches up", exc)
         if follower.behind:
             continue
-        await asyncio.sleep(max(0.0, hub.interval_seconds - (time.monotonic() - started)))
+        spacing = request.app[FOLLOW_PACING].spacing_seconds()
+        await asyncio.sleep(max(0.0, spacing - (time.monotonic() - started)))
         if not changed.is_set():
             wait = min(hub.fallback_seconds, max(0.0, last_write + _KEEPALIVE_SECONDS - time.monotonic()))
             with contextlib.suppress(TimeoutError):
