@@ -149,10 +149,31 @@ def _number(body: Mapping[str, Any], key: str) -> float:
     return float(value)
 
 
+#: The longest text a rule's fields may hold (names, URLs, secrets, tag values).
+MAX_RULE_TEXT_CHARS: Final = 2048
+#: The most steps a plateau rule may wait (inside PostgreSQL's bigint, with room for step arithmetic).
+MAX_PLATEAU_STEPS: Final = 2**62
+
+
+def _check_texts(value: Any, path: str) -> None:
+    """Refuse a NUL (PostgreSQL text and jsonb cannot hold one) or an overlong string anywhere in the body."""
+    if isinstance(value, str):
+        if "\x00" in value or len(value) > MAX_RULE_TEXT_CHARS:
+            raise BadRequest(f"{path} holds a NUL or is over {MAX_RULE_TEXT_CHARS} characters", parameter=path)
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _check_texts(key, path)
+            _check_texts(item, f"{path}.{key}" if path != "body" else str(key)[:40])
+    elif isinstance(value, list):
+        for item in value:
+            _check_texts(item, path)
+
+
 def parse_rule(body: Any) -> dict[str, Any]:
     """The columns of a new rule from a JSON body; BadRequest naming the field that is wrong."""
     if not isinstance(body, dict):
         raise BadRequest("the body must be a JSON object", parameter="body")
+    _check_texts(body, "body")
     kind = body.get("kind")
     if kind not in ALERT_KINDS:
         raise BadRequest(f"kind must be one of {', '.join(ALERT_KINDS)}, got {kind!r}"[:200], parameter="kind")
@@ -172,13 +193,13 @@ def parse_rule(body: Any) -> dict[str, Any]:
         parse_metric_pattern(metric)
         rule["metric"] = metric
     if kind == "threshold":
-        if body.get("op") not in _OPS:
+        if not isinstance(body.get("op"), str) or body["op"] not in _OPS:
             raise BadRequest(f"op must be one of {' '.join(_OPS)}", parameter="op")
         rule |= {"op": body["op"], "threshold": _number(body, "threshold")}
     if kind == "plateau":
         steps = body.get("steps")
-        if type(steps) is not int or steps < 1:
-            raise BadRequest("steps must be a positive integer", parameter="steps")
+        if type(steps) is not int or not 1 <= steps <= MAX_PLATEAU_STEPS:
+            raise BadRequest(f"steps must be an integer from 1 to {MAX_PLATEAU_STEPS}", parameter="steps")
         mode = body.get("mode", "min")
         if mode not in ("min", "max"):
             raise BadRequest("mode must be 'min' (lower is better) or 'max'", parameter="mode")

@@ -4,6 +4,7 @@ receiver, retried; a tag; a cancel request that the training loop sees through r
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import hmac
 import math
@@ -22,7 +23,7 @@ from producer import Experiment, Workspace
 from runstream.client import Client, RequestRefused
 from runstream.config import Settings
 from runstream.kafka import client_options
-from tests.support import eventually
+from tests.support import eventually, wait_http_ok
 from tests.test_client import _cli
 from tests.test_ingest_support import T0, new_id, raw, scalars, started
 from tests.test_query_seed import announce
@@ -204,3 +205,47 @@ async def test_the_alerts_commands(settings: Settings, query_service: str) -> No
     assert code == 0 and out == f"deleted rule {rule_id}\n"
     code, _, err = await _cli(settings, "alerts", "rm", rule_id)
     assert code == 2 and "no alert rule" in err
+
+
+async def test_rules_survive_a_killed_query_service_without_missing_or_repeating_a_firing(
+    settings: Settings, spawn: Any, ingest_worker: Any, db: asyncpg.Pool
+) -> None:
+    port = free_port()
+    own = dataclasses.replace(settings, query_port=port, query_url=f"http://127.0.0.1:{port}")
+    service = spawn("query", own)
+    await wait_http_ok(f"{own.query_url}/health", service)
+    run_id, session = new_id(), new_id()
+    producer = AIOKafkaProducer(**client_options(settings))
+    await producer.start()
+    seq, step = iter(range(1, 100)), iter(range(100))
+
+    async def send(*values: float) -> None:
+        first = next(step)
+        for _ in values[1:]:
+            next(step)
+        event = scalars("loss", "float", list(values), first_step=first, time=T0 + first, first_ordinal=first)
+        await producer.send_and_wait(settings.topic, raw(run_id, session, next(seq), event), key=run_id.encode())
+
+    async def fired(rule_id: int) -> int:
+        return int(await db.fetchval("SELECT fired FROM alert_rules WHERE id = $1", rule_id))
+
+    try:
+        await producer.send_and_wait(settings.topic, raw(run_id, session, next(seq), started("alerts-restart")))
+        await eventually(lambda: db.fetchval("SELECT count(*) FROM runs WHERE id = $1", run_id), lambda n: n == 1)
+        rule = await _add(
+            own.query_url, {"kind": "nonfinite", "run_id": run_id, "metric": "loss", "actions": {"cancel": True}}
+        )
+        await send(1.0, math.nan)
+        await eventually(lambda: fired(rule["id"]), lambda n: n == 1, what="the first firing")
+        service.kill()
+        service.wait()
+        await send(math.nan, 2.0, math.inf)  # the same episode goes on, ends, and a second one starts
+        await eventually(
+            lambda: db.fetchval("SELECT point_count FROM series WHERE run_id = $1", run_id), lambda n: n == 5
+        )
+        service = spawn("query", own)
+        await eventually(lambda: fired(rule["id"]), lambda n: n == 2, what="the firing while it was down")
+        await send(3.0, math.nan)
+        await eventually(lambda: fired(rule["id"]), lambda n: n == 3, what="a firing after the restart")
+    finally:
+        await producer.stop()
