@@ -17,6 +17,8 @@ import orjson
 import pytest
 import yaml
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from hypothesis import given
+from hypothesis import strategies as st
 
 import runstream.contract
 from producer import Experiment, LoggingOptions, Workspace
@@ -24,6 +26,7 @@ from runstream.config import Settings
 from runstream.contract import Deduplicator, EventError, decode_batch, event_schema
 from runstream.events import STATUSES, BatchHeader
 from runstream.kafka import client_options
+from tests.fuzzing import examples, fuzz_settings
 from tests.support import eventually
 from tests.test_ingest_support import new_id, raw, scalars, started
 
@@ -108,6 +111,19 @@ def test_the_deduplicator_drops_seen_seqs_in_any_order() -> None:
     assert restored.seen(b, 3) and not restored.seen(b, 2) and restored.seen(a, 4) and not restored.seen(a, 5)
     with pytest.raises(ValueError, match="session"):
         Deduplicator.from_state({a: []})
+
+
+@pytest.mark.fuzz
+@fuzz_settings(examples(200))
+@given(st.lists(st.tuples(st.sampled_from(["s1", "s2", "s3"]), st.integers(1, 40)), max_size=120))
+def test_the_deduplicator_accepts_each_session_and_seq_exactly_once(batches: list[tuple[str, int]]) -> None:
+    """Any order, any number of copies (a partition change, spool replays): the first copy only, as ingest."""
+    dedupe = Deduplicator()
+    accepted = [(s, q) for s, q in batches if dedupe.accept(BatchHeader("run", s, q))]
+    assert accepted == list(dict.fromkeys(batches))
+    assert dedupe.duplicates == len(batches) - len(accepted)
+    restored = Deduplicator.from_state(dedupe.state())
+    assert all(restored.seen(s, q) == ((s, q) in set(batches)) for s in ("s1", "s2", "s3") for q in range(1, 42))
 
 
 async def _records(settings: Settings, run_ids: set[str]) -> list[bytes]:
