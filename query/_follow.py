@@ -76,7 +76,7 @@ MAX_FOLLOW_CURSOR_CHARS: Final = 24_000
 #: Points of one series per event; a series further behind is caught up over several events.
 MAX_FOLLOW_POINTS: Final = 10_000
 #: The least time between two rounds of one stream.
-MIN_FOLLOW_INTERVAL_SECONDS: Final = 0.1
+MIN_FOLLOW_INTERVAL_SECONDS: Final = 0.05
 #: Rounds per second of all the streams of one query process together, at most.
 MAX_FOLLOW_ROUNDS_PER_SECOND: Final = 200.0
 _CURSOR_VERSION: Final = 1

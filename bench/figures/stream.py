@@ -133,7 +133,7 @@ async def run(ctx: Context) -> list[Row]:
         note=(
             f"{ctx.sizes.freshness_seconds:g} s of logging per run over 20 metrics plus a probe every 20 ms; "
             "a runstream.stream.Stream follows the probe metric (GET /api/changes/stream); delay = event "
-            "arrival - logged time. One ingest worker, one query service (rounds at least 0.1 s apart: FollowPacing)."
+            "arrival - logged time. One ingest worker, one query service (rounds at least 0.05 s apart: FollowPacing)."
         ),
         bars=([], [Bar("max", 0.3, "≤ 300 ms")]),
     )
