@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from runstream.config import ConfigError, Settings
@@ -229,6 +230,56 @@ def _install_azureml_compat(settings: Settings, args: argparse.Namespace) -> int
     return 0
 
 
+def _runs(settings: Settings, args: argparse.Namespace) -> int:
+    from ops._runs_cli import explained
+
+    return explained(f"runstream runs {args.runs_command}", lambda: _runs_command(settings, args))
+
+
+def _runs_command(settings: Settings, args: argparse.Namespace) -> int:
+    from ops._runs_cli import export_rows, list_runs, show_run, write_export
+
+    if args.runs_command == "ls":
+        return list_runs(
+            settings,
+            experiment=args.experiment,
+            filter_text=args.filter,
+            sort=args.sort,
+            limit=args.limit,
+            fmt=args.format,
+            out=sys.stdout,
+        )
+    if args.runs_command == "show":
+        return show_run(settings, args.run_id, sys.stdout)
+    progress = sys.stderr if sys.stderr.isatty() else None
+    return write_export(export_rows(settings, args.experiment, progress=progress), args.format, args.output, sys.stdout)
+
+
+def _metrics(settings: Settings, args: argparse.Namespace) -> int:
+    from ops._runs_cli import explained, tail_metrics
+
+    try:
+        return explained(
+            "runstream metrics tail", lambda: tail_metrics(settings, args.run_id, args.metrics, sys.stdout)
+        )
+    except KeyboardInterrupt:
+        return 0
+
+
+def _alerts(settings: Settings, args: argparse.Namespace) -> int:
+    from ops import _alerts_cli as alerts
+    from ops._runs_cli import explained
+
+    def act() -> int:
+        if args.alerts_command == "add":
+            return alerts.add_rule(settings, args, sys.stdout)
+        if args.alerts_command == "ls":
+            return alerts.list_rules(settings, sys.stdout)
+        return alerts.remove_rule(settings, args.rule_id, sys.stdout)
+
+    return explained(f"runstream alerts {args.alerts_command}", act)
+
+
 _COMMANDS = {
     "up": (_up, "start Kafka, PostgreSQL, ingest and query in the background"),
     "down": (_down, "stop what `up` started"),
@@ -243,6 +294,9 @@ _COMMANDS = {
     "retention": (_retention, "delete the runs that ended over N days ago, with all their data"),
     "gc-artifacts": (_gc_artifacts, "delete stored files no run references any more, and uploads abandoned a day ago"),
     "healthcheck": (_healthcheck, "is this container's service ready? (the image's HEALTHCHECK)"),
+    "runs": (_runs, "runs from the query service: ls, show ID, export --experiment X"),
+    "alerts": (_alerts, "alert rules: add (a condition and actions), ls, rm ID"),
+    "metrics": (_metrics, "metrics tail RUN [METRIC...]: print a run's points as they are stored"),
     "install-azureml-compat": (
         _install_azureml_compat,
         "make `import azureml.core` (Azure ML SDK v1) resolve to runstream here; refused beside the real one",
@@ -259,8 +313,11 @@ def _positive(text: str) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="runstream", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"runstream {_version()}")
     commands = parser.add_subparsers(dest="command", required=True)
     parsers = {name: commands.add_parser(name, help=help_text) for name, (_, help_text) in _COMMANDS.items()}
+    _add_run_commands(parsers["runs"], parsers["metrics"])
+    _add_alert_commands(parsers["alerts"])
     parsers["ingest"].add_argument("--workers", type=_positive, default=1, help="worker processes (default 1)")
     parsers["sync"].add_argument("path", nargs="?", default=None, help="spool, run directory or file")
     parsers["dlq"].add_argument("action", choices=["list"])
@@ -300,6 +357,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:  # a setting the command cannot use: a wrong password, CA, certificate
         print(f"runstream {args.command}: {exc}", file=sys.stderr)
         return 2
+
     except (RuntimeError, OSError) as exc:
         if (setup := _postgres_setup_error(exc)) is not None:
             print(f"runstream {args.command}: {setup}", file=sys.stderr)
@@ -311,6 +369,42 @@ def main(argv: Sequence[str] | None = None) -> int:
             raise
         print(f"runstream {args.command}: {setup}", file=sys.stderr)
         return 2
+
+
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("runstream")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+def _add_run_commands(runs: argparse.ArgumentParser, metrics: argparse.ArgumentParser) -> None:
+    commands = runs.add_subparsers(dest="runs_command", required=True)
+    ls = commands.add_parser("ls", help="list runs (newest first)")
+    ls.add_argument("--experiment", help="only this experiment's runs")
+    ls.add_argument("--filter", help="e.g. \"metrics.accuracy > 0.9 and tags.team = 'cv'\" (runstream.client)")
+    ls.add_argument("--sort", help="e.g. 'metrics.accuracy DESC', 'created_at ASC'")
+    ls.add_argument("--limit", type=_positive, help="at most this many runs")
+    ls.add_argument("--format", choices=["table", "json", "csv"], default="table")
+    show = commands.add_parser("show", help="one run's details, tags, properties and last metric values")
+    show.add_argument("run_id")
+    export = commands.add_parser("export", help="every point of an experiment's runs, a row per point")
+    export.add_argument("--experiment", required=True)
+    export.add_argument("--format", choices=["csv", "parquet"], default="csv")
+    export.add_argument("--output", type=Path, help="file to write (default: CSV to stdout)")
+    tail = metrics.add_subparsers(dest="metrics_command", required=True).add_parser(
+        "tail", help="print a run's points as they are stored, until it ends"
+    )
+    tail.add_argument("run_id")
+    tail.add_argument("metrics", nargs="*", help="metric names or globs (default: all)")
+
+
+def _add_alert_commands(alerts: argparse.ArgumentParser) -> None:
+    from ops._alerts_cli import add_arguments
+
+    add_arguments(alerts)
 
 
 def _postgres_setup_error(exc: BaseException) -> str | None:

@@ -16,6 +16,7 @@ guarantee.
 from __future__ import annotations
 
 import io
+import math
 import os
 import time
 import uuid
@@ -34,6 +35,7 @@ from producer._errors import (
     MetricTypeError,
     MetricValueError,
     OfflineRunError,
+    QueryServiceError,
     RunClosedError,
     RunEnvironmentError,
     RunFailedError,
@@ -112,6 +114,8 @@ class Run:
         self._owner = False  # this process started the run (and so ends it on SIGTERM)
         self._announced = False  # run_started is known to be in Kafka
         self._cancel_requested = False
+        #: (monotonic time of the last ask, its answer): should_stop() asks the service at most so often.
+        self._stop_asked: tuple[float, bool] = (-math.inf, False)
         self._facts: dict[str, Any] | None = None  # the service's record, once read (see _children)
         self._parent_run: Run | None = None
         self._new_session()
@@ -650,6 +654,27 @@ class Run:
         if self.offline:
             return self._status or "NotStarted"
         return str(self._reader().get_json(f"/api/runs/{self.id}", runs=(self.id,))["status"])
+
+    def should_stop(self, *, max_age_seconds: float = 5.0) -> bool:
+        """True once the run was asked to stop from outside: status CancelRequested or Canceled.
+
+        An alert rule's ``cancel`` action (or an operator) sets CancelRequested;
+        a training loop checks this every step and ends early. The query service is
+        asked at most every ``max_age_seconds`` (the answer is kept in between),
+        without waiting for ingest, so a call costs nothing most steps and never
+        blocks for long. An offline run, or a service that does not answer, is
+        never asked to stop.
+        """
+        asked_at, answer = self._stop_asked
+        if self.offline or answer or time.monotonic() - asked_at < max_age_seconds:
+            return answer
+        try:
+            status = self._http.get_json(f"/api/runs/{self._stored_id}").get("status")
+        except (QueryServiceError, OSError):
+            status = None
+        answer = status in ("CancelRequested", "Canceled")
+        self._stop_asked = (time.monotonic(), answer)
+        return answer
 
     def get_details(self) -> dict[str, Any]:
         """The query service's record of the run, plus this process's ``producer`` counters."""

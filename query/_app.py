@@ -19,7 +19,9 @@ from . import (
     _consistency,
     _observe,
     _openapi,
+    _web_alerts,
     _web_files,
+    _web_follow,
     _web_login,
     _web_logs,
     _web_metrics,
@@ -28,12 +30,14 @@ from . import (
     _web_series,
     _web_stream,
 )
+from ._alerts import AlertEvaluator
 from ._artifacts import ArtifactStore, open_store
 from ._auth import make_auth_middleware
 from ._body import make_body_deadline_middleware
 from ._consistency import READ_AFTER, IngestProgress, read_after_middleware
 from ._db import Database, create_pool
 from ._errors import make_error_middleware
+from ._follow import FollowPacing
 from ._guards import make_guard_middleware
 from ._heavy import HeavyReads
 from ._json import json_response
@@ -45,8 +49,10 @@ from ._rate_limit import RateLimiter
 from ._series import SeriesReader
 from ._sessions import Sessions, cookie_secret, session_key
 from ._state import (
+    ALERTS,
     ARTIFACTS,
     DATABASE,
+    FOLLOW_PACING,
     HEAVY_READS,
     LIVE,
     LOGIN_LIMITER,
@@ -129,6 +135,7 @@ def create_app(
     app[MAX_UPLOAD_BYTES] = settings.max_upload_bytes
     app[ARTIFACTS] = artifact_store or open_store(settings)
     app[HEAVY_READS] = HeavyReads()
+    app[FOLLOW_PACING] = FollowPacing()
     app[PROXIES] = Proxies(settings.trusted_proxies)
     app[LOGIN_LIMITER] = RateLimiter(attempts=LOGIN_ATTEMPTS, window_seconds=LOGIN_WINDOW_SECONDS)
     app[_observe.QUERY_METRICS] = _observe.QueryMetrics(app)
@@ -151,6 +158,8 @@ def create_app(
         _web_metrics,
         _web_series,
         _web_stream,
+        _web_follow,
+        _web_alerts,
         _web_files,
         _web_logs,
         _web_pages,
@@ -190,10 +199,13 @@ async def _resources(
                 fallback_seconds=live_fallback_seconds,
             )
             app[READ_AFTER] = IngestProgress(pool, app[LIVE])
+            app[ALERTS] = AlertEvaluator(pool, app[DATABASE], app[LIVE])
             app[LIVE].start()
+            app[ALERTS].start()
             try:
                 yield
             finally:
+                await app[ALERTS].stop()
                 await app[LIVE].stop()
         finally:
             await pool.close()

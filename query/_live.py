@@ -31,7 +31,7 @@ import contextlib
 import logging
 import math
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -45,7 +45,7 @@ from ._db import Database
 from ._points import read_after
 from ._series import SeriesReader, json_values
 
-__all__ = ["LiveEvent", "LiveHub", "Subscription"]
+__all__ = ["LiveEvent", "LiveHub", "Subscription", "end_cursors"]
 
 _log = logging.getLogger("query.live")
 _QUEUE_EVENTS: Final = 64
@@ -78,6 +78,17 @@ class Subscription:
 
     async def next(self) -> LiveEvent | None:
         return await self.queue.get()
+
+
+async def end_cursors(pool: asyncpg.Pool, series_ids: Sequence[int]) -> dict[int, tuple[float, int]]:
+    """Each series' (time, ordinal) cursor at its stored last point; series with no point are left out."""
+    records = await pool.fetch(
+        "SELECT id, last_time FROM series WHERE id = ANY($1::bigint[]) AND last_time IS NOT NULL", list(series_ids)
+    )
+    # series.last_time is the exact logged time; the cursor must be the stored (decoded) point,
+    # which can differ by rounding, so read the points just around it.
+    near_end = {r["id"]: (r["last_time"] - _NEAR, _BEFORE_ALL[1]) for r in records}
+    return {sid: (float(p.times[-1]), int(p.ordinals[-1])) for sid, p in (await read_after(pool, near_end)).items()}
 
 
 class _Watcher:
@@ -163,7 +174,7 @@ class RunWatcher(_Watcher):
 
     async def _refresh_series(self, *, start_at_end: bool) -> None:
         records = await self._hub.pool.fetch(
-            "SELECT s.id, s.name, s.value_type, s.last_time FROM series s WHERE s.run_id = $1 AND s.kind = 'scalar'",
+            "SELECT s.id, s.name, s.value_type FROM series s WHERE s.run_id = $1 AND s.kind = 'scalar'",
             self.run_id,
         )
         fresh = [r for r in records if r["id"] not in self._names]
@@ -171,11 +182,7 @@ class RunWatcher(_Watcher):
             self._names[r["id"]] = (r["name"], r["value_type"])
             self._cursors[r["id"]] = _BEFORE_ALL
         if start_at_end:
-            # series.last_time is the exact logged time; the cursor must be the stored (decoded) point,
-            # which can differ by rounding, so read the points just around it.
-            near_end = {r["id"]: (r["last_time"] - _NEAR, _BEFORE_ALL[1]) for r in fresh if r["last_time"] is not None}
-            for series_id, points in (await read_after(self._hub.pool, near_end)).items():
-                self._cursors[series_id] = (float(points.times[-1]), int(points.ordinals[-1]))
+            self._cursors.update(await end_cursors(self._hub.pool, [r["id"] for r in fresh]))
 
     async def _tick(self) -> None:
         run = await self._hub.db.get_run(self.run_id)
@@ -370,8 +377,14 @@ class LiveHub:
     def watchers(self) -> int:
         return len(self._watchers)
 
+    @property
+    def stopped(self) -> bool:
+        """Set by :meth:`stop`; streams that follow :meth:`changed` end then."""
+        return self._stopped
+
     async def stop(self) -> None:
         self._stopped = True
+        self._announce_change()  # wakes the streams waiting on changed(), which see stopped and end
         listening, self._listening = self._listening, None
         await cancel_and_wait(listening)
         watchers, self._watchers = list(self._watchers.values()), {}

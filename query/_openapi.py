@@ -23,6 +23,7 @@ from runstream.consistency import (
 from runstream.events import STATUSES
 from runstream.names import HIDDEN_CHARACTERS
 
+from ._follow import FOLLOW_STARTS, MAX_FOLLOW_CURSOR_CHARS
 from ._json import json_response
 from ._limits import (
     DEFAULT_LOG_READ_BYTES,
@@ -275,6 +276,10 @@ SPEC: Final[dict[str, Any]] = {
                 },
             },
             "SeriesColumns": _SERIES_COLUMNS,
+            "AlertRules": {
+                "type": "object",
+                "properties": {"rules": {"type": "array", "items": {"type": "object"}}},
+            },
             "DriverLog": {
                 "type": "object",
                 "properties": {
@@ -480,6 +485,78 @@ SPEC: Final[dict[str, Any]] = {
                     },
                     **_ERRORS,
                 },
+            }
+        },
+        "/api/changes/stream": {
+            "get": {
+                "summary": (
+                    "Server-Sent Events, resumable: 'ready', then 'run' (a matching run's details, when first seen "
+                    "and on change) and 'points' (points as stored); each event's id is the cursor after it"
+                ),
+                "description": (
+                    "Give experiment or run (or both). A client reconnecting with the last id it received "
+                    "(Last-Event-ID, or cursor) gets every point stored since, once (runstream.stream)."
+                ),
+                "parameters": [
+                    _param("experiment", "query", {"type": "string", "minLength": 1}, "Experiment name"),
+                    _param("run", "query", {"type": "array", "items": {"type": "string", "format": "uuid"}}, "Run ids"),
+                    _param(
+                        "metric",
+                        "query",
+                        {"type": "array", "items": {"type": "string", "minLength": 1}},
+                        "Metric names or globs (* ? [abc] [!abc]); any of them",
+                    ),
+                    _param(
+                        "tag",
+                        "query",
+                        {"type": "array", "items": {"type": "string", "minLength": 1}},
+                        "key (set) or key:value; all of them",
+                    ),
+                    _param(
+                        "from",
+                        "query",
+                        {"type": "string", "enum": list(FOLLOW_STARTS), "default": "now"},
+                        "Without a cursor: start at the stored end (now) or from the first point (start)",
+                    ),
+                    _param(
+                        "cursor",
+                        "query",
+                        {"type": "string", "maxLength": MAX_FOLLOW_CURSOR_CHARS},
+                        "The id of the last event received",
+                    ),
+                ],
+                "responses": {
+                    "200": {
+                        "description": "An event stream",
+                        "content": {"text/event-stream": {"schema": {"type": "string"}}},
+                    },
+                    **_ERRORS,
+                },
+            }
+        },
+        "/api/alerts": {
+            "get": {
+                "summary": "Alert rules, with what each did (fired, last_fired_at, last_error); no webhook secrets",
+                "responses": {**_ok(_ref("AlertRules")), "401": _ERRORS["401"], "403": _ERRORS["403"]},
+            },
+            "post": {
+                "summary": "Add an alert rule (a write: the write token when one is set)",
+                "description": (
+                    "kind nonfinite | threshold (op, threshold) | plateau (steps, delta, mode min|max) | "
+                    "not_responding; experiment and/or run_id; metric (a name or glob) but for not_responding; "
+                    "actions: webhook {url, secret} (a JSON POST signed with HMAC-SHA256, header "
+                    "Runstream-Signature: sha256=<hex>, retried), tag {key, value}, cancel true (the run becomes "
+                    "CancelRequested, which run.should_stop() reports). Fires once per episode of its condition."
+                ),
+                "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+                "responses": {**_ok({"type": "object"}, "Added", "201"), **_ERRORS, "413": _TOO_LARGE},
+            },
+        },
+        "/api/alerts/{rule_id}": {
+            "delete": {
+                "summary": "Delete an alert rule (a write)",
+                "parameters": [_param("rule_id", "path", {"type": "integer", "minimum": 1}, "The rule's id")],
+                "responses": {**_ok({"type": "object"}), **_ERRORS},
             }
         },
         "/api/runs/{run_id}/logs/driver": {

@@ -8,8 +8,10 @@ from aiohttp import web
 
 from runstream.config import Settings
 
+from ._alerts import AlertEvaluator
 from ._artifacts import ArtifactStore
 from ._db import Database
+from ._follow import FollowPacing
 from ._heavy import HeavyReads
 from ._live import LiveHub
 from ._proxy import Proxies
@@ -18,8 +20,10 @@ from ._series import SeriesReader
 from ._sessions import Sessions
 
 __all__ = [
+    "ALERTS",
     "ARTIFACTS",
     "DATABASE",
+    "FOLLOW_PACING",
     "HEAVY_READS",
     "LIVE",
     "LOGIN_LIMITER",
@@ -36,6 +40,8 @@ ARTIFACTS: Final = web.AppKey("artifacts", ArtifactStore)
 MAX_UPLOAD_BYTES: Final = web.AppKey("max_upload_bytes", int)
 SERIES: Final = web.AppKey("series", SeriesReader)
 LIVE: Final = web.AppKey("live", LiveHub)
+ALERTS: Final = web.AppKey("alerts", AlertEvaluator)
+FOLLOW_PACING: Final = web.AppKey("follow_pacing", FollowPacing)
 HEAVY_READS: Final = web.AppKey("heavy_reads", HeavyReads)
 SESSIONS: Final = web.AppKey("sessions", Sessions)
 PROXIES: Final = web.AppKey("proxies", Proxies)

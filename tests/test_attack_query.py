@@ -713,7 +713,7 @@ async def test_parameters_an_operation_does_not_take_are_400(secured: Service, k
                 for p in op.get("parameters", [])
                 if p["in"] == "query" and p["required"]
             }
-            concrete = path.replace("{run_id}", str(known_run)).replace("{name}", "never.txt")
+            concrete = path.replace("{run_id}", str(known_run)).replace("{name}", "never.txt").replace("{rule_id}", "1")
             query = urllib.parse.urlencode({**required, "bogus": "1"})
             status, body, _ = await _call(method.upper(), f"{secured.url}{concrete}?{query}", data=b"x", token=TOKEN)
             assert status == 400 and _error(body) == ("unknown_parameter", "bogus"), (method, path, body)
