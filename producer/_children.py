@@ -71,7 +71,7 @@ def parent(run: Run) -> Run | None:
     if run._parent_run is not None:
         return run._parent_run
     parent_id = run.parent_id
-    if parent_id is None and not run._owner:
+    if parent_id is None and not run._session.owner:
         parent_id = facts(run).get("parent_id")
     if parent_id is None:
         return None
@@ -82,7 +82,7 @@ def parent(run: Run) -> Run | None:
 
 
 def run_type(run: Run) -> str | None:
-    if RUN_TYPE_PROPERTY in run._properties or run._owner:
+    if RUN_TYPE_PROPERTY in run._properties or run._session.owner:
         return run._properties.get(RUN_TYPE_PROPERTY)
     value = (facts(run).get("properties") or {}).get(RUN_TYPE_PROPERTY)
     return str(value) if value is not None else None

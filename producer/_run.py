@@ -1,11 +1,9 @@
 """The run facade: validation at the call site, then the buffer; the sender does the rest.
 
-A ``Run`` object owns one *producer session* per process: a session id, a
-buffer and a sender (a task on the process's one sender thread, sharing its
-Kafka producer with the other runs). A forked child gets a fresh session (new
-id, empty buffer, its own sender thread started on first use) and never
-touches the parent's thread; the parent's pending points stay the parent's to
-send.
+A ``Run`` object owns one *producer session* per process
+(:mod:`producer._session`: a session id, a buffer and a sender, renewed in a
+forked child); the read-back calls go through a reader that sees this
+process's writes first.
 
 The only module state here is the context run of ``get_context``; the
 process-wide hooks (fork, exit, SIGTERM) live in :mod:`producer._process`.
@@ -26,11 +24,9 @@ from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
-from producer import _children, _details, _files, _listing, _loop, _notebook, _payloads, _process, _snapshot, _validate
+from producer import _children, _details, _files, _listing, _notebook, _payloads, _process, _snapshot, _validate
 from producer._consistency import LEDGER, Reader
 from producer._errors import (
-    DeliveryError,
-    FlushTimeoutError,
     MetricTypeError,
     MetricValueError,
     OfflineRunError,
@@ -41,9 +37,8 @@ from producer._errors import (
     UnsupportedError,
 )
 from producer._http import Params, quote
-from producer._sender import Sender
-from producer._sinks import KafkaSink, Sink, SpoolSink
-from producer._spool import SUFFIX, SpoolWriter, write_private
+from producer._session import Session
+from producer._spool import write_private
 from producer._submit import DriverLogFollower
 from producer._workspace import Workspace
 from runstream.config import Settings
@@ -109,70 +104,27 @@ class Run:
         self._described: set[str] = set()  # series whose description this process has sent
         self._image_counts: dict[str, int] = {}
         self._script: ScriptProcess | None = None  # set by Experiment.submit
-        self._owner = False  # this process started the run (and so ends it on SIGTERM)
-        self._announced = False  # run_started is known to be in Kafka
         self._cancel_requested = False
         self._facts: dict[str, Any] | None = None  # the service's record, once read (see _children)
         self._parent_run: Run | None = None
-        self._new_session()
-        _process.live_runs.add(self)
+        self._session = Session(
+            self._workspace,
+            run_id=self._stored_id,
+            experiment=experiment.name,
+            parent_id=parent_id,
+            offline=offline,
+            spool_dir=self._spool_dir,
+        )
 
     def __repr__(self) -> str:
         return f"Run(id={self.id!r}, experiment={self.experiment.name!r}, status={self._status!r})"
 
-    # --- sessions -----------------------------------------------------------
+    # --- session -----------------------------------------------------------
 
-    def _new_session(self) -> None:
-        self.session_id = str(uuid.uuid4())
-        self._pid = os.getpid()
-        o = self._options
-        self._sender = Sender(
-            run_id=self._stored_id,
-            session_id=self.session_id,
-            sink=self._make_sink(),
-            flush_points=o.flush_points,
-            max_points=o.max_buffered_points,
-            wait_seconds=o.buffer_timeout_seconds,
-            flush_interval_seconds=o.flush_interval_seconds,
-            heartbeat_interval_seconds=o.heartbeat_interval_seconds,
-            spool=self._spool_writer() if o.spool and not self.offline else None,
-            spill_after_seconds=o.spill_after_seconds,
-        )
-        self._buffer = self._sender.buffer
-        # The hot path reads these two directly: no attribute chain per call.
-        self._fast = self._buffer.fast
-        self._append_float = self._buffer.append_float
-
-    def _spool_path(self) -> Path:
-        return self._spool_dir / self._stored_id / f"{self.session_id}{SUFFIX}"
-
-    def _spool_writer(self) -> SpoolWriter:
-        return SpoolWriter(self._spool_path())
-
-    def _make_sink(self) -> Sink:
-        if self.offline:
-            return SpoolSink(self._spool_path())
-        ws = self._workspace
-        shared = _loop.current().producer(
-            _loop.KafkaEndpoint(ws.kafka_bootstrap, ws.kafka_security),
-            compression=self._options.compression,
-            request_timeout_seconds=self._options.request_timeout_seconds,
-        )
-        return KafkaSink(shared, ws.topic)
-
-    def _after_fork_in_child(self) -> None:
-        # The parent's thread does not exist here and its locks may be held:
-        # start over with a session of our own.
-        _process.sending_runs.discard(self)
-        self._new_session()
-
-    def _sending(self) -> Sender:
-        sender = self._sender
-        if not sender.started:
-            sender.start()
-            _process.sending_runs.add(self)
-            LEDGER.add(sender, experiment=self.experiment.name, parent_id=self.parent_id)  # reads wait for it
-        return sender
+    @property
+    def session_id(self) -> str:
+        """The id of this process's producer session of the run (see :mod:`producer._session`)."""
+        return self._session.id
 
     # --- logging ------------------------------------------------------------
 
@@ -184,9 +136,10 @@ class Run:
         name's points so far in this process. A ``description`` is sent once per
         series (see :meth:`_describe`).
         """
-        columns = self._fast.get(name)
+        session = self._session
+        columns = session.fast.get(name)
         if columns is not None and type(value) is float and step is None and not description:
-            self._append_float(columns, value)
+            session.append_float(columns, value)
             return
         self._log_any(name, value, step, description)
 
@@ -198,8 +151,8 @@ class Run:
         self._check_open(name)
         kept = self._check_kind(name, kind)
         self._describe(name, description)
-        self._sending()
-        self._buffer.append(name, kind, stored, step)
+        self._session.sending()
+        self._session.buffer.append(name, kind, stored, step)
         self._kinds[name] = kept
 
     def _describe(self, name: str, description: Any) -> None:
@@ -299,7 +252,7 @@ class Run:
             )
         checked = {_validate.name(k, "property"): _validate.property_value(k, v) for k, v in properties.items()}
         known = self._properties
-        if not self.offline and (not self._owner or self._status in TERMINAL_STATUSES):
+        if not self.offline and (not self._session.owner or self._status in TERMINAL_STATUSES):
             known = {**self._remote_field("properties"), **known}  # others may have added some meanwhile
         for key, value in checked.items():
             if key in known and known[key] != value:
@@ -502,7 +455,8 @@ class Run:
         )
         self._publish({"type": "status", "time": now, "status": "Running", "error": None})
         self._status = "Running"
-        self._owner = True
+        self._session.owner = True
+        self._session.on_exit = self._end_with_process
         _process.install_handlers()
 
     def complete(self, *, timeout_seconds: float | None = None) -> None:
@@ -543,24 +497,26 @@ class Run:
 
     def _close(self, final: Event | None, status: str | None, timeout_seconds: float | None) -> None:
         """End this session: deliver what is buffered and ``final``, then stop the sender."""
-        sender = self._sending()
-        self._buffer.close(final)
+        self._session.seal(final)
         if status is not None:
             self._status = status
-        try:
-            sender.stop(self._options.close_timeout_seconds if timeout_seconds is None else timeout_seconds)
-        finally:
-            _process.sending_runs.discard(self)
-            LEDGER.retire(sender)
-        _process.report_spool_left(self)
+        self._session.stop(timeout_seconds)
+
+    def _end_with_process(self, error: BaseException | None, left: float) -> bool:
+        """The process ends under a ``Running`` run it started: ``error`` fails it, SIGTERM cancels it."""
+        if self._status != "Running":
+            return False
+        if error is None:
+            self._finish("Canceled", {"message": "the process received SIGTERM"}, left)
+        elif isinstance(error, KeyboardInterrupt) or (isinstance(error, SystemExit) and _process.terminated()):
+            self.cancel()
+        elif not isinstance(error, SystemExit):
+            self.fail(error)
+        return True
 
     def flush(self, timeout_seconds: float | None = None) -> None:
         """Block until everything logged so far is in Kafka (or the spool, offline)."""
-        if not self._sender.started:
-            return
-        if self._buffer.closed:
-            return  # complete()/fail()/cancel() already delivered everything
-        self._sender.flush(self._options.close_timeout_seconds if timeout_seconds is None else timeout_seconds)
+        self._session.flush(timeout_seconds)
 
     def __enter__(self) -> Run:
         return self
@@ -576,16 +532,6 @@ class Run:
             self._finish("Canceled", _payloads.error_object(exc), None)  # the user or the system stopped it
         else:
             self.fail(exc)
-
-    def _announce(self) -> None:
-        """Make sure ``run_started`` is in Kafka before another session (process) logs to the run."""
-        if not self._owner or self._announced or not self._sender.started or self._buffer.closed:
-            return
-        try:
-            self._sender.flush(self._options.request_timeout_seconds)
-        except (FlushTimeoutError, DeliveryError):
-            return  # still buffered (or spooled) and delivered later; the other session may have to retry
-        self._announced = True
 
     def _check_name(self, name: str) -> None:
         if name not in self._names:
@@ -615,8 +561,7 @@ class Run:
 
     def _publish(self, event: Event, weight: int = 1) -> None:
         self._check_open(repr(event.get("name", event["type"])))
-        self._sending()
-        self._buffer.add_event(event, weight)
+        self._session.publish(event, weight)
 
     def _publish_entry(self, event: Event, weight: int, description: Any) -> None:
         """A list, row or table entry, checked whole (size, kind) before any of it is buffered."""
@@ -677,26 +622,7 @@ class Run:
 
     def stats(self) -> dict[str, Any]:
         """This process's counters: what the session sent, retried and had to wait for."""
-        sender, buffer = self._sender, self._buffer
-        return {
-            "session": self.session_id,
-            "records_sent": sender.records_sent,
-            "bytes_sent": sender.bytes_sent,
-            "retries": sender.retries,
-            "timeouts": sender.timeouts,
-            "reopens": sender.reopens,
-            "heartbeats": sender.heartbeats,
-            "record_splits": sender.splits,
-            "pending": buffer.pending(),
-            "blocked_calls": buffer.blocked_calls,
-            "blocked_seconds": buffer.blocked_seconds,
-            "buffer_full_errors": buffer.full_errors,
-            "pressure_spills": sender.pressure_spills,
-            "spooled_records": sender.spooled,
-            "spool_errors": sender.spool_errors,
-            "replayed_records": sender.replayed,
-            "spool_left": None if sender.spool_left is None else str(sender.spool_left.path),
-        }
+        return self._session.stats()
 
     def get_metrics(self, name: str | None = None, recursive: bool = False) -> dict[str, Any]:
         """The logged metrics in Azure ML's shapes, from the query service."""
@@ -841,7 +767,7 @@ class Run:
         Delivers the run's creation first: ingest refuses data for a run it has
         not seen start, and the child's session may be quicker than ours.
         """
-        self._announce()
+        self._session.announce()
         return {**self._workspace.as_env(), ENV_RUN_ID: self.id, ENV_EXPERIMENT: self.experiment.name}
 
     @classmethod
