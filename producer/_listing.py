@@ -14,12 +14,11 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from producer._consistency import LEDGER, Reader
+from producer._consistency import Reader
 from producer._errors import UsageError
 
 if TYPE_CHECKING:
-    from producer._experiment import Experiment
-    from producer._run import Run
+    pass
 
 #: The property that holds v1's run type.
 RUN_TYPE_PROPERTY = "azureml.runsource"
@@ -72,18 +71,3 @@ def docs(reader: Reader, params: Params, *, runs: Collection[str]) -> Iterator[d
     """Every run the listing returns for ``params``, page after page, with what this process wrote to ``runs``."""
     for page in reader.pages("/api/runs", params, runs=runs):
         yield from page["runs"]
-
-
-def runs(experiment: Experiment, params: Params) -> Iterator[Run]:
-    """The listed runs, attached (newest first unless ``params`` sort otherwise).
-
-    Like every read, the listing includes what this process wrote to the
-    experiment's runs before it (see :mod:`producer._consistency`).
-    """
-    from producer._run import _attached
-
-    workspace = experiment.workspace
-    reader = Reader(workspace.query_client(), workspace.options.read_consistency_seconds)
-    written = LEDGER.experiment_runs(experiment.name)
-    for doc in docs(reader, [("experiment", experiment.name), *params], runs=written):
-        yield _attached(experiment, doc, workspace.home / "spool")

@@ -17,7 +17,7 @@ import io
 import os
 import time
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
@@ -33,13 +33,11 @@ from producer._errors import (
     RunClosedError,
     RunEnvironmentError,
     RunFailedError,
-    RunNotFoundError,
     UnsupportedError,
 )
-from producer._http import Params, quote
+from producer._readback import ReadBack
 from producer._session import Session
 from producer._spool import write_private
-from producer._submit import DriverLogFollower
 from producer._workspace import Workspace
 from runstream.config import Settings
 from runstream.events import DESCRIPTION_PREFIX, MAX_RECORD_BYTES, TERMINAL_STATUSES, Event
@@ -105,8 +103,10 @@ class Run:
         self._image_counts: dict[str, int] = {}
         self._script: ScriptProcess | None = None  # set by Experiment.submit
         self._cancel_requested = False
-        self._facts: dict[str, Any] | None = None  # the service's record, once read (see _children)
         self._parent_run: Run | None = None
+        self._reads = ReadBack(
+            self._http, run_id=self._stored_id, offline=offline, wait_seconds=self._options.read_consistency_seconds
+        )
         self._session = Session(
             self._workspace,
             run_id=self._stored_id,
@@ -237,7 +237,7 @@ class Run:
 
     def get_tags(self) -> dict[str, str | None]:
         """The run's tags: the query service's view, updated with this process's own."""
-        return {**self._remote_field("tags"), **self._tags}
+        return {**self._reads.field("tags"), **self._tags}
 
     def add_properties(self, properties: Mapping[str, Any]) -> None:
         """Add immutable properties (values stored as str); changing an existing one raises ValueError.
@@ -253,7 +253,7 @@ class Run:
         checked = {_validate.name(k, "property"): _validate.property_value(k, v) for k, v in properties.items()}
         known = self._properties
         if not self.offline and (not self._session.owner or self._status in TERMINAL_STATUSES):
-            known = {**self._remote_field("properties"), **known}  # others may have added some meanwhile
+            known = {**self._reads.field("properties"), **known}  # others may have added some meanwhile
         for key, value in checked.items():
             if key in known and known[key] != value:
                 raise MetricValueError(
@@ -283,17 +283,7 @@ class Run:
 
     def get_properties(self) -> dict[str, str]:
         """The run's properties: the query service's view, updated with this process's own."""
-        return {**self._remote_field("properties"), **self._properties}
-
-    def _remote_field(self, key: str) -> dict[str, Any]:
-        if self.offline:
-            return {}
-        try:
-            details = self._reader().get_json(f"/api/runs/{self.id}", runs=(self.id,))
-        except RunNotFoundError:
-            return {}  # not ingested yet: our own copy is all there is
-        value = details.get(key) if isinstance(details, dict) else None
-        return dict(value) if isinstance(value, dict) else {}
+        return {**self._reads.field("properties"), **self._properties}
 
     # --- files --------------------------------------------------------------
 
@@ -307,7 +297,9 @@ class Run:
             if self.offline:
                 return self._spool_file(name, source.read_bytes())
             with source.open("rb") as stream:
-                return self._http.put(self._file_path(name), stream, source.stat().st_size, "application/octet-stream")
+                return self._http.put(
+                    self._reads.file_path(name), stream, source.stat().st_size, "application/octet-stream"
+                )
         if not hasattr(path_or_stream, "read"):
             raise MetricTypeError(
                 name, f"upload_file() takes a path or a binary stream, got {type(path_or_stream).__name__}"
@@ -332,8 +324,7 @@ class Run:
     def get_file_names(self) -> list[str]:
         """Names of the run's files, as the query service lists them."""
         self._require_online("get_file_names")
-        doc = self._reader().get_json(f"/api/runs/{self.id}/files", runs=(self.id,))
-        return [entry["name"] for entry in doc.get("files", [])]
+        return self._reads.file_names()
 
     def download_file(self, name: str, output_file_path: str | os.PathLike[str] | None = None) -> Path:
         """Download the run's file ``name`` to ``output_file_path`` (a file, or a directory to put it in)."""
@@ -342,7 +333,7 @@ class Run:
         target = Path(output_file_path) if output_file_path is not None else Path(Path(name).name)
         if target.is_dir():
             target = target / Path(name).name
-        self._reader().download(self._file_path(name), target, runs=(self.id,))
+        self._reads.download(name, target)
         return target
 
     def upload_files(
@@ -371,12 +362,13 @@ class Run:
 
     def take_snapshot(self, file_or_folder_path: str | os.PathLike[str]) -> str:
         """Upload a directory (its ignore file applied) as the run's snapshot; returns the snapshot id."""
-        return _snapshot.take(self, file_or_folder_path)
+        return _snapshot.take(self, file_or_folder_path, self._workspace.home)
 
     def restore_snapshot(self, snapshot_id: str | None = None, path: str | os.PathLike[str] | None = None) -> str:
         """The run's snapshot as a zip ``<path>/<snapshot id>.zip`` (path: the temp directory); returns its path."""
         self._require_online("restore_snapshot")
-        return _snapshot.restore(self, snapshot_id or self.get_snapshot_id(), path)
+        submitted = self._workspace.home / "runs" / self._stored_id / _snapshot.ARCHIVE
+        return _snapshot.restore(self, snapshot_id or self.get_snapshot_id(), path, submitted)
 
     def get_snapshot_id(self) -> str:
         """The id of the run's snapshot (its ``ContentSnapshotId`` property; the run's id if it has none)."""
@@ -424,13 +416,10 @@ class Run:
             f"{model_path!r} (run.download_file(...) gets it)"
         )
 
-    def _file_path(self, name: str) -> str:
-        return f"/api/runs/{self._stored_id}/files/{quote(name)}"
-
     def _store_bytes(self, name: str, data: bytes) -> Any:
         if self.offline:
             return self._spool_file(name, data)
-        return self._http.put(self._file_path(name), io.BytesIO(data), len(data), "application/octet-stream")
+        return self._http.put(self._reads.file_path(name), io.BytesIO(data), len(data), "application/octet-stream")
 
     def _spool_file(self, name: str, data: bytes) -> None:
         # Offline runs keep their files beside their spool, for `runstream sync`.
@@ -443,6 +432,7 @@ class Run:
     # --- lifecycle ----------------------------------------------------------
 
     def _start(self) -> None:
+        """Publish ``run_started`` and ``Running``: this process now owns the run (see :func:`start`)."""
         now = time.time()
         self._publish(
             {
@@ -576,16 +566,6 @@ class Run:
 
     # --- reading back (query service) ---------------------------------------
 
-    def _reader(self) -> Reader:
-        """The one way to read the query service: each read sees what this process wrote before it.
-
-        Name the runs a read covers (``runs=``): the reader flushes this
-        process's sessions of those runs and has the service wait, at most
-        ``read_consistency_seconds``, until ingest has stored them (see
-        :mod:`producer._consistency`). Every read method goes through here.
-        """
-        return Reader(self._http, self._options.read_consistency_seconds)
-
     def _require_online(self, what: str) -> None:
         if self.offline:
             raise OfflineRunError(f"{what}: run {self.id} is offline; there is no query service to ask")
@@ -594,7 +574,7 @@ class Run:
         """The run's status as the query service reports it (offline: the local status)."""
         if self.offline:
             return self._status or "NotStarted"
-        return str(self._reader().get_json(f"/api/runs/{self.id}", runs=(self.id,))["status"])
+        return self._reads.status()
 
     def get_details(self) -> dict[str, Any]:
         """The query service's record of the run, plus this process's ``producer`` counters."""
@@ -602,23 +582,15 @@ class Run:
             details: dict[str, Any] = {"id": self.id, "status": self.get_status(), "tags": dict(self._tags)}
             details["properties"] = dict(self._properties)
         else:
-            details = dict(self._read_json(f"/api/runs/{self._stored_id}"))
-        details = _details.v1_details(self, details)
+            details = self._reads.details()
+        details = _details.v1_details(self._reads, self.id, details)
         details["producer"] = self.stats()
         return details
 
     def get_details_with_logs(self) -> dict[str, Any]:
         """:meth:`get_details` with ``logFiles`` mapping each log's name to its text (v1)."""
         self._require_online("get_details_with_logs")
-        return _details.with_logs(self, self.get_details())
-
-    def _read_json(self, path: str, params: Params = (), *, runs: Collection[str] | None = None) -> Any:
-        """A read of the query service that sees this process's writes to ``runs`` (default: this run)."""
-        return self._reader().get_json(path, params, runs=(self._stored_id,) if runs is None else runs)
-
-    def _read_bytes(self, path: str) -> bytes:
-        """A small file of the run, read as :meth:`_read_json` reads."""
-        return self._reader().get_bytes(path, runs=(self._stored_id,))
+        return _details.with_logs(self._reads, self.get_details())
 
     def stats(self) -> dict[str, Any]:
         """This process's counters: what the session sent, retried and had to wait for."""
@@ -627,14 +599,7 @@ class Run:
     def get_metrics(self, name: str | None = None, recursive: bool = False) -> dict[str, Any]:
         """The logged metrics in Azure ML's shapes, from the query service."""
         self._require_online("get_metrics")
-        params = {}
-        if name is not None:
-            params["name"] = name
-        if recursive:
-            params["recursive"] = "true"
-        covered = {self.id, *LEDGER.descendants(self.id)} if recursive else {self.id}
-        result: dict[str, Any] = self._reader().get_json(f"/api/runs/{self.id}/metrics", params or None, runs=covered)
-        return result
+        return self._reads.metrics(name, recursive)
 
     def wait_for_completion(
         self,
@@ -655,26 +620,14 @@ class Run:
         self._require_online("wait_for_completion")
         if show_output:
             print(f"RunId: {self.id}\nWeb View: {self.get_portal_url()}", flush=True)
-        log = DriverLogFollower(self._http if show_output else None, self.id)
-        deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
-        reader = self._reader()
-        while True:
-            log.print_new()
-            try:
-                details = dict(reader.get_json(f"/api/runs/{self.id}", runs=(self.id,)))
-            except RunNotFoundError:
-                details = {"status": None}  # not ingested yet
-            if details.get("status") in TERMINAL_STATUSES:
-                break
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"run {self.id} still {details.get('status')} after {timeout_seconds}s")
-            time.sleep(poll_interval_seconds)
-        log.print_new()
+        details = self._reads.wait_for_terminal(
+            show_output=show_output, timeout_seconds=timeout_seconds, poll_interval_seconds=poll_interval_seconds
+        )
         if show_output:
             print(f"Execution Summary\n=================\nRunId: {self.id}\nStatus: {details['status']}", flush=True)
         if details["status"] == "Failed" and raise_on_error:
             raise RunFailedError(self.id, details.get("error"))
-        return {**_details.v1_details(self, details), "producer": self.stats()}
+        return {**_details.v1_details(self._reads, self.id, details), "producer": self.stats()}
 
     def get_portal_url(self) -> str:
         """The run's page in the query service (an offline run's, once ``runstream sync`` has published it)."""
@@ -688,8 +641,6 @@ class Run:
         """A new run whose parent is this one, already ``Running``."""
         if name is not None:
             _validate.name(name, "display")
-        from producer._offline import _OfflineRun
-
         child = (_OfflineRun if self.offline else Run)(
             self.experiment,
             run_id or str(uuid.uuid4()),
@@ -699,8 +650,7 @@ class Run:
             offline=self.offline,
             spool_dir=self._spool_dir,
         )
-        child._start()
-        return child
+        return start(child)
 
     def create_children(
         self, count: int | None = None, tag_key: str | None = None, tag_values: Sequence[Any] | None = None
@@ -715,12 +665,17 @@ class Run:
     @property
     def parent(self) -> Run | None:
         """The parent run (attached), or None for a top-level run."""
-        return _children.parent(self)
+        if self._parent_run is None:
+            parent_id = _children.parent_id(self.parent_id, self._session.owner, self._reads)
+            if parent_id is None:
+                return None
+            self._parent_run = Run(self.experiment, parent_id, spool_dir=self._spool_dir, offline=self.offline)
+        return self._parent_run
 
     @property
     def type(self) -> str | None:
         """v1's run type: ``azureml.scriptrun`` for a submitted script, None for a run started by logging."""
-        return _children.run_type(self)
+        return _children.run_type(self._properties, self._session.owner, self._reads)
 
     def get_children(
         self,
@@ -756,8 +711,8 @@ class Run:
 
     def _listed_children(self, parent_id: str, wanted: _listing.Params) -> list[Run]:
         params = [("parent", parent_id), ("sort", "created_at"), *wanted]
-        docs = _listing.docs(self._reader(), params, runs=LEDGER.children(parent_id))
-        return [_attached(self.experiment, doc, self._spool_dir) for doc in docs]
+        docs = _listing.docs(self._reads.reader(), params, runs=LEDGER.children(parent_id))
+        return [attached(self.experiment, doc, self._spool_dir) for doc in docs]
 
     # --- context ------------------------------------------------------------
 
@@ -804,22 +759,83 @@ class Run:
         reader = Reader(workspace.query_client(), workspace.options.read_consistency_seconds)
         stored_id = stored_run_id(run_id)
         doc = reader.get_json(f"/api/runs/{stored_id}", runs=(stored_id,))
-        return _attached(Experiment(workspace, doc["experiment"]), doc, workspace.home / "spool")
+        return attached(Experiment(workspace, doc["experiment"]), doc, workspace.home / "spool")
 
     # --- notebooks ----------------------------------------------------------
 
     def _repr_html_(self) -> str:
         """Jupyter's view: v1's table of Experiment, Id, Type, Status and the run's page."""
-        return _notebook.run_html(self)
+        return _notebook.run_html(self, self._status)
 
 
-def _attached(experiment: Experiment, doc: Mapping[str, Any], spool_dir: Path) -> Run:
+class _OfflineRun(Run):
+    """A run recorded to the local spool and published later; see :mod:`producer._offline`."""
+
+    def __init__(
+        self,
+        experiment: Experiment,
+        run_id: str | None = None,
+        *,
+        outputs: str | os.PathLike[str] | None = None,
+        display_name: str | None = None,
+        parent_id: str | None = None,
+        offline: bool = True,
+        spool_dir: str | os.PathLike[str] | None = None,
+        **_: Any,
+    ) -> None:
+        super().__init__(
+            experiment,
+            run_id if run_id is not None else str(uuid.uuid4()),
+            outputs=outputs,
+            display_name=display_name,
+            parent_id=parent_id,
+            offline=True,
+            spool_dir=spool_dir,
+        )
+        self.id = OFFLINE_PREFIX + self._stored_id
+
+
+def start(run: Run) -> Run:
+    """``run``, a new run object, started: ``run_started`` and ``Running`` published (v1's ``start_logging``)."""
+    run._start()
+    return run
+
+
+class ScriptControl:
+    """What the watcher of a submitted script (:mod:`producer._submit`) does to its run beyond the public calls."""
+
+    def __init__(self, run: Run, outputs: Path) -> None:
+        self._run = run
+        run._outputs = outputs  # uploaded when the run ends, as for start_logging(outputs=...)
+
+    def attach(self, script: ScriptProcess) -> None:
+        """``cancel()`` on the run now asks ``script`` to stop first."""
+        self._run._script = script
+
+    def ended(self) -> bool:
+        """Whether the run has a terminal status already (its caller ended it, as v1 allows)."""
+        return self._run._status in TERMINAL_STATUSES
+
+    def upload_outputs(self) -> None:
+        self._run._upload_outputs()
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._run._cancel_requested
+
+    def request_cancel(self) -> None:
+        """The script is being stopped: when it exits, the run ends ``Canceled``."""
+        self._run._cancel_requested = True
+
+
+def attached(experiment: Experiment, doc: Mapping[str, Any], spool_dir: Path) -> Run:
+    """A run object for ``doc``, a run the query service listed (its record kept: parent and type never change)."""
     run = Run(
         experiment, doc["id"], display_name=doc.get("display_name"), parent_id=doc.get("parent_id"), spool_dir=spool_dir
     )
     if doc.get("status") in TERMINAL_STATUSES:
         run._status = doc["status"]
-    run._facts = dict(doc)
+    run._reads.keep_record(dict(doc))
     return run
 
 
@@ -843,8 +859,5 @@ def _context_from_env(env: Mapping[str, str]) -> Run:
         run = Run(experiment, run_id, spool_dir=spool)
         run._status = "Running"
         return run
-    from producer._offline import _OfflineRun
-
     run = _OfflineRun(Experiment(Workspace.from_settings(settings), "offline"), spool_dir=spool, outputs="./outputs")
-    run._start()
-    return run
+    return start(run)
