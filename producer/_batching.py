@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import orjson
 
 from producer._buffer import Chunk, Item
-from runstream.events import MAX_RECORD_BYTES, Batch, Event, encode_batch, scalars_event
+from runstream.events import MAX_RECORD_BYTES, Batch, WireEvent, encode_batch, scalars_event
 
 #: Room for the envelope: version, run and session ids, seq.
 BUDGET = MAX_RECORD_BYTES - 4096
@@ -77,7 +77,7 @@ def group(items: list[Item], budget: int = BUDGET) -> Iterator[list[Item]]:
         yield current
 
 
-def to_event(item: Item) -> Event:
+def to_event(item: Item) -> WireEvent:
     if isinstance(item, Chunk):
         return scalars_event(item.name, item.kind, item.steps, item.times, item.ordinals, item.values)
     return item

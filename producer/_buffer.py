@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from producer._errors import BufferFullError, DeliveryError, RunClosedError
-from runstream.events import Event, ScalarKind
+from runstream.events import ScalarKind, WireEvent
 
 _now = time.time
 
@@ -90,7 +90,7 @@ class Chunk:
     ordinals: range
 
 
-Item = Chunk | Event
+Item = Chunk | WireEvent
 
 
 class Buffer:
@@ -182,7 +182,7 @@ class Buffer:
         else:
             self.fast.pop(columns.name, None)
 
-    def add_event(self, event: Event, weight: int = 1, *, wait_for_room: bool = True) -> None:
+    def add_event(self, event: WireEvent, weight: int = 1, *, wait_for_room: bool = True) -> None:
         """A non-scalar event, after every point logged before it.
 
         The sender adds its heartbeats with ``wait_for_room=False``: it must
@@ -197,7 +197,7 @@ class Buffer:
             self._sealed.append(event)
             self._total += weight
 
-    def close(self, final: Event | None = None) -> None:
+    def close(self, final: WireEvent | None = None) -> None:
         """Refuse further data; ``final`` (a status event) is the last thing buffered. Idempotent."""
         with self._lock:
             if self._closed:

@@ -40,7 +40,21 @@ from producer._session import Session
 from producer._spool import write_private
 from producer._workspace import Workspace
 from runstream.config import Settings
-from runstream.events import DESCRIPTION_PREFIX, MAX_RECORD_BYTES, TERMINAL_STATUSES, Event
+from runstream.events import (
+    DESCRIPTION_PREFIX,
+    MAX_RECORD_BYTES,
+    TERMINAL_STATUSES,
+    WireEvent,
+    image_event,
+    list_event,
+    properties_event,
+    row_event,
+    run_started_event,
+    status_event,
+    table_event,
+    tags_event,
+    widened_kind,
+)
 
 if TYPE_CHECKING:
     from producer._experiment import Experiment
@@ -54,7 +68,6 @@ OFFLINE_PREFIX = "OfflineRun_"
 _EVENT_BUDGET = MAX_RECORD_BYTES - 64 * 1024
 
 _context_run: Run | None = None
-_NUMBERS = frozenset({"int", "float"})
 #: How an error names each kind of series (scalar kinds, then the event types of entries).
 _KIND_NAMES = {
     **{kind: f"{kind} scalars" for kind in ("float", "int", "bool", "str")},
@@ -165,7 +178,7 @@ class Run:
         if not description or name in self._described:
             return
         text = _validate.description(name, description)
-        self._publish({"type": "properties", "time": time.time(), "properties": {DESCRIPTION_PREFIX + name: text}})
+        self._publish(properties_event(time.time(), {DESCRIPTION_PREFIX + name: text}))
         self._properties.setdefault(DESCRIPTION_PREFIX + name, text)
         self._described.add(name)
 
@@ -173,22 +186,20 @@ class Run:
         """Log a list of values as one entry of the metric ``name``."""
         self._check_name(name)
         values = _validate.values(name, value)
-        self._publish_entry(
-            {"type": "list", "name": name, "time": time.time(), "values": values}, len(values), description
-        )
+        self._publish_entry(list_event(name, time.time(), values), len(values), description)
 
     def log_row(self, name: str, description: str | None = None, **columns: Any) -> None:
         """Log one row of the table ``name``: ``log_row("loss", epoch=1, value=0.3)``."""
         self._check_name(name)
         row = _validate.row(name, columns)
-        self._publish_entry({"type": "row", "name": name, "time": time.time(), "columns": row}, len(row), description)
+        self._publish_entry(row_event(name, time.time(), row), len(row), description)
 
     def log_table(self, name: str, value: Mapping[str, Any], description: str = "") -> None:
         """Log a table ``{column: [values]}``; columns must have equal lengths."""
         self._check_name(name)
         table = _validate.table(name, value)
         weight = sum(len(v) for v in table.values())
-        self._publish_entry({"type": "table", "name": name, "time": time.time(), "columns": table}, weight, description)
+        self._publish_entry(table_event(name, time.time(), table), weight, description)
 
     def log_image(
         self, name: str, path: str | os.PathLike[str] | None = None, plot: Any = None, description: str = ""
@@ -216,7 +227,7 @@ class Run:
         file_name = f"images/{safe}{suffix}" if count == 0 else f"images/{safe}_{count}{suffix}"
         self._store_bytes(file_name, data)
         self._image_counts[name] = count + 1
-        self._publish({"type": "image", "name": name, "time": time.time(), "file": file_name})
+        self._publish(image_event(name, time.time(), file_name))
         self._kinds[name] = "image"
 
     # --- tags and properties ------------------------------------------------
@@ -232,7 +243,7 @@ class Run:
         checked = {_validate.name(k, "tag"): _validate.tag_value(k, v) for k, v in tags.items()}
         if not checked:
             return
-        self._annotate({"type": "tags", "time": time.time(), "tags": checked})
+        self._annotate(tags_event(time.time(), checked))
         self._tags.update(checked)
 
     def get_tags(self) -> dict[str, str | None]:
@@ -262,10 +273,10 @@ class Run:
         new = {k: v for k, v in checked.items() if k not in known}
         if not new:
             return
-        self._annotate({"type": "properties", "time": time.time(), "properties": new})
+        self._annotate(properties_event(time.time(), new))
         self._properties.update(new)
 
-    def _annotate(self, event: Event) -> None:
+    def _annotate(self, event: WireEvent) -> None:
         """Tags and properties: with the run's data while this process logs to it, else delivered at once.
 
         Azure ML v1 sets them with a synchronous call, on any run, finished or
@@ -434,16 +445,8 @@ class Run:
     def _start(self) -> None:
         """Publish ``run_started`` and ``Running``: this process now owns the run (see :func:`start`)."""
         now = time.time()
-        self._publish(
-            {
-                "type": "run_started",
-                "time": now,
-                "experiment": self.experiment.name,
-                "display_name": self.display_name,
-                "parent": self.parent_id,
-            }
-        )
-        self._publish({"type": "status", "time": now, "status": "Running", "error": None})
+        self._publish(run_started_event(now, self.experiment.name, self.display_name, self.parent_id))
+        self._publish(status_event(now, "Running"))
         self._status = "Running"
         self._session.owner = True
         self._session.on_exit = self._end_with_process
@@ -483,9 +486,9 @@ class Run:
         self._finish("Canceled", None, timeout_seconds)
 
     def _finish(self, status: str, error: Any, timeout_seconds: float | None) -> None:
-        self._close({"type": "status", "time": time.time(), "status": status, "error": error}, status, timeout_seconds)
+        self._close(status_event(time.time(), status, error), status, timeout_seconds)
 
-    def _close(self, final: Event | None, status: str | None, timeout_seconds: float | None) -> None:
+    def _close(self, final: WireEvent | None, status: str | None, timeout_seconds: float | None) -> None:
         """End this session: deliver what is buffered and ``final``, then stop the sender."""
         self._session.seal(final)
         if status is not None:
@@ -537,10 +540,11 @@ class Run:
         logging the same name as another kind still conflicts at ingest.
         """
         have = self._kinds.get(name)
-        if have is None or have == kind:
+        if have is None:
             return kind
-        if {have, kind} <= _NUMBERS:
-            return "float"
+        kept = widened_kind(have, kind)
+        if kept is not None:
+            return kept
         raise MetricTypeError(
             name, f"already logged as {_KIND_NAMES[have]}, cannot take {_KIND_NAMES[kind]}: a metric keeps one kind"
         )
@@ -549,11 +553,11 @@ class Run:
         if self._status in TERMINAL_STATUSES:
             raise RunClosedError(f"{what}: run {self.id} is {self._status}; it takes no more data")
 
-    def _publish(self, event: Event, weight: int = 1) -> None:
+    def _publish(self, event: WireEvent, weight: int = 1) -> None:
         self._check_open(repr(event.get("name", event["type"])))
         self._session.publish(event, weight)
 
-    def _publish_entry(self, event: Event, weight: int, description: Any) -> None:
+    def _publish_entry(self, event: WireEvent, weight: int, description: Any) -> None:
         """A list, row or table entry, checked whole (size, kind) before any of it is buffered."""
         name = event["name"]
         size = len(orjson.dumps(event))

@@ -34,7 +34,7 @@ from producer._sender import Sender
 from producer._sinks import KafkaSink, Sink, SpoolSink
 from producer._spool import SUFFIX, SpoolWriter
 from producer._workspace import Workspace
-from runstream.events import Event
+from runstream.events import WireEvent
 
 #: How a run this process started ends when the process ends under it: called
 #: with the error that ends the program (None: SIGTERM, at exit) and the seconds
@@ -125,7 +125,7 @@ class Session:
             LEDGER.add(sender, experiment=self.experiment, parent_id=self.parent_id)
         return sender
 
-    def publish(self, event: Event, weight: int = 1) -> None:
+    def publish(self, event: WireEvent, weight: int = 1) -> None:
         self.sending()
         self.buffer.add_event(event, weight)
 
@@ -148,7 +148,7 @@ class Session:
             return  # still buffered (or spooled) and delivered later; the other session may have to retry
         self.announced = True
 
-    def seal(self, final: Event | None) -> None:
+    def seal(self, final: WireEvent | None) -> None:
         """Take nothing more: the buffer holds what is left to deliver, ``final`` last."""
         self.sending()
         self.buffer.close(final)
