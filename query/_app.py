@@ -181,7 +181,6 @@ async def _resources(
             app[DATABASE] = Database(pool)
             app[SERIES] = SeriesReader(pool)
             app[SESSIONS] = Sessions(pool, key=session_key, max_age_seconds=app[SETTINGS].session_max_age_seconds)
-            app[_web_logs.PARTS] = _web_logs.DriverLogParts(pool)
             app[LIVE] = LiveHub(
                 pool,
                 app[DATABASE],
