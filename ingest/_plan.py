@@ -25,6 +25,7 @@ from typing import Any, Final
 import numpy as np
 import orjson
 
+from runstream.chunks import PointColumns
 from runstream.events import (
     EVENT_TYPES,
     TERMINAL_STATUSES,
@@ -83,20 +84,20 @@ class NewRun:
 
 
 @dataclass(slots=True)
-class ScalarColumns:
-    """Points of one series in this flush: the events' column arrays, in order.
+class PointParts:
+    """Points of one series in this flush: each event's :class:`PointColumns`, in order.
 
     The arrays are joined once, when the flush is written (:meth:`joined`),
     rather than appended to point by point.
     """
 
-    parts: list[tuple[Any, Any, Any, Any]] = field(default_factory=list)
+    parts: list[PointColumns] = field(default_factory=list)
 
-    def joined(self, *, is_text: bool) -> tuple[Any, Any, Any, Any]:
-        """(steps int64, times float64, ordinals int64, values float64 or list of str)."""
+    def joined(self, *, is_text: bool) -> PointColumns:
+        """One set of columns: steps int64, times float64, ordinals int64, values float64 or a list of str."""
         steps, times, ordinals, values = zip(*self.parts, strict=True)
         joined_values = [v for part in values for v in part] if is_text else np.concatenate(values, dtype=np.float64)
-        return np.concatenate(steps), np.concatenate(times), np.concatenate(ordinals), joined_values
+        return PointColumns(np.concatenate(steps), np.concatenate(times), np.concatenate(ordinals), joined_values)
 
 
 @dataclass(slots=True)
@@ -115,7 +116,7 @@ class Plan:
     history: list[tuple[str, str, float, str | None]] = field(default_factory=list)
     series: dict[SeriesKey, SeriesState] = field(default_factory=dict)
     widened: set[SeriesKey] = field(default_factory=set)
-    scalars: dict[SeriesKey, ScalarColumns] = field(default_factory=dict)
+    scalars: dict[SeriesKey, PointParts] = field(default_factory=dict)
     # (series key, time, position, JSON text)
     entries: list[tuple[SeriesKey, float, int, str]] = field(default_factory=list)
     # the sessions whose seen seqs changed, as they are now
@@ -338,8 +339,8 @@ class _Planner:
         self._series(key, "scalar", event["kind"])
         columns = self.plan.scalars.get(key)
         if columns is None:
-            columns = self.plan.scalars[key] = ScalarColumns()
-        columns.parts.append((event["steps"], event["times"], event["ordinals"], event["values"]))
+            columns = self.plan.scalars[key] = PointParts()
+        columns.parts.append(PointColumns(event["steps"], event["times"], event["ordinals"], event["values"]))
 
     def _entry(self, run_id: str, event: DecodedEvent) -> None:
         spec = EVENT_TYPES[event["type"]]
