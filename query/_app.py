@@ -28,7 +28,7 @@ from . import (
     _web_series,
     _web_stream,
 )
-from ._artifacts import ArtifactStore, open_store
+from ._artifacts import ArtifactStore
 from ._auth import make_auth_middleware
 from ._body import make_body_deadline_middleware
 from ._consistency import READ_AFTER, IngestProgress, read_after_middleware
@@ -56,6 +56,7 @@ from ._state import (
     SESSIONS,
     SETTINGS,
 )
+from ._stores import open_store
 from ._validate import query_text_middleware
 
 __all__ = ["DEFAULT_MAX_UPLOAD_BYTES", "create_app", "serve"]

@@ -36,8 +36,6 @@ ALLOWED = {
 KNOWN_CYCLES = {
     # v1's API has each make the other: Experiment.start_logging() a Run, Run.get()/get_context() an Experiment.
     frozenset({"producer._run", "producer._experiment"}): "v1's Run and Experiment",
-    # The S3 client is imported only when an s3:// store is configured; it reuses the file store's pieces.
-    frozenset({"query._artifacts", "query._s3_artifacts"}): "the S3 store, imported on use",
 }
 
 
