@@ -1,9 +1,17 @@
 """The run facade: validation at the call site, then the buffer; the sender does the rest.
 
-A ``Run`` object owns one *producer session* per process
-(:mod:`producer._session`: a session id, a buffer and a sender, renewed in a
-forked child); the read-back calls go through a reader that sees this
-process's writes first.
+``Run`` is the API object (Azure ML v1's surface) and the run's state as this
+process knows it (status, tags, properties, the kinds of its series). It
+stands on two collaborators, each with one job:
+
+- :class:`producer._session.Session`: this process's producer session (session
+  id, pid, buffer, sender, spool), renewed in a forked child;
+- :class:`producer._readback.ReadBack`: the read-back calls, each seeing what
+  this process wrote before it.
+
+Only this module touches a ``Run``'s private fields; the helpers (``_children``,
+``_details``, ``_snapshot``, ``_submit``...) get what they need as arguments
+(a ``ReadBack``, a :class:`ScriptControl`).
 
 The only module state here is the context run of ``get_context``; the
 process-wide hooks (fork, exit, SIGTERM) live in :mod:`producer._process`.
