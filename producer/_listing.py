@@ -11,14 +11,14 @@ PostgreSQL; keys cannot contain ``:`` (the parameters' separator).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
-from producer._consistency import Reader
+from producer._consistency import LEDGER, Reader
 from producer._errors import UsageError
 
 if TYPE_CHECKING:
-    pass
+    from producer._run import Run
 
 #: The property that holds v1's run type.
 RUN_TYPE_PROPERTY = "azureml.runsource"
@@ -71,3 +71,25 @@ def docs(reader: Reader, params: Params, *, runs: Collection[str]) -> Iterator[d
     """Every run the listing returns for ``params``, page after page, with what this process wrote to ``runs``."""
     for page in reader.pages("/api/runs", params, runs=runs):
         yield from page["runs"]
+
+
+class Children:
+    """A run's children as the query service lists them (with this process's writes), attached by ``attach``."""
+
+    def __init__(self, reader: Reader, attach: Callable[[Mapping[str, Any]], Run]) -> None:
+        self._reader = reader
+        self._attach = attach
+
+    def children(self, parent_id: str, wanted: Params) -> list[Run]:
+        """The runs whose parent is ``parent_id`` that match ``wanted``, oldest first."""
+        params = [("parent", parent_id), ("sort", "created_at"), *wanted]
+        return [self._attach(doc) for doc in docs(self._reader, params, runs=LEDGER.children(parent_id))]
+
+    def filtered(self, run_id: str, wanted: Params, recursive: bool) -> list[Run]:
+        """Level by level: each level's matching runs are kept; all of its runs are the next level's parents."""
+        found: list[Run] = []
+        parents = [run_id]
+        while parents:
+            found += [run for parent_id in parents for run in self.children(parent_id, wanted)]
+            parents = [run.id for p in parents for run in self.children(p, [])] if recursive else []
+        return found

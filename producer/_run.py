@@ -33,7 +33,7 @@ from typing import IO, TYPE_CHECKING, Any
 import orjson
 
 from producer import _children, _details, _files, _listing, _notebook, _payloads, _process, _snapshot, _validate
-from producer._consistency import LEDGER, Reader
+from producer._consistency import Reader
 from producer._errors import (
     MetricTypeError,
     MetricValueError,
@@ -705,26 +705,13 @@ class Run:
         """
         self._require_online("get_children")
         wanted = _listing.filters(tags=tags, properties=properties, type=type, status=status)
+        listing = _listing.Children(self._reads.reader(), lambda doc: attached(self.experiment, doc, self._spool_dir))
         if wanted:
-            return self._filtered_children(wanted, recursive)
-        children = self._listed_children(self._stored_id, [])
+            return listing.filtered(self._stored_id, wanted, recursive)
+        children = listing.children(self._stored_id, [])
         if recursive:
             return [d for child in children for d in (child, *child.get_children(recursive=True))]
         return children
-
-    def _filtered_children(self, wanted: _listing.Params, recursive: bool) -> list[Run]:
-        """Level by level: each level's matching runs are kept; all of its runs are the next level's parents."""
-        found: list[Run] = []
-        parents = [self._stored_id]
-        while parents:
-            found += [run for parent_id in parents for run in self._listed_children(parent_id, wanted)]
-            parents = [run.id for p in parents for run in self._listed_children(p, [])] if recursive else []
-        return found
-
-    def _listed_children(self, parent_id: str, wanted: _listing.Params) -> list[Run]:
-        params = [("parent", parent_id), ("sort", "created_at"), *wanted]
-        docs = _listing.docs(self._reads.reader(), params, runs=LEDGER.children(parent_id))
-        return [attached(self.experiment, doc, self._spool_dir) for doc in docs]
 
     # --- context ------------------------------------------------------------
 
