@@ -98,6 +98,7 @@ __all__ = [
     "Batch",
     "BatchHeader",
     "DecodedEvent",
+    "Event",
     "EventError",
     "EventType",
     "WireEvent",
@@ -152,6 +153,8 @@ Scalar: TypeAlias = float | int | bool | str
 WireEvent: TypeAlias = dict[str, Any]
 #: An event as :func:`decode_batch` returns it: checked, scalar columns as numpy arrays.
 DecodedEvent: TypeAlias = dict[str, Any]
+#: The decoded form's name in :mod:`runstream.contract`'s public surface (consumers only ever decode).
+Event: TypeAlias = DecodedEvent
 _KINDS: Final = frozenset({"float", "int", "bool", "str"})
 _NONFINITE_NAMES: Final = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 _I64: Final = np.dtype("<i8")
