@@ -25,7 +25,16 @@ from typing import Any, Final
 import numpy as np
 import orjson
 
-from runstream.events import TERMINAL_STATUSES, Batch, BatchHeader, Event, encode_json_value
+from runstream.chunks import PointColumns
+from runstream.events import (
+    EVENT_TYPES,
+    TERMINAL_STATUSES,
+    Batch,
+    BatchHeader,
+    DecodedEvent,
+    encode_json_value,
+    widened_kind,
+)
 
 from ._decoder import DeadLetter, Decoded
 from ._sessions import SessionState, Verdict
@@ -34,8 +43,6 @@ from ._status import accepts
 __all__ = ["Plan", "RunState", "RunUpdate", "SeriesKey", "SeriesState", "build_plan"]
 
 SeriesKey = tuple[str, str]  # (run id, series name)
-_ENTRY_KINDS: Final = {"list": "list", "row": "row", "table": "table", "image": "image"}
-_ENTRY_FIELD: Final = {"list": "values", "row": "columns", "table": "columns", "image": "file"}
 
 
 @dataclass(slots=True)
@@ -77,20 +84,20 @@ class NewRun:
 
 
 @dataclass(slots=True)
-class ScalarColumns:
-    """Points of one series in this flush: the events' column arrays, in order.
+class PointParts:
+    """Points of one series in this flush: each event's :class:`PointColumns`, in order.
 
     The arrays are joined once, when the flush is written (:meth:`joined`),
     rather than appended to point by point.
     """
 
-    parts: list[tuple[Any, Any, Any, Any]] = field(default_factory=list)
+    parts: list[PointColumns] = field(default_factory=list)
 
-    def joined(self, *, is_text: bool) -> tuple[Any, Any, Any, Any]:
-        """(steps int64, times float64, ordinals int64, values float64 or list of str)."""
+    def joined(self, *, is_text: bool) -> PointColumns:
+        """One set of columns: steps int64, times float64, ordinals int64, values float64 or a list of str."""
         steps, times, ordinals, values = zip(*self.parts, strict=True)
         joined_values = [v for part in values for v in part] if is_text else np.concatenate(values, dtype=np.float64)
-        return np.concatenate(steps), np.concatenate(times), np.concatenate(ordinals), joined_values
+        return PointColumns(np.concatenate(steps), np.concatenate(times), np.concatenate(ordinals), joined_values)
 
 
 @dataclass(slots=True)
@@ -109,7 +116,7 @@ class Plan:
     history: list[tuple[str, str, float, str | None]] = field(default_factory=list)
     series: dict[SeriesKey, SeriesState] = field(default_factory=dict)
     widened: set[SeriesKey] = field(default_factory=set)
-    scalars: dict[SeriesKey, ScalarColumns] = field(default_factory=dict)
+    scalars: dict[SeriesKey, PointParts] = field(default_factory=dict)
     # (series key, time, position, JSON text)
     entries: list[tuple[SeriesKey, float, int, str]] = field(default_factory=list)
     # the sessions whose seen seqs changed, as they are now
@@ -227,7 +234,7 @@ class _Planner:
     def _series_state(self, key: SeriesKey) -> SeriesState | None:
         return self.plan.series.get(key) or self.stored_series.get(key)
 
-    def _check(self, run_id: str, events: list[Event]) -> None:
+    def _check(self, run_id: str, events: list[DecodedEvent]) -> None:
         known = run_id in self.runs
         seen: dict[str, tuple[str, str | None]] = {}
         for event in events:
@@ -236,12 +243,10 @@ class _Planner:
                 known = True
             elif not known:
                 raise _Reject("unknown_run", f"run {run_id} has a {kind} event before any run_started")
-            if kind == "scalars":
-                wanted: tuple[str, str | None] = ("scalar", event["kind"])
-            elif kind in _ENTRY_KINDS:
-                wanted = (_ENTRY_KINDS[kind], None)
-            else:
+            series = EVENT_TYPES[kind].series
+            if series is None:
                 continue
+            wanted: tuple[str, str | None] = (series, event["kind"] if series == "scalar" else None)
             name = event["name"]
             state = self._series_state((run_id, name))
             have = seen.get(name) or ((state.kind, state.value_type) if state else None)
@@ -270,7 +275,7 @@ class _Planner:
             update.ended_at = time
         self.plan.history.append((run_id, status, time, error_json))
 
-    def _resume(self, run_id: str, events: list[Event]) -> None:
+    def _resume(self, run_id: str, events: list[DecodedEvent]) -> None:
         """A NotResponding run that sends anything (but a status) is Running again."""
         if self.runs[run_id].status != "NotResponding" or not events:
             return
@@ -281,7 +286,7 @@ class _Planner:
         if times:
             self._set_status(run_id, "Running", max(times), None)
 
-    def _run_started(self, run_id: str, event: Event) -> None:
+    def _run_started(self, run_id: str, event: DecodedEvent) -> None:
         if run_id in self.runs:
             return  # a resumed or replayed start: the run and its status stand
         self.runs[run_id] = RunState("Running")
@@ -291,10 +296,10 @@ class _Planner:
         )
         self.plan.history.append((run_id, "Running", float(event["time"]), None))
 
-    def _status(self, run_id: str, event: Event) -> None:
+    def _status(self, run_id: str, event: DecodedEvent) -> None:
         self._set_status(run_id, event["status"], float(event["time"]), event.get("error"))
 
-    def _heartbeat(self, run_id: str, event: Event) -> None:
+    def _heartbeat(self, run_id: str, event: DecodedEvent) -> None:
         time = float(event["time"])
         update = self._update(run_id)
         if update.heartbeat_at is None or time > update.heartbeat_at:
@@ -302,10 +307,10 @@ class _Planner:
         if self.runs[run_id].status == "NotResponding":
             self._set_status(run_id, "Running", time, None)
 
-    def _tags(self, run_id: str, event: Event) -> None:
+    def _tags(self, run_id: str, event: DecodedEvent) -> None:
         self._update(run_id).tags.update(event["tags"])
 
-    def _properties(self, run_id: str, event: Event) -> None:
+    def _properties(self, run_id: str, event: DecodedEvent) -> None:
         props = self._update(run_id).properties
         for key, value in event["properties"].items():
             props.setdefault(key, value)  # add only: the first value wins
@@ -319,28 +324,30 @@ class _Planner:
             else:
                 state = SeriesState(stored.id, stored.kind, stored.value_type, stored.next_position)
             self.plan.series[key] = state
-        if kind == "scalar" and state.value_type != value_type:
-            # _check allowed only int <-> float, which widens to float.
-            if state.value_type == "int":
+        stored_type = state.value_type
+        if kind == "scalar" and stored_type is not None and value_type is not None and stored_type != value_type:
+            # _check let through only a change that widens (int to float): the stored points change type.
+            state.value_type = widened_kind(stored_type, value_type)
+            if state.value_type != stored_type:
                 self.plan.widened.add(key)
-            state.value_type = "float"
         return state
 
-    def _scalars(self, run_id: str, event: Event) -> None:
+    def _scalars(self, run_id: str, event: DecodedEvent) -> None:
         if not len(event["steps"]):
             return
         key = (run_id, event["name"])
         self._series(key, "scalar", event["kind"])
         columns = self.plan.scalars.get(key)
         if columns is None:
-            columns = self.plan.scalars[key] = ScalarColumns()
-        columns.parts.append((event["steps"], event["times"], event["ordinals"], event["values"]))
+            columns = self.plan.scalars[key] = PointParts()
+        columns.parts.append(PointColumns(event["steps"], event["times"], event["ordinals"], event["values"]))
 
-    def _entry(self, run_id: str, event: Event) -> None:
-        kind = event["type"]
-        state = self._series((run_id, event["name"]), _ENTRY_KINDS[kind], None)
+    def _entry(self, run_id: str, event: DecodedEvent) -> None:
+        spec = EVENT_TYPES[event["type"]]
+        assert spec.series is not None and spec.entry is not None  # noqa: S101 - _APPLY sends only entries here
+        state = self._series((run_id, event["name"]), spec.series, None)
         # Non-finite floats keep their wire encoding: jsonb cannot hold NaN.
-        value = orjson.dumps(encode_json_value(event[_ENTRY_FIELD[kind]])).decode()
+        value = orjson.dumps(encode_json_value(event[spec.entry])).decode()
         self.plan.entries.append(((run_id, event["name"]), float(event["time"]), state.next_position, value))
         state.next_position += 1
 
@@ -354,8 +361,10 @@ def _merge_types(
 ) -> tuple[str, str | None]:
     if have is None or have == wanted:
         return wanted
-    if have[0] == wanted[0] == "scalar" and {have[1], wanted[1]} == {"int", "float"}:
-        return ("scalar", "float")
+    if have[0] == wanted[0] == "scalar" and have[1] is not None and wanted[1] is not None:
+        kept = widened_kind(have[1], wanted[1])
+        if kept is not None:
+            return ("scalar", kept)
     raise _Reject(
         "type_conflict",
         f"run {run_id} series {name!r} holds {_describe(have)}, the record logs {_describe(wanted)}",
@@ -366,6 +375,7 @@ def _describe(kind: tuple[str, str | None]) -> str:
     return f"{kind[1]} scalars" if kind[0] == "scalar" else f"{kind[0]} entries"
 
 
+#: How each event type changes the plan: run-level types each their own way, every entry type as an entry.
 _APPLY: Final = {
     "run_started": _Planner._run_started,
     "status": _Planner._status,
@@ -373,8 +383,5 @@ _APPLY: Final = {
     "tags": _Planner._tags,
     "properties": _Planner._properties,
     "scalars": _Planner._scalars,
-    "list": _Planner._entry,
-    "row": _Planner._entry,
-    "table": _Planner._entry,
-    "image": _Planner._entry,
+    **{kind: _Planner._entry for kind, spec in EVENT_TYPES.items() if spec.entry is not None},
 }

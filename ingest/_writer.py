@@ -46,7 +46,7 @@ from typing import Any, Final
 import asyncpg
 import orjson
 
-from runstream.chunks import CHUNK_COLUMNS, encode_chunk
+from runstream.chunks import CHUNK_COLUMNS, PointColumns, encode_chunk
 from runstream.events import BatchHeader
 from runstream.pg import Conn
 
@@ -122,20 +122,16 @@ class FlushResult:
         self.dead += plan.dead
 
 
-#: A series' points in one flush: (steps, times, ordinals, values).
-Columns = tuple[Any, Any, Any, Any]
-
-
 def _small_chunks(points: int) -> int:
     """How many of the chunks _slices makes of ``points`` points are small (for the compactor)."""
     return int(points % CHUNK_POINTS < SMALL_CHUNK_POINTS and points % CHUNK_POINTS > 0)
 
 
-def _slices(columns: Columns) -> Iterable[Columns]:
+def _slices(columns: PointColumns) -> Iterable[PointColumns]:
     """The columns in pieces of at most CHUNK_POINTS points, in order."""
-    for start in range(0, len(columns[0]), CHUNK_POINTS):
+    for start in range(0, len(columns.steps), CHUNK_POINTS):
         part = slice(start, start + CHUNK_POINTS)
-        yield columns[0][part], columns[1][part], columns[2][part], columns[3][part]
+        yield PointColumns(*(column[part] for column in columns))
 
 
 def _ts(epoch_seconds: float | None) -> datetime | None:
@@ -524,7 +520,7 @@ class Writer:
         return ids
 
     @staticmethod
-    def _columns(plan: Plan) -> dict[SeriesKey, Columns]:
+    def _columns(plan: Plan) -> dict[SeriesKey, PointColumns]:
         """Each series' points in this flush as whole columns."""
         return {key: c.joined(is_text=plan.series[key].value_type == "str") for key, c in plan.scalars.items()}
 
@@ -533,7 +529,7 @@ class Writer:
         conn: Conn,
         plan: Plan,
         ids: dict[SeriesKey, int],
-        columns: dict[SeriesKey, Columns],
+        columns: dict[SeriesKey, PointColumns],
         day: int,
     ) -> None:
         rows = [

@@ -189,7 +189,7 @@ def _dropped(dropped: DroppedRuns) -> str:
 
 def _gc_artifacts(settings: Settings, args: argparse.Namespace) -> int:
     from query._artifact_gc import collect_artifacts
-    from query._artifacts import open_store
+    from query._stores import open_store
 
     # Only what was given: the defaults live with collect_artifacts.
     ages = {k: v for k, v in vars(args).items() if k.endswith("min_age_seconds") and v is not None}

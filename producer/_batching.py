@@ -2,7 +2,7 @@
 
 Sizes are estimated from upper bounds (packed columns at their base64 size,
 JSON values at their longest form), so each event is encoded once, inside
-``encode_batch``; a chunk whose bound exceeds the budget is split in halves,
+``encode_batch``; sealed points whose bound exceeds the budget are split in halves,
 which keeps points in order.
 """
 
@@ -12,8 +12,8 @@ from collections.abc import Iterator
 
 import orjson
 
-from producer._buffer import Chunk, Item
-from runstream.events import MAX_RECORD_BYTES, Batch, Event, encode_batch, scalars_event
+from producer._buffer import Item, SealedPoints
+from runstream.events import MAX_RECORD_BYTES, Batch, WireEvent, encode_batch, scalars_event
 
 #: Room for the envelope: version, run and session ids, seq.
 BUDGET = MAX_RECORD_BYTES - 4096
@@ -23,37 +23,42 @@ _PACKED_BYTES = 11
 _VALUE_BYTES = {"float": _PACKED_BYTES, "int": _PACKED_BYTES, "bool": 6}
 
 
-def chunk_bound(chunk: Chunk) -> int:
-    """An upper bound of the encoded size of ``chunk`` as one scalars event."""
-    n = len(chunk.steps)
-    base = 200 + 6 * len(chunk.name) + n * 3 * _PACKED_BYTES  # steps, times, ordinals
-    per_value = _VALUE_BYTES.get(chunk.kind)
+def sealed_bound(sealed: SealedPoints) -> int:
+    """An upper bound of the encoded size of ``sealed`` as one scalars event."""
+    n = len(sealed.steps)
+    base = 200 + 6 * len(sealed.name) + n * 3 * _PACKED_BYTES  # steps, times, ordinals
+    per_value = _VALUE_BYTES.get(sealed.kind)
     if per_value is not None:
         return base + n * per_value
-    return base + sum(6 * len(v) + 3 for v in chunk.values)
+    return base + sum(6 * len(v) + 3 for v in sealed.values)
 
 
-def split_chunk(chunk: Chunk, budget: int = BUDGET) -> Iterator[Chunk]:
-    """``chunk`` in order, in pieces whose bound fits ``budget``."""
-    if chunk_bound(chunk) <= budget or len(chunk.steps) <= 1:
-        yield chunk
+def split_sealed(sealed: SealedPoints, budget: int = BUDGET) -> Iterator[SealedPoints]:
+    """``sealed`` in order, in pieces whose bound fits ``budget``."""
+    if sealed_bound(sealed) <= budget or len(sealed.steps) <= 1:
+        yield sealed
         return
-    half = len(chunk.steps) // 2
+    half = len(sealed.steps) // 2
     for part in (slice(None, half), slice(half, None)):
-        yield from split_chunk(
-            Chunk(
-                chunk.name, chunk.kind, chunk.values[part], chunk.steps[part], chunk.times[part], chunk.ordinals[part]
+        yield from split_sealed(
+            SealedPoints(
+                sealed.name,
+                sealed.kind,
+                sealed.values[part],
+                sealed.steps[part],
+                sealed.times[part],
+                sealed.ordinals[part],
             ),
             budget,
         )
 
 
 def _sized(items: list[Item], budget: int) -> Iterator[tuple[Item, int]]:
-    """Each item with its size bound; chunks split to fit ``budget``."""
+    """Each item with its size bound; sealed points split to fit ``budget``."""
     for item in items:
-        if isinstance(item, Chunk):
-            for piece in split_chunk(item, budget):
-                yield piece, chunk_bound(piece)
+        if isinstance(item, SealedPoints):
+            for piece in split_sealed(item, budget):
+                yield piece, sealed_bound(piece)
         else:
             yield item, len(orjson.dumps(item))
 
@@ -77,15 +82,15 @@ def group(items: list[Item], budget: int = BUDGET) -> Iterator[list[Item]]:
         yield current
 
 
-def to_event(item: Item) -> Event:
-    if isinstance(item, Chunk):
+def to_event(item: Item) -> WireEvent:
+    if isinstance(item, SealedPoints):
         return scalars_event(item.name, item.kind, item.steps, item.times, item.ordinals, item.values)
     return item
 
 
 def splittable(items: list[Item]) -> bool:
     """Whether regrouping ``items`` with a smaller budget can make smaller records."""
-    return len(items) > 1 or (isinstance(items[0], Chunk) and len(items[0].steps) > 1)
+    return len(items) > 1 or (isinstance(items[0], SealedPoints) and len(items[0].steps) > 1)
 
 
 def encode(run_id: str, session_id: str, seq: int, items: list[Item]) -> bytes:

@@ -3,7 +3,7 @@
 Scalars are kept columnar per metric name (values, steps, times, ordinals),
 which makes ``append_float`` a handful of array appends under one lock and
 lets the sender build ``scalars`` events without reshaping. Any other event
-(tags, lists, status...) first *seals* the pending columns into chunks, so
+(tags, lists, status...) first *seals* the pending points into sealed pieces (:class:`SealedPoints`), so
 the sealed list is in the order the caller produced things, and a run's
 events keep their order on the wire.
 
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from producer._errors import BufferFullError, DeliveryError, RunClosedError
-from runstream.events import Event, ScalarKind
+from runstream.events import ScalarKind, WireEvent
 
 _now = time.time
 
@@ -41,7 +41,7 @@ def _new_values(kind: ScalarKind) -> Any:
     return []
 
 
-class Columns:
+class PendingPoints:
     """Pending points of one metric name, all of one kind.
 
     ``count`` numbers the name's points in this session (the ordinals). The
@@ -79,7 +79,7 @@ class Columns:
 
 
 @dataclass(frozen=True, slots=True)
-class Chunk:
+class SealedPoints:
     """Sealed points of one name and kind, in logging order."""
 
     name: str
@@ -90,7 +90,7 @@ class Chunk:
     ordinals: range
 
 
-Item = Chunk | Event
+Item = SealedPoints | WireEvent
 
 
 class Buffer:
@@ -112,9 +112,9 @@ class Buffer:
         self._wait_seconds = wait_seconds
         self._wake = wake
         self._relieve = relieve
-        self._columns: dict[str, Columns] = {}
+        self._columns: dict[str, PendingPoints] = {}
         #: name -> columns for names whose pending kind is float: the caller's fast path.
-        self.fast: dict[str, Columns] = {}
+        self.fast: dict[str, PendingPoints] = {}
         self._sealed: list[Item] = []
         self._total = 0  # weight appended since creation
         self._drained = 0  # weight handed to the sender
@@ -130,7 +130,7 @@ class Buffer:
 
     # --- the caller's side ------------------------------------------------
 
-    def append_float(self, columns: Columns, value: float) -> None:
+    def append_float(self, columns: PendingPoints, value: float) -> None:
         """The hot path: one float with an automatic step, for a name in :attr:`fast`."""
         t = _now()
         with self._lock:
@@ -161,7 +161,7 @@ class Buffer:
         columns = self._columns_for(name, kind)
         n = columns.count
         if step is not None and step != n and columns.steps is None:
-            # First explicit step of this chunk: materialise the automatic ones.
+            # First explicit step of these pending points: materialise the automatic ones.
             columns.steps = array("q", range(columns.first, n))
             self._set_fast(columns, False)
         try:
@@ -175,14 +175,14 @@ class Buffer:
             raise
         self._total += 1
 
-    def _set_fast(self, columns: Columns, on: bool) -> None:
+    def _set_fast(self, columns: PendingPoints, on: bool) -> None:
         columns.fast = on
         if on:
             self.fast[columns.name] = columns
         else:
             self.fast.pop(columns.name, None)
 
-    def add_event(self, event: Event, weight: int = 1, *, wait_for_room: bool = True) -> None:
+    def add_event(self, event: WireEvent, weight: int = 1, *, wait_for_room: bool = True) -> None:
         """A non-scalar event, after every point logged before it.
 
         The sender adds its heartbeats with ``wait_for_room=False``: it must
@@ -197,7 +197,7 @@ class Buffer:
             self._sealed.append(event)
             self._total += weight
 
-    def close(self, final: Event | None = None) -> None:
+    def close(self, final: WireEvent | None = None) -> None:
         """Refuse further data; ``final`` (a status event) is the last thing buffered. Idempotent."""
         with self._lock:
             if self._closed:
@@ -214,10 +214,10 @@ class Buffer:
     def closed(self) -> bool:
         return self._closed
 
-    def _columns_for(self, name: str, kind: ScalarKind) -> Columns:
+    def _columns_for(self, name: str, kind: ScalarKind) -> PendingPoints:
         columns = self._columns.get(name)
         if columns is None:
-            columns = self._columns[name] = Columns(name, kind)
+            columns = self._columns[name] = PendingPoints(name, kind)
         elif columns.kind != kind:
             self._seal(columns)
             columns.kind = kind
@@ -311,12 +311,12 @@ class Buffer:
             if columns.count != columns.first:
                 self._seal(columns)
 
-    def _seal(self, columns: Columns) -> None:
+    def _seal(self, columns: PendingPoints) -> None:
         if columns.count == columns.first:
             return
         ordinals = range(columns.first, columns.count)
         steps = ordinals if columns.steps is None else columns.steps
-        self._sealed.append(Chunk(columns.name, columns.kind, columns.values, steps, columns.times, ordinals))
+        self._sealed.append(SealedPoints(columns.name, columns.kind, columns.values, steps, columns.times, ordinals))
         columns.values = _new_values(columns.kind)
         columns.steps = None
         columns.times = array("d")

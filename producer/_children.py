@@ -4,19 +4,20 @@
 producer session of its own) and tags it in the same first batch as its
 start. ``parent`` and ``type`` never change once a run exists, so what the
 query service says of them is read once per run object and kept
-(:func:`facts`); a run this process started knows them without asking.
+(:meth:`producer._readback.ReadBack.record`); a run this process started knows them without asking.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from producer import _validate
-from producer._errors import RunNotFoundError, UsageError
+from producer._errors import UsageError
 from producer._listing import RUN_TYPE_PROPERTY
 
 if TYPE_CHECKING:
+    from producer._readback import ReadBack
     from producer._run import Run
 
 #: v1's limit and the tag ``count=`` children get (their number, from 0).
@@ -55,34 +56,16 @@ def create(run: Run, count: int | None, tag_key: str | None, tag_values: Sequenc
     return children
 
 
-def facts(run: Run) -> dict[str, Any]:
-    """The query service's record of ``run``, read once ({} if it has none yet)."""
-    if run._facts is None:
-        if run.offline:
-            return {}
-        try:
-            run._facts = dict(run._read_json(f"/api/runs/{run._stored_id}"))
-        except RunNotFoundError:
-            return {}  # not ingested yet: ask again next time
-    return run._facts
+def parent_id(known: str | None, owner: bool, reads: ReadBack) -> str | None:
+    """The parent's id: ``known`` (the run object's), else, for a run this process did not start, the service's."""
+    if known is None and not owner:
+        return reads.record().get("parent_id")
+    return known
 
 
-def parent(run: Run) -> Run | None:
-    if run._parent_run is not None:
-        return run._parent_run
-    parent_id = run.parent_id
-    if parent_id is None and not run._owner:
-        parent_id = facts(run).get("parent_id")
-    if parent_id is None:
-        return None
-    from producer._run import Run
-
-    run._parent_run = Run(run.experiment, parent_id, spool_dir=run._spool_dir, offline=run.offline)
-    return run._parent_run
-
-
-def run_type(run: Run) -> str | None:
-    if RUN_TYPE_PROPERTY in run._properties or run._owner:
-        return run._properties.get(RUN_TYPE_PROPERTY)
-    value = (facts(run).get("properties") or {}).get(RUN_TYPE_PROPERTY)
+def run_type(properties: Mapping[str, str], owner: bool, reads: ReadBack) -> str | None:
+    """v1's run type: from this process's own properties when it has them or started the run, else the service's."""
+    if RUN_TYPE_PROPERTY in properties or owner:
+        return properties.get(RUN_TYPE_PROPERTY)
+    value = (reads.record().get("properties") or {}).get(RUN_TYPE_PROPERTY)
     return str(value) if value is not None else None

@@ -37,7 +37,7 @@ from producer._http import quote
 from runstream.events import TERMINAL_STATUSES
 
 if TYPE_CHECKING:
-    from producer._run import Run
+    from producer._readback import ReadBack
 
 #: Where submission stores ``{"runDefinition": ..., "submittedBy": ...}`` among the run's files.
 RUN_DEFINITION_FILE = "azureml-setup/run_definition.json"
@@ -46,14 +46,14 @@ DRIVER_LOG = "logs/driver.log"
 _LOG_PREFIXES = ("logs/", "azureml-logs/", "user_logs/", "system_logs/")
 
 
-def v1_details(run: Run, doc: dict[str, Any]) -> dict[str, Any]:
-    """``doc`` (the query service's record of ``run``) with v1's keys added."""
+def v1_details(reads: ReadBack, run_id: str, doc: dict[str, Any]) -> dict[str, Any]:
+    """``doc`` (the query service's record of the run ``run_id``) with v1's keys added."""
     details = dict(doc)
-    names = [] if run.offline else run.get_file_names()
-    definition = _definition(run) if RUN_DEFINITION_FILE in names else {}
+    names = [] if reads.offline else reads.file_names()
+    definition = _definition(reads) if RUN_DEFINITION_FILE in names else {}
     submitted = bool(definition.get("runDefinition"))
     properties = details.get("properties") or {}
-    details["runId"] = run.id
+    details["runId"] = run_id
     details["target"] = properties.get("_azureml.ComputeTargetType") or ("local" if submitted else "sdk")
     details["startTimeUtc"] = _utc(doc.get("started_at") or doc.get("created_at"))
     ended = _utc(doc.get("ended_at"))
@@ -64,43 +64,43 @@ def v1_details(run: Run, doc: dict[str, Any]) -> dict[str, Any]:
     details["inputDatasets"] = []
     details["outputDatasets"] = []
     details["runDefinition"] = definition.get("runDefinition") or {}
-    details["logFiles"] = _log_files(run, names, submitted)
+    details["logFiles"] = _log_files(reads, names, submitted)
     details["submittedBy"] = definition.get("submittedBy")
     return details
 
 
-def with_logs(run: Run, details: dict[str, Any]) -> dict[str, Any]:
+def with_logs(reads: ReadBack, details: dict[str, Any]) -> dict[str, Any]:
     """v1's ``get_details_with_logs``: ``logFiles`` maps each log's name to its text."""
     texts = {}
     for name in details["logFiles"]:
-        texts[name] = driver_log_text(run) if name == DRIVER_LOG else _file_text(run, name)
+        texts[name] = driver_log_text(reads) if name == DRIVER_LOG else _file_text(reads, name)
     return {**details, "logFiles": texts}
 
 
-def driver_log_text(run: Run) -> str:
+def driver_log_text(reads: ReadBack) -> str:
     """The whole driver log, however far the script has got (read in pages from the log API)."""
-    url = f"/api/runs/{run._stored_id}/logs/driver"
+    url = f"/api/runs/{reads.run_id}/logs/driver"
     parts: list[str] = []
     offset = 0
     while True:
-        page = run._read_json(url, [("offset", str(offset))])
+        page = reads.json(url, [("offset", str(offset))])
         parts.append(page["text"])
         if page["next_offset"] <= offset or page["next_offset"] >= page["size"]:
             return "".join(parts)
         offset = page["next_offset"]
 
 
-def _definition(run: Run) -> dict[str, Any]:
-    doc = orjson.loads(run._read_bytes(run._file_path(RUN_DEFINITION_FILE)))
+def _definition(reads: ReadBack) -> dict[str, Any]:
+    doc = orjson.loads(reads.bytes(reads.file_path(RUN_DEFINITION_FILE)))
     return doc if isinstance(doc, dict) else {}
 
 
-def _file_text(run: Run, name: str) -> str:
-    return run._read_bytes(run._file_path(name)).decode("utf-8", errors="replace")
+def _file_text(reads: ReadBack, name: str) -> str:
+    return reads.bytes(reads.file_path(name)).decode("utf-8", errors="replace")
 
 
-def _log_files(run: Run, names: list[str], submitted: bool) -> dict[str, str]:
-    base = f"{run._workspace.query_url}/api/runs/{run._stored_id}"
+def _log_files(reads: ReadBack, names: list[str], submitted: bool) -> dict[str, str]:
+    base = reads.http.url(f"/api/runs/{reads.run_id}")
     logs = {n: f"{base}/files/{quote(n)}" for n in names if n.startswith(_LOG_PREFIXES)}
     if submitted and DRIVER_LOG not in logs:
         logs[DRIVER_LOG] = f"{base}/logs/driver"  # still running: the log so far

@@ -8,8 +8,9 @@ from collections.abc import Iterator, Mapping
 from typing import Any
 
 from producer import _listing, _notebook, _submit, _validate
+from producer._consistency import LEDGER, Reader
 from producer._http import quote
-from producer._run import Run
+from producer._run import Run, ScriptControl, attached, start
 from producer._submit import ScriptRunConfig
 from producer._workspace import Workspace
 
@@ -48,7 +49,7 @@ class Experiment:
         if display_name is not None:
             _validate.name(display_name, "display")
         run = Run(self, str(uuid.uuid4()), outputs=outputs, display_name=display_name)
-        run._start()
+        start(run)
         if snapshot_directory is not None:
             run.upload_folder("snapshot", snapshot_directory)
         return run
@@ -70,7 +71,7 @@ class Experiment:
         (non-zero: ``Failed`` with the code and the log's end). Use
         ``run.wait_for_completion(show_output=True)`` to follow it.
         """
-        return _submit.submit(self, config, tags=tags, display_name=display_name)
+        return _submit.submit(self, config, tags=tags, display_name=display_name, control=ScriptControl)
 
     def get_runs(
         self,
@@ -87,4 +88,11 @@ class Experiment:
         runs before it (:mod:`producer._consistency`).
         """
         params = _listing.filters(tags=tags, properties=properties, type=type, include_children=include_children)
-        return _listing.runs(self, params)
+        return self._listed(params)  # the filters are checked now, the listing read as it is iterated
+
+    def _listed(self, params: _listing.Params) -> Iterator[Run]:
+        ws = self.workspace
+        reader = Reader(ws.query_client(), ws.options.read_consistency_seconds)
+        written = LEDGER.experiment_runs(self.name)
+        for doc in _listing.docs(reader, [("experiment", self.name), *params], runs=written):
+            yield attached(self, doc, ws.home / "spool")

@@ -11,14 +11,13 @@ PostgreSQL; keys cannot contain ``:`` (the parameters' separator).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterator, Mapping
 from typing import TYPE_CHECKING, Any
 
 from producer._consistency import LEDGER, Reader
 from producer._errors import UsageError
 
 if TYPE_CHECKING:
-    from producer._experiment import Experiment
     from producer._run import Run
 
 #: The property that holds v1's run type.
@@ -74,16 +73,23 @@ def docs(reader: Reader, params: Params, *, runs: Collection[str]) -> Iterator[d
         yield from page["runs"]
 
 
-def runs(experiment: Experiment, params: Params) -> Iterator[Run]:
-    """The listed runs, attached (newest first unless ``params`` sort otherwise).
+class Children:
+    """A run's children as the query service lists them (with this process's writes), attached by ``attach``."""
 
-    Like every read, the listing includes what this process wrote to the
-    experiment's runs before it (see :mod:`producer._consistency`).
-    """
-    from producer._run import _attached
+    def __init__(self, reader: Reader, attach: Callable[[Mapping[str, Any]], Run]) -> None:
+        self._reader = reader
+        self._attach = attach
 
-    workspace = experiment.workspace
-    reader = Reader(workspace.query_client(), workspace.options.read_consistency_seconds)
-    written = LEDGER.experiment_runs(experiment.name)
-    for doc in docs(reader, [("experiment", experiment.name), *params], runs=written):
-        yield _attached(experiment, doc, workspace.home / "spool")
+    def children(self, parent_id: str, wanted: Params) -> list[Run]:
+        """The runs whose parent is ``parent_id`` that match ``wanted``, oldest first."""
+        params = [("parent", parent_id), ("sort", "created_at"), *wanted]
+        return [self._attach(doc) for doc in docs(self._reader, params, runs=LEDGER.children(parent_id))]
+
+    def filtered(self, run_id: str, wanted: Params, recursive: bool) -> list[Run]:
+        """Level by level: each level's matching runs are kept; all of its runs are the next level's parents."""
+        found: list[Run] = []
+        parents = [run_id]
+        while parents:
+            found += [run for parent_id in parents for run in self.children(parent_id, wanted)]
+            parents = [run.id for p in parents for run in self.children(p, [])] if recursive else []
+        return found

@@ -26,14 +26,14 @@ if TYPE_CHECKING:
 FRAME_HEIGHT = 800
 
 
-def run_html(run: Run) -> str:
-    """v1's ``Run._repr_html_`` table."""
+def run_html(run: Run, local_status: str | None) -> str:
+    """v1's ``Run._repr_html_`` table (``local_status``: shown when the service cannot be asked)."""
     return _table(
         [
             ("Experiment", html.escape(run.experiment.name)),
             ("Id", html.escape(run.id)),
             ("Type", html.escape(_text(_safe(lambda: run.type)))),
-            ("Status", html.escape(_text(_safe(run.get_status) or run._status))),
+            ("Status", html.escape(_text(_safe(run.get_status) or local_status))),
             ("Details Page", _link(run.get_portal_url(), "Link to the run's page")),
             ("Docs Page", _link(docs_url(run.experiment.workspace.query_url), "Link to Documentation")),
         ]

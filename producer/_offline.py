@@ -18,41 +18,8 @@ UUID, so the prefix is dropped there and only there. ``Run(experiment,
 
 from __future__ import annotations
 
-import os
-import uuid
-from typing import TYPE_CHECKING, Any
+# The class lives beside Run (producer._run), which makes one for get_context() and child_run():
+# this module is its documentation and its v1 name's home (azureml.core.run._OfflineRun).
+from producer._run import OFFLINE_PREFIX, _OfflineRun
 
-from producer._run import Run
-
-if TYPE_CHECKING:
-    from producer._experiment import Experiment
-
-#: The prefix of an offline run's id, as in Azure ML v1.
-OFFLINE_PREFIX = "OfflineRun_"
-
-
-class _OfflineRun(Run):
-    """A run recorded to the local spool; see the module docstring."""
-
-    def __init__(
-        self,
-        experiment: Experiment,
-        run_id: str | None = None,
-        *,
-        outputs: str | os.PathLike[str] | None = None,
-        display_name: str | None = None,
-        parent_id: str | None = None,
-        offline: bool = True,
-        spool_dir: str | os.PathLike[str] | None = None,
-        **_: Any,
-    ) -> None:
-        super().__init__(
-            experiment,
-            run_id if run_id is not None else str(uuid.uuid4()),
-            outputs=outputs,
-            display_name=display_name,
-            parent_id=parent_id,
-            offline=True,
-            spool_dir=spool_dir,
-        )
-        self.id = OFFLINE_PREFIX + self._stored_id
+__all__ = ["OFFLINE_PREFIX", "_OfflineRun"]

@@ -3,9 +3,10 @@
 This is the only module state of the SDK besides ``Run.get_context``'s
 context run and the ledger of the sessions this process wrote with
 (:data:`producer._consistency.LEDGER`, reset here in a forked child): a weak
-set of live runs (reset in a forked child, announced before a fork), the
-runs whose sender is running (flushed at exit, held strongly so a run
-dropped without ``complete()`` still gets there), and whether a SIGTERM arrived (the runs this process started then end
+set of live producer sessions (:mod:`producer._session`; renewed in a forked
+child, announced before a fork), the sessions whose sender is running
+(flushed at exit, held strongly so a run dropped without ``complete()`` still
+gets there), and whether a SIGTERM arrived (the runs this process started then end
 ``Canceled``). Nothing here is set up at import time except the fork and
 exit hooks themselves; the SIGTERM handler and the excepthook are installed by the first run
 a process starts.
@@ -28,10 +29,10 @@ from producer._consistency import LEDGER, write_handoff
 from producer._errors import ProducerError
 
 if TYPE_CHECKING:
-    from producer._run import Run
+    from producer._session import Session
 
-live_runs: weakref.WeakSet[Run] = weakref.WeakSet()
-sending_runs: set[Run] = set()
+live_sessions: weakref.WeakSet[Session] = weakref.WeakSet()
+sending_sessions: set[Session] = set()
 _sigterm_installed = False
 _terminated = False
 
@@ -41,59 +42,46 @@ def terminated() -> bool:
     return _terminated
 
 
-def report_spool_left(run: Run) -> None:
-    left = run._sender.spool_left
-    if left is not None:
-        # Not an error: the data is safe on disk. But someone has to publish it.
-        waiting = run._sender.spooled - run._sender.replayed
-        print(
-            f"runstream: Kafka was unreachable; {waiting} records of run {run.id} wait in {left.path}; "
-            "`runstream sync` publishes them",
-            file=sys.stderr,
-        )
-
-
 def announce(run_id: str) -> None:
     """Make sure this process's sessions that started ``run_id`` have delivered ``run_started``.
 
     Before another session of ours writes to the run: ingest refuses data for
     a run it has not seen start.
     """
-    for run in list(live_runs):
-        if run._pid == os.getpid() and run._stored_id == run_id:
-            run._announce()
+    for session in list(live_sessions):
+        if session.mine and session.run_id == run_id:
+            session.announce()
 
 
 def _before_fork() -> None:
     # The child will log to these runs through sessions of its own.
-    for run in list(live_runs):
-        if run._pid == os.getpid():
-            run._announce()
+    for session in list(live_sessions):
+        if session.mine:
+            session.announce()
 
 
 def _after_fork_in_child() -> None:
     _loop.after_fork_in_child()  # first: the new sessions below look up the child's loop
     LEDGER.after_fork_in_child()
-    for run in list(live_runs):
-        run._after_fork_in_child()
+    for session in list(live_sessions):
+        session.after_fork_in_child()
 
 
 def _flush_at_exit() -> None:
     # The runs' senders work concurrently on one loop: one deadline for all of
     # them, so exit takes at most close_timeout_seconds, not that times the runs.
     started = time.monotonic()
-    for run in list(sending_runs):
-        if run._pid != os.getpid() or not run._sender.started:
+    for session in list(sending_sessions):
+        if not session.mine or not session.sender.started:
             continue
-        left = max(0.0, run._options.close_timeout_seconds - (time.monotonic() - started))
+        left = max(0.0, session.options.close_timeout_seconds - (time.monotonic() - started))
         try:
-            if _terminated and run._owner and run._status == "Running":
-                run._finish("Canceled", {"message": "the process received SIGTERM"}, left)
-            else:
-                run._sender.stop(left)
+            ended = _terminated and session.on_exit is not None and session.on_exit(None, left)
+            if not ended:
+                session.sender.stop(left)
         except ProducerError as exc:
             print(f"runstream: {exc}", file=sys.stderr)
-        report_spool_left(run)
+        session.report_spool_left()
     write_handoff()  # in a submitted script: what the submitter's reads must wait for
 
 
@@ -124,14 +112,11 @@ def install_handlers() -> None:
 
 
 def _end_owned_runs(error: BaseException) -> None:
-    for run in list(sending_runs):
-        if run._pid != os.getpid() or not run._owner or run._status != "Running":
+    for session in list(sending_sessions):
+        if not session.mine or session.on_exit is None:
             continue
         try:
-            if isinstance(error, KeyboardInterrupt) or (isinstance(error, SystemExit) and _terminated):
-                run.cancel()
-            elif not isinstance(error, SystemExit):
-                run.fail(error)
+            session.on_exit(error, session.options.close_timeout_seconds)
         except ProducerError as exc:
             print(f"runstream: {exc}", file=sys.stderr)
 

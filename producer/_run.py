@@ -1,11 +1,17 @@
 """The run facade: validation at the call site, then the buffer; the sender does the rest.
 
-A ``Run`` object owns one *producer session* per process: a session id, a
-buffer and a sender (a task on the process's one sender thread, sharing its
-Kafka producer with the other runs). A forked child gets a fresh session (new
-id, empty buffer, its own sender thread started on first use) and never
-touches the parent's thread; the parent's pending points stay the parent's to
-send.
+``Run`` is the API object (Azure ML v1's surface) and the run's state as this
+process knows it (status, tags, properties, the kinds of its series). It
+stands on two collaborators, each with one job:
+
+- :class:`producer._session.Session`: this process's producer session (session
+  id, pid, buffer, sender, spool), renewed in a forked child;
+- :class:`producer._readback.ReadBack`: the read-back calls, each seeing what
+  this process wrote before it.
+
+Only this module touches a ``Run``'s private fields; the helpers (``_children``,
+``_details``, ``_snapshot``, ``_submit``...) get what they need as arguments
+(a ``ReadBack``, a :class:`ScriptControl`).
 
 The only module state here is the context run of ``get_context``; the
 process-wide hooks (fork, exit, SIGTERM) live in :mod:`producer._process`.
@@ -20,18 +26,16 @@ import math
 import os
 import time
 import uuid
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
-from producer import _children, _details, _files, _listing, _loop, _notebook, _payloads, _process, _snapshot, _validate
-from producer._consistency import LEDGER, Reader
+from producer import _children, _details, _files, _listing, _notebook, _payloads, _process, _snapshot, _validate
+from producer._consistency import Reader
 from producer._errors import (
-    DeliveryError,
-    FlushTimeoutError,
     MetricTypeError,
     MetricValueError,
     OfflineRunError,
@@ -39,17 +43,28 @@ from producer._errors import (
     RunClosedError,
     RunEnvironmentError,
     RunFailedError,
-    RunNotFoundError,
     UnsupportedError,
 )
-from producer._http import Params, quote
-from producer._sender import Sender
-from producer._sinks import KafkaSink, Sink, SpoolSink
-from producer._spool import SUFFIX, SpoolWriter, write_private
-from producer._submit import DriverLogFollower
+from producer._readback import ReadBack
+from producer._session import Session
+from producer._spool import write_private
 from producer._workspace import Workspace
 from runstream.config import Settings
-from runstream.events import DESCRIPTION_PREFIX, MAX_RECORD_BYTES, TERMINAL_STATUSES, Event
+from runstream.events import (
+    DESCRIPTION_PREFIX,
+    MAX_RECORD_BYTES,
+    TERMINAL_STATUSES,
+    WireEvent,
+    image_event,
+    list_event,
+    properties_event,
+    row_event,
+    run_started_event,
+    status_event,
+    table_event,
+    tags_event,
+    widened_kind,
+)
 
 if TYPE_CHECKING:
     from producer._experiment import Experiment
@@ -63,7 +78,6 @@ OFFLINE_PREFIX = "OfflineRun_"
 _EVENT_BUDGET = MAX_RECORD_BYTES - 64 * 1024
 
 _context_run: Run | None = None
-_NUMBERS = frozenset({"int", "float"})
 #: How an error names each kind of series (scalar kinds, then the event types of entries).
 _KIND_NAMES = {
     **{kind: f"{kind} scalars" for kind in ("float", "int", "bool", "str")},
@@ -111,72 +125,31 @@ class Run:
         self._described: set[str] = set()  # series whose description this process has sent
         self._image_counts: dict[str, int] = {}
         self._script: ScriptProcess | None = None  # set by Experiment.submit
-        self._owner = False  # this process started the run (and so ends it on SIGTERM)
-        self._announced = False  # run_started is known to be in Kafka
         self._cancel_requested = False
         #: (monotonic time of the last ask, its answer): should_stop() asks the service at most so often.
         self._stop_asked: tuple[float, bool] = (-math.inf, False)
-        self._facts: dict[str, Any] | None = None  # the service's record, once read (see _children)
         self._parent_run: Run | None = None
-        self._new_session()
-        _process.live_runs.add(self)
+        self._reads = ReadBack(
+            self._http, run_id=self._stored_id, offline=offline, wait_seconds=self._options.read_consistency_seconds
+        )
+        self._session = Session(
+            self._workspace,
+            run_id=self._stored_id,
+            experiment=experiment.name,
+            parent_id=parent_id,
+            offline=offline,
+            spool_dir=self._spool_dir,
+        )
 
     def __repr__(self) -> str:
         return f"Run(id={self.id!r}, experiment={self.experiment.name!r}, status={self._status!r})"
 
-    # --- sessions -----------------------------------------------------------
+    # --- session -----------------------------------------------------------
 
-    def _new_session(self) -> None:
-        self.session_id = str(uuid.uuid4())
-        self._pid = os.getpid()
-        o = self._options
-        self._sender = Sender(
-            run_id=self._stored_id,
-            session_id=self.session_id,
-            sink=self._make_sink(),
-            flush_points=o.flush_points,
-            max_points=o.max_buffered_points,
-            wait_seconds=o.buffer_timeout_seconds,
-            flush_interval_seconds=o.flush_interval_seconds,
-            heartbeat_interval_seconds=o.heartbeat_interval_seconds,
-            spool=self._spool_writer() if o.spool and not self.offline else None,
-            spill_after_seconds=o.spill_after_seconds,
-        )
-        self._buffer = self._sender.buffer
-        # The hot path reads these two directly: no attribute chain per call.
-        self._fast = self._buffer.fast
-        self._append_float = self._buffer.append_float
-
-    def _spool_path(self) -> Path:
-        return self._spool_dir / self._stored_id / f"{self.session_id}{SUFFIX}"
-
-    def _spool_writer(self) -> SpoolWriter:
-        return SpoolWriter(self._spool_path())
-
-    def _make_sink(self) -> Sink:
-        if self.offline:
-            return SpoolSink(self._spool_path())
-        ws = self._workspace
-        shared = _loop.current().producer(
-            _loop.KafkaEndpoint(ws.kafka_bootstrap, ws.kafka_security),
-            compression=self._options.compression,
-            request_timeout_seconds=self._options.request_timeout_seconds,
-        )
-        return KafkaSink(shared, ws.topic)
-
-    def _after_fork_in_child(self) -> None:
-        # The parent's thread does not exist here and its locks may be held:
-        # start over with a session of our own.
-        _process.sending_runs.discard(self)
-        self._new_session()
-
-    def _sending(self) -> Sender:
-        sender = self._sender
-        if not sender.started:
-            sender.start()
-            _process.sending_runs.add(self)
-            LEDGER.add(sender, experiment=self.experiment.name, parent_id=self.parent_id)  # reads wait for it
-        return sender
+    @property
+    def session_id(self) -> str:
+        """The id of this process's producer session of the run (see :mod:`producer._session`)."""
+        return self._session.id
 
     # --- logging ------------------------------------------------------------
 
@@ -188,9 +161,10 @@ class Run:
         name's points so far in this process. A ``description`` is sent once per
         series (see :meth:`_describe`).
         """
-        columns = self._fast.get(name)
+        session = self._session
+        columns = session.fast.get(name)
         if columns is not None and type(value) is float and step is None and not description:
-            self._append_float(columns, value)
+            session.append_float(columns, value)
             return
         self._log_any(name, value, step, description)
 
@@ -202,8 +176,8 @@ class Run:
         self._check_open(name)
         kept = self._check_kind(name, kind)
         self._describe(name, description)
-        self._sending()
-        self._buffer.append(name, kind, stored, step)
+        self._session.sending()
+        self._session.buffer.append(name, kind, stored, step)
         self._kinds[name] = kept
 
     def _describe(self, name: str, description: Any) -> None:
@@ -216,7 +190,7 @@ class Run:
         if not description or name in self._described:
             return
         text = _validate.description(name, description)
-        self._publish({"type": "properties", "time": time.time(), "properties": {DESCRIPTION_PREFIX + name: text}})
+        self._publish(properties_event(time.time(), {DESCRIPTION_PREFIX + name: text}))
         self._properties.setdefault(DESCRIPTION_PREFIX + name, text)
         self._described.add(name)
 
@@ -224,22 +198,20 @@ class Run:
         """Log a list of values as one entry of the metric ``name``."""
         self._check_name(name)
         values = _validate.values(name, value)
-        self._publish_entry(
-            {"type": "list", "name": name, "time": time.time(), "values": values}, len(values), description
-        )
+        self._publish_entry(list_event(name, time.time(), values), len(values), description)
 
     def log_row(self, name: str, description: str | None = None, **columns: Any) -> None:
         """Log one row of the table ``name``: ``log_row("loss", epoch=1, value=0.3)``."""
         self._check_name(name)
         row = _validate.row(name, columns)
-        self._publish_entry({"type": "row", "name": name, "time": time.time(), "columns": row}, len(row), description)
+        self._publish_entry(row_event(name, time.time(), row), len(row), description)
 
     def log_table(self, name: str, value: Mapping[str, Any], description: str = "") -> None:
         """Log a table ``{column: [values]}``; columns must have equal lengths."""
         self._check_name(name)
         table = _validate.table(name, value)
         weight = sum(len(v) for v in table.values())
-        self._publish_entry({"type": "table", "name": name, "time": time.time(), "columns": table}, weight, description)
+        self._publish_entry(table_event(name, time.time(), table), weight, description)
 
     def log_image(
         self, name: str, path: str | os.PathLike[str] | None = None, plot: Any = None, description: str = ""
@@ -267,7 +239,7 @@ class Run:
         file_name = f"images/{safe}{suffix}" if count == 0 else f"images/{safe}_{count}{suffix}"
         self._store_bytes(file_name, data)
         self._image_counts[name] = count + 1
-        self._publish({"type": "image", "name": name, "time": time.time(), "file": file_name})
+        self._publish(image_event(name, time.time(), file_name))
         self._kinds[name] = "image"
 
     # --- tags and properties ------------------------------------------------
@@ -283,12 +255,12 @@ class Run:
         checked = {_validate.name(k, "tag"): _validate.tag_value(k, v) for k, v in tags.items()}
         if not checked:
             return
-        self._annotate({"type": "tags", "time": time.time(), "tags": checked})
+        self._annotate(tags_event(time.time(), checked))
         self._tags.update(checked)
 
     def get_tags(self) -> dict[str, str | None]:
         """The run's tags: the query service's view, updated with this process's own."""
-        return {**self._remote_field("tags"), **self._tags}
+        return {**self._reads.field("tags"), **self._tags}
 
     def add_properties(self, properties: Mapping[str, Any]) -> None:
         """Add immutable properties (values stored as str); changing an existing one raises ValueError.
@@ -303,8 +275,8 @@ class Run:
             )
         checked = {_validate.name(k, "property"): _validate.property_value(k, v) for k, v in properties.items()}
         known = self._properties
-        if not self.offline and (not self._owner or self._status in TERMINAL_STATUSES):
-            known = {**self._remote_field("properties"), **known}  # others may have added some meanwhile
+        if not self.offline and (not self._session.owner or self._status in TERMINAL_STATUSES):
+            known = {**self._reads.field("properties"), **known}  # others may have added some meanwhile
         for key, value in checked.items():
             if key in known and known[key] != value:
                 raise MetricValueError(
@@ -313,10 +285,10 @@ class Run:
         new = {k: v for k, v in checked.items() if k not in known}
         if not new:
             return
-        self._annotate({"type": "properties", "time": time.time(), "properties": new})
+        self._annotate(properties_event(time.time(), new))
         self._properties.update(new)
 
-    def _annotate(self, event: Event) -> None:
+    def _annotate(self, event: WireEvent) -> None:
         """Tags and properties: with the run's data while this process logs to it, else delivered at once.
 
         Azure ML v1 sets them with a synchronous call, on any run, finished or
@@ -334,17 +306,7 @@ class Run:
 
     def get_properties(self) -> dict[str, str]:
         """The run's properties: the query service's view, updated with this process's own."""
-        return {**self._remote_field("properties"), **self._properties}
-
-    def _remote_field(self, key: str) -> dict[str, Any]:
-        if self.offline:
-            return {}
-        try:
-            details = self._reader().get_json(f"/api/runs/{self.id}", runs=(self.id,))
-        except RunNotFoundError:
-            return {}  # not ingested yet: our own copy is all there is
-        value = details.get(key) if isinstance(details, dict) else None
-        return dict(value) if isinstance(value, dict) else {}
+        return {**self._reads.field("properties"), **self._properties}
 
     # --- files --------------------------------------------------------------
 
@@ -358,7 +320,9 @@ class Run:
             if self.offline:
                 return self._spool_file(name, source.read_bytes())
             with source.open("rb") as stream:
-                return self._http.put(self._file_path(name), stream, source.stat().st_size, "application/octet-stream")
+                return self._http.put(
+                    self._reads.file_path(name), stream, source.stat().st_size, "application/octet-stream"
+                )
         if not hasattr(path_or_stream, "read"):
             raise MetricTypeError(
                 name, f"upload_file() takes a path or a binary stream, got {type(path_or_stream).__name__}"
@@ -383,8 +347,7 @@ class Run:
     def get_file_names(self) -> list[str]:
         """Names of the run's files, as the query service lists them."""
         self._require_online("get_file_names")
-        doc = self._reader().get_json(f"/api/runs/{self.id}/files", runs=(self.id,))
-        return [entry["name"] for entry in doc.get("files", [])]
+        return self._reads.file_names()
 
     def download_file(self, name: str, output_file_path: str | os.PathLike[str] | None = None) -> Path:
         """Download the run's file ``name`` to ``output_file_path`` (a file, or a directory to put it in)."""
@@ -393,7 +356,7 @@ class Run:
         target = Path(output_file_path) if output_file_path is not None else Path(Path(name).name)
         if target.is_dir():
             target = target / Path(name).name
-        self._reader().download(self._file_path(name), target, runs=(self.id,))
+        self._reads.download(name, target)
         return target
 
     def upload_files(
@@ -422,12 +385,13 @@ class Run:
 
     def take_snapshot(self, file_or_folder_path: str | os.PathLike[str]) -> str:
         """Upload a directory (its ignore file applied) as the run's snapshot; returns the snapshot id."""
-        return _snapshot.take(self, file_or_folder_path)
+        return _snapshot.take(self, file_or_folder_path, self._workspace.home)
 
     def restore_snapshot(self, snapshot_id: str | None = None, path: str | os.PathLike[str] | None = None) -> str:
         """The run's snapshot as a zip ``<path>/<snapshot id>.zip`` (path: the temp directory); returns its path."""
         self._require_online("restore_snapshot")
-        return _snapshot.restore(self, snapshot_id or self.get_snapshot_id(), path)
+        submitted = self._workspace.home / "runs" / self._stored_id / _snapshot.ARCHIVE
+        return _snapshot.restore(self, snapshot_id or self.get_snapshot_id(), path, submitted)
 
     def get_snapshot_id(self) -> str:
         """The id of the run's snapshot (its ``ContentSnapshotId`` property; the run's id if it has none)."""
@@ -475,13 +439,10 @@ class Run:
             f"{model_path!r} (run.download_file(...) gets it)"
         )
 
-    def _file_path(self, name: str) -> str:
-        return f"/api/runs/{self._stored_id}/files/{quote(name)}"
-
     def _store_bytes(self, name: str, data: bytes) -> Any:
         if self.offline:
             return self._spool_file(name, data)
-        return self._http.put(self._file_path(name), io.BytesIO(data), len(data), "application/octet-stream")
+        return self._http.put(self._reads.file_path(name), io.BytesIO(data), len(data), "application/octet-stream")
 
     def _spool_file(self, name: str, data: bytes) -> None:
         # Offline runs keep their files beside their spool, for `runstream sync`.
@@ -494,19 +455,13 @@ class Run:
     # --- lifecycle ----------------------------------------------------------
 
     def _start(self) -> None:
+        """Publish ``run_started`` and ``Running``: this process now owns the run (see :func:`start`)."""
         now = time.time()
-        self._publish(
-            {
-                "type": "run_started",
-                "time": now,
-                "experiment": self.experiment.name,
-                "display_name": self.display_name,
-                "parent": self.parent_id,
-            }
-        )
-        self._publish({"type": "status", "time": now, "status": "Running", "error": None})
+        self._publish(run_started_event(now, self.experiment.name, self.display_name, self.parent_id))
+        self._publish(status_event(now, "Running"))
         self._status = "Running"
-        self._owner = True
+        self._session.owner = True
+        self._session.on_exit = self._end_with_process
         _process.install_handlers()
 
     def complete(self, *, timeout_seconds: float | None = None) -> None:
@@ -543,28 +498,30 @@ class Run:
         self._finish("Canceled", None, timeout_seconds)
 
     def _finish(self, status: str, error: Any, timeout_seconds: float | None) -> None:
-        self._close({"type": "status", "time": time.time(), "status": status, "error": error}, status, timeout_seconds)
+        self._close(status_event(time.time(), status, error), status, timeout_seconds)
 
-    def _close(self, final: Event | None, status: str | None, timeout_seconds: float | None) -> None:
+    def _close(self, final: WireEvent | None, status: str | None, timeout_seconds: float | None) -> None:
         """End this session: deliver what is buffered and ``final``, then stop the sender."""
-        sender = self._sending()
-        self._buffer.close(final)
+        self._session.seal(final)
         if status is not None:
             self._status = status
-        try:
-            sender.stop(self._options.close_timeout_seconds if timeout_seconds is None else timeout_seconds)
-        finally:
-            _process.sending_runs.discard(self)
-            LEDGER.retire(sender)
-        _process.report_spool_left(self)
+        self._session.stop(timeout_seconds)
+
+    def _end_with_process(self, error: BaseException | None, left: float) -> bool:
+        """The process ends under a ``Running`` run it started: ``error`` fails it, SIGTERM cancels it."""
+        if self._status != "Running":
+            return False
+        if error is None:
+            self._finish("Canceled", {"message": "the process received SIGTERM"}, left)
+        elif isinstance(error, KeyboardInterrupt) or (isinstance(error, SystemExit) and _process.terminated()):
+            self.cancel()
+        elif not isinstance(error, SystemExit):
+            self.fail(error)
+        return True
 
     def flush(self, timeout_seconds: float | None = None) -> None:
         """Block until everything logged so far is in Kafka (or the spool, offline)."""
-        if not self._sender.started:
-            return
-        if self._buffer.closed:
-            return  # complete()/fail()/cancel() already delivered everything
-        self._sender.flush(self._options.close_timeout_seconds if timeout_seconds is None else timeout_seconds)
+        self._session.flush(timeout_seconds)
 
     def __enter__(self) -> Run:
         return self
@@ -581,16 +538,6 @@ class Run:
         else:
             self.fail(exc)
 
-    def _announce(self) -> None:
-        """Make sure ``run_started`` is in Kafka before another session (process) logs to the run."""
-        if not self._owner or self._announced or not self._sender.started or self._buffer.closed:
-            return
-        try:
-            self._sender.flush(self._options.request_timeout_seconds)
-        except (FlushTimeoutError, DeliveryError):
-            return  # still buffered (or spooled) and delivered later; the other session may have to retry
-        self._announced = True
-
     def _check_name(self, name: str) -> None:
         if name not in self._names:
             _validate.name(name)
@@ -605,10 +552,11 @@ class Run:
         logging the same name as another kind still conflicts at ingest.
         """
         have = self._kinds.get(name)
-        if have is None or have == kind:
+        if have is None:
             return kind
-        if {have, kind} <= _NUMBERS:
-            return "float"
+        kept = widened_kind(have, kind)
+        if kept is not None:
+            return kept
         raise MetricTypeError(
             name, f"already logged as {_KIND_NAMES[have]}, cannot take {_KIND_NAMES[kind]}: a metric keeps one kind"
         )
@@ -617,12 +565,11 @@ class Run:
         if self._status in TERMINAL_STATUSES:
             raise RunClosedError(f"{what}: run {self.id} is {self._status}; it takes no more data")
 
-    def _publish(self, event: Event, weight: int = 1) -> None:
+    def _publish(self, event: WireEvent, weight: int = 1) -> None:
         self._check_open(repr(event.get("name", event["type"])))
-        self._sending()
-        self._buffer.add_event(event, weight)
+        self._session.publish(event, weight)
 
-    def _publish_entry(self, event: Event, weight: int, description: Any) -> None:
+    def _publish_entry(self, event: WireEvent, weight: int, description: Any) -> None:
         """A list, row or table entry, checked whole (size, kind) before any of it is buffered."""
         name = event["name"]
         size = len(orjson.dumps(event))
@@ -635,16 +582,6 @@ class Run:
 
     # --- reading back (query service) ---------------------------------------
 
-    def _reader(self) -> Reader:
-        """The one way to read the query service: each read sees what this process wrote before it.
-
-        Name the runs a read covers (``runs=``): the reader flushes this
-        process's sessions of those runs and has the service wait, at most
-        ``read_consistency_seconds``, until ingest has stored them (see
-        :mod:`producer._consistency`). Every read method goes through here.
-        """
-        return Reader(self._http, self._options.read_consistency_seconds)
-
     def _require_online(self, what: str) -> None:
         if self.offline:
             raise OfflineRunError(f"{what}: run {self.id} is offline; there is no query service to ask")
@@ -653,7 +590,7 @@ class Run:
         """The run's status as the query service reports it (offline: the local status)."""
         if self.offline:
             return self._status or "NotStarted"
-        return str(self._reader().get_json(f"/api/runs/{self.id}", runs=(self.id,))["status"])
+        return self._reads.status()
 
     def should_stop(self, *, max_age_seconds: float = 5.0) -> bool:
         """True once the run was asked to stop from outside: status CancelRequested or Canceled.
@@ -682,58 +619,24 @@ class Run:
             details: dict[str, Any] = {"id": self.id, "status": self.get_status(), "tags": dict(self._tags)}
             details["properties"] = dict(self._properties)
         else:
-            details = dict(self._read_json(f"/api/runs/{self._stored_id}"))
-        details = _details.v1_details(self, details)
+            details = self._reads.details()
+        details = _details.v1_details(self._reads, self.id, details)
         details["producer"] = self.stats()
         return details
 
     def get_details_with_logs(self) -> dict[str, Any]:
         """:meth:`get_details` with ``logFiles`` mapping each log's name to its text (v1)."""
         self._require_online("get_details_with_logs")
-        return _details.with_logs(self, self.get_details())
-
-    def _read_json(self, path: str, params: Params = (), *, runs: Collection[str] | None = None) -> Any:
-        """A read of the query service that sees this process's writes to ``runs`` (default: this run)."""
-        return self._reader().get_json(path, params, runs=(self._stored_id,) if runs is None else runs)
-
-    def _read_bytes(self, path: str) -> bytes:
-        """A small file of the run, read as :meth:`_read_json` reads."""
-        return self._reader().get_bytes(path, runs=(self._stored_id,))
+        return _details.with_logs(self._reads, self.get_details())
 
     def stats(self) -> dict[str, Any]:
         """This process's counters: what the session sent, retried and had to wait for."""
-        sender, buffer = self._sender, self._buffer
-        return {
-            "session": self.session_id,
-            "records_sent": sender.records_sent,
-            "bytes_sent": sender.bytes_sent,
-            "retries": sender.retries,
-            "timeouts": sender.timeouts,
-            "reopens": sender.reopens,
-            "heartbeats": sender.heartbeats,
-            "record_splits": sender.splits,
-            "pending": buffer.pending(),
-            "blocked_calls": buffer.blocked_calls,
-            "blocked_seconds": buffer.blocked_seconds,
-            "buffer_full_errors": buffer.full_errors,
-            "pressure_spills": sender.pressure_spills,
-            "spooled_records": sender.spooled,
-            "spool_errors": sender.spool_errors,
-            "replayed_records": sender.replayed,
-            "spool_left": None if sender.spool_left is None else str(sender.spool_left.path),
-        }
+        return self._session.stats()
 
     def get_metrics(self, name: str | None = None, recursive: bool = False) -> dict[str, Any]:
         """The logged metrics in Azure ML's shapes, from the query service."""
         self._require_online("get_metrics")
-        params = {}
-        if name is not None:
-            params["name"] = name
-        if recursive:
-            params["recursive"] = "true"
-        covered = {self.id, *LEDGER.descendants(self.id)} if recursive else {self.id}
-        result: dict[str, Any] = self._reader().get_json(f"/api/runs/{self.id}/metrics", params or None, runs=covered)
-        return result
+        return self._reads.metrics(name, recursive)
 
     def wait_for_completion(
         self,
@@ -754,26 +657,14 @@ class Run:
         self._require_online("wait_for_completion")
         if show_output:
             print(f"RunId: {self.id}\nWeb View: {self.get_portal_url()}", flush=True)
-        log = DriverLogFollower(self._http if show_output else None, self.id)
-        deadline = None if timeout_seconds is None else time.monotonic() + timeout_seconds
-        reader = self._reader()
-        while True:
-            log.print_new()
-            try:
-                details = dict(reader.get_json(f"/api/runs/{self.id}", runs=(self.id,)))
-            except RunNotFoundError:
-                details = {"status": None}  # not ingested yet
-            if details.get("status") in TERMINAL_STATUSES:
-                break
-            if deadline is not None and time.monotonic() > deadline:
-                raise TimeoutError(f"run {self.id} still {details.get('status')} after {timeout_seconds}s")
-            time.sleep(poll_interval_seconds)
-        log.print_new()
+        details = self._reads.wait_for_terminal(
+            show_output=show_output, timeout_seconds=timeout_seconds, poll_interval_seconds=poll_interval_seconds
+        )
         if show_output:
             print(f"Execution Summary\n=================\nRunId: {self.id}\nStatus: {details['status']}", flush=True)
         if details["status"] == "Failed" and raise_on_error:
             raise RunFailedError(self.id, details.get("error"))
-        return {**_details.v1_details(self, details), "producer": self.stats()}
+        return {**_details.v1_details(self._reads, self.id, details), "producer": self.stats()}
 
     def get_portal_url(self) -> str:
         """The run's page in the query service (an offline run's, once ``runstream sync`` has published it)."""
@@ -787,8 +678,6 @@ class Run:
         """A new run whose parent is this one, already ``Running``."""
         if name is not None:
             _validate.name(name, "display")
-        from producer._offline import _OfflineRun
-
         child = (_OfflineRun if self.offline else Run)(
             self.experiment,
             run_id or str(uuid.uuid4()),
@@ -798,8 +687,7 @@ class Run:
             offline=self.offline,
             spool_dir=self._spool_dir,
         )
-        child._start()
-        return child
+        return start(child)
 
     def create_children(
         self, count: int | None = None, tag_key: str | None = None, tag_values: Sequence[Any] | None = None
@@ -814,12 +702,17 @@ class Run:
     @property
     def parent(self) -> Run | None:
         """The parent run (attached), or None for a top-level run."""
-        return _children.parent(self)
+        if self._parent_run is None:
+            parent_id = _children.parent_id(self.parent_id, self._session.owner, self._reads)
+            if parent_id is None:
+                return None
+            self._parent_run = Run(self.experiment, parent_id, spool_dir=self._spool_dir, offline=self.offline)
+        return self._parent_run
 
     @property
     def type(self) -> str | None:
         """v1's run type: ``azureml.scriptrun`` for a submitted script, None for a run started by logging."""
-        return _children.run_type(self)
+        return _children.run_type(self._properties, self._session.owner, self._reads)
 
     def get_children(
         self,
@@ -837,26 +730,13 @@ class Run:
         """
         self._require_online("get_children")
         wanted = _listing.filters(tags=tags, properties=properties, type=type, status=status)
+        listing = _listing.Children(self._reads.reader(), lambda doc: attached(self.experiment, doc, self._spool_dir))
         if wanted:
-            return self._filtered_children(wanted, recursive)
-        children = self._listed_children(self._stored_id, [])
+            return listing.filtered(self._stored_id, wanted, recursive)
+        children = listing.children(self._stored_id, [])
         if recursive:
             return [d for child in children for d in (child, *child.get_children(recursive=True))]
         return children
-
-    def _filtered_children(self, wanted: _listing.Params, recursive: bool) -> list[Run]:
-        """Level by level: each level's matching runs are kept; all of its runs are the next level's parents."""
-        found: list[Run] = []
-        parents = [self._stored_id]
-        while parents:
-            found += [run for parent_id in parents for run in self._listed_children(parent_id, wanted)]
-            parents = [run.id for p in parents for run in self._listed_children(p, [])] if recursive else []
-        return found
-
-    def _listed_children(self, parent_id: str, wanted: _listing.Params) -> list[Run]:
-        params = [("parent", parent_id), ("sort", "created_at"), *wanted]
-        docs = _listing.docs(self._reader(), params, runs=LEDGER.children(parent_id))
-        return [_attached(self.experiment, doc, self._spool_dir) for doc in docs]
 
     # --- context ------------------------------------------------------------
 
@@ -866,7 +746,7 @@ class Run:
         Delivers the run's creation first: ingest refuses data for a run it has
         not seen start, and the child's session may be quicker than ours.
         """
-        self._announce()
+        self._session.announce()
         return {**self._workspace.as_env(), ENV_RUN_ID: self.id, ENV_EXPERIMENT: self.experiment.name}
 
     @classmethod
@@ -903,22 +783,83 @@ class Run:
         reader = Reader(workspace.query_client(), workspace.options.read_consistency_seconds)
         stored_id = stored_run_id(run_id)
         doc = reader.get_json(f"/api/runs/{stored_id}", runs=(stored_id,))
-        return _attached(Experiment(workspace, doc["experiment"]), doc, workspace.home / "spool")
+        return attached(Experiment(workspace, doc["experiment"]), doc, workspace.home / "spool")
 
     # --- notebooks ----------------------------------------------------------
 
     def _repr_html_(self) -> str:
         """Jupyter's view: v1's table of Experiment, Id, Type, Status and the run's page."""
-        return _notebook.run_html(self)
+        return _notebook.run_html(self, self._status)
 
 
-def _attached(experiment: Experiment, doc: Mapping[str, Any], spool_dir: Path) -> Run:
+class _OfflineRun(Run):
+    """A run recorded to the local spool and published later; see :mod:`producer._offline`."""
+
+    def __init__(
+        self,
+        experiment: Experiment,
+        run_id: str | None = None,
+        *,
+        outputs: str | os.PathLike[str] | None = None,
+        display_name: str | None = None,
+        parent_id: str | None = None,
+        offline: bool = True,
+        spool_dir: str | os.PathLike[str] | None = None,
+        **_: Any,
+    ) -> None:
+        super().__init__(
+            experiment,
+            run_id if run_id is not None else str(uuid.uuid4()),
+            outputs=outputs,
+            display_name=display_name,
+            parent_id=parent_id,
+            offline=True,
+            spool_dir=spool_dir,
+        )
+        self.id = OFFLINE_PREFIX + self._stored_id
+
+
+def start(run: Run) -> Run:
+    """``run``, a new run object, started: ``run_started`` and ``Running`` published (v1's ``start_logging``)."""
+    run._start()
+    return run
+
+
+class ScriptControl:
+    """What the watcher of a submitted script (:mod:`producer._submit`) does to its run beyond the public calls."""
+
+    def __init__(self, run: Run, outputs: Path) -> None:
+        self._run = run
+        run._outputs = outputs  # uploaded when the run ends, as for start_logging(outputs=...)
+
+    def attach(self, script: ScriptProcess) -> None:
+        """``cancel()`` on the run now asks ``script`` to stop first."""
+        self._run._script = script
+
+    def ended(self) -> bool:
+        """Whether the run has a terminal status already (its caller ended it, as v1 allows)."""
+        return self._run._status in TERMINAL_STATUSES
+
+    def upload_outputs(self) -> None:
+        self._run._upload_outputs()
+
+    @property
+    def cancel_requested(self) -> bool:
+        return self._run._cancel_requested
+
+    def request_cancel(self) -> None:
+        """The script is being stopped: when it exits, the run ends ``Canceled``."""
+        self._run._cancel_requested = True
+
+
+def attached(experiment: Experiment, doc: Mapping[str, Any], spool_dir: Path) -> Run:
+    """A run object for ``doc``, a run the query service listed (its record kept: parent and type never change)."""
     run = Run(
         experiment, doc["id"], display_name=doc.get("display_name"), parent_id=doc.get("parent_id"), spool_dir=spool_dir
     )
     if doc.get("status") in TERMINAL_STATUSES:
         run._status = doc["status"]
-    run._facts = dict(doc)
+    run._reads.keep_record(dict(doc))
     return run
 
 
@@ -942,8 +883,5 @@ def _context_from_env(env: Mapping[str, str]) -> Run:
         run = Run(experiment, run_id, spool_dir=spool)
         run._status = "Running"
         return run
-    from producer._offline import _OfflineRun
-
     run = _OfflineRun(Experiment(Workspace.from_settings(settings), "offline"), spool_dir=spool, outputs="./outputs")
-    run._start()
-    return run
+    return start(run)

@@ -42,7 +42,7 @@ from producer._buffer import Buffer, Item
 from producer._errors import DeliveryError, FlushTimeoutError
 from producer._sinks import PublishTimeoutError, Sink, is_fatal, needs_reopen
 from producer._spool import SpoolWriter, read_records
-from runstream.events import Event
+from runstream.events import heartbeat_event
 
 _BACKOFF_SECONDS = (0.1, 0.25, 0.5, 1.0, 2.0)
 #: The smallest record budget the sender will shrink to when the topic refuses large records.
@@ -257,7 +257,7 @@ class Sender:
     def _add_heartbeat(self) -> None:
         if self.buffer.closed or self._stopping:
             return
-        heartbeat: Event = {"type": "heartbeat", "time": self._clock()}
+        heartbeat = heartbeat_event(self._clock())
         try:
             self.buffer.add_event(heartbeat, wait_for_room=False)
         except Exception:  # noqa: BLE001 - closed in between, or full: a heartbeat can be skipped

@@ -159,24 +159,26 @@ def upload(run: Run, snapshot: Snapshot) -> list[str]:
     return names
 
 
-def take(run: Run, source: str | os.PathLike[str]) -> str:
+def take(run: Run, source: str | os.PathLike[str], home: Path) -> str:
     """v1's ``run.take_snapshot``: select, upload, name it; a run keeps one snapshot. Returns its id."""
     existing = run.get_properties().get(ID_PROPERTY)
     if existing:
         raise UsageError(f"run {run.id} already has the snapshot {existing}; runstream keeps one per run")
-    snapshot = select(source, exclude=[run._workspace.home])
+    snapshot = select(source, exclude=[home])  # never the workspace's own files
     upload(run, snapshot)
     snapshot_id = str(uuid.uuid4())
     run.add_properties({ID_PROPERTY: snapshot_id})
     return snapshot_id
 
 
-def restore(run: Run, snapshot_id: str, path: str | os.PathLike[str] | None) -> str:
-    """Download the run's snapshot files into ``<path>/<snapshot_id>.zip`` (path: the temp dir); returns its path."""
+def restore(run: Run, snapshot_id: str, path: str | os.PathLike[str] | None, submitted: Path) -> str:
+    """Download the run's snapshot files into ``<path>/<snapshot_id>.zip`` (path: the temp dir); returns its path.
+
+    ``submitted``: where a script submitted from this machine left its archive.
+    """
     folder = Path(path) if path is not None else Path(tempfile.gettempdir())
     folder.mkdir(parents=True, exist_ok=True)
     target = (folder / f"{snapshot_id}.zip").absolute()
-    submitted = run._workspace.home / "runs" / run._stored_id / ARCHIVE
     if submitted.is_file():
         shutil.copyfile(submitted, target)  # submitted from this machine: the very zip its uploads came from
         return str(target)

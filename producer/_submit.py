@@ -35,7 +35,7 @@ import uuid
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import orjson
 
@@ -46,7 +46,6 @@ from producer._environment import Environment
 from producer._errors import ProducerError, QueryServiceError, RunNotFoundError, UnsupportedError, UsageError
 from producer._listing import RUN_TYPE_PROPERTY
 from producer._runconfig import LOCAL_TARGET, DockerConfiguration, RunConfiguration
-from runstream.events import TERMINAL_STATUSES
 
 if TYPE_CHECKING:
     from producer._experiment import Experiment
@@ -191,10 +190,29 @@ class LaunchPlan:
 SCRIPT_RUN_TYPE = "azureml.scriptrun"
 
 
+class RunControl(Protocol):
+    """What the watcher does to its run beyond the public calls (:class:`producer._run.ScriptControl`)."""
+
+    def attach(self, script: ScriptProcess) -> None: ...
+    def ended(self) -> bool: ...
+    def upload_outputs(self) -> None: ...
+    @property
+    def cancel_requested(self) -> bool: ...
+    def request_cancel(self) -> None: ...
+
+
 def submit(
-    experiment: Experiment, config: ScriptRunConfig, *, tags: Mapping[str, Any] | None, display_name: str | None
+    experiment: Experiment,
+    config: ScriptRunConfig,
+    *,
+    tags: Mapping[str, Any] | None,
+    display_name: str | None,
+    control: Callable[[Run, Path], RunControl],
 ) -> Run:
-    """Check, create the run, snapshot, start the script; see the module docstring."""
+    """Check, create the run, snapshot, start the script; see the module docstring.
+
+    ``control(run, outputs)`` gives the watcher its hold on the run (outputs: the folder uploaded at the end).
+    """
     if not isinstance(config, ScriptRunConfig):
         raise TypeError(f"submit() takes a ScriptRunConfig, got {type(config).__name__}")
     argv = config.argv()
@@ -217,7 +235,7 @@ def submit(
     except BaseException as exc:
         run.fail(exc)  # nothing ran: say why the run ended at once
         raise
-    run._outputs = workdir / "outputs"
+    hold = control(run, workdir / "outputs")
     definition = {"runDefinition": config.run_definition(argv), "submittedBy": _user()}
     files = [
         *_snapshot.entries(archive),
@@ -239,8 +257,8 @@ def submit(
         config.run_config.max_run_duration_seconds,
         _notes(config, argv),
     )
-    script = ScriptProcess(run, plan, folder / "driver.log", files)
-    run._script = script
+    script = ScriptProcess(run, hold, plan, folder / "driver.log", files)
+    hold.attach(script)
     script.start()
     return run
 
@@ -268,8 +286,11 @@ def _notes(config: ScriptRunConfig, argv: list[str]) -> list[str]:
 class ScriptProcess:
     """The child process of a submitted run and the thread that finishes the run when it exits."""
 
-    def __init__(self, run: Run, plan: LaunchPlan, log_path: Path, files: Sequence[PendingFile] = ()) -> None:
+    def __init__(
+        self, run: Run, control: RunControl, plan: LaunchPlan, log_path: Path, files: Sequence[PendingFile] = ()
+    ) -> None:
         self.run = run
+        self.control = control
         self.plan = plan
         self.log_path = log_path
         self._files = _FileUploader(run, files)
@@ -308,7 +329,7 @@ class ScriptProcess:
                 stdout=log,
                 stderr=subprocess.STDOUT,
             )
-        self._log = _LogAppender(self.run._http, self.run.id, self.log_path)
+        self._log = _LogAppender(self.run.experiment.workspace.query_client(), self.run.id, self.log_path)
         self._watcher = threading.Thread(target=self._watch, name=f"runstream-script-{self.run.id[:8]}", daemon=True)
         self._watcher.start()
 
@@ -340,15 +361,15 @@ class ScriptProcess:
             LEDGER.adopt_handoff(self._handoff)
             self.error = self._log.error or self._files.error
             self._upload("logs/driver.log", self.log_path)
-            if self.run._status in TERMINAL_STATUSES:
-                self.run._upload_outputs()  # ended by its caller meanwhile (fail(), as v1 allows): keep that
+            if self.control.ended():
+                self.control.upload_outputs()  # ended by its caller meanwhile (fail(), as v1 allows): keep that
             elif self.returncode == 0:
                 self.run.complete()  # uploads the outputs directory too
-            elif self.run._cancel_requested:
-                self.run._upload_outputs()
+            elif self.control.cancel_requested:
+                self.control.upload_outputs()
                 self.run.cancel()
             else:
-                self.run._upload_outputs()
+                self.control.upload_outputs()
                 self.run.fail(self._error_details())
         except (ProducerError, OSError) as exc:
             self.error = exc
@@ -358,8 +379,8 @@ class ScriptProcess:
     def _enforce_duration(self) -> None:
         """v1's max_run_duration_seconds: past it the script is asked to stop and the run ends Canceled."""
         limit = self.plan.max_seconds
-        if limit is not None and not self.run._cancel_requested and time.monotonic() - self._started_at > limit:
-            self.run._cancel_requested = True
+        if limit is not None and not self.control.cancel_requested and time.monotonic() - self._started_at > limit:
+            self.control.request_cancel()
             self.cancel()
 
     def _upload(self, name: str, path: Path) -> None:

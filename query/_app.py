@@ -31,7 +31,7 @@ from . import (
     _web_stream,
 )
 from ._alerts import AlertEvaluator
-from ._artifacts import ArtifactStore, open_store
+from ._artifacts import ArtifactStore
 from ._auth import make_auth_middleware
 from ._body import make_body_deadline_middleware
 from ._consistency import READ_AFTER, IngestProgress, read_after_middleware
@@ -62,6 +62,7 @@ from ._state import (
     SESSIONS,
     SETTINGS,
 )
+from ._stores import open_store
 from ._validate import query_text_middleware
 
 __all__ = ["DEFAULT_MAX_UPLOAD_BYTES", "create_app", "serve"]
@@ -190,7 +191,6 @@ async def _resources(
             app[DATABASE] = Database(pool)
             app[SERIES] = SeriesReader(pool)
             app[SESSIONS] = Sessions(pool, key=session_key, max_age_seconds=app[SETTINGS].session_max_age_seconds)
-            app[_web_logs.PARTS] = _web_logs.DriverLogParts(pool)
             app[LIVE] = LiveHub(
                 pool,
                 app[DATABASE],

@@ -4,8 +4,8 @@ The web layer streams an upload into :meth:`ArtifactStore.put`, which returns
 the digest and size; the ``files`` table maps (run, name) to that digest, so
 the same content uploaded under many names or runs is stored once.
 :class:`query._s3_artifacts.S3ArtifactStore` implements the same methods on
-an S3-compatible object store (``RUNSTREAM_ARTIFACTS_URL``); :func:`open_store`
-picks the one the settings name.
+an S3-compatible object store (``RUNSTREAM_ARTIFACTS_URL``);
+:func:`query._stores.open_store` picks the one the settings name.
 
 :class:`LocalArtifactStore` lays blobs out as ``<root>/sha256/ab/abcdef...``;
 an upload is written to ``<root>/tmp/`` first and renamed into place only once
@@ -31,8 +31,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Final
 
-from runstream.config import Settings
-
 from ._errors import NotFound, PayloadTooLarge
 
 __all__ = [
@@ -46,7 +44,6 @@ __all__ = [
     "Referenced",
     "StoredBlob",
     "check_min_age",
-    "open_store",
 ]
 
 #: The longest an upload may take from committing its blob to committing the
@@ -319,12 +316,3 @@ def _close_synced(out: BinaryIO) -> None:
 def _discard(out: BinaryIO, temp: Path) -> None:
     out.close()
     temp.unlink(missing_ok=True)
-
-
-def open_store(settings: Settings) -> ArtifactStore:
-    """The store ``settings`` name: the object store of ``RUNSTREAM_ARTIFACTS_URL``, else the local directory."""
-    if settings.s3 is None:
-        return LocalArtifactStore(settings.artifacts_dir)
-    from ._s3_artifacts import DigestLocks, S3ArtifactStore  # the S3 client only when it is used
-
-    return S3ArtifactStore(settings.s3, locks=DigestLocks(settings.database_url))

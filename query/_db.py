@@ -1,10 +1,15 @@
-"""Every SQL statement the query service runs, behind one class over an asyncpg pool.
+"""The query service's SQL over runs, experiments, metrics and files, behind one class over an asyncpg pool.
 
-Reads of scalar points (``point_chunks``) are in :mod:`._points`. The service
-only reads ingest's tables; the tables it writes are ``files`` (here) and
-``ui_sessions`` (:mod:`._sessions`). Results come
-back as plain JSON-ready dicts: times as ISO-8601 UTC strings
-(``2026-01-02T03:04:05.123456Z``) or ``None``.
+The other modules that run SQL each own one mechanism: reads of scalar points
+(``point_chunks``, ``series`` counts) in :mod:`._points` and :mod:`._series`,
+the change feed (LISTEN and its polls) in :mod:`._live`, read-after-write
+waits on ``producer_sessions`` in :mod:`._consistency`, browser sessions
+(``ui_sessions``) in :mod:`._sessions`, the collection of unreferenced blobs in
+:mod:`._artifact_gc` and the per-digest advisory locks in :mod:`._s3_artifacts`.
+Handlers run none. The service only reads ingest's tables; the tables it
+writes are ``files`` (here) and ``ui_sessions``. Results come back as plain
+JSON-ready dicts: times as ISO-8601 UTC strings (``2026-01-02T03:04:05.123456Z``)
+or ``None``.
 """
 
 # ruff: noqa: S608 - the f-strings only join constant SQL fragments; every value is a $n parameter.
@@ -284,6 +289,40 @@ class Database:
             name,
         )
         return _file(record) if record is not None else None
+
+    async def last_file(self, run_id: uuid.UUID, prefix: str) -> FileRecord | None:
+        """The run's file under ``prefix`` whose name sorts last (C collation); None if it has none."""
+        record = await self._pool.fetchrow(
+            "SELECT name, size, digest, content_type, created_at FROM files"
+            ' WHERE run_id = $1 AND starts_with(name, $2) ORDER BY name COLLATE "C" DESC LIMIT 1',
+            run_id,
+            prefix,
+        )
+        return _file(record) if record is not None else None
+
+    async def files_from(self, run_id: uuid.UUID, prefix: str, first: str, end: str) -> list[FileRecord]:
+        """The run's files under ``prefix`` from the last one named up to ``first`` to the last before ``end``.
+
+        In name order (C collation): for files named by offset, the one that holds
+        offset ``first`` and every later one that starts before ``end``.
+        """
+        records = await self._pool.fetch(
+            """
+            SELECT name, size, digest, content_type, created_at FROM (
+                (SELECT name, size, digest, content_type, created_at FROM files
+                 WHERE run_id = $1 AND starts_with(name, $2) AND name COLLATE "C" <= $3
+                 ORDER BY name COLLATE "C" DESC LIMIT 1)
+                UNION ALL
+                SELECT name, size, digest, content_type, created_at FROM files
+                WHERE run_id = $1 AND starts_with(name, $2) AND name COLLATE "C" > $3 AND name COLLATE "C" < $4
+            ) p ORDER BY name COLLATE "C"
+            """,
+            run_id,
+            prefix,
+            first,
+            end,
+        )
+        return [_file(r) for r in records]
 
     async def add_file(
         self, run_id: uuid.UUID, name: str, *, digest: str, size: int, content_type: str, overwrite: bool

@@ -2,28 +2,26 @@
 
 from __future__ import annotations
 
-import asyncio
 import mimetypes
 import re
-import uuid
 from typing import Final
 from urllib.parse import quote
 
 from aiohttp import web
 
-from ._artifacts import RECORD_WITHIN_SECONDS
 from ._blob_response import blob_response
-from ._db import Database, FileRecord
-from ._errors import BadRequest, NotFound, PayloadTooLarge, Unavailable
+from ._driver_log import DRIVER_LOG_PARTS
+from ._errors import BadRequest, NotFound
 from ._json import json_response
-from ._state import ARTIFACTS, DATABASE, MAX_UPLOAD_BYTES
+from ._run_files import run_files, store_body
+from ._state import ARTIFACTS, DATABASE
 from ._validate import check_file_name, parse_bool, parse_run_id
 
-__all__ = ["DRIVER_LOG_PARTS", "routes", "run_files", "store_body"]
+# run_files stays importable here for _web_pages until it imports it from _run_files.
+__all__ = ["routes", "run_files"]
 
 routes = web.RouteTableDef()
 
-_READ_BYTES: Final = 1 << 18
 # Any characters, newlines included, so that every bad name reaches the name
 # check and is answered 400 rather than falling through to a 404.
 _FILE_ROUTE: Final = r"/api/runs/{run_id}/files/{name:[\s\S]+}"
@@ -31,8 +29,6 @@ _CONTENT_TYPE: Final = re.compile(r"^[A-Za-z0-9][\w.+-]*/[\w.+-]+(\s*;\s*[\w.+-]
 # Shown in the browser; anything else (HTML, SVG, scripts) downloads, so an
 # uploaded file can never run script in the service's origin.
 _INLINE: Final = re.compile(r"^(image/(png|jpeg|gif|webp|bmp)|text/plain|application/json|application/pdf)\b")
-#: Where the driver log's appends are kept (see ``_web_logs``); only that module writes there.
-DRIVER_LOG_PARTS: Final = "logs/driver.log.parts/"
 
 
 def _content_type(request: web.Request, name: str) -> str:
@@ -47,33 +43,6 @@ def _content_type(request: web.Request, name: str) -> str:
 
 def _overwrite(request: web.Request) -> bool:
     return parse_bool(request.query.get("overwrite"), "overwrite")
-
-
-async def store_body(
-    request: web.Request, run_id: uuid.UUID, name: str, *, content_type: str, overwrite: bool
-) -> FileRecord:
-    """Stream the request body into the artifact store and record it as the run's file ``name``.
-
-    Recording must finish within :data:`RECORD_WITHIN_SECONDS` of the blob's
-    commit or is cancelled (503; a retry of the same upload is harmless): the
-    artifact collector relies on that bound to never delete a blob an upload
-    is about to record.
-    """
-    limit = request.app[MAX_UPLOAD_BYTES]
-    if request.content_length is not None and request.content_length > limit:
-        raise PayloadTooLarge(
-            f"upload of {request.content_length} bytes exceeds the limit of {limit}", parameter="body"
-        )
-    blob = await request.app[ARTIFACTS].put(request.content.iter_chunked(_READ_BYTES), max_bytes=limit)
-    try:
-        async with asyncio.timeout(RECORD_WITHIN_SECONDS):
-            return await request.app[DATABASE].add_file(
-                run_id, name, digest=blob.digest, size=blob.size, content_type=content_type, overwrite=overwrite
-            )
-    except TimeoutError:
-        raise Unavailable(
-            f"recording file {name!r} took over {RECORD_WITHIN_SECONDS:g}s and was abandoned; retry"
-        ) from None
 
 
 @routes.put(_FILE_ROUTE)
@@ -91,15 +60,6 @@ async def put_file(request: web.Request) -> web.Response:
         request, run_id, name, content_type=_content_type(request, name), overwrite=_overwrite(request)
     )
     return json_response(record.as_json(), status=201)
-
-
-async def run_files(db: Database, run_id: uuid.UUID) -> list[FileRecord]:
-    """The run's files as its users see them: the driver log's parts are how the log is stored, not files.
-
-    The log itself is read with ``GET .../logs/driver`` (and is the file
-    ``logs/driver.log`` once its script has ended).
-    """
-    return [f for f in await db.list_files(run_id) if not f.name.startswith(DRIVER_LOG_PARTS)]
 
 
 @routes.get("/api/runs/{run_id}/files")

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
@@ -33,6 +33,7 @@ from runstream.pg import Row
 
 __all__ = [
     "CHUNK_COLUMNS",
+    "PointColumns",
     "DECODE_COLUMNS",
     "CompactRows",
     "DecodedChunk",
@@ -79,6 +80,21 @@ DECODE_COLUMNS = (
 )
 
 _U32_MAX = np.iinfo(np.uint32).max
+
+
+class PointColumns(NamedTuple):
+    """Points of one series as four columns of equal length, in logging order.
+
+    The one name, from a decoded ``scalars`` event through ingest's flush to
+    :func:`encode_chunk`, for what travels as these four columns; the
+    producer's pieces of its buffer are ``SealedPoints``, a stored row of
+    ``point_chunks`` is a *chunk*.
+    """
+
+    steps: Any  # int64
+    times: Any  # float64
+    ordinals: Any  # int64
+    values: Any  # float64, or str for a text series
 
 
 @dataclass(frozen=True, slots=True)

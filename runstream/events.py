@@ -11,7 +11,9 @@ in order on one partition. The value is orjson-encoded::
 ``seq`` per session with the points, so a resent batch (spool replay, retry,
 ``runstream sync``) is recognised and dropped.
 
-Each event is an object with a ``type``:
+Each event is an object with a ``type``; :data:`EVENT_TYPES` is this table in
+code (fields, checks, the series an event adds to), and each type has one
+builder, ``<type>_event(...)``:
 
 =================  ============================================================
 type               fields
@@ -43,6 +45,16 @@ Versions: 2 packs the columns as above. 1 (still accepted, because spools
 written by older SDKs are published by ``runstream sync``) carried ``steps``,
 ``times`` and ``ordinals`` as JSON number lists and int values in ``"values"``.
 
+An event has two forms, with two names: a :data:`WireEvent` is what a builder
+returns and a record carries (JSON values, packed columns); a
+:data:`DecodedEvent` is what :func:`decode_batch` returns once every format
+check has passed (``scalars`` columns as numpy arrays, non-finite floats
+restored). Ingest adds only what its database needs (timestamp range, no NUL
+in text, indexed name lengths).
+
+A series holds one kind of value; the only change allowed is
+:func:`widened_kind`'s: int and float points together make a float series.
+
 Times are seconds since the epoch (float). ``ordinals`` number a series' points
 in logging order within the session, so points logged within the same clock
 tick keep their order.
@@ -66,7 +78,7 @@ import base64
 import binascii
 import math
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, Literal, TypeAlias
 
@@ -82,14 +94,29 @@ __all__ = [
     "MAX_RECORD_BYTES",
     "STATUSES",
     "TERMINAL_STATUSES",
+    "EVENT_TYPES",
     "Batch",
     "BatchHeader",
+    "DecodedEvent",
     "Event",
     "EventError",
+    "EventType",
+    "WireEvent",
     "decode_batch",
     "decode_json_value",
     "encode_batch",
     "encode_json_value",
+    "heartbeat_event",
+    "image_event",
+    "list_event",
+    "properties_event",
+    "row_event",
+    "run_started_event",
+    "scalars_event",
+    "status_event",
+    "table_event",
+    "tags_event",
+    "widened_kind",
 ]
 
 FORMAT_VERSION: Final = 2
@@ -122,20 +149,13 @@ DESCRIPTION_PREFIX: Final = "runstream.description/"
 
 ScalarKind: TypeAlias = Literal["float", "int", "bool", "str"]
 Scalar: TypeAlias = float | int | bool | str
-Event: TypeAlias = dict[str, Any]
+#: An event as built to be sent: JSON values, scalar columns packed (see the module docstring).
+WireEvent: TypeAlias = dict[str, Any]
+#: An event as :func:`decode_batch` returns it: checked, scalar columns as numpy arrays.
+DecodedEvent: TypeAlias = dict[str, Any]
+#: The decoded form's name in :mod:`runstream.contract`'s public surface (consumers only ever decode).
+Event: TypeAlias = DecodedEvent
 _KINDS: Final = frozenset({"float", "int", "bool", "str"})
-_EVENT_FIELDS: Final[Mapping[str, tuple[str, ...]]] = {
-    "run_started": ("time", "experiment"),
-    "status": ("time", "status"),
-    "heartbeat": ("time",),
-    "scalars": ("name", "kind", "steps", "times", "ordinals"),
-    "list": ("name", "time", "values"),
-    "row": ("name", "time", "columns"),
-    "table": ("name", "time", "columns"),
-    "image": ("name", "time", "file"),
-    "tags": ("time", "tags"),
-    "properties": ("time", "properties"),
-}
 _NONFINITE_NAMES: Final = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
 _I64: Final = np.dtype("<i8")
 _F64: Final = np.dtype("<f8")
@@ -177,7 +197,22 @@ class Batch:
     run_id: str
     session_id: str
     seq: int
-    events: list[Event]
+    #: WireEvents to encode; DecodedEvents from decode_batch.
+    events: list[dict[str, Any]]
+
+
+def widened_kind(have: str, new: str) -> str | None:
+    """The kind a series of kind ``have`` keeps once a ``new`` value joins it; None if it cannot take it.
+
+    The one rule: a series keeps its kind, except that int and float points
+    together make a float series. The SDK applies it to what one process logs,
+    ingest to what is stored.
+    """
+    if have == new:
+        return have
+    if {have, new} == {"int", "float"}:
+        return "float"
+    return None
 
 
 def metric_descriptions(properties: Mapping[str, Any] | None) -> dict[str, str]:
@@ -227,7 +262,7 @@ def _pack_ints(values: Sequence[int]) -> str | dict[str, int]:
     return _pack(values, _I64)
 
 
-def _unpack_ints(event: Event, field: str, n: int) -> npt.NDArray[np.int64]:
+def _unpack_ints(event: WireEvent, field: str, n: int) -> npt.NDArray[np.int64]:
     """An int64 column: packed, or an even progression of ``n`` values."""
     spec = event.get(field)
     if not isinstance(spec, dict):
@@ -244,7 +279,7 @@ def _unpack_ints(event: Event, field: str, n: int) -> npt.NDArray[np.int64]:
     return start + np.arange(n, dtype=np.int64) * np.int64(step)
 
 
-def _unpack(event: Event, field: str, dtype: np.dtype[Any]) -> npt.NDArray[Any]:
+def _unpack(event: WireEvent, field: str, dtype: np.dtype[Any]) -> npt.NDArray[Any]:
     text = event.get(field)
     if not isinstance(text, str):
         raise EventError("bad_shape", f"scalars {event['name']!r}: {field} must be base64 of {dtype.name}")
@@ -264,9 +299,9 @@ def scalars_event(
     times: Sequence[float],
     ordinals: Sequence[int],
     values: Sequence[Scalar],
-) -> Event:
+) -> WireEvent:
     """Build a ``scalars`` event with its columns packed for ``kind``."""
-    event: Event = {
+    event: WireEvent = {
         "type": "scalars",
         "name": name,
         "kind": kind,
@@ -280,6 +315,160 @@ def scalars_event(
     else:
         event["values"] = list(values)
     return event
+
+
+def run_started_event(time: float, experiment: str, display_name: str | None, parent: str | None) -> WireEvent:
+    """A run begins: its experiment, display name and parent run (id or None)."""
+    return {
+        "type": "run_started",
+        "time": time,
+        "experiment": experiment,
+        "display_name": display_name,
+        "parent": parent,
+    }
+
+
+def status_event(time: float, status: str, error: Any = None) -> WireEvent:
+    """The run's status changes (``error``: a JSON object, or None)."""
+    return {"type": "status", "time": time, "status": status, "error": error}
+
+
+def heartbeat_event(time: float) -> WireEvent:
+    """The producer session is alive."""
+    return {"type": "heartbeat", "time": time}
+
+
+def list_event(name: str, time: float, values: list[Any]) -> WireEvent:
+    """One list entry of the metric ``name`` (JSON values, non-finite floats encoded)."""
+    return {"type": "list", "name": name, "time": time, "values": values}
+
+
+def row_event(name: str, time: float, columns: dict[str, Any]) -> WireEvent:
+    """One row of the table ``name``: ``{column: JSON value}``."""
+    return {"type": "row", "name": name, "time": time, "columns": columns}
+
+
+def table_event(name: str, time: float, columns: dict[str, list[Any]]) -> WireEvent:
+    """A table of the metric ``name``: ``{column: [JSON values]}``."""
+    return {"type": "table", "name": name, "time": time, "columns": columns}
+
+
+def image_event(name: str, time: float, file: str) -> WireEvent:
+    """An image of the metric ``name``, stored as the run's file ``file``."""
+    return {"type": "image", "name": name, "time": time, "file": file}
+
+
+def tags_event(time: float, tags: Mapping[str, str | None]) -> WireEvent:
+    """Tags set on the run (a value may be None)."""
+    return {"type": "tags", "time": time, "tags": dict(tags)}
+
+
+def properties_event(time: float, properties: Mapping[str, str]) -> WireEvent:
+    """Properties added to the run (ingest keeps each one's first value)."""
+    return {"type": "properties", "time": time, "properties": dict(properties)}
+
+
+# --- the table of event types ---------------------------------------------
+
+
+def _fail(kind: str, message: str, reason: str = "bad_shape") -> EventError:
+    return EventError(reason, f"{kind} event: {message}")
+
+
+def _is_uuid(value: Any) -> bool:
+    if not isinstance(value, str):
+        return False
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def _check_run_started(event: DecodedEvent) -> None:
+    experiment = event["experiment"]
+    if not isinstance(experiment, str) or not experiment:
+        raise _fail("run_started", "experiment must be a non-empty string")
+    if not isinstance(event.get("display_name"), str | None):
+        raise _fail("run_started", "display_name must be a string or null")
+    parent = event.get("parent")
+    if parent is not None and not _is_uuid(parent):
+        raise _fail("run_started", f"parent {parent!r} is not a run id", "bad_run_id")
+
+
+def _check_status(event: DecodedEvent) -> None:
+    if event["status"] not in STATUSES:
+        raise EventError("bad_status", f"unknown status {event['status']!r}")
+    if not isinstance(event.get("error"), dict | None):
+        raise _fail("status", "error must be an object or null")
+
+
+def _check_list(event: DecodedEvent) -> None:
+    event["values"] = decode_json_value(event["values"])
+    if not isinstance(event["values"], list):
+        raise _fail("list", "values must be a list")
+
+
+def _check_row(event: DecodedEvent) -> None:
+    event["columns"] = decode_json_value(event["columns"])
+    if not isinstance(event["columns"], dict):
+        raise _fail("row", "columns must be an object")
+
+
+def _check_table(event: DecodedEvent) -> None:
+    columns = event["columns"] = decode_json_value(event["columns"])
+    if not isinstance(columns, dict) or not all(isinstance(c, list) for c in columns.values()):
+        raise _fail("table", "columns must be an object of lists")
+
+
+def _check_image(event: DecodedEvent) -> None:
+    if not isinstance(event["file"], str) or not event["file"]:
+        raise _fail("image", "file must be a non-empty string")
+
+
+def _check_tags(event: DecodedEvent) -> None:
+    tags = event["tags"]
+    if not isinstance(tags, dict) or not all(isinstance(v, str | None) for v in tags.values()):
+        raise _fail("tags", "tags must map names to strings or null")
+
+
+def _check_properties(event: DecodedEvent) -> None:
+    props = event["properties"]
+    if not isinstance(props, dict) or not all(isinstance(v, str) for v in props.values()):
+        raise _fail("properties", "properties must map names to strings")
+
+
+@dataclass(frozen=True, slots=True)
+class EventType:
+    """One row of the format's table: what an event of this type holds and what it adds to.
+
+    ``fields``: required beside ``type``; ``check``: the format check of a
+    decoded event (it may decode its JSON values in place); ``series``: the
+    kind of series its points or entry join (``scalar``, ``list``...; None: a
+    run-level event); ``entry``: the field an entry stores as its value;
+    ``text``: the fields a store keeps as text or JSON objects of strings.
+    """
+
+    fields: tuple[str, ...]
+    check: Callable[[DecodedEvent], None] | None = None
+    series: str | None = None
+    entry: str | None = None
+    text: tuple[str, ...] = ()
+
+
+#: Every event type, its fields and checks: the format in one table (the builders are ``<type>_event``).
+EVENT_TYPES: Final[Mapping[str, EventType]] = {
+    "run_started": EventType(("time", "experiment"), _check_run_started, text=("experiment", "display_name")),
+    "status": EventType(("time", "status"), _check_status, text=("error",)),
+    "heartbeat": EventType(("time",)),
+    "scalars": EventType(("name", "kind", "steps", "times", "ordinals"), series="scalar"),
+    "list": EventType(("name", "time", "values"), _check_list, series="list", entry="values"),
+    "row": EventType(("name", "time", "columns"), _check_row, series="row", entry="columns"),
+    "table": EventType(("name", "time", "columns"), _check_table, series="table", entry="columns"),
+    "image": EventType(("name", "time", "file"), _check_image, series="image", entry="file"),
+    "tags": EventType(("time", "tags"), _check_tags, text=("tags",)),
+    "properties": EventType(("time", "properties"), _check_properties, text=("properties",)),
+}
 
 
 # --- batches --------------------------------------------------------------
@@ -353,31 +542,30 @@ def _uuid_field(doc: Mapping[str, Any], key: str, reason: str) -> str:
         raise EventError(reason, f"{key} {raw!r} is not a UUID") from None
 
 
-def _check_event(event: Any, version: int) -> Event:
+def _check_event(event: Any, version: int) -> DecodedEvent:
     if not isinstance(event, dict):
         raise EventError("bad_shape", "event is not an object")
     kind = event.get("type")
-    required = _EVENT_FIELDS.get(kind) if isinstance(kind, str) else None
-    if required is None:
+    spec = EVENT_TYPES.get(kind) if isinstance(kind, str) else None
+    if spec is None:
         raise EventError("bad_event_type", f"unknown event type {kind!r}")
-    missing = [f for f in required if f not in event]
+    missing = [f for f in spec.fields if f not in event]
     if missing:
         raise EventError("bad_shape", f"{kind} event lacks {', '.join(missing)}")
     if "name" in event and (not isinstance(event["name"], str) or not event["name"]):
         raise EventError("bad_shape", f"{kind} event has no valid name")
     if kind == "scalars":
         _check_scalars(event, version)
-    elif kind == "status":
-        if event["status"] not in STATUSES:
-            raise EventError("bad_status", f"unknown status {event['status']!r}")
-    elif kind in ("list", "row", "table"):
-        event["values" if kind == "list" else "columns"] = decode_json_value(
-            event["values" if kind == "list" else "columns"]
-        )
+        return event
+    time = event["time"]
+    if type(time) is not float and type(time) is not int:
+        raise _fail(str(kind), f"time must be a number, got {type(time).__name__}")
+    if spec.check is not None:
+        spec.check(event)
     return event
 
 
-def _check_scalars(event: Event, version: int) -> None:
+def _check_scalars(event: WireEvent, version: int) -> None:
     """Validate a scalars event and leave its columns as numpy arrays.
 
     ``steps`` and ``ordinals`` become int64, ``times`` float64, ``values``
@@ -405,7 +593,7 @@ def _check_scalars(event: Event, version: int) -> None:
         event["values"] = np.array(event["values"], dtype=np.bool_)
 
 
-def _check_value_list(event: Event, kind: str) -> None:
+def _check_value_list(event: WireEvent, kind: str) -> None:
     values = event.get("values")
     if not isinstance(values, list):
         raise EventError("bad_shape", f"scalars {event['name']!r} lacks values")
@@ -414,7 +602,7 @@ def _check_value_list(event: Event, kind: str) -> None:
         raise EventError("bad_value", f"scalars {event['name']!r}: a value is not {kind}")
 
 
-def _check_scalars_v1(event: Event) -> None:
+def _check_scalars_v1(event: DecodedEvent) -> None:
     """Version 1: number lists, checked per element, then the same arrays as v2."""
     kind, name = event["kind"], event["name"]
     if kind == "float":

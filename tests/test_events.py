@@ -9,6 +9,9 @@ import uuid
 import orjson
 import pytest
 
+from ingest._decoder import Decoded, Source, decode_record
+from ingest._plan import _APPLY, build_plan
+from runstream import events
 from runstream.events import Batch, EventError, decode_batch, encode_batch, scalars_event
 
 
@@ -115,3 +118,57 @@ def test_malformed_progressions_are_event_errors(steps: dict[str, object], reaso
     with pytest.raises(EventError) as caught:
         decode_batch(record)
     assert caught.value.reason == reason
+
+
+# --- one module for the format --------------------------------------------
+
+#: One built event of each type, as the SDK would build it.
+_SAMPLES = {
+    "run_started": events.run_started_event(1.0, "exp", "a run", None),
+    "status": events.status_event(2.0, "Completed"),
+    "heartbeat": events.heartbeat_event(2.0),
+    "scalars": scalars_event("loss", "float", [0, 1], [1.0, 2.0], [0, 1], [0.5, 0.25]),
+    "list": events.list_event("l", 2.0, [1, "a", None]),
+    "row": events.row_event("r", 2.0, {"epoch": 1, "acc": 0.5}),
+    "table": events.table_event("t", 2.0, {"epoch": [1, 2], "acc": [0.5, 0.6]}),
+    "image": events.image_event("i", 2.0, "images/i.png"),
+    "tags": events.tags_event(2.0, {"k": "v", "flag": None}),
+    "properties": events.properties_event(2.0, {"p": "1"}),
+}
+
+
+def test_every_event_type_is_one_row_one_builder_and_one_documented_line() -> None:
+    """Adding an event type touches runstream/events.py only: ingest decodes, checks and stores it from the table."""
+    assert set(_SAMPLES) == set(events.EVENT_TYPES)
+    lines = (events.__doc__ or "").splitlines()
+    for kind, spec in events.EVENT_TYPES.items():
+        assert f"{kind}_event" in events.__all__
+        assert _SAMPLES[kind]["type"] == kind
+        (documented,) = [line for line in lines if line.split()[:1] == [kind]]
+        assert all(field in documented for field in spec.fields), documented
+        assert kind in _APPLY  # the planner stores it (entries by the table's series and entry field)
+
+
+def test_every_built_event_decodes_and_is_planned_without_a_dead_letter() -> None:
+    run, session = str(uuid.uuid4()), str(uuid.uuid4())
+    value = encode_batch(Batch(run, session, 1, list(_SAMPLES.values())))
+    decoded = decode_record(Source("t", 0, 0, None, value))
+    assert isinstance(decoded, Decoded), decoded
+    plan = build_plan([decoded], {}, {}, {})
+    assert plan.dead == [] and plan.points == 2 and plan.batches == 1
+    assert {name for _, name in plan.series} == {"loss", "l", "r", "t", "i"}
+    assert plan.run_updates[run].status == "Completed"
+
+
+@pytest.mark.parametrize(
+    ("have", "new", "kept"),
+    [
+        ("int", "float", "float"),
+        ("float", "int", "float"),
+        ("int", "int", "int"),
+        ("int", "str", None),
+        ("list", "row", None),
+    ],
+)
+def test_the_one_widening_rule(have: str, new: str, kept: str | None) -> None:
+    assert events.widened_kind(have, new) == kept

@@ -20,7 +20,7 @@ from ops.stack import free_port
 from ops.stack._kafka import KafkaBroker
 from query._points import Points, read_run_points
 from runstream.config import Settings
-from runstream.events import Batch, encode_batch, scalars_event
+from runstream.events import Batch, encode_batch, run_started_event, scalars_event, status_event
 from runstream.kafka import client_options
 
 T0 = 1_700_000_000.0
@@ -36,17 +36,11 @@ def raw(run: str, session: str, seq: int, *events: dict[str, Any]) -> bytes:
 
 
 def started(experiment: str = "exp", time: float = T0, display_name: str | None = "a run", parent: str | None = None):
-    return {
-        "type": "run_started",
-        "time": time,
-        "experiment": experiment,
-        "display_name": display_name,
-        "parent": parent,
-    }
+    return run_started_event(time, experiment, display_name, parent)
 
 
 def status(name: str, time: float, error: Any = None) -> dict[str, Any]:
-    return {"type": "status", "time": time, "status": name, "error": error}
+    return status_event(time, name, error)
 
 
 def scalars(

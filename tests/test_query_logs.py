@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 
 from ops.stack import free_port
 from producer import Experiment, Run, ScriptRunConfig, Workspace
-from query._web_logs import _complete_utf8
+from query._driver_log import _complete_utf8
 from runstream.config import Settings
 from tests.support import eventually, wait_http_ok
 from tests.test_producer import topic, workspace  # noqa: F401 - fixtures

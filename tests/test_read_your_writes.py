@@ -322,7 +322,7 @@ async def test_a_read_raises_at_the_bound_when_ingest_stops(settings: Settings, 
     run = Experiment(workspace, "ingest-stops").start_logging(outputs=None)
     run.log("x", 1.0)
     assert run.get_metrics() == {"x": 1.0}  # the worker is up: stored and read back
-    stored = run._sender.seq
+    stored = run._session.sender.seq
     worker.terminate()
     assert worker.wait(timeout=30) == 0
     run.log("x", 2.0)

@@ -17,10 +17,11 @@ import asyncpg
 import pytest
 
 from query._artifact_gc import collect_artifacts
-from query._artifacts import ABANDONED_UPLOAD_SECONDS, open_store
+from query._artifacts import ABANDONED_UPLOAD_SECONDS
 from query._errors import PayloadTooLarge
 from query._s3 import EMPTY_SHA256, S3Error, sign
 from query._s3_artifacts import DigestLocks, S3ArtifactStore
+from query._stores import open_store
 from runstream.config import ConfigError, S3Settings, Settings
 from tests.s3_server import S3Server
 from tests.support import eventually
