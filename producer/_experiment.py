@@ -35,6 +35,30 @@ class Experiment:
         """The experiment's page in the query service."""
         return f"{self.workspace.query_url}/experiments/{quote(self.name)}"
 
+    def get_docs_url(self) -> str:
+        """v1's link to documentation: the query service's API description (OpenAPI)."""
+        return f"{self.workspace.query_url}/api/openapi.json"
+
+    @property
+    def id(self) -> str:
+        """A stable id (v1's experiments have GUIDs): a UUID derived from the workspace and the name."""
+        return str(uuid.uuid5(uuid.NAMESPACE_URL, f"runstream:{self.workspace.name}/{self.name}"))
+
+    @staticmethod
+    def list(  # noqa: A003 - v1's name
+        workspace: Workspace,
+        experiment_name: str | None = None,
+        view_type: str = "ActiveOnly",
+        tags: Any = None,
+    ) -> list[Experiment]:
+        """v1's ``Experiment.list(workspace)``: the experiments the query service knows, most recently
+        active first (``experiment_name`` keeps the one of that name). runstream archives nothing and
+        keeps no experiment tags, so ``view_type`` and ``tags`` select nothing more."""
+        if experiment_name is not None:
+            _validate.name(experiment_name, "experiment")
+        names = [doc["name"] for doc in workspace.query_client().get_json("/api/experiments")["experiments"]]
+        return [Experiment(workspace, n) for n in names if experiment_name in (None, n)]
+
     def start_logging(
         self,
         display_name: str | None = None,
@@ -87,7 +111,21 @@ class Experiment:
         read, the listing includes what this process wrote to the experiment's
         runs before it (:mod:`producer._consistency`).
         """
-        params = _listing.filters(tags=tags, properties=properties, type=type, include_children=include_children)
+        return self.list_runs(type=type, tags=tags, properties=properties, include_children=include_children)
+
+    def list_runs(
+        self,
+        *,
+        type: str | None = None,  # noqa: A002 - v1's parameter name
+        tags: str | Mapping[str, Any] | None = None,
+        properties: str | Mapping[str, Any] | None = None,
+        status: str | None = None,
+        include_children: bool = False,
+    ) -> Iterator[Run]:
+        """:meth:`get_runs` with v1's ``Run.list`` filter on ``status`` too."""
+        params = _listing.filters(
+            tags=tags, properties=properties, type=type, status=status, include_children=include_children
+        )
         return self._listed(params)  # the filters are checked now, the listing read as it is iterated
 
     def _listed(self, params: _listing.Params) -> Iterator[Run]:

@@ -51,6 +51,17 @@ def walk(root: Path) -> Iterator[Path]:
             yield Path(directory) / file
 
 
+def error_with_code(details: Any, code: Any) -> Any:
+    """:func:`error_object`, with v1's ``error_code`` (a str) as its ``code``."""
+    error = error_object(details)
+    if code is None:
+        return error
+    if not isinstance(code, str):
+        raise MetricTypeError("error_code", f"fail() error_code must be a str, got {type(code).__name__}")
+    _check_error_text(code)
+    return {**(error or {}), "code": code}
+
+
 def error_object(details: Any) -> Any:
     """A run's error as stored (PostgreSQL jsonb): from an exception, a message or a dict.
 

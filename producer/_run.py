@@ -26,14 +26,25 @@ import math
 import os
 import time
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any
 
 import orjson
 
-from producer import _children, _details, _files, _listing, _notebook, _payloads, _process, _snapshot, _validate
+from producer import (
+    _children,
+    _details,
+    _files,
+    _listing,
+    _notebook,
+    _payloads,
+    _process,
+    _secrets,
+    _snapshot,
+    _validate,
+)
 from producer._consistency import Reader
 from producer._errors import (
     MetricTypeError,
@@ -44,6 +55,7 @@ from producer._errors import (
     RunEnvironmentError,
     RunFailedError,
     UnsupportedError,
+    UsageError,
 )
 from producer._readback import ReadBack
 from producer._session import Session
@@ -310,8 +322,13 @@ class Run:
 
     # --- files --------------------------------------------------------------
 
-    def upload_file(self, name: str, path_or_stream: str | os.PathLike[str] | IO[bytes]) -> Any:
-        """Upload a file (a path or a binary stream) as the run's file ``name``."""
+    def upload_file(
+        self, name: str, path_or_stream: str | os.PathLike[str] | IO[bytes], datastore_name: str | None = None
+    ) -> Any:
+        """Upload a file (a path or a binary stream) as the run's file ``name``.
+
+        ``datastore_name`` is accepted for v1's scripts: a run's files have one store here.
+        """
         name = _payloads.file_name(name)
         if isinstance(path_or_stream, str | os.PathLike):
             source = Path(path_or_stream)
@@ -332,7 +349,7 @@ class Run:
             raise MetricTypeError(name, "upload_file() needs a binary stream, got a text stream")
         return self._store_bytes(name, bytes(data))
 
-    def upload_folder(self, name: str, path: str | os.PathLike[str]) -> list[str]:
+    def upload_folder(self, name: str, path: str | os.PathLike[str], datastore_name: str | None = None) -> list[str]:
         """Upload every file under ``path`` as ``name/<relative path>``; returns the names."""
         prefix = _payloads.file_name(name.rstrip("/") if isinstance(name, str) else name)
         root = Path(path)
@@ -476,12 +493,17 @@ class Run:
         self._upload_outputs()
         self._finish("Completed", None, timeout_seconds)
 
-    def fail(self, error_details: Any = None, *, timeout_seconds: float | None = None) -> None:
-        """Mark the run ``Failed`` with ``error_details`` (an exception, a str or a dict)."""
+    def fail(
+        self, error_details: Any = None, error_code: str | None = None, *, timeout_seconds: float | None = None
+    ) -> None:
+        """Mark the run ``Failed`` with ``error_details`` (an exception, a str or a dict).
+
+        ``error_code`` is v1's classification of the error (a str), stored as the error's ``code``.
+        """
         if self._status == "Failed":
             return
         self._check_open("fail()")
-        self._finish("Failed", _payloads.error_object(error_details), timeout_seconds)
+        self._finish("Failed", _payloads.error_with_code(error_details, error_code), timeout_seconds)
 
     def cancel(self, *, timeout_seconds: float | None = None) -> None:
         """Mark the run ``Canceled``; a submitted script is asked to stop (SIGTERM) first."""
@@ -633,10 +655,44 @@ class Run:
         """This process's counters: what the session sent, retried and had to wait for."""
         return self._session.stats()
 
-    def get_metrics(self, name: str | None = None, recursive: bool = False) -> dict[str, Any]:
-        """The logged metrics in Azure ML's shapes, from the query service."""
+    def get_metrics(
+        self, name: str | None = None, recursive: bool = False, run_type: str | None = None, populate: bool = False
+    ) -> dict[str, Any]:
+        """The logged metrics in Azure ML's shapes, from the query service.
+
+        With ``recursive``, ``{run_id: metrics}`` for this run and its descendants;
+        ``run_type`` keeps the runs of that type (v1: ``azureml.scriptrun``...).
+        ``populate`` is accepted for v1's scripts: every value is stored in
+        runstream itself, so there is no external data to fetch.
+        """
         self._require_online("get_metrics")
-        return self._reads.metrics(name, recursive)
+        if run_type is None:
+            return self._reads.metrics(name, recursive)
+        if not recursive:
+            raise UsageError("get_metrics(run_type=...) filters descendants: pass recursive=True too")
+        runs = self.get_children(recursive=True, type=run_type)
+        kept = {run.id for run in runs} | ({self.id} if self.type == run_type else set())
+        return {run_id: found for run_id, found in self._reads.metrics(name, True).items() if run_id in kept}
+
+    def get_detailed_status(self) -> dict[str, Any]:
+        """v1's ``{"status": ..., "details": ...}``; details explain a queued run, and runstream queues none."""
+        return {"status": self.get_status(), "details": None}
+
+    def get_all_logs(self, destination: str | os.PathLike[str] | None = None) -> list[str]:
+        """Download the run's logs (its files under ``logs/``) into ``destination`` (default: a directory named
+        as the run id); the paths written, as in v1."""
+        self._require_online("get_all_logs")
+        target = Path(destination) if destination is not None else Path(self.id)
+        names = [n for n in self.get_file_names() if n.startswith("logs/")]
+        return [str(self.download_file(n, target / n)) for n in names]
+
+    def get_secret(self, name: str) -> str:
+        """v1 reads the workspace's Key Vault; runstream reads the environment variable ``name``."""
+        return _secrets.get_secret(name)
+
+    def get_secrets(self, secrets: Sequence[str]) -> dict[str, str | None]:
+        """Each of ``secrets`` from the environment; None for one that is not set (v1 reports it as not found)."""
+        return _secrets.get_secrets(secrets)
 
     def wait_for_completion(
         self,
@@ -786,6 +842,21 @@ class Run:
         return attached(Experiment(workspace, doc["experiment"]), doc, workspace.home / "spool")
 
     # --- notebooks ----------------------------------------------------------
+
+    @staticmethod
+    def list(  # noqa: A003 - v1's name
+        experiment: Experiment,
+        type: str | None = None,  # noqa: A002 - v1's parameter name
+        tags: str | Mapping[str, Any] | None = None,
+        properties: str | Mapping[str, Any] | None = None,
+        status: str | None = None,
+        include_children: bool = False,
+        _rehydrate_runs: bool = True,
+    ) -> Iterator[Run]:
+        """v1's ``Run.list(experiment, ...)``: the experiment's runs, newest first, filtered as in v1."""
+        return experiment.list_runs(
+            type=type, tags=tags, properties=properties, status=status, include_children=include_children
+        )
 
     def _repr_html_(self) -> str:
         """Jupyter's view: v1's table of Experiment, Id, Type, Status and the run's page."""

@@ -308,6 +308,49 @@ class Workspace:
             env["RUNSTREAM_WRITE_TOKEN"] = self.write_token
         return env
 
+    @property
+    def tags(self) -> dict[str, str]:
+        """v1's workspace tags: runstream keeps none."""
+        return {}
+
+    def get_details(self) -> dict[str, Any]:
+        """v1's workspace details: its ARM-style id, name, location and where runstream serves it."""
+        arm_id = (
+            f"/subscriptions/{self.subscription_id}/resourceGroups/{self.resource_group}"
+            f"/providers/Microsoft.MachineLearningServices/workspaces/{self.name}"
+        )
+        return {
+            "id": arm_id,
+            "name": self.name,
+            "location": self.location,
+            "type": "Microsoft.MachineLearningServices/workspaces",
+            "subscriptionId": self.subscription_id,
+            "resourceGroup": self.resource_group,
+            "queryUrl": self.query_url,
+            "kafkaBootstrap": self.kafka_bootstrap,
+            "topic": self.topic,
+        }
+
+    def write_config(self, path: str | os.PathLike[str] | None = None, file_name: str | None = None) -> Path:
+        """Write ``<path>/.azureml/<file_name>`` (v1's place; ``config.json``) for ``Workspace.from_config``.
+
+        It holds the workspace's identity and where to reach it, never a token
+        or password: those stay in the environment or 0600 files.
+        """
+        target = Path(path if path is not None else ".") / ".azureml" / (file_name or "config.json")
+        doc = {
+            "subscription_id": self.subscription_id,
+            "resource_group": self.resource_group,
+            "workspace_name": self.name,
+            "location": self.location,
+            "kafka_bootstrap": self.kafka_bootstrap,
+            "query_url": self.query_url,
+            "topic": self.topic,
+        }
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
+        return target
+
     def query_client(self) -> QueryClient:
         """A client of the query service: reads with ``token``, uploads with ``write_token``."""
         return QueryClient(

@@ -33,6 +33,7 @@ from playwright.async_api import Browser
 
 from producer import (
     Experiment,
+    MetricTypeError,
     MetricValueError,
     Run,
     RunDetails,
@@ -406,3 +407,73 @@ async def test_run_get_and_v1_attributes(workspace: Workspace) -> None:  # noqa:
             call()
     with pytest.raises(UnsupportedError, match="no model registry"):
         run.register_model("model", "outputs/model.pkl")
+
+
+async def test_the_rest_of_v1s_everyday_surface(
+    workspace: Workspace,  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Calls v1 scripts make beside logging: Run.list, Experiment.list, get_detailed_status,
+    fail(error_code=), get_metrics(run_type=, populate=), get_all_logs, get_secret(s),
+    upload_file(datastore_name=), the workspace's details and write_config."""
+    experiment = _experiment(workspace, "v1-rest")
+    parent = experiment.start_logging(outputs=None)
+    parent.log("loss", 0.5)
+    child = parent.child_run("child")
+    child.log("loss", 0.25)
+    child.complete()
+    source = tmp_path / "driver.txt"
+    source.write_text("line one\n")
+    parent.upload_file("logs/driver.txt", source, datastore_name="workspaceartifactstore")
+    parent.upload_file("outputs/note.txt", io.BytesIO(b"note"))
+    assert parent.get_detailed_status() == {"status": "Running", "details": None}
+
+    assert parent.get_metrics(recursive=True, populate=True) == {parent.id: {"loss": 0.5}, child.id: {"loss": 0.25}}
+    assert parent.get_metrics(recursive=True, run_type="azureml.scriptrun") == {}  # neither was submitted
+    with pytest.raises(UsageError, match="recursive=True"):
+        parent.get_metrics(run_type="azureml.scriptrun")
+
+    logs = parent.get_all_logs(tmp_path / "logs-here")
+    assert logs == [str(tmp_path / "logs-here" / "logs" / "driver.txt")]
+    assert Path(logs[0]).read_text() == "line one\n"
+
+    monkeypatch.setenv("V1_REST_SECRET", "s3cret")
+    assert parent.get_secret("V1_REST_SECRET") == "s3cret"
+    assert parent.get_secrets(["V1_REST_SECRET", "V1_REST_ABSENT"]) == {
+        "V1_REST_SECRET": "s3cret",
+        "V1_REST_ABSENT": None,
+    }
+    with pytest.raises(UsageError, match="set the variable V1_REST_ABSENT"):
+        parent.get_secret("V1_REST_ABSENT")
+    with pytest.raises(TypeError):
+        parent.get_secrets("V1_REST_SECRET")
+
+    with pytest.raises(MetricTypeError, match="error_code"):
+        parent.fail("boom", error_code=7)  # type: ignore[arg-type]  # a wrong type, on purpose
+    parent.fail("boom", error_code="UserError")
+    assert parent.get_detailed_status() == {"status": "Failed", "details": None}
+    assert parent.get_details()["error"] == {"message": "boom", "code": "UserError"}
+
+    assert [r.id for r in Run.list(experiment)] == [parent.id]  # top-level only, as get_runs
+    assert {r.id for r in Run.list(experiment, include_children=True)} == {parent.id, child.id}
+    assert [r.id for r in Run.list(experiment, status="Failed", include_children=True)] == [parent.id]
+    assert [e.name for e in Experiment.list(workspace, experiment_name=experiment.name)] == [experiment.name]
+    assert experiment.name in {e.name for e in Experiment.list(workspace)}
+    assert experiment.id == Experiment(workspace, experiment.name).id != _experiment(workspace, "other").id
+    assert experiment.get_docs_url().endswith("/api/openapi.json")
+
+    details = workspace.get_details()
+    assert details["name"] == workspace.name and details["id"].endswith(f"/workspaces/{workspace.name}")
+    written = workspace.write_config(tmp_path / "project")
+    assert written == tmp_path / "project" / ".azureml" / "config.json"
+    doc = json.loads(written.read_text())
+    assert doc["workspace_name"] == workspace.name and doc["query_url"] == workspace.query_url
+    assert not {k for k in doc if "token" in k or "password" in k}  # never a secret
+    again = Workspace.from_config(tmp_path / "project")
+    assert (again.name, again.query_url, again.kafka_bootstrap) == (
+        workspace.name,
+        workspace.query_url,
+        workspace.kafka_bootstrap,
+    )
+    assert workspace.tags == {}
