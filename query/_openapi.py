@@ -42,6 +42,7 @@ from ._limits import (
     MIN_LOG_READ_BYTES,
     MIN_MAX_POINTS,
 )
+from ._series import X_AXES
 
 __all__ = ["SPEC", "routes"]
 
@@ -96,7 +97,14 @@ _RANGE = [
         "max_points",
         "query",
         {"type": "integer", "minimum": MIN_MAX_POINTS, "maximum": MAX_MAX_POINTS},
-        "Downsample to at most this many points per run",
+        "Downsample to at most this many points per run (and at least 90% of it when the range holds more): "
+        "M4, each bucket's first, last, lowest and highest point, over equal buckets of x_axis",
+    ),
+    _param(
+        "x_axis",
+        "query",
+        {"type": "string", "enum": list(X_AXES), "default": "step"},
+        "The axis downsampling buckets span: steps, or times (for wall-clock or relative-time charts)",
     ),
     _param(
         "limit",
@@ -106,6 +114,14 @@ _RANGE = [
     ),
     _CURSOR,
 ]
+_FORMAT = _param(
+    "format",
+    "query",
+    {"type": "string", "enum": ["json", "csv"]},
+    "csv: text/csv, one row per item, floats exact (repr), non-finite ones as NaN, Infinity, -Infinity; "
+    "without it, an Accept header naming text/csv picks CSV too",
+)
+_RANGE.append(_FORMAT)
 
 
 def _ok(schema: dict[str, Any], description: str = "OK", status: str = "200") -> dict[str, Any]:
@@ -151,6 +167,16 @@ _SERIES_COLUMNS: Final = {
         "times": {"type": "array", "items": {"type": "number"}},
         "values": {"type": "array", "items": {}},
         "downsampled": {"type": "boolean"},
+        "buckets": {
+            "type": "object",
+            "nullable": True,
+            "description": "When downsampled: bucket k holds start + k*width <= x < start + (k+1)*width",
+            "properties": {
+                "x_axis": {"type": "string", "enum": list(X_AXES)},
+                "start": {"type": "number"},
+                "width": {"type": "number"},
+            },
+        },
         "next_cursor": {"type": "string", "nullable": True},
     },
 }
@@ -381,6 +407,7 @@ SPEC: Final[dict[str, Any]] = {
                         "Page size",
                     ),
                     _CURSOR,
+                    _FORMAT,
                 ],
                 "responses": {
                     **_ok(
