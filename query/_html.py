@@ -32,6 +32,14 @@ vertical-align:top}th{background:#f3f4f8}nav{margin-bottom:1em;color:#667}a{colo
 .NotResponding{background:#fde9c8}.Starting{background:#fff3c4}svg.chart{background:#fafbfd;border:1px solid #dde}
 .muted{color:#778}.error{color:#b00020}.chart{min-height:40px;max-width:1000px}pre{background:#f6f7fa;padding:.5em;overflow:auto;max-height:20em}
 .description{margin:0 0 .4em;color:#556}
+.rs-chart{display:block;cursor:crosshair;max-width:100%}.rs-legend{font-size:12px;margin:.2em 0 .6em;color:#334}
+.rs-legend span{margin-right:1em;white-space:nowrap}.rs-legend i{display:inline-block;width:10px;height:10px;
+margin-right:4px;border-radius:2px}.rs-controls label{margin-right:1em}.rs-controls,.toolbar{margin:.4em 0}
+.toolbar{display:flex;flex-wrap:wrap;gap:.4em 1.5em;align-items:center;position:sticky;top:0;background:#fff;z-index:1}
+details.metric-group>summary{font-weight:600;cursor:pointer;margin:.6em 0}#run-summary .last{color:#334}
+.table-wrap{overflow-x:auto;max-width:100%}.rs-picker{margin:.3em 0}
+.rs-picker label{margin-right:.8em;white-space:nowrap}
+@media (max-width:700px){body{padding:.5em}}
 """
 
 

@@ -105,8 +105,9 @@ def _attempt(x: Floats, values: Floats, start: float, exponent: int, max_points:
 
 
 def _fine(x: Floats, values: Floats, start: float, width: float) -> _Fine:
-    index = np.floor((x - start) / width).astype(np.int64)
-    starts = np.concatenate(([0], np.flatnonzero(np.diff(index)) + 1))
+    # x >= start, so truncation is floor; width is a power of two, so the product is exact.
+    index = ((x - start) * (1.0 / width)).astype(np.int64)
+    starts = np.concatenate(([0], np.flatnonzero(index[1:] != index[:-1]) + 1))
     counts = np.diff(starts, append=len(x))
     # fmin skips NaN (NaN only when the whole bucket is NaN); maximum keeps it: NaN is the bucket's max.
     low = np.fmin.reduceat(values, starts)
@@ -138,13 +139,22 @@ def _last_match(values: Floats, extremes: Floats, starts: Positions, counts: Pos
 def _search(fine: _Fine, max_points: int) -> tuple[Positions, int]:
     """The kept positions of the narrowest merge ``m`` that keeps at most ``max_points``, and that ``m``.
 
-    The count falls (not always strictly) as ``m`` grows, so ``m`` is bisected.
+    The count falls (not always strictly) as ``m`` grows, so ``m`` is bisected, within a bracket
+    found by doubling from a guess of two to four points per bucket.
     """
-    low, high = 1, int(fine.index[-1]) + 1  # one bucket for all at `high`
-    kept = _merge(fine, high)
+    last = int(fine.index[-1]) + 1  # one bucket for all
+    kept = _merge(fine, last)
     if len(kept) > max_points:  # fewer than four points asked for: the extremes of the whole range
-        return np.union1d(fine.low_at[:1], fine.high_at[-1:])[:max_points], high
-    found = high
+        return np.union1d(fine.low_at[:1], fine.high_at[-1:])[:max_points], last
+    found = last
+    low, high = 1, last
+    guess = min(last, max(1, (3 * last) // max_points))
+    while guess < last:
+        candidate = _merge(fine, guess)
+        if len(candidate) <= max_points:
+            kept, found, high = candidate, guess, guess
+            break
+        low, guess = guess + 1, guess * 2
     while low < high:
         middle = (low + high) // 2
         candidate = _merge(fine, middle)

@@ -135,6 +135,16 @@ class SeriesReader:
         )
         return {r["run_id"]: r for r in records}
 
+    async def scalar_metrics(self, run_ids: list[uuid.UUID]) -> list[tuple[str, int]]:
+        """The numeric scalar metrics of the runs, with their points summed over the runs: most logged first."""
+        records = await self._pool.fetch(
+            "SELECT name, sum(point_count)::bigint AS points FROM series"
+            " WHERE run_id = ANY($1::uuid[]) AND kind = 'scalar' AND value_type <> 'str' AND point_count > 0"
+            " GROUP BY name ORDER BY points DESC, name",
+            run_ids,
+        )
+        return [(r["name"], int(r["points"])) for r in records]
+
     async def page(
         self, series_id: int, value_type: str | None, rng: SeriesRange, *, limit: int, after: tuple[float, int] | None
     ) -> dict[str, Any]:

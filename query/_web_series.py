@@ -21,10 +21,10 @@ from ._csv import csv_response, wants_csv
 from ._errors import BadRequest, NotFound
 from ._heavy import check_budget
 from ._json import stream_json
-from ._limits import DEFAULT_SERIES_LIMIT, MAX_MAX_POINTS, MAX_SERIES_LIMIT, MAX_SERIES_RUNS, MIN_MAX_POINTS
+from ._limits import DEFAULT_SERIES_LIMIT, MAX_MAX_POINTS, MAX_SERIES_LIMIT, MIN_MAX_POINTS
 from ._series import X_AXES, SeriesRange, SeriesReader, decode_point_cursor
 from ._state import DATABASE, HEAVY_READS, SERIES
-from ._validate import check_metric_name, parse_float, parse_int, parse_run_id, parse_step
+from ._validate import check_metric_name, parse_compared_runs, parse_float, parse_int, parse_run_id, parse_step
 
 __all__ = ["routes"]
 
@@ -136,12 +136,7 @@ async def run_series(request: web.Request) -> web.StreamResponse:
 @routes.get("/api/series")
 async def compare_series(request: web.Request) -> web.StreamResponse:
     """The same metric from several runs (``run=`` repeated), for one chart; a run without it has empty columns."""
-    raw_runs = request.query.getall("run", [])
-    if not raw_runs:
-        raise BadRequest("give at least one run=<run id>", parameter="run")
-    if len(raw_runs) > MAX_SERIES_RUNS:
-        raise BadRequest(f"at most {MAX_SERIES_RUNS} runs per request, got {len(raw_runs)}", parameter="run")
-    run_ids = list(dict.fromkeys(parse_run_id(r, "run") for r in raw_runs))
+    run_ids = parse_compared_runs(request.query.getall("run", []))
     params = _Params(request)
     if params.after is not None:
         raise BadRequest("cursor pages one run's series; use /api/runs/{run_id}/series", parameter="cursor")
