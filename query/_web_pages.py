@@ -18,7 +18,7 @@ from ._db import Database, FileRecord
 from ._errors import NotFound
 from ._limits import MAX_SERIES_RUNS
 from ._metrics import EMPTY, SeriesData, metric_value, scalar_value
-from ._run_search import RunSearch, parse_condition, parse_sort, parse_status
+from ._run_search import RunSearch, parse_condition, parse_name, parse_sort, parse_status
 from ._series import SeriesRange, SeriesReader
 from ._state import DATABASE, HEAVY_READS, SERIES, SETTINGS
 from ._validate import check_metric_name, parse_compared_runs, parse_run_id
@@ -31,7 +31,7 @@ routes = web.RouteTableDef()
 
 _RUNS_PER_PAGE: Final = 100
 _TABLE_ROWS: Final = 200
-_METRIC_COLUMNS: Final = 12
+_METRIC_COLUMNS: Final = 60
 _XY_ROWS: Final = 10_000
 _SVG_POINTS: Final = 600
 _STR_TAIL: Final = 20
@@ -89,6 +89,7 @@ async def experiment_page(request: web.Request) -> web.Response:
     if not await db.experiment_exists(name):
         raise NotFound(f"no experiment {name!r}", code="experiment_not_found", parameter="name")
     status = parse_status(request.query.get("status") or None)
+    run_name = parse_name(request.query.get("name") or None)
     tag = request.query.get("tag") or None
     where = request.query.get("where") or None
     sort = request.query.get("sort") or None
@@ -97,26 +98,26 @@ async def experiment_page(request: web.Request) -> web.Response:
         limit=_RUNS_PER_PAGE,
         experiment=name,
         status=status,
+        name=run_name,
         tags=[(key, value if sep else None)] if key else [],
         conditions=[parse_condition(where)] if where else [],
         sort=parse_sort(sort),
         cursor=request.query.get("cursor"),
     )
     page = await db.list_runs(search, include_metrics=True)
-    metric_names = sorted({m for r in page.runs for m in r.get("metrics", {})})[:_METRIC_COLUMNS]
+    columns = _RunColumns(page.runs)
     rows = [
         [
             f'<input type="checkbox" name="run" value="{h.esc(r["id"])}" aria-label="compare">',
             f'<a href="{h.esc(h.url("runs", r["id"]))}">{h.esc(r["display_name"] or r["id"])}</a>',
             f'<span class="status {h.esc(r["status"])}">{h.esc(r["status"])}</span>',
-            h.esc(r["started_at"] or r["created_at"] or ""),
+            _time(r["started_at"] or r["created_at"]),
             f"<span data-duration>{h.esc(_duration(r))}</span>",
-            h.esc(", ".join(f"{k}={v}" if v is not None else k for k, v in (r["tags"] or {}).items())),
-            *(h.esc(_show(r["metrics"][m])) if m in r["metrics"] else "" for m in metric_names),
+            *(h.esc(_show(v)) if v is not None else "" for v in columns.values(r)),
         ]
         for r in page.runs
     ]
-    state = {"status": status, "tag": tag, "where": where, "sort": sort}
+    state = {"status": status, "name": run_name, "tag": tag, "where": where, "sort": sort}
     here = h.url("experiments", name)
 
     def link(**changes: str | None) -> str:
@@ -129,7 +130,8 @@ async def experiment_page(request: web.Request) -> web.Response:
         for s in ("", *STATUSES)
     )
     filters = (
-        f'<form method="get" class="filters"><select name="status">{options}</select> '
+        f'<form method="get" class="filters"><input name="name" type="search" placeholder="run name" '
+        f'value="{h.esc(run_name or "")}"> <select name="status">{options}</select> '
         f'<input name="tag" placeholder="tag or tag:value" value="{h.esc(tag or "")}"> '
         f'<input name="where" placeholder="accuracy&gt;0.9" value="{h.esc(where or "")}"> '
         f'<input type="hidden" name="sort" value="{h.esc(sort or "")}"> <button>Filter</button></form>'
@@ -146,23 +148,67 @@ async def experiment_page(request: web.Request) -> web.Response:
         "status",
         sort_header("started", "created_at"),
         "duration",
-        "tags",
-        *(sort_header(m, f"last({m})") for m in metric_names),
+        *columns.labels(metric_header=lambda m: sort_header(m, f"last({m})")),
     ]
     attrs = [f'data-run="{h.esc(r["id"])}"' for r in page.runs]
     table = (
-        h.table(headers, rows, raw=True, raw_headers=True, row_attrs=attrs) if rows else "<p class=muted>No runs.</p>"
+        f'<div class="table-wrap">{h.table(headers, rows, raw=True, raw_headers=True, row_attrs=attrs)}</div>'
+        if rows
+        else "<p class=muted>No runs.</p>"
     )
-    if rows and metric_names:
-        choices = "".join(f'<option value="{h.esc(m)}">{h.esc(m)}</option>' for m in metric_names)
+    if rows and columns.metrics:
+        choices = "".join(f'<option value="{h.esc(m)}">{h.esc(m)}</option>' for m in columns.metrics)
         table = (
             f'<form method="get" action="/compare" id="compare-form">{table}'
             f'<p>Compare the checked runs on <select name="name">{choices}</select> <button>Compare</button></p></form>'
         )
+    csv_params = {"experiment": name, "include": "metrics", "format": "csv", "status": status, "name": run_name}
+    csv_link = "/api/runs?" + urlencode({k: v for k, v in csv_params.items() if v} | {"limit": _RUNS_PER_PAGE})
+    tools = (
+        f'<p class="rs-picker"><a id="runs-csv" href="{h.esc(csv_link)}">runs as CSV</a></p>'
+        '<div id="columns" class="rs-picker"></div><div id="group" class="rs-picker"></div><div id="scatter"></div>'
+    )
     notice = '<p id="new-runs" hidden><span>0</span> new runs: <a href="">reload</a></p>'
-    body = f'<div id="experiment" data-experiment="{h.esc(name)}"><h1>Experiment {h.esc(name)}</h1>'
-    body += f"{filters}{notice}{table}{more}</div>"
+    data = h.esc(orjson.dumps(columns.table(page.runs)).decode())
+    body = f'<div id="experiment" data-experiment="{h.esc(name)}" data-table="{data}"><h1>Experiment {h.esc(name)}</h1>'
+    body += f"{filters}{notice}{tools}{table}{more}</div>"
     return html_response(h.page(name, body, scripts=_EXPERIMENT_SCRIPTS))
+
+
+class _RunColumns:
+    """The runs table's own columns after the fixed ones: each tag, each property, each metric's last value."""
+
+    def __init__(self, runs: list[dict[str, Any]]) -> None:
+        def keys(field: str) -> list[str]:
+            found = {k for r in runs for k in (r.get(field) or {})}
+            return sorted(k for k in found if not k.startswith(DESCRIPTION_PREFIX))
+
+        self.tags, self.properties = keys("tags"), keys("properties")
+        self.metrics = sorted({m for r in runs for m in r.get("metrics", {})})[:_METRIC_COLUMNS]
+
+    def _fields(self) -> list[tuple[str, str, str]]:
+        return [
+            *(("tags", k, f"tag {k}") for k in self.tags),
+            *(("properties", k, f"property {k}") for k in self.properties),
+            *(("metrics", k, k) for k in self.metrics),
+        ]
+
+    def labels(self, *, metric_header: Any) -> list[str]:
+        """Header cells (escaped): metrics' as ``metric_header`` makes them, the others' as text."""
+        return [metric_header(k) if field == "metrics" else h.esc(label) for field, k, label in self._fields()]
+
+    def values(self, run: dict[str, Any]) -> list[Any]:
+        return [(run.get(field) or {}).get(k) for field, k, _ in self._fields()]
+
+    def table(self, runs: list[dict[str, Any]]) -> dict[str, Any]:
+        """For experiment.js: the columns (kind, key, label) and each run's values, for grouping and the scatter."""
+        fields = self._fields()
+        return {
+            "columns": [{"kind": field, "key": k, "label": label} for field, k, label in fields],
+            "runs": [
+                {"id": r["id"], "label": r["display_name"] or r["id"][:8], "values": self.values(r)} for r in runs
+            ],
+        }
 
 
 def _duration(run: dict[str, Any]) -> str:

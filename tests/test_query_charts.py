@@ -50,7 +50,12 @@ async def seeded(db: asyncpg.Pool) -> AsyncIterator[Seeded]:
     experiment = f"charts-{uuid.uuid4().hex[:6]}"
     started = datetime.fromtimestamp(T0, UTC)
     long = await seed_run(
-        db, experiment=experiment, display_name="long", started_at=started, tags={"lr": "0.1"}, properties={"seed": "1"}
+        db,
+        experiment=experiment,
+        display_name="long",
+        started_at=started,
+        tags={"opt": "adam"},
+        properties={"lr": "0.1"},
     )
     loss = (2 / np.sqrt(np.arange(N) + 1) + rng.normal(0, 0.02, N)).tolist()
     loss[SPIKE], loss[DIP] = 9.0, -1.0
@@ -59,9 +64,25 @@ async def seeded(db: asyncpg.Pool) -> AsyncIterator[Seeded]:
         db, long, "val/loss", "float", [1 / (i + 1) for i in range(500)], times=[T0 + i for i in range(500)]
     )
     await seed_scalars(db, long, "lr", "float", [0.003])
-    diverged = await seed_run(db, experiment=experiment, display_name="diverged", status="Failed", started_at=started)
+    diverged = await seed_run(
+        db,
+        experiment=experiment,
+        display_name="diverged",
+        status="Failed",
+        started_at=started,
+        tags={"opt": "adam"},
+        properties={"lr": "1.0"},
+    )
     await seed_scalars(db, diverged, "train/loss", "float", [1.0] * 19_000 + [423.0] * 100)
-    short = await seed_run(db, experiment=experiment, display_name="short", status="Completed", started_at=started)
+    short = await seed_run(
+        db,
+        experiment=experiment,
+        display_name="short",
+        status="Completed",
+        started_at=started,
+        tags={"opt": "sgd"},
+        properties={"lr": "0.01"},
+    )
     await seed_scalars(db, short, "train/loss", "float", [0.5 + 0.1 * math.sin(i / 50) for i in range(3_000)])
     yield Seeded(experiment, long, diverged, short, loss)
 
@@ -195,13 +216,10 @@ async def test_chart_controls_are_kept_in_the_url(query_service: str, browser: B
 
 
 async def test_compare_page_runs_metrics_outliers_and_csv(query_service: str, browser: Browser, seeded: Seeded) -> None:
-    # The experiment page, as a person picks the runs there.
-    page, errors = await _open(browser, f"{query_service}/experiments/{seeded.experiment}", "() => true")
-    SCREENSHOTS.mkdir(exist_ok=True)
-    await page.screenshot(path=str(SCREENSHOTS / "experiment-page.png"), full_page=True)
     runs = "&".join(f"run={r}" for r in (seeded.long, seeded.diverged, seeded.short))
-    await page.goto(f"{query_service}/compare?{runs}")
-    await page.wait_for_function("() => window.runstream && window.runstream.ready === 1", timeout=WAIT_MS)
+    page, errors = await _open(
+        browser, f"{query_service}/compare?{runs}", "() => window.runstream && window.runstream.ready === 1"
+    )
     # By default the most logged metric, a line per run.
     assert await page.evaluate("() => Object.keys(window.runstream.charts)") == ["train/loss"]
     loss = _chart("train/loss")
@@ -229,6 +247,7 @@ async def test_compare_page_runs_metrics_outliers_and_csv(query_service: str, br
         (s["run_id"], step, value) for s in body["series"] for step, value in zip(s["steps"], s["values"], strict=True)
     ]
     assert [(r[0], int(r[1]), float(r[3])) for r in rows[1:]] == want
+    SCREENSHOTS.mkdir(exist_ok=True)
     await page.screenshot(path=str(SCREENSHOTS / "compare-page.png"), full_page=True)
 
     # Removing a run reloads the page without it.
@@ -252,3 +271,50 @@ async def test_compare_takes_up_to_100_runs(query_service: str, db: asyncpg.Pool
     assert status == 200 and len(body["series"]) == 100
     status, body = await get(f"{query_service}/api/series?name=train/loss&{many}&run={uuid.uuid4()}")
     assert (status, body["error"]["parameter"]) == (400, "run")
+
+
+async def test_experiment_page_searches_groups_sorts_and_scatters(
+    query_service: str, browser: Browser, seeded: Seeded
+) -> None:
+    here = f"{query_service}/experiments/{seeded.experiment}"
+    page, errors = await _open(browser, f"{here}?name=o", "() => window.runstream && window.runstream.table")
+    names = await page.locator("tr[data-run] td:nth-child(2)").all_text_contents()
+    assert sorted(names) == ["long", "short"]  # "diverged" has no "o"
+    await page.goto(here)
+    await page.wait_for_function("() => window.runstream && window.runstream.table", timeout=WAIT_MS)
+    _, body = await get(f"{query_service}/api/runs?experiment={seeded.experiment}&include=metrics")
+    last = {r["display_name"]: r["metrics"]["train/loss"] for r in body["runs"]}
+
+    # Each tag and property is a column of its own; grouping by one gives each metric's mean, min and max.
+    await page.select_option("#group-by", label="tag opt")
+    groups = await page.evaluate("() => window.runstream.table.groups")
+    adam = [last["long"], last["diverged"]]
+    assert groups["adam"]["train/loss"] == {"mean": sum(adam) / 2, "min": min(adam), "max": max(adam)}
+    assert groups["sgd"]["train/loss"] == {"mean": last["short"], "min": last["short"], "max": last["short"]}
+
+    # Sorting by any column, here a property, largest first.
+    await page.click("#compare-form thead th:has-text('property lr')")
+    assert await page.locator("tr[data-run] td:nth-child(2)").all_text_contents() == ["diverged", "long", "short"]
+
+    # The scatter: a property against a metric, one dot per run.
+    points = await page.evaluate("() => window.runstream.table.scatter.map((p) => [p.label, p.x, p.y])")
+    assert sorted(points) == sorted(
+        [[n, float(lr), last[n]] for n, lr in (("long", 0.1), ("diverged", 1.0), ("short", 0.01))]
+    )
+
+    # Columns can be hidden, and stay hidden in the URL.
+    await page.click("#columns summary")
+    await page.uncheck('#columns input[data-column="tag opt"]')
+    assert "hide=tag+opt" in page.url
+    assert await page.locator("#compare-form thead th:has-text('tag opt')").is_hidden()
+
+    # The runs table as CSV.
+    href = await page.get_attribute("#runs-csv", "href")
+    assert href is not None
+    text = await page.evaluate("async (u) => (await fetch(u)).text()", href)
+    header = next(csv.reader(io.StringIO(text)))
+    assert {"tag.opt", "property.lr", "metric.train/loss"} <= set(header)
+    SCREENSHOTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(SCREENSHOTS / "experiment-page.png"), full_page=True)
+    assert errors == []
+    await page.close()
