@@ -33,7 +33,17 @@ __all__ = ["FIGURES", "main"]
 BENCH_DIR = Path(__file__).resolve().parent
 RESULTS_DIR = BENCH_DIR / "results"
 #: In the order they run; each is a module of bench.figures with ``async def run(ctx) -> list[Row]``.
-FIGURES = ("log_cost", "throughput", "freshness", "reads", "query_load", "memory", "scale", "read_your_writes")
+FIGURES = (
+    "log_cost",
+    "throughput",
+    "freshness",
+    "reads",
+    "query_load",
+    "memory",
+    "scale",
+    "read_your_writes",
+    "charts",
+)
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:

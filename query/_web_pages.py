@@ -489,7 +489,9 @@ def _image(run_id: str, name: str, stored: bool) -> str:
 def _metric_body(s: SeriesData, value: Any, run_id: str, files: set[str]) -> str:
     if s.kind == "image":
         names = [str(n) for n in (value if isinstance(value, list) else [value])]
-        return "".join(_image(run_id, n, n in files) for n in names)
+        images = "".join(_image(run_id, n, n in files) for n in names)
+        # run.js shows one at a time with a slider over the logging order; without it, all are listed.
+        return f'<div class="image-steps">{images}</div>' if len(names) > 1 else images
     if s.kind == "list":
         lists = value if len(s.entries) > 1 else [value]
         charts = "".join(h.chart_svg(v, label=s.name) for v in lists if isinstance(v, list))

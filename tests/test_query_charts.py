@@ -25,7 +25,7 @@ import pytest_asyncio
 from playwright.async_api import Browser, Page
 
 from tests.fuzzing import SEED
-from tests.test_query_seed import append_points, bump_session, get, seed_run, seed_scalars
+from tests.test_query_seed import append_points, bump_session, get, seed_entries, seed_run, seed_scalars
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = ROOT / "test-results"
@@ -49,14 +49,20 @@ async def seeded(db: asyncpg.Pool) -> AsyncIterator[Seeded]:
     rng = np.random.default_rng(SEED)
     experiment = f"charts-{uuid.uuid4().hex[:6]}"
     started = datetime.fromtimestamp(T0, UTC)
-    long = await seed_run(
-        db,
-        experiment=experiment,
-        display_name="long",
-        started_at=started,
-        tags={"opt": "adam"},
-        properties={"lr": "0.1"},
-    )
+
+    async def run(name: str, status: str, opt: str, lr: str) -> uuid.UUID:
+        tags, properties = {"opt": opt}, {"lr": lr}
+        return await seed_run(
+            db,
+            experiment=experiment,
+            display_name=name,
+            status=status,
+            started_at=started,
+            tags=tags,
+            properties=properties,
+        )
+
+    long = await run("long", "Running", "adam", "0.1")
     loss = (2 / np.sqrt(np.arange(N) + 1) + rng.normal(0, 0.02, N)).tolist()
     loss[SPIKE], loss[DIP] = 9.0, -1.0
     await seed_scalars(db, long, "train/loss", "float", loss, times=[T0 + 5 + i * 0.01 for i in range(N)])
@@ -64,25 +70,11 @@ async def seeded(db: asyncpg.Pool) -> AsyncIterator[Seeded]:
         db, long, "val/loss", "float", [1 / (i + 1) for i in range(500)], times=[T0 + i for i in range(500)]
     )
     await seed_scalars(db, long, "lr", "float", [0.003])
-    diverged = await seed_run(
-        db,
-        experiment=experiment,
-        display_name="diverged",
-        status="Failed",
-        started_at=started,
-        tags={"opt": "adam"},
-        properties={"lr": "1.0"},
-    )
+    await seed_entries(db, long, "samples", "image", ["epoch1.png", "epoch2.png", "epoch3.png"])
+
+    diverged = await run("diverged", "Failed", "adam", "1.0")
     await seed_scalars(db, diverged, "train/loss", "float", [1.0] * 19_000 + [423.0] * 100)
-    short = await seed_run(
-        db,
-        experiment=experiment,
-        display_name="short",
-        status="Completed",
-        started_at=started,
-        tags={"opt": "sgd"},
-        properties={"lr": "0.01"},
-    )
+    short = await run("short", "Completed", "sgd", "0.01")
     await seed_scalars(db, short, "train/loss", "float", [0.5 + 0.1 * math.sin(i / 50) for i in range(3_000)])
     yield Seeded(experiment, long, diverged, short, loss)
 
@@ -211,6 +203,12 @@ async def test_chart_controls_are_kept_in_the_url(query_service: str, browser: B
     await page.wait_for_function("() => window.runstream && window.runstream.ready === 3", timeout=WAIT_MS)
     assert await page.evaluate(f"() => {val}.options") == {"x": "relative", "log": True, "clip": False, "smooth": 0.6}
     assert await page.input_value('[data-control="x"]') == "relative"
+
+    # An image logged three times: the last shown, a slider steps back through them.
+    shown = page.locator('section[data-metric="samples"] .image-steps > :not([hidden])')
+    assert await shown.count() == 1 and "epoch3.png" in (await shown.text_content() or "")
+    await page.fill('section[data-metric="samples"] input[aria-label="image"]', "0")
+    assert "epoch1.png" in (await shown.text_content() or "")
     assert errors == []
     await page.close()
 

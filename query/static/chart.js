@@ -138,6 +138,8 @@
     if (ticket !== this._ticket) return;
     this.setSeries(series);
     this.loads += 1;
+    // When the last load was drawn, in ms since the page's navigation began (the bench figure reads it).
+    this.drawnAt = performance.now();
   };
 
   // series: [{key, label, steps, times, values, t0, color?}]

@@ -335,3 +335,29 @@
     });
   });
 })();
+
+// Images logged under one name several times: one at a time, with a slider over the logging order.
+(function () {
+  "use strict";
+  document.querySelectorAll(".image-steps").forEach((box) => {
+    const items = Array.from(box.children);
+    if (items.length < 2) return;
+    const slider = document.createElement("input");
+    slider.type = "range";
+    slider.min = "0";
+    slider.max = String(items.length - 1);
+    slider.value = String(items.length - 1);
+    slider.setAttribute("aria-label", "image");
+    const label = document.createElement("span");
+    function show() {
+      const at = Number(slider.value);
+      items.forEach((item, i) => (item.hidden = i !== at));
+      label.textContent = " " + (at + 1) + " of " + items.length;
+    }
+    slider.addEventListener("input", show);
+    const bar = document.createElement("p");
+    bar.append(slider, label);
+    box.before(bar);
+    show();
+  });
+})();
