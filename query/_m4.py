@@ -12,9 +12,10 @@ not four, so the number of buckets cannot be fixed in advance. The width is
 therefore searched for:
 
 * the points are first reduced to *fine* buckets whose width is a power of two
-  (an integer of at least 1 on the step axis), about 16 per requested point,
-  keeping each fine bucket's first, last, minimum and maximum position (a few
-  O(n) numpy passes, which is the whole cost for a long series);
+  (an integer of at least 1 on the step axis), about 8 per requested point, whose
+  edges are found by binary search; each fine bucket's minimum and maximum
+  position then cost a few O(n) numpy passes, which is the whole cost for a
+  long series;
 * a width of ``m`` fine widths merges every ``m`` consecutive fine buckets, and
   the M4 of the merged bucket follows from the fine ones alone (first of the
   first, last of the last, least of the minima, greatest of the maxima); so
@@ -42,12 +43,15 @@ import numpy.typing as npt
 
 __all__ = ["Buckets", "m4"]
 
-#: Fine buckets per requested point.
-_FINE_PER_POINT: Final = 16
+#: Fine buckets per requested point: enough for merges to land within 10% of it.
+_FINE_PER_POINT: Final = 8
 #: Fine-width halvings tried when the axis is too sparse for the first fine grid.
 _REFINEMENTS: Final = 6
 #: A result of at least this share of ``max_points`` ends the search.
 _ENOUGH: Final = 0.9
+#: The share each try of the search aims at, and how many tries before it bisects.
+_AIM: Final = 0.95
+_TRIES: Final = 4
 
 Positions = npt.NDArray[np.int64]
 Floats = npt.NDArray[np.float64]
@@ -74,10 +78,11 @@ class _Fine:
     high_at: Positions
 
 
-def m4(x: Floats, values: Floats, max_points: int, *, integral: bool) -> tuple[Positions, Buckets]:
+def m4(x: npt.NDArray[Any], values: Floats, max_points: int, *, integral: bool) -> tuple[Positions, Buckets]:
     """Positions (ascending) of the points to keep, and the buckets they were chosen by.
 
-    ``x`` is ascending; ``integral`` axes (steps) get buckets at least one unit wide.
+    ``x`` is ascending (int64 steps or float64 times); ``integral`` axes (steps) get buckets at
+    least one unit wide.
     ``len(x) > max_points >= 2``.
     """
     start = float(x[0])
@@ -98,23 +103,38 @@ def m4(x: Floats, values: Floats, max_points: int, *, integral: bool) -> tuple[P
     return kept, Buckets(start, width)
 
 
-def _attempt(x: Floats, values: Floats, start: float, exponent: int, max_points: int) -> tuple[Positions, float]:
+def _attempt(
+    x: npt.NDArray[Any], values: Floats, start: float, exponent: int, max_points: int
+) -> tuple[Positions, float]:
     fine_width = math.ldexp(1.0, exponent)
     kept, m = _search(_fine(x, values, start, fine_width), max_points)
     return kept, m * fine_width
 
 
-def _fine(x: Floats, values: Floats, start: float, width: float) -> _Fine:
-    # x >= start, so truncation is floor; width is a power of two, so the product is exact.
-    index = ((x - start) * (1.0 / width)).astype(np.int64)
-    starts = np.concatenate(([0], np.flatnonzero(index[1:] != index[:-1]) + 1))
-    counts = np.diff(starts, append=len(x))
+def _fine(x: npt.NDArray[Any], values: Floats, start: float, width: float) -> _Fine:
+    """Fine buckets found by binary search of their edges in ``x`` (ascending), not by a pass over every point.
+
+    The first point of bucket k or later is the first with ``x - start >= k * width``: that is
+    ``floor((x - start) / width) >= k`` exactly, as ``width`` is a power of two (and on the step
+    axis an integer, compared as integers).
+    """
+    n = len(x)
+    buckets = int((x[-1] - start) // width) + 1
+    edges = np.arange(1, buckets, dtype=np.int64)
+    if x.dtype.kind in "iu":
+        bounds = np.searchsorted(x, int(start) + edges * int(width))
+    else:
+        bounds = np.searchsorted(x - start, edges * width)
+    all_starts = np.concatenate(([0], bounds))
+    occupied = np.concatenate((bounds, [n])) > all_starts
+    starts = all_starts[occupied]
+    counts = np.diff(starts, append=n)
     # fmin skips NaN (NaN only when the whole bucket is NaN); maximum keeps it: NaN is the bucket's max.
     low = np.fmin.reduceat(values, starts)
     high = np.maximum.reduceat(values, starts)
     low_at = _first_match(values, low, starts, counts)
     high_at = _last_match(values, high, starts, counts)
-    return _Fine(index[starts], starts, starts + counts - 1, low, low_at, high, high_at)
+    return _Fine(np.flatnonzero(occupied), starts, starts + counts - 1, low, low_at, high, high_at)
 
 
 def _matches(values: Floats, extremes: Floats, counts: Positions) -> Positions:
@@ -137,32 +157,40 @@ def _last_match(values: Floats, extremes: Floats, starts: Positions, counts: Pos
 
 
 def _search(fine: _Fine, max_points: int) -> tuple[Positions, int]:
-    """The kept positions of the narrowest merge ``m`` that keeps at most ``max_points``, and that ``m``.
+    """The kept positions of a merge ``m`` that keeps 90-100% of ``max_points`` (or the narrowest within it), and ``m``.
 
-    The count falls (not always strictly) as ``m`` grows, so ``m`` is bisected, within a bracket
-    found by doubling from a guess of two to four points per bucket.
+    The count falls roughly as 1/m, so each try aims at 95% by that rule (two or three tries, usually);
+    if that does not settle, ``m`` is bisected between the tries that kept too many and too few.
     """
-    last = int(fine.index[-1]) + 1  # one bucket for all
-    kept = _merge(fine, last)
-    if len(kept) > max_points:  # fewer than four points asked for: the extremes of the whole range
-        return np.union1d(fine.low_at[:1], fine.high_at[-1:])[:max_points], last
-    found = last
-    low, high = 1, last
-    guess = min(last, max(1, (3 * last) // max_points))
-    while guess < last:
-        candidate = _merge(fine, guess)
-        if len(candidate) <= max_points:
-            kept, found, high = candidate, guess, guess
+    last = int(fine.index[-1]) + 1  # one bucket for all: at most four points
+    if max_points < 4:
+        kept = _merge(fine, last)
+        if len(kept) > max_points:  # fewer than four points asked for: the extremes of the whole range
+            return np.union1d(fine.low_at[:1], fine.high_at[-1:])[:max_points], last
+        return kept, last
+    over, fits = 0, last  # the widest m known to keep too many, the narrowest known to fit
+    best = None
+    m = min(last, max(1, (3 * last) // max_points))
+    for _ in range(_TRIES):
+        kept = _merge(fine, m)
+        if len(kept) <= max_points:
+            fits, best = m, kept
+            if len(kept) >= _ENOUGH * max_points:
+                return kept, m
+        else:
+            over = m
+        aim = max(over + 1, min(fits - 1, round(m * len(kept) / (_AIM * max_points))))
+        if aim <= over or aim >= fits:
             break
-        low, guess = guess + 1, guess * 2
-    while low < high:
-        middle = (low + high) // 2
+        m = aim
+    while fits - over > 1:
+        middle = (over + fits) // 2
         candidate = _merge(fine, middle)
         if len(candidate) <= max_points:
-            kept, found, high = candidate, middle, middle
+            fits, best = middle, candidate
         else:
-            low = middle + 1
-    return kept, found
+            over = middle
+    return (best if best is not None else _merge(fine, fits)), fits
 
 
 def _merge(fine: _Fine, m: int) -> Positions:

@@ -128,6 +128,13 @@ def _ok(schema: dict[str, Any], description: str = "OK", status: str = "200") ->
     return {status: {"description": description, "content": {"application/json": {"schema": schema}}}}
 
 
+def _ok_or_csv(schema: dict[str, Any]) -> dict[str, Any]:
+    """JSON, or CSV with format=csv (or Accept: text/csv)."""
+    ok = _ok(schema)
+    ok["200"]["content"]["text/csv"] = {"schema": {"type": "string"}}
+    return ok
+
+
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
 
@@ -410,7 +417,7 @@ SPEC: Final[dict[str, Any]] = {
                     _FORMAT,
                 ],
                 "responses": {
-                    **_ok(
+                    **_ok_or_csv(
                         {
                             "type": "object",
                             "properties": {
@@ -450,9 +457,9 @@ SPEC: Final[dict[str, Any]] = {
         },
         "/api/runs/{run_id}/series": {
             "get": {
-                "summary": "One scalar metric as columns, by range, paged or downsampled (min/max per bucket)",
+                "summary": "One scalar metric as columns, by range, paged or downsampled (M4 per bucket of x_axis)",
                 "parameters": [_RUN_ID, _METRIC, *_RANGE],
-                "responses": {**_ok(_ref("SeriesColumns")), **_ERRORS, **_TOO_MANY_POINTS},
+                "responses": {**_ok_or_csv(_ref("SeriesColumns")), **_ERRORS, **_TOO_MANY_POINTS},
             }
         },
         "/api/series": {
@@ -470,7 +477,7 @@ SPEC: Final[dict[str, Any]] = {
                     *[p for p in _RANGE if p["name"] != "cursor"],
                 ],
                 "responses": {
-                    **_ok({"type": "object"}),
+                    **_ok_or_csv({"type": "object"}),
                     "400": _ERRORS["400"],
                     "401": _ERRORS["401"],
                     "403": _ERRORS["403"],

@@ -183,7 +183,7 @@ def _downsample(points: Points, max_points: int, x_axis: str) -> tuple[Points, B
     # Steps usually rise with time; when they do not (a resumed run), order by step, ties by time.
     order = None if bool((np.diff(steps) >= 0).all()) else np.argsort(steps, kind="stable")
     ordered = points if order is None else points.take(order)
-    positions, buckets = m4(ordered.steps.astype(np.float64), ordered.values, max_points, integral=True)
+    positions, buckets = m4(ordered.steps, ordered.values, max_points, integral=True)
     return ordered.take(positions), buckets
 
 

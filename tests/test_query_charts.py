@@ -173,6 +173,23 @@ async def test_chart_controls_are_kept_in_the_url(query_service: str, browser: B
         browser, f"{query_service}/runs/{seeded.long}?y=log", "() => window.runstream && window.runstream.ready === 3"
     )
     val = _chart("val/loss")
+    # The summary line: status, a duration that ticks while the run is live, last values to 6 digits.
+    summary = await page.text_content("#run-summary") or ""
+    assert summary.startswith("Running") and f"val/loss {1 / 500:.6g}" in summary and "lr 0.003" in summary
+    for shown in await page.locator("#run-summary .last b").all_text_contents():
+        digits = shown.lstrip("-").split("e")[0].replace(".", "").lstrip("0")
+        assert len(digits) <= 6, shown
+    before = await page.text_content("#run-duration")
+    await page.wait_for_function("(t) => document.getElementById('run-duration').textContent !== t", arg=before)
+    # The metric search hides the sections (and groups) that do not match.
+    await page.fill("#metric-search", "val/")
+    visible = await page.eval_on_selector_all(
+        "section.metric:not([hidden])", "(els) => els.map((e) => e.dataset.metric)"
+    )
+    assert visible == ["val/loss"]
+    assert await page.locator('details.metric-group[data-group="train"]').is_hidden()
+    await page.fill("#metric-search", "")
+
     # From the URL: log y, drawn as log10 of the values.
     assert await page.evaluate(f"() => {val}.options.log") is True
     drawn = await _drawn(page, "val/loss")
