@@ -21,7 +21,7 @@
   "use strict";
 
   const PALETTE = ["#2450b2", "#d1495b", "#00798c", "#edae49", "#66a182", "#8d6cab", "#30638e", "#b5651d"];
-  const PAD = { left: 62, right: 12, top: 10, bottom: 28 };
+  const PAD = { left: 62, right: 24, top: 10, bottom: 28 };
   const SIG = 5;
 
   function num(v) {
