@@ -25,7 +25,8 @@ _STYLE: Final = """
 body{font:14px/1.4 system-ui,sans-serif;margin:0 auto;max-width:1100px;padding:1em 1.5em;color:#1d2330}
 h1{font-size:1.4em;margin:.2em 0 .6em}h2{font-size:1.15em;margin:1.4em 0 .4em;border-bottom:1px solid #dde}
 h3{font-size:1em;margin:1em 0 .3em;font-family:ui-monospace,monospace}
-table{border-collapse:collapse;margin:.3em 0}td,th{border:1px solid #dde;padding:.2em .6em;text-align:left;
+table{border-collapse:collapse;margin:.3em 0;display:block;overflow-x:auto;max-width:100%}
+td,th{border:1px solid #dde;padding:.2em .6em;text-align:left;
 vertical-align:top}th{background:#f3f4f8}nav{margin-bottom:1em;color:#667}a{color:#2450b2}
 .status{display:inline-block;padding:.1em .6em;border-radius:1em;background:#eef;font-weight:600}
 .Completed{background:#d8f3dc}.Failed{background:#fbd5d5}.Running{background:#d6e8fb}.Canceled{background:#eee}

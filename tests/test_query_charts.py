@@ -226,6 +226,15 @@ async def test_chart_controls_are_kept_in_the_url(query_service: str, browser: B
     assert await shown.count() == 1 and "epoch3.png" in (await shown.text_content() or "")
     await page.fill('section[data-metric="samples"] input[aria-label="image"]', "0")
     assert "epoch1.png" in (await shown.text_content() or "")
+
+    # Down to a phone: nothing wider than the screen, the charts redrawn to fit.
+    await page.set_viewport_size({"width": 390, "height": 800})
+    await page.wait_for_function(
+        "() => Object.values(window.runstream.charts).every((c) => c.canvas.style.width === c.width() + 'px')"
+    )
+    assert await page.evaluate("() => document.documentElement.scrollWidth") <= 390
+    SCREENSHOTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(SCREENSHOTS / "run-page-phone.png"))
     assert errors == []
     await page.close()
 

@@ -67,6 +67,15 @@
     return out;
   }
 
+  // Ticks of a log axis (y0, y1 are log10 of values): powers of ten over a decade or more, else round values.
+  function logTicks(y0, y1) {
+    if (y1 - y0 < 1) return niceTicks(Math.pow(10, y0), Math.pow(10, y1), 4).filter((v) => v > 0).map(Math.log10);
+    const every = Math.max(1, Math.ceil((Math.floor(y1) - Math.ceil(y0)) / 6));
+    const out = [];
+    for (let t = Math.ceil(y0); t <= y1; t += every) out.push(t);
+    return out;
+  }
+
   function percentile(sorted, p) {
     if (!sorted.length) return null;
     const i = Math.min(sorted.length - 1, Math.max(0, Math.round(p * (sorted.length - 1))));
@@ -120,6 +129,12 @@
     this.legend.className = "rs-legend";
     el.append(this.canvas, this.legend);
     this._events();
+    // A narrower window (a phone turned, a sidebar opened): redraw to the new width, once it settles.
+    let resizing = null;
+    window.addEventListener("resize", () => {
+      clearTimeout(resizing);
+      resizing = setTimeout(() => this.draw(), 100);
+    });
   }
 
   Chart.prototype.width = function () {
@@ -389,7 +404,7 @@
     ctx.lineWidth = 1;
     const [y0, y1] = prep.y;
     const log = this.options.log;
-    for (const t of niceTicks(y0, y1, 5)) {
+    for (const t of log ? logTicks(y0, y1) : niceTicks(y0, y1, 5)) {
       const y = Math.round(py(t)) + 0.5;
       ctx.beginPath();
       ctx.moveTo(PAD.left, y);
