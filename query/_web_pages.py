@@ -157,7 +157,10 @@ async def experiment_page(request: web.Request) -> web.Response:
         else "<p class=muted>No runs.</p>"
     )
     if rows and columns.metrics:
-        choices = "".join(f'<option value="{h.esc(m)}">{h.esc(m)}</option>' for m in columns.metrics)
+        # Left empty, the compare page draws the metric logged most.
+        choices = '<option value="">the most logged metric</option>' + "".join(
+            f'<option value="{h.esc(m)}">{h.esc(m)}</option>' for m in columns.metrics
+        )
         table = (
             f'<form method="get" action="/compare" id="compare-form">{table}'
             f'<p>Compare the checked runs on <select name="name">{choices}</select> <button>Compare</button></p></form>'

@@ -29,7 +29,7 @@ from tests.test_query_seed import append_points, bump_session, get, seed_entries
 
 ROOT = Path(__file__).resolve().parent.parent
 SCREENSHOTS = ROOT / "test-results"
-WAIT_MS = 15_000
+WAIT_MS = 30_000  # generous: the machine is shared, and a wait ends as soon as its condition holds
 T0 = 1_700_000_000.0
 N = 50_000
 SPIKE, DIP = 12_345, 40_404
@@ -325,6 +325,12 @@ async def test_experiment_page_searches_groups_sorts_and_scatters(
     assert sorted(points) == sorted(
         [[n, float(lr), last[n]] for n, lr in (("long", 0.1), ("diverged", 1.0), ("short", 0.01))]
     )
+
+    # Parallel coordinates: an axis per numeric column, a line per run.
+    parallel = await page.evaluate("() => window.runstream.table.parallel")
+    assert parallel["axes"] == ["property lr", "train/loss"]  # lr and val/loss: one run each, no axis
+    lines = {line["label"]: line["values"] for line in parallel["lines"]}
+    assert lines["diverged"] == [1.0, last["diverged"]] and lines["short"] == [0.01, last["short"]]
 
     # Columns can be hidden, and stay hidden in the URL.
     await page.click("#columns summary")

@@ -209,7 +209,7 @@
       state.scatter = points;
       const W = Math.min(640, Math.max(300, scatter.clientWidth || 640));
       const H = 260;
-      const P = 46;
+      const P = 64;
       canvas.width = W;
       canvas.height = H;
       const ctx = canvas.getContext("2d");
@@ -246,5 +246,67 @@
     xSel.addEventListener("change", draw);
     ySel.addEventListener("change", draw);
     draw();
+  }
+
+  // Parallel coordinates: an axis per numeric column (properties, tags with numbers, metrics), a line per run.
+  const numeric = data.columns
+    .map((c, i) => [c, i])
+    .filter(([, i]) => data.runs.filter((r) => Number.isFinite(number(r.values[i]))).length >= 2);
+  if (numeric.length >= 2) {
+    const box = document.createElement("div");
+    box.id = "parallel";
+    const canvas = document.createElement("canvas");
+    canvas.className = "rs-chart";
+    box.append(Object.assign(document.createElement("p"), { textContent: "parallel coordinates" }), canvas);
+    scatter.after(box);
+    const W = Math.min(900, Math.max(320, root.clientWidth || 900));
+    const H = 240;
+    const P = 30;
+    canvas.width = W;
+    canvas.height = H;
+    const ctx = canvas.getContext("2d");
+    const axisX = (k) => P + (k * (W - 2 * P)) / (numeric.length - 1);
+    const ranges = numeric.map(([, i]) => {
+      const xs = data.runs.map((r) => number(r.values[i])).filter(Number.isFinite);
+      return [Math.min(...xs), Math.max(...xs)];
+    });
+    const axisY = (k, v) => {
+      const [lo, hi] = ranges[k];
+      return H - P - (hi > lo ? (v - lo) / (hi - lo) : 0.5) * (H - 2 * P);
+    };
+    ctx.font = "11px system-ui, sans-serif";
+    ctx.textAlign = "center";
+    numeric.forEach(([c], k) => {
+      ctx.strokeStyle = "#aab";
+      ctx.beginPath();
+      ctx.moveTo(axisX(k) + 0.5, P);
+      ctx.lineTo(axisX(k) + 0.5, H - P);
+      ctx.stroke();
+      ctx.fillStyle = "#334";
+      ctx.fillText(c.label, axisX(k), P - 12);
+      ctx.fillStyle = "#778";
+      ctx.fillText(fmt(ranges[k][1]), axisX(k), P - 1);
+      ctx.fillText(fmt(ranges[k][0]), axisX(k), H - P + 12);
+    });
+    const lines = data.runs.map((r) => ({
+      label: r.label,
+      values: numeric.map(([, i]) => number(r.values[i])),
+    }));
+    ctx.strokeStyle = "rgba(36,80,178,0.6)";
+    for (const line of lines) {
+      ctx.beginPath();
+      let drawing = false;
+      line.values.forEach((v, k) => {
+        if (!Number.isFinite(v)) {
+          drawing = false; // a run without this column: a gap
+          return;
+        }
+        if (drawing) ctx.lineTo(axisX(k), axisY(k, v));
+        else ctx.moveTo(axisX(k), axisY(k, v));
+        drawing = true;
+      });
+      ctx.stroke();
+    }
+    state.parallel = { axes: numeric.map(([c]) => c.label), lines: lines };
   }
 })();
