@@ -149,9 +149,20 @@
   // Fetch what the view needs and draw it. A later load wins over an earlier one still in flight.
   Chart.prototype.load = async function () {
     const ticket = (this._ticket = (this._ticket || 0) + 1);
-    const series = await this.settings.source(this.view, this.options, this.maxPoints());
+    // Live points that arrive while the answer is on its way are kept, and added again after it.
+    this._arrived = this._arrived || [];
+    let series;
+    try {
+      series = await this.settings.source(this.view, this.options, this.maxPoints());
+    } catch (err) {
+      if (ticket === this._ticket) this._arrived = null;
+      throw err;
+    }
     if (ticket !== this._ticket) return;
+    const arrived = this._arrived;
+    this._arrived = null;
     this.setSeries(series);
+    for (const [key, cols] of arrived) this._appendNewer(key, cols);
     this.loads += 1;
     // When the last load was drawn, in ms since the page's navigation began (the bench figure reads it).
     this.drawnAt = performance.now();
@@ -174,6 +185,7 @@
 
   // Live points: appended; the view stays where it is (the x range grows only when not zoomed).
   Chart.prototype.append = function (key, cols) {
+    if (this._arrived) this._arrived.push([key, cols]);
     const s = this.series.find((x) => x.key === key);
     if (!s) return false;
     for (let i = 0; i < cols.steps.length; i++) {
@@ -184,6 +196,21 @@
     this.updates += 1;
     this.draw();
     return true;
+  };
+
+  // After a load: the live points it may not hold, those past its last (time) point.
+  Chart.prototype._appendNewer = function (key, cols) {
+    const s = this.series.find((x) => x.key === key);
+    if (!s) return;
+    const after = s.times.length ? s.times[s.times.length - 1] : -Infinity;
+    const keep = cols.times.map((t, i) => i).filter((i) => cols.times[i] > after);
+    if (!keep.length) return;
+    for (const i of keep) {
+      s.steps.push(cols.steps[i]);
+      s.times.push(cols.times[i]);
+      s.ys.push(num(cols.values[i]));
+    }
+    this.draw();
   };
 
   Chart.prototype.setOptions = function (options) {
