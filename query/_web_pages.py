@@ -112,7 +112,7 @@ async def experiment_page(request: web.Request) -> web.Response:
             f'<a href="{h.esc(h.url("runs", r["id"]))}">{h.esc(r["display_name"] or r["id"])}</a>',
             f'<span class="status {h.esc(r["status"])}">{h.esc(r["status"])}</span>',
             _time(r["started_at"] or r["created_at"]),
-            f"<span data-duration>{h.esc(_duration(r))}</span>",
+            _duration_cell(r),
             *(h.esc(_show(v)) if v is not None else "" for v in columns.values(r)),
         ]
         for r in page.runs
@@ -212,6 +212,13 @@ class _RunColumns:
                 {"id": r["id"], "label": r["display_name"] or r["id"][:8], "values": self.values(r)} for r in runs
             ],
         }
+
+
+def _duration_cell(run: dict[str, Any]) -> str:
+    """The run's duration; experiment.js ticks it while the run has no end."""
+    start = run.get("started_at") or run.get("created_at") or ""
+    ended = run.get("ended_at") or ""
+    return f'<span data-duration data-start="{h.esc(start)}" data-ended="{h.esc(ended)}">{h.esc(_duration(run))}</span>'
 
 
 def _duration(run: dict[str, Any]) -> str:

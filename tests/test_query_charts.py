@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -306,6 +307,11 @@ async def test_experiment_page_searches_groups_sorts_and_scatters(
     assert sorted(names) == ["long", "short"]  # "diverged" has no "o"
     await page.goto(here)
     await page.wait_for_function("() => window.runstream && window.runstream.table", timeout=WAIT_MS)
+    # A running run's duration is not blank: it ticks.
+    cell = f'tr[data-run="{seeded.long}"] [data-duration]'
+    first = await page.text_content(cell)
+    assert first and re.fullmatch(r"\d+:\d\d:\d\d", first)
+    await page.wait_for_function(f"(t) => document.querySelector('{cell}').textContent !== t", arg=first)
     _, body = await get(f"{query_service}/api/runs?experiment={seeded.experiment}&include=metrics")
     last = {r["display_name"]: r["metrics"]["train/loss"] for r in body["runs"]}
 

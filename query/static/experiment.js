@@ -10,15 +10,31 @@
   window.runstream.updates = 0;
   const fresh = new Set();
 
+  function hms(ms) {
+    const seconds = Math.max(0, Math.floor(ms / 1000));
+    const h = Math.floor(seconds / 3600);
+    const m = Math.floor((seconds % 3600) / 60);
+    return h + ":" + String(m).padStart(2, "0") + ":" + String(seconds % 60).padStart(2, "0");
+  }
+
   function duration(run) {
     const start = run.started_at || run.created_at;
     if (!start || !run.ended_at) return "";
-    const seconds = Math.floor((Date.parse(run.ended_at) - Date.parse(start)) / 1000);
-    const h = Math.floor(seconds / 3600);
-    const m = Math.floor((seconds % 3600) / 60);
-    const s = seconds % 60;
-    return h + ":" + String(m).padStart(2, "0") + ":" + String(s).padStart(2, "0");
+    return hms(Date.parse(run.ended_at) - Date.parse(start));
   }
+
+  // A run without an end: its duration so far, ticking.
+  const TERMINAL = ["Completed", "Failed", "Canceled"];
+  function tick() {
+    document.querySelectorAll("tr[data-run]").forEach((row) => {
+      const cell = row.querySelector("[data-duration]");
+      const status = row.querySelector(".status");
+      if (!cell || cell.dataset.ended || !cell.dataset.start || TERMINAL.includes(status.textContent)) return;
+      cell.textContent = hms(Date.now() - Date.parse(cell.dataset.start));
+    });
+  }
+  tick();
+  setInterval(tick, 1000);
 
   document.querySelectorAll("time[datetime]").forEach((el) => {
     const when = new Date(el.getAttribute("datetime"));
@@ -37,7 +53,9 @@
       const status = row.querySelector(".status");
       status.textContent = run.status;
       status.className = "status " + run.status;
-      row.querySelector("[data-duration]").textContent = duration(run);
+      const cell = row.querySelector("[data-duration]");
+      cell.dataset.ended = run.ended_at || "";
+      cell.textContent = duration(run) || cell.textContent;
     }
     if (fresh.size) {
       const note = document.getElementById("new-runs");
