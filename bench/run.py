@@ -42,6 +42,7 @@ FIGURES = (
     "memory",
     "scale",
     "read_your_writes",
+    "charts",
     "stream",
 )
 

@@ -43,6 +43,9 @@ class Sizes:
     consistency_rates: tuple[int, ...] = (10_000, 100_000)
     consistency_seconds: float = 15.0
     consistency_points: int = 1_000
+    # 10. charts in Chromium: runs on one compare chart, points of each
+    chart_runs: int = 10
+    chart_points: int = 1_000_000
 
 
 FULL = Sizes()
@@ -57,6 +60,7 @@ QUICK = Sizes(
     freshness_rates=(10_000, 100_000),
     freshness_seconds=2.0,
     read_series_points=20_000,
+    chart_points=20_000,
     get_metrics_metrics=50,
     get_metrics_points=1_000,
     runs_list_runs=500,

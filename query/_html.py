@@ -25,13 +25,22 @@ _STYLE: Final = """
 body{font:14px/1.4 system-ui,sans-serif;margin:0 auto;max-width:1100px;padding:1em 1.5em;color:#1d2330}
 h1{font-size:1.4em;margin:.2em 0 .6em}h2{font-size:1.15em;margin:1.4em 0 .4em;border-bottom:1px solid #dde}
 h3{font-size:1em;margin:1em 0 .3em;font-family:ui-monospace,monospace}
-table{border-collapse:collapse;margin:.3em 0}td,th{border:1px solid #dde;padding:.2em .6em;text-align:left;
+table{border-collapse:collapse;margin:.3em 0;display:block;overflow-x:auto;max-width:100%}
+td,th{border:1px solid #dde;padding:.2em .6em;text-align:left;
 vertical-align:top}th{background:#f3f4f8}nav{margin-bottom:1em;color:#667}a{color:#2450b2}
 .status{display:inline-block;padding:.1em .6em;border-radius:1em;background:#eef;font-weight:600}
 .Completed{background:#d8f3dc}.Failed{background:#fbd5d5}.Running{background:#d6e8fb}.Canceled{background:#eee}
 .NotResponding{background:#fde9c8}.Starting{background:#fff3c4}svg.chart{background:#fafbfd;border:1px solid #dde}
 .muted{color:#778}.error{color:#b00020}.chart{min-height:40px;max-width:1000px}pre{background:#f6f7fa;padding:.5em;overflow:auto;max-height:20em}
 .description{margin:0 0 .4em;color:#556}
+.rs-chart{display:block;cursor:crosshair;max-width:100%}.rs-legend{font-size:12px;margin:.2em 0 .6em;color:#334}
+.rs-legend span{margin-right:1em;white-space:nowrap}.rs-legend i{display:inline-block;width:10px;height:10px;
+margin-right:4px;border-radius:2px}.rs-controls label{margin-right:1em}.rs-controls,.toolbar{margin:.4em 0}
+.toolbar{display:flex;flex-wrap:wrap;gap:.4em 1.5em;align-items:center;position:sticky;top:0;background:#fff;z-index:1}
+details.metric-group>summary{font-weight:600;cursor:pointer;margin:.6em 0}#run-summary .last{color:#334}
+.table-wrap{overflow-x:auto;max-width:100%}.rs-picker{margin:.3em 0}
+.rs-picker label{margin-right:.8em;white-space:nowrap}
+@media (max-width:700px){body{padding:.5em}}
 """
 
 

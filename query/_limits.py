@@ -62,8 +62,8 @@ MAX_SERIES_LIMIT: Final = 1_000_000
 #: ``max_points`` of a downsampled series.
 MIN_MAX_POINTS: Final = 2
 MAX_MAX_POINTS: Final = 100_000
-#: Runs in one ``/api/series`` comparison.
-MAX_SERIES_RUNS: Final = 50
+#: Runs in one comparison: ``/api/series`` and the compare page alike.
+MAX_SERIES_RUNS: Final = 100
 
 # --- runs and names --------------------------------------------------------------------------
 DEFAULT_RUNS_LIMIT: Final = 50

@@ -43,6 +43,7 @@ from ._limits import (
     MIN_LOG_READ_BYTES,
     MIN_MAX_POINTS,
 )
+from ._series import X_AXES
 
 __all__ = ["SPEC", "routes"]
 
@@ -97,7 +98,14 @@ _RANGE = [
         "max_points",
         "query",
         {"type": "integer", "minimum": MIN_MAX_POINTS, "maximum": MAX_MAX_POINTS},
-        "Downsample to at most this many points per run",
+        "Downsample to at most this many points per run (and at least 90% of it when the range holds more): "
+        "M4, each bucket's first, last, lowest and highest point, over equal buckets of x_axis",
+    ),
+    _param(
+        "x_axis",
+        "query",
+        {"type": "string", "enum": list(X_AXES), "default": "step"},
+        "The axis downsampling buckets span: steps, or times (for wall-clock or relative-time charts)",
     ),
     _param(
         "limit",
@@ -107,10 +115,25 @@ _RANGE = [
     ),
     _CURSOR,
 ]
+_FORMAT = _param(
+    "format",
+    "query",
+    {"type": "string", "enum": ["json", "csv"]},
+    "csv: text/csv, one row per item, floats exact (repr), non-finite ones as NaN, Infinity, -Infinity; "
+    "without it, an Accept header naming text/csv picks CSV too",
+)
+_RANGE.append(_FORMAT)
 
 
 def _ok(schema: dict[str, Any], description: str = "OK", status: str = "200") -> dict[str, Any]:
     return {status: {"description": description, "content": {"application/json": {"schema": schema}}}}
+
+
+def _ok_or_csv(schema: dict[str, Any]) -> dict[str, Any]:
+    """JSON, or CSV with format=csv (or Accept: text/csv)."""
+    ok = _ok(schema)
+    ok["200"]["content"]["text/csv"] = {"schema": {"type": "string"}}
+    return ok
 
 
 def _ref(name: str) -> dict[str, str]:
@@ -152,6 +175,16 @@ _SERIES_COLUMNS: Final = {
         "times": {"type": "array", "items": {"type": "number"}},
         "values": {"type": "array", "items": {}},
         "downsampled": {"type": "boolean"},
+        "buckets": {
+            "type": "object",
+            "nullable": True,
+            "description": "When downsampled: bucket k holds start + k*width <= x < start + (k+1)*width",
+            "properties": {
+                "x_axis": {"type": "string", "enum": list(X_AXES)},
+                "start": {"type": "number"},
+                "width": {"type": "number"},
+            },
+        },
         "next_cursor": {"type": "string", "nullable": True},
     },
 }
@@ -386,9 +419,10 @@ SPEC: Final[dict[str, Any]] = {
                         "Page size",
                     ),
                     _CURSOR,
+                    _FORMAT,
                 ],
                 "responses": {
-                    **_ok(
+                    **_ok_or_csv(
                         {
                             "type": "object",
                             "properties": {
@@ -428,9 +462,9 @@ SPEC: Final[dict[str, Any]] = {
         },
         "/api/runs/{run_id}/series": {
             "get": {
-                "summary": "One scalar metric as columns, by range, paged or downsampled (min/max per bucket)",
+                "summary": "One scalar metric as columns, by range, paged or downsampled (M4 per bucket of x_axis)",
                 "parameters": [_RUN_ID, _METRIC, *_RANGE],
-                "responses": {**_ok(_ref("SeriesColumns")), **_ERRORS, **_TOO_MANY_POINTS},
+                "responses": {**_ok_or_csv(_ref("SeriesColumns")), **_ERRORS, **_TOO_MANY_POINTS},
             }
         },
         "/api/series": {
@@ -448,7 +482,7 @@ SPEC: Final[dict[str, Any]] = {
                     *[p for p in _RANGE if p["name"] != "cursor"],
                 ],
                 "responses": {
-                    **_ok({"type": "object"}),
+                    **_ok_or_csv({"type": "object"}),
                     "400": _ERRORS["400"],
                     "401": _ERRORS["401"],
                     "403": _ERRORS["403"],

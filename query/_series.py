@@ -4,18 +4,15 @@ Points come from ``point_chunks`` as numpy columns in (time, ordinal) order
 (:mod:`._points`); no Python code runs per point, but to tag a series'
 non-finite values for JSON.
 
-Downsampling splits the requested time range into ``max_points / 2`` equal
-buckets and keeps, per bucket, the point with the lowest and the point with the
-highest value (each with its own step and time), so spikes and the series'
-envelope survive at any zoom; the result is in time order, and a range that
-holds no more than ``max_points`` comes back whole. Because the points are in
-time order, each bucket is one run of them, and ``reduceat`` finds every
-bucket's extremes in a few O(n) passes. A NaN in a bucket shows up as that
-bucket's maximum rather than vanishing (as PostgreSQL, which sorts NaN above
-every number, would have it); ±Inf are extremes like any other value.
+Downsampling is M4 over the x-axis being drawn (steps by default, or times):
+per equal bucket of that axis, the bucket's first, last, lowest and highest
+point, each with its own step and time, with as many buckets as keep the
+answer between 90% and 100% of ``max_points`` (:mod:`._m4`). The answer is in
+the order of that axis and says which buckets it used; a range that holds no
+more than ``max_points`` comes back whole.
 
 That still decodes every point in the range (tens of milliseconds for a
-million), so downsampled answers are cached per (series, range, max_points)
+million), so downsampled answers are cached per (series, range, max_points, axis)
 together with the run's *data version*: its number of series and the sum of
 their ``point_count``, which ingest updates in the same transaction as the
 points (migration 0002). A cached answer is served only while that version is
@@ -42,10 +39,14 @@ import orjson
 
 from ._errors import BadRequest
 from ._limits import MAX_CURSOR_CHARS
+from ._m4 import Buckets, m4
 from ._metrics import scalar_value
 from ._points import Points, SeriesRange, first_points, read_series
 
-__all__ = ["SeriesRange", "SeriesReader", "decode_point_cursor", "json_values"]
+__all__ = ["X_AXES", "SeriesRange", "SeriesReader", "decode_point_cursor", "json_values"]
+
+#: The x-axes a series can be downsampled over: its steps, or its times (wall or relative, alike).
+X_AXES: Final = ("step", "time")
 
 
 def _encode_cursor(time: float, ordinal: int) -> str:
@@ -90,9 +91,16 @@ class SeriesReader:
         return int(series), int(points)
 
     async def downsample_cached(
-        self, run_id: uuid.UUID, series_id: int, value_type: str | None, rng: SeriesRange, *, max_points: int
+        self,
+        run_id: uuid.UUID,
+        series_id: int,
+        value_type: str | None,
+        rng: SeriesRange,
+        *,
+        max_points: int,
+        x_axis: str = "step",
     ) -> dict[str, Any]:
-        key = (series_id, value_type, rng, max_points)
+        key = (series_id, value_type, rng, max_points, x_axis)
         version = await self.data_version(run_id)
         hit = self._cache.get(key)
         if hit is not None and hit[0] == version:
@@ -100,7 +108,7 @@ class SeriesReader:
             self.cache_hits += 1
             return hit[1]
         self.cache_misses += 1
-        result = await self.downsample(series_id, value_type, rng, max_points=max_points)
+        result = await self.downsample(series_id, value_type, rng, max_points=max_points, x_axis=x_axis)
         if hit is not None:
             self._forget(key)
         self._cache[key] = (version, result)
@@ -127,6 +135,16 @@ class SeriesReader:
         )
         return {r["run_id"]: r for r in records}
 
+    async def scalar_metrics(self, run_ids: list[uuid.UUID]) -> list[tuple[str, int]]:
+        """The numeric scalar metrics of the runs, with their points summed over the runs: most logged first."""
+        records = await self._pool.fetch(
+            "SELECT name, sum(point_count)::bigint AS points FROM series"
+            " WHERE run_id = ANY($1::uuid[]) AND kind = 'scalar' AND value_type <> 'str' AND point_count > 0"
+            " GROUP BY name ORDER BY points DESC, name",
+            run_ids,
+        )
+        return [(r["name"], int(r["points"])) for r in records]
+
     async def page(
         self, series_id: int, value_type: str | None, rng: SeriesRange, *, limit: int, after: tuple[float, int] | None
     ) -> dict[str, Any]:
@@ -146,48 +164,38 @@ class SeriesReader:
         return json_values(value_type, points.values)
 
     async def downsample(
-        self, series_id: int, value_type: str | None, rng: SeriesRange, *, max_points: int
+        self, series_id: int, value_type: str | None, rng: SeriesRange, *, max_points: int, x_axis: str = "step"
     ) -> dict[str, Any]:
-        """At most ``max_points`` points: the whole range when it is that small, else min/max per bucket."""
+        """At most ``max_points`` points: the whole range when it is that small, else M4 over ``x_axis``."""
         points = await read_series(self._pool, series_id, rng)
         if len(points) <= max_points:
             return _columns(value_type, points, downsampled=False, cursor=None)
-        return _columns(value_type, _min_max_per_bucket(points, max(1, max_points // 2)), downsampled=True, cursor=None)
+        kept, buckets = _downsample(points, max_points, x_axis)
+        return _columns(value_type, kept, downsampled=True, cursor=None, buckets=buckets, x_axis=x_axis)
 
 
-def _min_max_per_bucket(points: Points, buckets: int) -> Points:
-    """The lowest and the highest point of each of ``buckets`` equal time spans, in time order.
-
-    ``points`` are in time order, so each bucket is one run of them, found by
-    binary search; ``reduceat`` then takes every bucket's extremes in one pass
-    each. Among equal values the earliest point is the minimum and the latest
-    the maximum.
-    """
-    times, values = points.times, points.values
-    width = (times[-1] - times[0]) / buckets or 1.0
-    edges = times[0] + width * np.arange(1, buckets)
-    starts = np.unique(np.searchsorted(times, edges))
-    starts = np.concatenate(([0], starts[starts < len(times)]))
-    counts = np.diff(starts, append=len(times))
-    # fmin skips NaN (NaN only when the whole bucket is NaN); maximum keeps it: NaN is the bucket's max.
-    low = _positions(values, np.fmin.reduceat(values, starts), counts)
-    high = _positions(values, np.maximum.reduceat(values, starts), counts)
-    first_low = low[np.searchsorted(low, starts)]
-    last_high = high[np.searchsorted(high, starts + counts) - 1]
-    # One point when a bucket's minimum and maximum are the same point.
-    return points.take(np.union1d(first_low, last_high))
+def _downsample(points: Points, max_points: int, x_axis: str) -> tuple[Points, Buckets]:
+    """M4 of ``points`` (in time order) over steps or times, in the order of that axis."""
+    if x_axis == "time":
+        positions, buckets = m4(points.times, points.values, max_points, integral=False)
+        return points.take(positions), buckets
+    steps = points.steps
+    # Steps usually rise with time; when they do not (a resumed run), order by step, ties by time.
+    order = None if bool((np.diff(steps) >= 0).all()) else np.argsort(steps, kind="stable")
+    ordered = points if order is None else points.take(order)
+    positions, buckets = m4(ordered.steps, ordered.values, max_points, integral=True)
+    return ordered.take(positions), buckets
 
 
-def _positions(values: npt.NDArray[np.float64], extremes: npt.NDArray[np.float64], counts: npt.NDArray[Any]) -> Any:
-    """Where ``values`` equal their bucket's extreme (NaN matching NaN), in order."""
-    match = values == np.repeat(extremes, counts)
-    nan = np.isnan(extremes)
-    if nan.any():
-        match |= np.isnan(values) & np.repeat(nan, counts)
-    return np.flatnonzero(match)
-
-
-def _columns(value_type: str | None, points: Points, *, downsampled: bool, cursor: str | None) -> dict[str, Any]:
+def _columns(
+    value_type: str | None,
+    points: Points,
+    *,
+    downsampled: bool,
+    cursor: str | None,
+    buckets: Buckets | None = None,
+    x_axis: str = "step",
+) -> dict[str, Any]:
     # Pages hold up to a million points: numpy columns go to JSON as they are (see ._json),
     # and stay compact in the downsample cache.
     return {
@@ -196,6 +204,7 @@ def _columns(value_type: str | None, points: Points, *, downsampled: bool, curso
         "times": points.times,
         "values": _json_array(value_type, points.values),
         "downsampled": downsampled,
+        "buckets": None if buckets is None else {"x_axis": x_axis, "start": buckets.start, "width": buckets.width},
         "next_cursor": cursor,
     }
 

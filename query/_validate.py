@@ -14,7 +14,7 @@ from aiohttp import web
 from runstream.names import MAX_FILE_NAME_CHARS, file_name_problem
 
 from ._errors import BadRequest
-from ._limits import MAX_METRIC_NAME_CHARS
+from ._limits import MAX_METRIC_NAME_CHARS, MAX_SERIES_RUNS
 
 __all__ = [
     "MAX_FILE_NAME_CHARS",
@@ -54,6 +54,15 @@ def parse_run_id(raw: str, parameter: str = "run_id") -> uuid.UUID:
         return uuid.UUID(raw)
     except ValueError:
         raise BadRequest(f"{parameter} {raw!r} is not a UUID", code="bad_run_id", parameter=parameter) from None
+
+
+def parse_compared_runs(raws: list[str]) -> list[uuid.UUID]:
+    """The runs of a comparison (``run=`` repeated; the API and the compare page): 1 to MAX_SERIES_RUNS, in order."""
+    if not raws:
+        raise BadRequest("give at least one run=<run id>", parameter="run")
+    if len(raws) > MAX_SERIES_RUNS:
+        raise BadRequest(f"at most {MAX_SERIES_RUNS} runs per comparison, got {len(raws)}", parameter="run")
+    return list(dict.fromkeys(parse_run_id(r, "run") for r in raws))
 
 
 def check_file_name(name: str) -> str:

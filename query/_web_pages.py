@@ -15,12 +15,13 @@ from runstream.events import DESCRIPTION_PREFIX, STATUSES, TERMINAL_STATUSES, me
 
 from . import _html as h
 from ._db import Database, FileRecord
-from ._errors import BadRequest, NotFound
+from ._errors import NotFound
+from ._limits import MAX_SERIES_RUNS
 from ._metrics import EMPTY, SeriesData, metric_value, scalar_value
-from ._run_search import RunSearch, parse_condition, parse_sort, parse_status
+from ._run_search import RunSearch, parse_condition, parse_name, parse_sort, parse_status
 from ._series import SeriesRange, SeriesReader
 from ._state import DATABASE, HEAVY_READS, SERIES, SETTINGS
-from ._validate import check_metric_name, parse_run_id
+from ._validate import check_metric_name, parse_compared_runs, parse_run_id
 from ._web_files import run_files
 from ._web_logs import LogText, read_tail
 
@@ -30,10 +31,12 @@ routes = web.RouteTableDef()
 
 _RUNS_PER_PAGE: Final = 100
 _TABLE_ROWS: Final = 200
-_METRIC_COLUMNS: Final = 12
+_METRIC_COLUMNS: Final = 60
 _XY_ROWS: Final = 10_000
 _SVG_POINTS: Final = 600
 _STR_TAIL: Final = 20
+#: Metrics whose last values the run page's summary line shows.
+_SUMMARY_METRICS: Final = 6
 _LOG_TAIL_BYTES: Final = 64 * 1024
 
 
@@ -42,11 +45,10 @@ _CSP: Final = (
     "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
     "connect-src 'self'; frame-ancestors {ancestors}; base-uri 'none'; form-action 'self'"
 )
-_RUN_SCRIPTS: Final = ("/static/vendor/uplot/uPlot.iife.min.js", "/static/run.js")
+_RUN_SCRIPTS: Final = ("/static/vendor/uplot/uPlot.iife.min.js", "/static/chart.js", "/static/run.js")
 _RUN_STYLES: Final = ("/static/vendor/uplot/uPlot.min.css",)
 _STARTING_SCRIPTS: Final = ("/static/run.js",)
-_COMPARE_SCRIPTS: Final = ("/static/vendor/uplot/uPlot.iife.min.js", "/static/compare.js")
-_COMPARE_RUNS: Final = 20
+_COMPARE_SCRIPTS: Final = ("/static/chart.js", "/static/compare.js")
 _EXPERIMENT_SCRIPTS: Final = ("/static/experiment.js",)
 
 
@@ -87,6 +89,7 @@ async def experiment_page(request: web.Request) -> web.Response:
     if not await db.experiment_exists(name):
         raise NotFound(f"no experiment {name!r}", code="experiment_not_found", parameter="name")
     status = parse_status(request.query.get("status") or None)
+    run_name = parse_name(request.query.get("name") or None)
     tag = request.query.get("tag") or None
     where = request.query.get("where") or None
     sort = request.query.get("sort") or None
@@ -95,26 +98,26 @@ async def experiment_page(request: web.Request) -> web.Response:
         limit=_RUNS_PER_PAGE,
         experiment=name,
         status=status,
+        name=run_name,
         tags=[(key, value if sep else None)] if key else [],
         conditions=[parse_condition(where)] if where else [],
         sort=parse_sort(sort),
         cursor=request.query.get("cursor"),
     )
     page = await db.list_runs(search, include_metrics=True)
-    metric_names = sorted({m for r in page.runs for m in r.get("metrics", {})})[:_METRIC_COLUMNS]
+    columns = _RunColumns(page.runs)
     rows = [
         [
             f'<input type="checkbox" name="run" value="{h.esc(r["id"])}" aria-label="compare">',
             f'<a href="{h.esc(h.url("runs", r["id"]))}">{h.esc(r["display_name"] or r["id"])}</a>',
             f'<span class="status {h.esc(r["status"])}">{h.esc(r["status"])}</span>',
-            h.esc(r["started_at"] or r["created_at"] or ""),
-            f"<span data-duration>{h.esc(_duration(r))}</span>",
-            h.esc(", ".join(f"{k}={v}" if v is not None else k for k, v in (r["tags"] or {}).items())),
-            *(h.esc(_show(r["metrics"][m])) if m in r["metrics"] else "" for m in metric_names),
+            _time(r["started_at"] or r["created_at"]),
+            _duration_cell(r),
+            *(h.esc(_show(v)) if v is not None else "" for v in columns.values(r)),
         ]
         for r in page.runs
     ]
-    state = {"status": status, "tag": tag, "where": where, "sort": sort}
+    state = {"status": status, "name": run_name, "tag": tag, "where": where, "sort": sort}
     here = h.url("experiments", name)
 
     def link(**changes: str | None) -> str:
@@ -127,7 +130,8 @@ async def experiment_page(request: web.Request) -> web.Response:
         for s in ("", *STATUSES)
     )
     filters = (
-        f'<form method="get" class="filters"><select name="status">{options}</select> '
+        f'<form method="get" class="filters"><input name="name" type="search" placeholder="run name" '
+        f'value="{h.esc(run_name or "")}"> <select name="status">{options}</select> '
         f'<input name="tag" placeholder="tag or tag:value" value="{h.esc(tag or "")}"> '
         f'<input name="where" placeholder="accuracy&gt;0.9" value="{h.esc(where or "")}"> '
         f'<input type="hidden" name="sort" value="{h.esc(sort or "")}"> <button>Filter</button></form>'
@@ -144,23 +148,77 @@ async def experiment_page(request: web.Request) -> web.Response:
         "status",
         sort_header("started", "created_at"),
         "duration",
-        "tags",
-        *(sort_header(m, f"last({m})") for m in metric_names),
+        *columns.labels(metric_header=lambda m: sort_header(m, f"last({m})")),
     ]
     attrs = [f'data-run="{h.esc(r["id"])}"' for r in page.runs]
     table = (
-        h.table(headers, rows, raw=True, raw_headers=True, row_attrs=attrs) if rows else "<p class=muted>No runs.</p>"
+        f'<div class="table-wrap">{h.table(headers, rows, raw=True, raw_headers=True, row_attrs=attrs)}</div>'
+        if rows
+        else "<p class=muted>No runs.</p>"
     )
-    if rows and metric_names:
-        choices = "".join(f'<option value="{h.esc(m)}">{h.esc(m)}</option>' for m in metric_names)
+    if rows and columns.metrics:
+        # Left empty, the compare page draws the metric logged most.
+        choices = '<option value="">the most logged metric</option>' + "".join(
+            f'<option value="{h.esc(m)}">{h.esc(m)}</option>' for m in columns.metrics
+        )
         table = (
             f'<form method="get" action="/compare" id="compare-form">{table}'
             f'<p>Compare the checked runs on <select name="name">{choices}</select> <button>Compare</button></p></form>'
         )
+    csv_params = {"experiment": name, "include": "metrics", "format": "csv", "status": status, "name": run_name}
+    csv_link = "/api/runs?" + urlencode({k: v for k, v in csv_params.items() if v} | {"limit": _RUNS_PER_PAGE})
+    tools = (
+        f'<p class="rs-picker"><a id="runs-csv" href="{h.esc(csv_link)}">runs as CSV</a></p>'
+        '<div id="columns" class="rs-picker"></div><div id="group" class="rs-picker"></div><div id="scatter"></div>'
+    )
     notice = '<p id="new-runs" hidden><span>0</span> new runs: <a href="">reload</a></p>'
-    body = f'<div id="experiment" data-experiment="{h.esc(name)}"><h1>Experiment {h.esc(name)}</h1>'
-    body += f"{filters}{notice}{table}{more}</div>"
+    data = h.esc(orjson.dumps(columns.table(page.runs)).decode())
+    body = f'<div id="experiment" data-experiment="{h.esc(name)}" data-table="{data}"><h1>Experiment {h.esc(name)}</h1>'
+    body += f"{filters}{notice}{tools}{table}{more}</div>"
     return html_response(h.page(name, body, scripts=_EXPERIMENT_SCRIPTS))
+
+
+class _RunColumns:
+    """The runs table's own columns after the fixed ones: each tag, each property, each metric's last value."""
+
+    def __init__(self, runs: list[dict[str, Any]]) -> None:
+        def keys(field: str) -> list[str]:
+            found = {k for r in runs for k in (r.get(field) or {})}
+            return sorted(k for k in found if not k.startswith(DESCRIPTION_PREFIX))
+
+        self.tags, self.properties = keys("tags"), keys("properties")
+        self.metrics = sorted({m for r in runs for m in r.get("metrics", {})})[:_METRIC_COLUMNS]
+
+    def _fields(self) -> list[tuple[str, str, str]]:
+        return [
+            *(("tags", k, f"tag {k}") for k in self.tags),
+            *(("properties", k, f"property {k}") for k in self.properties),
+            *(("metrics", k, k) for k in self.metrics),
+        ]
+
+    def labels(self, *, metric_header: Any) -> list[str]:
+        """Header cells (escaped): metrics' as ``metric_header`` makes them, the others' as text."""
+        return [metric_header(k) if field == "metrics" else h.esc(label) for field, k, label in self._fields()]
+
+    def values(self, run: dict[str, Any]) -> list[Any]:
+        return [(run.get(field) or {}).get(k) for field, k, _ in self._fields()]
+
+    def table(self, runs: list[dict[str, Any]]) -> dict[str, Any]:
+        """For experiment.js: the columns (kind, key, label) and each run's values, for grouping and the scatter."""
+        fields = self._fields()
+        return {
+            "columns": [{"kind": field, "key": k, "label": label} for field, k, label in fields],
+            "runs": [
+                {"id": r["id"], "label": r["display_name"] or r["id"][:8], "values": self.values(r)} for r in runs
+            ],
+        }
+
+
+def _duration_cell(run: dict[str, Any]) -> str:
+    """The run's duration; experiment.js ticks it while the run has no end."""
+    start = run.get("started_at") or run.get("created_at") or ""
+    ended = run.get("ended_at") or ""
+    return f'<span data-duration data-start="{h.esc(start)}" data-ended="{h.esc(ended)}">{h.esc(_duration(run))}</span>'
 
 
 def _duration(run: dict[str, Any]) -> str:
@@ -175,30 +233,61 @@ def _duration(run: dict[str, Any]) -> str:
 
 @routes.get("/compare")
 async def compare_page(request: web.Request) -> web.Response:
-    """One metric (``name``) of several runs (``run`` repeated) on one chart."""
+    """Metrics (``name`` repeated; by default the most logged) of several runs (``run`` repeated), a chart each.
+
+    compare.js adds and removes runs and metrics on the page and keeps them in the URL.
+    """
     raw_runs = request.query.getall("run", [])
     if not raw_runs:
-        raise BadRequest("pick at least one run to compare", parameter="run")
-    if len(raw_runs) > _COMPARE_RUNS:
-        raise BadRequest(f"at most {_COMPARE_RUNS} runs at once", parameter="run")
-    run_ids = list(dict.fromkeys(parse_run_id(r, "run") for r in raw_runs))
-    name = check_metric_name(request.query.get("name", ""))
+        return await _pick_runs_page(request.app[DATABASE])
+    run_ids = parse_compared_runs(raw_runs)
+    chosen = [check_metric_name(n) for n in request.query.getall("name", []) if n]
     db: Database = request.app[DATABASE]
-    labels = []
+    metrics = await request.app[SERIES].scalar_metrics(run_ids)
+    if not chosen and metrics:
+        chosen = [metrics[0][0]]
+    runs = []
     for run_id in run_ids:
-        run = await db.get_run(run_id)
-        labels.append((run or {}).get("display_name") or str(run_id)[:8])
-    links = ", ".join(
-        f'<a href="{h.esc(h.url("runs", str(r)))}">{h.esc(label)}</a>' for r, label in zip(run_ids, labels, strict=True)
-    )
-    runs_json = orjson.dumps([str(r) for r in run_ids]).decode()
+        run = await db.get_run(run_id) or {}
+        start = run.get("started_at") or run.get("created_at")
+        runs.append(
+            {
+                "id": str(run_id),
+                "label": run.get("display_name") or str(run_id)[:8],
+                "experiment": run.get("experiment"),
+                "status": run.get("status"),
+                "t0": datetime.fromisoformat(start).timestamp() if start else None,
+            }
+        )
+    data = {"runs": runs, "metrics": metrics, "chosen": chosen}
+    title = ", ".join(chosen) or "no metrics"
     body = (
-        f"<h1>{h.esc(name)}</h1><p>Runs: {links}</p>"
-        f'<div id="compare" data-metric="{h.esc(name)}" data-runs="{h.esc(runs_json)}"'
-        f' data-labels="{h.esc(orjson.dumps(labels).decode())}"><div id="compare-chart" class="chart">'
-        "<noscript>The comparison chart needs JavaScript.</noscript></div></div>"
+        f"<h1>Compare {len(runs)} run{'s' if len(runs) != 1 else ''}</h1>"
+        f'<div id="compare" data-compare="{h.esc(orjson.dumps(data).decode())}">'
+        '<div class="toolbar"><div id="chart-controls"></div></div>'
+        '<div id="compare-runs" class="rs-picker"></div><div id="compare-metrics" class="rs-picker"></div>'
+        '<div id="compare-charts"></div>'
+        "<noscript>The comparison charts need JavaScript.</noscript></div>"
     )
-    return html_response(h.page(f"Compare {name}", body, scripts=_COMPARE_SCRIPTS, styles=_RUN_STYLES))
+    if not metrics:
+        body += "<p class=muted>None of these runs has logged a numeric metric yet.</p>"
+    return html_response(h.page(f"Compare {title}", body, scripts=_COMPARE_SCRIPTS))
+
+
+async def _pick_runs_page(db: Database) -> web.Response:
+    """Compare with no run chosen: how to choose some, and where."""
+    experiments = await db.list_experiments()
+    links = "".join(
+        f'<li><a href="{h.esc(h.url("experiments", e["name"]))}">{h.esc(e["name"])}</a>'
+        f" <span class=muted>{h.esc(e['run_count'])} runs</span></li>"
+        for e in experiments[:50]
+    )
+    body = (
+        "<h1>Compare runs</h1><p>No runs are chosen yet. Open an experiment, check the runs to compare "
+        f"(up to {MAX_SERIES_RUNS}), and press <b>Compare</b>.</p>"
+        + (f"<ul>{links}</ul>" if links else "<p class=muted>No experiments yet.</p>")
+    )
+    return html_response(h.page("Compare runs", body))
 
 
 @routes.get("/runs/{run_id}")
@@ -216,12 +305,9 @@ async def run_page(request: web.Request) -> web.Response:
     files = await run_files(db, run_id)
     live = run is None or run["status"] not in TERMINAL_STATUSES
     title = (run or {}).get("display_name") or str(run_id)
-    body = f"<h1>Run {h.esc(title)}</h1>" + _details(run, str(run_id)) + _files(str(run_id), files)
-    # After the run was read: a terminal status read first means the log read next is whole.
-    body += _driver_log(await read_tail(request.app, run_id, _LOG_TAIL_BYTES, terminal=not live), live=live)
     stored = {f.name for f in files}
     descriptions = metric_descriptions((run or {}).get("properties"))
-    sections = []
+    sections: dict[str, list[str]] = {}
     # Downsampling reads every point of each series (once; then it is cached): a heavy read.
     async with request.app[HEAVY_READS].turn():
         for item in overview:
@@ -231,17 +317,64 @@ async def run_page(request: web.Request) -> web.Response:
             else:
                 content = _entries_body(entries[name], str(run_id), stored) if name in entries else ""
             if content:
-                sections.append(_metric_section(name, descriptions.get(name), content))
-    metrics = "".join(sections) or '<p id="no-metrics">No metrics yet.</p>'
-    body += f'<h2>Metrics</h2><div id="metrics">{metrics}</div>'
+                sections.setdefault(_group(name), []).append(_metric_section(name, descriptions.get(name), content))
+    body = f"<h1>Run {h.esc(title)}</h1>" + _summary(run, overview)
+    search = '<input id="metric-search" type="search" placeholder="search metrics" aria-label="search metrics">'
+    metrics = "".join(_metric_group(g, items) for g, items in sorted(sections.items())) or (
+        '<p id="no-metrics">No metrics yet.</p>'
+    )
+    body += f'<h2>Metrics</h2><div class="toolbar">{search}<div id="chart-controls"></div></div>'
+    body += f'<div id="metrics">{metrics}</div>'
+    # After the run was read: a terminal status read first means the log read next is whole.
+    body += _driver_log(await read_tail(request.app, run_id, _LOG_TAIL_BYTES, terminal=not live), live=live)
+    body += _details(run, str(run_id)) + _files(str(run_id), files)
+    start = (run or {}).get("started_at") or (run or {}).get("created_at")
+    t0 = f' data-t0="{datetime.fromisoformat(start).timestamp()!r}"' if start else ""
     document = h.page(
         title,
-        f'<div id="run" data-run-id="{h.esc(run_id)}">{body}</div>',
+        f'<div id="run" data-run-id="{h.esc(run_id)}"{t0}>{body}</div>',
         scripts=_RUN_SCRIPTS,
         styles=_RUN_STYLES,
         live=live,
     )
     return html_response(document, frame_ancestors=request.app[SETTINGS].embed_origins)
+
+
+def _group(name: str) -> str:
+    """A metric's section: the part of its name before the first '/' (train/, val/), or '' for none."""
+    prefix, slash, _ = name.partition("/")
+    return prefix if slash and prefix else ""
+
+
+def _metric_group(group: str, sections: list[str]) -> str:
+    label = f"{group}/" if group else "metrics"
+    return (
+        f'<details class="metric-group" data-group="{h.esc(group)}" open>'
+        f"<summary>{h.esc(label)} <span class=muted>({len(sections)})</span></summary><div>{''.join(sections)}</div>"
+        "</details>"
+    )
+
+
+def _summary(run: dict[str, Any] | None, overview: list[dict[str, Any]]) -> str:
+    """One line: status, duration (run.js ticks it while the run is live) and the last values of key metrics."""
+    if run is None:
+        return ""
+    start = run.get("started_at") or run.get("created_at") or ""
+    parts = [
+        f'<span id="run-status" class="status {h.esc(run["status"])}">{h.esc(run["status"])}</span>',
+        f'<span id="run-duration" data-start="{h.esc(start)}" data-end="{h.esc(run["ended_at"] or "")}">'
+        f"{h.esc(_duration(run))}</span>",
+    ]
+    scalars = [i for i in overview if i["kind"] == "scalar" and i["point_count"] and i["value_type"] != "str"]
+    # Losses and accuracies first, then the most logged.
+    scalars.sort(key=lambda i: (not any(k in i["name"].lower() for k in ("loss", "acc")), -i["point_count"]))
+    for item in scalars[:_SUMMARY_METRICS]:
+        value = scalar_value(item["value_type"], item["last_value"], item["last_text"])
+        parts.append(
+            f'<span class="last" data-last="{h.esc(item["name"])}">{h.esc(item["name"])} '
+            f"<b>{h.esc(_show(value))}</b></span>"
+        )
+    return f'<p id="run-summary">{" · ".join(parts)}</p>'
 
 
 def _starting_page(run_id: uuid.UUID) -> web.Response:
@@ -279,12 +412,11 @@ def _details(run: dict[str, Any] | None, run_id: str) -> str:
     fields = [
         ("id", h.esc(run["id"])),
         ("experiment", experiment),
-        ("status", f'<span id="run-status" class="status {h.esc(run["status"])}">{h.esc(run["status"])}</span>'),
         ("parent", parent),
-        ("created", h.esc(run["created_at"] or "")),
-        ("started", h.esc(run["started_at"] or "")),
-        ("ended", f'<span id="run-ended">{h.esc(run["ended_at"] or "")}</span>'),
-        ("last heartbeat", h.esc(run["heartbeat_at"] or "")),
+        ("created", _time(run["created_at"])),
+        ("started", _time(run["started_at"])),
+        ("ended", f'<span id="run-ended">{_time(run["ended_at"])}</span>'),
+        ("last heartbeat", _time(run["heartbeat_at"])),
     ]
     out = "<h2>Details</h2>" + h.table(["field", "value"], fields, raw=True)
     if run["error"]:
@@ -294,6 +426,11 @@ def _details(run: dict[str, Any] | None, run_id: str) -> str:
     properties = {k: v for k, v in (run["properties"] or {}).items() if not k.startswith(DESCRIPTION_PREFIX)}
     out += "<h2>Properties</h2>" + _mapping(properties)
     return out
+
+
+def _time(iso: str | None) -> str:
+    """A time the page's script shows in the reader's local time; the ISO text without it."""
+    return f'<time datetime="{h.esc(iso)}">{h.esc(iso)}</time>' if iso else ""
 
 
 def _mapping(values: dict[str, Any] | None) -> str:
@@ -362,7 +499,9 @@ def _image(run_id: str, name: str, stored: bool) -> str:
 def _metric_body(s: SeriesData, value: Any, run_id: str, files: set[str]) -> str:
     if s.kind == "image":
         names = [str(n) for n in (value if isinstance(value, list) else [value])]
-        return "".join(_image(run_id, n, n in files) for n in names)
+        images = "".join(_image(run_id, n, n in files) for n in names)
+        # run.js shows one at a time with a slider over the logging order; without it, all are listed.
+        return f'<div class="image-steps">{images}</div>' if len(names) > 1 else images
     if s.kind == "list":
         lists = value if len(s.entries) > 1 else [value]
         charts = "".join(h.chart_svg(v, label=s.name) for v in lists if isinstance(v, list))
@@ -429,6 +568,8 @@ def _show(value: Any) -> str:
         return str(value["$float"])
     if isinstance(value, str):
         return value
+    if isinstance(value, float):
+        return f"{value:.6g}"  # six significant digits: the page is for reading; the API has every digit
     return h.json_text(value) if isinstance(value, list | dict) else str(value)
 
 

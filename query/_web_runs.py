@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any, Final
+
 from aiohttp import web
 
+from ._csv import csv_response, wants_csv
 from ._errors import BadRequest, NotFound
 from ._json import json_response
 from ._limits import DEFAULT_RUNS_LIMIT, MAX_RUNS_LIMIT
@@ -76,8 +79,38 @@ async def list_runs(request: web.Request) -> web.Response:
         sort=parse_sort(_single(request, "sort")),
         cursor=_single(request, "cursor"),
     )
+    csv = wants_csv(request)
     page = await request.app[DATABASE].list_runs(search, include_metrics=include == "metrics")
+    if csv:
+        response = csv_response(*runs_table(page.runs), filename="runs.csv")
+        if page.next_cursor:
+            response.headers["X-Next-Cursor"] = page.next_cursor
+        return response
     return json_response({"runs": page.runs, "next_cursor": page.next_cursor})
+
+
+_RUN_COLUMNS: Final = (
+    "id",
+    "display_name",
+    "experiment",
+    "status",
+    "parent_id",
+    "created_at",
+    "started_at",
+    "ended_at",
+)
+
+
+def runs_table(runs: list[dict[str, Any]]) -> tuple[list[str], list[list[Any]]]:
+    """A header and one row per run: its fields, then ``tag.*``, ``property.*`` and ``metric.*`` columns."""
+    groups = [("tag.", "tags"), ("property.", "properties"), ("metric.", "metrics")]
+    keys = {field: sorted({k for r in runs for k in (r.get(field) or {})}) for _, field in groups}
+    header = [*_RUN_COLUMNS, *(prefix + k for prefix, field in groups for k in keys[field])]
+    rows = [
+        [r.get(c) for c in _RUN_COLUMNS] + [(r.get(field) or {}).get(k) for _, field in groups for k in keys[field]]
+        for r in runs
+    ]
+    return header, rows
 
 
 @routes.get("/api/experiments")

@@ -4,27 +4,36 @@ Before a point is read, the series are looked up with the counts ingest keeps
 (``point_count``), and the answer's size is bounded: up to ``limit`` (or
 ``max_points``) points from each run, summed over the runs, within the points
 budget (:mod:`._heavy`); then the answer is built in its turn.
+
+``x_axis`` picks the axis a downsampled answer's buckets span (steps or
+times); ``format=csv`` (or ``Accept: text/csv``) answers one row per point.
 """
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from typing import Any, Final
 
 import asyncpg
 from aiohttp import web
 
+from ._csv import csv_response, wants_csv
 from ._errors import BadRequest, NotFound
 from ._heavy import check_budget
 from ._json import stream_json
-from ._limits import DEFAULT_SERIES_LIMIT, MAX_MAX_POINTS, MAX_SERIES_LIMIT, MAX_SERIES_RUNS, MIN_MAX_POINTS
-from ._series import SeriesRange, SeriesReader, decode_point_cursor
+from ._limits import DEFAULT_SERIES_LIMIT, MAX_MAX_POINTS, MAX_SERIES_LIMIT, MIN_MAX_POINTS
+from ._series import X_AXES, SeriesRange, SeriesReader, decode_point_cursor
 from ._state import DATABASE, HEAVY_READS, SERIES
-from ._validate import check_metric_name, parse_float, parse_int, parse_run_id, parse_step
+from ._validate import check_metric_name, parse_compared_runs, parse_float, parse_int, parse_run_id, parse_step
 
 __all__ = ["routes"]
 
 routes = web.RouteTableDef()
+
+#: Runs of one comparison read at once: enough to keep PostgreSQL and the decoding both busy,
+#: few enough to leave the pool's other connections to other requests.
+_OVERLAPPED_READS: Final = 3
 
 _EMPTY: Final[dict[str, Any]] = {
     "value_type": None,
@@ -32,6 +41,7 @@ _EMPTY: Final[dict[str, Any]] = {
     "times": [],
     "values": [],
     "downsampled": False,
+    "buckets": None,
     "next_cursor": None,
 }
 
@@ -66,6 +76,10 @@ class _Params:
         self.limit = parse_int(
             _single(request, "limit"), "limit", default=DEFAULT_SERIES_LIMIT, minimum=1, maximum=MAX_SERIES_LIMIT
         )
+        self.x_axis = _single(request, "x_axis") or "step"
+        if self.x_axis not in X_AXES:
+            raise BadRequest(f"x_axis must be one of {', '.join(X_AXES)}, got {self.x_axis[:20]!r}", parameter="x_axis")
+        self.csv = wants_csv(request)
         cursor = _single(request, "cursor")
         if cursor is not None and self.max_points is not None:
             raise BadRequest("cursor pages full resolution; it cannot be combined with max_points", parameter="cursor")
@@ -100,7 +114,7 @@ async def _read(reader: SeriesReader, run_id: uuid.UUID, found: asyncpg.Record, 
                 f"metric {params.name!r} holds strings, which cannot be downsampled", parameter="max_points"
             )
         return await reader.downsample_cached(
-            run_id, found["id"], found["value_type"], params.range, max_points=params.max_points
+            run_id, found["id"], found["value_type"], params.range, max_points=params.max_points, x_axis=params.x_axis
         )
     return await reader.page(found["id"], found["value_type"], params.range, limit=params.limit, after=params.after)
 
@@ -119,18 +133,15 @@ async def run_series(request: web.Request) -> web.StreamResponse:
     params.check_budget([found])
     async with request.app[HEAVY_READS].turn():
         body = await _read(reader, run_id, found, params)
+        if params.csv:
+            return csv_response(["step", "time", "value"], _rows(body), filename="series.csv")
         return await stream_json(request, {"run_id": str(run_id), "name": params.name, **body})
 
 
 @routes.get("/api/series")
 async def compare_series(request: web.Request) -> web.StreamResponse:
     """The same metric from several runs (``run=`` repeated), for one chart; a run without it has empty columns."""
-    raw_runs = request.query.getall("run", [])
-    if not raw_runs:
-        raise BadRequest("give at least one run=<run id>", parameter="run")
-    if len(raw_runs) > MAX_SERIES_RUNS:
-        raise BadRequest(f"at most {MAX_SERIES_RUNS} runs per request, got {len(raw_runs)}", parameter="run")
-    run_ids = list(dict.fromkeys(parse_run_id(r, "run") for r in raw_runs))
+    run_ids = parse_compared_runs(request.query.getall("run", []))
     params = _Params(request)
     if params.after is not None:
         raise BadRequest("cursor pages one run's series; use /api/runs/{run_id}/series", parameter="cursor")
@@ -139,10 +150,28 @@ async def compare_series(request: web.Request) -> web.StreamResponse:
     for each in found.values():
         _scalar(each, params.name)
     params.check_budget(list(found.values()))
-    series = []
-    async with request.app[HEAVY_READS].turn():
-        for run_id in run_ids:
-            record = found.get(run_id)
+
+    overlap = asyncio.Semaphore(_OVERLAPPED_READS)
+
+    async def one(run_id: uuid.UUID) -> dict[str, Any]:
+        record = found.get(run_id)
+        async with overlap:
             body = await _read(reader, run_id, record, params) if record is not None else _EMPTY
-            series.append({"run_id": str(run_id), **body})
+        return {"run_id": str(run_id), **body}
+
+    async with request.app[HEAVY_READS].turn():
+        # The runs' reads overlap: PostgreSQL reads one run's chunks while this process decodes another's.
+        series = await asyncio.gather(*(one(run_id) for run_id in run_ids))
+        if params.csv:
+            rows = ([s["run_id"], *row] for s in series for row in _rows(s))
+            return csv_response(["run_id", "step", "time", "value"], rows, filename="series.csv")
         return await stream_json(request, {"name": params.name, "series": series})
+
+
+def _column(values: Any) -> list[Any]:
+    return values.tolist() if hasattr(values, "tolist") else list(values)
+
+
+def _rows(body: dict[str, Any]) -> Any:
+    """(step, time, value) per point of a series answer."""
+    return zip(_column(body["steps"]), _column(body["times"]), _column(body["values"]), strict=True)

@@ -46,13 +46,13 @@ async def test_run_page_charts_update_live(query_service: str, db: asyncpg.Pool,
     await page.goto(f"{query_service}/runs/{run_id}")
     await page.wait_for_function("() => window.runstream && window.runstream.ready === 2", timeout=WAIT_MS)
 
-    # One uPlot chart per scalar metric, each with its x series and one line.
-    assert await page.locator(".chart .uplot").count() == 2
+    # One chart per scalar metric, each with one line.
+    assert await page.locator(".chart canvas.rs-chart").count() == 2
     shape = await page.evaluate(
         "() => Object.fromEntries(Object.entries(window.runstream.charts)"
-        ".map(([k, c]) => [k, [c.u.series.length, c.xs.length]]))"
+        ".map(([k, c]) => [k, [c.series.length, c.series[0].steps.length]]))"
     )
-    assert shape == {"loss": [2, 50], "accuracy": [2, 30]}
+    assert shape == {"loss": [1, 50], "accuracy": [1, 30]}
     # The row series is a y-over-x chart, x sorted; picking other columns redraws it.
     # (jsonb keeps no column order, so pick both.)
     await page.select_option('[data-metric="sweep"] select[aria-label="x column"]', "alpha")
@@ -72,11 +72,11 @@ async def test_run_page_charts_update_live(query_service: str, db: asyncpg.Pool,
     await seed_scalars(db, run_id, "lr", "float", [0.1, 0.05], times=[T0 + 60, T0 + 61])
     await bump_session(db, run_id, session, 2)
     await page.wait_for_function(
-        "() => window.runstream.charts.loss && window.runstream.charts.loss.xs.length === 55"
-        " && window.runstream.charts.lr && window.runstream.charts.lr.xs.length === 2",
+        "() => window.runstream.charts.loss && window.runstream.charts.loss.series[0].steps.length === 55"
+        " && window.runstream.charts.lr && window.runstream.charts.lr.series[0].steps.length === 2",
         timeout=WAIT_MS,
     )
-    assert await page.locator(".chart .uplot").count() == 3
+    assert await page.locator(".chart canvas.rs-chart").count() == 3
     await db.execute("UPDATE runs SET status = 'Completed', ended_at = now() WHERE id = $1", run_id)
     await page.wait_for_function(
         "() => document.getElementById('run-status').textContent === 'Completed'", timeout=WAIT_MS
@@ -109,10 +109,11 @@ async def test_compare_view_draws_one_line_per_run(query_service: str, db: async
     await page.select_option('select[name="name"]', "loss")
     await page.click("#compare-form button")
     await page.wait_for_function("() => window.runstream && window.runstream.ready === 1", timeout=WAIT_MS)
-    labels = await page.evaluate("() => window.runstream.chart.series.slice(1).map((s) => s.label)")
+    chart = "window.runstream.charts.loss"
+    labels = await page.evaluate(f"() => {chart}.series.map((s) => s.label)")
     assert labels == ["lr=0.01", "lr=0.1"]  # the table's order: newest first
-    data = await page.evaluate("() => window.runstream.chart.data")
-    assert data == [[0, 1, 2, 3], [1.0, 0.9, 0.8, 0.7], [1.0, 0.5, 0.25, None]]
+    drawn = await page.evaluate(f"() => {chart}.drawn().map((s) => [s.xs, s.ys])")
+    assert drawn == [[[0, 1, 2, 3], [1.0, 0.9, 0.8, 0.7]], [[0, 1, 2], [1.0, 0.5, 0.25]]]
     SCREENSHOTS.mkdir(exist_ok=True)
     await page.screenshot(path=str(SCREENSHOTS / "compare-page.png"), full_page=True)
     assert errors == []

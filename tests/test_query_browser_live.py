@@ -49,16 +49,18 @@ async def test_sdk_points_reach_the_open_chart(settings: Settings, query_service
     page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
     await page.goto(run.get_portal_url())
     await page.wait_for_function("() => window.runstream && window.runstream.ready === 1", timeout=WAIT_MS)
-    assert await page.evaluate("() => window.runstream.charts.loss.xs.length") == 100
+    assert await page.evaluate("() => window.runstream.charts.loss.series[0].steps.length") == 100
 
     delays = []
     for i in range(5):
         started = time.monotonic()
         run.log("loss", 0.001 * i, step=100 + i)
         await asyncio.to_thread(run.flush, 30)
-        await page.wait_for_function(f"() => window.runstream.charts.loss.xs.length === {101 + i}", timeout=WAIT_MS)
+        await page.wait_for_function(
+            f"() => window.runstream.charts.loss.series[0].steps.length === {101 + i}", timeout=WAIT_MS
+        )
         delays.append(time.monotonic() - started)
-    ys = await page.evaluate("() => window.runstream.charts.loss.ys.slice(-5)")
+    ys = await page.evaluate("() => window.runstream.charts.loss.series[0].ys.slice(-5)")
     assert ys == [0.0, 0.001, 0.002, 0.003, 0.004]
 
     # A metric first logged while the page is open gets its section, and its description with it.

@@ -240,11 +240,15 @@ async def test_compare_page(query_service: str, db: asyncpg.Pool) -> None:
     status, ctype, text = await get_text(f"{query_service}/compare?name=loss&run={a}&run={b}")
     assert (status, ctype) == (200, "text/html")
     assert "first &lt;run&gt;" in text and "/static/compare.js" in text and str(b) in text
+    # No metric named: the most logged one; no run: a page that says how to choose some.
+    assert (await get_text(f"{query_service}/compare?run={a}"))[0] == 200
+    status, ctype, text = await get_text(f"{query_service}/compare?name=loss")
+    assert (status, ctype) == (200, "text/html") and "No runs are chosen yet" in text
+    too_many = "&".join(f"run={uuid.uuid4()}" for _ in range(101))
     for query_string, parameter in (
-        ("name=loss", "run"),
         ("name=loss&run=nope", "run"),
-        (f"run={a}", "name"),
-        (f"name=&run={a}", "name"),
+        (f"name=%01&run={a}", "name"),
+        (too_many, "run"),
     ):
         status, body = await get(f"{query_service}/compare?{query_string}")
         assert (status, body["error"]["parameter"]) == (400, parameter), query_string

@@ -1,4 +1,4 @@
-"""10. Stream delivery: ``run.log`` to a ``runstream.stream`` subscriber, and many subscribers on one query process.
+"""11. Stream delivery: ``run.log`` to a ``runstream.stream`` subscriber, and many subscribers on one query process.
 
 Delivery: the freshness figure's producer (an offered rate over 20 metrics,
 and a ``probe`` every 20 ms whose value is the wall-clock time it was logged)
@@ -31,7 +31,7 @@ from bench.stats import Stats, percentile
 from producer import Experiment, Workspace
 from runstream.stream import STREAM_PATH, NewPoints, Stream
 
-TITLE = "10. stream delivery: run.log to a runstream.stream subscriber"
+TITLE = "11. stream delivery: run.log to a runstream.stream subscriber"
 PROBE_INTERVAL = 0.02
 
 
@@ -139,9 +139,9 @@ async def run(ctx: Context) -> list[Row]:
     )
     n = 1000 if not ctx.quick else 200
     memory = Row(
-        key=f"stream_rss_per_subscriber_{n}", figure=f"10. query RSS per stream subscriber, {n} subscribers", unit="B"
+        key=f"stream_rss_per_subscriber_{n}", figure=f"11. query RSS per stream subscriber, {n} subscribers", unit="B"
     )
-    spread = Row(key=f"stream_fanout_{n}", figure=f"10. a new point reaches all {n} subscribers", unit="s")
+    spread = Row(key=f"stream_fanout_{n}", figure=f"11. a new point reaches all {n} subscribers", unit="s")
     if gone := ctx.lacks("producer", "ingest", "query"):
         memory.missing = spread.missing = gone
         return [*rows, memory, spread]

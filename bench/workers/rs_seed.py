@@ -64,3 +64,27 @@ def seed_series(env: dict[str, str], points: int, out: Any) -> None:
     except BaseException as exc:
         out.put({"error": f"{type(exc).__name__}: {exc}"})
         raise
+
+
+def seed_compared(env: dict[str, str], runs: int, points: int, out: Any) -> None:
+    """``runs`` completed runs, each with a metric ``loss`` of ``points`` points; puts their ids on ``out``."""
+    import math
+
+    from producer import Experiment, Workspace
+    from runstream.config import Settings
+
+    try:
+        experiment = Experiment(Workspace.from_settings(Settings.from_env(env)), "bench-charts")
+        ids = []
+        for r in range(runs):
+            run = experiment.start_logging(display_name=f"run {r}")
+            log = run.log
+            for i in range(points):
+                # A falling loss with noise the chart must keep (a band), different per run.
+                log("loss", (1 + r / 10) / math.sqrt(i + 1) + 0.01 * math.sin(i * (r + 1)))
+            run.complete()
+            ids.append(str(run.id))
+        out.put({"run_ids": ids, "points": runs * points})
+    except BaseException as exc:
+        out.put({"error": f"{type(exc).__name__}: {exc}"})
+        raise

@@ -14,69 +14,90 @@
   stream.addEventListener("points", arrived);
 })();
 
-// The run page's live charts: one uPlot chart per scalar metric, loaded
-// downsampled to the chart's pixel width, then extended from the run's
-// Server-Sent Events stream without reloading the page. Without JavaScript the
-// server-rendered SVG stays in place.
+// The run page's live charts: one chart (chart.js) per scalar metric, or several
+// metrics on one, fetched downsampled (M4) for the range on screen, then extended
+// from the run's Server-Sent Events stream without reloading the page. Without
+// JavaScript the server-rendered SVG stays in place. Row and table metrics get a
+// y-over-x uPlot chart whose columns the reader picks.
 (function () {
   "use strict";
   const root = document.getElementById("run");
-  if (!root || typeof uPlot === "undefined") return;
+  if (!root || "starting" in root.dataset || typeof RunstreamChart === "undefined") return;
   const runId = root.dataset.runId;
+  const t0 = Number(root.dataset.t0) || 0;
   const charts = {};
-  // For tests and for the curious: the charts and how many updates arrived.
   const xyCharts = {};
+  // For tests and for the curious: the charts by metric and how many updates arrived.
   window.runstream = { charts: charts, xy: xyCharts, updates: 0, ready: 0 };
+  const num = RunstreamChart.num;
+  const bar = document.getElementById("chart-controls");
+  const options = bar ? RunstreamChart.controls(bar, () => Object.values(charts)) : {};
 
-  // Non-finite floats arrive as {"$float": ...}; a chart shows them as gaps.
-  function num(v) {
-    if (v !== null && typeof v === "object") return null;
-    if (typeof v === "boolean") return v ? 1 : 0;
-    return typeof v === "number" ? v : null;
+  // Metrics drawn with another's chart: ?overlay=["loss","val/loss"] (repeatable), kept in the URL.
+  const overlays = {};
+  for (const raw of new URL(window.location.href).searchParams.getAll("overlay")) {
+    try {
+      const [base, ...more] = JSON.parse(raw);
+      if (typeof base === "string") overlays[base] = more.filter((m) => typeof m === "string");
+    } catch (e) {
+      // a hand-edited parameter: ignored
+    }
+  }
+  function rememberOverlays() {
+    const u = new URL(window.location.href);
+    u.searchParams.delete("overlay");
+    for (const [base, more] of Object.entries(overlays)) {
+      if (more.length) u.searchParams.append("overlay", JSON.stringify([base, ...more]));
+    }
+    history.replaceState(null, "", u.toString());
   }
 
-  function monotonic(xs) {
-    for (let i = 1; i < xs.length; i++) if (xs[i] < xs[i - 1]) return false;
-    return true;
+  function scalarNames() {
+    return Array.from(document.querySelectorAll("[data-chart]")).map((el) => el.dataset.chart);
   }
 
-  function draw(name, el, steps, times, values) {
-    // uPlot wants ascending x: steps when they are, else seconds into the run.
-    const byStep = monotonic(steps);
-    const t0 = times.length ? times[0] : 0;
-    const chart = {
-      byStep: byStep,
-      t0: t0,
-      xs: byStep ? steps.slice() : times.map((t) => t - t0),
-      ys: values.map(num),
-    };
-    el.textContent = "";
-    const width = Math.max(300, Math.min(el.clientWidth || 640, 1000));
-    chart.u = new uPlot(
-      {
-        width: width,
-        height: 200,
-        scales: { x: { time: false } },
-        axes: [{ label: byStep ? "step" : "seconds" }, {}],
-        series: [{ label: byStep ? "step" : "s" }, { label: name, stroke: "#2450b2", width: 1.5, spanGaps: false }],
-        legend: { live: true },
+  function makeChart(name, el) {
+    const chart = new RunstreamChart.Chart(el.querySelector(".rs-plot") || el, {
+      height: 220,
+      source: async (view, opts, maxPoints) => {
+        const names = [name, ...(overlays[name] || [])];
+        const bodies = await Promise.all(
+          names.map((n) => RunstreamChart.fetchSeries(runId, n, view, opts, maxPoints, t0)),
+        );
+        return bodies
+          .map((b, i) => b && { key: names[i], label: names[i], t0: t0, downsampled: b.downsampled, ...b })
+          .filter(Boolean);
       },
-      [chart.xs, chart.ys],
-      el,
-    );
+    });
+    chart.name = name;
+    Object.assign(chart.options, options);
     charts[name] = chart;
+    addPicker(name, el, chart);
     return chart;
   }
 
+  // "+ metric": draw another scalar metric of the run on this chart.
+  function addPicker(name, el, chart) {
+    const picker = document.createElement("select");
+    picker.className = "rs-overlay";
+    picker.setAttribute("aria-label", "add a metric to this chart");
+    picker.append(new Option("+ metric", ""));
+    for (const other of scalarNames()) if (other !== name) picker.append(new Option(other, other));
+    picker.addEventListener("change", () => {
+      const other = picker.value;
+      picker.value = "";
+      if (!other) return;
+      const list = (overlays[name] = overlays[name] || []);
+      if (!list.includes(other)) list.push(other);
+      rememberOverlays();
+      chart.load();
+    });
+    el.before(picker);
+  }
+
   async function load(el) {
-    const name = el.dataset.chart;
-    const width = Math.max(2, Math.floor(el.clientWidth || 640));
-    const url = "/api/runs/" + runId + "/series?name=" + encodeURIComponent(name) + "&max_points=" + width * 2;
     try {
-      const resp = await fetch(url, { credentials: "same-origin" });
-      if (!resp.ok) return;
-      const body = await resp.json();
-      draw(name, el, body.steps, body.times, body.values);
+      await makeChart(el.dataset.chart, el).load();
     } finally {
       window.runstream.ready += 1;
     }
@@ -95,7 +116,10 @@
   }
 
   function section(name) {
-    const metrics = document.getElementById("metrics");
+    const slash = name.indexOf("/");
+    const group = slash > 0 ? name.slice(0, slash) : "";
+    const holder = document.querySelector('details.metric-group[data-group="' + CSS.escape(group) + '"] > div');
+    const metrics = holder || document.getElementById("metrics");
     const sec = document.createElement("section");
     sec.className = "metric";
     sec.dataset.metric = name;
@@ -113,23 +137,18 @@
   }
 
   function append(name, cols) {
-    let chart = charts[name];
-    if (!chart) {
-      const el = document.querySelector('[data-chart="' + CSS.escape(name) + '"]') || section(name);
-      if (el.dataset.loading) return; // its history is still loading and will include these points
-      chart = draw(name, el, cols.steps, cols.times, cols.values);
-      return;
-    }
-    const xs = chart.byStep ? cols.steps : cols.times.map((t) => t - chart.t0);
-    for (let i = 0; i < xs.length; i++) {
-      chart.xs.push(xs[i]);
-      chart.ys.push(num(cols.values[i]));
-    }
-    chart.u.setData([chart.xs, chart.ys]);
+    let drawn = false;
+    for (const chart of Object.values(charts)) drawn = chart.append(name, cols) || drawn;
+    if (drawn || charts[name]) return;
+    const el = document.querySelector('[data-chart="' + CSS.escape(name) + '"]') || section(name);
+    if (el.dataset.loading) return; // its history is still loading and will include these points
+    const chart = makeChart(name, el);
+    chart.setSeries([{ key: name, label: name, t0: t0, ...cols }]);
   }
 
   // Rows and tables: y over x, both picked from the numeric columns.
   function xyChart(el) {
+    if (typeof uPlot === "undefined") return;
     const name = el.dataset.xy;
     const columns = JSON.parse(el.dataset.columns);
     const keys = Object.keys(columns);
@@ -198,7 +217,10 @@
       status.className = "status " + run.status;
     }
     const ended = document.getElementById("run-ended");
-    if (ended && run.ended_at) ended.textContent = run.ended_at;
+    if (ended && run.ended_at) {
+      ended.textContent = new Date(run.ended_at).toLocaleString();
+      root.dataset.ended = run.ended_at;
+    }
     descriptions = run.descriptions || {};
     document.querySelectorAll("section.metric[data-metric]").forEach(describe);
   });
@@ -276,4 +298,66 @@
     setTimeout(poll, behind ? 0 : POLL_MS);
   }
   setTimeout(poll, POLL_MS);
+})();
+
+// The page around the charts: times in the reader's local time, the duration of
+// a live run ticking, and the metric search (by name, across every group).
+(function () {
+  "use strict";
+  const root = document.getElementById("run");
+  if (!root) return;
+  document.querySelectorAll("time[datetime]").forEach((el) => {
+    const when = new Date(el.getAttribute("datetime"));
+    if (!Number.isNaN(when.getTime())) el.textContent = when.toLocaleString();
+  });
+  const duration = document.getElementById("run-duration");
+  function tick() {
+    const start = Date.parse(duration.dataset.start);
+    const ended = root.dataset.ended || duration.dataset.end;
+    if (Number.isNaN(start)) return;
+    const end = ended ? Date.parse(ended) : Date.now();
+    const seconds = Math.max(0, Math.floor((end - start) / 1000));
+    const h = Math.floor(seconds / 3600);
+    const m = Math.floor((seconds % 3600) / 60);
+    duration.textContent = h + ":" + String(m).padStart(2, "0") + ":" + String(seconds % 60).padStart(2, "0");
+    if (!ended) setTimeout(tick, 1000);
+  }
+  if (duration) tick();
+  const search = document.getElementById("metric-search");
+  if (!search) return;
+  search.addEventListener("input", () => {
+    const text = search.value.trim().toLowerCase();
+    document.querySelectorAll("section.metric[data-metric]").forEach((sec) => {
+      sec.hidden = text !== "" && !sec.dataset.metric.toLowerCase().includes(text);
+    });
+    document.querySelectorAll("details.metric-group").forEach((group) => {
+      group.hidden = !group.querySelector("section.metric:not([hidden])");
+    });
+  });
+})();
+
+// Images logged under one name several times: one at a time, with a slider over the logging order.
+(function () {
+  "use strict";
+  document.querySelectorAll(".image-steps").forEach((box) => {
+    const items = Array.from(box.children);
+    if (items.length < 2) return;
+    const slider = document.createElement("input");
+    slider.type = "range";
+    slider.min = "0";
+    slider.max = String(items.length - 1);
+    slider.value = String(items.length - 1);
+    slider.setAttribute("aria-label", "image");
+    const label = document.createElement("span");
+    function show() {
+      const at = Number(slider.value);
+      items.forEach((item, i) => (item.hidden = i !== at));
+      label.textContent = " " + (at + 1) + " of " + items.length;
+    }
+    slider.addEventListener("input", show);
+    const bar = document.createElement("p");
+    bar.append(slider, label);
+    box.before(bar);
+    show();
+  });
 })();
