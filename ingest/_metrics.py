@@ -98,6 +98,11 @@ class IngestMetrics:
             "Batches of producer sessions given up as lost (seqs that went with records Kafka lost)",
             registry=r,
         )
+        self.recovered_batches = Counter(
+            "runstream_ingest_recovered_batches",
+            "Batches counted as lost at a topic change that arrived in the new topic after all, and were stored",
+            registry=r,
+        )
         self.isolated = Counter(
             "runstream_ingest_isolated_records",
             "Records dead-lettered because writing them failed (found by bisecting a flush)",

@@ -108,6 +108,7 @@ class Plan:
     batches: int = 0
     duplicates: int = 0
     lost_seqs: int = 0  # seqs of sessions given up as lost (see _sessions)
+    recovered_seqs: int = 0  # seqs counted lost before that arrived after all
     points: int = 0
     ignored_statuses: int = 0
     experiments: set[str] = field(default_factory=set)
@@ -227,7 +228,9 @@ class _Planner:
         state = self.plan.sessions.get(session_id)
         if state is None:
             state = self.plan.sessions[session_id] = self._session(session_id, run_id).copy()
-        self.plan.lost_seqs += state.mark(seq, self.epoch)
+        marked = state.mark(seq, self.epoch)
+        self.plan.lost_seqs += marked.lost
+        self.plan.recovered_seqs += marked.recovered
 
     # --- checks (read-only) ---------------------------------------------------
 

@@ -13,7 +13,9 @@ new session). Ingest keeps, per session (``producer_sessions``):
   the ranges make the dedupe exact all the same, where a high-water mark would
   take the late ones for duplicates;
 * ``epoch``: the topic incarnation (:mod:`ingest._incarnation`) of its last
-  update.
+  update;
+* ``floor``: the seqs up to it that were unseen when the topic was replaced
+  have been counted as lost already (see below).
 
 A batch is a *duplicate* iff its seq was seen. A seq more than
 :data:`MAX_SEQ_GAP` above ``last_seq`` cannot come from a producer that numbers
@@ -22,9 +24,15 @@ without gaps: it is refused (``seq_gap``) and changes nothing, so a forged
 duplicates. Legitimate gaps exist only where Kafka lost records: when the
 topic was replaced (a new epoch), a session's first batch in the new epoch may
 jump up to :data:`MAX_REANCHOR_GAP`, and the seqs it skips are counted as
-lost. Should a gap ever stay open while the session goes on (ingest knew of no
-data loss), it is given up once :data:`SEQ_PATIENCE` later batches are seen,
-and counted too, rather than refusing the session's data for ever.
+lost at once: that is what an operator needs to hear when it happens. They
+are not all lost, though: the new topic need not hold a session's batches in
+seq order (a send still in an old producer client's hands can land after the
+spool's replay of later ones), so a skipped seq that arrives later is stored
+and counted as *recovered*. Gaps of up to :data:`SEQ_PATIENCE` seqs stay open
+for that; a longer one is closed at once. Should a gap ever stay open while
+the session goes on (ingest knew of no data loss), it is given up once
+:data:`SEQ_PATIENCE` later batches are seen, and counted too, rather than
+refusing the session's data for ever.
 """
 
 from __future__ import annotations
@@ -32,9 +40,9 @@ from __future__ import annotations
 import bisect
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Final
+from typing import Final, NamedTuple
 
-__all__ = ["MAX_REANCHOR_GAP", "MAX_SEQ_GAP", "SEQ_PATIENCE", "SessionState", "Verdict"]
+__all__ = ["MAX_REANCHOR_GAP", "MAX_SEQ_GAP", "SEQ_PATIENCE", "Marked", "SessionState", "Verdict"]
 
 #: How far above the last seq a batch may be. Ordered delivery makes it 1; the
 #: room is for batches read out of order around a partition change.
@@ -52,6 +60,13 @@ class Verdict(Enum):
     GAP = "gap"
 
 
+class Marked(NamedTuple):
+    """What marking a seq changed in the count of lost ones."""
+
+    lost: int  # seqs given up as lost
+    recovered: int  # seqs counted lost at a topic change that arrived after all
+
+
 @dataclass(slots=True)
 class SessionState:
     """One session's seen seqs (see the module docstring); ``epoch`` 0: nothing stored yet."""
@@ -60,9 +75,10 @@ class SessionState:
     last_seq: int = 0
     ahead: list[int] = field(default_factory=list)  # [lo, hi, lo, hi, ...], sorted, disjoint, lo > last_seq + 1
     epoch: int = 0
+    floor: int = 0
 
     def copy(self) -> SessionState:
-        return SessionState(self.run_id, self.last_seq, list(self.ahead), self.epoch)
+        return SessionState(self.run_id, self.last_seq, list(self.ahead), self.epoch, self.floor)
 
     @property
     def max_seq(self) -> int:
@@ -86,23 +102,33 @@ class SessionState:
             return Verdict.NEW  # the session goes on past a gap that never filled
         return Verdict.GAP
 
-    def mark(self, seq: int, epoch: int) -> int:
-        """Record ``seq`` (its verdict was NEW) as seen; return how many seqs were given up as lost."""
+    def mark(self, seq: int, epoch: int) -> Marked:
+        """Record ``seq`` (its verdict was NEW) as seen; say what that did to the lost count."""
         lost = 0
+        recovered = int(seq <= self.floor)  # unseen (its verdict was NEW), so counted lost before
         if self._reanchors(epoch) and seq > self.last_seq + 1:
             # The first batch since Kafka lost data: the seqs below it that were
-            # not seen went with the old topic.
-            below = self._split(seq)
-            lost += seq - 1 - self.last_seq - _count(below)
-            self.last_seq = seq - 1
+            # not seen went with the old topic, or come later in the new one.
+            counted = max(self.last_seq, self.floor)
+            lost += max(0, seq - 1 - counted - self._seen_between(counted, seq))
+            self.floor = max(self.floor, seq - 1)
+            if seq - self.last_seq > SEQ_PATIENCE:  # too wide to keep open
+                self._split(seq)
+                self.last_seq = seq - 1
         self.epoch = max(self.epoch, epoch)
         self._insert(seq)
         while self.ahead and self.ahead[-1] - self.last_seq > MAX_SEQ_GAP:
-            # A gap the session has long gone past (see verdict): give it up.
-            lost += self.ahead[0] - self.last_seq - 1
+            # A gap the session has long gone past (see verdict): give it up. Its
+            # part up to ``floor`` was counted at the topic change.
+            lost += max(0, self.ahead[0] - 1 - max(self.last_seq, self.floor))
             self.last_seq = self.ahead[1]
             del self.ahead[:2]
-        return lost
+        return Marked(lost, recovered)
+
+    def _seen_between(self, low: int, high: int) -> int:
+        """How many seqs above ``low`` and below ``high`` (unseen itself) ``ahead`` holds."""
+        ranges = self.ahead
+        return sum(max(0, min(ranges[i + 1], high - 1) - max(ranges[i], low + 1) + 1) for i in range(0, len(ranges), 2))
 
     def _reanchors(self, epoch: int) -> bool:
         # A session stored in an earlier epoch, or a new one once Kafka has lost data at least once.

@@ -426,8 +426,11 @@ class IngestWorker:
         m.ignored_statuses.inc(result.ignored_statuses)
         m.lost_batches.inc(result.lost_seqs)
         m.isolated.inc(result.isolated)
+        m.recovered_batches.inc(result.recovered_seqs)
         if result.lost_seqs:
             log.warning("%d batches of producer sessions given up as lost (see ingest._sessions)", result.lost_seqs)
+        if result.recovered_seqs:
+            log.warning("%d batches counted as lost arrived after all and were stored", result.recovered_seqs)
         for letter in result.dead:
             m.dead_letters.labels(letter.reason).inc()
             log.warning(

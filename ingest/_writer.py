@@ -109,6 +109,7 @@ class FlushResult:
     ignored_statuses: int = 0
     already_stored: int = 0
     lost_seqs: int = 0
+    recovered_seqs: int = 0
     isolated: int = 0  # records dead-lettered because writing them failed
     dead: list[DeadLetter] = field(default_factory=list)
     stale_epoch: bool = False
@@ -119,6 +120,7 @@ class FlushResult:
         self.duplicates += plan.duplicates
         self.ignored_statuses += plan.ignored_statuses
         self.lost_seqs += plan.lost_seqs
+        self.recovered_seqs += plan.recovered_seqs
         self.dead += plan.dead
 
 
@@ -394,12 +396,14 @@ class Writer:
             [0] * len(ids),
         )
         rows = await conn.fetch(
-            "SELECT session_id, run_id, last_seq, ahead, epoch FROM producer_sessions"
+            "SELECT session_id, run_id, last_seq, ahead, epoch, lost_floor FROM producer_sessions"
             " WHERE session_id = ANY($1::uuid[]) ORDER BY session_id FOR UPDATE",
             ids,
         )
         return {
-            str(r["session_id"]): SessionState(str(r["run_id"]), r["last_seq"], list(r["ahead"]), r["epoch"])
+            str(r["session_id"]): SessionState(
+                str(r["run_id"]), r["last_seq"], list(r["ahead"]), r["epoch"], r["lost_floor"]
+            )
             for r in rows
         }
 
@@ -443,9 +447,12 @@ class Writer:
                 [state.epoch for state in plan.sessions.values()],
             )
             # Seqs seen out of order: rare (a partition change, a replaced topic), one statement each.
-            ahead = [(session, state.ahead) for session, state in plan.sessions.items() if state.ahead]
+            # ``lost_floor`` matters only while a gap is open above ``last_seq``.
+            ahead = [(session, state.ahead, state.floor) for session, state in plan.sessions.items() if state.ahead]
             if ahead:
-                await conn.executemany("UPDATE producer_sessions SET ahead = $2 WHERE session_id = $1", ahead)
+                await conn.executemany(
+                    "UPDATE producer_sessions SET ahead = $2, lost_floor = $3 WHERE session_id = $1", ahead
+                )
         await notify_changed_runs(conn, set(plan.run_updates) | {key[0] for key in plan.series})
 
     async def _write_runs(self, conn: Conn, plan: Plan) -> None:

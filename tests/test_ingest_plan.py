@@ -213,7 +213,7 @@ def test_a_session_dedupes_exactly_in_any_order(seqs: list[int]) -> None:
     for seq in seqs:
         assert state.verdict(seq, 1) is (Verdict.DUPLICATE if seq in seen else Verdict.NEW)
         if seq not in seen:
-            assert state.mark(seq, 1) == 0
+            assert state.mark(seq, 1) == (0, 0)
             seen.add(seq)
         prefix = max(k for k in range(61) if set(range(1, k + 1)) <= seen)
         assert state.last_seq == prefix
@@ -239,12 +239,36 @@ def test_after_kafka_lost_data_a_session_resumes_past_what_was_lost() -> None:
     far = 10 + MAX_SEQ_GAP + 490
     assert state.verdict(far, 1) is Verdict.GAP
     assert state.verdict(far, 2) is Verdict.NEW  # epoch 2: a new topic
-    assert state.mark(far, 2) == far - 11  # 11..far-1 went with the old topic
+    assert state.mark(far, 2) == (far - 11, 0)  # 11..far-1 went with the old topic: too many to wait for
     assert (state.last_seq, state.epoch) == (far, 2)
     assert state.verdict(2**63 - 1, 3) is Verdict.GAP  # even then, not without bound
     fresh = SessionState(RUN)
     assert fresh.verdict(MAX_SEQ_GAP + 5, 1) is Verdict.GAP  # a new session starts at 1...
     assert fresh.verdict(MAX_SEQ_GAP + 5, 2) is Verdict.NEW  # ...unless its first batches may be lost
+
+
+def test_after_a_topic_change_a_skipped_seq_that_arrives_late_is_stored_and_counted_back() -> None:
+    """The new topic need not hold a session's batches in seq order (the replace-broker chaos saw it)."""
+    state = SessionState(RUN, 30, [], 2)
+    assert state.mark(36, 3) == (5, 0)  # 31..35 unseen: counted lost when the new topic shows it
+    assert state.verdict(37, 3) is Verdict.NEW and state.mark(37, 3) == (0, 0)
+    for late in (33, 31):  # ...but two of them were only late
+        assert state.verdict(late, 3) is Verdict.NEW
+        assert state.mark(late, 3) == (0, 1)
+        assert state.verdict(late, 3) is Verdict.DUPLICATE
+    assert (state.last_seq, state.ahead) == (31, [33, 33, 36, 37])
+    # Once the session has gone far past the gap it is closed; what was counted is not counted again.
+    beyond = 33 + MAX_SEQ_GAP + 1
+    for seq in range(38, SEQ_PATIENCE + 40):
+        state.mark(seq, 3)
+    assert state.verdict(beyond, 3) is Verdict.NEW
+    assert state.mark(beyond, 3) == (0, 0)
+    assert (state.last_seq, state.ahead) == (SEQ_PATIENCE + 39, [beyond, beyond])
+    assert state.verdict(32, 3) is Verdict.DUPLICATE and state.verdict(34, 3) is Verdict.DUPLICATE
+    # Another topic change while a gap is open counts only what is new since.
+    again = SessionState(RUN, 30, [36, 40], 3, floor=35)
+    assert again.mark(45, 4) == (4, 0)  # 41..44; 31..35 were counted at the first change
+    assert again.mark(32, 4) == (0, 1)
 
 
 def test_a_gap_that_never_fills_is_given_up_once_the_session_has_gone_on() -> None:
@@ -254,7 +278,7 @@ def test_a_gap_that_never_fills_is_given_up_once_the_session_has_gone_on() -> No
     assert state.last_seq == 0 and len(_expand(state.ahead)) == SEQ_PATIENCE
     beyond = MAX_SEQ_GAP + 5
     assert state.verdict(beyond, 1) is Verdict.NEW
-    assert state.mark(beyond, 1) == 1  # seq 1, given up; the ones between may still come
+    assert state.mark(beyond, 1) == (1, 0)  # seq 1, given up; the ones between may still come
     assert (state.last_seq, state.ahead) == (SEQ_PATIENCE + 1, [beyond, beyond])
     assert state.verdict(SEQ_PATIENCE + 2, 1) is Verdict.NEW
 
