@@ -40,6 +40,7 @@ from ._errors import make_error_middleware
 from ._follow import FollowPacing
 from ._guards import make_guard_middleware
 from ._heavy import HeavyReads
+from ._html_response import error_page
 from ._json import json_response
 from ._limits import LOGIN_ATTEMPTS, LOGIN_WINDOW_SECONDS
 from ._live import LiveHub
@@ -119,7 +120,7 @@ def create_app(
             raise ValueError(f"{name} must be positive, got {value}")
     middlewares: list[Callable[..., Awaitable[web.StreamResponse]]] = [
         _observe.metrics_middleware,
-        make_error_middleware(_web_pages.error_page),
+        make_error_middleware(error_page),
         make_guard_middleware(settings),
     ]
     if settings.token or settings.write_token:

@@ -17,8 +17,7 @@ from ._run_files import run_files, store_body
 from ._state import ARTIFACTS, DATABASE
 from ._validate import check_file_name, parse_bool, parse_run_id
 
-# run_files stays importable here for _web_pages until it imports it from _run_files.
-__all__ = ["routes", "run_files"]
+__all__ = ["routes"]
 
 routes = web.RouteTableDef()
 

@@ -30,10 +30,10 @@ from runstream.names import hidden_character
 from . import _html as h
 from ._auth import token_matches
 from ._errors import TooManyRequests
+from ._html_response import html_response
 from ._proxy import address_key
 from ._sessions import COOKIE
 from ._state import LOGIN_LIMITER, PROXIES, SESSIONS, SETTINGS
-from ._web_pages import html_response
 
 __all__ = ["routes", "safe_next"]
 

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from runstream.events import TERMINAL_STATUSES
 
-from ._driver_log import LogText, log_size, log_text, part_name, read_log, read_tail
+from ._driver_log import log_size, log_text, part_name, read_log
 from ._errors import BadRequest, Conflict, NotFound
 from ._json import json_response
 from ._limits import DEFAULT_LOG_READ_BYTES, MAX_LOG_OFFSET, MAX_LOG_READ_BYTES, MIN_LOG_READ_BYTES
@@ -26,8 +26,7 @@ from ._run_files import store_body
 from ._state import DATABASE
 from ._validate import parse_int, parse_run_id
 
-# LogText and read_tail stay importable here for _web_pages until it imports them from _driver_log.
-__all__ = ["LogText", "read_tail", "routes"]
+__all__ = ["routes"]
 
 routes = web.RouteTableDef()
 

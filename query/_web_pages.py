@@ -15,17 +15,18 @@ from runstream.events import DESCRIPTION_PREFIX, STATUSES, TERMINAL_STATUSES, me
 
 from . import _html as h
 from ._db import Database, FileRecord
+from ._driver_log import LogText, read_tail
 from ._errors import NotFound
+from ._html_response import html_response
 from ._limits import MAX_SERIES_RUNS
 from ._metrics import EMPTY, SeriesData, metric_value, scalar_value
+from ._run_files import run_files
 from ._run_search import RunSearch, parse_condition, parse_name, parse_sort, parse_status
 from ._series import SeriesRange, SeriesReader
 from ._state import DATABASE, HEAVY_READS, SERIES, SETTINGS
 from ._validate import check_metric_name, parse_compared_runs, parse_run_id
-from ._web_files import run_files
-from ._web_logs import LogText, read_tail
 
-__all__ = ["error_page", "html_response", "routes"]
+__all__ = ["routes"]
 
 routes = web.RouteTableDef()
 
@@ -40,28 +41,11 @@ _SUMMARY_METRICS: Final = 6
 _LOG_TAIL_BYTES: Final = 64 * 1024
 
 
-# Scripts only from this service, no inline script; inline styles are the page's own.
-_CSP: Final = (
-    "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; img-src 'self' data:; "
-    "connect-src 'self'; frame-ancestors {ancestors}; base-uri 'none'; form-action 'self'"
-)
 _RUN_SCRIPTS: Final = ("/static/vendor/uplot/uPlot.iife.min.js", "/static/chart.js", "/static/run.js")
 _RUN_STYLES: Final = ("/static/vendor/uplot/uPlot.min.css",)
 _STARTING_SCRIPTS: Final = ("/static/run.js",)
 _COMPARE_SCRIPTS: Final = ("/static/chart.js", "/static/compare.js")
 _EXPERIMENT_SCRIPTS: Final = ("/static/experiment.js",)
-
-
-def html_response(text: str, status: int = 200, *, frame_ancestors: str = "'none'") -> web.Response:
-    """A page; only run pages pass ``frame_ancestors`` (RUNSTREAM_EMBED_ORIGINS: a notebook's ``RunDetails``)."""
-    response = web.Response(status=status, text=text, content_type="text/html", charset="utf-8")
-    response.headers["Content-Security-Policy"] = _CSP.format(ancestors=frame_ancestors)
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    return response
-
-
-def error_page(status: int, title: str, message: str) -> web.Response:
-    return html_response(h.page(title, f"<h1>{h.esc(status)} {h.esc(title)}</h1><p>{h.esc(message)}</p>"), status)
 
 
 @routes.get("/")

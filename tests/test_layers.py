@@ -143,19 +143,9 @@ def test_the_cycle_check_sees_a_cycle() -> None:
     assert _cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [frozenset({"a", "b", "c"})]
 
 
-#: Handler imports left for the branch that rewrites the run pages (it edits _web_pages): html_response
-#: moves out of _web_pages, and _web_pages imports run_files, LogText and read_tail from _run_files and
-#: _driver_log, which hold them now.
-_PENDING_HANDLER_IMPORTS = {
-    ("query._web_login", "query._web_pages"),
-    ("query._web_pages", "query._web_files"),
-    ("query._web_pages", "query._web_logs"),
-}
-
-
 def test_query_handlers_import_no_other_handler() -> None:
     """A ``_web_*`` module holds routes; what two of them share lives in a non-handler module."""
     paths = {_module_name(p): p for p in _modules("query")}
     handlers = {name for name in paths if name.startswith("query._web_")}
     edges = {(name, used) for name in handlers for used in _runtime_imports(paths[name], "query", handlers)}
-    assert sorted(edges - _PENDING_HANDLER_IMPORTS) == []
+    assert sorted(edges) == []
