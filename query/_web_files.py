@@ -28,6 +28,20 @@ _CONTENT_TYPE: Final = re.compile(r"^[A-Za-z0-9][\w.+-]*/[\w.+-]+(\s*;\s*[\w.+-]
 # Shown in the browser; anything else (HTML, SVG, scripts) downloads, so an
 # uploaded file can never run script in the service's origin.
 _INLINE: Final = re.compile(r"^(image/(png|jpeg|gif|webp|bmp)|text/plain|application/json|application/pdf)\b")
+# Text a user opens to read (logs, code, configs, CSV) is shown as plain text, as
+# MLflow's artifact viewer does: text/plain with nosniff never runs anything.
+_READ_AS_TEXT: Final = re.compile(r"^text/(?!html|xml)[\w.+-]+\b", re.IGNORECASE)
+_TEXT_SUFFIXES: Final = (".log", ".out", ".err", ".yaml", ".yml", ".toml", ".ini", ".cfg", ".ipynb")
+
+
+def _served_type(name: str, stored: str) -> str:
+    """The Content-Type a download is served with (the stored one stays in listings)."""
+    if _INLINE.match(stored):
+        return stored
+    untyped = stored.split(";")[0].strip().lower() == "application/octet-stream"
+    if _READ_AS_TEXT.match(stored) or (untyped and name.lower().endswith(_TEXT_SUFFIXES)):
+        return "text/plain; charset=utf-8"
+    return stored
 
 
 def _content_type(request: web.Request, name: str) -> str:
@@ -77,9 +91,10 @@ async def get_file(request: web.Request) -> web.StreamResponse:
         raise NotFound(f"run {run_id} has no file {name!r}", code="file_not_found", parameter="name")
     store = request.app[ARTIFACTS]
     blob = await store.get(record.digest)
-    disposition = "inline" if _INLINE.match(record.content_type) else "attachment"
+    served = _served_type(name, record.content_type)
+    disposition = "inline" if _INLINE.match(served) else "attachment"
     headers = {
-        "Content-Type": record.content_type,
+        "Content-Type": served,
         "Content-Disposition": f"{disposition}; filename*=UTF-8''{quote(name.rsplit('/', 1)[-1])}",
         "X-Content-Type-Options": "nosniff",
         "Content-Security-Policy": "sandbox",

@@ -71,6 +71,21 @@ async def test_upload_download_round_trip(query_service: str, settings: Settings
     assert (status, ctype, data) == (200, "image/png", b"\x89PNG fake")
     assert headers["Content-Disposition"].startswith("inline")
 
+    # Logs, code and configs open as text in the browser; HTML and SVG never do.
+    shown = {"logs/driver.log": "", "train.py": "", "conf.yaml": "", "page.html": "", "pic.svg": ""}
+    texts = f"{query_service}/api/runs/{uuid.uuid4()}/files"
+    for name in shown:
+        assert (await put(f"{texts}/{name}", b"<script>alert(1)</script>", headers={"Content-Type": ""}))[0] == 201
+        _, ctype, _, headers = await download(f"{texts}/{name}")
+        shown[name] = f"{ctype} {headers['Content-Disposition'].split(';')[0]}"
+    assert shown == {
+        "logs/driver.log": "text/plain; charset=utf-8 inline",
+        "train.py": "text/plain; charset=utf-8 inline",
+        "conf.yaml": "text/plain; charset=utf-8 inline",
+        "page.html": "text/html attachment",
+        "pic.svg": "image/svg+xml attachment",
+    }
+
     # A name with spaces and non-ASCII characters survives percent-encoding.
     status, body = await put(f"{base}/r%C3%A9sum%C3%A9%20final.txt", b"hi", headers={"Content-Type": "text/plain"})
     assert status == 201 and body["name"] == "résumé final.txt"
