@@ -72,6 +72,8 @@ class RunUpdate:
     heartbeat_at: float | None = None
     tags: dict[str, str | None] = field(default_factory=dict)
     properties: dict[str, str] = field(default_factory=dict)
+    display_name: str | None = None  # None: unchanged
+    description: str | None = None
 
 
 @dataclass(slots=True)
@@ -313,6 +315,11 @@ class _Planner:
     def _tags(self, run_id: str, event: DecodedEvent) -> None:
         self._update(run_id).tags.update(event["tags"])
 
+    def _run_updated(self, run_id: str, event: DecodedEvent) -> None:
+        update = self._update(run_id)  # the last of a flush wins: a run's events keep their order
+        update.display_name = event.get("display_name", update.display_name)
+        update.description = event.get("description", update.description)
+
     def _properties(self, run_id: str, event: DecodedEvent) -> None:
         props = self._update(run_id).properties
         for key, value in event["properties"].items():
@@ -385,6 +392,7 @@ _APPLY: Final = {
     "heartbeat": _Planner._heartbeat,
     "tags": _Planner._tags,
     "properties": _Planner._properties,
+    "run_updated": _Planner._run_updated,
     "scalars": _Planner._scalars,
     **{kind: _Planner._entry for kind, spec in EVENT_TYPES.items() if spec.entry is not None},
 }

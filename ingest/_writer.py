@@ -482,9 +482,12 @@ class Writer:
                 "UPDATE runs AS r SET status = coalesce(u.status, r.status),"
                 " ended_at = coalesce(u.ended_at, r.ended_at), error = coalesce(u.error, r.error),"
                 " heartbeat_at = greatest(r.heartbeat_at, u.heartbeat_at),"
-                " tags = r.tags || u.tags, properties = u.properties || r.properties, seen_at = now()"
+                " tags = r.tags || u.tags, properties = u.properties || r.properties, seen_at = now(),"
+                " display_name = coalesce(u.display_name, r.display_name),"
+                " description = coalesce(u.description, r.description)"
                 " FROM unnest($1::uuid[], $2::text[], $3::timestamptz[], $4::jsonb[], $5::timestamptz[],"
-                " $6::jsonb[], $7::jsonb[]) AS u(id, status, ended_at, error, heartbeat_at, tags, properties)"
+                " $6::jsonb[], $7::jsonb[], $8::text[], $9::text[])"
+                " AS u(id, status, ended_at, error, heartbeat_at, tags, properties, display_name, description)"
                 " WHERE r.id = u.id",
                 [run_id for run_id, _ in updates],
                 [u.status for _, u in updates],
@@ -493,6 +496,8 @@ class Writer:
                 [_ts(u.heartbeat_at) for _, u in updates],
                 [orjson.dumps(u.tags).decode() for _, u in updates],
                 [orjson.dumps(u.properties).decode() for _, u in updates],
+                [u.display_name for _, u in updates],
+                [u.description for _, u in updates],
             )
         if plan.history:
             await conn.executemany(

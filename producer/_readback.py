@@ -73,14 +73,22 @@ class ReadBack:
 
     def field(self, key: str) -> dict[str, Any]:
         """A dict field of the record (``tags``, ``properties``), read now; {} offline or not ingested yet."""
+        value = self._fresh_record().get(key)
+        return dict(value) if isinstance(value, dict) else {}
+
+    def text(self, key: str) -> str | None:
+        """A text field of the record (``description``), read now; None offline or not ingested yet."""
+        value = self._fresh_record().get(key)
+        return value if isinstance(value, str) else None
+
+    def _fresh_record(self) -> dict[str, Any]:
         if self.offline:
             return {}
         try:
             details = self.json(f"/api/runs/{self.run_id}")
         except RunNotFoundError:
             return {}  # not ingested yet: our own copy is all there is
-        value = details.get(key) if isinstance(details, dict) else None
-        return dict(value) if isinstance(value, dict) else {}
+        return details if isinstance(details, dict) else {}
 
     def status(self) -> str:
         return str(self.json(f"/api/runs/{self.run_id}")["status"])

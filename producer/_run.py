@@ -72,6 +72,7 @@ from runstream.events import (
     properties_event,
     row_event,
     run_started_event,
+    run_updated_event,
     status_event,
     table_event,
     tags_event,
@@ -120,7 +121,8 @@ class Run:
         self._stored_id = stored_run_id(run_id)
         self.id = self._stored_id
         self.experiment = experiment
-        self.display_name = display_name
+        self._display_name = display_name
+        self._description: str | None = None  # set by this object; else the query service's
         self.parent_id = parent_id
         self.offline = offline
         self._workspace: Workspace = experiment.workspace
@@ -448,6 +450,37 @@ class Run:
     def name(self) -> str | None:
         """v1's ``run.name``: the display name."""
         return self.display_name
+
+    @property
+    def display_name(self) -> str | None:
+        """v1's ``run.display_name``; setting it renames the run where it is shown (even once ended).
+
+        A run this object neither started nor renamed (``Run(experiment, run_id)``)
+        reads it from the query service once, as v1 reads its run record.
+        """
+        if self._display_name is None and self._status is None:
+            name = self._reads.record().get("display_name")
+            return name if isinstance(name, str) else None
+        return self._display_name
+
+    @display_name.setter
+    def display_name(self, value: str) -> None:
+        checked = _validate.name(value, "display")
+        self._annotate(run_updated_event(time.time(), display_name=checked))
+        self._display_name = checked
+
+    @property
+    def description(self) -> str | None:
+        """v1's ``run.description``: what this object set, else the query service's (None: none)."""
+        if self._description is not None or self.offline:
+            return self._description
+        return self._reads.text("description")
+
+    @description.setter
+    def description(self, value: str) -> None:
+        checked = _validate.description("description", value)
+        self._annotate(run_updated_event(time.time(), description=checked))
+        self._description = checked
 
     def register_model(self, model_name: str, model_path: str | None = None, *args: Any, **kwargs: Any) -> Any:
         """Not in runstream: there is no model registry. The model is the run's file; download it."""

@@ -25,7 +25,7 @@ import sys
 import uuid
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from producer import _loop, _process
 from producer._consistency import LEDGER
@@ -33,8 +33,10 @@ from producer._errors import DeliveryError, FlushTimeoutError
 from producer._sender import Sender
 from producer._sinks import KafkaSink, Sink, SpoolSink
 from producer._spool import SUFFIX, SpoolWriter
-from producer._workspace import Workspace
 from runstream.events import WireEvent
+
+if TYPE_CHECKING:
+    from producer._workspace import Workspace
 
 #: How a run this process started ends when the process ends under it: called
 #: with the error that ends the program (None: SIGTERM, at exit) and the seconds

@@ -25,13 +25,17 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aiokafka import codec
 
 from producer._errors import WorkspaceConfigError
 from producer._http import QueryClient
 from runstream.config import ConfigError, KafkaSecurity, Settings
+
+if TYPE_CHECKING:
+    from producer._experiment import Experiment
+    from producer._run import Run
 
 _CONFIG_KEYS = ("kafka_bootstrap", "query_url", "topic")
 #: Azure ML v1's config.json keys (``workspace_name`` is ``Workspace.name``).
@@ -312,6 +316,22 @@ class Workspace:
     def tags(self) -> dict[str, str]:
         """v1's workspace tags: runstream keeps none."""
         return {}
+
+    # v1's workspace hands out experiments and runs, which name their workspace: the
+    # three modules import each other (tests/test_layers.py's KNOWN_CYCLES), here when called.
+
+    @property
+    def experiments(self) -> dict[str, Experiment]:
+        """v1's ``ws.experiments``: ``{name: Experiment}`` of those the query service knows."""
+        from producer._experiment import Experiment
+
+        return {experiment.name: experiment for experiment in Experiment.list(self)}
+
+    def get_run(self, run_id: str) -> Run:
+        """v1's ``ws.get_run(run_id)``: the run, in whichever experiment holds it."""
+        from producer._run import Run
+
+        return Run.get(self, run_id)
 
     def get_details(self) -> dict[str, Any]:
         """v1's workspace details: its ARM-style id, name, location and where runstream serves it."""

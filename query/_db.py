@@ -33,7 +33,7 @@ from ._run_search import RunSearch
 __all__ = ["APPLICATION_NAME", "Database", "FileRecord", "RunPage", "create_pool", "iso"]
 
 _RUN_COLUMNS: Final = """
-    r.id, e.name AS experiment, r.display_name, r.parent_id, r.status, r.created_at, r.started_at,
+    r.id, e.name AS experiment, r.display_name, r.description, r.parent_id, r.status, r.created_at, r.started_at,
     r.ended_at, r.heartbeat_at, r.error, r.tags, r.properties
 """
 _TIME_FIELDS: Final = ("created_at", "started_at", "ended_at", "heartbeat_at")

@@ -241,8 +241,8 @@ class Follower:
         tag_values = {k: v for k, v in f.tags if v is not None}
         records = await self._pool.fetch(
             """
-            SELECT r.id, left(md5(concat_ws('|', r.status, r.display_name, r.ended_at::text, r.error::text,
-                                            r.tags::text, r.properties::text)), 16) AS digest
+            SELECT r.id, left(md5(concat_ws('|', r.status, r.display_name, r.description, r.ended_at::text,
+                                            r.error::text, r.tags::text, r.properties::text)), 16) AS digest
             FROM runs r JOIN experiments e ON e.id = r.experiment_id
             WHERE ($1::text IS NULL OR e.name = $1) AND (cardinality($2::uuid[]) = 0 OR r.id = ANY($2))
               AND r.tags @> $3::jsonb AND r.tags ?& $4::text[]

@@ -287,6 +287,7 @@ SPEC: Final[dict[str, Any]] = {
                     "id": {"type": "string", "format": "uuid"},
                     "experiment": {"type": "string"},
                     "display_name": {"type": "string", "nullable": True},
+                    "description": {"type": "string", "nullable": True},
                     "parent_id": {"type": "string", "format": "uuid", "nullable": True},
                     "status": {"type": "string"},
                     "created_at": {"type": "string", "format": "date-time"},

@@ -302,7 +302,11 @@ async def run_page(request: web.Request) -> web.Response:
                 content = _entries_body(entries[name], str(run_id), stored) if name in entries else ""
             if content:
                 sections.setdefault(_group(name), []).append(_metric_section(name, descriptions.get(name), content))
-    body = f"<h1>Run {h.esc(title)}</h1>" + _summary(run, overview)
+    body = f"<h1>Run {h.esc(title)}</h1>"
+    description = (run or {}).get("description")
+    if description:
+        body += f'<p class="run-description">{h.esc(description)}</p>'
+    body += _summary(run, overview)
     search = '<input id="metric-search" type="search" placeholder="search metrics" aria-label="search metrics">'
     metrics = "".join(_metric_group(g, items) for g, items in sorted(sections.items())) or (
         '<p id="no-metrics">No metrics yet.</p>'

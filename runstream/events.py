@@ -28,6 +28,8 @@ table              name, time, columns ({column: [JSON values]})
 image              name, time, file (the file's name in the run)
 tags               time, tags ({key: str or null})
 properties         time, properties ({key: str})
+run_updated        time, display_name, description (each optional: absent
+                   leaves it as it is; at least one)
 =================  ============================================================
 
 ``scalars`` carry the bulk of the traffic, so their columns travel packed:
@@ -111,6 +113,7 @@ __all__ = [
     "list_event",
     "properties_event",
     "row_event",
+    "run_updated_event",
     "run_started_event",
     "scalars_event",
     "status_event",
@@ -368,6 +371,16 @@ def properties_event(time: float, properties: Mapping[str, str]) -> WireEvent:
     return {"type": "properties", "time": time, "properties": dict(properties)}
 
 
+def run_updated_event(time: float, *, display_name: str | None = None, description: str | None = None) -> WireEvent:
+    """The run's display name or description changes (v1's setters); None leaves one as it is."""
+    event: WireEvent = {"type": "run_updated", "time": time}
+    if display_name is not None:
+        event["display_name"] = display_name
+    if description is not None:
+        event["description"] = description
+    return event
+
+
 # --- the table of event types ---------------------------------------------
 
 
@@ -394,6 +407,15 @@ def _check_run_started(event: DecodedEvent) -> None:
     parent = event.get("parent")
     if parent is not None and not _is_uuid(parent):
         raise _fail("run_started", f"parent {parent!r} is not a run id", "bad_run_id")
+
+
+def _check_run_updated(event: DecodedEvent) -> None:
+    given = [field for field in ("display_name", "description") if field in event]
+    if not given:
+        raise _fail("run_updated", "needs display_name or description")
+    for field in given:
+        if not isinstance(event[field], str):
+            raise _fail("run_updated", f"{field} must be a string")
 
 
 def _check_status(event: DecodedEvent) -> None:
@@ -468,6 +490,7 @@ EVENT_TYPES: Final[Mapping[str, EventType]] = {
     "image": EventType(("name", "time", "file"), _check_image, series="image", entry="file"),
     "tags": EventType(("time", "tags"), _check_tags, text=("tags",)),
     "properties": EventType(("time", "properties"), _check_properties, text=("properties",)),
+    "run_updated": EventType(("time",), _check_run_updated, text=("display_name", "description")),
 }
 
 

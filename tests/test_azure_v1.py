@@ -409,6 +409,34 @@ async def test_run_get_and_v1_attributes(workspace: Workspace) -> None:  # noqa:
         run.register_model("model", "outputs/model.pkl")
 
 
+async def test_display_name_and_description_are_set_as_in_v1_and_read_back_at_once(
+    workspace: Workspace,  # noqa: F811
+) -> None:
+    experiment = _experiment(workspace, "v1-describe")
+    run = experiment.start_logging(display_name="first", outputs=None)
+    run.display_name = "lr 0.1, seed 3"
+    run.description = "baseline for the sweep"
+    run.log("loss", 0.5)
+    run.complete()
+    # Reads right after the writes see them, from any object of this process (read-your-writes).
+    attached = Run(experiment, run.id)
+    assert await asyncio.to_thread(lambda: (attached.display_name, attached.description)) == (
+        "lr 0.1, seed 3",
+        "baseline for the sweep",
+    )
+    attached.description = "reviewed: keep"  # a finished run takes it, as in v1
+    found = await asyncio.to_thread(workspace.get_run, run.id)
+    assert (found.id, found.name, found.description) == (run.id, "lr 0.1, seed 3", "reviewed: keep")
+    assert experiment.name in await asyncio.to_thread(lambda: workspace.experiments)
+    assert workspace.experiments[experiment.name].name == experiment.name
+    details = await asyncio.to_thread(run._reads.details)
+    assert (details["display_name"], details["description"]) == ("lr 0.1, seed 3", "reviewed: keep")
+    with pytest.raises(MetricTypeError, match="'description'.*str"):
+        run.description = 3  # type: ignore[assignment]
+    with pytest.raises((MetricTypeError, MetricValueError), match="display"):
+        run.display_name = ""
+
+
 async def test_the_rest_of_v1s_everyday_surface(
     workspace: Workspace,  # noqa: F811
     tmp_path: Path,

@@ -31,7 +31,19 @@ from tests.support import eventually
 from tests.test_ingest_support import new_id, raw, scalars, started
 
 ROOT = Path(__file__).resolve().parent.parent
-EVENT_TYPES = {"run_started", "status", "heartbeat", "scalars", "list", "row", "table", "image", "tags", "properties"}
+EVENT_TYPES = {
+    "run_started",
+    "status",
+    "heartbeat",
+    "scalars",
+    "list",
+    "row",
+    "table",
+    "image",
+    "tags",
+    "properties",
+    "run_updated",
+}
 
 
 def _example() -> ModuleType:
@@ -158,6 +170,8 @@ async def published(
     run.tag("team", "vision")
     run.tag("flag")
     run.add_properties({"lr0": 0.1})
+    run.display_name = "contract run"
+    run.description = "every event type"
     await eventually(lambda: _heartbeats(run), lambda n: n > 0, timeout_seconds=30, what="a heartbeat published")
     await asyncio.to_thread(run.complete)
     await eventually(

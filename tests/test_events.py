@@ -134,6 +134,7 @@ _SAMPLES = {
     "image": events.image_event("i", 2.0, "images/i.png"),
     "tags": events.tags_event(2.0, {"k": "v", "flag": None}),
     "properties": events.properties_event(2.0, {"p": "1"}),
+    "run_updated": events.run_updated_event(2.0, description="a note"),
 }
 
 
