@@ -47,7 +47,7 @@ __all__ = ["DB_POOL", "QUERY_METRICS", "READY_TIMEOUT_SECONDS", "QueryMetrics", 
 
 READY_TIMEOUT_SECONDS: Final = 2.0
 #: Routes whose responses are live streams (Server-Sent Events).
-_STREAM_ROUTES: Final = frozenset({"/api/runs/{run_id}/stream", "/api/stream"})
+_STREAM_ROUTES: Final = frozenset({"/api/runs/{run_id}/stream", "/api/stream", "/api/changes/stream"})
 _LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 _SIZE_BUCKETS: Final = tuple(float(4**k) for k in range(3, 16))  # 64 B .. 1 GiB
 

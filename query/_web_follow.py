@@ -24,7 +24,6 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Final
 
 import asyncpg
 import orjson
@@ -32,6 +31,7 @@ from aiohttp import web
 
 from ._errors import BadRequest
 from ._follow import FOLLOW_STARTS, FollowCursor, Follower, FollowFilter, parse_metric_pattern, parse_tag
+from ._sse import KEEPALIVE_SECONDS, client_gone, wait_while_connected
 from ._state import DATABASE, FOLLOW_PACING, LIVE
 from ._validate import parse_run_id
 
@@ -39,7 +39,6 @@ __all__ = ["routes"]
 
 routes = web.RouteTableDef()
 _log = logging.getLogger("query.follow")
-_KEEPALIVE_SECONDS: Final = 15.0
 
 
 def _frame(kind: str, data: object, cursor: str) -> bytes:
@@ -95,7 +94,7 @@ async def changes_stream(request: web.Request) -> web.StreamResponse:
 async def _follow(request: web.Request, response: web.StreamResponse, follower: Follower) -> None:
     hub = request.app[LIVE]
     last_write = time.monotonic()
-    while not hub.stopped:
+    while not hub.stopped and not client_gone(request):
         changed = hub.changed()  # before reading: a commit meanwhile sets it
         started = time.monotonic()
         try:
@@ -111,9 +110,8 @@ async def _follow(request: web.Request, response: web.StreamResponse, follower: 
         spacing = request.app[FOLLOW_PACING].spacing_seconds()
         await asyncio.sleep(max(0.0, spacing - (time.monotonic() - started)))
         if not changed.is_set():
-            wait = min(hub.fallback_seconds, max(0.0, last_write + _KEEPALIVE_SECONDS - time.monotonic()))
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(changed.wait(), wait)
-        if time.monotonic() - last_write >= _KEEPALIVE_SECONDS:
+            keepalive_due = max(0.0, last_write + KEEPALIVE_SECONDS - time.monotonic())
+            await wait_while_connected(request, changed, min(hub.fallback_seconds, keepalive_due))
+        if time.monotonic() - last_write >= KEEPALIVE_SECONDS:
             await response.write(b": keepalive\n\n")
             last_write = time.monotonic()

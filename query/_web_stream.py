@@ -16,21 +16,20 @@ A comment line every ``keepalive`` keeps proxies from closing an idle stream.
 from __future__ import annotations
 
 import asyncio
-from typing import Final
+import time
 
 import orjson
 from aiohttp import web
 
 from ._errors import BadRequest, NotFound
 from ._live import LiveEvent, Subscription, run_event
+from ._sse import CLIENT_CHECK_SECONDS, KEEPALIVE_SECONDS, client_gone
 from ._state import DATABASE, LIVE
 from ._validate import parse_run_id
 
 __all__ = ["routes"]
 
 routes = web.RouteTableDef()
-
-_KEEPALIVE_SECONDS: Final = 15.0
 
 
 def _frame(event: LiveEvent) -> bytes:
@@ -68,15 +67,19 @@ async def _serve(request: web.Request, sub: Subscription, first: list[LiveEvent]
         await response.write(b"retry: 2000\n\n")
         for event in first:
             await response.write(_frame(event))
-        while True:
+        last_write = time.monotonic()
+        while not client_gone(request):
             try:
-                news = await asyncio.wait_for(sub.next(), _KEEPALIVE_SECONDS)
+                news = await asyncio.wait_for(sub.next(), CLIENT_CHECK_SECONDS)  # a queue get: safe to cancel
             except TimeoutError:
-                await response.write(b": keepalive\n\n")
+                if time.monotonic() - last_write >= KEEPALIVE_SECONDS:
+                    await response.write(b": keepalive\n\n")
+                    last_write = time.monotonic()
                 continue
             if news is None:
                 break
             await response.write(_frame(news))
+            last_write = time.monotonic()
     except ConnectionResetError:
         pass  # the client went away
     finally:

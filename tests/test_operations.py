@@ -85,13 +85,23 @@ async def test_query_ready_is_public_and_metrics_need_the_token(settings: Settin
 
 async def test_query_counts_open_live_streams(settings: Settings, db: asyncpg.Pool) -> None:
     run_id = await seed_run(db, experiment="ops-sse")
-    gauge = 'runstream_query_sse_clients{route="/api/runs/{run_id}/stream"}'
     async with serving(settings) as url, aiohttp.ClientSession() as session:
-        async with session.get(f"{url}/api/runs/{run_id}/stream") as stream:
-            assert stream.status == 200
-            await stream.content.readline()  # the first event has begun: the stream is open
-            assert samples((await get(f"{url}/metrics"))[1])[gauge] == 1
-        await eventually(lambda: get(f"{url}/metrics"), lambda r: samples(r[1])[gauge] == 0, what="stream closed")
+        for route, path in [
+            ("/api/runs/{run_id}/stream", f"/api/runs/{run_id}/stream"),
+            ("/api/changes/stream", f"/api/changes/stream?run={run_id}"),
+        ]:
+            gauge = f'runstream_query_sse_clients{{route="{route}"}}'
+            async with session.get(f"{url}{path}") as stream:
+                assert stream.status == 200
+                await stream.content.readline()  # the first event has begun: the stream is open
+                assert samples((await get(f"{url}/metrics"))[1])[gauge] == 1
+            # A client that leaves is noticed within seconds, not at the next keepalive (15 s).
+            await eventually(
+                lambda g=gauge: get(f"{url}/metrics"),
+                lambda r, g=gauge: samples(r[1])[g] == 0,
+                timeout_seconds=5,
+                what=f"{route} closed",
+            )
 
 
 async def test_query_refuses_to_start_on_a_schema_it_does_not_know(settings: Settings, services: Services) -> None:
