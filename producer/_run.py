@@ -507,7 +507,7 @@ class Run:
     def _start(self) -> None:
         """Publish ``run_started`` and ``Running``: this process now owns the run (see :func:`start`)."""
         now = time.time()
-        self._publish(run_started_event(now, self.experiment.name, self.display_name, self.parent_id))
+        self._publish(run_started_event(now, self.experiment.name, self._display_name, self.parent_id))
         self._publish(status_event(now, "Running"))
         self._status = "Running"
         self._session.owner = True
