@@ -218,6 +218,41 @@ async def test_scalars_round_trip_exactly(settings: Settings, workspace: Workspa
             assert all(isinstance(t, float) and abs(t - time.time()) < 600 for t in e["times"])
 
 
+async def test_log_metrics_shares_one_time_and_step_and_keeps_step_with_log(
+    settings: Settings, workspace: Workspace
+) -> None:
+    run = Experiment(workspace, "log-metrics").start_logging(outputs=None)
+    run.log("loss", 0.9)
+    run.log_metrics({"loss": 0.5, "acc": 1, "ok": True, "lr": np.float32(0.25)})  # validated path
+    run.log_metrics({"loss": 0.25, "acc": 2.5, "lr": 0.125})  # acc widens to float
+    run.log("acc", 3.0)
+    run.log_metrics({"loss": 0.125, "acc": 4.0}, step=np.int64(10))  # every float already logged: fast path
+    run.log_metrics({"loss": 0.0625, "acc": 5.0})  # automatic again: each name's count, as run.log
+    run.log_metrics({})
+    run.complete()
+
+    events = events_of(await consume_run(settings, run.id))
+    assert points(events, "loss") == [(0, 0, 0.9), (1, 1, 0.5), (2, 2, 0.25), (3, 10, 0.125), (4, 4, 0.0625)]
+    assert points(events, "acc") == [(0, 0, 1), (1, 1, 2.5), (2, 2, 3.0), (3, 10, 4.0), (4, 4, 5.0)]
+    assert points(events, "ok") == [(0, 0, True)] and points(events, "lr") == [(0, 0, 0.25), (1, 1, 0.125)]
+    times = {
+        (e["name"], o): t
+        for e in events
+        if e["type"] == "scalars"
+        for o, t in zip(e["ordinals"], e["times"], strict=True)
+    }
+    calls = [
+        [("loss", 1), ("acc", 0), ("ok", 0), ("lr", 0)],
+        [("loss", 2), ("acc", 1), ("lr", 1)],
+        [("loss", 3), ("acc", 3)],
+        [("loss", 4), ("acc", 4)],
+    ]
+    stamps = [{times[point] for point in call} for call in calls]
+    assert all(len(s) == 1 for s in stamps)  # one time per call
+    ordered = [stamp for s in stamps for stamp in s]
+    assert ordered == sorted(ordered)
+
+
 async def test_many_points_make_many_gapless_batches(settings: Settings, workspace: Workspace) -> None:
     ws = Workspace.from_settings(settings, options=options(flush_points=5_000, flush_interval_seconds=0.05))
     run = Experiment(ws, "volume").start_logging(outputs=None)
