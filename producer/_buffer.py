@@ -120,6 +120,8 @@ class Buffer:
         self._columns: dict[str, PendingPoints] = {}
         #: name -> columns for names whose pending kind is float: the caller's fast path.
         self.fast: dict[str, PendingPoints] = {}
+        #: name -> columns whose pending kind is float, automatic steps or not: append_floats' fast path.
+        self._floats: dict[str, PendingPoints] = {}
         self._sealed: list[Item] = []
         self._total = 0  # weight appended since creation
         self._drained = 0  # weight handed to the sender
@@ -161,27 +163,30 @@ class Buffer:
         """A dict of floats, one time and ``step`` for all (None: each name's next); False if it cannot take it.
 
         The fast path of ``log_metrics``: it takes the dict only if every value
-        is a float and every name is in :attr:`fast` (so already validated and
-        float), checked under the lock before anything is appended; otherwise
-        it returns False having appended nothing, and the caller validates and
-        uses :meth:`append_many`.
+        is a float and every name is pending as floats (so already validated
+        and of kind float), checked under the lock before anything is appended;
+        otherwise it returns False having appended nothing, and the caller
+        validates and uses :meth:`append_many`.
         """
         t = _now()
-        fast = self.fast
+        floats = self._floats
         with self._lock:
             for name, value in metrics.items():
-                if type(value) is not float or name not in fast:
+                if type(value) is not float or name not in floats:
                     return False
             self._reserve(len(metrics), "log_metrics()")
             self._total += len(metrics)  # counted first: an interrupted call over-counts, never under
             try:
                 for name, value in metrics.items():
-                    columns = fast[name]
-                    if step is None or step == columns.count:
-                        columns.values.append(value)
-                        columns.times.append(t)
-                    else:  # an explicit step off the name's count: the general path materialises steps
-                        self._append_point(name, "float", value, step, t)
+                    columns = floats[name]
+                    steps = columns.steps
+                    if steps is not None:
+                        steps.append(columns.count if step is None else step)
+                    elif step is not None and step != columns.count:
+                        self._append_point(name, "float", value, step, t)  # materialises the steps
+                        continue
+                    columns.values.append(value)
+                    columns.times.append(t)
             except BaseException:
                 self._repair(metrics)
                 raise
@@ -273,6 +278,7 @@ class Buffer:
                 self._sealed.append(final)
                 self._total += 1
             self._closed = True
+            self._floats.clear()
             for columns in self._columns.values():
                 self._set_fast(columns, False)
 
@@ -288,6 +294,10 @@ class Buffer:
             self._seal(columns)
             columns.kind = kind
             columns.values = _new_values(kind)
+        if kind == "float":
+            self._floats[name] = columns
+        else:
+            self._floats.pop(name, None)
         self._set_fast(columns, kind == "float" and columns.steps is None)
         return columns
 

@@ -699,8 +699,17 @@ class Interrupted(Exception):
     pass
 
 
-async def test_log_interrupted_by_signals_keeps_columns_aligned(settings: Settings, workspace: Workspace) -> None:
+@pytest.mark.parametrize("call", ["log", "log_metrics"])
+async def test_log_interrupted_by_signals_keeps_columns_aligned(
+    settings: Settings, workspace: Workspace, call: str
+) -> None:
     run = Experiment(workspace, "interrupted").start_logging(outputs=None)
+    log: Callable[[str, float], object] = run.log
+    if call == "log_metrics":  # an interrupted dict may leave a prefix, each name's columns aligned
+
+        def log(name: str, value: float) -> None:
+            run.log_metrics({name: value, "y": value})
+
     armed = [False]  # raise only inside the try below, where the test catches it
 
     def interrupt(signum: int, frame: object) -> None:
@@ -715,7 +724,7 @@ async def test_log_interrupted_by_signals_keeps_columns_aligned(settings: Settin
         while interrupts < 300:
             try:
                 armed[0] = True
-                run.log("x", float(i))
+                log("x", float(i))
                 armed[0] = False
                 returned += 1
             except Interrupted:
@@ -734,6 +743,7 @@ async def test_log_interrupted_by_signals_keeps_columns_aligned(settings: Settin
     assert all(step == ordinal for ordinal, step, _ in got)
     values = [v for _, _, v in got]
     assert values == sorted(set(values)) and all(v.is_integer() and 0 <= v < i for v in values)
+    assert all(step == ordinal for ordinal, step, _ in points(events, "y"))
 
 
 async def test_an_uncaught_exception_ends_the_run(settings: Settings, workspace: Workspace) -> None:
