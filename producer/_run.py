@@ -207,8 +207,10 @@ class Run:
             metrics = _validate.metrics(metrics)
         if not metrics:
             return
-        if step is not None:
-            step = _validate.step(next(iter(metrics)), step)  # the error names the first metric
+        if step is not None:  # checked once for all; the error names the first metric
+            first = next(iter(metrics))
+            self._check_name(first)
+            step = _validate.step(first, step)
         if not self._session.append_floats(metrics, step):
             self._log_metrics_any(metrics, step)
 
