@@ -200,8 +200,10 @@ class Run:
         this process, so metrics logged together stay in step). Values are what
         :meth:`log` takes. The whole mapping is checked before any of it is
         buffered: a bad name or value raises the error ``log`` would, naming
-        the metric, and logs nothing. About 0.1 µs per value for floats of
-        already-logged names.
+        the metric, and logs nothing (only a signal raised mid-call, such as
+        KeyboardInterrupt, can leave a prefix of it logged). Floats of names
+        already logged as floats cost a fraction of a ``log`` call per value:
+        one lock, one clock reading and two array appends each.
         """
         if type(metrics) is not dict:
             metrics = _validate.metrics(metrics)
