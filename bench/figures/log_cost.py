@@ -44,23 +44,17 @@ def _loop(ctx: Context, calls: int) -> dict[str, int]:
     }
 
 
-def _row(key: str, versus: str, baseline_name: str) -> Row:
-    return Row(
-        key=f"log_cost_vs_{key}",
-        figure=f"{TITLE} vs {versus}",
-        unit="ns/call",
-        baseline_name=baseline_name,
-        bars=[Bar("max", 500, "≤ 500 ns"), Bar("ratio", 100, "≥ 100×")],
-    )
+#: What each kind of row measures: key prefix, title, unit, bars (issue 18's per call and per value).
+_KINDS = {
+    "call": ("log_cost", TITLE, "ns/call", [Bar("max", 500, "≤ 500 ns"), Bar("ratio", 100, "≥ 100×")]),
+    "dict": ("log_metrics_cost", DICT_TITLE, "ns/value", [Bar("max", 150, "≤ 150 ns")]),
+}
 
 
-def _dict_row(key: str, versus: str, baseline_name: str) -> Row:
+def _row(kind: str, key: str, versus: str, baseline_name: str) -> Row:
+    prefix, title, unit, bars = _KINDS[kind]
     return Row(
-        key=f"log_metrics_cost_vs_{key}",
-        figure=f"{DICT_TITLE} vs {versus}",
-        unit="ns/value",
-        baseline_name=baseline_name,
-        bars=[Bar("max", 150, "≤ 150 ns")],
+        key=f"{prefix}_vs_{key}", figure=f"{title} vs {versus}", unit=unit, baseline_name=baseline_name, bars=bars
     )
 
 
@@ -73,10 +67,10 @@ def _fill(rows: tuple[Row, Row], side: str, result: dict[str, Any]) -> None:
 
 async def run(ctx: Context) -> list[Row]:
     s = ctx.sizes
-    ours = _row("mlflow", "MLflow", "mlflow.log_metric, async")
-    versus_wandb = _row("wandb", "W&B", "wandb.log, offline")
-    dicts = _dict_row("mlflow", "MLflow", "mlflow.log_metrics(dict), async")
-    dicts_wandb = _dict_row("wandb", "W&B", "wandb.log(dict), offline")
+    ours = _row("call", "mlflow", "MLflow", "mlflow.log_metric, async")
+    versus_wandb = _row("call", "wandb", "W&B", "wandb.log, offline")
+    dicts = _row("dict", "mlflow", "MLflow", "mlflow.log_metrics(dict), async")
+    dicts_wandb = _row("dict", "wandb", "W&B", "wandb.log(dict), offline")
     ctx.progress("  MLflow log_metric (async, buffering 1 s)")
     try:
         result = await ctx.mlflow_worker("mlflow_log_metric", **_loop(ctx, s.mlflow_log_calls))
