@@ -28,13 +28,15 @@ from bench.sizes import FULL
 PY_SPY = BENCH_PYTHON.parent / "py-spy"
 
 
-RATE = 200  # py-spy samples per second of each thread on CPU
+RATE = 200  # py-spy samples per second of each busy thread
 
 
 def top(collapsed: Path, n: int = 25, points: int = 0) -> str:
     """The heaviest frames of a ``--format raw`` profile: own samples and inclusive samples.
 
-    With ``points``: the CPU per point, from the samples (each one ``1 / RATE`` s of a thread on CPU).
+    With ``points``: busy time per point, from the samples (each ``1 / RATE`` s of a thread that was
+    running or runnable: on a loaded machine more than its CPU). ``producer.txt`` samples this whole
+    process tree, the ingest worker included: split it by process (the stack's second frame).
     """
     own: collections.Counter[str] = collections.Counter()
     inclusive: collections.Counter[str] = collections.Counter()
@@ -49,7 +51,7 @@ def top(collapsed: Path, n: int = 25, points: int = 0) -> str:
         own[frames[-1]] += count
         for frame in set(frames):
             inclusive[frame] += count
-    per_point = f", {total / RATE / points * 1e9:,.0f} ns CPU per point" if points else ""
+    per_point = f", {total / RATE / points * 1e9:,.0f} ns busy per point" if points else ""
     lines = [f"{collapsed.name}: {total} samples{per_point}", "  own time:"]
     lines += [f"    {c / total:6.1%}  {f}" for f, c in own.most_common(n)]
     lines.append("  inclusive:")
