@@ -28,8 +28,16 @@ from bench.sizes import FULL
 PY_SPY = BENCH_PYTHON.parent / "py-spy"
 
 
-def top(collapsed: Path, n: int = 25) -> str:
-    """The heaviest frames of a ``--format raw`` profile: own samples and inclusive samples."""
+RATE = 200  # py-spy samples per second of each busy thread
+
+
+def top(collapsed: Path, n: int = 25, points: int = 0) -> str:
+    """The heaviest frames of a ``--format raw`` profile: own samples and inclusive samples.
+
+    With ``points``: busy time per point, from the samples (each ``1 / RATE`` s of a thread that was
+    running or runnable: on a loaded machine more than its CPU). ``producer.txt`` samples this whole
+    process tree, the ingest worker included: split it by process (the stack's second frame).
+    """
     own: collections.Counter[str] = collections.Counter()
     inclusive: collections.Counter[str] = collections.Counter()
     total = 0
@@ -43,7 +51,8 @@ def top(collapsed: Path, n: int = 25) -> str:
         own[frames[-1]] += count
         for frame in set(frames):
             inclusive[frame] += count
-    lines = [f"{collapsed.name}: {total} samples", "  own time:"]
+    per_point = f", {total / RATE / points * 1e9:,.0f} ns busy per point" if points else ""
+    lines = [f"{collapsed.name}: {total} samples{per_point}", "  own time:"]
     lines += [f"    {c / total:6.1%}  {f}" for f, c in own.most_common(n)]
     lines.append("  inclusive:")
     lines += [f"    {c / total:6.1%}  {f}" for f, c in inclusive.most_common(n)]
@@ -60,7 +69,7 @@ def _record(pid: int, out: Path, seconds: int) -> subprocess.Popen[bytes]:
             "--format",
             "raw",
             "--rate",
-            "200",
+            str(RATE),
             "--subprocesses",
             "--threads",
             "--duration",
@@ -88,7 +97,7 @@ async def _profile(args: argparse.Namespace) -> None:
             # The producer is spawned inside the measurement: sample this whole process tree instead.
             producer = _record(os.getpid(), out / "producer.txt", args.seconds)
             started = time.time()
-            result = await throughput.runstream_once(ctx, 1, 1, args.points, sandbox)
+            result = await throughput.runstream_once(ctx, 1, 1, args.points, sandbox, dicts=args.dicts)
             print(
                 f"{result['points']:,} points in {result['seconds']:.1f} s = {result['points_per_second']:,.0f}/s; "
                 f"logging {result['log_seconds']:.1f} s, flushed at {result['flush_seconds']:.1f} s"
@@ -101,13 +110,14 @@ async def _profile(args: argparse.Namespace) -> None:
         infra.close()
     for name in ("ingest.txt", "producer.txt"):
         if (out / name).exists():
-            print(top(out / name))
+            print(top(out / name, points=result["points"]))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(prog="python -m bench.profile", description=__doc__)
     parser.add_argument("--points", type=int, default=4_000_000)
     parser.add_argument("--seconds", type=int, default=30, help="how long py-spy samples")
+    parser.add_argument("--dicts", action="store_true", help="log each run's step with one run.log_metrics")
     parser.add_argument("--out", default="/tmp/runstream-profile")  # noqa: S108 - a place to look at, not a secret
     parser.add_argument("--kafka", default="")
     parser.add_argument("--pg-dsn", default="")

@@ -26,9 +26,10 @@ def _scaled(value: float, steps: list[tuple[float, str]]) -> str:
 def format_value(value: float, unit: str) -> str:
     if value == float("inf"):
         return "∞"
-    if unit == "ns/call":
-        return _scaled(value, [(1e6, " ms"), (1e3, " µs"), (1, " ns")])
-    if unit in ("points/s", "requests/s"):
+    if unit in ("ns/call", "ns/value"):
+        per = "" if unit == "ns/call" else "/value"
+        return _scaled(value, [(1e6, " ms" + per), (1e3, " µs" + per), (1, " ns" + per)])
+    if unit in ("points/s", "values/s", "requests/s"):
         suffix = "/s"
         return _scaled(value, [(1e6, "M" + suffix), (1e3, "k" + suffix), (1, suffix)])
     if unit == "s":

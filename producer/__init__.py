@@ -7,6 +7,7 @@
     run = Experiment(Workspace.from_config(), "mnist").start_logging()
     for step, loss in enumerate(losses):
         run.log("loss", loss)          # appends to a buffer; a thread publishes to Kafka
+        run.log_metrics({"acc": acc[step], "lr": lr})  # a dict: one step, one time
     run.complete()                     # uploads ./outputs, delivers, marks Completed
 
 Inside a script started by ``Experiment.submit(ScriptRunConfig(...))`` (or any

@@ -1,7 +1,8 @@
 """The in-memory buffer between ``run.log()`` and the background sender.
 
 Scalars are kept columnar per metric name (values, steps, times, ordinals),
-which makes ``append_float`` a handful of array appends under one lock and
+which makes ``append_float`` a handful of array appends under one lock (and
+``append_floats``, a dict of them under one lock and one clock reading) and
 lets the sender build ``scalars`` events without reshaping. Any other event
 (tags, lists, status...) first *seals* the pending points into sealed pieces (:class:`SealedPoints`), so
 the sealed list is in the order the caller produced things, and a run's
@@ -23,7 +24,7 @@ from __future__ import annotations
 import threading
 import time
 from array import array
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -44,14 +45,15 @@ def _new_values(kind: ScalarKind) -> Any:
 class PendingPoints:
     """Pending points of one metric name, all of one kind.
 
-    ``count`` numbers the name's points in this session (the ordinals). The
+    :attr:`count` numbers the name's points in this session (the ordinals). The
     pending points are always the consecutive ordinals ``first .. count - 1``,
-    so ordinals are not stored; nor are steps while every pending step is
+    so ordinals are not stored (nor is ``count``: it is ``first`` plus the
+    pending times, the column every append writes last); nor are steps while every pending step is
     automatic (equal to the ordinal): ``steps`` stays None until an explicit
     step arrives.
     """
 
-    __slots__ = ("name", "kind", "values", "steps", "times", "count", "first", "fast")
+    __slots__ = ("name", "kind", "values", "steps", "times", "first", "fast")
 
     def __init__(self, name: str, kind: ScalarKind) -> None:
         self.name = name
@@ -59,10 +61,14 @@ class PendingPoints:
         self.values: Any = _new_values(kind)
         self.steps: array[int] | None = None
         self.times = array("d")
-        self.count = 0
         self.first = 0
         #: kind float, automatic steps, buffer open: append_float may take the short cut.
         self.fast = False
+
+    @property
+    def count(self) -> int:
+        """The name's points so far in this session: the next ordinal, and the next automatic step."""
+        return self.first + len(self.times)
 
     def repair(self) -> None:
         """Restore the invariant after an append was cut short by an exception.
@@ -75,7 +81,6 @@ class PendingPoints:
         del self.values[n:], self.times[n:]
         if self.steps is not None:
             del self.steps[n:]
-        self.count = self.first + n
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +120,8 @@ class Buffer:
         self._columns: dict[str, PendingPoints] = {}
         #: name -> columns for names whose pending kind is float: the caller's fast path.
         self.fast: dict[str, PendingPoints] = {}
+        #: name -> columns whose pending kind is float, automatic steps or not: append_floats' fast path.
+        self._floats: dict[str, PendingPoints] = {}
         self._sealed: list[Item] = []
         self._total = 0  # weight appended since creation
         self._drained = 0  # weight handed to the sender
@@ -138,7 +145,6 @@ class Buffer:
                 try:  # free in 3.11 unless something raises
                     columns.values.append(value)
                     columns.times.append(t)
-                    columns.count += 1
                 except BaseException:
                     columns.repair()
                     raise
@@ -153,11 +159,72 @@ class Buffer:
         with self._lock:
             self._append_locked(name, kind, value, step, t)
 
+    def append_floats(self, metrics: dict[str, Any], step: int | None) -> bool:
+        """A dict of floats, one time and ``step`` for all (None: each name's next); False if it cannot take it.
+
+        The fast path of ``log_metrics``: it takes the dict only if every value
+        is a float and every name is pending as floats (so already validated
+        and of kind float), checked under the lock before anything is appended;
+        otherwise it returns False having appended nothing, and the caller
+        validates and uses :meth:`append_many`.
+        """
+        t = _now()
+        floats = self._floats
+        with self._lock:
+            for name, value in metrics.items():
+                if type(value) is not float or name not in floats:
+                    return False
+            self._reserve(len(metrics), "log_metrics()")
+            self._total += len(metrics)  # counted first: an interrupted call over-counts, never under
+            try:
+                for name, value in metrics.items():
+                    columns = floats[name]
+                    steps = columns.steps
+                    if steps is not None:
+                        steps.append(columns.count if step is None else step)
+                    elif step is not None and step != columns.count:
+                        self._append_point(name, "float", value, step, t)  # materialises the steps
+                        continue
+                    columns.values.append(value)
+                    columns.times.append(t)
+            except BaseException:
+                self._repair(metrics)
+                raise
+        return True
+
+    def append_many(self, points: list[tuple[str, ScalarKind, Any]], step: int | None) -> None:
+        """Validated ``(name, kind, value)`` points of one call: one time and ``step``, all or none.
+
+        Room for all of them is made before the first is appended, so a full
+        buffer or a closed run refuses the whole call. Only a signal raising
+        mid-call (KeyboardInterrupt) can leave a prefix appended, with every
+        name's columns still aligned.
+        """
+        t = _now()
+        with self._lock:
+            self._reserve(len(points), "log_metrics()")
+            self._total += len(points)
+            try:
+                for name, kind, value in points:
+                    self._append_point(name, kind, value, step, t)
+            except BaseException:
+                self._repair(name for name, _, _ in points)
+                raise
+
     def _append_locked(self, name: str, kind: ScalarKind, value: Any, step: int | None, t: float) -> None:
+        self._reserve(1, f"metric {name!r}")
+        self._append_point(name, kind, value, step, t)
+        self._total += 1
+
+    def _reserve(self, n: int, what: str) -> None:
+        """Refuse if the run is closed; make room for ``n`` more points if a threshold is reached."""
         if self._closed:
-            raise RunClosedError(f"metric {name!r}: the run is closed to new data")
-        if self._total >= self._limit:
-            self._make_room()
+            raise RunClosedError(f"{what}: the run is closed to new data")
+        if self._total + n > self._limit:
+            self._make_room(n)
+
+    def _append_point(self, name: str, kind: ScalarKind, value: Any, step: int | None, t: float) -> None:
+        """Append one point to its name's columns (room already made, weight counted by the caller)."""
         columns = self._columns_for(name, kind)
         n = columns.count
         if step is not None and step != n and columns.steps is None:
@@ -169,11 +236,15 @@ class Buffer:
                 columns.steps.append(n if step is None else step)
             columns.values.append(value)
             columns.times.append(t)
-            columns.count = n + 1
         except BaseException:
             columns.repair()
             raise
-        self._total += 1
+
+    def _repair(self, names: Iterable[str]) -> None:
+        for name in names:
+            columns = self._columns.get(name)
+            if columns is not None:
+                columns.repair()
 
     def _set_fast(self, columns: PendingPoints, on: bool) -> None:
         columns.fast = on
@@ -192,7 +263,7 @@ class Buffer:
             if self._closed:
                 raise RunClosedError(f"{event.get('name') or event['type']!r}: the run is closed to new data")
             if wait_for_room and self._total >= self._limit:
-                self._make_room()
+                self._make_room(1)
             self._seal_all()
             self._sealed.append(event)
             self._total += weight
@@ -207,6 +278,7 @@ class Buffer:
                 self._sealed.append(final)
                 self._total += 1
             self._closed = True
+            self._floats.clear()
             for columns in self._columns.values():
                 self._set_fast(columns, False)
 
@@ -222,16 +294,21 @@ class Buffer:
             self._seal(columns)
             columns.kind = kind
             columns.values = _new_values(kind)
+        if kind == "float":
+            self._floats[name] = columns
+        else:
+            self._floats.pop(name, None)
         self._set_fast(columns, kind == "float" and columns.steps is None)
         return columns
 
-    def _make_room(self) -> None:
-        # Called with the lock held, when a threshold folded into _limit is reached.
+    def _make_room(self, n: int) -> None:
+        # Called with the lock held, when ``n`` more points would cross a threshold folded into _limit.
         if self._failure is not None:
             raise DeliveryError(f"the run's sender has stopped: {self._failure}") from self._failure
-        if self._total - self._drained >= self._flush_points:
+        more = min(n, self._max_points) - 1  # beyond the first point; a call larger than the buffer fits alone
+        if self._total + more - self._drained >= self._flush_points:
             self._wake()
-        if self._total - self._delivered < self._max_points:
+        if self._total + more - self._delivered < self._max_points:
             self._limit = self._delivered + self._max_points
             return
         self.blocked_calls += 1
@@ -241,7 +318,7 @@ class Buffer:
         started = time.monotonic()
         try:
             room = self._changed.wait_for(
-                lambda: self._total - self._delivered < self._max_points or self._failure is not None,
+                lambda: self._total + more - self._delivered < self._max_points or self._failure is not None,
                 timeout=self._wait_seconds,
             )
         finally:
@@ -308,11 +385,11 @@ class Buffer:
 
     def _seal_all(self) -> None:
         for columns in self._columns.values():
-            if columns.count != columns.first:
+            if columns.times:
                 self._seal(columns)
 
     def _seal(self, columns: PendingPoints) -> None:
-        if columns.count == columns.first:
+        if not columns.times:
             return
         ordinals = range(columns.first, columns.count)
         steps = ordinals if columns.steps is None else columns.steps
@@ -320,5 +397,5 @@ class Buffer:
         columns.values = _new_values(columns.kind)
         columns.steps = None
         columns.times = array("d")
-        columns.first = columns.count
+        columns.first = ordinals.stop
         self._set_fast(columns, columns.kind == "float" and not self._closed)

@@ -89,9 +89,10 @@ class Session:
             spill_after_seconds=o.spill_after_seconds,
         )
         self.buffer = self.sender.buffer
-        # The hot path reads these two directly: no attribute chain per call.
+        # The hot paths read these directly: no attribute chain per call.
         self.fast = self.buffer.fast
         self.append_float = self.buffer.append_float
+        self.append_floats = self.buffer.append_floats
 
     def spool_path(self) -> Path:
         return self.spool_dir / self.run_id / f"{self.id}{SUFFIX}"

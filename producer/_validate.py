@@ -37,6 +37,7 @@ _CELL: Final = "bool, int, float, str or None (numpy scalars are converted)"
 #: What each method takes, to open the message that refuses one of its values.
 _TAKES: Final = {
     "log()": f"log() takes one {_ACCEPTED}",
+    "log_metrics()": f"log_metrics() takes values that are each a {_ACCEPTED}",
     "log_list()": f"log_list() takes values that are each a {_CELL}",
     "log_row()": f"log_row() takes one {_CELL} per column",
     "log_table()": f"log_table() takes columns of values that are each a {_CELL}",
@@ -45,6 +46,8 @@ _TAKES: Final = {
 _HINTS: Final = {
     ("log()", "sequence"): "use log_list() for a sequence",
     ("log()", "mapping"): "use log_row() or log_table()",
+    ("log_metrics()", "sequence"): "use log_list() for a sequence",
+    ("log_metrics()", "mapping"): "use log_row() or log_table()",
     ("log_row()", "sequence"): "use log_table() for columns of several values",
 }
 
@@ -115,8 +118,8 @@ def _plain(value: Any) -> Any:
     return value
 
 
-def scalar(metric: str, value: Any) -> tuple[ScalarKind, bool | int | float | str]:
-    """The kind and stored form of a value for ``log``; NaN and ±Inf are values."""
+def scalar(metric: str, value: Any, method: str = "log()") -> tuple[ScalarKind, bool | int | float | str]:
+    """The kind and stored form of a value for ``log`` (or ``log_metrics``); NaN and ±Inf are values."""
     kind = type(value)
     if kind is float:
         return "float", value
@@ -133,7 +136,7 @@ def scalar(metric: str, value: Any) -> tuple[ScalarKind, bool | int | float | st
         text = _string(metric, value, "string value")
         require_no_nul(metric, text, "string value")
         return "str", text
-    raise MetricTypeError(metric, _not_a_scalar("log()", value))
+    raise MetricTypeError(metric, _not_a_scalar(method, value))
 
 
 def _not_a_scalar(method: str, value: Any) -> str:
@@ -187,6 +190,15 @@ def step(metric: str, value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int):
         raise MetricTypeError(metric, f"step must be an int, got {type(value).__name__}")
     return _int64(metric, int(value))
+
+
+def metrics(value: Any) -> dict[Any, Any]:
+    """The mapping of ``log_metrics`` as a dict (its names and values are checked one by one later)."""
+    if not isinstance(value, Mapping):
+        raise MetricTypeError(
+            repr(value)[:40], f"log_metrics() takes a dict of names to values, got {type(value).__name__}"
+        )
+    return dict(value)
 
 
 def cell(metric: str, value: Any, method: str) -> Any:

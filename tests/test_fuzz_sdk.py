@@ -145,11 +145,18 @@ def _blame(*names: Any) -> set[str]:
 
 @st.composite
 def _calls(draw: st.DrawFn, image: Path) -> Call:
-    method = draw(st.sampled_from(["log", "log_list", "log_row", "log_table", "tag", "add_properties", "log_image"]))
+    methods = ["log", "log_metrics", "log_list", "log_row", "log_table", "tag", "add_properties", "log_image"]
+    method = draw(st.sampled_from(methods))
     name = draw(_names)
+    if method == "log_metrics" and not _hashable(name):
+        method = "log"  # no dict can hold this name
     if method == "log":
         value, step = draw(_values), draw(_steps)
         return Call(method, name, {"value": value, "step": step}, lambda r: r.log(name, value, step=step), _blame(name))
+    if method == "log_metrics":  # a dict of one: the same promises as log()
+        value, step = draw(_values), draw(_steps)
+        args = {"value": value, "step": step}
+        return Call(method, name, args, lambda r: r.log_metrics({name: value}, step), _blame(name))
     if method == "log_list":
         items = draw(_sequences)
         as_iterator = isinstance(items, list) and draw(st.booleans())
@@ -236,7 +243,7 @@ def _must_fail(call: Call) -> bool:
     if any(_bad_name(name) for _, name in _names_of(call)):
         return True
     args = call.args
-    if call.method == "log":
+    if call.method in ("log", "log_metrics"):
         value = _scalar_or_none(args["value"])
         # Scalar series are float64: an int past 2**53 would read back rounded.
         inexact = type(value) is int and abs(value) > MAX_EXACT_INT
@@ -296,7 +303,7 @@ def _cell(value: Any) -> Any:
 def _expected(call: Call) -> Any:
     """What ``get_metrics()[name]`` returns for an accepted call (logged once)."""
     args = call.args
-    if call.method == "log":
+    if call.method in ("log", "log_metrics"):
         # Exactly what was logged: an int is accepted only where float64 holds it exactly.
         return _scalar_or_none(args["value"])
     if call.method == "log_list":
@@ -413,7 +420,7 @@ def _check_read_back(run: Run, accepted: Iterable[Call], query_url: str, picture
             expected_metrics[call.name] = metrics[call.name]
         else:
             expected_metrics[call.name] = _expected(call)
-            if call.method == "log":
+            if call.method in ("log", "log_metrics"):
                 step = call.args["step"]
                 want = [0] if step is None else [int(step)]
                 assert _series_steps(query_url, run, call.name) == want, call

@@ -218,6 +218,41 @@ async def test_scalars_round_trip_exactly(settings: Settings, workspace: Workspa
             assert all(isinstance(t, float) and abs(t - time.time()) < 600 for t in e["times"])
 
 
+async def test_log_metrics_shares_one_time_and_step_and_keeps_step_with_log(
+    settings: Settings, workspace: Workspace
+) -> None:
+    run = Experiment(workspace, "log-metrics").start_logging(outputs=None)
+    run.log("loss", 0.9)
+    run.log_metrics({"loss": 0.5, "acc": 1, "ok": True, "lr": np.float32(0.25)})  # validated path
+    run.log_metrics({"loss": 0.25, "acc": 2.5, "lr": 0.125})  # acc widens to float
+    run.log("acc", 3.0)
+    run.log_metrics({"loss": 0.125, "acc": 4.0}, step=np.int64(10))  # every float already logged: fast path
+    run.log_metrics({"loss": 0.0625, "acc": 5.0})  # automatic again: each name's count, as run.log
+    run.log_metrics({})
+    run.complete()
+
+    events = events_of(await consume_run(settings, run.id))
+    assert points(events, "loss") == [(0, 0, 0.9), (1, 1, 0.5), (2, 2, 0.25), (3, 10, 0.125), (4, 4, 0.0625)]
+    assert points(events, "acc") == [(0, 0, 1), (1, 1, 2.5), (2, 2, 3.0), (3, 10, 4.0), (4, 4, 5.0)]
+    assert points(events, "ok") == [(0, 0, True)] and points(events, "lr") == [(0, 0, 0.25), (1, 1, 0.125)]
+    times = {
+        (e["name"], o): t
+        for e in events
+        if e["type"] == "scalars"
+        for o, t in zip(e["ordinals"], e["times"], strict=True)
+    }
+    calls = [
+        [("loss", 1), ("acc", 0), ("ok", 0), ("lr", 0)],
+        [("loss", 2), ("acc", 1), ("lr", 1)],
+        [("loss", 3), ("acc", 3)],
+        [("loss", 4), ("acc", 4)],
+    ]
+    stamps = [{times[point] for point in call} for call in calls]
+    assert all(len(s) == 1 for s in stamps)  # one time per call
+    ordered = [stamp for s in stamps for stamp in s]
+    assert ordered == sorted(ordered)
+
+
 async def test_many_points_make_many_gapless_batches(settings: Settings, workspace: Workspace) -> None:
     ws = Workspace.from_settings(settings, options=options(flush_points=5_000, flush_interval_seconds=0.05))
     run = Experiment(ws, "volume").start_logging(outputs=None)
@@ -664,8 +699,17 @@ class Interrupted(Exception):
     pass
 
 
-async def test_log_interrupted_by_signals_keeps_columns_aligned(settings: Settings, workspace: Workspace) -> None:
+@pytest.mark.parametrize("call", ["log", "log_metrics"])
+async def test_log_interrupted_by_signals_keeps_columns_aligned(
+    settings: Settings, workspace: Workspace, call: str
+) -> None:
     run = Experiment(workspace, "interrupted").start_logging(outputs=None)
+    log: Callable[[str, float], object] = run.log
+    if call == "log_metrics":  # an interrupted dict may leave a prefix, each name's columns aligned
+
+        def log(name: str, value: float) -> None:
+            run.log_metrics({name: value, "y": value})
+
     armed = [False]  # raise only inside the try below, where the test catches it
 
     def interrupt(signum: int, frame: object) -> None:
@@ -680,7 +724,7 @@ async def test_log_interrupted_by_signals_keeps_columns_aligned(settings: Settin
         while interrupts < 300:
             try:
                 armed[0] = True
-                run.log("x", float(i))
+                log("x", float(i))
                 armed[0] = False
                 returned += 1
             except Interrupted:
@@ -699,6 +743,7 @@ async def test_log_interrupted_by_signals_keeps_columns_aligned(settings: Settin
     assert all(step == ordinal for ordinal, step, _ in got)
     values = [v for _, _, v in got]
     assert values == sorted(set(values)) and all(v.is_integer() and 0 <= v < i for v in values)
+    assert all(step == ordinal for ordinal, step, _ in points(events, "y"))
 
 
 async def test_an_uncaught_exception_ends_the_run(settings: Settings, workspace: Workspace) -> None:

@@ -140,6 +140,21 @@ def test_the_azure_workflow_reads_back_exactly(workspace: Workspace, tmp_path: P
         assert page.status == 200
 
 
+def test_log_metrics_reads_back_with_its_steps(workspace: Workspace) -> None:  # noqa: F811
+    run = Experiment(workspace, "log-metrics").start_logging(outputs=None)
+    names = [f"m{i:02d}" for i in range(20)]
+    for step in range(50):
+        run.log_metrics({name: step + i / 100 for i, name in enumerate(names)})
+    run.log_metrics({"m00": -1.0, "m19": math.nan}, step=100)
+    run.complete()
+    metrics = run.get_metrics()
+    assert sorted(metrics) == names
+    assert metrics["m07"] == [step + 0.07 for step in range(50)]
+    assert metrics["m00"][-1] == -1.0 and math.isnan(metrics["m19"][-1])
+    series = run._reads.json(f"/api/runs/{run.id}/series", {"name": "m19"})
+    assert series["steps"] == [*range(50), 100]
+
+
 def test_a_failed_run_raises_on_wait(workspace: Workspace) -> None:  # noqa: F811
     run = Experiment(workspace, "failing-wait").start_logging(outputs=None)
     run.fail(ValueError("diverged"))

@@ -188,6 +188,31 @@ async def test_rejected_values_are_not_buffered(settings: Settings, run: Run) ->
     assert kinds == ["run_started", "status", "scalars", "status"]
 
 
+async def test_a_bad_entry_logs_none_of_its_dict(settings: Settings, run: Run) -> None:
+    run.log_metrics({"a": 1.0, "b": 2})
+    bad: list[tuple[Any, Any, type[Exception], str, str]] = [
+        ({"a": 3.0, "b": [1.0]}, None, MetricTypeError, "b", "log_metrics() takes values that are each a bool"),
+        ({"a": 3.0, "": 1.0}, None, MetricValueError, "", "name is empty"),
+        ({"a": 3.0, "b": "x"}, None, MetricTypeError, "b", "already logged as int scalars"),
+        ({"a": 3.0, "c": 2**60}, None, MetricValueError, "c", "cannot be stored exactly"),
+        ({"a": 3.0, 5: 1.0}, None, MetricTypeError, "5", "name must be a str, got int"),
+        ({"a": 3.0, "b": 4.0}, 1.5, MetricTypeError, "a", "step must be an int"),
+        ([("a", 3.0)], None, MetricTypeError, "[('a', 3.0)]", "log_metrics() takes a dict of names to values"),
+    ]
+    for metrics, step, error, metric, message in bad:
+        with pytest.raises(error, match=re.escape(message)) as info:
+            run.log_metrics(metrics, step)
+        assert info.value.metric == metric  # type: ignore[attr-defined]
+    run.log_metrics({"a": 4.0, "b": 5.0})
+    run.complete()
+    with pytest.raises(RunClosedError, match="log_metrics"):
+        run.log_metrics({"a": 6.0})
+    events = events_of(await consume_run(settings, run.id))
+    assert points(events, "a") == [(0, 0, 1.0), (1, 1, 4.0)]
+    assert points(events, "b") == [(0, 0, 2), (1, 1, 5.0)]
+    assert not points(events, "c")
+
+
 def test_properties_are_add_only(run: Run) -> None:
     run.add_properties({"owner": "me"})
     with pytest.raises(MetricValueError, match="'owner': property is already 'me'"):

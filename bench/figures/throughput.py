@@ -45,17 +45,23 @@ async def runstream_once(
     *,
     runs: int | None = None,
     partitions: int = 12,
+    dicts: bool = False,
 ) -> dict[str, Any]:
-    """One measurement in a fresh sandbox (or the given one, already running its workers)."""
+    """One measurement in a fresh sandbox (or the given one, already running its workers).
+
+    ``dicts``: the producers log each run's metrics of a step with one ``run.log_metrics``.
+    """
     runs = runs or ctx.sizes.throughput_runs
     if sandbox is not None:
-        return await _measure(ctx, sandbox, producers, points, runs)
+        return await _measure(ctx, sandbox, producers, points, runs, dicts)
     async with Sandbox(ctx.infra, "tput", partitions=partitions) as fresh:
         await fresh.start_ingest(workers)
-        return await _measure(ctx, fresh, producers, points, runs)
+        return await _measure(ctx, fresh, producers, points, runs, dicts)
 
 
-async def _measure(ctx: Context, sandbox: Sandbox, producers: int, points: int, total_runs: int) -> dict[str, Any]:
+async def _measure(
+    ctx: Context, sandbox: Sandbox, producers: int, points: int, total_runs: int, dicts: bool
+) -> dict[str, Any]:
     s = ctx.sizes
     steps = max(1, points // (total_runs * s.throughput_metrics))
     points = steps * total_runs * s.throughput_metrics
@@ -72,6 +78,7 @@ async def _measure(ctx: Context, sandbox: Sandbox, producers: int, points: int, 
                 steps,
                 ready,
                 queue,
+                dicts,
             ),
             daemon=True,
         )
@@ -115,17 +122,18 @@ async def _measure(ctx: Context, sandbox: Sandbox, producers: int, points: int, 
     }
 
 
-async def _runstream_reps(ctx: Context) -> list[dict[str, Any]]:
+async def _runstream_reps(ctx: Context, *, dicts: bool = False) -> list[dict[str, Any]]:
     """P=1 W=1: a fresh database, topic and worker per run; QUICK shares one to save the start-up."""
     s, results = ctx.sizes, []
+    how = "run.log_metrics" if dicts else "run.log"
     shared: Sandbox | None = None
     if ctx.quick:
         shared = await Sandbox(ctx.infra, "tput").__aenter__()
         await shared.start_ingest(1)
     try:
         for rep in range(s.reps):
-            ctx.progress(f"  rep {rep + 1}/{s.reps}: runstream P=1 W=1, {s.throughput_points:,} points")
-            results.append(await runstream_once(ctx, 1, 1, s.throughput_points, shared))
+            ctx.progress(f"  rep {rep + 1}/{s.reps}: runstream P=1 W=1, {s.throughput_points:,} points, {how}")
+            results.append(await runstream_once(ctx, 1, 1, s.throughput_points, shared, dicts=dicts))
             ctx.progress(f"    {results[-1]['points_per_second']:,.0f} points/s")
     finally:
         if shared is not None:
@@ -179,6 +187,14 @@ def _rows() -> dict[str, Row]:
             baseline_name="MLflow metrics + latest_metrics",
             bars=[Bar("max", 16, "≤ 16 B")],
         ),
+        "log_metrics": Row(
+            key="throughput_p1_w1_log_metrics",
+            figure=TITLE + " (P=1, W=1) through run.log_metrics",
+            unit="values/s",
+            baseline_name="asyncpg binary COPY, unindexed table, 1 connection",
+            ratio_kind="fraction",
+            bars=[Bar("min", 2_000_000, "≥ 2M/s")],
+        ),
         "worker_rss": Row(
             key="ingest_worker_peak_rss",
             figure="8. ingest worker peak RSS under full load",
@@ -193,6 +209,7 @@ async def run(ctx: Context) -> list[Row]:
     rows = _rows()
     gone = ctx.lacks("producer", "ingest")
     ours = [] if gone else await _runstream_reps(ctx)
+    dicts = [] if gone else await _runstream_reps(ctx, dicts=True)
     ctx.progress(f"  raw COPY floor, {s.throughput_points:,} rows x {s.reps}")
     floor = await copy_floor(ctx, s.throughput_points)
     ctx.progress(f"  MLflow log_batch, {s.mlflow_batches} calls x {s.reps}")
@@ -206,7 +223,7 @@ async def run(ctx: Context) -> list[Row]:
         rows["vs_mlflow"].baseline = Stats.of(r["points_per_second"] for r in theirs)
         rows["storage"].baseline = Stats.of(r["bytes_per_point"] for r in theirs)
         rows["vs_mlflow"].details["mlflow"] = theirs
-    rows["vs_copy"].baseline = Stats.of(r["points_per_second"] for r in floor)
+    rows["vs_copy"].baseline = rows["log_metrics"].baseline = Stats.of(r["points_per_second"] for r in floor)
     rows["vs_copy"].details["copy"] = floor
     extra: list[Row] = []
     if gone:
@@ -215,10 +232,12 @@ async def run(ctx: Context) -> list[Row]:
     else:
         rows["vs_mlflow"].runstream = rows["vs_copy"].runstream = Stats.of(r["points_per_second"] for r in ours)
         rows["vs_mlflow"].details["runstream"] = ours
+        rows["log_metrics"].runstream = Stats.of(r["points_per_second"] for r in dicts)
+        rows["log_metrics"].details["runstream"] = dicts
         rows["storage"].runstream = Stats.of(r["bytes_per_point"] for r in ours if r["bytes_per_point"])
         rows["worker_rss"].runstream = Stats.of(max(r["worker_peak_rss_mb"]) for r in ours)
-        if any(r["found"] < r["points"] for r in ours):
-            lost = [r["points"] - r["found"] for r in ours]
+        if any(r["found"] < r["points"] for r in ours + dicts):
+            lost = [r["points"] - r["found"] for r in ours + dicts]
             ctx.errors.append(f"throughput: points missing after the timeout in some runs: {lost}")
         extra = await _other_configs(ctx)
     n = f"{s.throughput_points:,}"
@@ -237,8 +256,12 @@ async def run(ctx: Context) -> list[Row]:
         f"pg_total_relation_size (heap, TOAST, indexes, all partitions) of every table holding points after "
         f"{n} points / points stored. MLflow: metrics + latest_metrics after its log_batch runs / rows in metrics."
     )
+    rows["log_metrics"].note = (
+        f"the same {n} points, runs and clock as the row above, logged as one run.log_metrics(dict.fromkeys(names, "
+        "value)) per run and step (the dict built in the loop); ratio = runstream / COPY floor of this run."
+    )
     rows["worker_rss"].note = "VmHWM of the ingest worker process at the end of each P=1 W=1 run."
-    return [rows["vs_mlflow"], rows["vs_copy"], *extra, rows["storage"], rows["worker_rss"]]
+    return [rows["vs_mlflow"], rows["vs_copy"], rows["log_metrics"], *extra, rows["storage"], rows["worker_rss"]]
 
 
 async def _other_configs(ctx: Context) -> list[Row]:

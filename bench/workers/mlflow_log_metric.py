@@ -1,4 +1,4 @@
-"""ns per ``mlflow.log_metric(name, float)`` with asynchronous logging, against a tracking server.
+"""ns per ``mlflow.log_metric(name, float)`` (and per value of ``log_metrics(dict)``), async, against a server.
 
 Asynchronous logging at its best: ``MLFLOW_ENABLE_ASYNC_LOGGING=true`` and
 ``MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS=1`` (without it every call is its own
@@ -9,23 +9,26 @@ part of the timed loop, as the flush is not for runstream.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
 
 os.environ["MLFLOW_ENABLE_ASYNC_LOGGING"] = "true"
 os.environ["MLFLOW_ASYNC_LOGGING_BUFFERING_SECONDS"] = "1"
 
 import mlflow  # noqa: E402
 
-from bench.workers import LogFn, log_cost, params  # noqa: E402
+from bench.workers import Opened, log_cost, params  # noqa: E402
 
 
 def log(name: str, value: float) -> None:
     mlflow.log_metric(name, value, synchronous=False)
 
 
-def open_run() -> tuple[LogFn, Callable[[], object]]:
+def log_metrics(metrics: dict[str, float]) -> None:
+    mlflow.log_metrics(metrics, synchronous=False)
+
+
+def open_run() -> Opened:
     mlflow.start_run()
-    return log, mlflow.end_run
+    return log, log_metrics, mlflow.end_run
 
 
 def main() -> None:

@@ -1,10 +1,8 @@
-"""ns per ``run.log(name, float)`` in a tight loop; ``run.flush`` and ``run.complete`` are timed apart."""
+"""ns per ``run.log(name, float)`` and per value of ``run.log_metrics(dict)``; flush and complete timed apart."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
-from bench.workers import LogFn, log_cost
+from bench.workers import Opened, log_cost
 from producer import Experiment, Workspace
 from runstream.config import Settings
 
@@ -12,14 +10,14 @@ from runstream.config import Settings
 def main() -> None:
     workspace = Workspace.from_settings(Settings.from_env())
 
-    def open_run() -> tuple[LogFn, Callable[[], object]]:
+    def open_run() -> Opened:
         run = Experiment(workspace, "bench-log-cost").start_logging()
 
         def close() -> None:
             run.flush(120)
             run.complete()
 
-        return run.log, close
+        return run.log, run.log_metrics, close
 
     log_cost(open_run)
 

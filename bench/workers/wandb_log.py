@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import tempfile
-from collections.abc import Callable
 
 os.environ.update(
     {
@@ -21,7 +20,7 @@ os.environ.update(
 
 import wandb  # noqa: E402
 
-from bench.workers import LogFn, log_cost  # noqa: E402
+from bench.workers import Opened, log_cost  # noqa: E402
 
 
 def log(name: str, value: float) -> None:
@@ -32,9 +31,9 @@ def main() -> None:
     settings = wandb.Settings(console="off", x_disable_stats=True, x_disable_meta=True, x_disable_machine_info=True)
     with tempfile.TemporaryDirectory(prefix="bench-wandb-") as directory:
 
-        def open_run() -> tuple[LogFn, Callable[[], object]]:
+        def open_run() -> Opened:
             wandb.init(project="bench-log-cost", mode="offline", dir=directory, settings=settings)
-            return log, wandb.finish
+            return log, wandb.log, wandb.finish
 
         log_cost(open_run)
 
