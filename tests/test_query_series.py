@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from query._db import create_pool
+from query._m4 import m4
 from query._series import SeriesRange, SeriesReader
 from runstream.config import Settings
 from tests.fuzzing import SEED
@@ -259,6 +260,22 @@ def _m4_reference(xs: list[float], values: list[float], buckets: dict[str, Any])
         kept.add(next(i for i in members if rank(i) == low))
         kept.add(next(i for i in reversed(members) if rank(i) == high))
     return sorted(kept)
+
+
+@pytest.mark.parametrize(("first", "n", "max_points"), [(0, 50_000, 2_000), (7, 4_099, 64), (-3, 999, 10)])
+def test_m4_over_steps_one_by_one_matches_the_reference(first: int, n: int, max_points: int) -> None:
+    """Steps 0, 1, 2, ... take a shortcut (edges guessed, extremes by rows); ties, ±0 and ±Inf included."""
+    rng = np.random.default_rng(SEED)
+    values = rng.integers(-3, 4, n).astype(np.float64)
+    values[rng.integers(0, n, 9)] = np.inf
+    values[rng.integers(0, n, 9)] = -np.inf
+    values[values == 0] = np.where(rng.random(int((values == 0).sum())) < 0.5, -0.0, 0.0)
+    steps = np.arange(first, first + n, dtype=np.int64)
+    kept, buckets = m4(steps, values, max_points, integral=True)
+    assert 0.9 * max_points <= len(kept) <= max_points
+    assert kept.tolist() == _m4_reference(
+        steps.tolist(), values.tolist(), {"start": buckets.start, "width": buckets.width}
+    )
 
 
 def _tagged(value: Any) -> float:
