@@ -239,5 +239,10 @@ def _merge(fine: _Fine, m: int) -> Positions:
     low_at = fine.low_at[_first_match(fine.low, low, starts, counts)]
     high_at = fine.high_at[_last_match(fine.high, high, starts, counts)]
     ends = starts + counts - 1
-    corners: Any = np.concatenate((fine.first[starts], low_at, high_at, fine.last[ends]))
-    return np.unique(corners)
+    # Within a bucket first <= the extremes <= last, and buckets follow each other: its four in a row,
+    # rows end to end, are ascending already; only repeats (a point that is two corners) go.
+    corners: Positions = np.stack(
+        (fine.first[starts], np.minimum(low_at, high_at), np.maximum(low_at, high_at), fine.last[ends]), axis=1
+    ).ravel()
+    kept: Positions = corners[np.concatenate(([True], np.diff(corners) != 0))]
+    return kept
