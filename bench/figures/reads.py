@@ -209,8 +209,9 @@ async def run(ctx: Context) -> list[Row]:
     rows["runs"].details = {"page_size": http.get("runs_page_size")}
     rows["full"].note = (
         "GET /api/runs/{id}/series?name=series&limit=1000000 (following next_cursor if any) until the body is "
-        "received. MLflow: MlflowClient.get_metric_history of the same number of points, written into its "
-        "metrics table with COPY beforehand."
+        "received, after an untimed warm-up read (from then on the service holds the series decoded: the "
+        "time is slicing and JSON). MLflow: MlflowClient.get_metric_history of the same number of points, "
+        "written into its metrics table with COPY beforehand."
     )
     rows["down"].note = (
         "GET ...&max_points=2000-2k (a different size each time, so the service's answer cache never answers; "
