@@ -44,10 +44,10 @@ def json_response(data: Any, *, status: int = 200) -> web.Response:
 class _Pieces:
     def __init__(self, response: web.StreamResponse) -> None:
         self._response = response
-        self._parts: list[bytes] = []
+        self._parts: list[bytes | memoryview] = []
         self._size = 0
 
-    async def add(self, data: bytes) -> None:
+    async def add(self, data: bytes | memoryview) -> None:
         self._parts.append(data)
         self._size += len(data)
         if self._size >= _PIECE_BYTES:
@@ -75,8 +75,10 @@ class _Pieces:
         elif isinstance(value, list | np.ndarray):
             await self.add(b"[")
             for start in range(0, len(value), _SLICE):
-                part = orjson.dumps(value[start : start + _SLICE], option=_OPTIONS)[1:-1]
-                await self.add((b"," if start else b"") + part)
+                if start:
+                    await self.add(b",")
+                # A view without the slice's brackets: the piece's join is the one copy of its text.
+                await self.add(memoryview(orjson.dumps(value[start : start + _SLICE], option=_OPTIONS))[1:-1])
             await self.add(b"]")
         else:
             await self.add(orjson.dumps(value, option=_OPTIONS))

@@ -122,19 +122,55 @@ def _fine(x: npt.NDArray[Any], values: Floats, start: float, width: float) -> _F
     buckets = int((x[-1] - start) // width) + 1
     edges = np.arange(1, buckets, dtype=np.int64)
     if x.dtype.kind in "iu":
-        bounds = np.searchsorted(x, int(start) + edges * int(width))
+        bounds = _integer_edges(x, int(start) + edges * int(width))
     else:
         bounds = np.searchsorted(x - start, edges * width)
     all_starts = np.concatenate(([0], bounds))
     occupied = np.concatenate((bounds, [n])) > all_starts
     starts = all_starts[occupied]
     counts = np.diff(starts, append=n)
-    # fmin skips NaN (NaN only when the whole bucket is NaN); maximum keeps it: NaN is the bucket's max.
-    low = np.fmin.reduceat(values, starts)
-    high = np.maximum.reduceat(values, starts)
-    low_at = _first_match(values, low, starts, counts)
-    high_at = _last_match(values, high, starts, counts)
+    if len(starts) > 1 and bool((counts[:-1] == counts[0]).all()) and not bool(np.isnan(values).any()):
+        low_at, high_at = _regular_extremes(values, int(counts[0]), starts)
+        low, high = values[low_at], values[high_at]
+    else:
+        # fmin skips NaN (NaN only when the whole bucket is NaN); maximum keeps it: NaN is the bucket's max.
+        low = np.fmin.reduceat(values, starts)
+        high = np.maximum.reduceat(values, starts)
+        low_at = _first_match(values, low, starts, counts)
+        high_at = _last_match(values, high, starts, counts)
     return _Fine(np.flatnonzero(occupied), starts, starts + counts - 1, low, low_at, high, high_at)
+
+
+def _integer_edges(x: Positions, edges: Positions) -> Positions:
+    """``np.searchsorted(x, edges)``; for steps 0, 1, 2, ... (the usual axis) guessed and checked instead.
+
+    A guess ``g`` is the answer exactly when ``x[g - 1] < edge <= x[g]``, which costs one look per edge.
+    """
+    n = len(x)
+    if n - 1 == int(x[-1]) - int(x[0]):
+        guess: Positions = np.clip(edges - x[0], 0, n)
+        inside = (guess > 0) & (guess < n)
+        inner, wanted = guess[inside], edges[inside]
+        if (
+            bool((x[inner - 1] < wanted).all())
+            and bool((x[inner] >= wanted).all())
+            and bool((x[0] >= edges[guess == 0]).all())
+            and bool((x[-1] < edges[guess == n]).all())
+        ):
+            return guess
+    found: Positions = np.searchsorted(x, edges)
+    return found
+
+
+def _regular_extremes(values: Floats, size: int, starts: Positions) -> tuple[Positions, Positions]:
+    """Positions of each bucket's first lowest and last highest value, when every bucket but the last
+    holds ``size`` points and no value is NaN: one ``argmin`` and one ``argmax`` over the buckets as rows."""
+    full = len(starts) - 1
+    rows, tail = values[: full * size].reshape(full, size), values[full * size :]
+    low_at = np.append(np.argmin(rows, axis=1), np.argmin(tail))
+    # argmax finds the first of equals; over each row reversed, that is the last.
+    high_at = np.append(size - 1 - np.argmax(rows[:, ::-1], axis=1), len(tail) - 1 - np.argmax(tail[::-1]))
+    return low_at + starts, high_at + starts
 
 
 def _matches(values: Floats, extremes: Floats, counts: Positions) -> Positions:
@@ -203,5 +239,10 @@ def _merge(fine: _Fine, m: int) -> Positions:
     low_at = fine.low_at[_first_match(fine.low, low, starts, counts)]
     high_at = fine.high_at[_last_match(fine.high, high, starts, counts)]
     ends = starts + counts - 1
-    corners: Any = np.concatenate((fine.first[starts], low_at, high_at, fine.last[ends]))
-    return np.unique(corners)
+    # Within a bucket first <= the extremes <= last, and buckets follow each other: its four in a row,
+    # rows end to end, are ascending already; only repeats (a point that is two corners) go.
+    corners: Positions = np.stack(
+        (fine.first[starts], np.minimum(low_at, high_at), np.maximum(low_at, high_at), fine.last[ends]), axis=1
+    ).ravel()
+    kept: Positions = corners[np.concatenate(([True], np.diff(corners) != 0))]
+    return kept

@@ -97,6 +97,10 @@ class Points:
     def __len__(self) -> int:
         return len(self.times)
 
+    def shared(self) -> Points:
+        """Another ``Points`` over the same columns: computing its steps or ordinals leaves this one as it is."""
+        return Points(self._steps, self.times, self._ordinals, self.values)
+
     def take(self, index: Any) -> Points:
         """The points at ``index`` (a slice, a boolean mask or positions)."""
         return Points(

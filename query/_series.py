@@ -11,13 +11,14 @@ answer between 90% and 100% of ``max_points`` (:mod:`._m4`). The answer is in
 the order of that axis and says which buckets it used; a range that holds no
 more than ``max_points`` comes back whole.
 
-That still decodes every point in the range (tens of milliseconds for a
-million), so downsampled answers are cached per (series, range, max_points, axis)
-together with the run's *data version*: its number of series and the sum of
-their ``point_count``, which ingest updates in the same transaction as the
-points (migration 0002). A cached answer is served only while that version is
-unchanged, so it is never stale; a finished run's charts are then answered
-from memory.
+Reading a million points from PostgreSQL and decoding them takes tens of
+milliseconds, so two caches keyed by the run's *data version* (its number of
+series and the sum of their ``point_count``, which ingest updates in the same
+transaction as the points, migration 0002) keep it from happening twice: the
+answers, per (series, range, max_points, axis), and the whole series decoded
+(:mod:`._decoded`), from which any other width, zoom or full page is cut. An
+entry is served only while that version is unchanged, so it is never stale;
+a finished run's charts are then answered from memory.
 
 Full-resolution pages are ordered by (time, ordinal) and continue after the
 last (time, ordinal) seen; the cursor carries that pair.
@@ -37,6 +38,7 @@ import numpy as np
 import numpy.typing as npt
 import orjson
 
+from ._decoded import DecodedSeries
 from ._errors import BadRequest
 from ._limits import MAX_CURSOR_CHARS
 from ._m4 import Buckets, m4
@@ -44,6 +46,8 @@ from ._metrics import scalar_value
 from ._points import Points, SeriesRange, first_points, read_series
 
 __all__ = ["X_AXES", "SeriesRange", "SeriesReader", "decode_point_cursor", "json_values"]
+
+_OPEN: Final = SeriesRange()
 
 #: The x-axes a series can be downsampled over: its steps, or its times (wall or relative, alike).
 X_AXES: Final = ("step", "time")
@@ -69,13 +73,18 @@ def decode_point_cursor(cursor: str) -> tuple[float, int]:
 
 #: Points held by the downsample cache across all entries (about 100 bytes each in Python).
 _CACHE_POINTS: Final = 250_000
+#: Points of whole series kept decoded (24 bytes each, so about 48 MB): a long run's series, or many short ones.
+_DECODED_POINTS: Final = 2_000_000
 
 
 class SeriesReader:
-    """Reads scalar series through a pool it does not own; caches downsampled answers."""
+    """Reads scalar series through a pool it does not own; caches downsampled answers and decoded series."""
 
-    def __init__(self, pool: asyncpg.Pool, *, cache_points: int = _CACHE_POINTS) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, *, cache_points: int = _CACHE_POINTS, decoded_points: int = _DECODED_POINTS
+    ) -> None:
         self._pool = pool
+        self.decoded = DecodedSeries(max_points=decoded_points)
         self._cache: OrderedDict[tuple[Any, ...], tuple[tuple[int, int], dict[str, Any]]] = OrderedDict()
         self._cache_points = cache_points
         self._cached_points = 0
@@ -108,7 +117,8 @@ class SeriesReader:
             self.cache_hits += 1
             return hit[1]
         self.cache_misses += 1
-        result = await self.downsample(series_id, value_type, rng, max_points=max_points, x_axis=x_axis)
+        points = await self._points(run_id, series_id, rng, version)
+        result = _downsampled(value_type, points, max_points, x_axis)
         if hit is not None:
             self._forget(key)
         self._cache[key] = (version, result)
@@ -145,12 +155,47 @@ class SeriesReader:
         )
         return [(r["name"], int(r["points"])) for r in records]
 
+    async def _points(self, run_id: uuid.UUID, series_id: int, rng: SeriesRange, version: tuple[int, int]) -> Points:
+        """Every point of the series in ``rng``: from the decoded series if held at ``version``, else read."""
+        held = self.decoded.get(series_id, version)
+        if held is None:
+            if rng != _OPEN:
+                return await read_series(self._pool, series_id, rng)
+            held = await self._read_whole(series_id, version)
+        return held.within(rng)
+
+    async def _read_whole(self, series_id: int, version: tuple[int, int]) -> Points:
+        """The whole series, read and kept decoded (see :mod:`._decoded`); ``version`` read before it."""
+        points = await read_series(self._pool, series_id)
+        self.decoded.put(series_id, version, points)
+        return points
+
     async def page(
-        self, series_id: int, value_type: str | None, rng: SeriesRange, *, limit: int, after: tuple[float, int] | None
+        self,
+        run_id: uuid.UUID,
+        series_id: int,
+        value_type: str | None,
+        rng: SeriesRange,
+        *,
+        limit: int,
+        after: tuple[float, int] | None,
+        point_count: int,
     ) -> dict[str, Any]:
-        """Up to ``limit`` points in logging order, after the cursor's point."""
-        async with self._pool.acquire() as conn:
-            points = await first_points(conn, series_id, rng, limit=limit + 1, after=after)
+        """Up to ``limit`` points in logging order, after the cursor's point.
+
+        A series held decoded, or one that fits a page whole (by ``point_count``), is sliced from the
+        whole; otherwise only the chunks around the page are read.
+        """
+        held = self.decoded.get(series_id, version := await self.data_version(run_id))
+        if held is None and rng == _OPEN and after is None and point_count <= limit:
+            held = await self._read_whole(series_id, version)
+        if held is not None:
+            points = held.within(rng).after(after)
+            if len(points) > limit + 1:
+                points = points.take(slice(0, limit + 1))
+        else:
+            async with self._pool.acquire() as conn:
+                points = await first_points(conn, series_id, rng, limit=limit + 1, after=after)
         cursor = None
         if len(points) > limit:
             points = points.take(slice(0, limit))
@@ -163,15 +208,13 @@ class SeriesReader:
             points = await first_points(conn, series_id, SeriesRange(), limit=count, newest=True)
         return json_values(value_type, points.values)
 
-    async def downsample(
-        self, series_id: int, value_type: str | None, rng: SeriesRange, *, max_points: int, x_axis: str = "step"
-    ) -> dict[str, Any]:
-        """At most ``max_points`` points: the whole range when it is that small, else M4 over ``x_axis``."""
-        points = await read_series(self._pool, series_id, rng)
-        if len(points) <= max_points:
-            return _columns(value_type, points, downsampled=False, cursor=None)
-        kept, buckets = _downsample(points, max_points, x_axis)
-        return _columns(value_type, kept, downsampled=True, cursor=None, buckets=buckets, x_axis=x_axis)
+
+def _downsampled(value_type: str | None, points: Points, max_points: int, x_axis: str) -> dict[str, Any]:
+    """At most ``max_points`` points: the whole range when it is that small, else M4 over ``x_axis``."""
+    if len(points) <= max_points:
+        return _columns(value_type, points, downsampled=False, cursor=None)
+    kept, buckets = _downsample(points, max_points, x_axis)
+    return _columns(value_type, kept, downsampled=True, cursor=None, buckets=buckets, x_axis=x_axis)
 
 
 def _downsample(points: Points, max_points: int, x_axis: str) -> tuple[Points, Buckets]:

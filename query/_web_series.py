@@ -116,7 +116,15 @@ async def _read(reader: SeriesReader, run_id: uuid.UUID, found: asyncpg.Record, 
         return await reader.downsample_cached(
             run_id, found["id"], found["value_type"], params.range, max_points=params.max_points, x_axis=params.x_axis
         )
-    return await reader.page(found["id"], found["value_type"], params.range, limit=params.limit, after=params.after)
+    return await reader.page(
+        run_id,
+        found["id"],
+        found["value_type"],
+        params.range,
+        limit=params.limit,
+        after=params.after,
+        point_count=found["point_count"],
+    )
 
 
 @routes.get("/api/runs/{run_id}/series")

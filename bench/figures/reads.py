@@ -76,6 +76,9 @@ async def _http_figures(ctx: Context, base: str, series_run: str) -> dict[str, A
     reps, n = ctx.sizes.reps, ctx.sizes.read_series_points
     out: dict[str, Any] = {"full": [], "downsampled_cold": [], "downsampled_cached": [], "runs_page": []}
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=600)) as session:
+        # The first read of all is the only one that decodes from PostgreSQL: the service then holds the
+        # series decoded (query/_decoded.py). One sample, kept in the details.
+        out["downsampled_first"] = (await read_downsampled(session, base, series_run, 2100))[0]
         await read_full_series(session, base, series_run)
         for _ in range(reps):
             seconds, count = await read_full_series(session, base, series_run)
@@ -149,13 +152,13 @@ def _rows(ctx: Context) -> dict[str, Row]:
             figure=f"5. read a {s.read_series_points:,}-point series in full{quick}",
             unit="s",
             baseline_name="MLflow get_metric_history",
-            bars=[Bar("max", 1.0, "≤ 1 s")],
+            bars=[Bar("max", 0.1, "≤ 100 ms")],
         ),
         "down": Row(
             key="read_downsampled",
             figure=f"5. the same series downsampled to 2,000 points{quick}",
             unit="s",
-            bars=[Bar("max", 0.05, "≤ 50 ms")],
+            bars=[Bar("max", 0.02, "≤ 20 ms")],
         ),
         "get_metrics": Row(
             key="read_get_metrics",
@@ -199,18 +202,21 @@ async def run(ctx: Context) -> list[Row]:
     rows["down"].details = {
         "cached_seconds": http["downsampled_cached"],
         "points_returned": http.get("downsampled_points"),
+        "first_read_seconds": http["downsampled_first"],
     }
     rows["get_metrics"].runstream = Stats.of(get_metrics)
     rows["runs"].runstream = Stats.of(http["runs_page"])
     rows["runs"].details = {"page_size": http.get("runs_page_size")}
     rows["full"].note = (
         "GET /api/runs/{id}/series?name=series&limit=1000000 (following next_cursor if any) until the body is "
-        "received. MLflow: MlflowClient.get_metric_history of the same number of points, written into its "
-        "metrics table with COPY beforehand."
+        "received, after an untimed warm-up read (from then on the service holds the series decoded: the "
+        "time is slicing and JSON). MLflow: MlflowClient.get_metric_history of the same number of points, "
+        "written into its metrics table with COPY beforehand."
     )
     rows["down"].note = (
-        "GET ...&max_points=2000-2k (a different size each time, so the service's cache never answers; the "
-        "cached figure is in the JSON details)."
+        "GET ...&max_points=2000-2k (a different size each time, so the service's answer cache never answers; "
+        "the cached figure is in the JSON details). The series is held decoded by then (query/_decoded.py): "
+        "the very first read, which fetches and decodes it from PostgreSQL, is first_read_seconds in the details."
     )
     rows[
         "get_metrics"
