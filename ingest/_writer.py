@@ -545,6 +545,7 @@ class Writer:
             "UPDATE series AS s SET point_count = s.point_count + u.n,"
             " first_time = least(s.first_time, u.first_time),"
             " first_day = coalesce(s.first_day, $13), last_day = $13, small_chunks = s.small_chunks + u.small,"
+            " small_since = CASE WHEN u.small > 0 THEN coalesce(s.small_since, now()) ELSE s.small_since END,"
             " min_value = least(s.min_value, u.min_value), max_value = greatest(s.max_value, u.max_value),"
             " max_step = greatest(s.max_step, u.max_step),"
             " last_step = CASE WHEN u.newer THEN u.last_step ELSE s.last_step END,"
