@@ -56,7 +56,7 @@ from ._notify import notify_changed_runs
 from ._partitions import PointPartitions, utc_day
 from ._plan import Plan, RunState, SeriesKey, SeriesState, build_plan
 from ._sessions import SessionState
-from ._summary import summarize
+from ._summary import summarize, summarize_all
 
 __all__ = ["FlushResult", "Writer", "is_content_error"]
 
@@ -532,15 +532,15 @@ class Writer:
         columns: dict[SeriesKey, PointColumns],
         day: int,
     ) -> None:
-        rows = [
-            (
-                ids[key],
-                *summarize(*c, is_text=plan.series[key].value_type == "str"),
-                float(c[1].min()),
-                _small_chunks(len(c[0])),
-            )
-            for key, c in columns.items()
+        text = [key for key in columns if plan.series[key].value_type == "str"]
+        numeric = [key for key in columns if plan.series[key].value_type != "str"]
+        summaries = summarize_all([columns[key] for key in numeric]) + [
+            (*summarize(*columns[key], is_text=True), float(columns[key].times.min())) for key in text
         ]
+        rows = sorted(  # in id order: writers that share series lock them in one order
+            (ids[key], *summary, _small_chunks(summary[0]))
+            for key, summary in zip(numeric + text, summaries, strict=True)
+        )
         await conn.execute(
             "UPDATE series AS s SET point_count = s.point_count + u.n,"
             " first_time = least(s.first_time, u.first_time),"

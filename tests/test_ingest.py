@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,9 +14,11 @@ import pytest_asyncio
 from aiokafka import AIOKafkaProducer
 
 from ingest import DroppedRuns, UnknownExperimentError, drop_experiment
+from ingest._summary import summarize
 from runstream.config import Settings
 from runstream.events import CHANGED_RUNS_CHANNEL, FORMAT_VERSION
 from runstream.kafka import client_options
+from tests.fuzzing import SEED
 from tests.support import eventually
 from tests.test_ingest_support import (
     T0,
@@ -104,6 +107,47 @@ async def test_scalars_of_every_kind_round_trip(
         "ok": (2, 0.0, 1.0, 1, 1, T0 + 1, 1, 0.0, None),
         "phase": (3, None, None, 2, 2, T0 + 2, 2, None, "train ✓"),
     }
+
+
+async def test_summaries_of_many_series_in_one_statement_equal_the_per_series_summary(
+    settings: Settings, db: asyncpg.Pool, producer: AIOKafkaProducer, ingest_worker: Any
+) -> None:
+    """Every series' row after two batches (times out of order, NaN and ±Inf, a series with no finite value,
+    text) holds what :func:`summarize` of all its stored points gives, its count and its least time."""
+    rng = random.Random(SEED)
+    run, session = new_id(), new_id()
+    specials = [math.nan, math.inf, -math.inf]
+    names = [f"m{i:03d}" for i in range(120)]
+
+    def batch(seq: int) -> bytes:
+        events = []
+        for i, name in enumerate(names):
+            n = rng.randint(1, 4)
+            values = [
+                rng.choice(specials) if i % 7 == 0 or rng.random() < 0.2 else rng.uniform(-9, 9) for _ in range(n)
+            ]
+            events.append(
+                scalars(name, "float", values, first_step=rng.randint(0, 50), time=T0 + rng.randint(-20, 20) / 4)
+            )
+        events.append(scalars("phase", "str", [f"p{seq}"], time=T0 - seq))
+        return raw(run, session, seq, *([started("exp-summaries")] if seq == 1 else []), *events)
+
+    await send(producer, settings.topic, run, [batch(1), batch(2)])
+    await _wait_session(db, session, 2)
+    rows = {
+        r["name"]: tuple(r)[1:]
+        for r in await db.fetch(
+            "SELECT name, point_count, min_value, max_value, max_step, last_step, last_time, last_ordinal,"
+            " last_value, last_text, first_time FROM series WHERE run_id = $1",
+            run,
+        )
+    }
+    for name in [*names, "phase"]:
+        steps, times, ordinals, values, texts = zip(*await points(db, run, name), strict=True)
+        is_text = name == "phase"
+        expected = (*summarize(steps, times, ordinals, texts if is_text else values, is_text=is_text), min(times))
+        assert repr(rows[name]) == repr(expected), name  # NaN equal to NaN
+    assert rows["m000"][1:3] == (None, None)  # no finite value
 
 
 async def _status_of(db: asyncpg.Pool, run: str) -> str | None:
