@@ -46,7 +46,7 @@ from typing import Any, Final
 import asyncpg
 import orjson
 
-from runstream.chunks import CHUNK_COLUMNS, PointColumns, encode_chunk
+from runstream.chunks import CHUNK_COLUMNS, PointColumns, encode_chunk, encode_chunks
 from runstream.events import BatchHeader
 from runstream.pg import Conn
 
@@ -132,6 +132,10 @@ def _slices(columns: PointColumns) -> Iterable[PointColumns]:
     for start in range(0, len(columns.steps), CHUNK_POINTS):
         part = slice(start, start + CHUNK_POINTS)
         yield PointColumns(*(column[part] for column in columns))
+
+
+def _is_text(plan: Plan, key: SeriesKey) -> bool:
+    return plan.series[key].value_type == "str"
 
 
 def _ts(epoch_seconds: float | None) -> datetime | None:
@@ -411,13 +415,7 @@ class Writer:
         if plan.scalars:
             columns = self._columns(plan)
             await conn.copy_records_to_table(
-                "point_chunks",
-                columns=(*CHUNK_COLUMNS, "stored_day"),
-                records=[
-                    (*encode_chunk(ids[key], *part, is_text=plan.series[key].value_type == "str"), day)
-                    for key, c in columns.items()
-                    for part in _slices(c)
-                ],
+                "point_chunks", columns=(*CHUNK_COLUMNS, "stored_day"), records=self._chunks(plan, ids, columns, day)
             )
             await self._write_summaries(conn, plan, ids, columns, day)
         if plan.entries:
@@ -522,7 +520,22 @@ class Writer:
     @staticmethod
     def _columns(plan: Plan) -> dict[SeriesKey, PointColumns]:
         """Each series' points in this flush as whole columns."""
-        return {key: c.joined(is_text=plan.series[key].value_type == "str") for key, c in plan.scalars.items()}
+        return {key: c.joined(is_text=_is_text(plan, key)) for key, c in plan.scalars.items()}
+
+    @staticmethod
+    def _chunks(
+        plan: Plan, ids: dict[SeriesKey, int], columns: dict[SeriesKey, PointColumns], day: int
+    ) -> list[tuple[Any, ...]]:
+        """The flush's chunk records: numeric series encoded together (encode_chunks), text series one by one."""
+        numeric = [(ids[key], part) for key, c in columns.items() if not _is_text(plan, key) for part in _slices(c)]
+        text = [
+            encode_chunk(ids[key], *part, is_text=True)
+            for key, c in columns.items()
+            if _is_text(plan, key)
+            for part in _slices(c)
+        ]
+        encoded = encode_chunks([i for i, _ in numeric], [part for _, part in numeric]) + text
+        return [(*record, day) for record in encoded]
 
     @staticmethod
     async def _write_summaries(
@@ -532,8 +545,8 @@ class Writer:
         columns: dict[SeriesKey, PointColumns],
         day: int,
     ) -> None:
-        text = [key for key in columns if plan.series[key].value_type == "str"]
-        numeric = [key for key in columns if plan.series[key].value_type != "str"]
+        text = [key for key in columns if _is_text(plan, key)]
+        numeric = [key for key in columns if not _is_text(plan, key)]
         summaries = summarize_all([columns[key] for key in numeric]) + [
             (*summarize(*columns[key], is_text=True), float(columns[key].times.min())) for key in text
         ]
