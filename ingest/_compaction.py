@@ -31,18 +31,28 @@ writer's ``small_chunks + n`` counts it after this transaction's reset.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 import asyncpg
 import numpy as np
 
-from runstream.chunks import CHUNK_COLUMNS, DECODE_COLUMNS, decode_row, encode_chunk
+from runstream.chunks import (
+    CHUNK_COLUMNS,
+    DECODE_COLUMNS,
+    PointColumns,
+    decode_compact,
+    decode_row,
+    encode_chunk,
+    encode_chunks,
+    is_compact,
+)
 
-__all__ = ["CHUNK_POINTS", "SMALL_CHUNK_POINTS", "ChunkCompactor"]
+__all__ = ["CHUNK_POINTS", "SMALL_CHUNK_POINTS", "ChunkCompactor", "slices"]
 
 log = logging.getLogger(__name__)
 
@@ -125,18 +135,56 @@ class ChunkCompactor:
         return len(claimed), removed
 
 
+def slices(columns: PointColumns) -> Iterable[PointColumns]:
+    """The columns in pieces of at most CHUNK_POINTS points, in order."""
+    for start in range(0, len(columns.steps), CHUNK_POINTS):
+        part = slice(start, start + CHUNK_POINTS)
+        yield PointColumns(*(column[part] for column in columns))
+
+
 def _merge_all(chunks: list[asyncpg.Record], text: set[int]) -> tuple[list[tuple[Any, ...]], dict[int, int]]:
-    """The records replacing ``chunks`` (each series' and day's merged), and the small chunks left per series."""
+    """The records replacing ``chunks`` (each series' and day's merged), and the small chunks left per series.
+
+    The groups whose chunks are all in the usual encoding (nearly all: a
+    writer's small chunks) are decoded together and encoded together, so a
+    batch of thousands of one-point chunks costs a few whole-array passes.
+    """
     groups: dict[tuple[int, int], list[asyncpg.Record]] = defaultdict(list)
     for chunk in chunks:
         groups[(chunk["series_id"], chunk["stored_day"])].append(chunk)
-    records: list[tuple[Any, ...]] = []
-    left_small: dict[int, int] = defaultdict(int)
+    usual = [key for key, rows in groups.items() if key[0] not in text and all(is_compact(r) for r in rows)]
+    pieces = [
+        (series_id, day, piece)
+        for (series_id, day), columns in zip(usual, _decoded([groups[key] for key in usual]), strict=True)
+        for piece in slices(columns)
+    ]
+    encoded = encode_chunks([series_id for series_id, _, _ in pieces], [piece for _, _, piece in pieces])
+    records = [(*record, day) for record, (_, day, _) in zip(encoded, pieces, strict=True)]
+    done = set(usual)
     for (series_id, day), group in groups.items():
-        merged = _merge(series_id, group, is_text=series_id in text)
-        records += [(*m, day) for m in merged]
-        left_small[series_id] += sum(1 for m in merged if m[3] < SMALL_CHUNK_POINTS)
+        if (series_id, day) not in done:
+            records += [(*m, day) for m in _merge(series_id, group, is_text=series_id in text)]
+    left_small: dict[int, int] = defaultdict(int)
+    for record in records:
+        left_small[record[0]] += record[3] < SMALL_CHUNK_POINTS
     return records, left_small
+
+
+def _decoded(groups: list[list[asyncpg.Record]]) -> list[PointColumns]:
+    """Each group's points (of :func:`is_compact` rows), in (time, ordinal) order, decoded in one pass over all."""
+    if not groups:
+        return []
+    bulk = decode_compact([row for rows in groups for row in rows])
+    first = np.cumsum(bulk.n) - bulk.n
+    within = np.arange(int(bulk.n.sum())) - np.repeat(first, bulk.n)
+    steps = np.repeat(bulk.step_start, bulk.n) + np.repeat(bulk.step_stride, bulk.n) * within
+    ordinals = np.repeat(bulk.ord_start, bulk.n) + within
+    bounds = np.cumsum([0, *(sum(row["n"] for row in rows) for rows in groups)]).tolist()
+    out = []
+    for start, end in itertools.pairwise(bounds):
+        order = start + np.lexsort((ordinals[start:end], bulk.times[start:end]))
+        out.append(PointColumns(steps[order], bulk.times[order], ordinals[order], bulk.values[order]))
+    return out
 
 
 def _merge(series_id: int, chunks: list[asyncpg.Record], *, is_text: bool) -> list[tuple[Any, ...]]:

@@ -50,7 +50,7 @@ from runstream.chunks import CHUNK_COLUMNS, PointColumns, encode_chunk, encode_c
 from runstream.events import BatchHeader
 from runstream.pg import Conn
 
-from ._compaction import CHUNK_POINTS, SMALL_CHUNK_POINTS
+from ._compaction import CHUNK_POINTS, SMALL_CHUNK_POINTS, slices
 from ._decoder import DeadLetter, Decoded, exception_letter
 from ._notify import notify_changed_runs
 from ._partitions import PointPartitions, utc_day
@@ -125,13 +125,6 @@ class FlushResult:
 def _small_chunks(points: int) -> int:
     """How many of the chunks _slices makes of ``points`` points are small (for the compactor)."""
     return int(points % CHUNK_POINTS < SMALL_CHUNK_POINTS and points % CHUNK_POINTS > 0)
-
-
-def _slices(columns: PointColumns) -> Iterable[PointColumns]:
-    """The columns in pieces of at most CHUNK_POINTS points, in order."""
-    for start in range(0, len(columns.steps), CHUNK_POINTS):
-        part = slice(start, start + CHUNK_POINTS)
-        yield PointColumns(*(column[part] for column in columns))
 
 
 def _is_text(plan: Plan, key: SeriesKey) -> bool:
@@ -527,12 +520,12 @@ class Writer:
         plan: Plan, ids: dict[SeriesKey, int], columns: dict[SeriesKey, PointColumns], day: int
     ) -> list[tuple[Any, ...]]:
         """The flush's chunk records: numeric series encoded together (encode_chunks), text series one by one."""
-        numeric = [(ids[key], part) for key, c in columns.items() if not _is_text(plan, key) for part in _slices(c)]
+        numeric = [(ids[key], part) for key, c in columns.items() if not _is_text(plan, key) for part in slices(c)]
         text = [
             encode_chunk(ids[key], *part, is_text=True)
             for key, c in columns.items()
             if _is_text(plan, key)
-            for part in _slices(c)
+            for part in slices(c)
         ]
         encoded = encode_chunks([i for i, _ in numeric], [part for _, part in numeric]) + text
         return [(*record, day) for record in encoded]
