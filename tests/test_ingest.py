@@ -41,6 +41,16 @@ async def producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
         yield p
 
 
+async def _summaries(db: asyncpg.Pool, run: str, more: str = "") -> dict[str, tuple[Any, ...]]:
+    """Each series' summary columns (and the ``more`` columns), by name."""
+    rows = await db.fetch(
+        "SELECT name, point_count, min_value, max_value, max_step, last_step, last_time, last_ordinal,"
+        f" last_value, last_text{more} FROM series WHERE run_id = $1",  # noqa: S608 - constant columns
+        run,
+    )
+    return {r["name"]: tuple(r)[1:] for r in rows}
+
+
 async def test_scalars_of_every_kind_round_trip(
     settings: Settings, db: asyncpg.Pool, producer: AIOKafkaProducer, ingest_worker: Any
 ) -> None:
@@ -93,14 +103,7 @@ async def test_scalars_of_every_kind_round_trip(
     assert [(h["status"], h["time"].timestamp()) for h in history] == [("Running", T0), ("Completed", T0 + 100)]
     assert await db.fetchval("SELECT last_seq FROM producer_sessions WHERE session_id = $1", session) == 3
     assert row["seen_at"] is not None
-    summary = {
-        r["name"]: tuple(r)[1:]
-        for r in await db.fetch(
-            "SELECT name, point_count, min_value, max_value, max_step, last_step, last_time, last_ordinal,"
-            " last_value, last_text FROM series WHERE run_id = $1",
-            run,
-        )
-    }
+    summary = await _summaries(db, run)
     assert summary == {
         "loss": (7, -0.0, 5e300, 6, 6, T0 + 3, 6, 5e300, None),
         "epoch": (3, float(-(2**62)), 2.0, 2, 2, T0 + 2, 2, float(-(2**62)), None),
@@ -134,14 +137,7 @@ async def test_summaries_of_many_series_in_one_statement_equal_the_per_series_su
 
     await send(producer, settings.topic, run, [batch(1), batch(2)])
     await _wait_session(db, session, 2)
-    rows = {
-        r["name"]: tuple(r)[1:]
-        for r in await db.fetch(
-            "SELECT name, point_count, min_value, max_value, max_step, last_step, last_time, last_ordinal,"
-            " last_value, last_text, first_time FROM series WHERE run_id = $1",
-            run,
-        )
-    }
+    rows = await _summaries(db, run, ", first_time")
     for name in [*names, "phase"]:
         steps, times, ordinals, values, texts = zip(*await points(db, run, name), strict=True)
         is_text = name == "phase"

@@ -15,7 +15,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-TICK_SECONDS = 0.005
+from bench.workers.rs_paced import log_paced
 
 
 def live(
@@ -41,7 +41,10 @@ def live(
             probe.flush(60)
             out.put({"probe_run": probe.id})
         ready.wait()
-        logged, probes = _log_paced(opened, metrics, rate_per_series, seconds, probe, probe_interval)
+        series = [(run.log, f"m{m:03d}") for run in opened for m in range(metrics)]
+        logged, probes = log_paced(
+            series, rate_per_series * len(series), seconds, probe.log if probe else None, probe_interval
+        )
         logged_at = time.time()
         for run in [*opened, *([probe] if probe else [])]:
             run.flush(600)
@@ -50,28 +53,3 @@ def live(
     except BaseException as exc:  # the parent must hear about it, not wait forever
         out.put({"error": f"{type(exc).__name__}: {exc}"})
         raise
-
-
-def _log_paced(
-    runs: list[Any], metrics: int, rate_per_series: float, seconds: float, probe: Any, probe_interval: float
-) -> tuple[int, int]:
-    names = [f"m{m:03d}" for m in range(metrics)]
-    series = [(run.log, name) for run in runs for name in names]
-    count = len(series)
-    rate = rate_per_series * count
-    started = time.monotonic()
-    logged = probes = 0
-    next_probe = started
-    while (elapsed := time.monotonic() - started) < seconds:
-        due = int(rate * elapsed)
-        while logged < due:
-            step, index = divmod(logged, count)
-            log, name = series[index]
-            log(name, step * 0.5)
-            logged += 1
-        if probe is not None and time.monotonic() >= next_probe:
-            probe.log("probe", time.time())
-            probes += 1
-            next_probe += probe_interval
-        time.sleep(TICK_SECONDS)
-    return logged, probes
