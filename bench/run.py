@@ -44,6 +44,7 @@ FIGURES = (
     "read_your_writes",
     "charts",
     "stream",
+    "series",
 )
 
 

@@ -244,6 +244,11 @@ class Sandbox:
         await self.query.wait_http_ok(f"{self.settings.query_url}/health")
         return self.settings.query_url
 
+    @property
+    def worker_metrics_urls(self) -> list[str]:
+        """Each ingest worker's Prometheus endpoint."""
+        return [f"http://127.0.0.1:{port}/metrics" for port in self._worker_ports]
+
     def worker_peak_rss(self) -> list[int]:
         return [rss for w in self.workers if (rss := peak_rss_bytes(w.pid)) is not None]
 

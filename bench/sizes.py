@@ -46,6 +46,19 @@ class Sizes:
     # 10. charts in Chromium: runs on one compare chart, points of each
     chart_runs: int = 10
     chart_points: int = 1_000_000
+    # 12. many live series: runs x metrics at 1 point/s each, seconds, workers; series merged once their
+    # small chunks waited the age; the bar counts chunks of points older than series_old_seconds
+    series_runs: int = 1_000
+    series_metrics: int = 100
+    series_seconds: float = 600.0
+    series_workers: int = 2
+    series_compaction_age_seconds: float = 60.0
+    series_old_seconds: float = 300.0
+    # ... and growth: series counts at a fixed total rate (points/s) for growth_seconds each
+    growth_series: tuple[int, ...] = (10, 100, 1_000, 10_000, 100_000)
+    growth_rate: int = 20_000
+    growth_seconds: float = 120.0
+    growth_compaction_age_seconds: float = 30.0
 
 
 FULL = Sizes()
@@ -68,4 +81,12 @@ QUICK = Sizes(
     load_series_points=100_000,
     rss_points=1_000_000,
     consistency_seconds=2.0,
+    series_runs=100,
+    series_seconds=90.0,
+    series_compaction_age_seconds=20.0,
+    series_old_seconds=60.0,
+    growth_series=(10, 1_000, 10_000),
+    growth_rate=5_000,
+    growth_seconds=30.0,
+    growth_compaction_age_seconds=5.0,
 )

@@ -1,35 +1,58 @@
-"""Merging a series' small chunks into big ones, after the fact.
+"""Merging a series' small chunks into big ones, after the fact, shared by every worker.
 
 Ingest writes one chunk per series per flush, so a slowly logged metric (one
-point per training step, a few steps a second) gets chunks of a few points:
-~30 bytes per point and slow whole-series reads instead of ~12 bytes and a
-few milliseconds (docs/storage-layout.md). The compactor takes series with at
-least ``merge_at`` chunks under SMALL_CHUNK_POINTS points (``series.
-small_chunks``, kept by the writer) and rewrites each day's small chunks of
-the series as chunks of up to CHUNK_POINTS points in (time, ordinal) order.
+point per training step, a few steps a second) gets chunks of a few points,
+and with 100k live series a chunk holds about one: ~30 bytes per point and
+slow whole-series reads instead of ~12 bytes and a few milliseconds
+(docs/storage-layout.md). The compactor takes series with at least two chunks
+under SMALL_CHUNK_POINTS points (``series.small_chunks``, kept by the writer)
+and either ``merge_at`` of them or the oldest waiting ``age_seconds``
+(``series.small_since``, migration 0019), and rewrites each day's small
+chunks of the series as chunks of up to CHUNK_POINTS points in (time,
+ordinal) order. The age bounds the rewriting: a series logged at 1 Hz is
+merged once a minute, not once every ``merge_at`` flushes.
+
+Sharing: a pass claims a batch of series with ``FOR UPDATE SKIP LOCKED``, so
+workers running passes at once take disjoint batches and nobody waits on
+anybody; one transaction per batch (claim, ``DELETE ... RETURNING`` of their
+small chunks, one COPY of the merged chunks, one UPDATE of the counts), so a
+batch of ``batch_series`` series costs a handful of round trips, and a pass
+takes batches until none is left or ``pass_seconds`` have gone.
 
 It changes no point, so readers and their caches (keyed on point counts) are
 unaffected; a reader sees either the old chunks or the new ones (one
-transaction). Locking: the series row first (FOR UPDATE), then its small
-chunks. Writers only insert chunks and update the series row after their
-COPY, so they wait at most for one series' rewrite and never deadlock with
-it; a chunk a writer adds meanwhile is not in this snapshot, stays as it is,
-and the writer's ``small_chunks + n`` counts it after this transaction's
-reset.
+transaction). Locking: the series rows first, then their small chunks (the
+DELETE). Writers only insert chunks and update the series row after their
+COPY, so they wait at most for one batch and never deadlock with it; a chunk
+a writer adds meanwhile is not in this snapshot, stays as it is, and the
+writer's ``small_chunks + n`` counts it after this transaction's reset.
 """
 
 from __future__ import annotations
 
+import asyncio
+import itertools
 import logging
+import time
 from collections import defaultdict
+from collections.abc import Callable, Iterable
 from typing import Any, Final
 
 import asyncpg
 import numpy as np
 
-from runstream.chunks import CHUNK_COLUMNS, DECODE_COLUMNS, decode_row, encode_chunk
+from runstream.chunks import (
+    CHUNK_COLUMNS,
+    DECODE_COLUMNS,
+    PointColumns,
+    decode_compact,
+    decode_row,
+    encode_chunk,
+    encode_chunks,
+    is_compact,
+)
 
-__all__ = ["CHUNK_POINTS", "SMALL_CHUNK_POINTS", "ChunkCompactor"]
+__all__ = ["CHUNK_POINTS", "SMALL_CHUNK_POINTS", "ChunkCompactor", "slices"]
 
 log = logging.getLogger(__name__)
 
@@ -41,66 +64,127 @@ SMALL_CHUNK_POINTS: Final = 1_000
 
 
 class ChunkCompactor:
-    """Merges small chunks through a pool it does not own."""
+    """Merges small chunks through a pool it does not own; ``observe(series, points, seconds)`` after each batch."""
 
-    def __init__(self, pool: asyncpg.Pool, *, merge_at: int = 8, series_per_pass: int = 200) -> None:
+    def __init__(
+        self,
+        pool: asyncpg.Pool,
+        *,
+        merge_at: int = 64,
+        age_seconds: float = 60.0,
+        batch_series: int = 200,
+        pass_seconds: float = 5.0,
+        observe: Callable[[int, int, float], None] = lambda series, points, seconds: None,
+    ) -> None:
         self._pool = pool
         self._merge_at = merge_at
-        self._series_per_pass = series_per_pass
+        self._age_seconds = age_seconds
+        self._batch_series = batch_series
+        self._pass_seconds = pass_seconds
+        self._observe = observe
 
     async def compact(self) -> int:
-        """One pass over the series most in need; returns how many chunks it removed."""
-        series = await self._pool.fetch(
-            "SELECT id FROM series WHERE small_chunks >= $1 ORDER BY small_chunks DESC LIMIT $2",
-            self._merge_at,
-            self._series_per_pass,
-        )
-        removed = 0
-        for (series_id,) in series:
-            removed += await self.compact_series(series_id)
+        """One pass: batches of the series most in need until none is left; returns how many chunks it removed."""
+        deadline = time.monotonic() + self._pass_seconds
+        removed = series = 0
+        while True:
+            claimed, gone = await self.compact_batch()
+            removed, series = removed + gone, series + claimed
+            if claimed < self._batch_series or time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(0)  # a batch's merging is CPU: let the flushes in between
         if removed:
-            log.info("compaction: %d small chunks merged in %d series", removed, len(series))
+            log.info("compaction: %d small chunks merged in %d series", removed, series)
         return removed
 
-    async def compact_series(self, series_id: int) -> int:
-        """Merge the small chunks of one series, day by day; returns chunks removed."""
+    async def compact_batch(self) -> tuple[int, int]:
+        """Claim one batch of series no one else holds and merge their small chunks: (series, chunks removed)."""
+        started = time.perf_counter()
         async with self._pool.acquire() as conn, conn.transaction():
-            series = await conn.fetchrow(
-                "SELECT value_type, first_day, last_day FROM series WHERE id = $1 FOR UPDATE", series_id
+            claimed = await conn.fetch(
+                "SELECT id, value_type, first_day, last_day FROM series"
+                " WHERE small_chunks >= 2 AND first_day IS NOT NULL"
+                " AND (small_chunks >= $1 OR small_since <= now() - make_interval(secs => $2))"
+                " ORDER BY small_chunks DESC LIMIT $3 FOR UPDATE SKIP LOCKED",
+                self._merge_at,
+                self._age_seconds,
+                self._batch_series,
             )
-            if series is None or series["first_day"] is None:
-                return 0
-            rows = await conn.fetch(
-                f"SELECT ctid, stored_day, {', '.join(DECODE_COLUMNS)} FROM point_chunks"  # noqa: S608 - constant columns
-                " WHERE series_id = $1 AND n < $2 AND stored_day BETWEEN $3 AND $4"
-                " ORDER BY stored_day, time_start FOR UPDATE",
-                series_id,
+            if not claimed:
+                return 0, 0
+            chunks = await conn.fetch(
+                f"DELETE FROM point_chunks WHERE series_id = ANY($1::bigint[]) AND n < $2"  # noqa: S608 - constant columns
+                f" AND stored_day BETWEEN $3 AND $4 RETURNING series_id, stored_day, {', '.join(DECODE_COLUMNS)}",
+                [s["id"] for s in claimed],
                 SMALL_CHUNK_POINTS,
-                series["first_day"],
-                series["last_day"],
+                min(s["first_day"] for s in claimed),
+                max(s["last_day"] for s in claimed),
             )
-            by_day: dict[int, list[asyncpg.Record]] = defaultdict(list)
-            for row in rows:
-                by_day[row["stored_day"]].append(row)
-            is_text = series["value_type"] == "str"
-            removed = left_small = 0
-            for day, chunks in by_day.items():
-                if len(chunks) < 2:
-                    left_small += len(chunks)
-                    continue
-                merged = _merge(series_id, chunks, is_text=is_text)
-                await conn.execute(
-                    "DELETE FROM point_chunks WHERE stored_day = $1 AND ctid = ANY($2::tid[])",
-                    day,
-                    [c["ctid"] for c in chunks],
-                )
-                await conn.copy_records_to_table(
-                    "point_chunks", columns=(*CHUNK_COLUMNS, "stored_day"), records=[(*m, day) for m in merged]
-                )
-                removed += len(chunks) - len(merged)
-                left_small += sum(1 for m in merged if m[3] < SMALL_CHUNK_POINTS)
-            await conn.execute("UPDATE series SET small_chunks = $2 WHERE id = $1", series_id, left_small)
-        return removed
+            text = {s["id"] for s in claimed if s["value_type"] == "str"}
+            merged, left_small = _merge_all(chunks, text)
+            await conn.copy_records_to_table("point_chunks", columns=(*CHUNK_COLUMNS, "stored_day"), records=merged)
+            ids = [s["id"] for s in claimed]
+            await conn.execute(
+                "UPDATE series AS s SET small_chunks = u.small, small_since = NULL"
+                " FROM unnest($1::bigint[], $2::int[]) AS u(id, small) WHERE s.id = u.id",
+                ids,
+                [left_small.get(i, 0) for i in ids],
+            )
+        removed = len(chunks) - len(merged)
+        self._observe(len(claimed), sum(c["n"] for c in chunks), time.perf_counter() - started)
+        return len(claimed), removed
+
+
+def slices(columns: PointColumns) -> Iterable[PointColumns]:
+    """The columns in pieces of at most CHUNK_POINTS points, in order."""
+    for start in range(0, len(columns.steps), CHUNK_POINTS):
+        part = slice(start, start + CHUNK_POINTS)
+        yield PointColumns(*(column[part] for column in columns))
+
+
+def _merge_all(chunks: list[asyncpg.Record], text: set[int]) -> tuple[list[tuple[Any, ...]], dict[int, int]]:
+    """The records replacing ``chunks`` (each series' and day's merged), and the small chunks left per series.
+
+    The groups whose chunks are all in the usual encoding (nearly all: a
+    writer's small chunks) are decoded together and encoded together, so a
+    batch of thousands of one-point chunks costs a few whole-array passes.
+    """
+    groups: dict[tuple[int, int], list[asyncpg.Record]] = defaultdict(list)
+    for chunk in chunks:
+        groups[(chunk["series_id"], chunk["stored_day"])].append(chunk)
+    usual = [key for key, rows in groups.items() if key[0] not in text and all(is_compact(r) for r in rows)]
+    pieces = [
+        (series_id, day, piece)
+        for (series_id, day), columns in zip(usual, _decoded([groups[key] for key in usual]), strict=True)
+        for piece in slices(columns)
+    ]
+    encoded = encode_chunks([series_id for series_id, _, _ in pieces], [piece for _, _, piece in pieces])
+    records = [(*record, day) for record, (_, day, _) in zip(encoded, pieces, strict=True)]
+    done = set(usual)
+    for (series_id, day), group in groups.items():
+        if (series_id, day) not in done:
+            records += [(*m, day) for m in _merge(series_id, group, is_text=series_id in text)]
+    left_small: dict[int, int] = defaultdict(int)
+    for record in records:
+        left_small[record[0]] += record[3] < SMALL_CHUNK_POINTS
+    return records, left_small
+
+
+def _decoded(groups: list[list[asyncpg.Record]]) -> list[PointColumns]:
+    """Each group's points (of :func:`is_compact` rows), in (time, ordinal) order, decoded in one pass over all."""
+    if not groups:
+        return []
+    bulk = decode_compact([row for rows in groups for row in rows])
+    first = np.cumsum(bulk.n) - bulk.n
+    within = np.arange(int(bulk.n.sum())) - np.repeat(first, bulk.n)
+    steps = np.repeat(bulk.step_start, bulk.n) + np.repeat(bulk.step_stride, bulk.n) * within
+    ordinals = np.repeat(bulk.ord_start, bulk.n) + within
+    bounds = np.cumsum([0, *(sum(row["n"] for row in rows) for rows in groups)]).tolist()
+    out = []
+    for start, end in itertools.pairwise(bounds):
+        order = start + np.lexsort((ordinals[start:end], bulk.times[start:end]))
+        out.append(PointColumns(steps[order], bulk.times[order], ordinals[order], bulk.values[order]))
+    return out
 
 
 def _merge(series_id: int, chunks: list[asyncpg.Record], *, is_text: bool) -> list[tuple[Any, ...]]:

@@ -108,6 +108,21 @@ class IngestMetrics:
             "Records dead-lettered because writing them failed (found by bisecting a flush)",
             registry=r,
         )
+        self.compacted_series = Counter(
+            "runstream_ingest_compacted_series", "Series whose small chunks this worker merged", registry=r
+        )
+        self.compacted_points = Counter(
+            "runstream_ingest_compacted_points", "Points in the small chunks this worker merged", registry=r
+        )
+        self.compaction_seconds = Counter(
+            "runstream_ingest_compaction_seconds", "Time this worker spent in compaction batches", registry=r
+        )
+
+    def compacted(self, series: int, points: int, seconds: float) -> None:
+        """Count one compaction batch (ingest._compaction)."""
+        self.compacted_series.inc(series)
+        self.compacted_points.inc(points)
+        self.compaction_seconds.inc(seconds)
 
     def observe(self, report: Report) -> None:
         """Set the health gauges from a report."""

@@ -50,7 +50,9 @@ class IngestOptions:
     # RUNSTREAM_RETENTION_DAYS; 0 disables.
     maintenance_interval_seconds: float = 600.0
     # How often it merges small chunks of slowly logged series (_compaction.py); 0 disables.
-    compaction_interval_seconds: float = 30.0
+    # A series is merged once its oldest small chunk has waited compaction_age_seconds.
+    compaction_interval_seconds: float = 5.0
+    compaction_age_seconds: float = Settings.compaction_age_seconds
     # How often it asks Kafka whether the events topic is still the one its
     # offsets belong to, was created again or grew partitions (_incarnation.py),
     # and releases added partitions once the older ones are drained; 0 disables
@@ -73,6 +75,7 @@ class IngestOptions:
             flush_max_points=settings.ingest_flush_points,
             flush_interval_seconds=settings.ingest_flush_seconds,
             liveness_interval_seconds=settings.liveness_sweep_seconds,
+            compaction_age_seconds=settings.compaction_age_seconds,
         )
         return replace(tuned, **overrides)
 
@@ -92,6 +95,7 @@ class IngestOptions:
             "liveness_interval_seconds",
             "maintenance_interval_seconds",
             "compaction_interval_seconds",
+            "compaction_age_seconds",
             "topic_check_interval_seconds",
             "lag_interval_seconds",
             "stall_seconds",

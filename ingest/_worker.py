@@ -199,7 +199,11 @@ class IngestWorker:
                 lambda: _maintain(partitions, s.retention_days),
                 interval_seconds=o.maintenance_interval_seconds,
             ),
-            Periodic("ingest-compaction", ChunkCompactor(pool).compact, interval_seconds=o.compaction_interval_seconds),
+            Periodic(
+                "ingest-compaction",
+                ChunkCompactor(pool, age_seconds=o.compaction_age_seconds, observe=self.metrics.compacted).compact,
+                interval_seconds=o.compaction_interval_seconds,
+            ),
             Periodic("ingest-topic-watch", self._watch_topic, interval_seconds=o.topic_check_interval_seconds),
             Periodic("ingest-lag", self._measure_lag, interval_seconds=o.lag_interval_seconds),
             Periodic(

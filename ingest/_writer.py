@@ -46,17 +46,17 @@ from typing import Any, Final
 import asyncpg
 import orjson
 
-from runstream.chunks import CHUNK_COLUMNS, PointColumns, encode_chunk
+from runstream.chunks import CHUNK_COLUMNS, PointColumns, encode_chunk, encode_chunks
 from runstream.events import BatchHeader
 from runstream.pg import Conn
 
-from ._compaction import CHUNK_POINTS, SMALL_CHUNK_POINTS
+from ._compaction import CHUNK_POINTS, SMALL_CHUNK_POINTS, slices
 from ._decoder import DeadLetter, Decoded, exception_letter
 from ._notify import notify_changed_runs
 from ._partitions import PointPartitions, utc_day
 from ._plan import Plan, RunState, SeriesKey, SeriesState, build_plan
 from ._sessions import SessionState
-from ._summary import summarize
+from ._summary import summarize, summarize_all
 
 __all__ = ["FlushResult", "Writer", "is_content_error"]
 
@@ -129,11 +129,8 @@ def _small_chunks(points: int) -> int:
     return int(points % CHUNK_POINTS < SMALL_CHUNK_POINTS and points % CHUNK_POINTS > 0)
 
 
-def _slices(columns: PointColumns) -> Iterable[PointColumns]:
-    """The columns in pieces of at most CHUNK_POINTS points, in order."""
-    for start in range(0, len(columns.steps), CHUNK_POINTS):
-        part = slice(start, start + CHUNK_POINTS)
-        yield PointColumns(*(column[part] for column in columns))
+def _is_text(plan: Plan, key: SeriesKey) -> bool:
+    return plan.series[key].value_type == "str"
 
 
 def _ts(epoch_seconds: float | None) -> datetime | None:
@@ -415,13 +412,7 @@ class Writer:
         if plan.scalars:
             columns = self._columns(plan)
             await conn.copy_records_to_table(
-                "point_chunks",
-                columns=(*CHUNK_COLUMNS, "stored_day"),
-                records=[
-                    (*encode_chunk(ids[key], *part, is_text=plan.series[key].value_type == "str"), day)
-                    for key, c in columns.items()
-                    for part in _slices(c)
-                ],
+                "point_chunks", columns=(*CHUNK_COLUMNS, "stored_day"), records=self._chunks(plan, ids, columns, day)
             )
             await self._write_summaries(conn, plan, ids, columns, day)
         if plan.entries:
@@ -534,7 +525,22 @@ class Writer:
     @staticmethod
     def _columns(plan: Plan) -> dict[SeriesKey, PointColumns]:
         """Each series' points in this flush as whole columns."""
-        return {key: c.joined(is_text=plan.series[key].value_type == "str") for key, c in plan.scalars.items()}
+        return {key: c.joined(is_text=_is_text(plan, key)) for key, c in plan.scalars.items()}
+
+    @staticmethod
+    def _chunks(
+        plan: Plan, ids: dict[SeriesKey, int], columns: dict[SeriesKey, PointColumns], day: int
+    ) -> list[tuple[Any, ...]]:
+        """The flush's chunk records: numeric series encoded together (encode_chunks), text series one by one."""
+        numeric = [(ids[key], part) for key, c in columns.items() if not _is_text(plan, key) for part in slices(c)]
+        text = [
+            encode_chunk(ids[key], *part, is_text=True)
+            for key, c in columns.items()
+            if _is_text(plan, key)
+            for part in slices(c)
+        ]
+        encoded = encode_chunks([i for i, _ in numeric], [part for _, part in numeric]) + text
+        return [(*record, day) for record in encoded]
 
     @staticmethod
     async def _write_summaries(
@@ -544,19 +550,20 @@ class Writer:
         columns: dict[SeriesKey, PointColumns],
         day: int,
     ) -> None:
-        rows = [
-            (
-                ids[key],
-                *summarize(*c, is_text=plan.series[key].value_type == "str"),
-                float(c[1].min()),
-                _small_chunks(len(c[0])),
-            )
-            for key, c in columns.items()
+        text = [key for key in columns if _is_text(plan, key)]
+        numeric = [key for key in columns if not _is_text(plan, key)]
+        summaries = summarize_all([columns[key] for key in numeric]) + [
+            (*summarize(*columns[key], is_text=True), float(columns[key].times.min())) for key in text
         ]
+        rows = sorted(  # in id order: writers that share series lock them in one order
+            (ids[key], *summary, _small_chunks(summary[0]))
+            for key, summary in zip(numeric + text, summaries, strict=True)
+        )
         await conn.execute(
             "UPDATE series AS s SET point_count = s.point_count + u.n,"
             " first_time = least(s.first_time, u.first_time),"
             " first_day = coalesce(s.first_day, $13), last_day = $13, small_chunks = s.small_chunks + u.small,"
+            " small_since = CASE WHEN u.small > 0 THEN coalesce(s.small_since, now()) ELSE s.small_since END,"
             " min_value = least(s.min_value, u.min_value), max_value = greatest(s.max_value, u.max_value),"
             " max_step = greatest(s.max_step, u.max_step),"
             " last_step = CASE WHEN u.newer THEN u.last_step ELSE s.last_step END,"

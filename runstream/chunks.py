@@ -41,6 +41,7 @@ __all__ = [
     "decode_compact",
     "decode_row",
     "encode_chunk",
+    "encode_chunks",
     "is_compact",
 ]
 
@@ -176,6 +177,74 @@ def encode_chunk(
         values_blob,
         texts,
     )
+
+
+def encode_chunks(series_ids: Sequence[int], columns: Sequence[PointColumns]) -> list[tuple[Any, ...]]:
+    """:func:`encode_chunk` of each numeric series' columns (``series_ids[i]``, ``columns[i]``, each non-empty).
+
+    Equal to ``[encode_chunk(i, *c) for i, c in zip(series_ids, columns)]``, but
+    the usual chunks (step progressions, consecutive ordinals, microsecond
+    time deltas that fit) are encoded in whole-array passes over every series
+    at once: with many live series a flush holds thousands of chunks of a
+    point or two, where a dozen small numpy calls each would cost more than
+    the rest of the flush. The others go through :func:`encode_chunk`.
+    """
+    if not columns:
+        return []
+    counts = np.fromiter((len(c.steps) for c in columns), np.int64, len(columns))
+    starts = np.cumsum(counts) - counts
+    ends = starts + counts - 1
+    steps = np.concatenate([c.steps for c in columns]).astype(np.int64, copy=False)
+    times = np.concatenate([c.times for c in columns]).astype(np.float64, copy=False)
+    ordinals = np.concatenate([c.ordinals for c in columns]).astype(np.int64, copy=False)
+    values = np.concatenate([c.values for c in columns]).astype(np.float64, copy=False)
+    first = np.zeros(len(steps), bool)
+    first[starts] = True
+    # Each point's difference to the one before in its series; a series' first point compares with itself.
+    step_diff = np.diff(steps, prepend=steps[:1])
+    stride = np.where(counts > 1, step_diff[np.minimum(starts + 1, ends)], 1)
+    micros = np.round(times * 1e6)
+    deltas = np.where(first, 0.0, np.diff(micros, prepend=micros[:1]))
+    usual = (
+        np.logical_and.reduceat(first | (step_diff == np.repeat(stride, counts)), starts)
+        & np.logical_and.reduceat(first | (np.diff(ordinals, prepend=ordinals[:1]) == 1), starts)
+        & np.logical_and.reduceat((deltas >= 0) & (deltas <= _U32_MAX), starts)
+    )
+    finite = np.isfinite(values)
+    low = np.minimum.reduceat(np.where(finite, values, np.inf), starts)
+    high = np.maximum.reduceat(np.where(finite, values, -np.inf), starts)
+    any_finite = np.logical_or.reduceat(finite, starts)
+    time_blobs = np.where(usual[np.repeat(np.arange(len(columns)), counts)], deltas, 0).astype("<u4").tobytes()
+    value_blobs = values.astype("<f8").tobytes()
+    fields = zip(
+        series_ids,
+        usual.tolist(),
+        counts.tolist(),
+        starts.tolist(),
+        (micros[starts] / 1e6).tolist(),
+        (micros[ends] / 1e6).tolist(),
+        ordinals[starts].tolist(),
+        steps[starts].tolist(),
+        stride.tolist(),
+        np.minimum.reduceat(steps, starts).tolist(),
+        np.maximum.reduceat(steps, starts).tolist(),
+        np.where(any_finite, low, np.nan).tolist(),
+        np.where(any_finite, high, np.nan).tolist(),
+        any_finite.tolist(),
+        values[ends].tolist(),
+        columns,
+        strict=True,
+    )
+    return [
+        (
+            (sid, t0, t1, n, o0, None, s0, stride_, s_min, s_max, None, time_blobs[4 * at : 4 * (at + n)])
+            + ((lo, hi) if ok else (None, None))
+            + (last, value_blobs[8 * at : 8 * (at + n)], None)
+        )
+        if is_usual
+        else encode_chunk(sid, *c)
+        for sid, is_usual, n, at, t0, t1, o0, s0, stride_, s_min, s_max, lo, hi, ok, last, c in fields
+    ]
 
 
 def decode_chunk(

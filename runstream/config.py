@@ -56,6 +56,8 @@ RUNSTREAM_INGEST_FLUSH_SECONDS     longest a consumed record waits before       
                                    ingest writes it (freshness vs. batching)
 RUNSTREAM_INGEST_FLUSH_POINTS      scalar points that make ingest write at      500000
                                    once (the bound on a worker's memory)
+RUNSTREAM_COMPACTION_AGE_SECONDS   how long a series' small chunks wait before  60
+                                   ingest merges them (rewrites vs. chunks)
 RUNSTREAM_WORKSPACE_NAME           ``Workspace.name`` (Azure ML v1 identity;     runstream
                                    a config.json's ``workspace_name`` wins)
 RUNSTREAM_SUBSCRIPTION_ID          ``Workspace.subscription_id``                 local
@@ -525,6 +527,7 @@ class Settings:
     liveness_sweep_seconds: float = 5.0
     ingest_flush_seconds: float = 0.05
     ingest_flush_points: int = 500_000
+    compaction_age_seconds: float = 60.0
     embed_origins: str = DEFAULT_EMBED_ORIGINS
     workspace_name: str = "runstream"
     subscription_id: str = "local"
@@ -592,6 +595,7 @@ class Settings:
             liveness_sweep_seconds=_seconds(env, "RUNSTREAM_LIVENESS_SWEEP_SECONDS", 5.0, zero_ok=True),
             ingest_flush_seconds=_seconds(env, "RUNSTREAM_INGEST_FLUSH_SECONDS", 0.05),
             ingest_flush_points=_int(env, "RUNSTREAM_INGEST_FLUSH_POINTS", 500_000),
+            compaction_age_seconds=_seconds(env, "RUNSTREAM_COMPACTION_AGE_SECONDS", 60.0, zero_ok=True),
             embed_origins=_embed_origins(env),
             workspace_name=env.get("RUNSTREAM_WORKSPACE_NAME") or "runstream",
             subscription_id=env.get("RUNSTREAM_SUBSCRIPTION_ID") or "local",
@@ -630,6 +634,7 @@ class Settings:
             "RUNSTREAM_LIVENESS_SWEEP_SECONDS": repr(self.liveness_sweep_seconds),
             "RUNSTREAM_INGEST_FLUSH_SECONDS": repr(self.ingest_flush_seconds),
             "RUNSTREAM_INGEST_FLUSH_POINTS": str(self.ingest_flush_points),
+            "RUNSTREAM_COMPACTION_AGE_SECONDS": repr(self.compaction_age_seconds),
             "RUNSTREAM_EMBED_ORIGINS": self.embed_origins,
             "RUNSTREAM_WORKSPACE_NAME": self.workspace_name,
             "RUNSTREAM_SUBSCRIPTION_ID": self.subscription_id,

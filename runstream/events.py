@@ -277,6 +277,8 @@ def _unpack_ints(event: WireEvent, field: str, n: int) -> npt.NDArray[np.int64]:
     # The step itself too: numpy cannot hold it otherwise, even for a single point.
     if not all(_INT64_MIN <= v <= _INT64_MAX for v in (start, step, last)):
         raise EventError("bad_value", f"scalars {event['name']!r}: {field} leaves the 64-bit range")
+    if n == 1:  # one point per series per batch is the common case with many live series: one small array
+        return np.array([start], dtype=np.int64)
     # step * i may wrap for large i, but modulo 2**64 the sum is exact and, the
     # progression being monotonic between two int64 ends, it is the true value.
     return start + np.arange(n, dtype=np.int64) * np.int64(step)

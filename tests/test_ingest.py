@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -13,9 +14,11 @@ import pytest_asyncio
 from aiokafka import AIOKafkaProducer
 
 from ingest import DroppedRuns, UnknownExperimentError, drop_experiment
+from ingest._summary import summarize
 from runstream.config import Settings
 from runstream.events import CHANGED_RUNS_CHANNEL, FORMAT_VERSION
 from runstream.kafka import client_options
+from tests.fuzzing import SEED
 from tests.support import eventually
 from tests.test_ingest_support import (
     T0,
@@ -36,6 +39,16 @@ from tests.test_ingest_support import (
 async def producer(settings: Settings) -> AsyncIterator[AIOKafkaProducer]:
     async with AIOKafkaProducer(**client_options(settings), acks="all") as p:
         yield p
+
+
+async def _summaries(db: asyncpg.Pool, run: str, more: str = "") -> dict[str, tuple[Any, ...]]:
+    """Each series' summary columns (and the ``more`` columns), by name."""
+    rows = await db.fetch(
+        "SELECT name, point_count, min_value, max_value, max_step, last_step, last_time, last_ordinal,"
+        f" last_value, last_text{more} FROM series WHERE run_id = $1",  # noqa: S608 - constant columns
+        run,
+    )
+    return {r["name"]: tuple(r)[1:] for r in rows}
 
 
 async def test_scalars_of_every_kind_round_trip(
@@ -90,20 +103,47 @@ async def test_scalars_of_every_kind_round_trip(
     assert [(h["status"], h["time"].timestamp()) for h in history] == [("Running", T0), ("Completed", T0 + 100)]
     assert await db.fetchval("SELECT last_seq FROM producer_sessions WHERE session_id = $1", session) == 3
     assert row["seen_at"] is not None
-    summary = {
-        r["name"]: tuple(r)[1:]
-        for r in await db.fetch(
-            "SELECT name, point_count, min_value, max_value, max_step, last_step, last_time, last_ordinal,"
-            " last_value, last_text FROM series WHERE run_id = $1",
-            run,
-        )
-    }
+    summary = await _summaries(db, run)
     assert summary == {
         "loss": (7, -0.0, 5e300, 6, 6, T0 + 3, 6, 5e300, None),
         "epoch": (3, float(-(2**62)), 2.0, 2, 2, T0 + 2, 2, float(-(2**62)), None),
         "ok": (2, 0.0, 1.0, 1, 1, T0 + 1, 1, 0.0, None),
         "phase": (3, None, None, 2, 2, T0 + 2, 2, None, "train ✓"),
     }
+
+
+async def test_summaries_of_many_series_in_one_statement_equal_the_per_series_summary(
+    settings: Settings, db: asyncpg.Pool, producer: AIOKafkaProducer, ingest_worker: Any
+) -> None:
+    """Every series' row after two batches (times out of order, NaN and ±Inf, a series with no finite value,
+    text) holds what :func:`summarize` of all its stored points gives, its count and its least time."""
+    rng = random.Random(SEED)
+    run, session = new_id(), new_id()
+    specials = [math.nan, math.inf, -math.inf]
+    names = [f"m{i:03d}" for i in range(120)]
+
+    def batch(seq: int) -> bytes:
+        events = []
+        for i, name in enumerate(names):
+            n = rng.randint(1, 4)
+            values = [
+                rng.choice(specials) if i % 7 == 0 or rng.random() < 0.2 else rng.uniform(-9, 9) for _ in range(n)
+            ]
+            events.append(
+                scalars(name, "float", values, first_step=rng.randint(0, 50), time=T0 + rng.randint(-20, 20) / 4)
+            )
+        events.append(scalars("phase", "str", [f"p{seq}"], time=T0 - seq))
+        return raw(run, session, seq, *([started("exp-summaries")] if seq == 1 else []), *events)
+
+    await send(producer, settings.topic, run, [batch(1), batch(2)])
+    await _wait_session(db, session, 2)
+    rows = await _summaries(db, run, ", first_time")
+    for name in [*names, "phase"]:
+        steps, times, ordinals, values, texts = zip(*await points(db, run, name), strict=True)
+        is_text = name == "phase"
+        expected = (*summarize(steps, times, ordinals, texts if is_text else values, is_text=is_text), min(times))
+        assert repr(rows[name]) == repr(expected), name  # NaN equal to NaN
+    assert rows["m000"][1:3] == (None, None)  # no finite value
 
 
 async def _status_of(db: asyncpg.Pool, run: str) -> str | None:

@@ -31,7 +31,7 @@ PROBE_INTERVAL = 0.02
 POLL_INTERVAL = 0.02
 
 
-async def _poll(session: aiohttp.ClientSession, base: str, run_id: str, expected: list[int]) -> dict[int, float]:
+async def poll_probes(session: aiohttp.ClientSession, base: str, run_id: str, expected: list[int]) -> dict[int, float]:
     """Probe step -> delay in seconds, until all ``expected[0]`` probes (known once logging stops) are seen."""
     delays: dict[int, float] = {}
     next_step = 1  # step 0 is the probe logged before the measurement
@@ -61,7 +61,7 @@ async def _measure_rate(ctx: Context, sandbox: Sandbox, rate: int) -> list[dict[
         for rep in range(s.reps):
             run_id = await load.next_run()
             expected_box: list[int] = []
-            poller = asyncio.create_task(_poll(session, sandbox.settings.query_url, run_id, expected_box))
+            poller = asyncio.create_task(poll_probes(session, sandbox.settings.query_url, run_id, expected_box))
             load.go()
             done = await load.done()
             expected = done["probes"]

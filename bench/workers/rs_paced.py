@@ -28,7 +28,7 @@ def paced(env: dict[str, str], rate: int, seconds: float, probe_interval: float,
             run.flush(60)
             out.put({"run_id": run.id})
             go.get()  # the parent's poller is running
-            probes, logged = _log_paced(run, names, rate, seconds, probe_interval)
+            logged, probes = log_paced([(run.log, n) for n in names], rate, seconds, run.log, probe_interval)
             run.complete()
             out.put({"done": run.id, "probes": probes, "points": logged})
     except BaseException as exc:
@@ -36,20 +36,23 @@ def paced(env: dict[str, str], rate: int, seconds: float, probe_interval: float,
         raise
 
 
-def _log_paced(run: Any, names: list[str], rate: int, seconds: float, probe_interval: float) -> tuple[int, int]:
-    log = run.log
+def log_paced(
+    series: list[tuple[Any, str]], rate: float, seconds: float, probe: Any, probe_interval: float
+) -> tuple[int, int]:
+    """Log ``series`` (``(run.log, name)`` pairs) round-robin at ``rate`` points/s for ``seconds``, and
+    ``probe("probe", time.time())`` every ``probe_interval`` seconds unless ``probe`` is None; (points, probes)."""
     started = time.monotonic()
     logged = probes = 0
     next_probe = started
     while (elapsed := time.monotonic() - started) < seconds:
         due = int(rate * elapsed)
         while logged < due:
-            log(names[logged % 20], logged * 0.5)
+            log, name = series[logged % len(series)]
+            log(name, logged * 0.5)
             logged += 1
-        now = time.monotonic()
-        if now >= next_probe:
-            log("probe", time.time())
+        if probe is not None and time.monotonic() >= next_probe:
+            probe("probe", time.time())
             probes += 1
             next_probe += probe_interval
         time.sleep(TICK_SECONDS)
-    return probes, logged
+    return logged, probes
