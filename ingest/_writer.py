@@ -125,7 +125,7 @@ class FlushResult:
 
 
 def _small_chunks(points: int) -> int:
-    """How many of the chunks _slices makes of ``points`` points are small (for the compactor)."""
+    """How many of the chunks slices makes of ``points`` points are small (for the compactor)."""
     return int(points % CHUNK_POINTS < SMALL_CHUNK_POINTS and points % CHUNK_POINTS > 0)
 
 

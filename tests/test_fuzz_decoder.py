@@ -30,10 +30,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ingest._compaction import slices
 from ingest._decoder import MAX_INDEXED_NAME_BYTES, DeadLetter, Decoded, Source, decode_record
 from ingest._plan import RunState, build_plan
 from ingest._summary import summarize
-from ingest._writer import _slices, _ts
+from ingest._writer import _ts
 from runstream.chunks import encode_chunk
 from runstream.events import Batch, encode_batch, scalars_event
 from tests.fuzzing import examples, fuzz_settings
@@ -163,7 +164,7 @@ def assert_storable(decoded: Decoded) -> None:
             is_text = state.value_type == "str"
             columns = plan.scalars[(batch.run_id, name)].joined(is_text=is_text)
             assert columns[0].dtype == columns[2].dtype == np.int64 and columns[1].dtype == np.float64
-            for part in _slices(columns):
+            for part in slices(columns):
                 encode_chunk(1, *part, is_text=is_text)
             summarize(*columns, is_text=is_text)
             for t in (columns[1].min(), columns[1].max()):
