@@ -804,9 +804,12 @@ async def test_reads_of_many_points_take_turns_while_light_requests_go_on(
     secured: Service, settings: Settings, db: asyncpg.Pool, big_runs: list[uuid.UUID]
 ) -> None:
     async def waiting_on_points() -> int:
+        # Page reads only (query/_points.first_points' statement): other readers of points, such as
+        # the alert evaluator following the rules earlier tests left, wait on the lock as well.
         count: int = await db.fetchval(
-            "SELECT count(*) FROM pg_stat_activity"
-            " WHERE application_name = 'runstream-query' AND wait_event_type = 'Lock' AND query LIKE '%point_chunks%'"
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = 'runstream-query'"
+            " AND datname = current_database() AND wait_event_type = 'Lock'"
+            " AND query LIKE '%c.time_end FROM point_chunks c WHERE%'"
         )
         return count
 
@@ -829,7 +832,11 @@ async def test_reads_of_many_points_take_turns_while_light_requests_go_on(
             status, _, _ = await asyncio.wait_for(_call("GET", secured.url + path, token=TOKEN), 10)
             assert status == 200, path
         # ...and the reads beyond the bound wait for a turn without touching PostgreSQL.
-        assert await waiting_on_points() == MAX_HEAVY_READS
+        waiting = await db.fetch(
+            "SELECT query, backend_start FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND application_name = 'runstream-query' AND datname = current_database()"
+        )
+        assert await waiting_on_points() == MAX_HEAVY_READS, [dict(w) for w in waiting]
         assert not any(task.done() for task in reads)
     answers = await asyncio.wait_for(asyncio.gather(*reads), 60)
     assert [a[0] for a in answers] == [200] * len(reads)
