@@ -35,7 +35,7 @@ from ops.stack import LocalStack, free_port
 from runstream.config import KafkaSecurity, Settings
 from runstream.dsn import with_database
 from runstream.schema import migrate
-from tests.chaos.quick import QUICK_CHAOS, QuickChaos
+from tests.chaos.quick import QUICK_CHAOS, SHARED_DIR_ENV, QuickChaos
 from tests.fuzzing import FUZZING, SEED, examples
 from tests.library_logs import RepeatedRecords
 from tests.s3_server import s3_server  # noqa: F401 - the session's S3-compatible server (a fixture)
@@ -60,18 +60,46 @@ def pytest_report_header() -> str:
     return f"randomised tests: seed {SEED}, {how}"
 
 
-def _chaos_outcome(item: pytest.Item) -> bool:
-    return item.nodeid.startswith("tests/test_chaos.py::test_nothing_missing")
+def _is_chaos_outcome(nodeid: str) -> bool:
+    return nodeid.startswith("tests/test_chaos.py::test_nothing_missing")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """The chaos suite's outcomes are read last: its minutes then overlap all the other tests."""
-    items.sort(key=_chaos_outcome)  # stable: every other test keeps its place
+    items.sort(key=lambda item: _is_chaos_outcome(item.nodeid))  # stable: every other test keeps its place
+
+
+def _xdist_controller(config: pytest.Config) -> bool:
+    """This process hands the tests to workers (``pytest -n N``, as ``make test`` runs) and runs none."""
+    return config.getoption("dist", "no") != "no" and not hasattr(config, "workerinput")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    if _xdist_controller(config):
+        # The workers, spawned after this, inherit the variable: one suite for the whole session.
+        suite = config.stash[QUICK_CHAOS] = QuickChaos()
+        os.environ[SHARED_DIR_ENV] = str(suite.directory)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: Any, ids: list[str]) -> None:
+    """In the controller: start the quick chaos suite as soon as a worker has collected it."""
+    suite = node.config.stash.get(QUICK_CHAOS, None)
+    if suite is not None and not suite.started and any(map(_is_chaos_outcome, ids)):
+        suite.start()
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Start the quick chaos suite now if it was collected: it runs beside the other tests."""
-    if any(_chaos_outcome(item) for item in session.items):
+    """Start the quick chaos suite now if it was collected: it runs beside the other tests.
+
+    A worker of a session run in several processes attaches to the suite its controller starts.
+    """
+    if not any(_is_chaos_outcome(item.nodeid) for item in session.items):
+        return
+    shared = os.environ.get(SHARED_DIR_ENV)
+    if hasattr(session.config, "workerinput") and shared:
+        session.config.stash[QUICK_CHAOS] = QuickChaos.attach(Path(shared))
+    else:
         session.config.stash[QUICK_CHAOS] = QuickChaos().start()
 
 

@@ -5,16 +5,25 @@ it needs nothing of the session's and can run beside the other tests: the
 session starts it once the tests are collected, and ``tests/test_chaos.py``
 waits for its outcomes when it gets there. Its few minutes then overlap the
 rest of the suite instead of adding to it.
+
+When the session runs its tests in several processes (pytest-xdist, as
+``make test`` does), the controller starts the one suite and names its
+directory in :data:`SHARED_DIR_ENV`; the worker that reaches
+``tests/test_chaos.py`` attaches to it and waits for the exit status the
+controller writes there.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -27,14 +36,35 @@ ROOT = Path(__file__).resolve().parent.parent.parent
 TIMEOUT_SECONDS = 600
 
 
-class QuickChaos:
-    """One run of ``python -m tests.chaos --quick``: ``start``, then ``outcomes`` (waits), then ``stop``."""
+#: The variable through which a controller names the suite it started to its workers.
+SHARED_DIR_ENV = "RUNSTREAM_TEST_QUICK_CHAOS_DIR"
 
-    def __init__(self) -> None:
-        self._dir = Path(tempfile.mkdtemp(prefix="runstream-chaos-"))
-        self.report = self._dir / "outcomes.json"
-        self._output = self._dir / "output.txt"
+
+class QuickChaos:
+    """One run of ``python -m tests.chaos --quick``: ``start``, then ``outcomes`` (waits), then ``stop``.
+
+    The process that starts the suite owns it (``stop`` interrupts it and removes its
+    directory); one made with :meth:`attach` only reads what the owner's suite writes.
+    """
+
+    def __init__(self, directory: Path | None = None) -> None:
+        self.directory = directory or Path(tempfile.mkdtemp(prefix="runstream-chaos-"))
+        self.report = self.directory / "outcomes.json"
+        self._output = self.directory / "output.txt"
+        #: written, with the exit code, once the suite has exited
+        self._exit_status = self.directory / "exit-status"
+        self._pid = self.directory / "pid"
         self._proc: subprocess.Popen[bytes] | None = None
+        self._owned = directory is None
+
+    @classmethod
+    def attach(cls, directory: Path) -> QuickChaos:
+        """The suite another process of this session started (or will start) in ``directory``."""
+        return cls(directory)
+
+    @property
+    def started(self) -> bool:
+        return self._pid.exists()
 
     def start(self) -> QuickChaos:
         with self._output.open("wb") as out:
@@ -44,34 +74,55 @@ class QuickChaos:
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
+        self._pid.write_text(str(self._proc.pid))
+        threading.Thread(target=self._record_exit, args=(self._proc,), name="quick-chaos", daemon=True).start()
         return self
+
+    def _record_exit(self, proc: subprocess.Popen[bytes]) -> None:
+        code = proc.wait()
+        partial = self._exit_status.with_suffix(".partial")
+        partial.write_text(str(code))
+        partial.replace(self._exit_status)  # whole or absent, for a reader in another process
 
     def outcomes(self) -> tuple[dict[str, dict[str, Any]] | None, str]:
         """Each scenario's outcome by name (None if the suite wrote none), and the suite's output."""
-        if self._proc is None:
+        if self._owned and not self.started:
             self.start()
-        assert self._proc is not None
-        try:
-            self._proc.wait(timeout=TIMEOUT_SECONDS)
-        except subprocess.TimeoutExpired:
+        if not self._exited_within(TIMEOUT_SECONDS):
             self._interrupt()
-        output = self._output.read_text(errors="replace")
+        output = self._output.read_text(errors="replace") if self._output.exists() else ""
         if not self.report.exists():
             return None, output
         return {o["scenario"]: o for o in json.loads(self.report.read_text())}, output
 
     def stop(self) -> None:
-        """Interrupt a suite still running (the session ended early): it stops its services itself."""
+        """Interrupt a suite still running (the session ended early): it stops its services itself.
+
+        Only the owner stops the suite; an attached reader leaves it to the owner.
+        """
+        if not self._owned:
+            return
         if self._proc is not None and self._proc.poll() is None:
             self._interrupt()
-        shutil.rmtree(self._dir, ignore_errors=True)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+    def _exited_within(self, seconds: float) -> bool:
+        # The suite may be another process's child: its exit is seen through the file its owner writes.
+        deadline = time.monotonic() + seconds
+        while not self._exit_status.exists():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.5)
+        return True
 
     def _interrupt(self) -> None:
-        assert self._proc is not None
-        self._proc.send_signal(signal.SIGINT)  # KeyboardInterrupt: the suite's finally stops its stack
+        if not self._pid.exists():
+            return
         try:
-            self._proc.wait(timeout=90)
-        except subprocess.TimeoutExpired:
+            os.kill(int(self._pid.read_text()), signal.SIGINT)  # KeyboardInterrupt: the suite's finally stops its stack
+        except ProcessLookupError:
+            return
+        if not self._exited_within(90) and self._proc is not None:
             self._proc.kill()
             self._proc.wait()
 
