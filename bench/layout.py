@@ -101,7 +101,7 @@ async def _chunks_layout(conn: asyncpg.Connection, data: list[tuple[Any, ...]], 
 
     def values(rows: list[asyncpg.Record]) -> Any:
         chunks = [decode_row(r) for r in rows]
-        return np.concatenate([c.values for c in chunks if c.values is not None])
+        return np.concatenate([c.values for c in chunks])
 
     async def read_all() -> Any:
         return values(await conn.fetch(select + " ORDER BY time_start"))
@@ -110,7 +110,7 @@ async def _chunks_layout(conn: asyncpg.Connection, data: list[tuple[Any, ...]], 
         rows = await conn.fetch(select + " AND step_max >= $1 AND step_min <= $2 ORDER BY time_start", lo, hi)
         chunks = [decode_row(r) for r in rows]
         steps = np.concatenate([c.steps for c in chunks])
-        vals = np.concatenate([c.values for c in chunks if c.values is not None])
+        vals = np.concatenate([c.values for c in chunks])
         return vals[(steps >= lo) & (steps <= hi)]
 
     return {"seconds": seconds, "size_sql": size, "read_all": read_all, "read_range": read_range}

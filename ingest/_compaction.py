@@ -195,10 +195,10 @@ def _merge(series_id: int, chunks: list[asyncpg.Record], *, is_text: bool) -> li
     ordinals = np.concatenate([d.ordinals for d in decoded])
     order = np.lexsort((ordinals, times))
     if is_text:
-        texts = [t for d in decoded for t in (d.texts or [])]
+        texts = [t for d in decoded for t in d.values]
         values: Any = [texts[i] for i in order]
     else:
-        values = np.concatenate([d.values for d in decoded if d.values is not None])[order]
+        values = np.concatenate([d.values for d in decoded])[order]
     steps, times, ordinals = steps[order], times[order], ordinals[order]
     return [
         encode_chunk(

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-from ._points import Points
+from ._points import LazyPointColumns
 
 __all__ = ["DecodedSeries"]
 
@@ -28,7 +28,7 @@ class DecodedSeries:
 
     def __init__(self, *, max_points: int) -> None:
         self._max_points = max_points
-        self._series: OrderedDict[int, tuple[tuple[int, int], Points]] = OrderedDict()
+        self._series: OrderedDict[int, tuple[tuple[int, int], LazyPointColumns]] = OrderedDict()
         self._points = 0
         self.hits = 0
         self.misses = 0
@@ -38,7 +38,7 @@ class DecodedSeries:
         """Points held now."""
         return self._points
 
-    def get(self, series_id: int, version: tuple[int, int]) -> Points | None:
+    def get(self, series_id: int, version: tuple[int, int]) -> LazyPointColumns | None:
         """The series as read at ``version``, or ``None``; the caller's to slice, never to change."""
         held = self._series.get(series_id)
         if held is None or held[0] != version:
@@ -48,7 +48,7 @@ class DecodedSeries:
         self.hits += 1
         return held[1].shared()
 
-    def put(self, series_id: int, version: tuple[int, int], points: Points) -> None:
+    def put(self, series_id: int, version: tuple[int, int], points: LazyPointColumns) -> None:
         """Keep ``points`` (the whole series, in order, read after ``version`` was) if they fit the budget."""
         self._forget(series_id)
         if len(points) > self._max_points or points.values.dtype.kind == "O":

@@ -52,7 +52,7 @@ import orjson
 from ._db import Database
 from ._errors import BadRequest
 from ._live import LiveEvent, end_cursors, run_event
-from ._points import Points, read_after
+from ._points import LazyPointColumns, read_after
 from ._series import json_values
 
 __all__ = [
@@ -286,7 +286,7 @@ class Follower:
         return [self._points_event(run_id, ids, by_id, found) for run_id, ids in per_run.items()]
 
     def _points_event(
-        self, run_id: str, series_ids: list[int], by_id: dict[int, _Series], found: dict[int, Points]
+        self, run_id: str, series_ids: list[int], by_id: dict[int, _Series], found: dict[int, LazyPointColumns]
     ) -> tuple[LiveEvent, str]:
         metrics: dict[str, dict[str, list[Any]]] = {}
         for series_id in series_ids:

@@ -43,10 +43,10 @@ import asyncpg
 import numpy as np
 import numpy.typing as npt
 
-from runstream.chunks import DECODE_COLUMNS, DecodedChunk, decode_compact, decode_row, is_compact
+from runstream.chunks import DECODE_COLUMNS, PointColumns, decode_compact, decode_row, is_compact
 from runstream.pg import Conn
 
-__all__ = ["Points", "SeriesRange", "first_points", "read_after", "read_run_points", "read_series"]
+__all__ = ["LazyPointColumns", "SeriesRange", "first_points", "read_after", "read_run_points", "read_series"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,10 +59,11 @@ class SeriesRange:
     end_time: float | None = None
 
 
-class Points:
-    """Columns of equal length; ``values`` is float64, or an object array of ``str`` for text series.
+class LazyPointColumns:
+    """:class:`runstream.chunks.PointColumns` as the query service holds them; ``values`` is
+    float64, or an object array of ``str`` for a text series.
 
-    ``steps`` and ``ordinals`` of rows decoded in bulk are progressions,
+    Lazy in ``steps`` and ``ordinals``: those of rows decoded in bulk are progressions,
     computed only where asked: a downsampled answer needs them for its
     2,000 points, not for the million it chose them from.
     """
@@ -97,13 +98,13 @@ class Points:
     def __len__(self) -> int:
         return len(self.times)
 
-    def shared(self) -> Points:
-        """Another ``Points`` over the same columns: computing its steps or ordinals leaves this one as it is."""
-        return Points(self._steps, self.times, self._ordinals, self.values)
+    def shared(self) -> LazyPointColumns:
+        """Another view of the same columns: computing its steps or ordinals leaves this one as it is."""
+        return LazyPointColumns(self._steps, self.times, self._ordinals, self.values)
 
-    def take(self, index: Any) -> Points:
+    def take(self, index: Any) -> LazyPointColumns:
         """The points at ``index`` (a slice, a boolean mask or positions)."""
-        return Points(
+        return LazyPointColumns(
             self._pick(self._steps, index), self.times[index], self._pick(self._ordinals, index), self.values[index]
         )
 
@@ -115,7 +116,7 @@ class Points:
         picked: npt.NDArray[np.int64] = column[index]
         return picked
 
-    def in_order(self) -> Points:
+    def in_order(self) -> LazyPointColumns:
         """The same points in (time, ordinal) order."""
         dt = np.diff(self.times)
         ties = np.flatnonzero(dt == 0)
@@ -125,7 +126,7 @@ class Points:
             return self
         return self.take(np.lexsort((self.ordinals, self.times)))
 
-    def within(self, rng: SeriesRange) -> Points:
+    def within(self, rng: SeriesRange) -> LazyPointColumns:
         if rng == _OPEN:
             return self
         keep = np.ones(len(self), dtype=bool)
@@ -140,7 +141,7 @@ class Points:
                 keep &= column <= high
         return self._keep(keep)
 
-    def after(self, cursor: tuple[float, int] | None) -> Points:
+    def after(self, cursor: tuple[float, int] | None) -> LazyPointColumns:
         """The points past ``cursor``'s (time, ordinal)."""
         if cursor is None:
             return self
@@ -150,7 +151,7 @@ class Points:
         keep[tied[self._pick(self._ordinals, tied) > ordinal]] = True
         return self._keep(keep)
 
-    def _keep(self, mask: npt.NDArray[np.bool_]) -> Points:
+    def _keep(self, mask: npt.NDArray[np.bool_]) -> LazyPointColumns:
         # Most bounds keep every point read (the chunks were chosen by them): no copy then.
         return self if bool(mask.all()) else self.take(mask)
 
@@ -208,7 +209,7 @@ _RANGE_SQL: Final = f"""
 _FIRST_BATCH: Final = 16
 
 
-def decode_rows(records: Iterable[asyncpg.Record]) -> Points:
+def decode_rows(records: Iterable[asyncpg.Record]) -> LazyPointColumns:
     """The points of ``point_chunks`` rows (holding ``DECODE_COLUMNS``), concatenated in the rows' order."""
     rows = list(records)
     if not rows:
@@ -217,10 +218,10 @@ def decode_rows(records: Iterable[asyncpg.Record]) -> Points:
     if compact.all():
         return _decode_compact(rows)
     chunks = [decode_row(r) for r, c in zip(rows, compact, strict=True) if not c]
-    if chunks[0].values is None:
-        texts = list(itertools.chain.from_iterable(c.texts or () for c in chunks))
-        return Points(*_join(chunks), np.array(texts, dtype=object))
-    others = Points(*_join(chunks), np.concatenate([c.values for c in chunks if c.values is not None]))
+    if isinstance(chunks[0].values, list):  # a text series
+        texts = list(itertools.chain.from_iterable(c.values for c in chunks))
+        return LazyPointColumns(*_join(chunks), np.array(texts, dtype=object))
+    others = LazyPointColumns(*_join(chunks), np.concatenate([c.values for c in chunks]))
     if not compact.any():
         return others
     # Both kinds: each fills its own rows' places, in row order.
@@ -231,10 +232,10 @@ def decode_rows(records: Iterable[asyncpg.Record]) -> Points:
         column = np.empty(len(places), getattr(bulk, field).dtype)
         column[places], column[~places] = getattr(bulk, field), getattr(others, field)
         columns.append(column)
-    return Points(*columns)
+    return LazyPointColumns(*columns)
 
 
-def _join(chunks: list[DecodedChunk]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.int64]]:
+def _join(chunks: list[PointColumns]) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.int64]]:
     return (
         np.concatenate([c.steps for c in chunks]),
         np.concatenate([c.times for c in chunks]),
@@ -242,9 +243,9 @@ def _join(chunks: list[DecodedChunk]) -> tuple[npt.NDArray[np.int64], npt.NDArra
     )
 
 
-def _decode_compact(rows: list[asyncpg.Record]) -> Points:
+def _decode_compact(rows: list[asyncpg.Record]) -> LazyPointColumns:
     compact = decode_compact(rows)
-    return Points(
+    return LazyPointColumns(
         _Progressions(compact.n, compact.step_start, compact.step_stride),
         compact.times,
         _Progressions(compact.n, compact.ord_start, np.ones_like(compact.n)),
@@ -252,21 +253,27 @@ def _decode_compact(rows: list[asyncpg.Record]) -> Points:
     )
 
 
-def _empty() -> Points:
-    return Points(np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, np.int64), np.empty(0, np.float64))
+def _empty() -> LazyPointColumns:
+    return LazyPointColumns(
+        np.empty(0, np.int64), np.empty(0, np.float64), np.empty(0, np.int64), np.empty(0, np.float64)
+    )
 
 
-def _concat(parts: Sequence[Points]) -> Points:
+def _concat(parts: Sequence[LazyPointColumns]) -> LazyPointColumns:
     if len(parts) == 1:
         return parts[0]
-    return Points(*(np.concatenate([getattr(p, f) for p in parts]) for f in ("steps", "times", "ordinals", "values")))
+    return LazyPointColumns(
+        *(np.concatenate([getattr(p, f) for p in parts]) for f in ("steps", "times", "ordinals", "values"))
+    )
 
 
 def _range_args(series_id: int, rng: SeriesRange) -> tuple[Any, ...]:
     return series_id, rng.start_step, rng.end_step, rng.start_time, rng.end_time
 
 
-async def read_series(conn: asyncpg.Connection | asyncpg.Pool, series_id: int, rng: SeriesRange = _OPEN) -> Points:
+async def read_series(
+    conn: asyncpg.Connection | asyncpg.Pool, series_id: int, rng: SeriesRange = _OPEN
+) -> LazyPointColumns:
     """Every point of the series in ``rng``, in (time, ordinal) order."""
     records = await conn.fetch(
         f"SELECT {_CHUNK_SQL} FROM point_chunks c WHERE {_RANGE_SQL} ORDER BY c.time_start",
@@ -283,7 +290,7 @@ async def first_points(
     limit: int,
     after: tuple[float, int] | None = None,
     newest: bool = False,
-) -> Points:
+) -> LazyPointColumns:
     """The first ``limit`` points of ``rng`` past ``after`` in (time, ordinal) order; the last ``limit`` if ``newest``.
 
     Chunks are read through a cursor, earliest ``time_start`` first (latest
@@ -320,7 +327,7 @@ async def first_points(
 
 async def read_after(
     conn: asyncpg.Connection | asyncpg.Pool, cursors: dict[int, tuple[float, int]], *, limit: int | None = None
-) -> dict[int, Points]:
+) -> dict[int, LazyPointColumns]:
     """Per series id, the first ``limit`` (default all) points past its (time, ordinal) cursor, in order.
 
     Series with no such point are left out.
@@ -339,7 +346,7 @@ async def read_after(
         ids,
         [cursors[i][0] for i in ids],
     )
-    out: dict[int, Points] = {}
+    out: dict[int, LazyPointColumns] = {}
     for series_id, rows in itertools.groupby(records, key=lambda r: r["series_id"]):
         points = decode_rows(rows).after(cursors[series_id]).in_order().take(slice(0, limit))
         if len(points):
@@ -349,7 +356,7 @@ async def read_after(
 
 async def read_run_points(
     conn: Conn | asyncpg.Pool, run_id: uuid.UUID | str, *, name: str | None = None
-) -> dict[str, Points]:
+) -> dict[str, LazyPointColumns]:
     """Every stored scalar point of the run (or of its metric ``name``), by metric, in (time, ordinal) order.
 
     Metrics with no points stored are left out.

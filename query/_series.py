@@ -43,7 +43,7 @@ from ._errors import BadRequest
 from ._limits import MAX_CURSOR_CHARS
 from ._m4 import Buckets, m4
 from ._metrics import scalar_value
-from ._points import Points, SeriesRange, first_points, read_series
+from ._points import LazyPointColumns, SeriesRange, first_points, read_series
 
 __all__ = ["X_AXES", "SeriesRange", "SeriesReader", "decode_point_cursor", "json_values"]
 
@@ -155,7 +155,9 @@ class SeriesReader:
         )
         return [(r["name"], int(r["points"])) for r in records]
 
-    async def _points(self, run_id: uuid.UUID, series_id: int, rng: SeriesRange, version: tuple[int, int]) -> Points:
+    async def _points(
+        self, run_id: uuid.UUID, series_id: int, rng: SeriesRange, version: tuple[int, int]
+    ) -> LazyPointColumns:
         """Every point of the series in ``rng``: from the decoded series if held at ``version``, else read."""
         held = self.decoded.get(series_id, version)
         if held is None:
@@ -164,7 +166,7 @@ class SeriesReader:
             held = await self._read_whole(series_id, version)
         return held.within(rng)
 
-    async def _read_whole(self, series_id: int, version: tuple[int, int]) -> Points:
+    async def _read_whole(self, series_id: int, version: tuple[int, int]) -> LazyPointColumns:
         """The whole series, read and kept decoded (see :mod:`._decoded`); ``version`` read before it."""
         points = await read_series(self._pool, series_id)
         self.decoded.put(series_id, version, points)
@@ -209,7 +211,7 @@ class SeriesReader:
         return json_values(value_type, points.values)
 
 
-def _downsampled(value_type: str | None, points: Points, max_points: int, x_axis: str) -> dict[str, Any]:
+def _downsampled(value_type: str | None, points: LazyPointColumns, max_points: int, x_axis: str) -> dict[str, Any]:
     """At most ``max_points`` points: the whole range when it is that small, else M4 over ``x_axis``."""
     if len(points) <= max_points:
         return _columns(value_type, points, downsampled=False, cursor=None)
@@ -217,7 +219,7 @@ def _downsampled(value_type: str | None, points: Points, max_points: int, x_axis
     return _columns(value_type, kept, downsampled=True, cursor=None, buckets=buckets, x_axis=x_axis)
 
 
-def _downsample(points: Points, max_points: int, x_axis: str) -> tuple[Points, Buckets]:
+def _downsample(points: LazyPointColumns, max_points: int, x_axis: str) -> tuple[LazyPointColumns, Buckets]:
     """M4 of ``points`` (in time order) over steps or times, in the order of that axis."""
     if x_axis == "time":
         positions, buckets = m4(points.times, points.values, max_points, integral=False)
@@ -232,7 +234,7 @@ def _downsample(points: Points, max_points: int, x_axis: str) -> tuple[Points, B
 
 def _columns(
     value_type: str | None,
-    points: Points,
+    points: LazyPointColumns,
     *,
     downsampled: bool,
     cursor: str | None,

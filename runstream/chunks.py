@@ -36,7 +36,6 @@ __all__ = [
     "PointColumns",
     "DECODE_COLUMNS",
     "CompactRows",
-    "DecodedChunk",
     "decode_chunk",
     "decode_compact",
     "decode_row",
@@ -86,25 +85,16 @@ _U32_MAX = np.iinfo(np.uint32).max
 class PointColumns(NamedTuple):
     """Points of one series as four columns of equal length, in logging order.
 
-    The one name, from a decoded ``scalars`` event through ingest's flush to
-    :func:`encode_chunk`, for what travels as these four columns; the
-    producer's pieces of its buffer are ``SealedPoints``, a stored row of
-    ``point_chunks`` is a *chunk*.
+    The one name, from a decoded ``scalars`` event through ingest's flush and
+    :func:`encode_chunk` back out of :func:`decode_chunk` to the readers, for
+    what travels as these four columns; the producer's pieces of its buffer
+    are ``SealedPoints``, a stored row of ``point_chunks`` is a *chunk*.
     """
 
     steps: Any  # int64
     times: Any  # float64
     ordinals: Any  # int64
     values: Any  # float64, or str for a text series
-
-
-@dataclass(frozen=True, slots=True)
-class DecodedChunk:
-    steps: npt.NDArray[np.int64]
-    times: npt.NDArray[np.float64]
-    ordinals: npt.NDArray[np.int64]
-    values: npt.NDArray[np.float64] | None
-    texts: list[str] | None
 
 
 def _finite_stats(values: npt.NDArray[np.float64]) -> tuple[float | None, float | None]:
@@ -259,8 +249,8 @@ def decode_chunk(
     times: bytes,
     vals: bytes | None,
     texts: Sequence[str] | None,
-) -> DecodedChunk:
-    """Inverse of :func:`encode_chunk`, from a row's columns."""
+) -> PointColumns:
+    """Inverse of :func:`encode_chunk`, from a row's columns: ``values`` float64, or a ``list`` of ``str`` (text)."""
     if steps is None:
         step_arr = step_start + step_stride * np.arange(n, dtype=np.int64)
     else:
@@ -274,11 +264,11 @@ def decode_chunk(
         ord_arr = ord_start + np.arange(n, dtype=np.int64)
     else:
         ord_arr = np.frombuffer(ords, dtype="<i8").astype(np.int64)
-    value_arr = None if vals is None else np.frombuffer(vals, dtype="<f8").astype(np.float64)
-    return DecodedChunk(step_arr, time_arr, ord_arr, value_arr, None if texts is None else list(texts))
+    values = list(texts or ()) if vals is None else np.frombuffer(vals, dtype="<f8").astype(np.float64)
+    return PointColumns(step_arr, time_arr, ord_arr, values)
 
 
-def decode_row(row: Row) -> DecodedChunk:
+def decode_row(row: Row) -> PointColumns:
     """:func:`decode_chunk` of a selected row (or any mapping) holding :data:`DECODE_COLUMNS`."""
     return decode_chunk(**{column: row[column] for column in DECODE_COLUMNS})
 

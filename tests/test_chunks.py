@@ -65,8 +65,7 @@ def test_text_chunks_round_trip(texts: list[str]) -> None:
     n = len(texts)
     record = encode_chunk(1, list(range(n)), [BASE_TIME] * n, list(range(n)), texts, is_text=True)
     chunk = _decode(record)
-    assert chunk.texts == texts
-    assert chunk.values is None
+    assert chunk.values == texts
 
 
 def test_summary_columns_ignore_non_finite_values() -> None:

@@ -65,7 +65,7 @@ def _points(chunks: list[asyncpg.Record]) -> list[tuple[int, float, int, Any]]:
     out = []
     for row in chunks:
         c = decode_row(row)
-        values = c.texts if c.values is None else c.values.tolist()
+        values = c.values if isinstance(c.values, list) else c.values.tolist()
         out += zip(c.steps.tolist(), c.times.tolist(), c.ordinals.tolist(), values, strict=True)
     return sorted(out, key=lambda p: (p[1], p[2]))
 

@@ -18,13 +18,13 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer
 
 from ops.stack import free_port
 from ops.stack._kafka import KafkaBroker
-from query._points import Points, read_run_points
+from query._points import LazyPointColumns, read_run_points
 from runstream.config import Settings
 from runstream.events import Batch, encode_batch, run_started_event, scalars_event, status_event
 from runstream.kafka import client_options
 
 T0 = 1_700_000_000.0
-_NO_POINTS = Points(np.empty(0, np.int64), np.empty(0), np.empty(0, np.int64), np.empty(0))
+_NO_POINTS = LazyPointColumns(np.empty(0, np.int64), np.empty(0), np.empty(0, np.int64), np.empty(0))
 
 
 def new_id() -> str:

@@ -385,7 +385,7 @@ async def test_points_are_stored_many_to_a_chunk_bit_for_bit(settings: Settings,
     got: dict[str, list[tuple[int, float, int, Any]]] = {}
     for row in rows:
         chunk = decode_row(row)
-        values = chunk.texts if chunk.values is None else chunk.values.tolist()
+        values = chunk.values if isinstance(chunk.values, list) else chunk.values.tolist()
         got.setdefault(row["name"], []).extend(
             zip(chunk.steps.tolist(), chunk.times.tolist(), chunk.ordinals.tolist(), values, strict=True)
         )
