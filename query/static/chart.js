@@ -286,15 +286,24 @@
   };
 
   Chart.prototype._yRange = function (series) {
-    const values = [];
+    let count = 0;
+    let lo = Infinity;
+    let hi = -Infinity;
     for (const s of series) {
-      for (const y of s.ys) if (y !== null && Number.isFinite(y)) values.push(y);
+      for (const y of s.ys) {
+        if (y === null || !Number.isFinite(y)) continue;
+        count += 1;
+        if (y < lo) lo = y;
+        if (y > hi) hi = y;
+      }
     }
-    if (!values.length) return [0, 1];
-    values.sort((a, b) => a - b);
-    let lo = values[0];
-    let hi = values[values.length - 1];
-    if (this.options.clip && values.length > 20) {
+    if (!count) return [0, 1];
+    if (this.options.clip && count > 20) {
+      // Only the clip needs the values in order: a sort of every point drawn is most of a redraw.
+      const values = new Float64Array(count);
+      let i = 0;
+      for (const s of series) for (const y of s.ys) if (y !== null && Number.isFinite(y)) values[i++] = y;
+      values.sort();
       lo = percentile(values, 0.01);
       hi = percentile(values, 0.99);
     }
