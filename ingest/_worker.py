@@ -567,8 +567,10 @@ class IngestWorker:
     async def _on_assigned(self, assigned: set[TopicPartition]) -> None:
         consumer = self._consumer
         self._joined = True  # a member of the group, with partitions or without (more workers than partitions)
+        # Owned from now: aiokafka fetches the new partitions while the check below runs (up to
+        # revoke_timeout_seconds), so the gauge set after it could say 0 of partitions being stored.
+        self.metrics.assigned.set(0 if consumer is None else len(consumer.assignment()))
         if consumer is None or not assigned:
-            self.metrics.assigned.set(0 if consumer is None else len(consumer.assignment()))
             return
         try:
             checked = await asyncio.wait_for(self._reconcile(), self.options.revoke_timeout_seconds)
@@ -580,7 +582,6 @@ class IngestWorker:
             # watch checks the topic as soon as it can.
             self._identity = None
             log.warning("could not check the topic at assignment; starting from Kafka's committed offsets")
-        self.metrics.assigned.set(len(consumer.assignment()))
         log.info("assigned partitions %s", sorted(tp.partition for tp in assigned))
 
     async def _on_revoked(self, revoked: set[TopicPartition]) -> None:
