@@ -85,7 +85,7 @@ DB_POOL: Final = web.AppKey("db_pool", asyncpg.Pool)
 
 
 class _AppCollector(Collector):
-    """Figures read from the app's objects at scrape time: the series cache and the pool."""
+    """Figures read from the app's objects at scrape time: the series caches and the pool."""
 
     def __init__(self, app: web.Application) -> None:
         self._app = app
@@ -103,6 +103,18 @@ class _AppCollector(Collector):
             )
             yield GaugeMetricFamily(
                 "runstream_query_downsample_cache_points", "Points held by the cache", series.cached_points
+            )
+            decoded = series.decoded
+            yield CounterMetricFamily(
+                "runstream_query_decoded_series_hits", "Reads of a whole series answered from memory", decoded.hits
+            )
+            yield CounterMetricFamily(
+                "runstream_query_decoded_series_misses",
+                "Reads of a whole series not held decoded (or changed since), which read PostgreSQL",
+                decoded.misses,
+            )
+            yield GaugeMetricFamily(
+                "runstream_query_decoded_series_points", "Points of whole series held decoded", decoded.points
             )
         pool = self._app.get(DB_POOL)
         if pool is not None:

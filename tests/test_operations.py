@@ -28,7 +28,7 @@ from tests.support import eventually
 from tests.test_ingest_recovery import private
 from tests.test_ingest_support import new_id, produce_all, raw, scalars, started
 from tests.test_ingest_worker import own_database, proxied_database
-from tests.test_query_seed import seed_run
+from tests.test_query_seed import seed_run, seed_scalars
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN = "op3rator-" + "t" * 32
@@ -63,6 +63,7 @@ def samples(text: str) -> dict[str, float]:
 
 async def test_query_ready_is_public_and_metrics_need_the_token(settings: Settings, db: asyncpg.Pool) -> None:
     run_id = await seed_run(db, experiment="ops-metrics")
+    await seed_scalars(db, run_id, "loss", "float", [float(i % 7) for i in range(5_000)])
     async with serving(dataclasses.replace(settings, token=TOKEN)) as url:
         status, body = await get(f"{url}/ready")  # a probe sends no token, by the pod's address
         assert status == 200
@@ -81,6 +82,16 @@ async def test_query_ready_is_public_and_metrics_need_the_token(settings: Settin
         assert got['runstream_query_request_seconds_count{method="GET",route="/metrics",status="4xx"}'] == 1
         assert got["runstream_query_db_pool_max"] == 10
         assert "runstream_query_downsample_cache_hits_total" in got
+        assert got["runstream_query_decoded_series_points"] == 0
+
+        # A series read whole at two widths: PostgreSQL once, then the decoded series held in memory.
+        for width in (100, 200):
+            series = f"{url}/api/runs/{run_id}/series?name=loss&max_points={width}"
+            assert (await get(series, TOKEN))[0] == 200
+        got = samples((await get(f"{url}/metrics", TOKEN))[1])
+        assert got["runstream_query_decoded_series_misses_total"] == 1
+        assert got["runstream_query_decoded_series_hits_total"] == 1
+        assert got["runstream_query_decoded_series_points"] == 5_000
 
 
 async def test_query_counts_open_live_streams(settings: Settings, db: asyncpg.Pool) -> None:
