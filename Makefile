@@ -22,11 +22,12 @@ status: install
 
 # Two test processes (pytest-xdist), each with its own Kafka and PostgreSQL: much of the
 # suite waits (on brokers, session timeouts, faults), so two cut its wall time here from
-# 692 s to 500 s. A file's tests stay in one process (its module fixtures are set up once).
+# 692 s to 500 s. A file's tests stay in one process (its module fixtures are set up once), and
+# files are handed out in the order conftest.py sorts them: the chaos outcomes last.
 TEST_PROCESSES ?= 2
 
 test: install
-	$(BIN)/pytest -n $(TEST_PROCESSES) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/pytest -n $(TEST_PROCESSES) --dist loadfile --no-loadscope-reorder $(PYTEST_ARGS)
 
 # The static checks pyproject.toml configures: ruff (lint and format) over
 # everything, mypy --strict over the product packages. CI runs it before the tests.

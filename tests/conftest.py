@@ -60,13 +60,20 @@ def pytest_report_header() -> str:
     return f"randomised tests: seed {SEED}, {how}"
 
 
+_CHAOS_FILE = "tests/test_chaos.py"
+
+
 def _is_chaos_outcome(nodeid: str) -> bool:
-    return nodeid.startswith("tests/test_chaos.py::test_nothing_missing")
+    return nodeid.startswith(f"{_CHAOS_FILE}::test_nothing_missing")
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    """The chaos suite's outcomes are read last: its minutes then overlap all the other tests."""
-    items.sort(key=lambda item: _is_chaos_outcome(item.nodeid))  # stable: every other test keeps its place
+    """The chaos suite's file runs last: the suite's minutes then overlap all the other tests.
+
+    Several processes (``make test``) take files in this order (``--no-loadscope-reorder``), so no
+    worker reaches the chaos outcomes, and waits there, while other files are still to run.
+    """
+    items.sort(key=lambda item: item.nodeid.startswith(f"{_CHAOS_FILE}::"))  # stable: the others keep their place
 
 
 def _xdist_controller(config: pytest.Config) -> bool:
