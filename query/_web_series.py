@@ -107,14 +107,27 @@ def _scalar(found: asyncpg.Record | None, name: str) -> asyncpg.Record | None:
     return found
 
 
-async def _read(reader: SeriesReader, run_id: uuid.UUID, found: asyncpg.Record, params: _Params) -> dict[str, Any]:
+async def _read(
+    reader: SeriesReader,
+    run_id: uuid.UUID,
+    found: asyncpg.Record,
+    params: _Params,
+    version: tuple[int, int] | None = None,
+) -> dict[str, Any]:
+    """One run's answer; ``version``, its data version when the caller read it (else read here)."""
     if params.max_points is not None:
         if found["value_type"] == "str":
             raise BadRequest(
                 f"metric {params.name!r} holds strings, which cannot be downsampled", parameter="max_points"
             )
         return await reader.downsample_cached(
-            run_id, found["id"], found["value_type"], params.range, max_points=params.max_points, x_axis=params.x_axis
+            run_id,
+            found["id"],
+            found["value_type"],
+            params.range,
+            max_points=params.max_points,
+            x_axis=params.x_axis,
+            version=version,
         )
     return await reader.page(
         run_id,
@@ -124,6 +137,7 @@ async def _read(reader: SeriesReader, run_id: uuid.UUID, found: asyncpg.Record, 
         limit=params.limit,
         after=params.after,
         point_count=found["point_count"],
+        version=version,
     )
 
 
@@ -161,15 +175,17 @@ async def compare_series(request: web.Request) -> web.StreamResponse:
 
     overlap = asyncio.Semaphore(_OVERLAPPED_READS)
 
-    async def one(run_id: uuid.UUID) -> dict[str, Any]:
+    async def one(run_id: uuid.UUID, version: tuple[int, int]) -> dict[str, Any]:
         record = found.get(run_id)
         async with overlap:
-            body = await _read(reader, run_id, record, params) if record is not None else _EMPTY
+            body = await _read(reader, run_id, record, params, version) if record is not None else _EMPTY
         return {"run_id": str(run_id), **body}
 
     async with request.app[HEAVY_READS].turn():
+        # Every run's data version in one query, read before any of their points (see _decoded).
+        versions = await reader.data_versions(list(found))
         # The runs' reads overlap: PostgreSQL reads one run's chunks while this process decodes another's.
-        series = await asyncio.gather(*(one(run_id) for run_id in run_ids))
+        series = await asyncio.gather(*(one(run_id, versions.get(run_id, (0, 0))) for run_id in run_ids))
         if params.csv:
             rows = ([s["run_id"], *row] for s in series for row in _rows(s))
             return csv_response(["run_id", "step", "time", "value"], rows, filename="series.csv")

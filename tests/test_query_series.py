@@ -238,6 +238,25 @@ async def test_decoded_series_answer_like_postgresql_until_new_data(settings: Se
         await pool.close()
 
 
+async def test_data_versions_of_many_runs_are_each_runs_own(settings: Settings, db: asyncpg.Pool) -> None:
+    """A compare chart reads its runs' data versions in one query: each as the run's own query says."""
+    runs = [await seed_run(db) for _ in range(3)]
+    await seed_scalars(db, runs[0], "a", "float", [1.0, 2.0, 3.0])
+    await seed_scalars(db, runs[0], "b", "float", [1.0])
+    await seed_scalars(db, runs[1], "a", "float", [float(i) for i in range(10)])
+    pool = await create_pool(settings.database_url)
+    try:
+        reader = SeriesReader(pool)
+        unknown = uuid.uuid4()
+        versions = await reader.data_versions([*runs, unknown])
+        assert versions == {run_id: await reader.data_version(run_id) for run_id in [*runs, unknown]}
+        assert versions[runs[0]] == (2, 4) and versions[runs[1]] == (1, 10) and versions[runs[2]] == (0, 0)
+        await append_points(db, runs[1], "a", [(10, T0 + 10, 10, 10.0)])
+        assert (await reader.data_versions([runs[1]]))[runs[1]] == (1, 11)
+    finally:
+        await pool.close()
+
+
 def _m4_reference(xs: list[float], values: list[float], buckets: dict[str, Any]) -> list[int]:
     """The positions M4 keeps, bucket by bucket in plain Python with exact arithmetic: the oracle for numpy's.
 
