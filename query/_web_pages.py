@@ -23,7 +23,7 @@ from ._metrics import EMPTY, SeriesData, metric_value, scalar_value
 from ._run_files import run_files
 from ._run_search import RunSearch, parse_condition, parse_name, parse_sort, parse_status
 from ._series import SeriesRange, SeriesReader
-from ._state import DATABASE, HEAVY_READS, SERIES, SETTINGS
+from ._state import DATABASE, HEAVY_READS, LIVE, SERIES, SETTINGS
 from ._validate import check_metric_name, parse_compared_runs, parse_run_id
 
 __all__ = ["routes"]
@@ -157,7 +157,11 @@ async def experiment_page(request: web.Request) -> web.Response:
     )
     notice = '<p id="new-runs" hidden><span>0</span> new runs: <a href="">reload</a></p>'
     data = h.esc(orjson.dumps(columns.table(page.runs)).decode())
-    body = f'<div id="experiment" data-experiment="{h.esc(name)}" data-table="{data}"><h1>Experiment {h.esc(name)}</h1>'
+    live_runs = request.app[LIVE].experiment_runs  # the newest runs the experiment's stream watches
+    body = (
+        f'<div id="experiment" data-experiment="{h.esc(name)}" data-live-runs="{live_runs}" data-table="{data}">'
+        f"<h1>Experiment {h.esc(name)}</h1>"
+    )
     body += f"{filters}{notice}{tools}{table}{more}</div>"
     return html_response(h.page(name, body, scripts=_EXPERIMENT_SCRIPTS))
 

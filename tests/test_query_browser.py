@@ -10,7 +10,7 @@ from typing import Any
 
 import aiohttp
 import asyncpg
-from playwright.async_api import Browser
+from playwright.async_api import Browser, Route
 
 from tests.test_query_seed import append_points, bump_session, seed_entries, seed_run, seed_scalars
 
@@ -144,4 +144,30 @@ async def test_experiment_page_statuses_update_live(query_service: str, db: asyn
     await page.wait_for_selector("#new-runs:not([hidden])", timeout=WAIT_MS)
     assert await page.text_content("#new-runs span") == "1"
     assert errors == []
+    await page.close()
+
+
+async def test_experiment_page_catches_up_with_a_change_before_its_stream_opened(
+    query_service: str, db: asyncpg.Pool, browser: Browser
+) -> None:
+    """A run that ends after the page is drawn but before its event stream starts is shown ended, not Running."""
+    experiment = f"gap-page-{uuid.uuid4().hex[:6]}"
+    run_id = await seed_run(db, experiment=experiment, status="Running", started_at=datetime.now(UTC))
+    page = await browser.new_page()
+
+    async def end_the_run_first(route: Route) -> None:
+        # The page is drawn (Running); the run ends; only then does the stream start watching.
+        await db.execute(
+            "UPDATE runs SET status = 'Failed', ended_at = started_at + interval '5 seconds' WHERE id = $1", run_id
+        )
+        await route.continue_()
+
+    await page.route("**/api/stream?*", end_the_run_first)
+    await page.goto(f"{query_service}/experiments/{experiment}")
+    row = f'tr[data-run="{run_id}"]'
+    # Well before the stream's own 5 s check of a change nobody announced (this one is made by SQL).
+    await page.wait_for_function("() => window.runstream.reconciled >= 1", timeout=WAIT_MS)
+    assert await page.text_content(f"{row} .status") == "Failed"
+    assert await page.text_content(f"{row} [data-duration]") == "0:00:05"
+    assert await page.is_hidden("#new-runs")  # the run was on the page: nothing new to announce
     await page.close()

@@ -41,13 +41,12 @@
     if (!Number.isNaN(when.getTime())) el.textContent = when.toLocaleString();
   });
 
-  const stream = new EventSource("/api/stream?experiment=" + encodeURIComponent(name));
-  stream.addEventListener("runs", (ev) => {
-    const data = JSON.parse(ev.data);
-    for (const run of data.runs) {
+  // Runs' new states onto their rows; a run without a row is new since the page was drawn (announced).
+  function apply(runs, announce) {
+    for (const run of runs) {
       const row = document.querySelector('tr[data-run="' + CSS.escape(run.id) + '"]');
       if (!row) {
-        fresh.add(run.id);
+        if (announce) fresh.add(run.id);
         continue;
       }
       const status = row.querySelector(".status");
@@ -63,7 +62,25 @@
       note.dataset.count = String(fresh.size);
       note.querySelector("span").textContent = note.dataset.count;
     }
+  }
+
+  const stream = new EventSource("/api/stream?experiment=" + encodeURIComponent(name));
+  stream.addEventListener("runs", (ev) => {
+    apply(JSON.parse(ev.data).runs, true);
     window.runstream.updates += 1;
+  });
+  // The stream sends changes from the moment it opens: what changed between the page being
+  // drawn and that moment (or while a dropped stream reconnected) is read once, on every open,
+  // for the newest runs, the ones the stream watches.
+  const watched = new URLSearchParams({ experiment: name, limit: root.dataset.liveRuns || "200" });
+  stream.addEventListener("open", () => {
+    fetch("/api/runs?" + watched.toString(), { credentials: "same-origin" })
+      .then((resp) => (resp.ok ? resp.json() : null))
+      .then((body) => {
+        if (body) apply(body.runs, false);
+        window.runstream.reconciled = (window.runstream.reconciled || 0) + 1;
+      })
+      .catch(() => {});
   });
 })();
 
