@@ -115,30 +115,14 @@ async def _read(
     version: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
     """One run's answer; ``version``, its data version when the caller read it (else read here)."""
-    if params.max_points is not None:
-        if found["value_type"] == "str":
-            raise BadRequest(
-                f"metric {params.name!r} holds strings, which cannot be downsampled", parameter="max_points"
-            )
-        return await reader.downsample_cached(
-            run_id,
-            found["id"],
-            found["value_type"],
-            params.range,
-            max_points=params.max_points,
-            x_axis=params.x_axis,
-            version=version,
+    series = (run_id, found["id"], found["value_type"], params.range)
+    if params.max_points is None:
+        return await reader.page(
+            *series, limit=params.limit, after=params.after, point_count=found["point_count"], version=version
         )
-    return await reader.page(
-        run_id,
-        found["id"],
-        found["value_type"],
-        params.range,
-        limit=params.limit,
-        after=params.after,
-        point_count=found["point_count"],
-        version=version,
-    )
+    if found["value_type"] == "str":
+        raise BadRequest(f"metric {params.name!r} holds strings, which cannot be downsampled", parameter="max_points")
+    return await reader.downsample_cached(*series, max_points=params.max_points, x_axis=params.x_axis, version=version)
 
 
 @routes.get("/api/runs/{run_id}/series")
