@@ -159,17 +159,17 @@ async def compare_series(request: web.Request) -> web.StreamResponse:
 
     overlap = asyncio.Semaphore(_OVERLAPPED_READS)
 
-    async def one(run_id: uuid.UUID, version: tuple[int, int]) -> dict[str, Any]:
+    async def one(run_id: uuid.UUID) -> dict[str, Any]:
         record = found.get(run_id)
         async with overlap:
-            body = await _read(reader, run_id, record, params, version) if record is not None else _EMPTY
+            body = await _read(reader, run_id, record, params, versions[run_id]) if record is not None else _EMPTY
         return {"run_id": str(run_id), **body}
 
     async with request.app[HEAVY_READS].turn():
         # Every run's data version in one query, read before any of their points (see _decoded).
         versions = await reader.data_versions(list(found))
         # The runs' reads overlap: PostgreSQL reads one run's chunks while this process decodes another's.
-        series = await asyncio.gather(*(one(run_id, versions.get(run_id, (0, 0))) for run_id in run_ids))
+        series = await asyncio.gather(*(one(run_id) for run_id in run_ids))
         if params.csv:
             rows = ([s["run_id"], *row] for s in series for row in _rows(s))
             return csv_response(["run_id", "step", "time", "value"], rows, filename="series.csv")

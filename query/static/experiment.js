@@ -72,7 +72,7 @@
   // The stream sends changes from the moment it opens: what changed between the page being
   // drawn and that moment (or while a dropped stream reconnected) is read once, on every open,
   // for the newest runs, the ones the stream watches.
-  const watched = new URLSearchParams({ experiment: name, limit: root.dataset.liveRuns || "200" });
+  const watched = new URLSearchParams({ experiment: name, limit: root.dataset.liveRuns });
   stream.addEventListener("open", () => {
     fetch("/api/runs?" + watched.toString(), { credentials: "same-origin" })
       .then((resp) => (resp.ok ? resp.json() : null))
