@@ -27,6 +27,14 @@ Because both widths are powers of two times integers, ``floor(floor(d / f) / m)`
 equals ``floor(d / (m * f))`` exactly: the bucket of a point is the documented
 one, with no rounding at the edges.
 
+When no grid keeps at least 90% of ``max_points`` (a few tiny ``max_points``,
+where merges move in steps of four points; or an axis whose points crowd into
+a sliver of its span, a run resumed hours later on the time axis), the M4
+points are *filled* to about 95% of ``max_points`` with further points, drawn
+evenly from the finest grid's M4 points, then from any: adding real points
+never hides one, so the chart stays exact, and ``max_points`` keeps its
+promise of 90-100%. :attr:`Buckets.filled` counts them.
+
 Among equal values the earliest point is the minimum and the latest the
 maximum. A NaN is its bucket's maximum (as PostgreSQL sorts NaN above every
 number) rather than vanishing; ±Inf are extremes like any other value.
@@ -59,10 +67,14 @@ Floats = npt.NDArray[np.float64]
 
 @dataclass(frozen=True, slots=True)
 class Buckets:
-    """The grid a downsampled answer used: bucket k holds ``start + k * width <= x < start + (k + 1) * width``."""
+    """The grid a downsampled answer used: bucket k holds ``start + k * width <= x < start + (k + 1) * width``.
+
+    ``filled`` points of the answer are not its buckets' M4 points but added to keep 90% of ``max_points``.
+    """
 
     start: float
     width: float
+    filled: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -91,24 +103,44 @@ def m4(x: npt.NDArray[Any], values: Floats, max_points: int, *, integral: bool) 
     exponent = math.ceil(math.log2(span / (max_points * _FINE_PER_POINT))) if span > 0 else 0
     if integral:
         exponent = max(exponent, 0)
-    kept, width = _attempt(x, values, start, exponent, max_points)
+    kept, width, finest = _attempt(x, values, start, exponent, max_points)
     for _ in range(_REFINEMENTS):
         # Too few kept: a sparse axis, or merges too coarse to land near max_points. A finer grid may help.
         if len(kept) >= _ENOUGH * max_points or span == 0 or (integral and exponent == 0):
             break
         exponent -= 1
-        finer, finer_width = _attempt(x, values, start, exponent, max_points)
+        finer, finer_width, finest = _attempt(x, values, start, exponent, max_points)
         if len(finer) > len(kept):
             kept, width = finer, finer_width
-    return kept, Buckets(start, width)
+    enough = math.ceil(_ENOUGH * max_points)
+    if len(kept) >= enough:
+        return kept, Buckets(start, width)
+    filled = _fill(kept, _merge(finest, 1), len(x), max(enough, min(max_points, round(_AIM * max_points))))
+    return filled, Buckets(start, width, len(filled) - len(kept))
+
+
+def _fill(kept: Positions, finest: Positions, n: int, wanted: int) -> Positions:
+    """``kept`` and further positions up to ``wanted`` (< ``n``): spread evenly over ``finest`` (the finest
+    grid's M4 positions) not kept yet, then, when those are too few, over every other position."""
+    extra = np.setdiff1d(finest, kept, assume_unique=True)
+    if len(kept) + len(extra) < wanted:
+        kept = np.union1d(kept, extra)
+        extra = np.setdiff1d(np.arange(n, dtype=np.int64), kept, assume_unique=True)
+    # Evenly spaced picks from an ascending array at least as long as the picks are distinct.
+    picks = np.linspace(0, len(extra) - 1, wanted - len(kept)).round().astype(np.int64)
+    filled: Positions = np.union1d(kept, extra[picks])
+    return filled
 
 
 def _attempt(
     x: npt.NDArray[Any], values: Floats, start: float, exponent: int, max_points: int
-) -> tuple[Positions, float]:
+) -> tuple[Positions, float, _Fine]:
+    """M4 on the fine grid of ``2**exponent``: the kept positions, their bucket width, and the fine grid
+    (whose own M4, ``_merge(fine, 1)``, holds every merge's positions)."""
     fine_width = math.ldexp(1.0, exponent)
-    kept, m = _search(_fine(x, values, start, fine_width), max_points)
-    return kept, m * fine_width
+    fine = _fine(x, values, start, fine_width)
+    kept, m = _search(fine, max_points)
+    return kept, m * fine_width, fine
 
 
 def _fine(x: npt.NDArray[Any], values: Floats, start: float, width: float) -> _Fine:

@@ -183,6 +183,12 @@ _SERIES_COLUMNS: Final = {
                 "x_axis": {"type": "string", "enum": list(X_AXES)},
                 "start": {"type": "number"},
                 "width": {"type": "number"},
+                "filled": {
+                    "type": "integer",
+                    "minimum": 0,
+                    "description": "Points beyond the buckets' M4 points, added where no grid of buckets keeps "
+                    "90% of max_points (tiny max_points, or points crowded into a sliver of the axis)",
+                },
             },
         },
         "next_cursor": {"type": "string", "nullable": True},

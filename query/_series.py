@@ -7,9 +7,10 @@ non-finite values for JSON.
 Downsampling is M4 over the x-axis being drawn (steps by default, or times):
 per equal bucket of that axis, the bucket's first, last, lowest and highest
 point, each with its own step and time, with as many buckets as keep the
-answer between 90% and 100% of ``max_points`` (:mod:`._m4`). The answer is in
-the order of that axis and says which buckets it used; a range that holds no
-more than ``max_points`` comes back whole.
+answer between 90% and 100% of ``max_points`` (:mod:`._m4`; where no grid can,
+further points fill it, counted as ``filled``). The answer is in the order of
+that axis and says which buckets it used; a range that holds no more than
+``max_points`` comes back whole.
 
 Reading a million points from PostgreSQL and decoding them takes tens of
 milliseconds, so two caches keyed by the run's *data version* (its number of
@@ -265,7 +266,9 @@ def _columns(
         "times": points.times,
         "values": _json_array(value_type, points.values),
         "downsampled": downsampled,
-        "buckets": None if buckets is None else {"x_axis": x_axis, "start": buckets.start, "width": buckets.width},
+        "buckets": None
+        if buckets is None
+        else {"x_axis": x_axis, "start": buckets.start, "width": buckets.width, "filled": buckets.filled},
         "next_cursor": cursor,
     }
 

@@ -292,9 +292,43 @@ def test_m4_over_steps_one_by_one_matches_the_reference(first: int, n: int, max_
     steps = np.arange(first, first + n, dtype=np.int64)
     kept, buckets = m4(steps, values, max_points, integral=True)
     assert 0.9 * max_points <= len(kept) <= max_points
+    assert buckets.filled == 0
     assert kept.tolist() == _m4_reference(
         steps.tolist(), values.tolist(), {"start": buckets.start, "width": buckets.width}
     )
+
+
+def _m4_or_filled(xs: list[float], values: list[float], kept: list[int], buckets: dict[str, Any]) -> None:
+    """``kept`` is exactly the buckets' M4 points, or (``filled`` > 0) holds them all and ``filled`` more."""
+    reference = _m4_reference(xs, values, buckets)
+    assert kept == sorted(set(kept)), "positions ascending, none twice"
+    assert set(reference) <= set(kept)
+    assert len(kept) - len(reference) == buckets["filled"]
+
+
+@pytest.mark.parametrize("shape", ["steps", "resumed_later"])
+def test_max_points_keeps_its_promise_where_no_grid_of_buckets_can(shape: str) -> None:
+    """90-100% of every max_points, with each bucket's M4 points kept: a tiny max_points (merges move in fours),
+    or points crowded into a sliver of the axis (a run resumed 3 hours later, on the time axis), get further
+    points, counted as ``filled``. Before the fill, 2,000 steps at max_points 18 kept 16, and 1,000 points
+    with 5 logged after the pause kept 9 of 20."""
+    rng = np.random.default_rng(SEED)
+    if shape == "steps":
+        n, integral = 2_000, True
+        x = np.arange(n, dtype=np.int64)
+    else:
+        n, integral = 1_000, False
+        x = T0 + np.concatenate([np.arange(n - 5) * 0.001, 3 * 3600 + np.arange(5.0)])
+    values = rng.normal(0, 1, n)
+    filled = 0
+    for max_points in [*range(2, 41), 57, 100, 150, 199, 400]:
+        kept, buckets = m4(x, values, max_points, integral=integral)
+        assert math.ceil(0.9 * max_points) <= len(kept) <= max_points, (max_points, len(kept))
+        filled += buckets.filled
+        if max_points >= 4:  # fewer cannot hold one bucket's four points
+            grid = {"start": buckets.start, "width": buckets.width, "filled": buckets.filled}
+            _m4_or_filled(x.tolist(), values.tolist(), kept.tolist(), grid)
+    assert filled > 0  # the case this test is about did occur
 
 
 def _tagged(value: Any) -> float:
@@ -318,7 +352,7 @@ async def test_m4_keeps_each_buckets_first_last_min_and_max(query_service: str, 
         status, body = await get(f"{base}&x_axis={axis}")
         assert status == 200 and body["downsampled"] is True, axis
         assert 1800 <= len(body["steps"]) <= 2000, (axis, len(body["steps"]))
-        assert body["buckets"]["x_axis"] == axis
+        assert body["buckets"]["x_axis"] == axis and body["buckets"]["filled"] == 0
         kept = _m4_reference(xs, values, body["buckets"])
         assert body["steps"] == kept, axis
         assert [_tagged(v) for v in body["values"]] == pytest.approx([values[i] for i in kept], nan_ok=True)
@@ -329,6 +363,10 @@ async def test_m4_keeps_each_buckets_first_last_min_and_max(query_service: str, 
     status, body = await get(f"{base}&x_axis=time&start_time={times[1000]}&end_time={times[40_000]}")
     assert body["downsampled"] is True and 1800 <= len(body["steps"]) <= 2000
     assert body["steps"][0] == 1000 and body["steps"][-1] == 40_000
+    # A tiny max_points still gets 90% of it (here all 7): M4's points over the pause, and more.
+    status, body = await get(f"{query_service}/api/runs/{run_id}/series?name=loss&max_points=7&x_axis=time")
+    assert status == 200 and len(body["steps"]) == 7
+    _m4_or_filled(times, values, body["steps"], body["buckets"])
 
 
 async def test_overlapping_chunks_read_in_time_and_ordinal_order(
