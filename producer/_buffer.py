@@ -1,10 +1,13 @@
 """The in-memory buffer between ``run.log()`` and the background sender.
 
 Scalars are kept columnar per metric name (values, steps, times, ordinals),
-which makes ``append_float`` a handful of array appends under one lock (and
-``append_floats``, a dict of them under one lock and one clock reading) and
-lets the sender build ``scalars`` events without reshaping. Any other event
-(tags, lists, status...) first *seals* the pending points into sealed pieces (:class:`SealedPoints`), so
+which makes ``append_float`` a handful of array appends under one lock and
+lets the sender build ``scalars`` events without reshaping. Dicts of floats
+(``log_metrics``) are kept row by row instead (:class:`PendingRows`): a call
+whose names are the previous call's costs a few C-level operations for the
+whole dict rather than two array appends per value, and the rows become
+per-name columns when sealed. Any other event (tags, lists, status...) first
+*seals* the pending points into sealed pieces (:class:`SealedPoints`), so
 the sealed list is in the order the caller produced things, and a run's
 events keep their order on the wire.
 
@@ -24,9 +27,13 @@ from __future__ import annotations
 import threading
 import time
 from array import array
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from itertools import repeat
 from typing import Any
+
+import numpy as np
 
 from producer._errors import BufferFullError, DeliveryError, RunClosedError
 from runstream.events import ScalarKind, WireEvent
@@ -95,6 +102,51 @@ class SealedPoints:
     ordinals: range
 
 
+class PendingRows:
+    """Pending ``log_metrics`` calls with the same float metrics in the same order: one row per call.
+
+    The values of every row are kept end to end in one list (``flat``, row
+    after row), which a dict's values extend in one C-level call. Name ``j``'s
+    point in row ``r`` has ordinal ``first[j] + r``; its step is that ordinal
+    when ``steps`` is None (every call took each name's next step), else the
+    row's step. While rows are pending, the names' own columns take nothing:
+    any other point of one of them seals the rows first, so each name's points
+    stay in order.
+    """
+
+    __slots__ = ("first", "flat", "members", "names", "steps", "times", "types")
+
+    def __init__(self, names: tuple[str, ...], first: list[int], *, explicit_steps: bool) -> None:
+        self.names = names
+        self.members = frozenset(names)
+        self.types = [float] * len(names)  # what ``list(map(type, values))`` of a row must equal
+        self.first = first
+        self.flat: list[float] = []
+        self.times = array("d")
+        self.steps: array[int] | None = array("q") if explicit_steps else None
+
+    def repair(self) -> None:
+        """Keep only whole rows after an append was cut short (see :meth:`PendingPoints.repair`)."""
+        rows = min(len(self.times), len(self.flat) // len(self.names))
+        if self.steps is not None:
+            rows = min(rows, len(self.steps))
+            del self.steps[rows:]
+        del self.times[rows:], self.flat[rows * len(self.names) :]
+
+    def sealed(self) -> list[SealedPoints]:
+        """Each name's points as one sealed piece (none when no row is pending)."""
+        rows = len(self.times)
+        if not rows:
+            return []
+        grid = np.array(self.flat, dtype=np.float64).reshape(rows, len(self.names))
+        out = []
+        for j, name in enumerate(self.names):
+            ordinals = range(self.first[j], self.first[j] + rows)
+            steps = ordinals if self.steps is None else self.steps
+            out.append(SealedPoints(name, "float", grid[:, j], steps, self.times, ordinals))
+        return out
+
+
 Item = SealedPoints | WireEvent
 
 
@@ -120,8 +172,10 @@ class Buffer:
         self._columns: dict[str, PendingPoints] = {}
         #: name -> columns for names whose pending kind is float: the caller's fast path.
         self.fast: dict[str, PendingPoints] = {}
-        #: name -> columns whose pending kind is float, automatic steps or not: append_floats' fast path.
+        #: name -> columns whose pending kind is float, automatic steps or not: names append_floats can take.
         self._floats: dict[str, PendingPoints] = {}
+        #: the pending rows of log_metrics calls, if any
+        self._rows: PendingRows | None = None
         self._sealed: list[Item] = []
         self._total = 0  # weight appended since creation
         self._drained = 0  # weight handed to the sender
@@ -140,6 +194,8 @@ class Buffer:
     def append_float(self, columns: PendingPoints, value: float) -> None:
         """The hot path: one float with an automatic step, for a name in :attr:`fast`."""
         t = _now()
+        # ``with``, not acquire() and a try: a signal handler raising right after acquire() returns
+        # (KeyboardInterrupt) would leave the lock held, and the next call waiting for ever.
         with self._lock:
             if columns.fast and self._total < self._limit:
                 try:  # free in 3.11 unless something raises
@@ -166,31 +222,70 @@ class Buffer:
         is a float and every name is pending as floats (so already validated
         and of kind float), checked under the lock before anything is appended;
         otherwise it returns False having appended nothing, and the caller
-        validates and uses :meth:`append_many`.
+        validates and uses :meth:`append_many`. A dict with the previous
+        call's names, in the same order, and the same kind of step (given or
+        not) is one more row of :class:`PendingRows`; any other starts new rows.
         """
         t = _now()
-        floats = self._floats
+        names = tuple(metrics)
+        types = list(map(type, metrics.values()))
+        n = len(names)
         with self._lock:
-            for name, value in metrics.items():
-                if type(value) is not float or name not in floats:
+            if self._total + n > self._limit:
+                self._reserve(n, "log_metrics()")  # may wait, and let the sender seal the rows meanwhile
+            rows = self._rows
+            if rows is None or rows.names != names or (rows.steps is None) != (step is None):
+                if types != [float] * n:
                     return False
-            self._reserve(len(metrics), "log_metrics()")
-            self._total += len(metrics)  # counted first: an interrupted call over-counts, never under
+                rows = self._start_rows(names, explicit_steps=step is not None)
+                if rows is None:
+                    return False
+            elif types != rows.types:
+                return False
+            self._total += n  # counted first: an interrupted call over-counts, never under
             try:
-                for name, value in metrics.items():
-                    columns = floats[name]
-                    steps = columns.steps
-                    if steps is not None:
-                        steps.append(columns.count if step is None else step)
-                    elif step is not None and step != columns.count:
-                        self._append_point(name, "float", value, step, t)  # materialises the steps
-                        continue
-                    columns.values.append(value)
-                    columns.times.append(t)
+                if step is not None and rows.steps is not None:  # given steps: the rows hold them (only then)
+                    rows.steps.append(step)
+                rows.times.append(t)
+                rows.flat.extend(metrics.values())
             except BaseException:
-                self._repair(metrics)
+                rows.repair()
                 raise
-        return True
+            return True
+
+    def _start_rows(self, names: tuple[str, ...], *, explicit_steps: bool) -> PendingRows | None:
+        """New pending rows for ``names`` (sealing any before), or None if a name is not pending as floats."""
+        floats = self._floats
+        if not all(name in floats for name in names):
+            return None
+        self._seal_rows()
+        first = []
+        for name in names:
+            columns = floats[name]
+            self._set_fast(columns, False)  # log() of the name goes the long way, which seals the rows first
+            first.append(columns.count)
+        self._rows = PendingRows(names, first, explicit_steps=explicit_steps)
+        return self._rows
+
+    def _seal_rows(self) -> None:
+        """Seal the pending rows: each name's own pending points first, then its points of the rows."""
+        rows = self._rows
+        if rows is None:
+            return
+        named = [self._columns[name] for name in rows.names]
+        for columns in named:
+            self._seal(columns)
+        pieces = rows.sealed()
+        ends = [first + len(rows.times) for first in rows.first]
+        advance = map(setattr, named, repeat("first"), ends)  # made now, run below inside one call
+        # From here to the end of deque() no Python code runs between calls or loop turns, where
+        # CPython runs signal handlers: a KeyboardInterrupt cannot leave the rows both sealed and
+        # pending (sent twice), or sealed with the names' next ordinals not moved past them.
+        self._sealed += pieces
+        self._rows = None
+        deque(advance, maxlen=0)
+        for columns in named:
+            self._set_fast(columns, columns.kind == "float" and columns.steps is None and not self._closed)
 
     def append_many(self, points: list[tuple[str, ScalarKind, Any]], step: int | None) -> None:
         """Validated ``(name, kind, value)`` points of one call: one time and ``step``, all or none.
@@ -277,6 +372,7 @@ class Buffer:
                 self._seal_all()
                 self._sealed.append(final)
                 self._total += 1
+            self._seal_rows()  # later dicts start rows of their own, which a closed buffer refuses
             self._closed = True
             self._floats.clear()
             for columns in self._columns.values():
@@ -287,6 +383,8 @@ class Buffer:
         return self._closed
 
     def _columns_for(self, name: str, kind: ScalarKind) -> PendingPoints:
+        if self._rows is not None and name in self._rows.members:
+            self._seal_rows()
         columns = self._columns.get(name)
         if columns is None:
             columns = self._columns[name] = PendingPoints(name, kind)
@@ -384,6 +482,7 @@ class Buffer:
             self._limit = min(self._drained + self._flush_points, self._delivered + self._max_points)
 
     def _seal_all(self) -> None:
+        self._seal_rows()
         for columns in self._columns.values():
             if columns.times:
                 self._seal(columns)

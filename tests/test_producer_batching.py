@@ -32,6 +32,13 @@ actions = st.lists(
     st.one_of(
         st.tuples(st.just("log"), st.sampled_from(["a", "b", "c"]), scalars, st.none() | st.integers(-5, 10**12)),
         st.tuples(st.just("fast"), st.sampled_from(["a", "b"]), floats, st.none()),
+        # log_metrics: a dict of floats (rows while the names and their order repeat), else the long way.
+        st.tuples(
+            st.just("dict"),
+            st.sampled_from([("a", "b"), ("b", "a"), ("a", "b", "c"), ("c",)]),
+            st.lists(floats, min_size=3, max_size=3),
+            st.none() | st.integers(-5, 10**12),
+        ),
         st.tuples(st.just("event"), st.sampled_from(["t1", "t2"]), st.none(), st.none()),
         st.tuples(st.just("drain"), st.none(), st.none(), st.none()),
     ),
@@ -73,6 +80,13 @@ def test_records_carry_exactly_what_was_logged(plan: list[tuple[Any, ...]], budg
             else:
                 buffer.append_float(columns, payload)
             expected[name].append((n, n, payload))
+        elif action == "dict":
+            metrics = dict(zip(name, payload, strict=False))
+            if not buffer.append_floats(metrics, step):
+                buffer.append_many([(k, "float", v) for k, v in metrics.items()], step)
+            for k, v in metrics.items():
+                n = len(expected.setdefault(k, []))
+                expected[k].append((n, n if step is None else step, v))
         elif action == "event":
             buffer.add_event({"type": "tags", "time": 1.0, "tags": {name: None}})
             expected_events.append(name)
@@ -99,6 +113,7 @@ def test_records_carry_exactly_what_was_logged(plan: list[tuple[Any, ...]], budg
     assert set(got) == {k for k, v in expected.items() if v}
     for name, points in expected.items():
         mine = sorted(got.get(name, []), key=lambda p: p[0])
+        assert got.get(name, []) == mine  # each name's points reach the records in order
         assert [(o, s) for o, s, _ in mine] == [(o, s) for o, s, _ in points]
         # Exact values: floats bit for bit, other kinds by type and value.
         assert [_bits(v) for _, _, v in mine] == [_bits(v) for _, _, v in points]
