@@ -6,6 +6,7 @@ import dataclasses
 import math
 from typing import Any
 
+import numpy as np
 import orjson
 import pytest
 from hypothesis import given
@@ -16,7 +17,8 @@ from ingest._health import Vitals, assess
 from ingest._plan import build_plan
 from ingest._sessions import MAX_SEQ_GAP, SEQ_PATIENCE, SessionState, Verdict
 from ingest._status import accepts
-from ingest._summary import summarize
+from ingest._summary import summarize, summarize_all
+from runstream.chunks import PointColumns
 from runstream.events import STATUSES, TERMINAL_STATUSES
 from tests.fuzzing import examples, fuzz_settings
 from tests.test_ingest_support import T0, new_id, raw, scalars, started
@@ -204,6 +206,46 @@ def test_summary_matches_a_naive_computation(points: list[tuple[float, int, int]
     assert (last_time, last_ordinal) == (float(points[best][1]), points[best][2])
     assert last_text is None
     assert last_value == points[last_step][0] or (math.isnan(last_value) and math.isnan(points[last_step][0]))
+
+
+@given(
+    st.lists(
+        st.lists(
+            st.tuples(st.floats(allow_nan=True, allow_infinity=True), st.integers(0, 3), st.integers(0, 5)),
+            min_size=1,
+            max_size=12,
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    st.booleans(),
+)
+def test_summaries_of_a_flush_equal_each_series_summary(
+    series: list[list[tuple[float, int, int]]], ordered: bool
+) -> None:
+    """summarize_all over a flush's series equals summarize of each, then its least time: points in (time, ordinal)
+    order (the usual case, no sort) or in any order, ties included."""
+    columns = []
+    for points in series:
+        if ordered:
+            points = sorted(points, key=lambda p: (p[1], p[2]))
+        columns.append(
+            PointColumns(
+                np.arange(len(points), dtype=np.int64) * 3 - 2,
+                np.array([float(t) for _, t, _ in points]),
+                np.array([o for _, _, o in points], dtype=np.int64),
+                np.array([v for v, _, _ in points]),
+            )
+        )
+    expected = [
+        (*summarize(c.steps, c.times, c.ordinals, c.values, is_text=False), float(c.times.min())) for c in columns
+    ]
+    got = summarize_all(columns)
+    assert [_nan_as_none(row) for row in got] == [_nan_as_none(row) for row in expected]
+
+
+def _nan_as_none(row: tuple[Any, ...]) -> tuple[Any, ...]:
+    return tuple("nan" if isinstance(v, float) and math.isnan(v) else v for v in row)
 
 
 @given(st.lists(st.integers(1, 60), min_size=1, max_size=120))
