@@ -30,7 +30,7 @@ from array import array
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from itertools import repeat
+from itertools import chain, repeat
 from typing import Any
 
 import numpy as np
@@ -39,6 +39,11 @@ from producer._errors import BufferFullError, DeliveryError, RunClosedError
 from runstream.events import ScalarKind, WireEvent
 
 _now = time.time
+
+#: Rows cut by another call on one of their names before holding this many: their names go to columns.
+_FEW_ROWS = 16
+#: Name sets remembered as going to columns, at most.
+_MAX_NO_ROWS = 1024
 
 
 def _new_values(kind: ScalarKind) -> Any:
@@ -114,11 +119,10 @@ class PendingRows:
     stay in order.
     """
 
-    __slots__ = ("first", "flat", "members", "names", "steps", "times", "types")
+    __slots__ = ("first", "flat", "names", "steps", "times", "types")
 
     def __init__(self, names: tuple[str, ...], first: list[int], *, explicit_steps: bool) -> None:
         self.names = names
-        self.members = frozenset(names)
         self.types = [float] * len(names)  # what ``list(map(type, values))`` of a row must equal
         self.first = first
         self.flat: list[float] = []
@@ -174,8 +178,12 @@ class Buffer:
         self.fast: dict[str, PendingPoints] = {}
         #: name -> columns whose pending kind is float, automatic steps or not: names append_floats can take.
         self._floats: dict[str, PendingPoints] = {}
-        #: the pending rows of log_metrics calls, if any
-        self._rows: PendingRows | None = None
+        #: the pending rows of log_metrics calls, by their names (disjoint: a name is in one at most)
+        self._rows: dict[tuple[str, ...], PendingRows] = {}
+        #: name -> the pending rows holding it
+        self._row_of: dict[str, PendingRows] = {}
+        #: names whose rows were cut short by their own names logged otherwise: their dicts go to columns
+        self._no_rows: set[tuple[str, ...]] = set()
         self._sealed: list[Item] = []
         self._total = 0  # weight appended since creation
         self._drained = 0  # weight handed to the sender
@@ -233,10 +241,12 @@ class Buffer:
         with self._lock:
             if self._total + n > self._limit:
                 self._reserve(n, "log_metrics()")  # may wait, and let the sender seal the rows meanwhile
-            rows = self._rows
-            if rows is None or rows.names != names or (rows.steps is None) != (step is None):
+            rows = self._rows.get(names)
+            if rows is None or (rows.steps is None) != (step is None):
                 if types != [float] * n:
                     return False
+                if names in self._no_rows:
+                    return self._append_columns(metrics, step, t)
                 rows = self._start_rows(names, explicit_steps=step is not None)
                 if rows is None:
                     return False
@@ -253,39 +263,89 @@ class Buffer:
                 raise
             return True
 
+    def _append_columns(self, metrics: dict[str, float], step: int | None, t: float) -> bool:
+        """The floats of ``metrics`` appended name by name to their columns (room made; False if a name is
+        not pending as floats): for dicts whose names are also logged in other ways, where rows would
+        be cut after a row or two, each cut an event per name on the wire."""
+        floats = self._floats
+        if not all(name in floats for name in metrics):
+            return False
+        for name in metrics:
+            held = self._row_of.get(name)
+            if held is not None:
+                self._cut_rows(held)
+        self._total += len(metrics)  # counted first: an interrupted call over-counts, never under
+        try:
+            for name, value in metrics.items():
+                columns = floats[name]
+                steps = columns.steps
+                if steps is not None:
+                    steps.append(columns.count if step is None else step)
+                elif step is not None and step != columns.count:
+                    self._append_point(name, "float", value, step, t)  # materialises the steps
+                    continue
+                columns.values.append(value)
+                columns.times.append(t)
+        except BaseException:
+            self._repair(metrics)
+            raise
+        return True
+
     def _start_rows(self, names: tuple[str, ...], *, explicit_steps: bool) -> PendingRows | None:
-        """New pending rows for ``names`` (sealing any before), or None if a name is not pending as floats."""
+        """New pending rows for ``names``, or None if a name is not pending as floats.
+
+        Rows holding any of the names are sealed first (each name is in one at most); others stay
+        open, so dicts of different names logged in turn (``{"loss": ...}``, then ``{"lr": ...}``)
+        each keep their rows.
+        """
         floats = self._floats
         if not all(name in floats for name in names):
             return None
-        self._seal_rows()
+        for name in names:
+            held = self._row_of.get(name)
+            if held is not None:
+                self._cut_rows(held)
         first = []
         for name in names:
             columns = floats[name]
             self._set_fast(columns, False)  # log() of the name goes the long way, which seals the rows first
             first.append(columns.count)
-        self._rows = PendingRows(names, first, explicit_steps=explicit_steps)
-        return self._rows
+        rows = PendingRows(names, first, explicit_steps=explicit_steps)
+        self._rows[names] = rows
+        self._row_of.update(dict.fromkeys(names, rows))
+        return rows
 
-    def _seal_rows(self) -> None:
-        """Seal the pending rows: each name's own pending points first, then its points of the rows."""
-        rows = self._rows
-        if rows is None:
-            return
+    def _seal_rows(self, rows: PendingRows) -> None:
+        """Seal pending rows: each of their names' own pending points first, then its points of the rows."""
         named = [self._columns[name] for name in rows.names]
         for columns in named:
             self._seal(columns)
         pieces = rows.sealed()
         ends = [first + len(rows.times) for first in rows.first]
-        advance = map(setattr, named, repeat("first"), ends)  # made now, run below inside one call
+        # Made now, run below inside one call: the names' next ordinals move past the rows, and the
+        # names no longer point at them.
+        finish = chain(map(setattr, named, repeat("first"), ends), map(self._row_of.pop, rows.names))
         # From here to the end of deque() no Python code runs between calls or loop turns, where
         # CPython runs signal handlers: a KeyboardInterrupt cannot leave the rows both sealed and
         # pending (sent twice), or sealed with the names' next ordinals not moved past them.
         self._sealed += pieces
-        self._rows = None
-        deque(advance, maxlen=0)
+        del self._rows[rows.names]
+        deque(finish, maxlen=0)
         for columns in named:
             self._set_fast(columns, columns.kind == "float" and columns.steps is None and not self._closed)
+
+    def _cut_rows(self, rows: PendingRows) -> None:
+        """Seal ``rows`` because one of their names is logged otherwise; if that came after only a few
+        rows, their names' dicts go to columns from now on (see :meth:`_append_columns`)."""
+        if len(rows.times) < _FEW_ROWS:
+            if len(self._no_rows) >= _MAX_NO_ROWS:
+                self._no_rows.clear()  # bounded: names that vary from call to call must not grow it
+            self._no_rows.add(rows.names)
+        self._seal_rows(rows)
+
+    def _seal_all_rows(self) -> None:
+        for rows in list(self._rows.values()):
+            self._seal_rows(rows)
 
     def append_many(self, points: list[tuple[str, ScalarKind, Any]], step: int | None) -> None:
         """Validated ``(name, kind, value)`` points of one call: one time and ``step``, all or none.
@@ -372,7 +432,7 @@ class Buffer:
                 self._seal_all()
                 self._sealed.append(final)
                 self._total += 1
-            self._seal_rows()  # later dicts start rows of their own, which a closed buffer refuses
+            self._seal_all_rows()  # later dicts would start rows of their own, which a closed buffer refuses
             self._closed = True
             self._floats.clear()
             for columns in self._columns.values():
@@ -383,8 +443,9 @@ class Buffer:
         return self._closed
 
     def _columns_for(self, name: str, kind: ScalarKind) -> PendingPoints:
-        if self._rows is not None and name in self._rows.members:
-            self._seal_rows()
+        rows = self._row_of.get(name)
+        if rows is not None:
+            self._cut_rows(rows)
         columns = self._columns.get(name)
         if columns is None:
             columns = self._columns[name] = PendingPoints(name, kind)
@@ -482,7 +543,7 @@ class Buffer:
             self._limit = min(self._drained + self._flush_points, self._delivered + self._max_points)
 
     def _seal_all(self) -> None:
-        self._seal_rows()
+        self._seal_all_rows()
         for columns in self._columns.values():
             if columns.times:
                 self._seal(columns)

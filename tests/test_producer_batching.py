@@ -11,11 +11,12 @@ import math
 import struct
 from typing import Any
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from producer import _batching
-from producer._buffer import Buffer
+from producer._buffer import Buffer, SealedPoints
 from runstream.events import MAX_RECORD_BYTES, decode_batch
 
 RUN = "6f1c7f5e-8d52-4b0c-9a43-2a9d5f0a1c11"
@@ -138,3 +139,43 @@ def test_a_long_chunk_splits_in_order_under_the_budget(n: int, budget: int) -> N
         assert len(record) <= budget + 4096 or len(decode_batch(record).events[0]["steps"]) == 1
         values.extend(v for e in decode_batch(record).events for v in e["values"])
     assert values == [i / 7 for i in range(n)]
+
+
+PATTERNS = {
+    "disjoint dicts": [("dict", {"loss": 1.0, "acc": 2.0}), ("dict", {"lr": 3.0})],
+    "overlapping dicts": [("dict", {"loss": 1.0, "acc": 2.0}), ("dict", {"loss": 1.5, "lr": 3.0})],
+    "a dict and log() of one of its names": [("dict", {"loss": 1.0, "acc": 2.0}), ("log", {"acc": 2.5})],
+}
+
+
+@pytest.mark.parametrize("pattern", list(PATTERNS))
+def test_dicts_logged_in_turn_stay_in_few_pieces(pattern: str) -> None:
+    """Rows of log_metrics are cut when another call logs one of their names; names cut after a few rows
+    go to their columns from then on. A pattern repeated every step therefore keeps a few pieces per name
+    per drain, not an event per name per step on the wire, and every point stays in order."""
+    buffer = Buffer(flush_points=10**9, max_points=10**9, wait_seconds=1, wake=lambda: None)
+    for name in ("loss", "acc", "lr"):
+        buffer.append(name, "float", 0.0, None)  # pending as floats, as after a first validated call
+    expected: dict[str, list[tuple[int, float]]] = {"loss": [(0, 0.0)], "acc": [(0, 0.0)], "lr": [(0, 0.0)]}
+    for step in range(1, 1001):
+        for how, metrics in PATTERNS[pattern]:
+            metrics = {name: value + step for name, value in metrics.items()}
+            if how == "dict":
+                assert buffer.append_floats(metrics, None)
+            else:
+                columns = buffer.fast.get("acc")  # as run.log does: its fast path, else the long way
+                if columns is not None:
+                    buffer.append_float(columns, metrics["acc"])
+                else:
+                    buffer.append("acc", "float", metrics["acc"], None)
+            for name, value in metrics.items():
+                expected[name].append((len(expected[name]), value))
+    items, _ = buffer.drain()
+    pieces: dict[str, int] = {}
+    got: dict[str, list[tuple[int, float]]] = {}
+    for item in items:
+        assert isinstance(item, SealedPoints)
+        pieces[item.name] = pieces.get(item.name, 0) + 1
+        got.setdefault(item.name, []).extend(zip(item.ordinals, (float(v) for v in item.values), strict=True))
+    assert got == expected
+    assert max(pieces.values()) <= 4, pieces
