@@ -126,9 +126,28 @@ class Infra:
             await conn.execute(f'CREATE DATABASE "{name}"')
         return self.dsn(name)
 
-    async def drop_database(self, name: str) -> None:
+    async def drop_database(self, name: str, *, wait_seconds: float = 30.0) -> None:
+        """Drop ``name`` once its sessions are gone (waiting up to ``wait_seconds``).
+
+        Not ``WITH (FORCE)``: that fails outright when a process it may not signal is on the database,
+        and an autovacuum worker is one (seen once in CI, after restart-query). Instead this role's
+        sessions are ended (a service just stopped may still be exiting), and DROP itself cancels
+        autovacuum workers and waits a few seconds for the rest; it is retried until the deadline.
+        """
+        deadline = time.monotonic() + wait_seconds
         async with self._admin() as conn:
-            await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            while True:
+                await conn.execute(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE datname = $1 AND usename = current_user AND pid <> pg_backend_pid()",
+                    name,
+                )
+                try:
+                    await conn.execute(f'DROP DATABASE IF EXISTS "{name}"')
+                    return
+                except asyncpg.ObjectInUseError:
+                    if time.monotonic() > deadline:
+                        raise
 
     async def server_version(self) -> str:
         async with self._admin() as conn:
