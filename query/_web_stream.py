@@ -4,7 +4,10 @@ Events (``data`` is JSON, non-finite floats ``$float``-tagged):
 
 * ``run``: the run's details (as ``GET /api/runs/{run_id}``), first on connect
   and again whenever they change (status, end, heartbeat, tags...); for a run
-  not stored yet (just started), first when ingest stores its start;
+  not stored yet (just started), first when ingest stores its start. The first
+  one also lists the run's numeric scalar metrics (``scalar_metrics``), read
+  after the stream subscribed: with the ``points`` that follow, a page opened
+  before a metric appeared misses nothing of it;
 * ``points``: ``{"run_id", "metrics": {name: {"steps", "times", "values"}}}``
   with the scalar points stored since the previous event;
 * ``runs`` (experiment streams): ``{"experiment", "runs": [run details...]}``
@@ -24,7 +27,7 @@ from aiohttp import web
 from ._errors import BadRequest, NotFound
 from ._live import LiveEvent, Subscription, run_event
 from ._sse import CLIENT_CHECK_SECONDS, KEEPALIVE_SECONDS, client_gone
-from ._state import DATABASE, LIVE
+from ._state import DATABASE, LIVE, SERIES
 from ._validate import parse_run_id
 
 __all__ = ["routes"]
@@ -42,7 +45,10 @@ async def run_stream(request: web.Request) -> web.StreamResponse:
     run_id = parse_run_id(request.match_info["run_id"])
     sub = await request.app[LIVE].subscribe(run_id)
     run = await request.app[DATABASE].get_run(run_id)
-    return await _serve(request, sub, [run_event(run)] if run is not None else [])
+    if run is None:
+        return await _serve(request, sub, [])
+    metrics = [name for name, _ in await request.app[SERIES].scalar_metrics([run_id])]
+    return await _serve(request, sub, [run_event({**run, "scalar_metrics": metrics})])
 
 
 @routes.get("/api/stream")

@@ -147,6 +147,40 @@ async def test_experiment_page_statuses_update_live(query_service: str, db: asyn
     await page.close()
 
 
+async def test_run_page_misses_nothing_stored_before_its_stream_opened(
+    query_service: str, db: asyncpg.Pool, browser: Browser
+) -> None:
+    """Points of a drawn metric, and a new metric, stored after the page was rendered but before its event
+    stream started (no event will ever announce them) are on the charts: they load once the stream is open,
+    and its first event lists the run's metrics."""
+    run_id = await seed_run(db, status="Running", display_name="gap run")
+    session = uuid.uuid4()
+    await seed_scalars(db, run_id, "loss", "float", [1 / (i + 1) for i in range(20)])
+    await bump_session(db, run_id, session, 1)
+    page = await browser.new_page()
+
+    async def store_first(route: Route) -> None:
+        # The page is rendered with one metric; more points and a new metric are stored, announced
+        # to nobody yet listening; only then does the page's stream start.
+        await append_points(db, run_id, "loss", [(20 + i, T0 + 20 + i, 20 + i, 0.01) for i in range(5)])
+        await seed_scalars(db, run_id, "lr", "float", [0.1, 0.05, 0.025], times=[T0 + 60, T0 + 61, T0 + 62])
+        await bump_session(db, run_id, session, 2)
+        await route.continue_()
+
+    await page.route(f"**/api/runs/{run_id}/stream", store_first)
+    await page.goto(f"{query_service}/runs/{run_id}")
+    await page.wait_for_function(
+        "() => window.runstream.charts.loss && window.runstream.charts.loss.loads > 0"
+        " && window.runstream.charts.lr && window.runstream.charts.lr.loads > 0",
+        timeout=WAIT_MS,
+    )
+    steps = await page.evaluate(
+        "() => [window.runstream.charts.loss.series[0].steps, window.runstream.charts.lr.series[0].steps]"
+    )
+    assert steps == [list(range(25)), [0, 1, 2]]
+    await page.close()
+
+
 async def test_experiment_page_catches_up_with_a_change_before_its_stream_opened(
     query_service: str, db: asyncpg.Pool, browser: Browser
 ) -> None:

@@ -197,13 +197,28 @@
   }
   document.querySelectorAll("[data-xy]").forEach(xyChart);
 
+  // The charts load once the stream is open (subscribed on the server), so nothing stored between a
+  // chart's read and the subscription is missed: later points arrive as events, merged into loads
+  // still in flight. A reconnected stream reloads every chart for what it missed while away.
   const els = Array.from(document.querySelectorAll("[data-chart]"));
   els.forEach((el) => {
-    el.dataset.loading = "1";
-    load(el).finally(() => delete el.dataset.loading);
+    el.dataset.loading = "1"; // points for it before its load are in the load
   });
+  let started = false;
+  function startLoads() {
+    if (started) return;
+    started = true;
+    els.forEach((el) => load(el).finally(() => delete el.dataset.loading));
+  }
 
   const stream = new EventSource("/api/runs/" + runId + "/stream");
+  stream.addEventListener("open", () => {
+    if (started) Object.values(charts).forEach((chart) => chart.load());
+    else startLoads();
+  });
+  // No stream (a proxy that refuses it, a service going down): draw what is stored all the same.
+  stream.addEventListener("error", startLoads);
+  setTimeout(startLoads, 3000);
   stream.addEventListener("points", (ev) => {
     const data = JSON.parse(ev.data);
     for (const [name, cols] of Object.entries(data.metrics)) append(name, cols);
@@ -222,6 +237,15 @@
       root.dataset.ended = run.ended_at;
     }
     descriptions = run.descriptions || {};
+    // Metrics that appeared after the page was rendered and before the stream opened.
+    for (const name of run.scalar_metrics || []) {
+      if (charts[name] || document.querySelector('[data-chart="' + CSS.escape(name) + '"]')) continue;
+      const el = section(name);
+      el.dataset.loading = "1";
+      makeChart(name, el)
+        .load()
+        .finally(() => delete el.dataset.loading);
+    }
     document.querySelectorAll("section.metric[data-metric]").forEach(describe);
   });
 })();
