@@ -267,13 +267,9 @@ class Buffer:
         """The floats of ``metrics`` appended name by name to their columns (room made; False if a name is
         not pending as floats): for dicts whose names are also logged in other ways, where rows would
         be cut after a row or two, each cut an event per name on the wire."""
-        floats = self._floats
-        if not all(name in floats for name in metrics):
+        if not self._free_floats(metrics):
             return False
-        for name in metrics:
-            held = self._row_of.get(name)
-            if held is not None:
-                self._cut_rows(held)
+        floats = self._floats
         self._total += len(metrics)  # counted first: an interrupted call over-counts, never under
         try:
             for name, value in metrics.items():
@@ -298,13 +294,9 @@ class Buffer:
         open, so dicts of different names logged in turn (``{"loss": ...}``, then ``{"lr": ...}``)
         each keep their rows.
         """
-        floats = self._floats
-        if not all(name in floats for name in names):
+        if not self._free_floats(names):
             return None
-        for name in names:
-            held = self._row_of.get(name)
-            if held is not None:
-                self._cut_rows(held)
+        floats = self._floats
         first = []
         for name in names:
             columns = floats[name]
@@ -333,6 +325,17 @@ class Buffer:
         deque(finish, maxlen=0)
         for columns in named:
             self._set_fast(columns, columns.kind == "float" and columns.steps is None and not self._closed)
+
+    def _free_floats(self, names: Iterable[str]) -> bool:
+        """Whether every name is pending as floats; if so, rows holding any of them are cut first."""
+        floats, held_by = self._floats, self._row_of
+        if not all(name in floats for name in names):
+            return False
+        for name in names:
+            held = held_by.get(name)
+            if held is not None:
+                self._cut_rows(held)
+        return True
 
     def _cut_rows(self, rows: PendingRows) -> None:
         """Seal ``rows`` because one of their names is logged otherwise; if that came after only a few
