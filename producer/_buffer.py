@@ -28,7 +28,7 @@ import threading
 import time
 from array import array
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass
 from itertools import chain, repeat
 from typing import Any
@@ -326,7 +326,7 @@ class Buffer:
         for columns in named:
             self._set_fast(columns, columns.kind == "float" and columns.steps is None and not self._closed)
 
-    def _free_floats(self, names: Iterable[str]) -> bool:
+    def _free_floats(self, names: Collection[str]) -> bool:
         """Whether every name is pending as floats; if so, rows holding any of them are cut first."""
         floats, held_by = self._floats, self._row_of
         if not all(name in floats for name in names):

@@ -103,16 +103,16 @@ def m4(x: npt.NDArray[Any], values: Floats, max_points: int, *, integral: bool) 
     exponent = math.ceil(math.log2(span / (max_points * _FINE_PER_POINT))) if span > 0 else 0
     if integral:
         exponent = max(exponent, 0)
+    enough = math.ceil(_ENOUGH * max_points)
     kept, width, finest = _attempt(x, values, start, exponent, max_points)
     for _ in range(_REFINEMENTS):
         # Too few kept: a sparse axis, or merges too coarse to land near max_points. A finer grid may help.
-        if len(kept) >= _ENOUGH * max_points or span == 0 or (integral and exponent == 0):
+        if len(kept) >= enough or span == 0 or (integral and exponent == 0):
             break
         exponent -= 1
         finer, finer_width, finest = _attempt(x, values, start, exponent, max_points)
         if len(finer) > len(kept):
             kept, width = finer, finer_width
-    enough = math.ceil(_ENOUGH * max_points)
     if len(kept) >= enough:
         return kept, Buckets(start, width)
     filled = _fill(kept, _merge(finest, 1), len(x), max(enough, min(max_points, round(_AIM * max_points))))

@@ -95,9 +95,17 @@
     el.before(picker);
   }
 
+  // A chart's first load; while it runs, live points for it are left to it (see append).
+  function loadChart(el) {
+    el.dataset.loading = "1";
+    return makeChart(el.dataset.chart, el)
+      .load()
+      .finally(() => delete el.dataset.loading);
+  }
+
   async function load(el) {
     try {
-      await makeChart(el.dataset.chart, el).load();
+      await loadChart(el);
     } finally {
       window.runstream.ready += 1;
     }
@@ -208,7 +216,7 @@
   function startLoads() {
     if (started) return;
     started = true;
-    els.forEach((el) => load(el).finally(() => delete el.dataset.loading));
+    els.forEach(load);
   }
 
   const stream = new EventSource("/api/runs/" + runId + "/stream");
@@ -240,11 +248,7 @@
     // Metrics that appeared after the page was rendered and before the stream opened.
     for (const name of run.scalar_metrics || []) {
       if (charts[name] || document.querySelector('[data-chart="' + CSS.escape(name) + '"]')) continue;
-      const el = section(name);
-      el.dataset.loading = "1";
-      makeChart(name, el)
-        .load()
-        .finally(() => delete el.dataset.loading);
+      loadChart(section(name));
     }
     document.querySelectorAll("section.metric[data-metric]").forEach(describe);
   });
