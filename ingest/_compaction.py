@@ -44,6 +44,7 @@ import numpy as np
 from runstream.chunks import (
     CHUNK_COLUMNS,
     DECODE_COLUMNS,
+    SMALL_CHUNK_POINTS,
     PointColumns,
     decode_compact,
     decode_row,
@@ -59,8 +60,6 @@ log = logging.getLogger(__name__)
 #: Points per chunk at most: bounds what a reader decodes to answer a small
 #: step range, at well under a byte per point of row overhead.
 CHUNK_POINTS: Final = 10_000
-#: Chunks smaller than this are worth merging (migration 0005 counts them).
-SMALL_CHUNK_POINTS: Final = 1_000
 
 
 class ChunkCompactor:

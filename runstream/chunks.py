@@ -18,21 +18,35 @@ Within a chunk:
   least and greatest time of the chunk, as decoded.
 - ordinals: consecutive within a chunk from one producer session, so only
   ``ord_start`` is stored; a gap makes the chunk carry them as int64 ``ords``.
+
+``codec`` says how ``times`` and ``vals`` are laid out. :data:`RAW` is the
+above. :data:`PACKED` (a numeric chunk of at least :data:`SMALL_CHUNK_POINTS`
+points whose times take the microsecond deltas) holds both compressed by
+pcodec, bit-exact: ``times`` as the int64 microseconds since ``time_start``,
+``vals`` as the float64 values. Training curves have few distinct high bytes
+and smooth steps, which pcodec's delta and binning models find: about a third
+of the raw size (docs/storage-layout.md). Smaller chunks stay raw, cheap to
+write: compaction merges them into large, packed ones later. Rows written
+before codecs existed are :data:`RAW` (the column's default).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, NamedTuple
+from typing import Any, Final, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
+from pcodec import ChunkConfig, standalone
 
 from runstream.pg import Row
 
 __all__ = [
     "CHUNK_COLUMNS",
+    "PACKED",
+    "RAW",
+    "SMALL_CHUNK_POINTS",
     "PointColumns",
     "DECODE_COLUMNS",
     "CompactRows",
@@ -63,6 +77,7 @@ CHUNK_COLUMNS = (
     "value_last",
     "vals",
     "texts",
+    "codec",
 )
 
 #: The columns :func:`decode_chunk` reads (select these, then :func:`decode_row`).
@@ -77,7 +92,19 @@ DECODE_COLUMNS = (
     "times",
     "vals",
     "texts",
+    "codec",
 )
+
+#: ``codec`` of a chunk whose columns are the plain arrays above.
+RAW: Final = 0
+#: ``codec`` of a chunk whose ``times`` and ``vals`` are pcodec-compressed.
+PACKED: Final = 1
+#: Chunks of fewer points are written raw and merged by ingest's compaction;
+#: chunks of this many or more are packed, and left alone by compaction.
+SMALL_CHUNK_POINTS: Final = 1_000
+#: pcodec's level 4 keeps nearly all of level 8's gain at 3-4x its speed
+#: (35-40M values/s against 10M here, docs/storage-layout.md).
+_PACKING = ChunkConfig(compression_level=4)
 
 _U32_MAX = np.iinfo(np.uint32).max
 
@@ -129,7 +156,12 @@ def encode_chunk(
 
     micros = np.round(time_arr * 1e6)
     deltas = np.diff(micros, prepend=micros[0])
-    if bool((deltas >= 0).all()) and bool((deltas <= _U32_MAX).all()):
+    in_deltas = bool((deltas >= 0).all()) and bool((deltas <= _U32_MAX).all())
+    packed = in_deltas and not is_text and n >= SMALL_CHUNK_POINTS
+    if packed:
+        times_blob = standalone.simple_compress((micros - micros[0]).astype(np.int64), _PACKING)
+        time_start, time_end = float(micros[0] / 1e6), float(micros[-1] / 1e6)
+    elif in_deltas:
         times_blob = deltas.astype("<u4").tobytes()
         # The bounds as decoded (times rounded to the microsecond, never
         # decreasing), so readers compare like with like; the first is the
@@ -146,7 +178,8 @@ def encode_chunk(
         value_arr = np.asarray(values, dtype=np.float64)
         value_min, value_max = _finite_stats(value_arr)
         value_last = float(value_arr[-1])
-        values_blob, texts = value_arr.astype("<f8").tobytes(), None
+        values_blob = standalone.simple_compress(value_arr, _PACKING) if packed else value_arr.astype("<f8").tobytes()
+        texts = None
 
     return (
         series_id,
@@ -166,6 +199,7 @@ def encode_chunk(
         value_last,
         values_blob,
         texts,
+        PACKED if packed else RAW,
     )
 
 
@@ -173,11 +207,12 @@ def encode_chunks(series_ids: Sequence[int], columns: Sequence[PointColumns]) ->
     """:func:`encode_chunk` of each numeric series' columns (``series_ids[i]``, ``columns[i]``, each non-empty).
 
     Equal to ``[encode_chunk(i, *c) for i, c in zip(series_ids, columns)]``, but
-    the usual chunks (step progressions, consecutive ordinals, microsecond
-    time deltas that fit) are encoded in whole-array passes over every series
-    at once: with many live series a flush holds thousands of chunks of a
-    point or two, where a dozen small numpy calls each would cost more than
-    the rest of the flush. The others go through :func:`encode_chunk`.
+    the usual small chunks (step progressions, consecutive ordinals,
+    microsecond time deltas that fit, under :data:`SMALL_CHUNK_POINTS`
+    points) are encoded in whole-array passes over every series at once: with
+    many live series a flush holds thousands of chunks of a point or two,
+    where a dozen small numpy calls each would cost more than the rest of the
+    flush. The others (packed ones included) go through :func:`encode_chunk`.
     """
     if not columns:
         return []
@@ -229,9 +264,9 @@ def encode_chunks(series_ids: Sequence[int], columns: Sequence[PointColumns]) ->
         (
             (sid, t0, t1, n, o0, None, s0, stride_, s_min, s_max, None, time_blobs[4 * at : 4 * (at + n)])
             + ((lo, hi) if ok else (None, None))
-            + (last, value_blobs[8 * at : 8 * (at + n)], None)
+            + (last, value_blobs[8 * at : 8 * (at + n)], None, RAW)
         )
-        if is_usual
+        if is_usual and n < SMALL_CHUNK_POINTS
         else encode_chunk(sid, *c)
         for sid, is_usual, n, at, t0, t1, o0, s0, stride_, s_min, s_max, lo, hi, ok, last, c in fields
     ]
@@ -249,13 +284,18 @@ def decode_chunk(
     times: bytes,
     vals: bytes | None,
     texts: Sequence[str] | None,
+    codec: int = RAW,
 ) -> PointColumns:
     """Inverse of :func:`encode_chunk`, from a row's columns: ``values`` float64, or a ``list`` of ``str`` (text)."""
+    if codec not in (RAW, PACKED):
+        raise ValueError(f"chunk codec {codec!r} is not one this version reads")
     if steps is None:
         step_arr = step_start + step_stride * np.arange(n, dtype=np.int64)
     else:
         step_arr = np.frombuffer(steps, dtype="<i8").astype(np.int64)
-    if len(times) == 4 * n:
+    if codec == PACKED:
+        time_arr = (round(time_start * 1e6) + _unpacked(times, n, np.int64)) / 1e6
+    elif len(times) == 4 * n:
         micros = round(time_start * 1e6) + np.cumsum(np.frombuffer(times, dtype="<u4"), dtype=np.int64)
         time_arr = micros / 1e6
     else:
@@ -264,8 +304,21 @@ def decode_chunk(
         ord_arr = ord_start + np.arange(n, dtype=np.int64)
     else:
         ord_arr = np.frombuffer(ords, dtype="<i8").astype(np.int64)
-    values = list(texts or ()) if vals is None else np.frombuffer(vals, dtype="<f8").astype(np.float64)
+    if vals is None:
+        values: Any = list(texts or ())
+    elif codec == PACKED:
+        values = _unpacked(vals, n, np.float64)
+    else:
+        values = np.frombuffer(vals, dtype="<f8").astype(np.float64)
     return PointColumns(step_arr, time_arr, ord_arr, values)
+
+
+def _unpacked(blob: bytes, n: int, dtype: type[np.generic]) -> Any:
+    """A pcodec column of a packed chunk, checked to hold ``n`` values of ``dtype``."""
+    array = standalone.simple_decompress(blob)
+    if array.dtype != dtype or len(array) != n:
+        raise ValueError(f"packed chunk column holds {len(array)} {array.dtype} values, expected {n} {dtype.__name__}")
+    return array
 
 
 def decode_row(row: Row) -> PointColumns:
@@ -292,9 +345,13 @@ class CompactRows:
 
 def is_compact(row: Row) -> bool:
     """Whether a row is in the usual encoding (step and ordinal progressions,
-    microsecond time deltas, float64 values), which :func:`decode_compact` reads."""
+    microsecond time deltas, float64 values, not packed), which :func:`decode_compact` reads."""
     return (
-        row["steps"] is None and row["ords"] is None and row["vals"] is not None and len(row["times"]) == 4 * row["n"]
+        row["codec"] == RAW
+        and row["steps"] is None
+        and row["ords"] is None
+        and row["vals"] is not None
+        and len(row["times"]) == 4 * row["n"]
     )
 
 

@@ -10,7 +10,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from runstream.chunks import CHUNK_COLUMNS, DECODE_COLUMNS, PointColumns, decode_chunk, encode_chunk, encode_chunks
+from runstream.chunks import (
+    CHUNK_COLUMNS,
+    DECODE_COLUMNS,
+    PACKED,
+    RAW,
+    SMALL_CHUNK_POINTS,
+    PointColumns,
+    decode_chunk,
+    encode_chunk,
+    encode_chunks,
+)
 from tests.fuzzing import examples, fuzz_settings
 
 BASE_TIME = 1_790_000_000.0
@@ -99,3 +109,80 @@ def test_encoding_many_series_at_once_equals_one_by_one(
     together = encode_chunks(ids, columns)
     alone = [encode_chunk(i, *c) for i, c in zip(ids, columns, strict=True)]
     assert repr(together) == repr(alone)  # NaN equal to NaN; blobs compared byte for byte
+
+
+def _curve(n: int, seed: int, shape: str) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``n`` points of a training-like series: steps, times rounded as a clock's, ordinals, values."""
+    rng = np.random.default_rng(seed)
+    steps = np.arange(n, dtype=np.int64) * 2 if seed % 2 else np.sort(rng.integers(-(2**40), 2**40, n))
+    ordinals = np.arange(n, dtype=np.int64) + 5 if seed % 3 else rng.integers(0, 2**40, n)
+    times = BASE_TIME + np.cumsum(rng.integers(0, 5_000, n)) / 1e6
+    decay = np.exp(-np.arange(n) / n)
+    values = {
+        "float32": (decay + rng.normal(0, 0.01, n)).astype(np.float32).astype(np.float64),
+        "float64": decay * rng.uniform(0.9, 1.1, n),
+        "constant": np.full(n, 0.125),
+        # Any bit pattern: NaN payloads, ±Inf, -0.0 and subnormals among them.
+        "bits": rng.integers(np.iinfo(np.int64).min, np.iinfo(np.int64).max, n, dtype=np.int64).view(np.float64),
+    }[shape]
+    return steps, times, ordinals, values
+
+
+@pytest.mark.fuzz
+@fuzz_settings(examples(40))
+@given(
+    st.integers(SMALL_CHUNK_POINTS, 3 * SMALL_CHUNK_POINTS),
+    st.integers(0, 2**32 - 1),
+    st.sampled_from(["float32", "float64", "constant", "bits"]),
+)
+def test_large_chunks_are_packed_and_read_back_as_raw_ones_are(n: int, seed: int, shape: str) -> None:
+    """A chunk of SMALL_CHUNK_POINTS or more is packed; it decodes to the points a raw chunk of them decodes to."""
+    steps, times, ordinals, values = _curve(n, seed, shape)
+    record = dict(zip(CHUNK_COLUMNS, encode_chunk(3, steps, times, ordinals, values), strict=True))
+    assert record["codec"] == PACKED
+    chunk = _decode(tuple(record.values()))
+    assert chunk.steps.tolist() == steps.tolist()
+    assert chunk.ordinals.tolist() == ordinals.tolist()
+    assert chunk.values.tobytes() == values.tobytes()  # bit for bit
+    # The same points minus one, in a chunk small enough to stay raw, decode to the same times.
+    raw = _decode(encode_chunk(3, steps[1:], times[1:], ordinals[1:], values[1:]))
+    assert raw.times.tobytes() == chunk.times[1:].tobytes()
+    assert (record["time_start"], record["time_end"]) == (chunk.times[0], chunk.times[-1])
+    assert _bits(record["value_last"]) == _bits(values[-1])
+    assert (record["step_min"], record["step_max"]) == (steps.min(), steps.max())
+    # A flush's bulk encoding packs the large series and keeps the small ones raw, as one by one.
+    small = PointColumns(steps[:5], times[:5], ordinals[:5], values[:5])
+    together = encode_chunks([1, 2], [small, PointColumns(steps, times, ordinals, values)])
+    assert repr(together) == repr([encode_chunk(1, *small), encode_chunk(2, steps, times, ordinals, values)])
+    assert [r[-1] for r in together] == [RAW, PACKED]
+
+
+def test_large_text_chunks_and_times_out_of_order_stay_raw() -> None:
+    n = SMALL_CHUNK_POINTS
+    texts = [str(i) for i in range(n)]
+    assert encode_chunk(1, range(n), [BASE_TIME] * n, range(n), texts, is_text=True)[-1] == RAW
+    backwards = [BASE_TIME - i for i in range(n)]
+    record = encode_chunk(1, range(n), backwards, range(n), [0.5] * n)
+    assert record[-1] == RAW
+    assert _decode(record).times.tolist() == backwards
+
+
+def test_packed_chunks_are_smaller_than_raw_ones_for_a_float32_curve() -> None:
+    steps, times, ordinals, values = _curve(10_000, 1, "float32")
+    record = dict(zip(CHUNK_COLUMNS, encode_chunk(1, steps, times, ordinals, values), strict=True))
+    # Raw: 8 B of value and 4 B of time delta per point.
+    assert len(record["vals"]) + len(record["times"]) < 6 * 10_000
+
+
+def test_rows_written_before_codecs_existed_read_as_raw_and_unknown_codecs_are_refused() -> None:
+    record = dict(
+        zip(CHUNK_COLUMNS, encode_chunk(1, [0, 1], [BASE_TIME, BASE_TIME + 1], [0, 1], [0.5, 1.5]), strict=True)
+    )
+    old = {k: record[k] for k in DECODE_COLUMNS if k != "codec"}  # a row of migration 0021's schema
+    assert decode_chunk(**old).values.tolist() == [0.5, 1.5]
+    with pytest.raises(ValueError, match="codec 7"):
+        decode_chunk(**old, codec=7)
+    # A packed column that does not hold the chunk's n values is refused, not read short.
+    packed = dict(zip(CHUNK_COLUMNS, encode_chunk(1, *_curve(SMALL_CHUNK_POINTS, 1, "float32")), strict=True))
+    with pytest.raises(ValueError, match="expected 1001"):
+        decode_chunk(**{**{k: packed[k] for k in DECODE_COLUMNS}, "n": SMALL_CHUNK_POINTS + 1})

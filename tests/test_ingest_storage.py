@@ -25,7 +25,7 @@ from ingest._compaction import SMALL_CHUNK_POINTS, ChunkCompactor
 from ingest._partitions import PointPartitions, utc_day
 from query import LocalArtifactStore
 from query._artifact_gc import collect_artifacts
-from runstream.chunks import CHUNK_COLUMNS, decode_row, encode_chunk
+from runstream.chunks import CHUNK_COLUMNS, PACKED, decode_row, encode_chunk
 from runstream.config import Settings
 from runstream.schema import migrate
 from tests.conftest import Services
@@ -341,6 +341,41 @@ async def test_compaction_merges_small_chunks_per_day_and_changes_no_point(servi
             assert [(d["stored_day"], d["n"]) for d in days] == [(today - 1, 6), (today, 64), (today, 2000)]
             assert await conn.fetchval("SELECT small_chunks FROM series WHERE id = $1", loss) == 2
         assert await compactor.compact() == 0  # below merge_at now
+
+
+async def test_compaction_packs_what_it_merges_into_a_large_chunk(services: Services) -> None:
+    """Small raw chunks merged into SMALL_CHUNK_POINTS or more come out packed, every point's bits kept."""
+    today = utc_day()
+    async with own_database(services.admin_dsn) as dsn, asyncpg.create_pool(dsn, min_size=1, max_size=2) as pool:
+        await PointPartitions(pool).ensure(today)
+        async with pool.acquire() as conn:
+            loss = await _series(conn, await _seed_run(conn, "packed"), "loss", "float")
+            rng = np.random.default_rng(5)
+            values = rng.normal(0, 1, 1_500).astype(np.float32).astype(np.float64).tolist()
+            values[7], values[8], values[9] = math.nan, -math.inf, -0.0
+            parts = [
+                (
+                    list(range(i, i + 50)),
+                    [T0 + k / 100 for k in range(i, i + 50)],
+                    list(range(i, i + 50)),
+                    values[i : i + 50],
+                )
+                for i in range(0, 1_500, 50)
+            ]
+            await _copy_chunks(conn, loss, today, parts)
+            before = _points(await _chunks_of(conn, loss))
+            assert await conn.fetchval("SELECT count(*) FROM point_chunks WHERE codec = $1", PACKED) == 0
+
+        assert await ChunkCompactor(pool, merge_at=8).compact() == 29
+        async with pool.acquire() as conn:
+            after = _points(await _chunks_of(conn, loss))
+            assert [p[:3] for p in after] == [p[:3] for p in before]
+            assert [struct.pack("<d", p[3]) for p in after] == [struct.pack("<d", v) for v in values]
+            chunk = await conn.fetchrow(
+                "SELECT n, codec, length(vals) AS size FROM point_chunks WHERE series_id = $1", loss
+            )
+            assert (chunk["n"], chunk["codec"]) == (1_500, PACKED)
+            assert chunk["size"] < 8 * 1_500
 
 
 async def test_a_worker_compacts_a_slowly_logged_series(settings: Settings, db: asyncpg.Pool) -> None:
