@@ -10,6 +10,7 @@ embed one::
 from ._admin import DroppedRuns, drop_experiment, drop_expired_runs
 from ._errors import IngestConfigError, IngestError, IngestStartError, IngestStateError, UnknownExperimentError
 from ._options import IngestOptions
+from ._packing import PackedChunks, pack_raw_chunks
 from ._worker import IngestWorker, run_worker
 
 __all__ = [
@@ -20,8 +21,10 @@ __all__ = [
     "IngestStartError",
     "IngestStateError",
     "IngestWorker",
+    "PackedChunks",
     "UnknownExperimentError",
     "drop_experiment",
     "drop_expired_runs",
+    "pack_raw_chunks",
     "run_worker",
 ]

@@ -180,6 +180,18 @@ def _retention(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def _pack_chunks(settings: Settings, _: argparse.Namespace) -> int:
+    from ingest import pack_raw_chunks
+
+    packed = asyncio.run(pack_raw_chunks(settings.database_url))
+    mb = 1024 * 1024
+    print(
+        f"packed {packed.chunks} chunk(s) of {packed.points} point(s): times and values "
+        f"{packed.bytes_before / mb:.1f} MB -> {packed.bytes_after / mb:.1f} MB"
+    )
+    return 0
+
+
 def _dropped(dropped: DroppedRuns) -> str:
     return (
         f"{dropped.runs} run(s), {dropped.series} series, {dropped.points} point(s), "
@@ -292,6 +304,10 @@ _COMMANDS = {
     "query": (_query, "run the query service in the foreground"),
     "drop-experiment": (_drop_experiment, "delete one experiment's runs and all their data"),
     "retention": (_retention, "delete the runs that ended over N days ago, with all their data"),
+    "pack-chunks": (
+        _pack_chunks,
+        "rewrite large chunks stored before the storage codec as packed ones (safe beside ingest and query)",
+    ),
     "gc-artifacts": (_gc_artifacts, "delete stored files no run references any more, and uploads abandoned a day ago"),
     "healthcheck": (_healthcheck, "is this container's service ready? (the image's HEALTHCHECK)"),
     "runs": (_runs, "runs from the query service: ls, show ID, export --experiment X"),

@@ -20,12 +20,20 @@ import asyncpg
 import numpy as np
 import pytest
 
-from ingest import DroppedRuns, IngestOptions, IngestWorker, UnknownExperimentError, drop_expired_runs
+from ingest import (
+    DroppedRuns,
+    IngestOptions,
+    IngestWorker,
+    PackedChunks,
+    UnknownExperimentError,
+    drop_expired_runs,
+    pack_raw_chunks,
+)
 from ingest._compaction import SMALL_CHUNK_POINTS, ChunkCompactor
 from ingest._partitions import PointPartitions, utc_day
 from query import LocalArtifactStore
 from query._artifact_gc import collect_artifacts
-from runstream.chunks import CHUNK_COLUMNS, PACKED, decode_row, encode_chunk
+from runstream.chunks import CHUNK_COLUMNS, PACKED, RAW, decode_row, encode_chunk
 from runstream.config import Settings
 from runstream.schema import migrate
 from tests.conftest import Services
@@ -376,6 +384,53 @@ async def test_compaction_packs_what_it_merges_into_a_large_chunk(services: Serv
             )
             assert (chunk["n"], chunk["codec"]) == (1_500, PACKED)
             assert chunk["size"] < 8 * 1_500
+
+
+async def test_pack_chunks_rewrites_the_large_raw_chunks_of_earlier_versions_and_changes_no_point(
+    services: Services,
+) -> None:
+    today = utc_day()
+    async with own_database(services.admin_dsn) as dsn, asyncpg.create_pool(dsn, min_size=1, max_size=2) as pool:
+        await PointPartitions(pool).ensure(today)
+        async with pool.acquire() as conn:
+            loss = await _series(conn, await _seed_run(conn, "old"), "loss", "float")
+            rng = np.random.default_rng(9)
+            n = SMALL_CHUNK_POINTS + 500
+            values = rng.normal(0, 1, 3 * n).astype(np.float32).astype(np.float64)
+            values[3], values[4] = math.nan, math.inf
+            times = T0 + np.cumsum(rng.integers(0, 3_000, 3 * n)) / 1e6
+            records = []
+            for i in range(3):  # written by a version without the codec: raw, however large
+                part = slice(i * n, (i + 1) * n)
+                record = dict(
+                    zip(
+                        CHUNK_COLUMNS,
+                        encode_chunk(loss, np.arange(3 * n)[part], times[part], np.arange(3 * n)[part], values[part]),
+                        strict=True,
+                    )
+                )
+                micros = np.round(times[part] * 1e6)
+                record |= {
+                    "times": np.diff(micros, prepend=micros[0]).astype("<u4").tobytes(),
+                    "vals": values[part].astype("<f8").tobytes(),
+                    "codec": RAW,
+                }
+                records.append((*record.values(), today))
+            await conn.copy_records_to_table("point_chunks", columns=(*CHUNK_COLUMNS, "stored_day"), records=records)
+            small = [([3 * n], [T0 + 1e4], [3 * n], [0.5])]  # too small to pack: compaction's
+            await _copy_chunks(conn, loss, today, small)
+            before = _points(await _chunks_of(conn, loss))
+
+        packed = await pack_raw_chunks(dsn, batch_chunks=2)
+        assert (packed.chunks, packed.points) == (3, 3 * n)
+        assert packed.bytes_after < packed.bytes_before / 2
+        async with pool.acquire() as conn:
+            after = _points(await _chunks_of(conn, loss))
+            assert [p[:3] for p in after] == [p[:3] for p in before]
+            assert [struct.pack("<d", p[3]) for p in after] == [struct.pack("<d", p[3]) for p in before]
+            codecs = await conn.fetch("SELECT n, codec FROM point_chunks WHERE series_id = $1 ORDER BY n", loss)
+            assert [(r["n"], r["codec"]) for r in codecs] == [(1, RAW)] + [(n, PACKED)] * 3
+        assert await pack_raw_chunks(dsn) == PackedChunks()  # nothing left: running it again is harmless
 
 
 async def test_a_worker_compacts_a_slowly_logged_series(settings: Settings, db: asyncpg.Pool) -> None:
