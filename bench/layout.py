@@ -30,13 +30,35 @@ import asyncpg
 import numpy as np
 
 from ingest._partitions import utc_day
-from runstream.chunks import CHUNK_COLUMNS, DECODE_COLUMNS, decode_row, encode_chunk
+from runstream.chunks import CHUNK_COLUMNS, DECODE_COLUMNS, PointColumns, decode_row, encode_chunks
 from runstream.config import Settings
 from runstream.dsn import with_database
 from runstream.schema import migrate
 
+__all__ = ["copy_series", "today_partition"]
+
 _SERIES = 20
 _REPS = 5
+
+
+async def today_partition(conn: asyncpg.Connection) -> int:
+    """Create today's ``point_chunks`` partition (ingest's workers do in a live system); return its day."""
+    day = utc_day()
+    await conn.fetchval("SELECT runstream_point_partition($1)", day)
+    return day
+
+
+async def copy_series(
+    conn: asyncpg.Connection, series_id: int, columns: tuple[Any, ...], per_chunk: int, day: int
+) -> None:
+    """Store one series' (steps, times, ordinals, values) as ``point_chunks`` of ``per_chunk`` points.
+
+    Encoded by :func:`runstream.chunks.encode_chunks`, as ingest's flush and
+    compaction encode theirs, into the partition of ``day`` (see :func:`today_partition`).
+    """
+    pieces = [PointColumns(*(c[i : i + per_chunk] for c in columns)) for i in range(0, len(columns[0]), per_chunk)]
+    records = [(*record, day) for record in encode_chunks([series_id] * len(pieces), pieces)]
+    await conn.copy_records_to_table("point_chunks", columns=(*CHUNK_COLUMNS, "stored_day"), records=records)
 
 
 def _series(n: int, seed: int) -> tuple[Any, Any, Any, Any]:
@@ -90,11 +112,7 @@ async def _chunks_layout(conn: asyncpg.Connection, data: list[tuple[Any, ...]], 
     day = utc_day()
     started = time.perf_counter()
     for sid, columns in enumerate(data):
-        records = [
-            (*encode_chunk(sid, *(c[i : i + per_chunk] for c in columns)), day)
-            for i in range(0, len(columns[0]), per_chunk)
-        ]
-        await conn.copy_records_to_table("point_chunks", columns=(*CHUNK_COLUMNS, "stored_day"), records=records)
+        await copy_series(conn, sid, columns, per_chunk, day)
     seconds = time.perf_counter() - started
     size = "SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits WHERE inhparent = 'point_chunks'::regclass"
     select = f"SELECT {', '.join(DECODE_COLUMNS)} FROM point_chunks WHERE series_id = 0"  # noqa: S608 - constant column names
@@ -137,7 +155,7 @@ async def _main(series_points: int) -> None:
         await migrate(dsn)
         conn = await asyncpg.connect(dsn)
         try:
-            await conn.fetchval("SELECT runstream_point_partition($1)", utc_day())
+            await today_partition(conn)
             data = [_series(series_points, seed) for seed in range(_SERIES)]
             total = _SERIES * series_points
             lo = series_points // 2

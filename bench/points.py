@@ -11,6 +11,10 @@ columns say how to count it:
 - :func:`point_bytes` sums ``pg_total_relation_size`` (heap, TOAST and
   indexes) over those tables; a partitioned parent has no storage of its own,
   so it sums every partition in its tree instead;
+- :func:`vacuum_full` rewrites them, so that the space of rows deleted (by
+  compaction) no longer counts;
+- :func:`column_bytes` splits the stored column values by series, for a
+  breakdown per metric;
 - :func:`wait_committed` returns when every record on the topic is in
   PostgreSQL, from the Kafka offsets ingest stores with each transaction.
 """
@@ -28,7 +32,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from runstream import kafka
 
-__all__ = ["count_points", "point_bytes", "point_tables", "wait_committed"]
+__all__ = ["column_bytes", "count_points", "point_bytes", "point_tables", "vacuum_full", "wait_committed"]
 
 
 async def point_tables(conn: asyncpg.Connection) -> list[str]:
@@ -101,6 +105,41 @@ async def point_bytes(conn: asyncpg.Connection) -> int:
             )
         )
     return total
+
+
+async def vacuum_full(conn: asyncpg.Connection) -> None:
+    """``VACUUM FULL`` of every table holding points (its partitions and TOAST included).
+
+    Compaction deletes the small chunks it merges; their space is reused by
+    later writes but stays in the files, so right after compaction
+    :func:`point_bytes` counts the points twice over. This rewrites the tables
+    to their live rows (taking an exclusive lock while it does).
+    """
+    for table in await point_tables(conn):
+        await conn.execute(f"VACUUM FULL {table}")
+
+
+async def column_bytes(conn: asyncpg.Connection) -> dict[int, tuple[int, int]]:
+    """Per series id: (bytes of its rows' column values as stored, points), over the tables with ``series_id``.
+
+    ``pg_column_size`` of every column, compressed and TOASTed as PostgreSQL
+    keeps it: what one series' encoding costs, without the row headers, page
+    space and indexes that :func:`point_bytes` counts for all of them at once.
+    """
+    found: dict[int, tuple[int, int]] = {}
+    for table in await point_tables(conn):
+        columns = await _columns(conn, table)
+        if "series_id" not in columns:
+            continue
+        size = " + ".join(f'coalesce(pg_column_size(t."{name}"), 0)' for name in columns)
+        rows = await conn.fetch(
+            f"SELECT t.series_id, sum({size}) AS bytes, {await _count_expression(conn, table)} AS points"
+            f" FROM {table} t GROUP BY t.series_id"
+        )
+        for r in rows:
+            bytes_, points = found.get(r["series_id"], (0, 0))
+            found[r["series_id"]] = (bytes_ + int(r["bytes"]), points + int(r["points"]))
+    return found
 
 
 async def end_offsets(target: kafka.KafkaTarget, topic: str) -> dict[int, int]:

@@ -36,6 +36,7 @@ RESULTS_DIR = BENCH_DIR / "results"
 FIGURES = (
     "log_cost",
     "throughput",
+    "storage",
     "freshness",
     "reads",
     "query_load",

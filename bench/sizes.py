@@ -59,6 +59,14 @@ class Sizes:
     growth_rate: int = 20_000
     growth_seconds: float = 120.0
     growth_compaction_age_seconds: float = 30.0
+    # 13. storage on a realistic corpus: per measurement, corpus_runs seeded digits trainings of corpus_epochs
+    # epochs (56 steps each, 5 metrics per step) through the SDK, merged by compaction after the age; and
+    # the same five shapes synthetic, corpus_synthetic_points per series (each rep)
+    corpus_runs: int = 16
+    corpus_epochs: int = 90
+    corpus_digits_reps: int = 3
+    corpus_compaction_age_seconds: float = 1.0
+    corpus_synthetic_points: int = 1_000_000
 
 
 FULL = Sizes()
@@ -89,4 +97,8 @@ QUICK = Sizes(
     growth_rate=5_000,
     growth_seconds=30.0,
     growth_compaction_age_seconds=5.0,
+    corpus_runs=4,
+    corpus_epochs=20,
+    corpus_digits_reps=1,
+    corpus_synthetic_points=100_000,
 )

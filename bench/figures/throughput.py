@@ -170,7 +170,7 @@ def _rows() -> dict[str, Row]:
             figure=TITLE + " (P=1, W=1)",
             unit="points/s",
             baseline_name="MLflow log_batch (1,000/call, 4 threads)",
-            bars=[Bar("min", 500_000, "≥ 500k/s"), Bar("ratio", 100, "≥ 100×")],
+            bars=[Bar("ratio", 100, "≥ 100×")],  # its rate's bar (issue 18: 1.2M/s) is on the row below
         ),
         "vs_copy": Row(
             key="throughput_p1_w1_vs_copy",
@@ -178,7 +178,7 @@ def _rows() -> dict[str, Row]:
             unit="points/s",
             baseline_name="asyncpg binary COPY, unindexed table, 1 connection",
             ratio_kind="fraction",
-            bars=[Bar("ratio", 0.5, "≥ 50% of COPY")],
+            bars=[Bar("min", 1_200_000, "≥ 1.2M/s"), Bar("ratio", 0.5, "≥ 50% of COPY")],
         ),
         "storage": Row(
             key="storage_bytes_per_point",
