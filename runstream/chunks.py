@@ -344,32 +344,48 @@ class CompactRows:
 
 
 def is_compact(row: Row) -> bool:
-    """Whether a row is in the usual encoding (step and ordinal progressions,
-    microsecond time deltas, float64 values, not packed), which :func:`decode_compact` reads."""
-    return (
-        row["codec"] == RAW
-        and row["steps"] is None
-        and row["ords"] is None
-        and row["vals"] is not None
-        and len(row["times"]) == 4 * row["n"]
-    )
+    """Whether a row is in the usual encoding (step and ordinal progressions, float64 values; raw
+    microsecond time deltas or packed), which :func:`decode_compact` reads."""
+    if row["steps"] is not None or row["ords"] is not None or row["vals"] is None:
+        return False
+    return row["codec"] == PACKED or (row["codec"] == RAW and len(row["times"]) == 4 * row["n"])
 
 
 def decode_compact(rows: Sequence[Row]) -> CompactRows:
     """:func:`decode_chunk`'s arithmetic over many :func:`is_compact` rows in a few whole-array passes.
 
     Decoding a long series stored in chunks of ~1,000 points row by row is
-    dominated by a dozen small numpy calls per row; this does a handful in all.
+    dominated by a dozen small numpy calls per row; this does a handful in
+    all for raw rows, and two pcodec calls per packed row.
     """
     n = np.fromiter((r["n"] for r in rows), np.int64, len(rows))
     first = np.cumsum(n) - n
     step_start, step_stride, ord_start = (
         np.array([r[k] for r in rows], np.int64) for k in ("step_start", "step_stride", "ord_start")
     )
+    packed = np.fromiter((r["codec"] == PACKED for r in rows), bool, len(rows))
+    if not packed.any():
+        times, values = _raw_columns(rows)
+    else:
+        times, values = np.empty(int(n.sum())), np.empty(int(n.sum()))
+        if not packed.all():
+            places = np.repeat(~packed, n)
+            times[places], values[places] = _raw_columns([r for r, p in zip(rows, packed, strict=True) if not p])
+        for k in np.flatnonzero(packed).tolist():
+            row, at, count = rows[k], int(first[k]), int(n[k])
+            times[at : at + count] = (round(row["time_start"] * 1e6) + _unpacked(row["times"], count, np.int64)) / 1e6
+            values[at : at + count] = _unpacked(row["vals"], count, np.float64)
+    return CompactRows(n, step_start, step_stride, ord_start, times, values)
+
+
+def _raw_columns(rows: Sequence[Row]) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Times and values of raw compact rows, end to end, in whole-array passes."""
+    n = np.fromiter((r["n"] for r in rows), np.int64, len(rows))
+    first = np.cumsum(n) - n
     deltas = np.frombuffer(b"".join(r["times"] for r in rows), "<u4")
     total = np.cumsum(deltas, dtype=np.int64)
     # Each row's micros are its rounded time_start plus the deltas' running sum from its own first point.
     base = np.array([round(r["time_start"] * 1e6) for r in rows], np.int64) - (total[first] - deltas[first])
     times = (np.repeat(base, n) + total) / 1e6
     values = np.frombuffer(b"".join(r["vals"] for r in rows), "<f8").astype(np.float64, copy=False)
-    return CompactRows(n, step_start, step_stride, ord_start, times, values)
+    return times, values

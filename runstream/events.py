@@ -76,7 +76,6 @@ Errors::
 
 from __future__ import annotations
 
-import base64
 import binascii
 import math
 import uuid
@@ -87,6 +86,7 @@ from typing import Any, Final, Literal, TypeAlias
 import numpy as np
 import numpy.typing as npt
 import orjson
+import pybase64
 
 __all__ = [
     "CHANGED_RUNS_CHANNEL",
@@ -256,7 +256,7 @@ def decode_json_value(value: Any) -> Any:
 
 
 def _pack(values: Sequence[Any], dtype: np.dtype[Any]) -> str:
-    return base64.b64encode(np.asarray(values, dtype=dtype).tobytes()).decode("ascii")
+    return pybase64.b64encode(np.asarray(values, dtype=dtype).tobytes()).decode("ascii")
 
 
 def _pack_ints(values: Sequence[int]) -> str | dict[str, int]:
@@ -289,12 +289,16 @@ def _unpack(event: WireEvent, field: str, dtype: np.dtype[Any]) -> npt.NDArray[A
     if not isinstance(text, str):
         raise EventError("bad_shape", f"scalars {event['name']!r}: {field} must be base64 of {dtype.name}")
     try:
-        raw = binascii.a2b_base64(text, strict_mode=True)
+        # pybase64 (SIMD): 40-60x binascii here, which was the largest cost of decoding a record.
+        # validate=True refuses what binascii's strict mode does (non-alphabet, bad padding).
+        raw = pybase64.b64decode(text, validate=True)
     except (binascii.Error, ValueError):
         raise EventError("bad_shape", f"scalars {event['name']!r}: {field} is not base64") from None
     if len(raw) % dtype.itemsize:
         raise EventError("bad_shape", f"scalars {event['name']!r}: {field} is not whole {dtype.name} values")
-    return np.frombuffer(raw, dtype=dtype).astype(dtype.newbyteorder("="), copy=False)
+    array = np.frombuffer(raw, dtype=dtype)
+    # Little-endian on the wire; only a big-endian host needs the copy into its own order.
+    return array if dtype.isnative else array.astype(dtype.newbyteorder("="))
 
 
 def scalars_event(

@@ -55,9 +55,11 @@ def test_public_names_are_pinned() -> None:
         "IngestStartError",
         "IngestStateError",
         "IngestWorker",
+        "PackedChunks",
         "UnknownExperimentError",
         "drop_experiment",
         "drop_expired_runs",
+        "pack_raw_chunks",
         "run_worker",
     ]
 

@@ -6,11 +6,11 @@ import struct
 from typing import Any
 
 import numpy as np
-from hypothesis import given, settings
+from hypothesis import event, given, settings
 from hypothesis import strategies as st
 
 from query._points import SeriesRange, decode_rows
-from runstream.chunks import CHUNK_COLUMNS, decode_row, encode_chunk
+from runstream.chunks import CHUNK_COLUMNS, PACKED, SMALL_CHUNK_POINTS, decode_row, encode_chunk
 
 T0 = 1_764_000_000.0
 
@@ -20,21 +20,32 @@ def chunk(draw: st.DrawFn, *, text: bool, compact: bool) -> dict[str, Any]:
     """One encoded chunk; unless ``compact``, maybe with explicit steps, ordinals or absolute times.
 
     Lists of chunks drawn with ``compact=False`` mix both kinds, as a series does after compaction.
+    Some numeric chunks are large enough to be packed (their values drawn from a seed, NaN among them).
     """
-    n = draw(st.integers(1, 40))
+    large = not text and draw(st.integers(0, 3)) == 0
+    n = SMALL_CHUNK_POINTS + draw(st.integers(0, 3)) if large else draw(st.integers(1, 40))
     step0, stride = draw(st.integers(-(2**40), 2**40)), draw(st.integers(0, 5))
     steps = [step0 + stride * i for i in range(n)]
     if not compact and draw(st.booleans()) and n > 2:
         steps[-1] = draw(st.integers(-(2**40), 2**40))
     start = T0 + draw(st.floats(0, 1e5))
-    gaps = draw(st.lists(st.floats(0, 10), min_size=n - 1, max_size=n - 1))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    gaps = (
+        rng.uniform(0, 10, n - 1).tolist()
+        if large
+        else draw(st.lists(st.floats(0, 10), min_size=n - 1, max_size=n - 1))
+    )
     times = list(np.cumsum([start, *gaps]))
     if not compact and draw(st.booleans()) and n > 1:
         times.reverse()  # backwards: absolute float64 times
     ordinal0 = draw(st.integers(0, 2**40))
     ordinals = [ordinal0 + i + (5 if not compact and draw(st.booleans()) and i == n - 1 else 0) for i in range(n)]
     values: list[Any] = (
-        [str(i) for i in range(n)] if text else draw(st.lists(st.floats(allow_nan=True), min_size=n, max_size=n))
+        [str(i) for i in range(n)]
+        if text
+        else np.where(rng.random(n) < 0.01, np.nan, rng.normal(0, 1, n)).tolist()
+        if large
+        else draw(st.lists(st.floats(allow_nan=True), min_size=n, max_size=n))
     )
     return dict(zip(CHUNK_COLUMNS, encode_chunk(7, steps, times, ordinals, values, is_text=text), strict=True))
 
@@ -51,6 +62,7 @@ def _same(a: np.ndarray, b: np.ndarray) -> bool:
 def test_bulk_decoding_equals_decode_chunk(text: bool, compact: bool, data: st.DataObject) -> None:
     rows = data.draw(st.lists(chunk(text=text, compact=compact), min_size=1, max_size=8))
     expected = [decode_row(r) for r in rows]
+    event("packed rows" if any(r["codec"] == PACKED for r in rows) else "raw rows only")
     got = decode_rows(rows)  # type: ignore[arg-type]
     # A few points picked before the whole columns are asked for: computed from the rows' progressions.
     picked = np.array(sorted(data.draw(st.sets(st.integers(0, len(got.times) - 1), max_size=3))), dtype=np.intp)
