@@ -49,15 +49,16 @@ async def today_partition(conn: asyncpg.Connection) -> int:
 
 
 async def copy_series(
-    conn: asyncpg.Connection, series_id: int, columns: tuple[Any, ...], per_chunk: int, day: int
+    conn: asyncpg.Connection, series_id: int, columns: tuple[Any, ...], per_chunk: int, day: int, *, pack: bool
 ) -> None:
     """Store one series' (steps, times, ordinals, values) as ``point_chunks`` of ``per_chunk`` points.
 
-    Encoded by :func:`runstream.chunks.encode_chunks`, as ingest's flush and
-    compaction encode theirs, into the partition of ``day`` (see :func:`today_partition`).
+    Encoded by :func:`runstream.chunks.encode_chunks`, raw as ingest's flush
+    writes them or, with ``pack``, as compaction leaves them, into the
+    partition of ``day`` (see :func:`today_partition`).
     """
     pieces = [PointColumns(*(c[i : i + per_chunk] for c in columns)) for i in range(0, len(columns[0]), per_chunk)]
-    records = [(*record, day) for record in encode_chunks([series_id] * len(pieces), pieces)]
+    records = [(*record, day) for record in encode_chunks([series_id] * len(pieces), pieces, pack=pack)]
     await conn.copy_records_to_table("point_chunks", columns=(*CHUNK_COLUMNS, "stored_day"), records=records)
 
 
@@ -112,7 +113,7 @@ async def _chunks_layout(conn: asyncpg.Connection, data: list[tuple[Any, ...]], 
     day = utc_day()
     started = time.perf_counter()
     for sid, columns in enumerate(data):
-        await copy_series(conn, sid, columns, per_chunk, day)
+        await copy_series(conn, sid, columns, per_chunk, day, pack=False)  # the layouts, before any codec
     seconds = time.perf_counter() - started
     size = "SELECT sum(pg_total_relation_size(inhrelid)) FROM pg_inherits WHERE inhparent = 'point_chunks'::regclass"
     select = f"SELECT {', '.join(DECODE_COLUMNS)} FROM point_chunks WHERE series_id = 0"  # noqa: S608 - constant column names

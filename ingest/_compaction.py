@@ -19,6 +19,11 @@ small chunks, one COPY of the merged chunks, one UPDATE of the counts), so a
 batch of ``batch_series`` series costs a handful of round trips, and a pass
 takes batches until none is left or ``pass_seconds`` have gone.
 
+Packing: a pass then packs (:mod:`ingest._packing`) the large chunks that
+flushes wrote raw, once their last point is ``age_seconds`` old, in batches
+claimed the same way; merged chunks come out packed already. ``observe``
+gets ``series`` 0 for a batch of packing.
+
 It changes no point, so readers and their caches (keyed on point counts) are
 unaffected; a reader sees either the old chunks or the new ones (one
 transaction). Locking: the series rows first, then their small chunks (the
@@ -52,6 +57,8 @@ from runstream.chunks import (
     encode_chunks,
     is_compact,
 )
+
+from ._packing import PACK_BATCH_CHUNKS, PackedChunks, pack_batch
 
 __all__ = ["CHUNK_POINTS", "SMALL_CHUNK_POINTS", "ChunkCompactor", "slices"]
 
@@ -94,7 +101,24 @@ class ChunkCompactor:
             await asyncio.sleep(0)  # a batch's merging is CPU: let the flushes in between
         if removed:
             log.info("compaction: %d small chunks merged in %d series", removed, series)
+        packed = await self._pack(deadline)
+        if packed.chunks:
+            log.info("compaction: %d large chunks of %d points packed", packed.chunks, packed.points)
         return removed
+
+    async def _pack(self, deadline: float) -> PackedChunks:
+        """Pack the large raw chunks flushes wrote once they are as old as small ones wait to be merged."""
+        total = PackedChunks()
+        while time.monotonic() < deadline:
+            started = time.perf_counter()
+            async with self._pool.acquire() as conn:
+                done = await pack_batch(conn, older_than_seconds=self._age_seconds)
+            total += done
+            self._observe(0, done.points, time.perf_counter() - started)
+            if done.chunks < PACK_BATCH_CHUNKS:
+                break
+            await asyncio.sleep(0)  # packing is CPU: let the flushes in between
+        return total
 
     async def compact_batch(self) -> tuple[int, int]:
         """Claim one batch of series no one else holds and merge their small chunks: (series, chunks removed)."""
@@ -157,7 +181,7 @@ def _merge_all(chunks: list[asyncpg.Record], text: set[int]) -> tuple[list[tuple
         for (series_id, day), columns in zip(usual, _decoded([groups[key] for key in usual]), strict=True)
         for piece in slices(columns)
     ]
-    encoded = encode_chunks([series_id for series_id, _, _ in pieces], [piece for _, _, piece in pieces])
+    encoded = encode_chunks([series_id for series_id, _, _ in pieces], [piece for _, _, piece in pieces], pack=True)
     records = [(*record, day) for record, (_, day, _) in zip(encoded, pieces, strict=True)]
     done = set(usual)
     for (series_id, day), group in groups.items():
@@ -207,6 +231,7 @@ def _merge(series_id: int, chunks: list[asyncpg.Record], *, is_text: bool) -> li
             ordinals[i : i + CHUNK_POINTS],
             values[i : i + CHUNK_POINTS],
             is_text=is_text,
+            pack=True,
         )
         for i in range(0, len(steps), CHUNK_POINTS)
     ]

@@ -20,14 +20,15 @@ Within a chunk:
   ``ord_start`` is stored; a gap makes the chunk carry them as int64 ``ords``.
 
 ``codec`` says how ``times`` and ``vals`` are laid out. :data:`RAW` is the
-above. :data:`PACKED` (a numeric chunk of at least :data:`SMALL_CHUNK_POINTS`
-points whose times take the microsecond deltas) holds both compressed by
-pcodec, bit-exact: ``times`` as the int64 microseconds since ``time_start``,
-``vals`` as the float64 values. Training curves have few distinct high bytes
-and smooth steps, which pcodec's delta and binning models find: about a third
-of the raw size (docs/storage-layout.md). Smaller chunks stay raw, cheap to
-write: compaction merges them into large, packed ones later. Rows written
-before codecs existed are :data:`RAW` (the column's default).
+above. :data:`PACKED` holds both compressed by pcodec, bit-exact: ``times``
+as the int64 microseconds since ``time_start``, ``vals`` as the float64
+values. Training curves have few distinct high bytes and smooth steps, which
+pcodec's delta and binning models find: about a third of the raw size
+(docs/storage-layout.md). Packing costs 25-50 ns a value, so ingest's flush
+writes raw chunks and ingest's compaction packs them in the background
+(``pack=True``): a numeric chunk of at least :data:`SMALL_CHUNK_POINTS`
+points whose times take the microsecond deltas. Rows written before codecs
+existed are :data:`RAW` (the column's default).
 """
 
 from __future__ import annotations
@@ -99,8 +100,8 @@ DECODE_COLUMNS = (
 RAW: Final = 0
 #: ``codec`` of a chunk whose ``times`` and ``vals`` are pcodec-compressed.
 PACKED: Final = 1
-#: Chunks of fewer points are written raw and merged by ingest's compaction;
-#: chunks of this many or more are packed, and left alone by compaction.
+#: Chunks of fewer points are merged by ingest's compaction (and never packed: pcodec's
+#: tables cost more than they save on a few points); chunks of this many or more are packed.
 SMALL_CHUNK_POINTS: Final = 1_000
 #: pcodec's level 4 keeps nearly all of level 8's gain at 3-4x its speed
 #: (35-40M values/s against 10M here, docs/storage-layout.md).
@@ -139,8 +140,13 @@ def encode_chunk(
     values: Sequence[Any] | npt.NDArray[Any],
     *,
     is_text: bool = False,
+    pack: bool = False,
 ) -> tuple[Any, ...]:
-    """One ``point_chunks`` record (in :data:`CHUNK_COLUMNS` order) for points of one series."""
+    """One ``point_chunks`` record (in :data:`CHUNK_COLUMNS` order) for points of one series.
+
+    ``pack``: :data:`PACKED` if the chunk can be (numeric, at least
+    :data:`SMALL_CHUNK_POINTS` points, microsecond time deltas), else raw.
+    """
     n = len(steps)
     if n == 0 or not n == len(times) == len(ordinals) == len(values):
         raise ValueError("a chunk needs at least one point and columns of equal length")
@@ -157,7 +163,7 @@ def encode_chunk(
     micros = np.round(time_arr * 1e6)
     deltas = np.diff(micros, prepend=micros[0])
     in_deltas = bool((deltas >= 0).all()) and bool((deltas <= _U32_MAX).all())
-    packed = in_deltas and not is_text and n >= SMALL_CHUNK_POINTS
+    packed = pack and in_deltas and not is_text and n >= SMALL_CHUNK_POINTS
     if packed:
         times_blob = standalone.simple_compress((micros - micros[0]).astype(np.int64), _PACKING)
         time_start, time_end = float(micros[0] / 1e6), float(micros[-1] / 1e6)
@@ -203,10 +209,12 @@ def encode_chunk(
     )
 
 
-def encode_chunks(series_ids: Sequence[int], columns: Sequence[PointColumns]) -> list[tuple[Any, ...]]:
+def encode_chunks(
+    series_ids: Sequence[int], columns: Sequence[PointColumns], *, pack: bool = False
+) -> list[tuple[Any, ...]]:
     """:func:`encode_chunk` of each numeric series' columns (``series_ids[i]``, ``columns[i]``, each non-empty).
 
-    Equal to ``[encode_chunk(i, *c) for i, c in zip(series_ids, columns)]``, but
+    Equal to ``[encode_chunk(i, *c, pack=pack) for i, c in zip(series_ids, columns)]``, but
     the usual small chunks (step progressions, consecutive ordinals,
     microsecond time deltas that fit, under :data:`SMALL_CHUNK_POINTS`
     points) are encoded in whole-array passes over every series at once: with
@@ -266,8 +274,8 @@ def encode_chunks(series_ids: Sequence[int], columns: Sequence[PointColumns]) ->
             + ((lo, hi) if ok else (None, None))
             + (last, value_blobs[8 * at : 8 * (at + n)], None, RAW)
         )
-        if is_usual and n < SMALL_CHUNK_POINTS
-        else encode_chunk(sid, *c)
+        if is_usual and not (pack and n >= SMALL_CHUNK_POINTS)
+        else encode_chunk(sid, *c, pack=pack)
         for sid, is_usual, n, at, t0, t1, o0, s0, stride_, s_min, s_max, lo, hi, ok, last, c in fields
     ]
 
@@ -348,7 +356,7 @@ def is_compact(row: Row) -> bool:
     microsecond time deltas or packed), which :func:`decode_compact` reads."""
     if row["steps"] is not None or row["ords"] is not None or row["vals"] is None:
         return False
-    return row["codec"] == PACKED or (row["codec"] == RAW and len(row["times"]) == 4 * row["n"])
+    return bool(row["codec"] == PACKED or (row["codec"] == RAW and len(row["times"]) == 4 * row["n"]))
 
 
 def decode_compact(rows: Sequence[Row]) -> CompactRows:

@@ -138,7 +138,8 @@ def _curve(n: int, seed: int, shape: str) -> tuple[np.ndarray, np.ndarray, np.nd
 def test_large_chunks_are_packed_and_read_back_as_raw_ones_are(n: int, seed: int, shape: str) -> None:
     """A chunk of SMALL_CHUNK_POINTS or more is packed; it decodes to the points a raw chunk of them decodes to."""
     steps, times, ordinals, values = _curve(n, seed, shape)
-    record = dict(zip(CHUNK_COLUMNS, encode_chunk(3, steps, times, ordinals, values), strict=True))
+    assert encode_chunk(3, steps, times, ordinals, values)[-1] == RAW  # unless asked: a flush's chunks
+    record = dict(zip(CHUNK_COLUMNS, encode_chunk(3, steps, times, ordinals, values, pack=True), strict=True))
     assert record["codec"] == PACKED
     chunk = _decode(tuple(record.values()))
     assert chunk.steps.tolist() == steps.tolist()
@@ -152,24 +153,25 @@ def test_large_chunks_are_packed_and_read_back_as_raw_ones_are(n: int, seed: int
     assert (record["step_min"], record["step_max"]) == (steps.min(), steps.max())
     # A flush's bulk encoding packs the large series and keeps the small ones raw, as one by one.
     small = PointColumns(steps[:5], times[:5], ordinals[:5], values[:5])
-    together = encode_chunks([1, 2], [small, PointColumns(steps, times, ordinals, values)])
-    assert repr(together) == repr([encode_chunk(1, *small), encode_chunk(2, steps, times, ordinals, values)])
+    together = encode_chunks([1, 2], [small, PointColumns(steps, times, ordinals, values)], pack=True)
+    alone = [encode_chunk(1, *small, pack=True), encode_chunk(2, steps, times, ordinals, values, pack=True)]
+    assert repr(together) == repr(alone)
     assert [r[-1] for r in together] == [RAW, PACKED]
 
 
 def test_large_text_chunks_and_times_out_of_order_stay_raw() -> None:
     n = SMALL_CHUNK_POINTS
     texts = [str(i) for i in range(n)]
-    assert encode_chunk(1, range(n), [BASE_TIME] * n, range(n), texts, is_text=True)[-1] == RAW
+    assert encode_chunk(1, range(n), [BASE_TIME] * n, range(n), texts, is_text=True, pack=True)[-1] == RAW
     backwards = [BASE_TIME - i for i in range(n)]
-    record = encode_chunk(1, range(n), backwards, range(n), [0.5] * n)
+    record = encode_chunk(1, range(n), backwards, range(n), [0.5] * n, pack=True)
     assert record[-1] == RAW
     assert _decode(record).times.tolist() == backwards
 
 
 def test_packed_chunks_are_smaller_than_raw_ones_for_a_float32_curve() -> None:
     steps, times, ordinals, values = _curve(10_000, 1, "float32")
-    record = dict(zip(CHUNK_COLUMNS, encode_chunk(1, steps, times, ordinals, values), strict=True))
+    record = dict(zip(CHUNK_COLUMNS, encode_chunk(1, steps, times, ordinals, values, pack=True), strict=True))
     # Raw: 8 B of value and 4 B of time delta per point.
     assert len(record["vals"]) + len(record["times"]) < 6 * 10_000
 
@@ -183,6 +185,8 @@ def test_rows_written_before_codecs_existed_read_as_raw_and_unknown_codecs_are_r
     with pytest.raises(ValueError, match="codec 7"):
         decode_chunk(**old, codec=7)
     # A packed column that does not hold the chunk's n values is refused, not read short.
-    packed = dict(zip(CHUNK_COLUMNS, encode_chunk(1, *_curve(SMALL_CHUNK_POINTS, 1, "float32")), strict=True))
+    packed = dict(
+        zip(CHUNK_COLUMNS, encode_chunk(1, *_curve(SMALL_CHUNK_POINTS, 1, "float32"), pack=True), strict=True)
+    )
     with pytest.raises(ValueError, match="expected 1001"):
         decode_chunk(**{**{k: packed[k] for k in DECODE_COLUMNS}, "n": SMALL_CHUNK_POINTS + 1})

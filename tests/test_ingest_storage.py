@@ -399,23 +399,13 @@ async def test_pack_chunks_rewrites_the_large_raw_chunks_of_earlier_versions_and
             values = rng.normal(0, 1, 3 * n).astype(np.float32).astype(np.float64)
             values[3], values[4] = math.nan, math.inf
             times = T0 + np.cumsum(rng.integers(0, 3_000, 3 * n)) / 1e6
-            records = []
-            for i in range(3):  # written by a version without the codec: raw, however large
-                part = slice(i * n, (i + 1) * n)
-                record = dict(
-                    zip(
-                        CHUNK_COLUMNS,
-                        encode_chunk(loss, np.arange(3 * n)[part], times[part], np.arange(3 * n)[part], values[part]),
-                        strict=True,
-                    )
-                )
-                micros = np.round(times[part] * 1e6)
-                record |= {
-                    "times": np.diff(micros, prepend=micros[0]).astype("<u4").tobytes(),
-                    "vals": values[part].astype("<f8").tobytes(),
-                    "codec": RAW,
-                }
-                records.append((*record.values(), today))
+            steps = np.arange(3 * n)
+            # As a flush writes them, and as every version before the codec did: raw, however large.
+            records = [
+                (*encode_chunk(loss, steps[part], times[part], steps[part], values[part]), today)
+                for part in (slice(i * n, (i + 1) * n) for i in range(3))
+            ]
+            assert {r[-2] for r in records} == {RAW}
             await conn.copy_records_to_table("point_chunks", columns=(*CHUNK_COLUMNS, "stored_day"), records=records)
             small = [([3 * n], [T0 + 1e4], [3 * n], [0.5])]  # too small to pack: compaction's
             await _copy_chunks(conn, loss, today, small)
@@ -431,6 +421,39 @@ async def test_pack_chunks_rewrites_the_large_raw_chunks_of_earlier_versions_and
             codecs = await conn.fetch("SELECT n, codec FROM point_chunks WHERE series_id = $1 ORDER BY n", loss)
             assert [(r["n"], r["codec"]) for r in codecs] == [(1, RAW)] + [(n, PACKED)] * 3
         assert await pack_raw_chunks(dsn) == PackedChunks()  # nothing left: running it again is harmless
+
+
+async def test_compaction_packs_the_large_chunks_flushes_wrote_once_their_last_point_is_as_old_as_its_age(
+    services: Services,
+) -> None:
+    today = utc_day()
+    async with own_database(services.admin_dsn) as dsn, asyncpg.create_pool(dsn, min_size=1, max_size=2) as pool:
+        await PointPartitions(pool).ensure(today)
+        async with pool.acquire() as conn:
+            busy = await _series(conn, await _seed_run(conn, "busy"), "loss", "float")
+            n = SMALL_CHUNK_POINTS
+            now = time.time()
+            parts = [  # a chunk whose last point is two hours old, and one whose last point is 10 s old
+                (
+                    list(range(start, start + n)),
+                    [end - (n - k) * 1e-3 for k in range(1, n + 1)],
+                    list(range(start, start + n)),
+                    [k / 7 for k in range(n)],
+                )
+                for start, end in ((0, now - 7200), (n, now - 10))
+            ]
+            await _copy_chunks(conn, busy, today, parts)
+            before = _points(await _chunks_of(conn, busy))
+
+        assert await ChunkCompactor(pool, age_seconds=60).compact() == 0  # nothing merged: both are large
+        async with pool.acquire() as conn:
+            codecs = await conn.fetch("SELECT step_min, codec FROM point_chunks WHERE series_id = $1", busy)
+            assert sorted((r["step_min"], r["codec"]) for r in codecs) == [(0, PACKED), (n, RAW)]
+            assert _points(await _chunks_of(conn, busy)) == before
+        await ChunkCompactor(pool, age_seconds=5).compact()
+        async with pool.acquire() as conn:
+            assert await conn.fetchval("SELECT array_agg(DISTINCT codec) FROM point_chunks") == [PACKED]
+            assert _points(await _chunks_of(conn, busy)) == before
 
 
 async def test_a_worker_compacts_a_slowly_logged_series(settings: Settings, db: asyncpg.Pool) -> None:

@@ -47,7 +47,8 @@ def chunk(draw: st.DrawFn, *, text: bool, compact: bool) -> dict[str, Any]:
         if large
         else draw(st.lists(st.floats(allow_nan=True), min_size=n, max_size=n))
     )
-    return dict(zip(CHUNK_COLUMNS, encode_chunk(7, steps, times, ordinals, values, is_text=text), strict=True))
+    record = encode_chunk(7, steps, times, ordinals, values, is_text=text, pack=large and draw(st.booleans()))
+    return dict(zip(CHUNK_COLUMNS, record, strict=True))
 
 
 def _same(a: np.ndarray, b: np.ndarray) -> bool:

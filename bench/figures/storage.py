@@ -48,20 +48,25 @@ from bench.proc import run_worker
 from bench.rows import Bar, Row
 from bench.services import Sandbox
 from bench.stats import Stats
-from ingest._compaction import CHUNK_POINTS, SMALL_CHUNK_POINTS
-from runstream.chunks import DECODE_COLUMNS, decode_row
+from ingest._compaction import CHUNK_POINTS
+from runstream.chunks import DECODE_COLUMNS, RAW, SMALL_CHUNK_POINTS, decode_row
 from runstream.schema import migrate
 
 TITLE = "13. storage per point on a realistic corpus"
 BAR = Bar("max", 4, "≤ 4 B")
 
+#: What compaction has still to do: series with small chunks to merge, large raw chunks to pack.
+_DUE = f"""SELECT (SELECT count(*) FROM series WHERE small_chunks >= 2)
+    + (SELECT count(*) FROM point_chunks WHERE codec = {RAW} AND n >= {SMALL_CHUNK_POINTS} AND vals IS NOT NULL)"""  # noqa: S608 - constants only
+
 
 async def _compacted(conn: asyncpg.Connection, timeout_seconds: float) -> float:
-    """Wait until no series has small chunks left to merge (as the compactor counts them); return the seconds."""
+    """Wait until no series has small chunks left to merge (as the compactor counts them) and no large chunk
+    waits to be packed; return the seconds."""
     started = time.monotonic()
-    while (due := await conn.fetchval("SELECT count(*) FROM series WHERE small_chunks >= 2")) > 0:
+    while due := await conn.fetchval(_DUE):
         if time.monotonic() - started > timeout_seconds:
-            raise RuntimeError(f"{due} series still had small chunks to merge after {timeout_seconds:.0f} s")
+            raise RuntimeError(f"{due} series or chunks still due for compaction after {timeout_seconds:.0f} s")
         await asyncio.sleep(0.25)
     return time.monotonic() - started
 
@@ -140,7 +145,7 @@ async def synthetic_once(conn: asyncpg.Connection, day: int, points: int, seed: 
     size = await point_bytes(conn)
     for series_id, name in enumerate(METRICS):
         columns = (curves.steps, curves.times, ordinals, curves.values[name])
-        await copy_series(conn, series_id, columns, CHUNK_POINTS, day)
+        await copy_series(conn, series_id, columns, CHUNK_POINTS, day, pack=True)
         grown = await point_bytes(conn)
         per_metric[name] = (grown - size) / points
         size = grown
