@@ -132,6 +132,8 @@ MAX_RECORD_BYTES: Final = 8 * 1024 * 1024
 #: The deepest nesting of arrays and objects a record may have: orjson.dumps refuses deeper
 #: values, so no SDK writes one, and ingest could not re-encode what it stores.
 MAX_NESTING: Final = 254
+#: Records up to this size have their nesting bounded by counting brackets; larger ones by a walk.
+_SCAN_NESTING_BYTES: Final = 64 * 1024
 
 STATUSES: Final = (
     "NotStarted",
@@ -553,12 +555,30 @@ def decode_batch(data: bytes | None) -> Batch:
 
 def _check_nesting(data: bytes, doc: Any) -> None:
     """Refuse a record nested deeper than MAX_NESTING (code that walks it would recurse that deep)."""
-    if data.count(b"[") + data.count(b"{") <= MAX_NESTING:
-        return  # too few brackets to nest that deep: the usual case, at the cost of two scans in C
+    if len(data) <= _SCAN_NESTING_BYTES:
+        if data.count(b"[") + data.count(b"{") <= MAX_NESTING:
+            return  # too few brackets to nest that deep: the usual case, at the cost of two scans in C
+    elif _nests_within(doc, MAX_NESTING):
+        # A large record is mostly base64 columns: walking its few objects costs far less than
+        # scanning its bytes twice (which took 7% of ingest's time on the throughput figure).
+        return
     try:
         orjson.dumps(doc)  # refuses exactly what is deeper than MAX_NESTING
     except orjson.JSONEncodeError as exc:
         raise EventError("too_deep", f"record nests more than {MAX_NESTING} levels deep ({exc})") from None
+
+
+def _nests_within(doc: Any, limit: int) -> bool:
+    """Whether no array or object in ``doc`` lies more than ``limit`` levels deep (``doc`` itself is level 1)."""
+    pending = [(doc, 1)]
+    while pending:
+        item, depth = pending.pop()
+        if depth > limit:
+            return False
+        for child in item.values() if isinstance(item, dict) else item:
+            if isinstance(child, dict | list):
+                pending.append((child, depth + 1))
+    return True
 
 
 def _uuid_field(doc: Mapping[str, Any], key: str, reason: str) -> str:

@@ -299,10 +299,18 @@ def test_every_field_of_the_batch_takes_any_hostile_value(field: str) -> None:
 
 @pytest.mark.parametrize("depth", [253, 254, 255, 256, 1023, 1024, 1025, 10_000])
 @pytest.mark.parametrize("kind", ["list", "dict"])
-def test_nesting_at_every_depth_decodes_or_is_refused_for_its_depth(depth: int, kind: str) -> None:
-    """The record's own nesting is 3 (batch, events, event) plus the value's."""
+@pytest.mark.parametrize("large", [False, True], ids=["small record", "large record"])
+def test_nesting_at_every_depth_decodes_or_is_refused_for_its_depth(depth: int, kind: str, large: bool) -> None:
+    """The record's own nesting is 3 (batch, events, event) plus the value's.
+
+    A large record (a long scalars event beside the deep one) has its nesting walked rather than its brackets counted.
+    """
     event = {"type": "list", "name": "deep", "time": T0, "values": [nested(0, depth, kind)]}
-    result = verdict(to_json(batch_doc(STARTED, event)))
+    n = 50_000 if large else 1
+    padding = scalars_event("pad", "float", range(n), [T0] * n, range(n), [0.5] * n)
+    record = to_json(batch_doc(STARTED, padding, event))
+    assert (len(record) > 64 * 1024) is large
+    result = verdict(record)
     if depth + 4 <= 254:
         assert isinstance(result, Decoded)
     else:
