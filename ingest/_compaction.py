@@ -160,6 +160,9 @@ class ChunkCompactor:
 
 def slices(columns: PointColumns) -> Iterable[PointColumns]:
     """The columns in pieces of at most CHUNK_POINTS points, in order."""
+    if len(columns.steps) <= CHUNK_POINTS:  # the usual flush: one piece, no slicing
+        yield columns
+        return
     for start in range(0, len(columns.steps), CHUNK_POINTS):
         part = slice(start, start + CHUNK_POINTS)
         yield PointColumns(*(column[part] for column in columns))

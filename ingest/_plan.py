@@ -97,6 +97,10 @@ class PointParts:
 
     def joined(self, *, is_text: bool) -> PointColumns:
         """One set of columns: steps int64, times float64, ordinals int64, values float64 or a list of str."""
+        if len(self.parts) == 1:  # with many live series, most series get one event per flush: nothing to join
+            part = self.parts[0]
+            one = list(part.values) if is_text else np.asarray(part.values, dtype=np.float64)
+            return PointColumns(part.steps, part.times, part.ordinals, one)
         steps, times, ordinals, values = zip(*self.parts, strict=True)
         joined_values = [v for part in values for v in part] if is_text else np.concatenate(values, dtype=np.float64)
         return PointColumns(np.concatenate(steps), np.concatenate(times), np.concatenate(ordinals), joined_values)
