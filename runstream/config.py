@@ -57,7 +57,8 @@ RUNSTREAM_INGEST_FLUSH_SECONDS     longest a consumed record waits before       
 RUNSTREAM_INGEST_FLUSH_POINTS      scalar points that make ingest write at      500000
                                    once (the bound on a worker's memory)
 RUNSTREAM_COMPACTION_AGE_SECONDS   how long a series' small chunks wait before  60
-                                   ingest merges them (rewrites vs. chunks)
+                                   ingest merges them, and a large raw chunk
+                                   before it is packed (rewrites vs. size)
 RUNSTREAM_WORKSPACE_NAME           ``Workspace.name`` (Azure ML v1 identity;     runstream
                                    a config.json's ``workspace_name`` wins)
 RUNSTREAM_SUBSCRIPTION_ID          ``Workspace.subscription_id``                 local
