@@ -276,8 +276,11 @@ def _unpack_ints(event: WireEvent, field: str, n: int) -> npt.NDArray[np.int64]:
     if type(start) is not int or type(step) is not int or len(spec) != 2:
         raise EventError("bad_shape", f"scalars {event['name']!r}: {field} must be {{'from': int, 'step': int}}")
     last = start + step * max(n - 1, 0)
-    # The step itself too: numpy cannot hold it otherwise, even for a single point.
-    if not all(_INT64_MIN <= v <= _INT64_MAX for v in (start, step, last)):
+    # The step itself too: numpy cannot hold it otherwise, even for a single point. (Chained
+    # comparisons, not a generator: this runs for every column of every event.)
+    if not (
+        _INT64_MIN <= start <= _INT64_MAX and _INT64_MIN <= step <= _INT64_MAX and _INT64_MIN <= last <= _INT64_MAX
+    ):
         raise EventError("bad_value", f"scalars {event['name']!r}: {field} leaves the 64-bit range")
     if n == 1:  # one point per series per batch is the common case with many live series: one small array
         return np.array([start], dtype=np.int64)
