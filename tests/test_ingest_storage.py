@@ -4,6 +4,7 @@ of whole runs), dropping an experiment."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import math
 import os
@@ -351,13 +352,21 @@ async def test_compaction_merges_small_chunks_per_day_and_changes_no_point(servi
         assert await compactor.compact() == 0  # below merge_at now
 
 
-async def test_compaction_packs_what_it_merges_into_a_large_chunk(services: Services) -> None:
-    """Small raw chunks merged into SMALL_CHUNK_POINTS or more come out packed, every point's bits kept."""
+@contextlib.asynccontextmanager
+async def _float_series(services: Services, run: str) -> AsyncIterator[tuple[str, asyncpg.Pool, int, int]]:
+    """A database of its own with today's partition and one float series ``loss`` of a run: (dsn, pool, id, day)."""
     today = utc_day()
     async with own_database(services.admin_dsn) as dsn, asyncpg.create_pool(dsn, min_size=1, max_size=2) as pool:
         await PointPartitions(pool).ensure(today)
         async with pool.acquire() as conn:
-            loss = await _series(conn, await _seed_run(conn, "packed"), "loss", "float")
+            series_id = await _series(conn, await _seed_run(conn, run), "loss", "float")
+        yield dsn, pool, series_id, today
+
+
+async def test_compaction_packs_what_it_merges_into_a_large_chunk(services: Services) -> None:
+    """Small raw chunks merged into SMALL_CHUNK_POINTS or more come out packed, every point's bits kept."""
+    async with _float_series(services, "packed") as (dsn, pool, loss, today):
+        async with pool.acquire() as conn:
             rng = np.random.default_rng(5)
             values = rng.normal(0, 1, 1_500).astype(np.float32).astype(np.float64).tolist()
             values[7], values[8], values[9] = math.nan, -math.inf, -0.0
@@ -389,11 +398,8 @@ async def test_compaction_packs_what_it_merges_into_a_large_chunk(services: Serv
 async def test_pack_chunks_rewrites_the_large_raw_chunks_of_earlier_versions_and_changes_no_point(
     services: Services,
 ) -> None:
-    today = utc_day()
-    async with own_database(services.admin_dsn) as dsn, asyncpg.create_pool(dsn, min_size=1, max_size=2) as pool:
-        await PointPartitions(pool).ensure(today)
+    async with _float_series(services, "old") as (dsn, pool, loss, today):
         async with pool.acquire() as conn:
-            loss = await _series(conn, await _seed_run(conn, "old"), "loss", "float")
             rng = np.random.default_rng(9)
             n = SMALL_CHUNK_POINTS + 500
             values = rng.normal(0, 1, 3 * n).astype(np.float32).astype(np.float64)
@@ -426,11 +432,8 @@ async def test_pack_chunks_rewrites_the_large_raw_chunks_of_earlier_versions_and
 async def test_compaction_packs_the_large_chunks_flushes_wrote_once_their_last_point_is_as_old_as_its_age(
     services: Services,
 ) -> None:
-    today = utc_day()
-    async with own_database(services.admin_dsn) as dsn, asyncpg.create_pool(dsn, min_size=1, max_size=2) as pool:
-        await PointPartitions(pool).ensure(today)
+    async with _float_series(services, "busy") as (dsn, pool, busy, today):
         async with pool.acquire() as conn:
-            busy = await _series(conn, await _seed_run(conn, "busy"), "loss", "float")
             n = SMALL_CHUNK_POINTS
             now = time.time()
             parts = [  # a chunk whose last point is two hours old, and one whose last point is 10 s old
