@@ -164,14 +164,14 @@ def encode_chunk(
     deltas = np.diff(micros, prepend=micros[0])
     in_deltas = bool((deltas >= 0).all()) and bool((deltas <= _U32_MAX).all())
     packed = pack and in_deltas and not is_text and n >= SMALL_CHUNK_POINTS
-    if packed:
-        times_blob = standalone.simple_compress((micros - micros[0]).astype(np.int64), _PACKING)
-        time_start, time_end = float(micros[0] / 1e6), float(micros[-1] / 1e6)
-    elif in_deltas:
-        times_blob = deltas.astype("<u4").tobytes()
+    if in_deltas:
+        if packed:
+            times_blob = standalone.simple_compress((micros - micros[0]).astype(np.int64), _PACKING)
+        else:
+            times_blob = deltas.astype("<u4").tobytes()
         # The bounds as decoded (times rounded to the microsecond, never
         # decreasing), so readers compare like with like; the first is the
-        # base of the deltas.
+        # base of the deltas (or of the packed offsets).
         time_start, time_end = float(micros[0] / 1e6), float(micros[-1] / 1e6)
     else:
         times_blob = time_arr.astype("<f8").tobytes()
@@ -302,7 +302,7 @@ def decode_chunk(
     else:
         step_arr = np.frombuffer(steps, dtype="<i8").astype(np.int64)
     if codec == PACKED:
-        time_arr = (round(time_start * 1e6) + _unpacked(times, n, np.int64)) / 1e6
+        time_arr = _packed_times(time_start, times, n)
     elif len(times) == 4 * n:
         micros = round(time_start * 1e6) + np.cumsum(np.frombuffer(times, dtype="<u4"), dtype=np.int64)
         time_arr = micros / 1e6
@@ -319,6 +319,11 @@ def decode_chunk(
     else:
         values = np.frombuffer(vals, dtype="<f8").astype(np.float64)
     return PointColumns(step_arr, time_arr, ord_arr, values)
+
+
+def _packed_times(time_start: float, blob: bytes, n: int) -> npt.NDArray[np.float64]:
+    """A packed chunk's times: its rounded first time plus the microsecond offsets, in seconds."""
+    return (round(time_start * 1e6) + _unpacked(blob, n, np.int64)) / 1e6  # type: ignore[no-any-return]
 
 
 def _unpacked(blob: bytes, n: int, dtype: type[np.generic]) -> Any:
@@ -375,13 +380,14 @@ def decode_compact(rows: Sequence[Row]) -> CompactRows:
     if not packed.any():
         times, values = _raw_columns(rows)
     else:
-        times, values = np.empty(int(n.sum())), np.empty(int(n.sum()))
+        total = int(n.sum())
+        times, values = np.empty(total), np.empty(total)
         if not packed.all():
             places = np.repeat(~packed, n)
             times[places], values[places] = _raw_columns([r for r, p in zip(rows, packed, strict=True) if not p])
         for k in np.flatnonzero(packed).tolist():
             row, at, count = rows[k], int(first[k]), int(n[k])
-            times[at : at + count] = (round(row["time_start"] * 1e6) + _unpacked(row["times"], count, np.int64)) / 1e6
+            times[at : at + count] = _packed_times(row["time_start"], row["times"], count)
             values[at : at + count] = _unpacked(row["vals"], count, np.float64)
     return CompactRows(n, step_start, step_stride, ord_start, times, values)
 
